@@ -1,0 +1,437 @@
+//! gateway.toml: loading, `env:` values, and validation that reports every
+//! problem at once with its key and line (DESIGN §2).
+//!
+//! Parsing goes in three steps: the TOML syntax tree (spans kept), typed raw
+//! structs (`raw.rs`, unknown keys collected), then validation into the types
+//! below (`validate.rs`), which the rest of the gateway uses.
+
+mod raw;
+pub mod units;
+mod validate;
+
+use crate::vfs::Permissions;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub security: SecurityConfig,
+    pub sftp: Option<SftpConfig>,
+    pub ftp: Option<FtpConfig>,
+    pub admin: Option<AdminConfig>,
+    pub remotes: BTreeMap<String, RemoteConfig>,
+    pub users: Vec<UserConfig>,
+    pub syncs: Vec<SyncConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub keys_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub idle_timeout: Duration,
+    pub max_sessions: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    pub ban_threshold: u32,
+    pub ban_window: Duration,
+    pub ban_time: Duration,
+}
+
+/// Whether a listener expects a PROXY protocol header from a load balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone)]
+pub struct SftpConfig {
+    pub listen: SocketAddr,
+    pub proxy_protocol: ProxyProtocol,
+    pub proxy_allowed: Vec<IpNet>,
+}
+
+/// The address announced in PASV replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassiveHost {
+    /// The local address of the control connection.
+    Auto,
+    /// An IP or DNS name, announced as given.
+    Given(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct FtpConfig {
+    pub listen: SocketAddr,
+    pub passive_ports: RangeInclusive<u16>,
+    pub passive_host: PassiveHost,
+    /// Certificate and key PEM files; FTPS is offered when set.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub tls_required: bool,
+    pub implicit_listen: Option<SocketAddr>,
+    pub proxy_protocol: ProxyProtocol,
+    pub proxy_allowed: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    pub name: String,
+    pub kind: RemoteKind,
+    /// Multipart part size; also the read-ahead chunk.
+    pub part_size: u64,
+    pub upload_concurrency: usize,
+    pub preserve_mtime: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum RemoteKind {
+    Filesystem {
+        root: PathBuf,
+        /// `None`: probe the filesystem.
+        case_insensitive: Option<bool>,
+    },
+    S3(S3Config),
+    Memory,
+}
+
+#[derive(Clone)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub path_style: bool,
+    pub outbound_ips: Vec<std::net::IpAddr>,
+    pub use_dedicated_ips: bool,
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+    /// Time without progress on a request, not a cap on a whole stream.
+    pub request_timeout: Duration,
+    pub retries: usize,
+}
+
+impl fmt::Debug for S3Config {
+    /// Hand-written so the secret never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("path_style", &self.path_style)
+            .field("outbound_ips", &self.outbound_ips)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `remote:/path` — a folder on a named remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub remote: String,
+    /// Key prefix without leading or trailing `/`; empty for the remote's root.
+    pub prefix: String,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:/{}", self.remote, self.prefix)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    /// A PHC hash (argon2id or bcrypt); `None`: key login only.
+    pub password_hash: Option<String>,
+    pub authorized_keys: Vec<ssh_key::PublicKey>,
+    pub home: Location,
+    pub permissions: Permissions,
+    pub max_sessions: usize,
+    pub allowed_ips: Vec<IpNet>,
+    pub mounts: Vec<MountConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    /// Absolute path in the user's tree, normalised, never `/`.
+    pub path: String,
+    pub target: Location,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Push,
+    Pull,
+    TwoWay,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub name: String,
+    pub local: Location,
+    pub remote: Location,
+    pub direction: Direction,
+    pub delete_after_copy: bool,
+    pub interval: Option<Duration>,
+    pub transfers: usize,
+    pub max_delete: u8,
+    pub delete_empty_folders: bool,
+}
+
+/// One thing wrong with the config: where, which key, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "line {}: {}", self.line, self.message)
+        } else {
+            write!(f, "line {}: {}: {}", self.line, self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} has {} problem(s):", self.file, self.problems.len())?;
+        for p in &self.problems {
+            write!(f, "\n  {}:{p}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file, resolving `env:` values from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            problems: vec![Problem {
+                line: 0,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Self::parse(&text, &|name| std::env::var(name).ok()).map_err(|problems| ConfigError {
+            file,
+            problems,
+        })
+    }
+
+    /// Parses config text; `env` resolves `env:NAME` values (tests pass their own).
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
+        let lines = LineIndex::new(text);
+        let (mut root, syntax) = DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            return Err(syntax
+                .iter()
+                .map(|e| Problem {
+                    line: e.span().map_or(0, |s| lines.line(s.start)),
+                    key: String::new(),
+                    message: e.message().to_string(),
+                })
+                .collect());
+        }
+        root.get_mut().make_owned();
+        let mut problems = Vec::new();
+        resolve_env(root.get_mut(), "", env, &lines, &mut problems);
+        let keep = root.clone();
+
+        let mut unknown = Vec::new();
+        let typed: Result<raw::RawConfig, toml::de::Error> =
+            serde_ignored::deserialize(toml::de::Deserializer::from(root), |path| {
+                unknown.push(path_segments(&path))
+            });
+        for segments in unknown {
+            let line = span_of(&keep, &segments).map_or(0, |s| lines.line(s.start));
+            problems.push(Problem {
+                line,
+                key: segments.join("."),
+                message: "unknown key".into(),
+            });
+        }
+        let raw = match typed {
+            Ok(raw) => raw,
+            Err(e) => {
+                problems.push(Problem {
+                    line: e.span().map_or(0, |s| lines.line(s.start)),
+                    key: String::new(),
+                    message: e.message().to_string(),
+                });
+                return Err(sorted(problems));
+            }
+        };
+        let config = validate::validate(raw, &lines, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(sorted(problems))
+        }
+    }
+
+    pub fn remote(&self, name: &str) -> Option<&RemoteConfig> {
+        self.remotes.get(name)
+    }
+}
+
+fn sorted(mut problems: Vec<Problem>) -> Vec<Problem> {
+    problems.sort_by_key(|p| p.line);
+    problems
+}
+
+/// Byte offset → 1-based line number.
+pub(crate) struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { starts }
+    }
+
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset)
+    }
+
+    pub(crate) fn of<T>(&self, spanned: &Spanned<T>) -> usize {
+        self.line(spanned.span().start)
+    }
+}
+
+/// Replaces every `"env:NAME"` string with the variable's value, in place.
+fn resolve_env(
+    table: &mut DeTable<'_>,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    lines: &LineIndex,
+    problems: &mut Vec<Problem>,
+) {
+    for (key, value) in table.iter_mut() {
+        let key_path = join_key(path, key.get_ref());
+        resolve_env_value(value, &key_path, env, lines, problems);
+    }
+}
+
+fn resolve_env_value(
+    value: &mut Spanned<DeValue<'_>>,
+    key_path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    lines: &LineIndex,
+    problems: &mut Vec<Problem>,
+) {
+    let line = lines.of(value);
+    match value.get_mut() {
+        DeValue::String(s) => {
+            if let Some(name) = s.strip_prefix("env:") {
+                match env(name) {
+                    Some(v) => *s = v.into(),
+                    None => problems.push(Problem {
+                        line,
+                        key: key_path.to_string(),
+                        message: format!("environment variable {name} is not set"),
+                    }),
+                }
+            }
+        }
+        DeValue::Table(t) => resolve_env(t, key_path, env, lines, problems),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                resolve_env_value(item, &format!("{key_path}[{i}]"), env, lines, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn join_key(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// serde_ignored's path as segments: keys, and array indexes as numbers.
+fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => Vec::new(),
+        P::Seq { parent, index } => {
+            let mut v = path_segments(parent);
+            v.push(index.to_string());
+            v
+        }
+        P::Map { parent, key } => {
+            let mut v = path_segments(parent);
+            v.push(key.clone());
+            v
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            path_segments(parent)
+        }
+    }
+}
+
+/// Finds the span of the key at `segments` in the syntax tree.
+fn span_of(root: &Spanned<DeTable<'_>>, segments: &[String]) -> Option<std::ops::Range<usize>> {
+    let mut table = root.get_ref();
+    let mut array: Option<&toml::de::DeArray<'_>> = None;
+    let mut span = None;
+    for seg in segments {
+        if let Some(items) = array.take() {
+            let item = items.get(seg.parse::<usize>().ok()?)?;
+            span = Some(item.span());
+            match item.get_ref() {
+                DeValue::Table(t) => table = t,
+                _ => return span,
+            }
+            continue;
+        }
+        let (key, value) = table.iter().find(|(k, _)| k.get_ref() == seg)?;
+        span = Some(key.span());
+        match value.get_ref() {
+            DeValue::Table(t) => table = t,
+            DeValue::Array(items) => array = Some(items),
+            _ => {}
+        }
+    }
+    span
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! gateway.toml as written, before validation: every value keeps its span so
+//! that each problem can name its line.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+pub type S<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub security: RawSecurity,
+    pub sftp: Option<Spanned<RawSftp>>,
+    pub ftp: Option<Spanned<RawFtp>>,
+    pub admin: Option<Spanned<RawAdmin>>,
+    pub remotes: BTreeMap<String, Spanned<RawRemote>>,
+    pub users: Vec<Spanned<RawUser>>,
+    pub syncs: Vec<Spanned<RawSync>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawServer {
+    pub keys_dir: S<String>,
+    pub state_dir: S<String>,
+    pub idle_timeout: S<String>,
+    pub max_sessions: S<i64>,
+    pub shutdown_grace: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawSecurity {
+    pub ban_threshold: S<i64>,
+    pub ban_window: S<String>,
+    pub ban_time: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawSftp {
+    pub listen: S<String>,
+    pub proxy_protocol: S<String>,
+    pub proxy_allowed: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawFtp {
+    pub listen: S<String>,
+    pub passive_ports: S<String>,
+    pub passive_host: S<String>,
+    pub tls_cert: S<String>,
+    pub tls_key: S<String>,
+    pub tls_required: S<bool>,
+    pub implicit_listen: S<String>,
+    pub proxy_protocol: S<String>,
+    pub proxy_allowed: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawAdmin {
+    pub listen: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRemote {
+    pub kind: S<String>,
+    // filesystem
+    pub root: S<String>,
+    pub case_insensitive: S<bool>,
+    // s3
+    pub endpoint: S<String>,
+    pub bucket: S<String>,
+    pub region: S<String>,
+    pub access_key_id: S<String>,
+    pub secret_access_key: S<String>,
+    pub path_style: S<bool>,
+    pub outbound_ips: Vec<Spanned<String>>,
+    pub use_dedicated_ips: S<bool>,
+    pub max_connections: S<i64>,
+    pub connect_timeout: S<String>,
+    pub request_timeout: S<String>,
+    pub retries: S<i64>,
+    // every kind: the upload layer uses them
+    pub part_size: S<String>,
+    pub upload_concurrency: S<i64>,
+    pub preserve_mtime: S<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawUser {
+    pub name: S<String>,
+    pub password: S<String>,
+    pub authorized_keys: Vec<Spanned<String>>,
+    pub home: S<String>,
+    pub permissions: S<Vec<Spanned<String>>>,
+    pub max_sessions: S<i64>,
+    pub allowed_ips: S<Vec<Spanned<String>>>,
+    pub mounts: Vec<Spanned<RawMount>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawMount {
+    pub path: S<String>,
+    pub target: S<String>,
+    pub read_only: S<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawSync {
+    pub name: S<String>,
+    pub local: S<String>,
+    pub remote: S<String>,
+    pub direction: S<String>,
+    pub after_copy: S<String>,
+    pub interval: S<String>,
+    pub transfers: S<i64>,
+    pub max_delete: S<i64>,
+    pub delete_empty_folders: S<bool>,
+}

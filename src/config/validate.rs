@@ -1,0 +1,633 @@
+//! Raw config → validated [`Config`], collecting every problem with its line.
+//! Defaults live here, one place, next to the check of each key.
+
+use super::raw::*;
+use super::units::{parse_duration, parse_size};
+use super::*;
+use crate::vfs::path::{check_segment, MAX_KEY_BYTES};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+const MIB: u64 = 1 << 20;
+/// S3 refuses parts under 5 MiB (except the last) and over 5 GiB.
+const S3_MIN_PART: u64 = 5 * MIB;
+const S3_MAX_PART: u64 = 5 << 30;
+
+struct Ctx<'a> {
+    lines: &'a LineIndex,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn problem(&mut self, line: usize, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn at<T>(&mut self, value: &Spanned<T>, key: &str, message: impl Into<String>) {
+        let line = self.lines.of(value);
+        self.problem(line, key, message);
+    }
+
+    fn text(&mut self, v: &S<String>, default: &str) -> String {
+        v.as_ref()
+            .map_or_else(|| default.to_string(), |s| s.get_ref().clone())
+    }
+
+    fn duration(&mut self, v: &S<String>, key: &str, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|e| {
+                self.at(s, key, e);
+                default
+            }),
+        }
+    }
+
+    fn size(&mut self, v: &S<String>, key: &str, default: u64) -> u64 {
+        match v {
+            None => default,
+            Some(s) => parse_size(s.get_ref()).unwrap_or_else(|e| {
+                self.at(s, key, e);
+                default
+            }),
+        }
+    }
+
+    fn count(&mut self, v: &S<i64>, key: &str, default: usize, range: RangeInclusive<i64>) -> usize {
+        match v {
+            None => default,
+            Some(n) if range.contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                self.at(
+                    n,
+                    key,
+                    format!("{} is out of range {}..={}", n.get_ref(), range.start(), range.end()),
+                );
+                default
+            }
+        }
+    }
+
+    fn listen(&mut self, v: &S<String>, key: &str, default: &str, table_line: usize) -> SocketAddr {
+        match v {
+            None => default.parse().expect("default listen address"),
+            Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
+                self.at(s, key, format!("{:?} is not an address like \"127.0.0.1:2222\"", s.get_ref()));
+                let _ = table_line;
+                default.parse().expect("default listen address")
+            }),
+        }
+    }
+
+    fn flag(v: &S<bool>, default: bool) -> bool {
+        v.as_ref().map_or(default, |b| *b.get_ref())
+    }
+
+    fn cidrs(&mut self, items: &[Spanned<String>], key: &str) -> Vec<IpNet> {
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| match parse_cidr(item.get_ref()) {
+                Ok(net) => Some(net),
+                Err(e) => {
+                    self.at(item, &format!("{key}[{i}]"), e);
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn proxy(&mut self, v: &S<String>, key: &str) -> ProxyProtocol {
+        match v.as_ref().map(|s| (s, s.get_ref().as_str())) {
+            None | Some((_, "off")) => ProxyProtocol::Off,
+            Some((_, "optional")) => ProxyProtocol::Optional,
+            Some((_, "required")) => ProxyProtocol::Required,
+            Some((s, other)) => {
+                self.at(s, key, format!("{other:?} is not one of off, optional, required"));
+                ProxyProtocol::Off
+            }
+        }
+    }
+
+    /// `remote:/path`, naming a configured remote.
+    fn location(
+        &mut self,
+        v: &S<String>,
+        key: &str,
+        table_line: usize,
+        remotes: &BTreeMap<String, Spanned<RawRemote>>,
+    ) -> Option<Location> {
+        let Some(s) = v else {
+            self.problem(table_line, key, "is required (a location like \"local:/folder\")");
+            return None;
+        };
+        let Some((remote, path)) = s.get_ref().split_once(':') else {
+            self.at(s, key, format!("{:?} is not a location like \"remote:/folder\"", s.get_ref()));
+            return None;
+        };
+        if !remotes.contains_key(remote) {
+            let known: Vec<&str> = remotes.keys().map(String::as_str).collect();
+            self.at(
+                s,
+                key,
+                format!("names unknown remote {remote:?} (configured: {})", known.join(", ")),
+            );
+            return None;
+        }
+        match normalise_config_path(path) {
+            Ok(prefix) => Some(Location {
+                remote: remote.to_string(),
+                prefix,
+            }),
+            Err(e) => {
+                self.at(s, key, e);
+                None
+            }
+        }
+    }
+}
+
+/// A folder path written in the config: `/a/b`, `a/b/` → `a/b`. No `.` or `..`.
+fn normalise_config_path(path: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        check_segment(seg).map_err(|e| format!("path {path:?}: {e}"))?;
+        parts.push(seg);
+    }
+    let joined = parts.join("/");
+    if joined.len() > MAX_KEY_BYTES {
+        return Err(format!("path {path:?} is longer than {MAX_KEY_BYTES} bytes"));
+    }
+    Ok(joined)
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    IpNet::from_str(text)
+        .or_else(|_| IpAddr::from_str(text).map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not an IP address or CIDR like \"10.0.0.0/8\""))
+}
+
+fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let bad = || format!("{text:?} is not a port range like \"50000-50100\"");
+    let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(format!("{text:?}: the range must run from a low port (1 or more) to a higher one"));
+    }
+    Ok(lo..=hi)
+}
+
+fn is_password_hash(text: &str) -> Result<(), String> {
+    const PLAIN: &str = "plain-text passwords are not accepted: store a hash from `bucketgate hash-password`";
+    if text.starts_with("$argon2") {
+        argon2::password_hash::PasswordHash::new(text)
+            .map(|_| ())
+            .map_err(|e| format!("is not a valid argon2 PHC hash ({e})"))
+    } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| text.starts_with(p)) {
+        if text.len() == 60 {
+            Ok(())
+        } else {
+            Err("is not a valid bcrypt hash (expected 60 characters)".into())
+        }
+    } else {
+        Err(PLAIN.into())
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Problem>) -> Config {
+    let mut cx = Ctx { lines, problems };
+    let server = validate_server(&mut cx, &raw.server);
+    let security = SecurityConfig {
+        ban_threshold: cx.count(&raw.security.ban_threshold, "security.ban_threshold", 5, 1..=1_000_000)
+            as u32,
+        ban_window: cx.duration(&raw.security.ban_window, "security.ban_window", Duration::from_secs(300)),
+        ban_time: cx.duration(&raw.security.ban_time, "security.ban_time", Duration::from_secs(900)),
+    };
+    let sftp = raw.sftp.as_ref().map(|t| {
+        let line = lines.of(t);
+        let t = t.get_ref();
+        SftpConfig {
+            listen: cx.listen(&t.listen, "sftp.listen", "127.0.0.1:2222", line),
+            proxy_protocol: cx.proxy(&t.proxy_protocol, "sftp.proxy_protocol"),
+            proxy_allowed: cx.cidrs(&t.proxy_allowed, "sftp.proxy_allowed"),
+        }
+    });
+    let ftp = raw.ftp.as_ref().map(|t| validate_ftp(&mut cx, t));
+    let admin = raw.admin.as_ref().map(|t| AdminConfig {
+        listen: cx.listen(&t.get_ref().listen, "admin.listen", "127.0.0.1:9100", lines.of(t)),
+    });
+    let remotes = raw
+        .remotes
+        .iter()
+        .filter_map(|(name, r)| validate_remote(&mut cx, name, r).map(|c| (name.clone(), c)))
+        .collect();
+
+    let mut names = HashSet::new();
+    let users = raw
+        .users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            let user = validate_user(&mut cx, i, u, &raw.remotes)?;
+            if !names.insert(user.name.clone()) {
+                let line = lines.of(u);
+                cx.problem(line, &format!("users[{i}].name"), format!("duplicate user name {:?}", user.name));
+            }
+            Some(user)
+        })
+        .collect();
+
+    let mut sync_names = HashSet::new();
+    let syncs = raw
+        .syncs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let sync = validate_sync(&mut cx, i, s, &raw.remotes)?;
+            if !sync_names.insert(sync.name.clone()) {
+                let line = lines.of(s);
+                cx.problem(line, &format!("syncs[{i}].name"), format!("duplicate sync name {:?}", sync.name));
+            }
+            Some(sync)
+        })
+        .collect();
+
+    Config {
+        server,
+        security,
+        sftp,
+        ftp,
+        admin,
+        remotes,
+        users,
+        syncs,
+    }
+}
+
+fn validate_server(cx: &mut Ctx<'_>, s: &RawServer) -> ServerConfig {
+    ServerConfig {
+        keys_dir: cx.text(&s.keys_dir, "keys").into(),
+        state_dir: cx.text(&s.state_dir, "state").into(),
+        idle_timeout: cx.duration(&s.idle_timeout, "server.idle_timeout", Duration::from_secs(600)),
+        max_sessions: cx.count(&s.max_sessions, "server.max_sessions", 1000, 1..=1_000_000),
+        shutdown_grace: cx.duration(&s.shutdown_grace, "server.shutdown_grace", Duration::from_secs(30)),
+    }
+}
+
+fn validate_ftp(cx: &mut Ctx<'_>, t: &Spanned<RawFtp>) -> FtpConfig {
+    let line = cx.lines.of(t);
+    let t = t.get_ref();
+    let passive_ports = match &t.passive_ports {
+        None => 50000..=50100,
+        Some(s) => parse_port_range(s.get_ref()).unwrap_or_else(|e| {
+            cx.at(s, "ftp.passive_ports", e);
+            50000..=50100
+        }),
+    };
+    let passive_host = match &t.passive_host {
+        None => PassiveHost::Auto,
+        Some(s) if s.get_ref() == "auto" => PassiveHost::Auto,
+        Some(s) if s.get_ref().trim().is_empty() => {
+            cx.at(s, "ftp.passive_host", "is empty: use \"auto\", an IP address or a DNS name");
+            PassiveHost::Auto
+        }
+        Some(s) => PassiveHost::Given(s.get_ref().clone()),
+    };
+    let tls = match (&t.tls_cert, &t.tls_key) {
+        (Some(c), Some(k)) => Some((c.get_ref().into(), k.get_ref().into())),
+        (None, None) => None,
+        (Some(c), None) => {
+            cx.at(c, "ftp.tls_cert", "is set without ftp.tls_key: FTPS needs both");
+            None
+        }
+        (None, Some(k)) => {
+            cx.at(k, "ftp.tls_key", "is set without ftp.tls_cert: FTPS needs both");
+            None
+        }
+    };
+    let tls_required = Ctx::flag(&t.tls_required, false);
+    if tls_required && tls.is_none() {
+        let at = t.tls_required.as_ref().expect("set when true");
+        cx.at(at, "ftp.tls_required", "needs ftp.tls_cert and ftp.tls_key");
+    }
+    let implicit_listen = t.implicit_listen.as_ref().map(|s| {
+        if tls.is_none() {
+            cx.at(s, "ftp.implicit_listen", "needs ftp.tls_cert and ftp.tls_key");
+        }
+        cx.listen(&Some(s.clone()), "ftp.implicit_listen", "127.0.0.1:9990", line)
+    });
+    FtpConfig {
+        listen: cx.listen(&t.listen, "ftp.listen", "127.0.0.1:2121", line),
+        passive_ports,
+        passive_host,
+        tls,
+        tls_required,
+        implicit_listen,
+        proxy_protocol: cx.proxy(&t.proxy_protocol, "ftp.proxy_protocol"),
+        proxy_allowed: cx.cidrs(&t.proxy_allowed, "ftp.proxy_allowed"),
+    }
+}
+
+fn validate_remote(cx: &mut Ctx<'_>, name: &str, spanned: &Spanned<RawRemote>) -> Option<RemoteConfig> {
+    let line = cx.lines.of(spanned);
+    let r = spanned.get_ref();
+    let key = |k: &str| format!("remotes.{name}.{k}");
+    let Some(kind_text) = &r.kind else {
+        cx.problem(line, &key("kind"), "is required: filesystem, s3 or memory");
+        return None;
+    };
+    let part_size = cx.size(&r.part_size, &key("part_size"), 8 * MIB);
+    let upload_concurrency = cx.count(&r.upload_concurrency, &key("upload_concurrency"), 4, 1..=64);
+    let preserve_mtime = Ctx::flag(&r.preserve_mtime, false);
+
+    // Keys that only mean something for S3.
+    let s3_only: [(&str, bool); 12] = [
+        ("endpoint", r.endpoint.is_some()),
+        ("bucket", r.bucket.is_some()),
+        ("region", r.region.is_some()),
+        ("access_key_id", r.access_key_id.is_some()),
+        ("secret_access_key", r.secret_access_key.is_some()),
+        ("path_style", r.path_style.is_some()),
+        ("outbound_ips", !r.outbound_ips.is_empty()),
+        ("use_dedicated_ips", r.use_dedicated_ips.is_some()),
+        ("max_connections", r.max_connections.is_some()),
+        ("connect_timeout", r.connect_timeout.is_some()),
+        ("request_timeout", r.request_timeout.is_some()),
+        ("retries", r.retries.is_some()),
+    ];
+    let kind = match kind_text.get_ref().as_str() {
+        "s3" => {
+            let mut required = |v: &S<String>, k: &str| match v {
+                Some(s) if !s.get_ref().is_empty() => s.get_ref().clone(),
+                _ => {
+                    cx.problem(line, &key(k), "is required for an s3 remote");
+                    String::new()
+                }
+            };
+            let endpoint = required(&r.endpoint, "endpoint");
+            let bucket = required(&r.bucket, "bucket");
+            let access_key_id = required(&r.access_key_id, "access_key_id");
+            let secret_access_key = required(&r.secret_access_key, "secret_access_key");
+            if let Some(e) = &r.endpoint {
+                if url::Url::parse(e.get_ref())
+                    .map(|u| !matches!(u.scheme(), "http" | "https"))
+                    .unwrap_or(true)
+                {
+                    cx.at(e, &key("endpoint"), format!("{:?} is not an http:// or https:// URL", e.get_ref()));
+                }
+            }
+            if !(S3_MIN_PART..=S3_MAX_PART).contains(&part_size) {
+                let at = r.part_size.as_ref().map_or(line, |s| cx.lines.of(s));
+                cx.problem(at, &key("part_size"), "S3 parts must be between 5 MiB and 5 GiB");
+            }
+            let outbound_ips = r
+                .outbound_ips
+                .iter()
+                .enumerate()
+                .filter_map(|(i, ip)| match ip.get_ref().parse::<IpAddr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        cx.at(ip, &format!("{}[{i}]", key("outbound_ips")), format!("{:?} is not an IP address", ip.get_ref()));
+                        None
+                    }
+                })
+                .collect::<Vec<_>>();
+            let region = cx.text(&r.region, "");
+            RemoteKind::S3(S3Config {
+                endpoint: endpoint.trim_end_matches('/').to_string(),
+                bucket,
+                region: if region.is_empty() { "us-east-1".into() } else { region },
+                access_key_id,
+                secret_access_key,
+                path_style: Ctx::flag(&r.path_style, true),
+                use_dedicated_ips: Ctx::flag(&r.use_dedicated_ips, !outbound_ips.is_empty()),
+                outbound_ips,
+                max_connections: cx.count(&r.max_connections, &key("max_connections"), 0, 0..=100_000),
+                connect_timeout: cx.duration(&r.connect_timeout, &key("connect_timeout"), Duration::from_secs(5)),
+                request_timeout: cx.duration(&r.request_timeout, &key("request_timeout"), Duration::from_secs(60)),
+                retries: cx.count(&r.retries, &key("retries"), 5, 0..=100),
+            })
+        }
+        other @ ("filesystem" | "memory") => {
+            for (k, set) in s3_only {
+                if set {
+                    cx.problem(line, &key(k), format!("only applies to kind = \"s3\", not {other:?}"));
+                }
+            }
+            if other == "memory" {
+                if let Some(root) = &r.root {
+                    cx.at(root, &key("root"), "a memory remote has no root");
+                }
+                RemoteKind::Memory
+            } else {
+                let Some(root) = &r.root else {
+                    cx.problem(line, &key("root"), "is required for a filesystem remote");
+                    return None;
+                };
+                RemoteKind::Filesystem {
+                    root: root.get_ref().into(),
+                    case_insensitive: r.case_insensitive.as_ref().map(|b| *b.get_ref()),
+                }
+            }
+        }
+        other => {
+            cx.at(kind_text, &key("kind"), format!("{other:?} is not one of filesystem, s3, memory"));
+            return None;
+        }
+    };
+    if r.case_insensitive.is_some() && !matches!(kind, RemoteKind::Filesystem { .. }) {
+        cx.problem(line, &key("case_insensitive"), "only applies to kind = \"filesystem\"");
+    }
+    Some(RemoteConfig {
+        name: name.to_string(),
+        kind,
+        part_size,
+        upload_concurrency,
+        preserve_mtime,
+    })
+}
+
+fn validate_user(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    spanned: &Spanned<RawUser>,
+    remotes: &BTreeMap<String, Spanned<RawRemote>>,
+) -> Option<UserConfig> {
+    let line = cx.lines.of(spanned);
+    let u = spanned.get_ref();
+    let key = |k: &str| format!("users[{i}].{k}");
+    let name = match &u.name {
+        Some(n) if !n.get_ref().is_empty() && !n.get_ref().contains([':', '/', ' ']) => n.get_ref().clone(),
+        Some(n) => {
+            cx.at(n, &key("name"), "must be non-empty, without ':', '/' or spaces");
+            return None;
+        }
+        None => {
+            cx.problem(line, &key("name"), "is required");
+            return None;
+        }
+    };
+    let password_hash = u.password.as_ref().and_then(|p| match is_password_hash(p.get_ref()) {
+        Ok(()) => Some(p.get_ref().clone()),
+        Err(e) => {
+            cx.at(p, &key("password"), e);
+            None
+        }
+    });
+    let authorized_keys: Vec<ssh_key::PublicKey> = u
+        .authorized_keys
+        .iter()
+        .enumerate()
+        .filter_map(|(k, line_text)| {
+            match ssh_key::authorized_keys::Entry::from_str(line_text.get_ref().trim()) {
+                Ok(entry) => Some(entry.public_key().clone()),
+                Err(e) => {
+                    cx.at(line_text, &format!("{}[{k}]", key("authorized_keys")), format!("is not an authorized_keys line ({e})"));
+                    None
+                }
+            }
+        })
+        .collect();
+    if u.password.is_none() && u.authorized_keys.is_empty() {
+        cx.problem(line, &key("password"), "the user has neither a password nor authorized_keys, so cannot log in");
+    }
+    let home = cx.location(&u.home, &key("home"), line, remotes);
+    let permissions = match &u.permissions {
+        None => Permissions::all(),
+        Some(list) => list.get_ref().iter().enumerate().fold(Permissions::default(), |acc, (k, p)| {
+            match Permissions::parse_entry(p.get_ref()) {
+                Ok(set) => acc.union(set),
+                Err(e) => {
+                    cx.at(p, &format!("{}[{k}]", key("permissions")), e);
+                    acc
+                }
+            }
+        }),
+    };
+    let allowed_ips = match &u.allowed_ips {
+        None => vec!["0.0.0.0/0".parse().expect("any v4"), "::/0".parse().expect("any v6")],
+        Some(list) => cx.cidrs(list.get_ref(), &key("allowed_ips")),
+    };
+    let mut mounts: Vec<(MountConfig, usize)> = Vec::new();
+    for (m, spanned_mount) in u.mounts.iter().enumerate() {
+        let mline = cx.lines.of(spanned_mount);
+        let mount = spanned_mount.get_ref();
+        let mkey = |k: &str| format!("users[{i}].mounts[{m}].{k}");
+        let path = match &mount.path {
+            None => {
+                cx.problem(mline, &mkey("path"), "is required");
+                continue;
+            }
+            Some(p) => match normalise_config_path(p.get_ref()) {
+                Ok(n) if n.is_empty() => {
+                    cx.at(p, &mkey("path"), "cannot be \"/\": that is the user's home");
+                    continue;
+                }
+                Ok(n) => format!("/{n}"),
+                Err(e) => {
+                    cx.at(p, &mkey("path"), e);
+                    continue;
+                }
+            },
+        };
+        let Some(target) = cx.location(&mount.target, &mkey("target"), mline, remotes) else {
+            continue;
+        };
+        if let Some((other, _)) = mounts.iter().find(|(o, _)| overlaps(&o.path, &path)) {
+            let msg = format!("{path} overlaps the mount at {}", other.path);
+            let at = mount.path.as_ref().map_or(mline, |p| cx.lines.of(p));
+            cx.problem(at, &mkey("path"), msg);
+            continue;
+        }
+        mounts.push((
+            MountConfig {
+                path,
+                target,
+                read_only: Ctx::flag(&mount.read_only, false),
+            },
+            mline,
+        ));
+    }
+    Some(UserConfig {
+        name,
+        password_hash,
+        authorized_keys,
+        home: home?,
+        permissions,
+        max_sessions: cx.count(&u.max_sessions, &key("max_sessions"), 10, 1..=100_000),
+        allowed_ips,
+        mounts: mounts.into_iter().map(|(m, _)| m).collect(),
+    })
+}
+
+/// Two mount paths overlap when equal or one lies inside the other.
+fn overlaps(a: &str, b: &str) -> bool {
+    let inside = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
+    inside(a, b) || inside(b, a)
+}
+
+fn validate_sync(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    spanned: &Spanned<RawSync>,
+    remotes: &BTreeMap<String, Spanned<RawRemote>>,
+) -> Option<SyncConfig> {
+    let line = cx.lines.of(spanned);
+    let s = spanned.get_ref();
+    let key = |k: &str| format!("syncs[{i}].{k}");
+    let name = match &s.name {
+        Some(n) if !n.get_ref().trim().is_empty() => n.get_ref().clone(),
+        _ => {
+            cx.problem(line, &key("name"), "is required");
+            String::new()
+        }
+    };
+    let local = cx.location(&s.local, &key("local"), line, remotes);
+    let remote = cx.location(&s.remote, &key("remote"), line, remotes);
+    let direction = match s.direction.as_ref().map(|d| (d, d.get_ref().as_str())) {
+        Some((_, "push")) => Direction::Push,
+        Some((_, "pull")) => Direction::Pull,
+        Some((_, "two-way")) => Direction::TwoWay,
+        Some((d, other)) => {
+            cx.at(d, &key("direction"), format!("{other:?} is not one of push, pull, two-way"));
+            Direction::Push
+        }
+        None => {
+            cx.problem(line, &key("direction"), "is required: push, pull or two-way");
+            Direction::Push
+        }
+    };
+    let delete_after_copy = match s.after_copy.as_ref().map(|a| (a, a.get_ref().as_str())) {
+        None | Some((_, "keep")) => false,
+        Some((a, "delete")) => {
+            if direction == Direction::TwoWay {
+                cx.at(a, &key("after_copy"), "\"delete\" applies to one-way jobs (push or pull) only");
+            }
+            true
+        }
+        Some((a, other)) => {
+            cx.at(a, &key("after_copy"), format!("{other:?} is not one of keep, delete"));
+            false
+        }
+    };
+    let interval = s.interval.as_ref().map(|v| cx.duration(&Some(v.clone()), &key("interval"), Duration::from_secs(300)));
+    let transfers = cx.count(&s.transfers, &key("transfers"), 4, 1..=256);
+    let max_delete = cx.count(&s.max_delete, &key("max_delete"), 50, 0..=100) as u8;
+    Some(SyncConfig {
+        name,
+        local: local?,
+        remote: remote?,
+        direction,
+        delete_after_copy,
+        interval,
+        transfers,
+        max_delete,
+        delete_empty_folders: Ctx::flag(&s.delete_empty_folders, true),
+    })
+}

@@ -1,0 +1,20 @@
+//! bucketgate: an SFTP and FTP/FTPS gateway whose files live in object storage.
+//!
+//! # Layout
+//!
+//! Frontends → VFS → remotes, dependencies pointing one way:
+//!
+//! * [`config`]: gateway.toml, loaded and validated once, every problem reported with its line.
+//! * [`remote`]: one shared object store per `[remotes.X]`, plus the folder
+//!   handling object_store lacks (S3 `dir/` markers through signed requests).
+//! * [`vfs`]: what a session calls. [`vfs::UserVfs`] applies the user's mounts,
+//!   permissions and path jail; [`vfs::objects`] maps files and folders to objects,
+//!   with streaming uploads ([`vfs::upload`]) and read-ahead downloads ([`vfs::download`]).
+//! * [`auth`]: password hashes.
+//! * [`serve`]: starts what the config enables.
+
+pub mod auth;
+pub mod config;
+pub mod remote;
+pub mod serve;
+pub mod vfs;

@@ -1,0 +1,112 @@
+//! Folders on the filesystem remote are real directories. Listing reads the
+//! directory itself, so one file with a name we cannot serve is skipped
+//! instead of failing the folder.
+
+use super::{io_err, usable_name, ListPage, Namespace, RawEntry, Space};
+use crate::vfs::{VfsError, VfsResult};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub struct FsNamespace {
+    root: PathBuf,
+}
+
+impl FsNamespace {
+    pub fn new(root: PathBuf) -> Self {
+        FsNamespace { root }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        if key.is_empty() { self.root.clone() } else { self.root.join(key) }
+    }
+}
+
+/// object_store's LocalFileSystem stages multipart uploads as `name#N`
+/// beside the target; those are not files yet.
+fn is_staging_file(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[async_trait]
+impl Namespace for FsNamespace {
+    async fn list_page(&self, dir: &str, _token: Option<String>) -> VfsResult<ListPage> {
+        let mut reader = tokio::fs::read_dir(self.path(dir)).await.map_err(io_err)?;
+        let mut entries = Vec::new();
+        while let Some(entry) = reader.next_entry().await.map_err(io_err)? {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                tracing::warn!(folder = dir, name = ?entry.file_name(), "skipping a file whose name is not UTF-8");
+                continue;
+            };
+            if is_staging_file(&name) || !usable_name(dir, &name) {
+                continue;
+            }
+            // Follows symlinks; a dangling one is skipped.
+            let Ok(meta) = tokio::fs::metadata(entry.path()).await else { continue };
+            entries.push(RawEntry {
+                name,
+                is_dir: meta.is_dir(),
+                size: if meta.is_dir() { 0 } else { meta.len() },
+                modified: meta.modified().ok().map(DateTime::<Utc>::from),
+            });
+        }
+        Ok(ListPage { entries, next: None })
+    }
+
+    async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
+        match tokio::fs::metadata(self.path(dir)).await {
+            Ok(m) if m.is_dir() => Ok(Some(m.modified().ok().map(DateTime::<Utc>::from))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    async fn create_dir(&self, dir: &str) -> VfsResult<()> {
+        tokio::fs::create_dir(self.path(dir)).await.map_err(io_err)
+    }
+
+    async fn remove_dir(&self, dir: &str) -> VfsResult<()> {
+        tokio::fs::remove_dir(self.path(dir)).await.map_err(io_err)
+    }
+
+    async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()> {
+        tokio::fs::rename(self.path(from), self.path(to)).await.map_err(io_err)
+    }
+
+    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
+        let path = self.path(key);
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::options().write(true).open(path)?.set_modified(mtime.into())
+        })
+        .await
+        .map_err(VfsError::storage)?
+        .map_err(io_err)
+    }
+
+    async fn space(&self) -> VfsResult<Space> {
+        let root = self.root.clone();
+        let st = tokio::task::spawn_blocking(move || nix::sys::statvfs::statvfs(&root))
+            .await
+            .map_err(VfsError::storage)?
+            .map_err(|e| VfsError::storage(std::io::Error::from(e)))?;
+        let block = st.fragment_size() as u64;
+        Ok(Space {
+            total_bytes: st.blocks() as u64 * block,
+            free_bytes: st.blocks_available() as u64 * block,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn staging_files() {
+        assert!(super::is_staging_file("big.bin#1"));
+        assert!(!super::is_staging_file("issue#"));
+        assert!(!super::is_staging_file("a#b"));
+        assert!(!super::is_staging_file("plain"));
+    }
+}

@@ -1,0 +1,202 @@
+//! Storage remotes: one shared object store per `[remotes.X]`, plus the
+//! directory handling object_store leaves out (its `Path` cannot name a
+//! `dir/` marker, and one bad key fails a whole listing).
+//!
+//! Data (PUT, multipart, ranged GET, copy, delete) goes through object_store;
+//! directories go through a [`Namespace`]: signed S3 requests (`s3.rs`),
+//! real directories (`fs.rs`) or an in-process set (`memory.rs`).
+
+mod fs;
+pub mod http;
+mod memory;
+mod s3;
+
+use crate::config::{Config, RemoteConfig, RemoteKind};
+use crate::vfs::{VfsError, VfsResult};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use object_store::ObjectStore;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use s3::S3Api;
+
+/// A file or folder directly inside a listed folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+    /// `None` for a folder known only as a common prefix.
+    pub modified: Option<DateTime<Utc>>,
+}
+
+/// One page of a folder listing; `next` continues it.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    pub entries: Vec<RawEntry>,
+    pub next: Option<String>,
+}
+
+/// Capacity figures for statvfs and `df`.
+#[derive(Debug, Clone, Copy)]
+pub struct Space {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+}
+
+/// Object stores have no real capacity: report a large, steady figure so
+/// clients that check free space before an upload go ahead.
+pub const UNBOUNDED_SPACE: Space = Space {
+    total_bytes: 1 << 50,
+    free_bytes: 1 << 49,
+};
+
+/// How folders exist on a remote. Keys here are full object keys without a
+/// trailing `/`; `""` is the remote's root.
+#[async_trait]
+pub trait Namespace: Send + Sync + std::fmt::Debug {
+    /// One page of the files and folders directly inside `dir`.
+    async fn list_page(&self, dir: &str, token: Option<String>) -> VfsResult<ListPage>;
+    /// `Some(mtime)` when `dir` is a folder: a marker, a prefix or a real directory.
+    async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>>;
+    async fn create_dir(&self, dir: &str) -> VfsResult<()>;
+    /// Removes a folder that holds nothing; [`VfsError::NotEmpty`] otherwise.
+    async fn remove_dir(&self, dir: &str) -> VfsResult<()>;
+    /// Moves a folder and everything under it; copies each object before deleting it.
+    async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()>;
+    /// Stores a client-set mtime on an existing file (`preserve_mtime`).
+    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()>;
+    async fn space(&self) -> VfsResult<Space>;
+}
+
+/// One configured remote, shared by every session and sync job.
+#[derive(Debug)]
+pub struct Remote {
+    pub config: RemoteConfig,
+    pub store: Arc<dyn ObjectStore>,
+    pub namespace: Box<dyn Namespace>,
+    /// The signed-request client, on S3 remotes (UploadPartCopy, metadata).
+    pub s3: Option<Arc<S3Api>>,
+}
+
+impl Remote {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Builds the store for one remote. Creates a filesystem root if missing.
+    pub fn build(config: &RemoteConfig) -> Result<Remote, RemoteError> {
+        let err = |e: &dyn std::fmt::Display| RemoteError {
+            remote: config.name.clone(),
+            message: e.to_string(),
+        };
+        match &config.kind {
+            RemoteKind::Memory => {
+                let store = Arc::new(object_store::memory::InMemory::new());
+                Ok(Remote {
+                    config: config.clone(),
+                    namespace: Box::new(memory::MemoryNamespace::new(store.clone())),
+                    store,
+                    s3: None,
+                })
+            }
+            RemoteKind::Filesystem { root, .. } => {
+                std::fs::create_dir_all(root).map_err(|e| err(&e))?;
+                let root = std::fs::canonicalize(root).map_err(|e| err(&e))?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&root)
+                    .map_err(|e| err(&e))?;
+                Ok(Remote {
+                    config: config.clone(),
+                    store: Arc::new(store),
+                    namespace: Box::new(fs::FsNamespace::new(root)),
+                    s3: None,
+                })
+            }
+            RemoteKind::S3(s3) => {
+                let connector = http::GatewayConnector::new(s3);
+                let retry = object_store::RetryConfig {
+                    max_retries: s3.retries,
+                    retry_timeout: std::time::Duration::from_secs(180),
+                    backoff: object_store::BackoffConfig {
+                        init_backoff: std::time::Duration::from_millis(100),
+                        max_backoff: std::time::Duration::from_secs(15),
+                        base: 2.0,
+                    },
+                };
+                let store = object_store::aws::AmazonS3Builder::new()
+                    .with_endpoint(&s3.endpoint)
+                    .with_bucket_name(&s3.bucket)
+                    .with_region(&s3.region)
+                    .with_access_key_id(&s3.access_key_id)
+                    .with_secret_access_key(&s3.secret_access_key)
+                    .with_virtual_hosted_style_request(!s3.path_style)
+                    .with_allow_http(s3.endpoint.starts_with("http://"))
+                    .with_retry(retry)
+                    .with_http_connector(connector.clone())
+                    .build()
+                    .map_err(|e| err(&e))?;
+                let api = Arc::new(S3Api::new(s3, connector.client().map_err(|e| err(&e))?));
+                let store: Arc<dyn ObjectStore> = Arc::new(store);
+                Ok(Remote {
+                    config: config.clone(),
+                    namespace: Box::new(s3::S3Namespace::new(api.clone())),
+                    store,
+                    s3: Some(api),
+                })
+            }
+        }
+    }
+}
+
+/// A remote that could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("remote {remote:?}: {message}")]
+pub struct RemoteError {
+    pub remote: String,
+    pub message: String,
+}
+
+/// Every configured remote, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Remotes(BTreeMap<String, Arc<Remote>>);
+
+impl Remotes {
+    pub fn build(config: &Config) -> Result<Remotes, RemoteError> {
+        config
+            .remotes
+            .values()
+            .map(|r| Ok((r.name.clone(), Arc::new(Remote::build(r)?))))
+            .collect::<Result<_, _>>()
+            .map(Remotes)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Remote>> {
+        self.0.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Remote>> {
+        self.0.values()
+    }
+}
+
+/// The name of `key` relative to the listed folder `dir`.
+pub(crate) fn child_name<'a>(dir: &str, key: &'a str) -> &'a str {
+    let rest = if dir.is_empty() { key } else { key.strip_prefix(dir).and_then(|k| k.strip_prefix('/')).unwrap_or(key) };
+    rest.trim_end_matches('/')
+}
+
+/// A listed name that a frontend could not address is skipped, loudly.
+pub(crate) fn usable_name(dir: &str, name: &str) -> bool {
+    match crate::vfs::path::check_segment(name) {
+        Ok(()) => true,
+        Err(reason) => {
+            tracing::warn!(folder = dir, name = ?name, %reason, "skipping an object whose name cannot be served");
+            false
+        }
+    }
+}
+
+pub(crate) fn io_err(e: std::io::Error) -> VfsError {
+    VfsError::from(e)
+}

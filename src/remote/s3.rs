@@ -1,0 +1,325 @@
+//! S3 requests object_store cannot make: `dir/` markers (its `Path` drops the
+//! trailing `/`), listings that survive a key it cannot parse, and
+//! copy-in-place to set metadata. Each is signed with object_store's public
+//! `AwsAuthorizer` and sent over the remote's own HTTP client.
+
+use super::{child_name, usable_name, ListPage, Namespace, RawEntry, Space, UNBOUNDED_SPACE};
+use crate::config::S3Config;
+use crate::vfs::{VfsError, VfsResult};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use object_store::aws::{AwsAuthorizer, AwsCredential};
+use object_store::client::{HttpClient, HttpRequestBody};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// RFC 3986 unreserved characters stay; `/` separates key segments.
+const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+/// Query values: `/` is encoded too.
+const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// Signed requests to one bucket.
+#[derive(Debug)]
+pub struct S3Api {
+    client: HttpClient,
+    credential: AwsCredential,
+    region: String,
+    /// `https://host[:port]/bucket` (path style) or `https://bucket.host[:port]`.
+    base: String,
+    bucket: String,
+}
+
+/// What one object listing request returned.
+#[derive(Debug, Default)]
+pub struct ObjectList {
+    pub objects: Vec<ListedObject>,
+    pub prefixes: Vec<String>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListBucketResult {
+    #[serde(default)]
+    contents: Vec<Contents>,
+    #[serde(default)]
+    common_prefixes: Vec<CommonPrefix>,
+    next_continuation_token: Option<String>,
+    encoding_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Contents {
+    key: String,
+    size: u64,
+    last_modified: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CommonPrefix {
+    prefix: String,
+}
+
+impl S3Api {
+    pub fn new(config: &S3Config, client: HttpClient) -> Self {
+        let base = if config.path_style {
+            format!("{}/{}", config.endpoint, config.bucket)
+        } else {
+            match config.endpoint.split_once("://") {
+                Some((scheme, host)) => format!("{scheme}://{}.{host}", config.bucket),
+                None => config.endpoint.clone(),
+            }
+        };
+        S3Api {
+            client,
+            credential: AwsCredential {
+                key_id: config.access_key_id.clone(),
+                secret_key: config.secret_access_key.clone(),
+                token: None,
+            },
+            region: config.region.clone(),
+            base,
+            bucket: config.bucket.clone(),
+        }
+    }
+
+    /// Sends one signed request; a non-success status becomes an error.
+    pub async fn send(
+        &self,
+        method: Method,
+        key: &str,
+        query: &[(&str, &str)],
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> VfsResult<(HeaderMap, Bytes)> {
+        let mut url = format!("{}/{}", self.base, utf8_percent_encode(key, KEY_SET));
+        for (i, (k, v)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(k);
+            url.push('=');
+            url.extend(utf8_percent_encode(v, QUERY_SET));
+        }
+        let mut request = http::Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .body(HttpRequestBody::from(body))
+            .map_err(VfsError::storage)?;
+        *request.headers_mut() = headers;
+        AwsAuthorizer::new(&self.credential, "s3", &self.region)
+            .with_sign_payload(true)
+            .try_authorize(&mut request, None)
+            .map_err(VfsError::from)?;
+        let response = self.client.execute(request).await.map_err(VfsError::storage)?;
+        let status = response.status();
+        let (parts, body) = response.into_parts();
+        let bytes = body.bytes().await.map_err(VfsError::storage)?;
+        match status {
+            s if s.is_success() => Ok((parts.headers, bytes)),
+            StatusCode::NOT_FOUND => Err(VfsError::NotFound),
+            StatusCode::PRECONDITION_FAILED => Err(VfsError::AlreadyExists),
+            s => Err(VfsError::storage_msg(format!(
+                "S3 {method} {key:?} answered {s}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            ))),
+        }
+    }
+
+    /// Writes the zero-byte `dir/` marker.
+    pub async fn put_marker(&self, dir: &str) -> VfsResult<()> {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-directory"));
+        self.send(Method::PUT, &format!("{dir}/"), &[], headers, Bytes::new()).await.map(|_| ())
+    }
+
+    /// HEAD of any key, markers included: its Last-Modified when it exists.
+    pub async fn head(&self, key: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
+        match self.send(Method::HEAD, key, &[], HeaderMap::new(), Bytes::new()).await {
+            Ok((headers, _)) => Ok(Some(
+                headers
+                    .get(http::header::LAST_MODIFIED)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+                    .map(|t| t.with_timezone(&Utc)),
+            )),
+            Err(VfsError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> VfsResult<()> {
+        self.send(Method::DELETE, key, &[], HeaderMap::new(), Bytes::new()).await.map(|_| ())
+    }
+
+    /// Server-side copy of any key, markers included; `metadata` replaces the
+    /// object's metadata when given.
+    pub async fn copy(&self, from: &str, to: &str, metadata: Option<&[(&str, String)]>) -> VfsResult<()> {
+        let mut headers = HeaderMap::new();
+        let source = format!("/{}/{}", self.bucket, utf8_percent_encode(from, KEY_SET));
+        headers.insert("x-amz-copy-source", HeaderValue::from_str(&source).map_err(VfsError::storage)?);
+        if let Some(meta) = metadata {
+            headers.insert("x-amz-metadata-directive", HeaderValue::from_static("REPLACE"));
+            for (k, v) in meta {
+                let name = http::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes()).map_err(VfsError::storage)?;
+                headers.insert(name, HeaderValue::from_str(v).map_err(VfsError::storage)?);
+            }
+        }
+        self.send(Method::PUT, to, &[], headers, Bytes::new()).await.map(|_| ())
+    }
+
+    /// One ListObjectsV2 page under `prefix`; with `delimiter`, one level only.
+    pub async fn list(&self, prefix: &str, delimiter: bool, token: Option<&str>, max_keys: usize) -> VfsResult<ObjectList> {
+        let max = max_keys.to_string();
+        let mut query = vec![("list-type", "2"), ("encoding-type", "url"), ("max-keys", max.as_str()), ("prefix", prefix)];
+        if delimiter {
+            query.push(("delimiter", "/"));
+        }
+        if let Some(t) = token {
+            query.push(("continuation-token", t));
+        }
+        query.sort();
+        let (_, body) = self.send(Method::GET, "", &query, HeaderMap::new(), Bytes::new()).await?;
+        let text = std::str::from_utf8(&body).map_err(VfsError::storage)?;
+        let parsed: ListBucketResult = quick_xml::de::from_str(text)
+            .map_err(|e| VfsError::storage_msg(format!("unreadable S3 listing: {e}")))?;
+        let url_encoded = parsed.encoding_type.as_deref() == Some("url");
+        let decode = |s: String| -> String {
+            if url_encoded {
+                percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+            } else {
+                s
+            }
+        };
+        Ok(ObjectList {
+            objects: parsed
+                .contents
+                .into_iter()
+                .map(|c| ListedObject {
+                    key: decode(c.key),
+                    size: c.size,
+                    modified: c
+                        .last_modified
+                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                        .map(|t| t.with_timezone(&Utc)),
+                })
+                .collect(),
+            prefixes: parsed.common_prefixes.into_iter().map(|p| decode(p.prefix)).collect(),
+            next: parsed.next_continuation_token,
+        })
+    }
+
+    /// Every key under `prefix`, all pages.
+    pub async fn list_all(&self, prefix: &str) -> VfsResult<Vec<ListedObject>> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.list(prefix, false, token.as_deref(), 1000).await?;
+            all.extend(page.objects);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(all),
+            }
+        }
+    }
+}
+
+/// Folders on S3: `dir/` markers and common prefixes.
+#[derive(Debug)]
+pub struct S3Namespace {
+    api: Arc<S3Api>,
+}
+
+impl S3Namespace {
+    pub fn new(api: Arc<S3Api>) -> Self {
+        S3Namespace { api }
+    }
+}
+
+fn dir_prefix(dir: &str) -> String {
+    if dir.is_empty() { String::new() } else { format!("{dir}/") }
+}
+
+#[async_trait]
+impl Namespace for S3Namespace {
+    async fn list_page(&self, dir: &str, token: Option<String>) -> VfsResult<ListPage> {
+        let prefix = dir_prefix(dir);
+        let page = self.api.list(&prefix, true, token.as_deref(), 1000).await?;
+        let mut entries = Vec::with_capacity(page.objects.len() + page.prefixes.len());
+        for p in page.prefixes {
+            let name = child_name(dir, &p);
+            if usable_name(dir, name) {
+                entries.push(RawEntry { name: name.to_string(), is_dir: true, size: 0, modified: None });
+            }
+        }
+        for o in page.objects {
+            // The folder's own marker is not an entry; no other key can end in `/` here.
+            if o.key == prefix || o.key.ends_with('/') {
+                continue;
+            }
+            let name = child_name(dir, &o.key);
+            if usable_name(dir, name) {
+                entries.push(RawEntry { name: name.to_string(), is_dir: false, size: o.size, modified: o.modified });
+            }
+        }
+        Ok(ListPage { entries, next: page.next })
+    }
+
+    async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
+        if dir.is_empty() {
+            return Ok(Some(None));
+        }
+        if let Some(t) = self.api.head(&format!("{dir}/")).await? {
+            return Ok(Some(t));
+        }
+        let page = self.api.list(&dir_prefix(dir), false, None, 1).await?;
+        Ok(page.objects.first().map(|o| o.modified))
+    }
+
+    async fn create_dir(&self, dir: &str) -> VfsResult<()> {
+        self.api.put_marker(dir).await
+    }
+
+    async fn remove_dir(&self, dir: &str) -> VfsResult<()> {
+        let prefix = dir_prefix(dir);
+        let page = self.api.list(&prefix, false, None, 2).await?;
+        if page.objects.iter().any(|o| o.key != prefix) {
+            return Err(VfsError::NotEmpty);
+        }
+        if page.objects.is_empty() {
+            return Err(VfsError::NotFound);
+        }
+        self.api.delete(&prefix).await
+    }
+
+    async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()> {
+        let from_prefix = dir_prefix(from);
+        let objects = self.api.list_all(&from_prefix).await?;
+        for o in &objects {
+            let rest = &o.key[from_prefix.len()..];
+            self.api.copy(&o.key, &format!("{to}/{rest}"), None).await?;
+        }
+        for o in &objects {
+            self.api.delete(&o.key).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
+        self.api.copy(key, key, Some(&[("mtime", mtime.timestamp().to_string())])).await
+    }
+
+    async fn space(&self) -> VfsResult<Space> {
+        Ok(UNBOUNDED_SPACE)
+    }
+}

@@ -1,0 +1,99 @@
+//! The virtual filesystem both frontends call (DESIGN §3).
+//!
+//! [`Vfs`] is what a session sees: its user's tree, with the home and extra
+//! mounts, permissions and the path jail ([`mount::UserVfs`]). Below it,
+//! [`objects::ObjectLayer`] turns folder and file operations into object
+//! requests on one remote: streaming uploads ([`upload`]) and read-ahead
+//! downloads ([`download`]).
+
+pub mod download;
+mod error;
+pub mod mount;
+pub mod objects;
+pub mod path;
+mod perm;
+pub mod upload;
+
+pub use download::Download;
+pub use error::{VfsError, VfsResult};
+pub use mount::UserVfs;
+pub use path::UserPath;
+pub use perm::{Permission, Permissions};
+pub use upload::{Upload, WriteMode};
+
+use crate::remote::{Remotes, Space};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use objects::ObjectLayer;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A file or folder as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStat {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+    pub modified: DateTime<Utc>,
+    /// On a read-only mount: frontends show it in the mode bits.
+    pub read_only: bool,
+}
+
+impl FileStat {
+    pub fn file(name: String, size: u64, modified: DateTime<Utc>) -> Self {
+        FileStat { name, is_dir: false, size, modified, read_only: false }
+    }
+
+    pub fn dir(name: String, modified: DateTime<Utc>) -> Self {
+        FileStat { name, is_dir: true, size: 0, modified, read_only: false }
+    }
+
+    /// POSIX mode bits for `ls -l` and SFTP attributes.
+    pub fn mode(&self) -> u32 {
+        match (self.is_dir, self.read_only) {
+            (true, false) => 0o040755,
+            (true, true) => 0o040555,
+            (false, false) => 0o100644,
+            (false, true) => 0o100444,
+        }
+    }
+}
+
+/// A session's view of its user's files. Paths are the client's, resolved
+/// and jailed by the implementation.
+#[async_trait]
+pub trait Vfs: Send + Sync {
+    async fn stat(&self, path: &UserPath) -> VfsResult<FileStat>;
+    /// The entries of a folder, streamed page by page.
+    async fn list(&self, path: &UserPath) -> VfsResult<BoxStream<'static, VfsResult<FileStat>>>;
+    async fn open_read(&self, path: &UserPath, offset: u64) -> VfsResult<Download>;
+    async fn open_write(&self, path: &UserPath, mode: WriteMode) -> VfsResult<Upload>;
+    async fn mkdir(&self, path: &UserPath) -> VfsResult<()>;
+    /// Refuses a folder that holds anything.
+    async fn rmdir(&self, path: &UserPath) -> VfsResult<()>;
+    async fn remove(&self, path: &UserPath) -> VfsResult<()>;
+    /// With `overwrite` false, fails when `to` exists (SFTP RENAME); true replaces a file (posix-rename).
+    async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> VfsResult<()>;
+    /// Accepted always; stored only where the remote has `preserve_mtime`.
+    async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> VfsResult<()>;
+    async fn statvfs(&self, path: &UserPath) -> VfsResult<Space>;
+}
+
+/// The object layers of every remote, built once and shared by all sessions.
+#[derive(Debug, Clone, Default)]
+pub struct Storage {
+    layers: BTreeMap<String, Arc<ObjectLayer>>,
+}
+
+impl Storage {
+    pub fn new(remotes: &Remotes) -> Self {
+        Storage {
+            layers: remotes.iter().map(|r| (r.name().to_string(), Arc::new(ObjectLayer::new(r.clone())))).collect(),
+        }
+    }
+
+    pub fn layer(&self, remote: &str) -> Option<&Arc<ObjectLayer>> {
+        self.layers.get(remote)
+    }
+}

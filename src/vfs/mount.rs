@@ -1,0 +1,207 @@
+//! A user's tree: the home, extra mounts, permissions and read-only folders.
+//! Every path a client sends ends up in [`UserVfs::resolve`], which maps it
+//! to one remote and key; nothing outside the mounts is reachable.
+
+use super::objects::ObjectLayer;
+use super::path::{join_key, UserPath};
+use super::{Download, FileStat, Permission, Permissions, Storage, Upload, Vfs, VfsError, VfsResult, WriteMode};
+use crate::config::{Location, UserConfig};
+use crate::remote::Space;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+struct Mount {
+    /// Where it appears in the user's tree: `/` for the home.
+    at: String,
+    layer: Arc<ObjectLayer>,
+    prefix: String,
+    read_only: bool,
+}
+
+/// One user's view, built at login and owned by the session.
+#[derive(Debug, Clone)]
+pub struct UserVfs {
+    user: String,
+    permissions: Permissions,
+    /// Longest mount path first, so the deepest mount wins.
+    mounts: Vec<Mount>,
+}
+
+/// Where a user path lands.
+struct Resolved<'a> {
+    mount: &'a Mount,
+    key: String,
+    /// The path is the mount's own root.
+    is_mount_root: bool,
+}
+
+impl UserVfs {
+    /// Builds the user's tree; a writable mount whose folder is missing is created.
+    pub async fn for_user(user: &UserConfig, storage: &Storage) -> VfsResult<UserVfs> {
+        let layer = |loc: &Location| {
+            storage
+                .layer(&loc.remote)
+                .cloned()
+                .ok_or_else(|| VfsError::storage_msg(format!("remote {:?} is not configured", loc.remote)))
+        };
+        let mut mounts = vec![Mount { at: "/".into(), layer: layer(&user.home)?, prefix: user.home.prefix.clone(), read_only: false }];
+        for m in &user.mounts {
+            mounts.push(Mount { at: m.path.clone(), layer: layer(&m.target)?, prefix: m.target.prefix.clone(), read_only: m.read_only });
+        }
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.at.len()));
+        for m in mounts.iter().filter(|m| !m.read_only) {
+            m.layer.ensure_dir_all(&m.prefix).await?;
+        }
+        Ok(UserVfs { user: user.name.clone(), permissions: user.permissions, mounts })
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    fn resolve(&self, path: &UserPath) -> VfsResult<Resolved<'_>> {
+        for mount in &self.mounts {
+            if let Some(rest) = path.strip_prefix(&mount.at) {
+                return Ok(Resolved { mount, key: join_key(&mount.prefix, rest)?, is_mount_root: rest.is_empty() });
+            }
+        }
+        unreachable!("the home is mounted at /")
+    }
+
+    /// Resolves `path` and checks that `perm` is granted there.
+    fn allowed(&self, path: &UserPath, perm: Permission) -> VfsResult<Resolved<'_>> {
+        if !self.permissions.allows(perm) {
+            return Err(VfsError::PermissionDenied(format!("{} is not allowed for user {}", perm, self.user)));
+        }
+        let r = self.resolve(path)?;
+        if r.mount.read_only && perm.writes() {
+            return Err(VfsError::PermissionDenied(format!("{} is read-only", r.mount.at)));
+        }
+        Ok(r)
+    }
+
+    fn changes_structure(&self, r: &Resolved<'_>, path: &UserPath) -> VfsResult<()> {
+        if r.is_mount_root || self.mounts.iter().any(|m| m.at != "/" && UserPath::parse(&m.at).is_ok_and(|p| p.strip_prefix(path.as_str()).is_some())) {
+            return Err(VfsError::PermissionDenied(format!("{path} is a mount point")));
+        }
+        Ok(())
+    }
+
+    /// Mount points directly inside `dir`, shown as folders in its listing.
+    fn mount_points_in(&self, dir: &UserPath) -> Vec<FileStat> {
+        self.mounts
+            .iter()
+            .filter_map(|m| {
+                let p = UserPath::parse(&m.at).ok()?;
+                (!p.is_root() && p.parent() == *dir).then(|| FileStat { read_only: m.read_only, ..FileStat::dir(p.file_name().to_string(), Utc::now()) })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Vfs for UserVfs {
+    async fn stat(&self, path: &UserPath) -> VfsResult<FileStat> {
+        let r = self.resolve(path)?;
+        let mut stat = if r.is_mount_root {
+            match r.mount.layer.stat(&r.key).await {
+                Ok(s) if s.is_dir => s,
+                _ => FileStat::dir(String::new(), Utc::now()),
+            }
+        } else {
+            r.mount.layer.stat(&r.key).await?
+        };
+        stat.name = path.file_name().to_string();
+        stat.read_only = r.mount.read_only;
+        Ok(stat)
+    }
+
+    async fn list(&self, path: &UserPath) -> VfsResult<BoxStream<'static, VfsResult<FileStat>>> {
+        let r = self.allowed(path, Permission::List)?;
+        if !r.is_mount_root && !r.mount.layer.stat(&r.key).await?.is_dir {
+            return Err(VfsError::Unsupported("not a folder".into()));
+        }
+        let read_only = r.mount.read_only;
+        let mounts = self.mount_points_in(path);
+        let hidden: Vec<String> = mounts.iter().map(|m| m.name.clone()).collect();
+        let entries = r.mount.layer.list(&r.key).filter_map(move |e| {
+            let keep = match e {
+                Ok(mut s) if !hidden.contains(&s.name) => {
+                    s.read_only = read_only;
+                    Some(Ok(s))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            };
+            async move { keep }
+        });
+        Ok(stream::iter(mounts.into_iter().map(Ok)).chain(entries).boxed())
+    }
+
+    async fn open_read(&self, path: &UserPath, offset: u64) -> VfsResult<Download> {
+        let r = self.allowed(path, Permission::Download)?;
+        r.mount.layer.open_read(&r.key, offset).await
+    }
+
+    async fn open_write(&self, path: &UserPath, mode: WriteMode) -> VfsResult<Upload> {
+        let r = self.allowed(path, Permission::Upload)?;
+        self.changes_structure(&r, path)?;
+        if !self.permissions.allows(Permission::Overwrite) {
+            match r.mount.layer.stat(&r.key).await {
+                Ok(_) => return Err(VfsError::PermissionDenied(format!("overwrite is not allowed for user {}", self.user))),
+                Err(VfsError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        r.mount.layer.open_write(&r.key, mode).await
+    }
+
+    async fn mkdir(&self, path: &UserPath) -> VfsResult<()> {
+        let r = self.allowed(path, Permission::Mkdir)?;
+        if r.is_mount_root {
+            return Err(VfsError::AlreadyExists);
+        }
+        r.mount.layer.mkdir(&r.key).await
+    }
+
+    async fn rmdir(&self, path: &UserPath) -> VfsResult<()> {
+        let r = self.allowed(path, Permission::Rmdir)?;
+        self.changes_structure(&r, path)?;
+        r.mount.layer.rmdir(&r.key).await
+    }
+
+    async fn remove(&self, path: &UserPath) -> VfsResult<()> {
+        let r = self.allowed(path, Permission::Delete)?;
+        self.changes_structure(&r, path)?;
+        r.mount.layer.remove(&r.key).await
+    }
+
+    async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> VfsResult<()> {
+        let src = self.allowed(from, Permission::Rename)?;
+        let dst = self.allowed(to, Permission::Rename)?;
+        self.changes_structure(&src, from)?;
+        self.changes_structure(&dst, to)?;
+        if !Arc::ptr_eq(&src.mount.layer, &dst.mount.layer) {
+            return Err(VfsError::Unsupported("moving between different storage remotes is not supported; copy the file instead".into()));
+        }
+        if overwrite && !self.permissions.allows(Permission::Overwrite) {
+            return Err(VfsError::PermissionDenied(format!("overwrite is not allowed for user {}", self.user)));
+        }
+        src.mount.layer.rename(&src.key, &dst.key, overwrite).await
+    }
+
+    async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> VfsResult<()> {
+        let r = self.allowed(path, Permission::Setstat)?;
+        if r.is_mount_root {
+            return Ok(());
+        }
+        r.mount.layer.set_mtime(&r.key, mtime).await
+    }
+
+    async fn statvfs(&self, path: &UserPath) -> VfsResult<Space> {
+        self.resolve(path)?.mount.layer.space().await
+    }
+}

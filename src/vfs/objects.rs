@@ -1,0 +1,220 @@
+//! The object layer: files and folders over one remote, by object key.
+//! Knows nothing of users, mounts or permissions (that is `mount.rs`).
+
+use super::download::Download;
+use super::upload::{OpenUploads, Upload, WriteMode};
+use super::{FileStat, VfsError, VfsResult};
+use crate::remote::{Remote, Space};
+use chrono::{DateTime, TimeZone, Utc};
+use futures::stream::{self, BoxStream, StreamExt};
+use object_store::path::Path;
+use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+/// A folder known only as a common prefix has no time of its own; it shows
+/// the gateway's start time, steady across listings and never 1970.
+fn folder_time() -> DateTime<Utc> {
+    static STARTED: OnceLock<DateTime<Utc>> = OnceLock::new();
+    *STARTED.get_or_init(Utc::now)
+}
+
+/// Files and folders of one remote.
+#[derive(Debug)]
+pub struct ObjectLayer {
+    remote: Arc<Remote>,
+    uploads: Arc<OpenUploads>,
+}
+
+fn object_path(key: &str) -> VfsResult<Path> {
+    Path::parse(key).map_err(|e| VfsError::InvalidName(e.to_string()))
+}
+
+fn name_of(key: &str) -> String {
+    key.rsplit('/').next().unwrap_or("").to_string()
+}
+
+impl ObjectLayer {
+    pub fn new(remote: Arc<Remote>) -> Self {
+        ObjectLayer { remote, uploads: Arc::default() }
+    }
+
+    pub fn remote(&self) -> &Arc<Remote> {
+        &self.remote
+    }
+
+    /// A file (an object, or an upload still open) or a folder at `key`.
+    pub async fn stat(&self, key: &str) -> VfsResult<FileStat> {
+        if key.is_empty() {
+            return Ok(FileStat::dir(String::new(), folder_time()));
+        }
+        if let Some(p) = self.uploads.get(key) {
+            return Ok(FileStat::file(name_of(key), p.bytes.load(Ordering::Relaxed), p.started));
+        }
+        match self.head_file(key).await {
+            Err(VfsError::NotFound) => {}
+            other => return other,
+        }
+        match self.remote.namespace.dir_info(key).await? {
+            Some(t) => Ok(FileStat::dir(name_of(key), t.unwrap_or_else(folder_time))),
+            None => Err(VfsError::NotFound),
+        }
+    }
+
+    async fn head_file(&self, key: &str) -> VfsResult<FileStat> {
+        let path = object_path(key)?;
+        if !self.remote.config.preserve_mtime {
+            let meta = self.remote.store.head(&path).await?;
+            return Ok(FileStat::file(name_of(key), meta.size, meta.last_modified));
+        }
+        let got = self.remote.store.get_opts(&path, GetOptions { head: true, ..Default::default() }).await?;
+        let stored = got
+            .attributes
+            .get(&Attribute::Metadata("mtime".into()))
+            .and_then(|v| v.as_ref().parse::<f64>().ok())
+            .and_then(|secs| Utc.timestamp_opt(secs as i64, 0).single());
+        Ok(FileStat::file(name_of(key), got.meta.size, stored.unwrap_or(got.meta.last_modified)))
+    }
+
+    /// The entries directly inside folder `key`, a page at a time.
+    pub fn list(self: &Arc<Self>, key: &str) -> BoxStream<'static, VfsResult<FileStat>> {
+        let this = self.clone();
+        let dir = key.to_string();
+        let pages = stream::try_unfold(Some(None), move |token: Option<Option<String>>| {
+            let this = this.clone();
+            let dir = dir.clone();
+            async move {
+                let Some(token) = token else { return Ok(None) };
+                let page = this.remote.namespace.list_page(&dir, token).await?;
+                let entries: Vec<VfsResult<FileStat>> = page
+                    .entries
+                    .into_iter()
+                    .map(|e| {
+                        let t = e.modified.unwrap_or_else(folder_time);
+                        Ok(if e.is_dir { FileStat::dir(e.name, t) } else { FileStat::file(e.name, e.size, t) })
+                    })
+                    .collect();
+                Ok::<_, VfsError>(Some((stream::iter(entries), page.next.map(Some))))
+            }
+        });
+        pages.map(|page| page.map_or_else(|e| stream::iter(vec![Err(e)]).boxed(), |s| s.boxed())).flatten().boxed()
+    }
+
+    /// Creates folder `key` inside an existing parent folder.
+    pub async fn mkdir(&self, key: &str) -> VfsResult<()> {
+        match self.stat(key).await {
+            Ok(_) => return Err(VfsError::AlreadyExists),
+            Err(VfsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        self.require_dir(parent_key(key)).await?;
+        self.remote.namespace.create_dir(key).await
+    }
+
+    /// Creates folder `key` and any missing parents: a mount's root on first login.
+    pub async fn ensure_dir_all(&self, key: &str) -> VfsResult<()> {
+        let mut at = String::new();
+        for seg in key.split('/').filter(|s| !s.is_empty()) {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(seg);
+            match self.stat(&at).await {
+                Ok(s) if s.is_dir => {}
+                Ok(_) => return Err(VfsError::AlreadyExists),
+                Err(VfsError::NotFound) => self.remote.namespace.create_dir(&at).await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn require_dir(&self, key: &str) -> VfsResult<()> {
+        match self.stat(key).await? {
+            s if s.is_dir => Ok(()),
+            _ => Err(VfsError::NotFound),
+        }
+    }
+
+    pub async fn rmdir(&self, key: &str) -> VfsResult<()> {
+        if key.is_empty() {
+            return Err(VfsError::PermissionDenied("the root folder cannot be removed".into()));
+        }
+        match self.stat(key).await? {
+            s if s.is_dir => self.remote.namespace.remove_dir(key).await,
+            _ => Err(VfsError::Unsupported("not a folder: use remove for files".into())),
+        }
+    }
+
+    pub async fn remove(&self, key: &str) -> VfsResult<()> {
+        match self.stat(key).await? {
+            s if s.is_dir => Err(VfsError::Unsupported("is a folder: use rmdir".into())),
+            _ => Ok(self.remote.store.delete(&object_path(key)?).await?),
+        }
+    }
+
+    /// Moves a file or a whole folder. With `overwrite`, a file at `to` is replaced.
+    pub async fn rename(&self, from: &str, to: &str, overwrite: bool) -> VfsResult<()> {
+        if from.is_empty() || to.is_empty() {
+            return Err(VfsError::PermissionDenied("the root folder cannot be renamed".into()));
+        }
+        if from == to {
+            return Ok(());
+        }
+        if to.starts_with(&format!("{from}/")) {
+            return Err(VfsError::Unsupported("cannot move a folder inside itself".into()));
+        }
+        let source = self.stat(from).await?;
+        match self.stat(to).await {
+            Ok(target) if target.is_dir || !overwrite || source.is_dir => return Err(VfsError::AlreadyExists),
+            Ok(_) | Err(VfsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        self.require_dir(parent_key(to)).await?;
+        if source.is_dir {
+            self.remote.namespace.rename_dir(from, to).await
+        } else {
+            Ok(self.remote.store.rename(&object_path(from)?, &object_path(to)?).await?)
+        }
+    }
+
+    /// Stores a client-set mtime when the remote keeps them; otherwise accepted and ignored.
+    pub async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
+        if let Some(p) = self.uploads.get(key) {
+            *p.mtime.lock().unwrap_or_else(|e| e.into_inner()) = Some(mtime);
+            return Ok(());
+        }
+        let stat = self.stat(key).await?;
+        if !self.remote.config.preserve_mtime || stat.is_dir {
+            return Ok(());
+        }
+        self.remote.namespace.set_mtime(key, mtime).await
+    }
+
+    pub async fn space(&self) -> VfsResult<Space> {
+        self.remote.namespace.space().await
+    }
+
+    pub async fn open_read(&self, key: &str, offset: u64) -> VfsResult<Download> {
+        let stat = self.stat(key).await?;
+        if stat.is_dir {
+            return Err(VfsError::Unsupported("is a folder".into()));
+        }
+        Ok(Download::new(self.remote.store.clone(), object_path(key)?, stat.size, offset))
+    }
+
+    pub async fn open_write(&self, key: &str, mode: WriteMode) -> VfsResult<Upload> {
+        match self.stat(key).await {
+            Ok(s) if s.is_dir => return Err(VfsError::Unsupported("is a folder".into())),
+            Ok(_) if mode == WriteMode::CreateNew => return Err(VfsError::AlreadyExists),
+            Ok(_) | Err(VfsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        self.require_dir(parent_key(key)).await?;
+        Upload::new(self.remote.clone(), self.uploads.clone(), key.to_string(), mode)
+    }
+}
+
+pub(crate) fn parent_key(key: &str) -> &str {
+    key.rsplit_once('/').map_or("", |(p, _)| p)
+}

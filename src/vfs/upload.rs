@@ -1,0 +1,361 @@
+//! Streaming uploads (DESIGN §3 "Uploads stream").
+//!
+//! Bytes go out as they arrive: the first part is buffered; a file that ends
+//! within it is one PUT, a longer one a multipart upload with
+//! `upload_concurrency` parts in flight. Memory stays under
+//! `(upload_concurrency + 1) × part_size`, out-of-order bytes included. The
+//! object appears only on a successful [`Upload::close`]; an error or a drop
+//! aborts the multipart upload, so no truncated object is ever visible.
+
+use super::{VfsError, VfsResult};
+use crate::config::units::format_size;
+use crate::remote::Remote;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use object_store::{Attribute, Attributes, MultipartUpload, PutMode, PutMultipartOptions, PutOptions, PutPayload};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinHandle;
+
+/// What `stat` needs to know of an upload still open.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes: AtomicU64,
+    pub started: DateTime<Utc>,
+    /// A client-set mtime to store on commit (`preserve_mtime`).
+    pub mtime: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// Open uploads of one remote, by key: shared by every session.
+#[derive(Debug, Default)]
+pub struct OpenUploads(Mutex<HashMap<String, Arc<Progress>>>);
+
+impl OpenUploads {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Progress>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Progress>> {
+        self.map().get(key).cloned()
+    }
+
+    fn register(&self, key: &str) -> Arc<Progress> {
+        let p = Arc::new(Progress { started: Utc::now(), ..Default::default() });
+        self.map().insert(key.to_string(), p.clone());
+        p
+    }
+
+    fn unregister(&self, key: &str, p: &Arc<Progress>) {
+        let mut map = self.map();
+        if map.get(key).is_some_and(|q| Arc::ptr_eq(q, p)) {
+            map.remove(key);
+        }
+    }
+}
+
+/// How an upload treats an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Create or replace.
+    Truncate,
+    /// Fail if the object exists (SFTP EXCL).
+    CreateNew,
+}
+
+/// An upload in progress. Dropping it without [`Upload::close`] aborts it.
+pub struct Upload {
+    remote: Arc<Remote>,
+    uploads: Arc<OpenUploads>,
+    key: String,
+    path: Path,
+    mode: WriteMode,
+    part_size: usize,
+    concurrency: usize,
+    /// Bytes received contiguously from offset 0.
+    next: u64,
+    /// The part being assembled.
+    part: Vec<Bytes>,
+    part_len: usize,
+    /// Out-of-order writes waiting for the gap before them to fill.
+    pending: BTreeMap<u64, Bytes>,
+    pending_len: usize,
+    multipart: Option<Box<dyn MultipartUpload>>,
+    in_flight: VecDeque<(JoinHandle<object_store::Result<()>>, usize)>,
+    in_flight_len: usize,
+    peak: usize,
+    progress: Arc<Progress>,
+    failed: Option<String>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload").field("key", &self.key).field("received", &self.next).finish_non_exhaustive()
+    }
+}
+
+impl Upload {
+    pub(crate) fn new(remote: Arc<Remote>, uploads: Arc<OpenUploads>, key: String, mode: WriteMode) -> VfsResult<Self> {
+        let path = Path::parse(&key).map_err(|e| VfsError::InvalidName(e.to_string()))?;
+        let progress = uploads.register(&key);
+        let part_size = remote.config.part_size as usize;
+        let concurrency = remote.config.upload_concurrency;
+        Ok(Upload {
+            remote,
+            uploads,
+            key,
+            path,
+            mode,
+            part_size,
+            concurrency,
+            next: 0,
+            part: Vec::new(),
+            part_len: 0,
+            pending: BTreeMap::new(),
+            pending_len: 0,
+            multipart: None,
+            in_flight: VecDeque::new(),
+            in_flight_len: 0,
+            peak: 0,
+            progress,
+            failed: None,
+            done: false,
+        })
+    }
+
+    /// The reorder window: how far past the contiguous end a write may land.
+    pub fn window(&self) -> u64 {
+        self.part_size as u64
+    }
+
+    /// The most bytes this upload has held at once (parts in flight included).
+    pub fn peak_buffered(&self) -> usize {
+        self.peak
+    }
+
+    pub fn bytes_received(&self) -> u64 {
+        self.next
+    }
+
+    fn limit(&self) -> usize {
+        (self.concurrency + 1) * self.part_size
+    }
+
+    fn buffered(&self) -> usize {
+        self.in_flight_len + self.part_len + self.pending_len
+    }
+
+    fn note_peak(&mut self) {
+        self.peak = self.peak.max(self.buffered());
+    }
+
+    /// Writes `data` at `offset`. Returns at once unless memory is at its bound.
+    pub async fn write_at(&mut self, offset: u64, data: Bytes) -> VfsResult<()> {
+        if let Some(e) = &self.failed {
+            return Err(VfsError::storage_msg(e.clone()));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset + data.len() as u64;
+        if offset < self.next {
+            return Err(VfsError::Unsupported(format!(
+                "rewriting bytes at offset {offset} that were already uploaded is not supported on object storage"
+            )));
+        }
+        if offset > self.next {
+            if end - self.next > self.window() {
+                return Err(VfsError::Unsupported(format!(
+                    "non-sequential write outside the {} window is not supported on object storage (write at {offset}, {} bytes received so far)",
+                    format_size(self.window()),
+                    self.next
+                )));
+            }
+            let overlaps = self.pending.range(..end).next_back().is_some_and(|(o, d)| o + d.len() as u64 > offset);
+            if overlaps {
+                return Err(VfsError::Unsupported(format!("overlapping writes at offset {offset} are not supported")));
+            }
+            self.reserve(data.len()).await?;
+            self.pending_len += data.len();
+            self.pending.insert(offset, data);
+            self.note_peak();
+            return Ok(());
+        }
+        self.append(data).await?;
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() != self.next {
+                break;
+            }
+            let data = entry.remove();
+            self.pending_len -= data.len();
+            self.append(data).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends contiguous bytes, a part at a time.
+    async fn append(&mut self, mut data: Bytes) -> VfsResult<()> {
+        while !data.is_empty() {
+            let take = data.len().min(self.part_size - self.part_len);
+            let piece = data.split_to(take);
+            self.reserve(piece.len()).await?;
+            self.part_len += piece.len();
+            self.next += piece.len() as u64;
+            self.part.push(piece);
+            self.progress.bytes.store(self.next, Ordering::Relaxed);
+            self.note_peak();
+            if self.part_len == self.part_size {
+                self.send_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for parts in flight until `extra` more bytes fit in the bound.
+    async fn reserve(&mut self, extra: usize) -> VfsResult<()> {
+        while self.buffered() + extra > self.limit() && !self.in_flight.is_empty() {
+            self.finish_oldest().await?;
+        }
+        Ok(())
+    }
+
+    async fn finish_oldest(&mut self) -> VfsResult<()> {
+        let Some((handle, len)) = self.in_flight.pop_front() else { return Ok(()) };
+        let result = handle.await;
+        self.in_flight_len -= len;
+        let failure = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => format!("uploading a part of {:?} failed: {e}", self.key),
+            Err(e) => format!("uploading a part of {:?} failed: {e}", self.key),
+        };
+        self.failed = Some(failure.clone());
+        Err(VfsError::storage_msg(failure))
+    }
+
+    /// Sends the assembled part; starts the multipart upload on the first.
+    async fn send_part(&mut self) -> VfsResult<()> {
+        while self.in_flight.len() >= self.concurrency {
+            self.finish_oldest().await?;
+        }
+        if self.multipart.is_none() {
+            let opts = PutMultipartOptions { attributes: self.attributes(), ..Default::default() };
+            let started = self.remote.store.put_multipart_opts(&self.path, opts).await;
+            self.multipart = Some(started.map_err(|e| {
+                self.failed = Some(e.to_string());
+                VfsError::from(e)
+            })?);
+        }
+        let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
+        let len = std::mem::take(&mut self.part_len);
+        let part = self.multipart.as_mut().expect("started above").put_part(payload);
+        self.in_flight.push_back((tokio::spawn(part), len));
+        self.in_flight_len += len;
+        Ok(())
+    }
+
+    fn attributes(&self) -> Attributes {
+        let mut attributes = Attributes::new();
+        let mtime = *self.progress.mtime.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = mtime {
+            attributes.insert(Attribute::Metadata("mtime".into()), t.timestamp().to_string().into());
+        }
+        attributes
+    }
+
+    /// Commits the object. Until this returns `Ok`, nothing is visible.
+    pub async fn close(mut self) -> VfsResult<u64> {
+        let result = self.commit().await;
+        if result.is_err() {
+            self.abort_now().await;
+        }
+        result
+    }
+
+    async fn commit(&mut self) -> VfsResult<u64> {
+        if let Some(e) = &self.failed {
+            return Err(VfsError::storage_msg(e.clone()));
+        }
+        if let Some(gap) = self.pending.keys().next() {
+            return Err(VfsError::Unsupported(format!(
+                "the file has a hole: bytes {}..{gap} were never written",
+                self.next
+            )));
+        }
+        if self.multipart.is_none() {
+            let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
+            let mode = match self.mode {
+                WriteMode::CreateNew => PutMode::Create,
+                WriteMode::Truncate => PutMode::Overwrite,
+            };
+            let opts = PutOptions { mode, attributes: self.attributes(), ..Default::default() };
+            self.remote.store.put_opts(&self.path, payload, opts).await?;
+        } else {
+            if self.part_len > 0 {
+                self.send_part().await?;
+            }
+            while !self.in_flight.is_empty() {
+                self.finish_oldest().await?;
+            }
+            let upload = self.multipart.as_mut().expect("multipart");
+            upload.complete().await?;
+            self.multipart = None;
+            // Metadata set after the upload began is stored now.
+            let late_mtime = *self.progress.mtime.lock().unwrap_or_else(|p| p.into_inner());
+            if let (Some(t), true) = (late_mtime, self.remote.config.preserve_mtime) {
+                self.remote.namespace.set_mtime(&self.key, t).await?;
+            }
+        }
+        self.done = true;
+        self.uploads.unregister(&self.key, &self.progress);
+        Ok(self.next)
+    }
+
+    async fn abort_now(&mut self) {
+        for (handle, _) in self.in_flight.drain(..) {
+            handle.abort();
+        }
+        if let Some(mut upload) = self.multipart.take() {
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(key = %self.key, error = %e, "aborting a multipart upload failed; the bucket's lifecycle rules must clean it");
+            }
+        }
+        self.done = true;
+        self.uploads.unregister(&self.key, &self.progress);
+    }
+}
+
+impl Drop for Upload {
+    /// An upload dropped before close (client gone, session ended) leaves no object.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.uploads.unregister(&self.key, &self.progress);
+        let handles: Vec<_> = self.in_flight.drain(..).map(|(h, _)| h).collect();
+        let multipart = self.multipart.take();
+        let key = std::mem::take(&mut self.key);
+        if multipart.is_none() && handles.is_empty() {
+            return;
+        }
+        let abort = async move {
+            for h in handles {
+                h.abort();
+                let _ = h.await;
+            }
+            if let Some(mut upload) = multipart {
+                match upload.abort().await {
+                    Ok(()) => tracing::debug!(%key, "aborted an unfinished upload"),
+                    Err(e) => tracing::warn!(%key, error = %e, "aborting a dropped upload failed"),
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(abort);
+            }
+            Err(_) => tracing::warn!("upload dropped outside the runtime; its multipart upload stays until the bucket's lifecycle rules remove it"),
+        }
+    }
+}
