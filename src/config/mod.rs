@@ -398,7 +398,10 @@ fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
         }
         P::Map { parent, key } => {
             let mut v = path_segments(parent);
-            v.push(key.clone());
+            // Spanned<T> goes through serde as a wrapper struct; not a key of ours.
+            if !key.starts_with("$__serde_spanned") {
+                v.push(key.clone());
+            }
             v
         }
         P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {

@@ -1,1 +1,225 @@
-#[test] fn placeholder() {}
+use super::*;
+
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$zbURedr/3LNZOR44c0aY6A$+xFJJgF1BW2u2HQD7E1eR9O5gcRrh9Fhtk/e5e317mI";
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEeZJ0rNzsRMfMxm8M2ljm5O7wxvAnZWrr2D3oGgEh8G alice@laptop";
+
+fn env(name: &str) -> Option<String> {
+    (name == "PARTNER_SECRET").then(|| "from-env".to_string())
+}
+
+fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+    Config::parse(text, &env)
+}
+
+/// The contract example of DESIGN §2, with real hash and key.
+fn full_example() -> String {
+    format!(
+        r#"
+[server]
+keys_dir = "keys"
+state_dir = "state"
+idle_timeout = "10m"
+max_sessions = 1000
+shutdown_grace = "30s"
+
+[security]
+ban_threshold = 5
+ban_window = "5m"
+ban_time = "15m"
+
+[sftp]
+listen = "127.0.0.1:2222"
+proxy_protocol = "off"
+proxy_allowed = ["10.0.0.0/8"]
+
+[ftp]
+listen = "127.0.0.1:2121"
+passive_ports = "50000-50100"
+passive_host = "auto"
+tls_cert = "keys/ftps.pem"
+tls_key = "keys/ftps.key"
+tls_required = false
+implicit_listen = "127.0.0.1:9990"
+proxy_protocol = "off"
+
+[admin]
+listen = "127.0.0.1:9100"
+
+[remotes.local]
+kind = "filesystem"
+root = "data"
+case_insensitive = false
+
+[remotes.partner]
+kind = "s3"
+endpoint = "https://s3.partner.example"
+bucket = "uploads"
+region = ""
+access_key_id = "AKIA"
+secret_access_key = "env:PARTNER_SECRET"
+path_style = true
+outbound_ips = ["203.0.113.10", "203.0.113.11"]
+use_dedicated_ips = true
+max_connections = 0
+part_size = "8MiB"
+upload_concurrency = 4
+preserve_mtime = false
+connect_timeout = "5s"
+request_timeout = "60s"
+retries = 5
+
+[[users]]
+name = "alice"
+password = "{HASH}"
+authorized_keys = ["{KEY}"]
+home = "partner:/alice"
+permissions = ["*"]
+max_sessions = 10
+allowed_ips = ["0.0.0.0/0"]
+
+[[users.mounts]]
+path = "/reports"
+target = "partner:/shared/reports"
+read_only = true
+
+[[syncs]]
+name = "pull-orders"
+local = "local:/inbox"
+remote = "partner:/folderB/folderC"
+direction = "pull"
+after_copy = "keep"
+interval = "5m"
+transfers = 4
+max_delete = 50
+delete_empty_folders = true
+"#
+    )
+}
+
+#[test]
+fn the_contract_example_parses() {
+    let c = parse(&full_example()).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(600));
+    let RemoteKind::S3(s3) = &c.remotes["partner"].kind else { panic!("s3") };
+    assert_eq!(s3.secret_access_key, "from-env");
+    assert_eq!(s3.region, "us-east-1");
+    assert_eq!(c.remotes["partner"].part_size, 8 << 20);
+    assert_eq!(c.users[0].home, Location { remote: "partner".into(), prefix: "alice".into() });
+    assert_eq!(c.users[0].mounts[0].path, "/reports");
+    assert_eq!(c.users[0].authorized_keys.len(), 1);
+    assert_eq!(c.users[0].authorized_keys[0].comment(), "alice@laptop");
+    assert_eq!(c.syncs[0].direction, Direction::Pull);
+    assert_eq!(c.ftp.as_ref().unwrap().passive_ports, 50000..=50100);
+    assert!(!format!("{s3:?}").contains("from-env"), "the secret must not reach Debug output");
+}
+
+/// Each case: a config, and (line, key fragment, message fragment) expected.
+#[test]
+fn every_problem_names_its_key_and_line() {
+    let text = format!(
+        r#"[server]
+idle_timeout = "soon"
+colour = "blue"
+
+[ftp]
+passive_ports = "6000-5000"
+
+[sftp]
+proxy_allowed = ["10.0.0.0/33"]
+
+[remotes.local]
+kind = "filesystem"
+root = "data"
+rot = "typo"
+
+[[users]]
+name = "bob"
+password = "hunter2"
+home = "nowhere:/bob"
+
+[[users]]
+name = "bob"
+password = "{HASH}"
+home = "local:/bob2"
+authorized_keys = ["ssh-ed25519 not-base64!"]
+allowed_ips = ["300.1.1.1"]
+
+[[users.mounts]]
+path = "/shared"
+target = "local:/s"
+
+[[users.mounts]]
+path = "/shared/deeper"
+target = "ghost:/x"
+
+[[users.mounts]]
+path = "/shared/"
+target = "local:/t"
+
+[[syncs]]
+name = "s"
+local = "local:/a"
+remote = "missing:/b"
+direction = "two-way"
+after_copy = "delete"
+
+[remotes.box]
+kind = "s3"
+endpoint = "https://s3.example"
+bucket = "b"
+access_key_id = "a"
+secret_access_key = "env:NOT_SET_ANYWHERE"
+part_size = "1MiB"
+"#
+    );
+    let problems = parse(&text).expect_err("bad config");
+    let expect = [
+        (2, "server.idle_timeout", "not a duration"),
+        (3, "server.colour", "unknown key"),
+        (6, "ftp.passive_ports", "range"),
+        (9, "sftp.proxy_allowed[0]", "CIDR"),
+        (14, "remotes.local.rot", "unknown key"),
+        (18, "users[0].password", "plain-text"),
+        (19, "users[0].home", "unknown remote \"nowhere\""),
+        (22, "users[1].name", "duplicate user name"),
+        (25, "users[1].authorized_keys[0]", "authorized_keys"),
+        (26, "users[1].allowed_ips[0]", "CIDR"),
+        (34, "users[1].mounts[1].target", "unknown remote \"ghost\""),
+        (37, "users[1].mounts[2].path", "overlaps"),
+        (43, "syncs[0].remote", "unknown remote \"missing\""),
+        (45, "syncs[0].after_copy", "one-way"),
+        (52, "remotes.box.secret_access_key", "NOT_SET_ANYWHERE is not set"),
+        (53, "remotes.box.part_size", "5 MiB"),
+    ];
+    for (line, key, message) in expect {
+        assert!(
+            problems.iter().any(|p| p.line == line && p.key == key && p.message.contains(message)),
+            "no problem at line {line} for {key} containing {message:?}; got:\n{}",
+            problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+        );
+    }
+    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let problems = parse("[server]\nidle_timeout = \n").unwrap_err();
+    assert_eq!(problems[0].line, 2, "{problems:?}");
+}
+
+#[test]
+fn wrong_types_name_the_line() {
+    let problems = parse("[server]\nmax_sessions = \"many\"\n").unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].line, 2, "{problems:?}");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    let c = parse(&text).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(c.users[0].name, "demo");
+    assert!(crate::auth::verify_password(c.users[0].password_hash.as_deref().unwrap(), "demo"));
+    assert!(c.sftp.unwrap().listen.ip().is_loopback());
+    assert!(c.ftp.unwrap().listen.ip().is_loopback());
+}

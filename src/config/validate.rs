@@ -228,35 +228,11 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         .filter_map(|(name, r)| validate_remote(&mut cx, name, r).map(|c| (name.clone(), c)))
         .collect();
 
-    let mut names = HashSet::new();
-    let users = raw
-        .users
-        .iter()
-        .enumerate()
-        .filter_map(|(i, u)| {
-            let user = validate_user(&mut cx, i, u, &raw.remotes)?;
-            if !names.insert(user.name.clone()) {
-                let line = lines.of(u);
-                cx.problem(line, &format!("users[{i}].name"), format!("duplicate user name {:?}", user.name));
-            }
-            Some(user)
-        })
-        .collect();
-
-    let mut sync_names = HashSet::new();
-    let syncs = raw
-        .syncs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            let sync = validate_sync(&mut cx, i, s, &raw.remotes)?;
-            if !sync_names.insert(sync.name.clone()) {
-                let line = lines.of(s);
-                cx.problem(line, &format!("syncs[{i}].name"), format!("duplicate sync name {:?}", sync.name));
-            }
-            Some(sync)
-        })
-        .collect();
+    let users = raw.users.iter().enumerate().filter_map(|(i, u)| validate_user(&mut cx, i, u, &raw.remotes)).collect();
+    let user_names = raw.users.iter().map(|u| &u.get_ref().name);
+    duplicates(&mut cx, user_names, "users", "user");
+    let syncs = raw.syncs.iter().enumerate().filter_map(|(i, s)| validate_sync(&mut cx, i, s, &raw.remotes)).collect();
+    duplicates(&mut cx, raw.syncs.iter().map(|s| &s.get_ref().name), "syncs", "sync");
 
     Config {
         server,
@@ -267,6 +243,18 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         remotes,
         users,
         syncs,
+    }
+}
+
+/// Reports every repeat of a name in a list of tables.
+fn duplicates<'a>(cx: &mut Ctx<'_>, names: impl Iterator<Item = &'a S<String>>, table: &str, what: &str) {
+    let mut seen = HashSet::new();
+    for (i, name) in names.enumerate() {
+        if let Some(n) = name {
+            if !seen.insert(n.get_ref().clone()) {
+                cx.at(n, &format!("{table}[{i}].name"), format!("duplicate {what} name {:?}", n.get_ref()));
+            }
+        }
     }
 }
 
