@@ -1,0 +1,199 @@
+//! Test harness: a real S3 endpoint on loopback (moto_server), remotes of
+//! every kind, a plain S3 client (boto3) and a fault-injecting proxy.
+#![allow(dead_code)]
+
+use bucketgate::config::Config;
+use bucketgate::remote::Remote;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY: &str = "testing";
+pub const SECRET_KEY: &str = "testing-secret";
+
+/// One moto_server per test binary, on a free loopback port. It dies with us
+/// (PR_SET_PDEATHSIG), so no server outlives a test run.
+pub fn moto_endpoint() -> String {
+    static MOTO: OnceLock<String> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // PR_SET_PDEATHSIG follows the spawning *thread*: spawn from one that lives as long as the process.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new("moto_server");
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let spawned: Result<Child, String> = cmd
+                .spawn()
+                .map_err(|e| format!("moto_server must be installed for the S3 tests: pip install 'moto[server]' (.ci/run does it): {e}"));
+            let ok = spawned.is_ok();
+            tx.send(spawned.map(|_| ())).unwrap();
+            if ok {
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
+        rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("http://127.0.0.1:{port}")
+    })
+    .clone()
+}
+
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs boto3, the reference S3 client, against `endpoint`.
+pub fn boto3(endpoint: &str, script: &str) -> String {
+    let full = format!(
+        "import boto3, sys\ns3 = boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='{ACCESS_KEY}', aws_secret_access_key='{SECRET_KEY}', region_name='us-east-1')\n{script}\n"
+    );
+    let mut child = Command::new("python3")
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(full.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "boto3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn create_bucket(endpoint: &str, bucket: &str) {
+    boto3(endpoint, &format!("s3.create_bucket(Bucket='{bucket}')"));
+}
+
+/// A config with one remote named `store` of the given kind.
+pub fn remote_config(kind: &str, extra: &str) -> (String, Option<tempfile::TempDir>) {
+    match kind {
+        "memory" => (format!("[remotes.store]\nkind = \"memory\"\n{extra}\n"), None),
+        "filesystem" => {
+            let dir = tempfile::tempdir().unwrap();
+            (format!("[remotes.store]\nkind = \"filesystem\"\nroot = \"{}\"\n{extra}\n", dir.path().display()), Some(dir))
+        }
+        "s3" => {
+            let endpoint = moto_endpoint();
+            let bucket = unique("bucket");
+            create_bucket(&endpoint, &bucket);
+            (s3_remote_toml(&endpoint, &bucket, extra), None)
+        }
+        other => panic!("unknown kind {other}"),
+    }
+}
+
+pub fn s3_remote_toml(endpoint: &str, bucket: &str, extra: &str) -> String {
+    format!(
+        "[remotes.store]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nbucket = \"{bucket}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n{extra}\n"
+    )
+}
+
+pub fn parse_config(text: &str) -> Config {
+    Config::parse(text, &|_| None).unwrap_or_else(|p| panic!("test config invalid: {p:#?}\n{text}"))
+}
+
+/// A built remote and what keeps it alive.
+pub struct Fixture {
+    pub config: Config,
+    pub remote: Arc<Remote>,
+    pub _dir: Option<tempfile::TempDir>,
+}
+
+pub fn fixture(kind: &str, extra: &str) -> Fixture {
+    let (text, dir) = remote_config(kind, extra);
+    let config = parse_config(&text);
+    let remote = Arc::new(Remote::build(&config.remotes["store"]).unwrap());
+    Fixture { config, remote, _dir: dir }
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// An HTTP proxy in front of `upstream` that answers 500 to every UploadPart
+/// of part number `fail_part`, and forwards everything else.
+pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = reqwest::Client::new();
+    let needle = format!("partNumber={fail_part}&");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let client = client.clone();
+            let upstream = upstream.clone();
+            let needle = needle.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let client = client.clone();
+                    let upstream = upstream.clone();
+                    let needle = needle.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let query = format!("{}&", parts.uri.query().unwrap_or(""));
+                        if parts.method == hyper::Method::PUT && query.contains(&needle) && query.contains("uploadId=") {
+                            let resp = hyper::Response::builder()
+                                .status(500)
+                                .body(Full::new(bytes::Bytes::from_static(b"<Error><Code>InternalError</Code><Message>injected</Message></Error>")))
+                                .unwrap();
+                            return Ok::<_, std::convert::Infallible>(resp);
+                        }
+                        let url = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+                        let mut headers = parts.headers.clone();
+                        for h in ["host", "content-length", "transfer-encoding", "connection"] {
+                            headers.remove(h);
+                        }
+                        let sent = client.request(parts.method.clone(), url).headers(headers).body(body).send().await;
+                        let resp = match sent {
+                            Ok(r) => {
+                                let mut b = hyper::Response::builder().status(r.status());
+                                for (k, v) in r.headers() {
+                                    let framing = k == "transfer-encoding" || k == "connection" || (k == "content-length" && parts.method != hyper::Method::HEAD);
+                                    if !framing {
+                                        b = b.header(k, v);
+                                    }
+                                }
+                                b.body(Full::new(r.bytes().await.unwrap_or_default())).unwrap()
+                            }
+                            Err(_) => hyper::Response::builder().status(502).body(Full::new(bytes::Bytes::new())).unwrap(),
+                        };
+                        Ok(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    addr
+}
