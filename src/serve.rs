@@ -18,7 +18,10 @@ impl Gateway {
         for r in remotes.iter() {
             tracing::info!(remote = r.name(), store = %r.store, "remote ready");
         }
-        Ok(Gateway { storage: Storage::new(&remotes), config: std::sync::Arc::new(config) })
+        Ok(Gateway {
+            storage: Storage::new(&remotes),
+            config: std::sync::Arc::new(config),
+        })
     }
 }
 
@@ -32,7 +35,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(ftp) = &c.ftp {
         tracing::warn!(listen = %ftp.listen, "[ftp] is configured, but this build has no FTP frontend yet");
     }
-    tracing::info!(users = c.users.len(), remotes = c.remotes.len(), "bucketgate is running; Ctrl-C stops it");
+    tracing::info!(
+        users = c.users.len(),
+        remotes = c.remotes.len(),
+        "bucketgate is running; Ctrl-C stops it"
+    );
     shutdown_signal().await;
     tracing::info!("stopping");
     Ok(())
@@ -42,7 +49,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

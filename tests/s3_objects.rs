@@ -14,11 +14,18 @@ use std::sync::Arc;
 
 fn s3_layer(endpoint: &str, bucket: &str, extra: &str) -> Arc<ObjectLayer> {
     let config = parse_config(&s3_remote_toml(endpoint, bucket, extra));
-    Arc::new(ObjectLayer::new(Arc::new(Remote::build(&config.remotes["store"]).unwrap())))
+    Arc::new(ObjectLayer::new(Arc::new(
+        Remote::build(&config.remotes["store"]).unwrap(),
+    )))
 }
 
 async fn listing(layer: &Arc<ObjectLayer>, key: &str) -> Vec<(String, bool, u64)> {
-    let mut v: Vec<_> = layer.list(key).map_ok(|s| (s.name, s.is_dir, s.size)).try_collect().await.unwrap();
+    let mut v: Vec<_> = layer
+        .list(key)
+        .map_ok(|s| (s.name, s.is_dir, s.size))
+        .try_collect()
+        .await
+        .unwrap();
     v.sort();
     v
 }
@@ -39,22 +46,41 @@ async fn objects_from_a_plain_client_list_as_folders() {
     let l = s3_layer(&endpoint, &bucket, "");
     assert_eq!(
         listing(&l, "").await,
-        vec![("a".into(), true, 0), ("empty".into(), true, 0), ("top.txt".into(), false, 5)]
+        vec![
+            ("a".into(), true, 0),
+            ("empty".into(), true, 0),
+            ("top.txt".into(), false, 5)
+        ]
     );
     assert_eq!(listing(&l, "a").await, vec![("b".into(), true, 0)]);
     assert_eq!(listing(&l, "a/b").await, vec![("c.txt".into(), false, 3)]);
-    assert!(listing(&l, "empty").await.is_empty(), "the marker is not a file");
-    assert!(l.stat("a").await.unwrap().is_dir, "a prefix without marker is a folder");
+    assert!(
+        listing(&l, "empty").await.is_empty(),
+        "the marker is not a file"
+    );
+    assert!(
+        l.stat("a").await.unwrap().is_dir,
+        "a prefix without marker is a folder"
+    );
     assert!(l.stat("empty").await.unwrap().is_dir);
     // An object written now appears at once.
-    boto3(&endpoint, &format!("s3.put_object(Bucket='{bucket}', Key='a/new.txt', Body=b'n')"));
-    assert!(listing(&l, "a").await.contains(&("new.txt".into(), false, 1)));
+    boto3(
+        &endpoint,
+        &format!("s3.put_object(Bucket='{bucket}', Key='a/new.txt', Body=b'n')"),
+    );
+    assert!(
+        listing(&l, "a")
+            .await
+            .contains(&("new.txt".into(), false, 1))
+    );
 
     // Our marker is what other S3 tools expect: a zero-byte `dir/` object.
     l.mkdir("made").await.unwrap();
     let out = boto3(
         &endpoint,
-        &format!("r = s3.head_object(Bucket='{bucket}', Key='made/')\nprint(r['ContentLength'], r['ContentType'])"),
+        &format!(
+            "r = s3.head_object(Bucket='{bucket}', Key='made/')\nprint(r['ContentLength'], r['ContentType'])"
+        ),
     );
     assert_eq!(out.trim(), "0 application/x-directory");
 }
@@ -71,10 +97,17 @@ async fn a_key_object_store_cannot_parse_does_not_break_its_folder() {
         ),
     );
     let l = s3_layer(&endpoint, &bucket, "");
-    let names: Vec<String> = listing(&l, "mixed").await.into_iter().map(|e| e.0).collect();
+    let names: Vec<String> = listing(&l, "mixed")
+        .await
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
     // `double/` is a real prefix; the control-character and `.` keys are skipped.
     assert_eq!(names, vec!["double", "good.txt", "other.txt"]);
-    assert!(listing(&l, "mixed/double").await.is_empty(), "the `//` key is skipped, not an error");
+    assert!(
+        listing(&l, "mixed/double").await.is_empty(),
+        "the `//` key is skipped, not an error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,12 +116,23 @@ async fn a_failing_upload_part_fails_close_and_leaves_no_object() {
     let bucket = unique("fault");
     create_bucket(&endpoint, &bucket);
     let proxy = fault_proxy(endpoint.clone(), 2).await;
-    let l = s3_layer(&format!("http://{proxy}"), &bucket, "part_size = \"5MiB\"\nupload_concurrency = 2\nretries = 1\n");
+    let l = s3_layer(
+        &format!("http://{proxy}"),
+        &bucket,
+        "part_size = \"5MiB\"\nupload_concurrency = 2\nretries = 1\n",
+    );
     let data = pattern(16 << 20, 9);
-    let mut up = l.open_write("doomed.bin", WriteMode::Truncate).await.unwrap();
+    let mut up = l
+        .open_write("doomed.bin", WriteMode::Truncate)
+        .await
+        .unwrap();
     let mut write_failed = false;
     for (i, chunk) in data.chunks(256 << 10).enumerate() {
-        if up.write_at((i * (256 << 10)) as u64, Bytes::copy_from_slice(chunk)).await.is_err() {
+        if up
+            .write_at((i * (256 << 10)) as u64, Bytes::copy_from_slice(chunk))
+            .await
+            .is_err()
+        {
             write_failed = true;
             break;
         }
@@ -99,13 +143,21 @@ async fn a_failing_upload_part_fails_close_and_leaves_no_object() {
         assert!(e.to_string().contains("part"), "{e}");
     }
     // Nothing under that name, seen directly on the endpoint.
-    let out = boto3(&endpoint, &format!("r = s3.list_objects_v2(Bucket='{bucket}')\nprint(r.get('KeyCount', 0))"));
+    let out = boto3(
+        &endpoint,
+        &format!("r = s3.list_objects_v2(Bucket='{bucket}')\nprint(r.get('KeyCount', 0))"),
+    );
     assert_eq!(out.trim(), "0");
-    assert!(matches!(l.stat("doomed.bin").await, Err(VfsError::NotFound)));
+    assert!(matches!(
+        l.stat("doomed.bin").await,
+        Err(VfsError::NotFound)
+    ));
     // The multipart upload was aborted, not left behind.
     let out = boto3(
         &endpoint,
-        &format!("r = s3.list_multipart_uploads(Bucket='{bucket}')\nprint(len(r.get('Uploads', [])))"),
+        &format!(
+            "r = s3.list_multipart_uploads(Bucket='{bucket}')\nprint(len(r.get('Uploads', [])))"
+        ),
     );
     assert_eq!(out.trim(), "0", "the multipart upload is aborted");
 }

@@ -85,13 +85,20 @@ async fn hostile_paths_never_leave_the_home() {
             matches!(alice.stat(&path).await, Err(VfsError::NotFound)),
             "{input:?} resolved to {path} and reached another user's file"
         );
-        assert!(read(&alice, &path).await.is_err(), "{input:?} read bob's file");
+        assert!(
+            read(&alice, &path).await.is_err(),
+            "{input:?} read bob's file"
+        );
         // Writing there lands inside alice's home, never on bob's file.
         if write(&alice, path.as_str(), b"alice's").await.is_ok() {
             assert_eq!(read(&alice, &path).await.unwrap(), b"alice's");
         }
     }
-    assert_eq!(read(&bob, &p("/secret.txt")).await.unwrap(), b"bob's", "bob's file is untouched");
+    assert_eq!(
+        read(&bob, &p("/secret.txt")).await.unwrap(),
+        b"bob's",
+        "bob's file is untouched"
+    );
 }
 
 #[tokio::test]
@@ -99,19 +106,34 @@ async fn names_storage_cannot_hold_are_refused_with_a_reason() {
     for bad in ["/nul\0byte", "/ctl\x01char", "/new\nline"] {
         let err = UserPath::parse(bad).unwrap_err();
         assert!(matches!(err, VfsError::InvalidName(_)));
-        assert!(err.to_string().contains("object storage cannot hold"), "{err}");
+        assert!(
+            err.to_string().contains("object storage cannot hold"),
+            "{err}"
+        );
     }
     let (alice, _) = session(r#"["*"]"#).await;
     let long = format!("/{}", vec!["x".repeat(200); 6].join("/"));
-    let err = alice.open_write(&p(&long), WriteMode::Truncate).await.unwrap_err();
+    let err = alice
+        .open_write(&p(&long), WriteMode::Truncate)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("1024"), "{err}");
 }
 
 #[tokio::test]
 async fn a_read_only_mount_refuses_writes_and_shows_in_the_listing() {
     let (alice, _) = session(r#"["*"]"#).await;
-    let root: Vec<_> = alice.list(&p("/")).await.unwrap().try_collect().await.unwrap();
-    assert!(root.iter().any(|e| e.name == "reports" && e.is_dir && e.read_only));
+    let root: Vec<_> = alice
+        .list(&p("/"))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        root.iter()
+            .any(|e| e.name == "reports" && e.is_dir && e.read_only)
+    );
     for result in [
         write(&alice, "/reports/x.txt", b"no").await,
         alice.mkdir(&p("/reports/sub")).await,
@@ -130,11 +152,17 @@ async fn permissions_are_enforced() {
     let (alice, _) = session(r#"["list", "download", "upload"]"#).await;
     write(&alice, "/a.txt", b"1").await.unwrap();
     let err = write(&alice, "/a.txt", b"2").await.unwrap_err();
-    assert!(err.to_string().contains("overwrite is not allowed"), "{err}");
+    assert!(
+        err.to_string().contains("overwrite is not allowed"),
+        "{err}"
+    );
     for err in [
         alice.remove(&p("/a.txt")).await.unwrap_err(),
         alice.mkdir(&p("/d")).await.unwrap_err(),
-        alice.rename(&p("/a.txt"), &p("/b.txt"), false).await.unwrap_err(),
+        alice
+            .rename(&p("/a.txt"), &p("/b.txt"), false)
+            .await
+            .unwrap_err(),
     ] {
         assert!(matches!(err, VfsError::PermissionDenied(_)), "{err}");
     }

@@ -19,7 +19,9 @@ fn layer(f: &Fixture) -> Arc<ObjectLayer> {
 async fn put(layer: &ObjectLayer, key: &str, data: &[u8]) {
     let mut up = layer.open_write(key, WriteMode::Truncate).await.unwrap();
     for (i, chunk) in data.chunks(64 << 10).enumerate() {
-        up.write_at((i * (64 << 10)) as u64, Bytes::copy_from_slice(chunk)).await.unwrap();
+        up.write_at((i * (64 << 10)) as u64, Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
     }
     up.close().await.unwrap();
 }
@@ -37,7 +39,12 @@ async fn get(layer: &ObjectLayer, key: &str) -> Vec<u8> {
 }
 
 async fn names(layer: &Arc<ObjectLayer>, key: &str) -> Vec<(String, bool)> {
-    let mut v: Vec<(String, bool)> = layer.list(key).map_ok(|s: FileStat| (s.name, s.is_dir)).try_collect().await.unwrap();
+    let mut v: Vec<(String, bool)> = layer
+        .list(key)
+        .map_ok(|s: FileStat| (s.name, s.is_dir))
+        .try_collect()
+        .await
+        .unwrap();
     v.sort();
     v
 }
@@ -52,13 +59,25 @@ async fn streams_large_upload_within_memory_bound(kind: &str) {
     let data = pattern(50 * MIB, 1);
     let mut up = l.open_write("big.bin", WriteMode::Truncate).await.unwrap();
     for (i, chunk) in data.chunks(32 << 10).enumerate() {
-        up.write_at((i * (32 << 10)) as u64, Bytes::copy_from_slice(chunk)).await.unwrap();
+        up.write_at((i * (32 << 10)) as u64, Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
     }
     let peak = up.peak_buffered();
-    assert_eq!(l.stat("big.bin").await.unwrap().size, data.len() as u64, "stat reports the bytes received so far");
+    assert_eq!(
+        l.stat("big.bin").await.unwrap().size,
+        data.len() as u64,
+        "stat reports the bytes received so far"
+    );
     up.close().await.unwrap();
-    assert!(peak <= (2 + 1) * 5 * MIB, "peak {peak} exceeds (concurrency + 1) × part_size");
-    assert!(peak >= 5 * MIB, "the upload never buffered a whole part ({peak})");
+    assert!(
+        peak <= (2 + 1) * 5 * MIB,
+        "peak {peak} exceeds (concurrency + 1) × part_size"
+    );
+    assert!(
+        peak >= 5 * MIB,
+        "the upload never buffered a whole part ({peak})"
+    );
     assert_eq!(l.stat("big.bin").await.unwrap().size, data.len() as u64);
     assert!(get(&l, "big.bin").await == data, "downloaded bytes differ");
 }
@@ -69,7 +88,10 @@ async fn small_upload_is_one_put_and_visible_only_after_close(kind: &str) {
     let mut up = l.open_write("note.txt", WriteMode::Truncate).await.unwrap();
     up.write_at(0, Bytes::from_static(b"hello ")).await.unwrap();
     up.write_at(6, Bytes::from_static(b"world")).await.unwrap();
-    assert!(names(&l, "").await.is_empty(), "nothing is listed before close");
+    assert!(
+        names(&l, "").await.is_empty(),
+        "nothing is listed before close"
+    );
     assert_eq!(up.close().await.unwrap(), 11);
     assert_eq!(get(&l, "note.txt").await, b"hello world");
     assert_eq!(names(&l, "").await, vec![("note.txt".into(), false)]);
@@ -102,7 +124,10 @@ async fn random_offset_reads(kind: &str) {
         assert_eq!(got.len(), want.len(), "length at offset {off}");
         assert!(got == want, "bytes differ at offset {off}");
     }
-    assert!(d.read_at(data.len() as u64, 10).await.unwrap().is_empty(), "EOF is empty");
+    assert!(
+        d.read_at(data.len() as u64, 10).await.unwrap().is_empty(),
+        "EOF is empty"
+    );
 }
 
 async fn out_of_order_writes_inside_the_window(kind: &str) {
@@ -111,10 +136,16 @@ async fn out_of_order_writes_inside_the_window(kind: &str) {
     let data = pattern(11 * MIB, 4);
     let mut up = l.open_write("ooo.bin", WriteMode::Truncate).await.unwrap();
     // Pipelined client: each pair of 32 KiB chunks arrives swapped.
-    let chunks: Vec<(usize, &[u8])> = data.chunks(32 << 10).enumerate().map(|(i, c)| (i * (32 << 10), c)).collect();
+    let chunks: Vec<(usize, &[u8])> = data
+        .chunks(32 << 10)
+        .enumerate()
+        .map(|(i, c)| (i * (32 << 10), c))
+        .collect();
     for pair in chunks.chunks(2) {
         for (off, c) in pair.iter().rev() {
-            up.write_at(*off as u64, Bytes::copy_from_slice(c)).await.unwrap();
+            up.write_at(*off as u64, Bytes::copy_from_slice(c))
+                .await
+                .unwrap();
         }
     }
     assert!(up.peak_buffered() <= 3 * 5 * MIB);
@@ -127,11 +158,20 @@ async fn writes_outside_the_window_fail_clearly(kind: &str) {
     let l = layer(&f);
     let mut up = l.open_write("far.bin", WriteMode::Truncate).await.unwrap();
     up.write_at(0, Bytes::from_static(b"start")).await.unwrap();
-    let err = up.write_at(20 * MIB as u64, Bytes::from_static(b"far")).await.unwrap_err();
+    let err = up
+        .write_at(20 * MIB as u64, Bytes::from_static(b"far"))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, VfsError::Unsupported(_)), "{msg}");
-    assert!(msg.contains("non-sequential write outside the 5 MiB window"), "{msg}");
-    let err = up.write_at(0, Bytes::from_static(b"again")).await.unwrap_err();
+    assert!(
+        msg.contains("non-sequential write outside the 5 MiB window"),
+        "{msg}"
+    );
+    let err = up
+        .write_at(0, Bytes::from_static(b"again"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("already uploaded"), "{err}");
 }
 
@@ -140,15 +180,27 @@ async fn folders_markers_and_rmdir(kind: &str) {
     let l = layer(&f);
     l.mkdir("d").await.unwrap();
     assert!(matches!(l.mkdir("d").await, Err(VfsError::AlreadyExists)));
-    assert!(matches!(l.mkdir("missing/child").await, Err(VfsError::NotFound)));
+    assert!(matches!(
+        l.mkdir("missing/child").await,
+        Err(VfsError::NotFound)
+    ));
     assert_eq!(names(&l, "").await, vec![("d".into(), true)]);
-    assert!(names(&l, "d").await.is_empty(), "a marker is never listed as a file");
+    assert!(
+        names(&l, "d").await.is_empty(),
+        "a marker is never listed as a file"
+    );
     let stat = l.stat("d").await.unwrap();
     assert!(stat.is_dir);
-    assert!(stat.modified.timestamp() > 1_000_000_000, "folder mtime is never 1970");
+    assert!(
+        stat.modified.timestamp() > 1_000_000_000,
+        "folder mtime is never 1970"
+    );
     put(&l, "d/f.txt", b"x").await;
     assert!(matches!(l.rmdir("d").await, Err(VfsError::NotEmpty)));
-    assert_eq!(l.rmdir("d").await.unwrap_err().to_string(), "directory not empty");
+    assert_eq!(
+        l.rmdir("d").await.unwrap_err().to_string(),
+        "directory not empty"
+    );
     l.remove("d/f.txt").await.unwrap();
     l.rmdir("d").await.unwrap();
     assert!(matches!(l.stat("d").await, Err(VfsError::NotFound)));
@@ -166,11 +218,21 @@ async fn rename_file_and_nested_folder(kind: &str) {
     put(&l, "other.txt", b"other").await;
     l.rename("a", "z", false).await.unwrap();
     assert!(matches!(l.stat("a").await, Err(VfsError::NotFound)));
-    assert_eq!(names(&l, "z").await, vec![("b".into(), true), ("empty".into(), true), ("x.txt".into(), false)]);
+    assert_eq!(
+        names(&l, "z").await,
+        vec![
+            ("b".into(), true),
+            ("empty".into(), true),
+            ("x.txt".into(), false)
+        ]
+    );
     assert_eq!(get(&l, "z/b/c.txt").await, b"deep");
     assert!(l.stat("z/empty").await.unwrap().is_dir);
     // Files: plain rename refuses an existing target, overwrite replaces it.
-    assert!(matches!(l.rename("other.txt", "z/x.txt", false).await, Err(VfsError::AlreadyExists)));
+    assert!(matches!(
+        l.rename("other.txt", "z/x.txt", false).await,
+        Err(VfsError::AlreadyExists)
+    ));
     l.rename("other.txt", "z/x.txt", true).await.unwrap();
     assert_eq!(get(&l, "z/x.txt").await, b"other");
     assert!(matches!(l.stat("other.txt").await, Err(VfsError::NotFound)));
@@ -180,7 +242,10 @@ async fn exclusive_create_refuses_existing(kind: &str) {
     let f = fixture(kind, "");
     let l = layer(&f);
     put(&l, "e.txt", b"1").await;
-    assert!(matches!(l.open_write("e.txt", WriteMode::CreateNew).await, Err(VfsError::AlreadyExists)));
+    assert!(matches!(
+        l.open_write("e.txt", WriteMode::CreateNew).await,
+        Err(VfsError::AlreadyExists)
+    ));
 }
 
 async fn set_times_is_a_noop_unless_preserved(kind: &str) {

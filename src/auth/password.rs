@@ -2,8 +2,10 @@
 //! over from other servers. Verification is slow on purpose; callers run it
 //! in `spawn_blocking`.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 
 /// An argon2id PHC string for `password`, with a fresh salt.
 pub fn hash_password(password: &str) -> String {
@@ -21,7 +23,11 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
         return bcrypt::verify(password, hash).unwrap_or(false);
     }
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 

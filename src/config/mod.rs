@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -244,10 +244,8 @@ impl Config {
                 message: format!("cannot read the file: {e}"),
             }],
         })?;
-        Self::parse(&text, &|name| std::env::var(name).ok()).map_err(|problems| ConfigError {
-            file,
-            problems,
-        })
+        Self::parse(&text, &|name| std::env::var(name).ok())
+            .map_err(|problems| ConfigError { file, problems })
     }
 
     /// Parses config text; `env` resolves `env:NAME` values (tests pass their own).

@@ -1,7 +1,8 @@
 use super::*;
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$zbURedr/3LNZOR44c0aY6A$+xFJJgF1BW2u2HQD7E1eR9O5gcRrh9Fhtk/e5e317mI";
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEeZJ0rNzsRMfMxm8M2ljm5O7wxvAnZWrr2D3oGgEh8G alice@laptop";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEeZJ0rNzsRMfMxm8M2ljm5O7wxvAnZWrr2D3oGgEh8G alice@laptop";
 
 fn env(name: &str) -> Option<String> {
     (name == "PARTNER_SECRET").then(|| "from-env".to_string())
@@ -100,17 +101,28 @@ delete_empty_folders = true
 fn the_contract_example_parses() {
     let c = parse(&full_example()).unwrap_or_else(|p| panic!("{p:#?}"));
     assert_eq!(c.server.idle_timeout, Duration::from_secs(600));
-    let RemoteKind::S3(s3) = &c.remotes["partner"].kind else { panic!("s3") };
+    let RemoteKind::S3(s3) = &c.remotes["partner"].kind else {
+        panic!("s3")
+    };
     assert_eq!(s3.secret_access_key, "from-env");
     assert_eq!(s3.region, "us-east-1");
     assert_eq!(c.remotes["partner"].part_size, 8 << 20);
-    assert_eq!(c.users[0].home, Location { remote: "partner".into(), prefix: "alice".into() });
+    assert_eq!(
+        c.users[0].home,
+        Location {
+            remote: "partner".into(),
+            prefix: "alice".into()
+        }
+    );
     assert_eq!(c.users[0].mounts[0].path, "/reports");
     assert_eq!(c.users[0].authorized_keys.len(), 1);
     assert_eq!(c.users[0].authorized_keys[0].comment(), "alice@laptop");
     assert_eq!(c.syncs[0].direction, Direction::Pull);
     assert_eq!(c.ftp.as_ref().unwrap().passive_ports, 50000..=50100);
-    assert!(!format!("{s3:?}").contains("from-env"), "the secret must not reach Debug output");
+    assert!(
+        !format!("{s3:?}").contains("from-env"),
+        "the secret must not reach Debug output"
+    );
 }
 
 /// Each case: a config, and (line, key fragment, message fragment) expected.
@@ -188,14 +200,24 @@ part_size = "1MiB"
         (37, "users[1].mounts[2].path", "overlaps"),
         (43, "syncs[0].remote", "unknown remote \"missing\""),
         (45, "syncs[0].after_copy", "one-way"),
-        (52, "remotes.box.secret_access_key", "NOT_SET_ANYWHERE is not set"),
+        (
+            52,
+            "remotes.box.secret_access_key",
+            "NOT_SET_ANYWHERE is not set",
+        ),
         (53, "remotes.box.part_size", "5 MiB"),
     ];
     for (line, key, message) in expect {
         assert!(
-            problems.iter().any(|p| p.line == line && p.key == key && p.message.contains(message)),
+            problems
+                .iter()
+                .any(|p| p.line == line && p.key == key && p.message.contains(message)),
             "no problem at line {line} for {key} containing {message:?}; got:\n{}",
-            problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
     assert_eq!(problems.len(), expect.len(), "{problems:#?}");
@@ -216,10 +238,14 @@ fn wrong_types_name_the_line() {
 
 #[test]
 fn the_shipped_config_is_valid() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
     let c = parse(&text).unwrap_or_else(|p| panic!("{p:#?}"));
     assert_eq!(c.users[0].name, "demo");
-    assert!(crate::auth::verify_password(c.users[0].password_hash.as_deref().unwrap(), "demo"));
+    assert!(crate::auth::verify_password(
+        c.users[0].password_hash.as_deref().unwrap(),
+        "demo"
+    ));
     assert!(c.sftp.unwrap().listen.ip().is_loopback());
     assert!(c.ftp.unwrap().listen.ip().is_loopback());
 }

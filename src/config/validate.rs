@@ -4,7 +4,7 @@
 use super::raw::*;
 use super::units::{parse_duration, parse_size};
 use super::*;
-use crate::vfs::path::{check_segment, MAX_KEY_BYTES};
+use crate::vfs::path::{MAX_KEY_BYTES, check_segment};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -58,7 +58,13 @@ impl Ctx<'_> {
         }
     }
 
-    fn count(&mut self, v: &S<i64>, key: &str, default: usize, range: RangeInclusive<i64>) -> usize {
+    fn count(
+        &mut self,
+        v: &S<i64>,
+        key: &str,
+        default: usize,
+        range: RangeInclusive<i64>,
+    ) -> usize {
         match v {
             None => default,
             Some(n) if range.contains(n.get_ref()) => *n.get_ref() as usize,
@@ -66,19 +72,30 @@ impl Ctx<'_> {
                 self.at(
                     n,
                     key,
-                    format!("{} is out of range {}..={}", n.get_ref(), range.start(), range.end()),
+                    format!(
+                        "{} is out of range {}..={}",
+                        n.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
                 );
                 default
             }
         }
     }
 
-    fn listen(&mut self, v: &S<String>, key: &str, default: &str, table_line: usize) -> SocketAddr {
+    fn listen(&mut self, v: &S<String>, key: &str, default: &str) -> SocketAddr {
         match v {
             None => default.parse().expect("default listen address"),
             Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
-                self.at(s, key, format!("{:?} is not an address like \"127.0.0.1:2222\"", s.get_ref()));
-                let _ = table_line;
+                self.at(
+                    s,
+                    key,
+                    format!(
+                        "{:?} is not an address like \"127.0.0.1:2222\"",
+                        s.get_ref()
+                    ),
+                );
                 default.parse().expect("default listen address")
             }),
         }
@@ -108,7 +125,11 @@ impl Ctx<'_> {
             Some((_, "optional")) => ProxyProtocol::Optional,
             Some((_, "required")) => ProxyProtocol::Required,
             Some((s, other)) => {
-                self.at(s, key, format!("{other:?} is not one of off, optional, required"));
+                self.at(
+                    s,
+                    key,
+                    format!("{other:?} is not one of off, optional, required"),
+                );
                 ProxyProtocol::Off
             }
         }
@@ -123,11 +144,22 @@ impl Ctx<'_> {
         remotes: &BTreeMap<String, Spanned<RawRemote>>,
     ) -> Option<Location> {
         let Some(s) = v else {
-            self.problem(table_line, key, "is required (a location like \"local:/folder\")");
+            self.problem(
+                table_line,
+                key,
+                "is required (a location like \"local:/folder\")",
+            );
             return None;
         };
         let Some((remote, path)) = s.get_ref().split_once(':') else {
-            self.at(s, key, format!("{:?} is not a location like \"remote:/folder\"", s.get_ref()));
+            self.at(
+                s,
+                key,
+                format!(
+                    "{:?} is not a location like \"remote:/folder\"",
+                    s.get_ref()
+                ),
+            );
             return None;
         };
         if !remotes.contains_key(remote) {
@@ -135,7 +167,10 @@ impl Ctx<'_> {
             self.at(
                 s,
                 key,
-                format!("names unknown remote {remote:?} (configured: {})", known.join(", ")),
+                format!(
+                    "names unknown remote {remote:?} (configured: {})",
+                    known.join(", ")
+                ),
             );
             return None;
         }
@@ -161,7 +196,9 @@ fn normalise_config_path(path: &str) -> Result<String, String> {
     }
     let joined = parts.join("/");
     if joined.len() > MAX_KEY_BYTES {
-        return Err(format!("path {path:?} is longer than {MAX_KEY_BYTES} bytes"));
+        return Err(format!(
+            "path {path:?} is longer than {MAX_KEY_BYTES} bytes"
+        ));
     }
     Ok(joined)
 }
@@ -178,13 +215,16 @@ fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
     let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
     let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
     if lo == 0 || lo > hi {
-        return Err(format!("{text:?}: the range must run from a low port (1 or more) to a higher one"));
+        return Err(format!(
+            "{text:?}: the range must run from a low port (1 or more) to a higher one"
+        ));
     }
     Ok(lo..=hi)
 }
 
 fn is_password_hash(text: &str) -> Result<(), String> {
-    const PLAIN: &str = "plain-text passwords are not accepted: store a hash from `bucketgate hash-password`";
+    const PLAIN: &str =
+        "plain-text passwords are not accepted: store a hash from `bucketgate hash-password`";
     if text.starts_with("$argon2") {
         argon2::password_hash::PasswordHash::new(text)
             .map(|_| ())
@@ -204,23 +244,34 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
     let mut cx = Ctx { lines, problems };
     let server = validate_server(&mut cx, &raw.server);
     let security = SecurityConfig {
-        ban_threshold: cx.count(&raw.security.ban_threshold, "security.ban_threshold", 5, 1..=1_000_000)
-            as u32,
-        ban_window: cx.duration(&raw.security.ban_window, "security.ban_window", Duration::from_secs(300)),
-        ban_time: cx.duration(&raw.security.ban_time, "security.ban_time", Duration::from_secs(900)),
+        ban_threshold: cx.count(
+            &raw.security.ban_threshold,
+            "security.ban_threshold",
+            5,
+            1..=1_000_000,
+        ) as u32,
+        ban_window: cx.duration(
+            &raw.security.ban_window,
+            "security.ban_window",
+            Duration::from_secs(300),
+        ),
+        ban_time: cx.duration(
+            &raw.security.ban_time,
+            "security.ban_time",
+            Duration::from_secs(900),
+        ),
     };
     let sftp = raw.sftp.as_ref().map(|t| {
-        let line = lines.of(t);
         let t = t.get_ref();
         SftpConfig {
-            listen: cx.listen(&t.listen, "sftp.listen", "127.0.0.1:2222", line),
+            listen: cx.listen(&t.listen, "sftp.listen", "127.0.0.1:2222"),
             proxy_protocol: cx.proxy(&t.proxy_protocol, "sftp.proxy_protocol"),
             proxy_allowed: cx.cidrs(&t.proxy_allowed, "sftp.proxy_allowed"),
         }
     });
     let ftp = raw.ftp.as_ref().map(|t| validate_ftp(&mut cx, t));
     let admin = raw.admin.as_ref().map(|t| AdminConfig {
-        listen: cx.listen(&t.get_ref().listen, "admin.listen", "127.0.0.1:9100", lines.of(t)),
+        listen: cx.listen(&t.get_ref().listen, "admin.listen", "127.0.0.1:9100"),
     });
     let remotes = raw
         .remotes
@@ -228,11 +279,26 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         .filter_map(|(name, r)| validate_remote(&mut cx, name, r).map(|c| (name.clone(), c)))
         .collect();
 
-    let users = raw.users.iter().enumerate().filter_map(|(i, u)| validate_user(&mut cx, i, u, &raw.remotes)).collect();
+    let users = raw
+        .users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| validate_user(&mut cx, i, u, &raw.remotes))
+        .collect();
     let user_names = raw.users.iter().map(|u| &u.get_ref().name);
     duplicates(&mut cx, user_names, "users", "user");
-    let syncs = raw.syncs.iter().enumerate().filter_map(|(i, s)| validate_sync(&mut cx, i, s, &raw.remotes)).collect();
-    duplicates(&mut cx, raw.syncs.iter().map(|s| &s.get_ref().name), "syncs", "sync");
+    let syncs = raw
+        .syncs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| validate_sync(&mut cx, i, s, &raw.remotes))
+        .collect();
+    duplicates(
+        &mut cx,
+        raw.syncs.iter().map(|s| &s.get_ref().name),
+        "syncs",
+        "sync",
+    );
 
     Config {
         server,
@@ -247,13 +313,22 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
 }
 
 /// Reports every repeat of a name in a list of tables.
-fn duplicates<'a>(cx: &mut Ctx<'_>, names: impl Iterator<Item = &'a S<String>>, table: &str, what: &str) {
+fn duplicates<'a>(
+    cx: &mut Ctx<'_>,
+    names: impl Iterator<Item = &'a S<String>>,
+    table: &str,
+    what: &str,
+) {
     let mut seen = HashSet::new();
     for (i, name) in names.enumerate() {
-        if let Some(n) = name {
-            if !seen.insert(n.get_ref().clone()) {
-                cx.at(n, &format!("{table}[{i}].name"), format!("duplicate {what} name {:?}", n.get_ref()));
-            }
+        if let Some(n) = name
+            && !seen.insert(n.get_ref().clone())
+        {
+            cx.at(
+                n,
+                &format!("{table}[{i}].name"),
+                format!("duplicate {what} name {:?}", n.get_ref()),
+            );
         }
     }
 }
@@ -262,14 +337,21 @@ fn validate_server(cx: &mut Ctx<'_>, s: &RawServer) -> ServerConfig {
     ServerConfig {
         keys_dir: cx.text(&s.keys_dir, "keys").into(),
         state_dir: cx.text(&s.state_dir, "state").into(),
-        idle_timeout: cx.duration(&s.idle_timeout, "server.idle_timeout", Duration::from_secs(600)),
+        idle_timeout: cx.duration(
+            &s.idle_timeout,
+            "server.idle_timeout",
+            Duration::from_secs(600),
+        ),
         max_sessions: cx.count(&s.max_sessions, "server.max_sessions", 1000, 1..=1_000_000),
-        shutdown_grace: cx.duration(&s.shutdown_grace, "server.shutdown_grace", Duration::from_secs(30)),
+        shutdown_grace: cx.duration(
+            &s.shutdown_grace,
+            "server.shutdown_grace",
+            Duration::from_secs(30),
+        ),
     }
 }
 
 fn validate_ftp(cx: &mut Ctx<'_>, t: &Spanned<RawFtp>) -> FtpConfig {
-    let line = cx.lines.of(t);
     let t = t.get_ref();
     let passive_ports = match &t.passive_ports {
         None => 50000..=50100,
@@ -282,7 +364,11 @@ fn validate_ftp(cx: &mut Ctx<'_>, t: &Spanned<RawFtp>) -> FtpConfig {
         None => PassiveHost::Auto,
         Some(s) if s.get_ref() == "auto" => PassiveHost::Auto,
         Some(s) if s.get_ref().trim().is_empty() => {
-            cx.at(s, "ftp.passive_host", "is empty: use \"auto\", an IP address or a DNS name");
+            cx.at(
+                s,
+                "ftp.passive_host",
+                "is empty: use \"auto\", an IP address or a DNS name",
+            );
             PassiveHost::Auto
         }
         Some(s) => PassiveHost::Given(s.get_ref().clone()),
@@ -291,11 +377,19 @@ fn validate_ftp(cx: &mut Ctx<'_>, t: &Spanned<RawFtp>) -> FtpConfig {
         (Some(c), Some(k)) => Some((c.get_ref().into(), k.get_ref().into())),
         (None, None) => None,
         (Some(c), None) => {
-            cx.at(c, "ftp.tls_cert", "is set without ftp.tls_key: FTPS needs both");
+            cx.at(
+                c,
+                "ftp.tls_cert",
+                "is set without ftp.tls_key: FTPS needs both",
+            );
             None
         }
         (None, Some(k)) => {
-            cx.at(k, "ftp.tls_key", "is set without ftp.tls_cert: FTPS needs both");
+            cx.at(
+                k,
+                "ftp.tls_key",
+                "is set without ftp.tls_cert: FTPS needs both",
+            );
             None
         }
     };
@@ -306,12 +400,16 @@ fn validate_ftp(cx: &mut Ctx<'_>, t: &Spanned<RawFtp>) -> FtpConfig {
     }
     let implicit_listen = t.implicit_listen.as_ref().map(|s| {
         if tls.is_none() {
-            cx.at(s, "ftp.implicit_listen", "needs ftp.tls_cert and ftp.tls_key");
+            cx.at(
+                s,
+                "ftp.implicit_listen",
+                "needs ftp.tls_cert and ftp.tls_key",
+            );
         }
-        cx.listen(&Some(s.clone()), "ftp.implicit_listen", "127.0.0.1:9990", line)
+        cx.listen(&Some(s.clone()), "ftp.implicit_listen", "127.0.0.1:9990")
     });
     FtpConfig {
-        listen: cx.listen(&t.listen, "ftp.listen", "127.0.0.1:2121", line),
+        listen: cx.listen(&t.listen, "ftp.listen", "127.0.0.1:2121"),
         passive_ports,
         passive_host,
         tls,
@@ -322,7 +420,11 @@ fn validate_ftp(cx: &mut Ctx<'_>, t: &Spanned<RawFtp>) -> FtpConfig {
     }
 }
 
-fn validate_remote(cx: &mut Ctx<'_>, name: &str, spanned: &Spanned<RawRemote>) -> Option<RemoteConfig> {
+fn validate_remote(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    spanned: &Spanned<RawRemote>,
+) -> Option<RemoteConfig> {
     let line = cx.lines.of(spanned);
     let r = spanned.get_ref();
     let key = |k: &str| format!("remotes.{name}.{k}");
@@ -362,17 +464,24 @@ fn validate_remote(cx: &mut Ctx<'_>, name: &str, spanned: &Spanned<RawRemote>) -
             let bucket = required(&r.bucket, "bucket");
             let access_key_id = required(&r.access_key_id, "access_key_id");
             let secret_access_key = required(&r.secret_access_key, "secret_access_key");
-            if let Some(e) = &r.endpoint {
-                if url::Url::parse(e.get_ref())
+            if let Some(e) = &r.endpoint
+                && url::Url::parse(e.get_ref())
                     .map(|u| !matches!(u.scheme(), "http" | "https"))
                     .unwrap_or(true)
-                {
-                    cx.at(e, &key("endpoint"), format!("{:?} is not an http:// or https:// URL", e.get_ref()));
-                }
+            {
+                cx.at(
+                    e,
+                    &key("endpoint"),
+                    format!("{:?} is not an http:// or https:// URL", e.get_ref()),
+                );
             }
             if !(S3_MIN_PART..=S3_MAX_PART).contains(&part_size) {
                 let at = r.part_size.as_ref().map_or(line, |s| cx.lines.of(s));
-                cx.problem(at, &key("part_size"), "S3 parts must be between 5 MiB and 5 GiB");
+                cx.problem(
+                    at,
+                    &key("part_size"),
+                    "S3 parts must be between 5 MiB and 5 GiB",
+                );
             }
             let outbound_ips = r
                 .outbound_ips
@@ -381,7 +490,11 @@ fn validate_remote(cx: &mut Ctx<'_>, name: &str, spanned: &Spanned<RawRemote>) -
                 .filter_map(|(i, ip)| match ip.get_ref().parse::<IpAddr>() {
                     Ok(a) => Some(a),
                     Err(_) => {
-                        cx.at(ip, &format!("{}[{i}]", key("outbound_ips")), format!("{:?} is not an IP address", ip.get_ref()));
+                        cx.at(
+                            ip,
+                            &format!("{}[{i}]", key("outbound_ips")),
+                            format!("{:?} is not an IP address", ip.get_ref()),
+                        );
                         None
                     }
                 })
@@ -390,22 +503,43 @@ fn validate_remote(cx: &mut Ctx<'_>, name: &str, spanned: &Spanned<RawRemote>) -
             RemoteKind::S3(S3Config {
                 endpoint: endpoint.trim_end_matches('/').to_string(),
                 bucket,
-                region: if region.is_empty() { "us-east-1".into() } else { region },
+                region: if region.is_empty() {
+                    "us-east-1".into()
+                } else {
+                    region
+                },
                 access_key_id,
                 secret_access_key,
                 path_style: Ctx::flag(&r.path_style, true),
                 use_dedicated_ips: Ctx::flag(&r.use_dedicated_ips, !outbound_ips.is_empty()),
                 outbound_ips,
-                max_connections: cx.count(&r.max_connections, &key("max_connections"), 0, 0..=100_000),
-                connect_timeout: cx.duration(&r.connect_timeout, &key("connect_timeout"), Duration::from_secs(5)),
-                request_timeout: cx.duration(&r.request_timeout, &key("request_timeout"), Duration::from_secs(60)),
+                max_connections: cx.count(
+                    &r.max_connections,
+                    &key("max_connections"),
+                    0,
+                    0..=100_000,
+                ),
+                connect_timeout: cx.duration(
+                    &r.connect_timeout,
+                    &key("connect_timeout"),
+                    Duration::from_secs(5),
+                ),
+                request_timeout: cx.duration(
+                    &r.request_timeout,
+                    &key("request_timeout"),
+                    Duration::from_secs(60),
+                ),
                 retries: cx.count(&r.retries, &key("retries"), 5, 0..=100),
             })
         }
         other @ ("filesystem" | "memory") => {
             for (k, set) in s3_only {
                 if set {
-                    cx.problem(line, &key(k), format!("only applies to kind = \"s3\", not {other:?}"));
+                    cx.problem(
+                        line,
+                        &key(k),
+                        format!("only applies to kind = \"s3\", not {other:?}"),
+                    );
                 }
             }
             if other == "memory" {
@@ -425,12 +559,20 @@ fn validate_remote(cx: &mut Ctx<'_>, name: &str, spanned: &Spanned<RawRemote>) -
             }
         }
         other => {
-            cx.at(kind_text, &key("kind"), format!("{other:?} is not one of filesystem, s3, memory"));
+            cx.at(
+                kind_text,
+                &key("kind"),
+                format!("{other:?} is not one of filesystem, s3, memory"),
+            );
             return None;
         }
     };
     if r.case_insensitive.is_some() && !matches!(kind, RemoteKind::Filesystem { .. }) {
-        cx.problem(line, &key("case_insensitive"), "only applies to kind = \"filesystem\"");
+        cx.problem(
+            line,
+            &key("case_insensitive"),
+            "only applies to kind = \"filesystem\"",
+        );
     }
     Some(RemoteConfig {
         name: name.to_string(),
@@ -451,9 +593,15 @@ fn validate_user(
     let u = spanned.get_ref();
     let key = |k: &str| format!("users[{i}].{k}");
     let name = match &u.name {
-        Some(n) if !n.get_ref().is_empty() && !n.get_ref().contains([':', '/', ' ']) => n.get_ref().clone(),
+        Some(n) if !n.get_ref().is_empty() && !n.get_ref().contains([':', '/', ' ']) => {
+            n.get_ref().clone()
+        }
         Some(n) => {
-            cx.at(n, &key("name"), "must be non-empty, without ':', '/' or spaces");
+            cx.at(
+                n,
+                &key("name"),
+                "must be non-empty, without ':', '/' or spaces",
+            );
             return None;
         }
         None => {
@@ -461,13 +609,16 @@ fn validate_user(
             return None;
         }
     };
-    let password_hash = u.password.as_ref().and_then(|p| match is_password_hash(p.get_ref()) {
-        Ok(()) => Some(p.get_ref().clone()),
-        Err(e) => {
-            cx.at(p, &key("password"), e);
-            None
-        }
-    });
+    let password_hash = u
+        .password
+        .as_ref()
+        .and_then(|p| match is_password_hash(p.get_ref()) {
+            Ok(()) => Some(p.get_ref().clone()),
+            Err(e) => {
+                cx.at(p, &key("password"), e);
+                None
+            }
+        });
     let authorized_keys: Vec<ssh_key::PublicKey> = u
         .authorized_keys
         .iter()
@@ -476,30 +627,47 @@ fn validate_user(
             match ssh_key::authorized_keys::Entry::from_str(line_text.get_ref().trim()) {
                 Ok(entry) => Some(entry.public_key().clone()),
                 Err(e) => {
-                    cx.at(line_text, &format!("{}[{k}]", key("authorized_keys")), format!("is not an authorized_keys line ({e})"));
+                    cx.at(
+                        line_text,
+                        &format!("{}[{k}]", key("authorized_keys")),
+                        format!("is not an authorized_keys line ({e})"),
+                    );
                     None
                 }
             }
         })
         .collect();
     if u.password.is_none() && u.authorized_keys.is_empty() {
-        cx.problem(line, &key("password"), "the user has neither a password nor authorized_keys, so cannot log in");
+        cx.problem(
+            line,
+            &key("password"),
+            "the user has neither a password nor authorized_keys, so cannot log in",
+        );
     }
     let home = cx.location(&u.home, &key("home"), line, remotes);
     let permissions = match &u.permissions {
         None => Permissions::all(),
-        Some(list) => list.get_ref().iter().enumerate().fold(Permissions::default(), |acc, (k, p)| {
-            match Permissions::parse_entry(p.get_ref()) {
-                Ok(set) => acc.union(set),
-                Err(e) => {
-                    cx.at(p, &format!("{}[{k}]", key("permissions")), e);
-                    acc
-                }
-            }
-        }),
+        Some(list) => {
+            list.get_ref()
+                .iter()
+                .enumerate()
+                .fold(
+                    Permissions::default(),
+                    |acc, (k, p)| match Permissions::parse_entry(p.get_ref()) {
+                        Ok(set) => acc.union(set),
+                        Err(e) => {
+                            cx.at(p, &format!("{}[{k}]", key("permissions")), e);
+                            acc
+                        }
+                    },
+                )
+        }
     };
     let allowed_ips = match &u.allowed_ips {
-        None => vec!["0.0.0.0/0".parse().expect("any v4"), "::/0".parse().expect("any v6")],
+        None => vec![
+            "0.0.0.0/0".parse().expect("any v4"),
+            "::/0".parse().expect("any v6"),
+        ],
         Some(list) => cx.cidrs(list.get_ref(), &key("allowed_ips")),
     };
     let mut mounts: Vec<(MountConfig, usize)> = Vec::new();
@@ -583,11 +751,19 @@ fn validate_sync(
         Some((_, "pull")) => Direction::Pull,
         Some((_, "two-way")) => Direction::TwoWay,
         Some((d, other)) => {
-            cx.at(d, &key("direction"), format!("{other:?} is not one of push, pull, two-way"));
+            cx.at(
+                d,
+                &key("direction"),
+                format!("{other:?} is not one of push, pull, two-way"),
+            );
             Direction::Push
         }
         None => {
-            cx.problem(line, &key("direction"), "is required: push, pull or two-way");
+            cx.problem(
+                line,
+                &key("direction"),
+                "is required: push, pull or two-way",
+            );
             Direction::Push
         }
     };
@@ -595,16 +771,27 @@ fn validate_sync(
         None | Some((_, "keep")) => false,
         Some((a, "delete")) => {
             if direction == Direction::TwoWay {
-                cx.at(a, &key("after_copy"), "\"delete\" applies to one-way jobs (push or pull) only");
+                cx.at(
+                    a,
+                    &key("after_copy"),
+                    "\"delete\" applies to one-way jobs (push or pull) only",
+                );
             }
             true
         }
         Some((a, other)) => {
-            cx.at(a, &key("after_copy"), format!("{other:?} is not one of keep, delete"));
+            cx.at(
+                a,
+                &key("after_copy"),
+                format!("{other:?} is not one of keep, delete"),
+            );
             false
         }
     };
-    let interval = s.interval.as_ref().map(|v| cx.duration(&Some(v.clone()), &key("interval"), Duration::from_secs(300)));
+    let interval = s
+        .interval
+        .as_ref()
+        .map(|v| cx.duration(&Some(v.clone()), &key("interval"), Duration::from_secs(300)));
     let transfers = cx.count(&s.transfers, &key("transfers"), 4, 1..=256);
     let max_delete = cx.count(&s.max_delete, &key("max_delete"), 50, 0..=100) as u8;
     Some(SyncConfig {

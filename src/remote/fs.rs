@@ -2,7 +2,7 @@
 //! directory itself, so one file with a name we cannot serve is skipped
 //! instead of failing the folder.
 
-use super::{io_err, usable_name, ListPage, Namespace, RawEntry, Space};
+use super::{ListPage, Namespace, RawEntry, Space, io_err, usable_name};
 use crate::vfs::{VfsError, VfsResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,7 +19,11 @@ impl FsNamespace {
     }
 
     fn path(&self, key: &str) -> PathBuf {
-        if key.is_empty() { self.root.clone() } else { self.root.join(key) }
+        if key.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(key)
+        }
     }
 }
 
@@ -44,7 +48,9 @@ impl Namespace for FsNamespace {
                 continue;
             }
             // Follows symlinks; a dangling one is skipped.
-            let Ok(meta) = tokio::fs::metadata(entry.path()).await else { continue };
+            let Ok(meta) = tokio::fs::metadata(entry.path()).await else {
+                continue;
+            };
             entries.push(RawEntry {
                 name,
                 is_dir: meta.is_dir(),
@@ -52,7 +58,10 @@ impl Namespace for FsNamespace {
                 modified: meta.modified().ok().map(DateTime::<Utc>::from),
             });
         }
-        Ok(ListPage { entries, next: None })
+        Ok(ListPage {
+            entries,
+            next: None,
+        })
     }
 
     async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
@@ -73,13 +82,18 @@ impl Namespace for FsNamespace {
     }
 
     async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()> {
-        tokio::fs::rename(self.path(from), self.path(to)).await.map_err(io_err)
+        tokio::fs::rename(self.path(from), self.path(to))
+            .await
+            .map_err(io_err)
     }
 
     async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
         let path = self.path(key);
         tokio::task::spawn_blocking(move || {
-            std::fs::File::options().write(true).open(path)?.set_modified(mtime.into())
+            std::fs::File::options()
+                .write(true)
+                .open(path)?
+                .set_modified(mtime.into())
         })
         .await
         .map_err(VfsError::storage)?

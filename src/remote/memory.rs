@@ -1,7 +1,7 @@
 //! Folders on the memory remote: object_store's `InMemory` cannot hold a
 //! `dir/` key, so markers live in a set beside it.
 
-use super::{child_name, ListPage, Namespace, RawEntry, Space, UNBOUNDED_SPACE};
+use super::{ListPage, Namespace, RawEntry, Space, UNBOUNDED_SPACE, child_name};
 use crate::vfs::{VfsError, VfsResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,7 +20,10 @@ pub struct MemoryNamespace {
 
 impl MemoryNamespace {
     pub fn new(store: Arc<InMemory>) -> Self {
-        MemoryNamespace { store, markers: Mutex::default() }
+        MemoryNamespace {
+            store,
+            markers: Mutex::default(),
+        }
     }
 
     fn markers(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DateTime<Utc>>> {
@@ -39,26 +42,53 @@ fn inside(dir: &str, key: &str) -> bool {
 #[async_trait]
 impl Namespace for MemoryNamespace {
     async fn list_page(&self, dir: &str, _token: Option<String>) -> VfsResult<ListPage> {
-        let listed = self.store.list_with_delimiter(Self::under(dir).as_ref()).await?;
+        let listed = self
+            .store
+            .list_with_delimiter(Self::under(dir).as_ref())
+            .await?;
         let mut entries: BTreeMap<String, RawEntry> = BTreeMap::new();
         for p in listed.common_prefixes {
             let name = child_name(dir, p.as_ref()).to_string();
-            entries.insert(name.clone(), RawEntry { name, is_dir: true, size: 0, modified: None });
+            entries.insert(
+                name.clone(),
+                RawEntry {
+                    name,
+                    is_dir: true,
+                    size: 0,
+                    modified: None,
+                },
+            );
         }
         for (key, t) in self.markers().iter() {
             let name = child_name(dir, key);
             if inside(dir, key) && !name.contains('/') {
-                entries.insert(name.to_string(), RawEntry { name: name.to_string(), is_dir: true, size: 0, modified: Some(*t) });
+                entries.insert(
+                    name.to_string(),
+                    RawEntry {
+                        name: name.to_string(),
+                        is_dir: true,
+                        size: 0,
+                        modified: Some(*t),
+                    },
+                );
             }
         }
         for o in listed.objects {
             let name = child_name(dir, o.location.as_ref()).to_string();
             entries.insert(
                 name.clone(),
-                RawEntry { name, is_dir: false, size: o.size, modified: Some(o.last_modified) },
+                RawEntry {
+                    name,
+                    is_dir: false,
+                    size: o.size,
+                    modified: Some(o.last_modified),
+                },
             );
         }
-        Ok(ListPage { entries: entries.into_values().collect(), next: None })
+        Ok(ListPage {
+            entries: entries.into_values().collect(),
+            next: None,
+        })
     }
 
     async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
@@ -71,7 +101,11 @@ impl Namespace for MemoryNamespace {
         if self.markers().keys().any(|k| inside(dir, k)) {
             return Ok(Some(None));
         }
-        let first = self.store.list(Self::under(dir).as_ref()).try_next().await?;
+        let first = self
+            .store
+            .list(Self::under(dir).as_ref())
+            .try_next()
+            .await?;
         Ok(first.map(|o| Some(o.last_modified)))
     }
 
@@ -81,7 +115,12 @@ impl Namespace for MemoryNamespace {
     }
 
     async fn remove_dir(&self, dir: &str) -> VfsResult<()> {
-        let has_objects = self.store.list(Self::under(dir).as_ref()).try_next().await?.is_some();
+        let has_objects = self
+            .store
+            .list(Self::under(dir).as_ref())
+            .try_next()
+            .await?
+            .is_some();
         let mut markers = self.markers();
         if has_objects || markers.keys().any(|k| inside(dir, k)) {
             return Err(VfsError::NotEmpty);
@@ -90,7 +129,11 @@ impl Namespace for MemoryNamespace {
     }
 
     async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()> {
-        let objects: Vec<_> = self.store.list(Self::under(from).as_ref()).try_collect().await?;
+        let objects: Vec<_> = self
+            .store
+            .list(Self::under(from).as_ref())
+            .try_collect()
+            .await?;
         let moved = |key: &str| format!("{to}{}", &key[from.len()..]);
         for o in &objects {
             let target = Path::from_iter(moved(o.location.as_ref()).split('/'));
@@ -116,8 +159,14 @@ impl Namespace for MemoryNamespace {
         let path = Path::from_iter(key.split('/'));
         let data = self.store.get(&path).await?.bytes().await?;
         let mut attributes = Attributes::new();
-        attributes.insert(Attribute::Metadata("mtime".into()), mtime.timestamp().to_string().into());
-        let opts = PutOptions { attributes, ..Default::default() };
+        attributes.insert(
+            Attribute::Metadata("mtime".into()),
+            mtime.timestamp().to_string().into(),
+        );
+        let opts = PutOptions {
+            attributes,
+            ..Default::default()
+        };
         self.store.put_opts(&path, data.into(), opts).await?;
         Ok(())
     }

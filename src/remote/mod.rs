@@ -182,7 +182,13 @@ impl Remotes {
 
 /// The name of `key` relative to the listed folder `dir`.
 pub(crate) fn child_name<'a>(dir: &str, key: &'a str) -> &'a str {
-    let rest = if dir.is_empty() { key } else { key.strip_prefix(dir).and_then(|k| k.strip_prefix('/')).unwrap_or(key) };
+    let rest = if dir.is_empty() {
+        key
+    } else {
+        key.strip_prefix(dir)
+            .and_then(|k| k.strip_prefix('/'))
+            .unwrap_or(key)
+    };
     rest.trim_end_matches('/')
 }
 

@@ -3,7 +3,7 @@
 //! copy-in-place to set metadata. Each is signed with object_store's public
 //! `AwsAuthorizer` and sent over the remote's own HTTP client.
 
-use super::{child_name, usable_name, ListPage, Namespace, RawEntry, Space, UNBOUNDED_SPACE};
+use super::{ListPage, Namespace, RawEntry, Space, UNBOUNDED_SPACE, child_name, usable_name};
 use crate::config::S3Config;
 use crate::vfs::{VfsError, VfsResult};
 use async_trait::async_trait;
@@ -12,14 +12,23 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use object_store::aws::{AwsAuthorizer, AwsCredential};
 use object_store::client::{HttpClient, HttpRequestBody};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use std::sync::Arc;
 
 /// RFC 3986 unreserved characters stay; `/` separates key segments.
-const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 /// Query values: `/` is encoded too.
-const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Signed requests to one bucket.
 #[derive(Debug)]
@@ -121,7 +130,11 @@ impl S3Api {
             .with_sign_payload(true)
             .try_authorize(&mut request, None)
             .map_err(VfsError::from)?;
-        let response = self.client.execute(request).await.map_err(VfsError::storage)?;
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(VfsError::storage)?;
         let status = response.status();
         let (parts, body) = response.into_parts();
         let bytes = body.bytes().await.map_err(VfsError::storage)?;
@@ -139,13 +152,21 @@ impl S3Api {
     /// Writes the zero-byte `dir/` marker.
     pub async fn put_marker(&self, dir: &str) -> VfsResult<()> {
         let mut headers = HeaderMap::new();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-directory"));
-        self.send(Method::PUT, &format!("{dir}/"), &[], headers, Bytes::new()).await.map(|_| ())
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-directory"),
+        );
+        self.send(Method::PUT, &format!("{dir}/"), &[], headers, Bytes::new())
+            .await
+            .map(|_| ())
     }
 
     /// HEAD of any key, markers included: its Last-Modified when it exists.
     pub async fn head(&self, key: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
-        match self.send(Method::HEAD, key, &[], HeaderMap::new(), Bytes::new()).await {
+        match self
+            .send(Method::HEAD, key, &[], HeaderMap::new(), Bytes::new())
+            .await
+        {
             Ok((headers, _)) => Ok(Some(
                 headers
                     .get(http::header::LAST_MODIFIED)
@@ -159,29 +180,56 @@ impl S3Api {
     }
 
     pub async fn delete(&self, key: &str) -> VfsResult<()> {
-        self.send(Method::DELETE, key, &[], HeaderMap::new(), Bytes::new()).await.map(|_| ())
+        self.send(Method::DELETE, key, &[], HeaderMap::new(), Bytes::new())
+            .await
+            .map(|_| ())
     }
 
     /// Server-side copy of any key, markers included; `metadata` replaces the
     /// object's metadata when given.
-    pub async fn copy(&self, from: &str, to: &str, metadata: Option<&[(&str, String)]>) -> VfsResult<()> {
+    pub async fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        metadata: Option<&[(&str, String)]>,
+    ) -> VfsResult<()> {
         let mut headers = HeaderMap::new();
         let source = format!("/{}/{}", self.bucket, utf8_percent_encode(from, KEY_SET));
-        headers.insert("x-amz-copy-source", HeaderValue::from_str(&source).map_err(VfsError::storage)?);
+        headers.insert(
+            "x-amz-copy-source",
+            HeaderValue::from_str(&source).map_err(VfsError::storage)?,
+        );
         if let Some(meta) = metadata {
-            headers.insert("x-amz-metadata-directive", HeaderValue::from_static("REPLACE"));
+            headers.insert(
+                "x-amz-metadata-directive",
+                HeaderValue::from_static("REPLACE"),
+            );
             for (k, v) in meta {
-                let name = http::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes()).map_err(VfsError::storage)?;
+                let name = http::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes())
+                    .map_err(VfsError::storage)?;
                 headers.insert(name, HeaderValue::from_str(v).map_err(VfsError::storage)?);
             }
         }
-        self.send(Method::PUT, to, &[], headers, Bytes::new()).await.map(|_| ())
+        self.send(Method::PUT, to, &[], headers, Bytes::new())
+            .await
+            .map(|_| ())
     }
 
     /// One ListObjectsV2 page under `prefix`; with `delimiter`, one level only.
-    pub async fn list(&self, prefix: &str, delimiter: bool, token: Option<&str>, max_keys: usize) -> VfsResult<ObjectList> {
+    pub async fn list(
+        &self,
+        prefix: &str,
+        delimiter: bool,
+        token: Option<&str>,
+        max_keys: usize,
+    ) -> VfsResult<ObjectList> {
         let max = max_keys.to_string();
-        let mut query = vec![("list-type", "2"), ("encoding-type", "url"), ("max-keys", max.as_str()), ("prefix", prefix)];
+        let mut query = vec![
+            ("list-type", "2"),
+            ("encoding-type", "url"),
+            ("max-keys", max.as_str()),
+            ("prefix", prefix),
+        ];
         if delimiter {
             query.push(("delimiter", "/"));
         }
@@ -189,14 +237,18 @@ impl S3Api {
             query.push(("continuation-token", t));
         }
         query.sort();
-        let (_, body) = self.send(Method::GET, "", &query, HeaderMap::new(), Bytes::new()).await?;
+        let (_, body) = self
+            .send(Method::GET, "", &query, HeaderMap::new(), Bytes::new())
+            .await?;
         let text = std::str::from_utf8(&body).map_err(VfsError::storage)?;
         let parsed: ListBucketResult = quick_xml::de::from_str(text)
             .map_err(|e| VfsError::storage_msg(format!("unreadable S3 listing: {e}")))?;
         let url_encoded = parsed.encoding_type.as_deref() == Some("url");
         let decode = |s: String| -> String {
             if url_encoded {
-                percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
             } else {
                 s
             }
@@ -214,7 +266,11 @@ impl S3Api {
                         .map(|t| t.with_timezone(&Utc)),
                 })
                 .collect(),
-            prefixes: parsed.common_prefixes.into_iter().map(|p| decode(p.prefix)).collect(),
+            prefixes: parsed
+                .common_prefixes
+                .into_iter()
+                .map(|p| decode(p.prefix))
+                .collect(),
             next: parsed.next_continuation_token,
         })
     }
@@ -247,7 +303,11 @@ impl S3Namespace {
 }
 
 fn dir_prefix(dir: &str) -> String {
-    if dir.is_empty() { String::new() } else { format!("{dir}/") }
+    if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    }
 }
 
 #[async_trait]
@@ -259,7 +319,12 @@ impl Namespace for S3Namespace {
         for p in page.prefixes {
             let name = child_name(dir, &p);
             if usable_name(dir, name) {
-                entries.push(RawEntry { name: name.to_string(), is_dir: true, size: 0, modified: None });
+                entries.push(RawEntry {
+                    name: name.to_string(),
+                    is_dir: true,
+                    size: 0,
+                    modified: None,
+                });
             }
         }
         for o in page.objects {
@@ -269,10 +334,18 @@ impl Namespace for S3Namespace {
             }
             let name = child_name(dir, &o.key);
             if usable_name(dir, name) {
-                entries.push(RawEntry { name: name.to_string(), is_dir: false, size: o.size, modified: o.modified });
+                entries.push(RawEntry {
+                    name: name.to_string(),
+                    is_dir: false,
+                    size: o.size,
+                    modified: o.modified,
+                });
             }
         }
-        Ok(ListPage { entries, next: page.next })
+        Ok(ListPage {
+            entries,
+            next: page.next,
+        })
     }
 
     async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
@@ -316,7 +389,9 @@ impl Namespace for S3Namespace {
     }
 
     async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
-        self.api.copy(key, key, Some(&[("mtime", mtime.timestamp().to_string())])).await
+        self.api
+            .copy(key, key, Some(&[("mtime", mtime.timestamp().to_string())]))
+            .await
     }
 
     async fn space(&self) -> VfsResult<Space> {

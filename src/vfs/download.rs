@@ -34,13 +34,24 @@ pub struct Download {
 
 impl std::fmt::Debug for Download {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Download").field("path", &self.path).field("size", &self.size).finish_non_exhaustive()
+        f.debug_struct("Download")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
 }
 
 impl Download {
     pub(crate) fn new(store: Arc<dyn ObjectStore>, path: Path, size: u64, offset: u64) -> Self {
-        let mut d = Download { store, path, size, buf: Bytes::new(), buf_start: offset, rx: None, task: None };
+        let mut d = Download {
+            store,
+            path,
+            size,
+            buf: Bytes::new(),
+            buf_start: offset,
+            rx: None,
+            task: None,
+        };
         d.restart(offset);
         d
     }
@@ -63,8 +74,14 @@ impl Download {
         let store = self.store.clone();
         let path = self.path.clone();
         let size = self.size;
-        let parallel = if size - offset > 2 * CHUNK { PARALLEL } else { 1 };
-        let ranges = (offset..size).step_by(CHUNK as usize).map(move |start| start..(start + CHUNK).min(size));
+        let parallel = if size - offset > 2 * CHUNK {
+            PARALLEL
+        } else {
+            1
+        };
+        let ranges = (offset..size)
+            .step_by(CHUNK as usize)
+            .map(move |start| start..(start + CHUNK).min(size));
         self.task = Some(tokio::spawn(async move {
             let mut chunks = futures::stream::iter(ranges)
                 .map(|range| {
@@ -111,7 +128,10 @@ impl Download {
                     None => {
                         self.rx = None;
                         if got == 0 {
-                            return Err(VfsError::storage_msg(format!("the object {} ended early", self.path)));
+                            return Err(VfsError::storage_msg(format!(
+                                "the object {} ended early",
+                                self.path
+                            )));
                         }
                         break;
                     }

@@ -34,10 +34,11 @@ impl From<object_store::Error> for VfsError {
     fn from(e: object_store::Error) -> Self {
         match e {
             object_store::Error::NotFound { .. } => VfsError::NotFound,
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-                VfsError::AlreadyExists
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => VfsError::AlreadyExists,
+            object_store::Error::InvalidPath { source } => {
+                VfsError::InvalidName(source.to_string())
             }
-            object_store::Error::InvalidPath { source } => VfsError::InvalidName(source.to_string()),
             other => VfsError::storage(other),
         }
     }

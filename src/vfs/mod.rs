@@ -42,11 +42,23 @@ pub struct FileStat {
 
 impl FileStat {
     pub fn file(name: String, size: u64, modified: DateTime<Utc>) -> Self {
-        FileStat { name, is_dir: false, size, modified, read_only: false }
+        FileStat {
+            name,
+            is_dir: false,
+            size,
+            modified,
+            read_only: false,
+        }
     }
 
     pub fn dir(name: String, modified: DateTime<Utc>) -> Self {
-        FileStat { name, is_dir: true, size: 0, modified, read_only: false }
+        FileStat {
+            name,
+            is_dir: true,
+            size: 0,
+            modified,
+            read_only: false,
+        }
     }
 
     /// POSIX mode bits for `ls -l` and SFTP attributes.
@@ -89,7 +101,10 @@ pub struct Storage {
 impl Storage {
     pub fn new(remotes: &Remotes) -> Self {
         Storage {
-            layers: remotes.iter().map(|r| (r.name().to_string(), Arc::new(ObjectLayer::new(r.clone())))).collect(),
+            layers: remotes
+                .iter()
+                .map(|r| (r.name().to_string(), Arc::new(ObjectLayer::new(r.clone()))))
+                .collect(),
         }
     }
 

@@ -3,8 +3,11 @@
 //! to one remote and key; nothing outside the mounts is reachable.
 
 use super::objects::ObjectLayer;
-use super::path::{join_key, UserPath};
-use super::{Download, FileStat, Permission, Permissions, Storage, Upload, Vfs, VfsError, VfsResult, WriteMode};
+use super::path::{UserPath, join_key};
+use super::{
+    Download, FileStat, Permission, Permissions, Storage, Upload, Vfs, VfsError, VfsResult,
+    WriteMode,
+};
 use crate::config::{Location, UserConfig};
 use crate::remote::Space;
 use async_trait::async_trait;
@@ -42,20 +45,33 @@ impl UserVfs {
     /// Builds the user's tree; a writable mount whose folder is missing is created.
     pub async fn for_user(user: &UserConfig, storage: &Storage) -> VfsResult<UserVfs> {
         let layer = |loc: &Location| {
-            storage
-                .layer(&loc.remote)
-                .cloned()
-                .ok_or_else(|| VfsError::storage_msg(format!("remote {:?} is not configured", loc.remote)))
+            storage.layer(&loc.remote).cloned().ok_or_else(|| {
+                VfsError::storage_msg(format!("remote {:?} is not configured", loc.remote))
+            })
         };
-        let mut mounts = vec![Mount { at: "/".into(), layer: layer(&user.home)?, prefix: user.home.prefix.clone(), read_only: false }];
+        let mut mounts = vec![Mount {
+            at: "/".into(),
+            layer: layer(&user.home)?,
+            prefix: user.home.prefix.clone(),
+            read_only: false,
+        }];
         for m in &user.mounts {
-            mounts.push(Mount { at: m.path.clone(), layer: layer(&m.target)?, prefix: m.target.prefix.clone(), read_only: m.read_only });
+            mounts.push(Mount {
+                at: m.path.clone(),
+                layer: layer(&m.target)?,
+                prefix: m.target.prefix.clone(),
+                read_only: m.read_only,
+            });
         }
         mounts.sort_by_key(|m| std::cmp::Reverse(m.at.len()));
         for m in mounts.iter().filter(|m| !m.read_only) {
             m.layer.ensure_dir_all(&m.prefix).await?;
         }
-        Ok(UserVfs { user: user.name.clone(), permissions: user.permissions, mounts })
+        Ok(UserVfs {
+            user: user.name.clone(),
+            permissions: user.permissions,
+            mounts,
+        })
     }
 
     pub fn user(&self) -> &str {
@@ -65,7 +81,11 @@ impl UserVfs {
     fn resolve(&self, path: &UserPath) -> VfsResult<Resolved<'_>> {
         for mount in &self.mounts {
             if let Some(rest) = path.strip_prefix(&mount.at) {
-                return Ok(Resolved { mount, key: join_key(&mount.prefix, rest)?, is_mount_root: rest.is_empty() });
+                return Ok(Resolved {
+                    mount,
+                    key: join_key(&mount.prefix, rest)?,
+                    is_mount_root: rest.is_empty(),
+                });
             }
         }
         unreachable!("the home is mounted at /")
@@ -74,18 +94,31 @@ impl UserVfs {
     /// Resolves `path` and checks that `perm` is granted there.
     fn allowed(&self, path: &UserPath, perm: Permission) -> VfsResult<Resolved<'_>> {
         if !self.permissions.allows(perm) {
-            return Err(VfsError::PermissionDenied(format!("{} is not allowed for user {}", perm, self.user)));
+            return Err(VfsError::PermissionDenied(format!(
+                "{} is not allowed for user {}",
+                perm, self.user
+            )));
         }
         let r = self.resolve(path)?;
         if r.mount.read_only && perm.writes() {
-            return Err(VfsError::PermissionDenied(format!("{} is read-only", r.mount.at)));
+            return Err(VfsError::PermissionDenied(format!(
+                "{} is read-only",
+                r.mount.at
+            )));
         }
         Ok(r)
     }
 
     fn changes_structure(&self, r: &Resolved<'_>, path: &UserPath) -> VfsResult<()> {
-        if r.is_mount_root || self.mounts.iter().any(|m| m.at != "/" && UserPath::parse(&m.at).is_ok_and(|p| p.strip_prefix(path.as_str()).is_some())) {
-            return Err(VfsError::PermissionDenied(format!("{path} is a mount point")));
+        if r.is_mount_root
+            || self.mounts.iter().any(|m| {
+                m.at != "/"
+                    && UserPath::parse(&m.at).is_ok_and(|p| p.strip_prefix(path.as_str()).is_some())
+            })
+        {
+            return Err(VfsError::PermissionDenied(format!(
+                "{path} is a mount point"
+            )));
         }
         Ok(())
     }
@@ -96,7 +129,10 @@ impl UserVfs {
             .iter()
             .filter_map(|m| {
                 let p = UserPath::parse(&m.at).ok()?;
-                (!p.is_root() && p.parent() == *dir).then(|| FileStat { read_only: m.read_only, ..FileStat::dir(p.file_name().to_string(), Utc::now()) })
+                (!p.is_root() && p.parent() == *dir).then(|| FileStat {
+                    read_only: m.read_only,
+                    ..FileStat::dir(p.file_name().to_string(), Utc::now())
+                })
             })
             .collect()
     }
@@ -138,7 +174,9 @@ impl Vfs for UserVfs {
             };
             async move { keep }
         });
-        Ok(stream::iter(mounts.into_iter().map(Ok)).chain(entries).boxed())
+        Ok(stream::iter(mounts.into_iter().map(Ok))
+            .chain(entries)
+            .boxed())
     }
 
     async fn open_read(&self, path: &UserPath, offset: u64) -> VfsResult<Download> {
@@ -151,7 +189,12 @@ impl Vfs for UserVfs {
         self.changes_structure(&r, path)?;
         if !self.permissions.allows(Permission::Overwrite) {
             match r.mount.layer.stat(&r.key).await {
-                Ok(_) => return Err(VfsError::PermissionDenied(format!("overwrite is not allowed for user {}", self.user))),
+                Ok(_) => {
+                    return Err(VfsError::PermissionDenied(format!(
+                        "overwrite is not allowed for user {}",
+                        self.user
+                    )));
+                }
                 Err(VfsError::NotFound) => {}
                 Err(e) => return Err(e),
             }
@@ -185,10 +228,16 @@ impl Vfs for UserVfs {
         self.changes_structure(&src, from)?;
         self.changes_structure(&dst, to)?;
         if !Arc::ptr_eq(&src.mount.layer, &dst.mount.layer) {
-            return Err(VfsError::Unsupported("moving between different storage remotes is not supported; copy the file instead".into()));
+            return Err(VfsError::Unsupported(
+                "moving between different storage remotes is not supported; copy the file instead"
+                    .into(),
+            ));
         }
         if overwrite && !self.permissions.allows(Permission::Overwrite) {
-            return Err(VfsError::PermissionDenied(format!("overwrite is not allowed for user {}", self.user)));
+            return Err(VfsError::PermissionDenied(format!(
+                "overwrite is not allowed for user {}",
+                self.user
+            )));
         }
         src.mount.layer.rename(&src.key, &dst.key, overwrite).await
     }

@@ -36,7 +36,10 @@ fn name_of(key: &str) -> String {
 
 impl ObjectLayer {
     pub fn new(remote: Arc<Remote>) -> Self {
-        ObjectLayer { remote, uploads: Arc::default() }
+        ObjectLayer {
+            remote,
+            uploads: Arc::default(),
+        }
     }
 
     pub fn remote(&self) -> &Arc<Remote> {
@@ -49,7 +52,11 @@ impl ObjectLayer {
             return Ok(FileStat::dir(String::new(), folder_time()));
         }
         if let Some(p) = self.uploads.get(key) {
-            return Ok(FileStat::file(name_of(key), p.bytes.load(Ordering::Relaxed), p.started));
+            return Ok(FileStat::file(
+                name_of(key),
+                p.bytes.load(Ordering::Relaxed),
+                p.started,
+            ));
         }
         match self.head_file(key).await {
             Err(VfsError::NotFound) => {}
@@ -67,13 +74,27 @@ impl ObjectLayer {
             let meta = self.remote.store.head(&path).await?;
             return Ok(FileStat::file(name_of(key), meta.size, meta.last_modified));
         }
-        let got = self.remote.store.get_opts(&path, GetOptions { head: true, ..Default::default() }).await?;
+        let got = self
+            .remote
+            .store
+            .get_opts(
+                &path,
+                GetOptions {
+                    head: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
         let stored = got
             .attributes
             .get(&Attribute::Metadata("mtime".into()))
             .and_then(|v| v.as_ref().parse::<f64>().ok())
             .and_then(|secs| Utc.timestamp_opt(secs as i64, 0).single());
-        Ok(FileStat::file(name_of(key), got.meta.size, stored.unwrap_or(got.meta.last_modified)))
+        Ok(FileStat::file(
+            name_of(key),
+            got.meta.size,
+            stored.unwrap_or(got.meta.last_modified),
+        ))
     }
 
     /// The entries directly inside folder `key`, a page at a time.
@@ -91,13 +112,20 @@ impl ObjectLayer {
                     .into_iter()
                     .map(|e| {
                         let t = e.modified.unwrap_or_else(folder_time);
-                        Ok(if e.is_dir { FileStat::dir(e.name, t) } else { FileStat::file(e.name, e.size, t) })
+                        Ok(if e.is_dir {
+                            FileStat::dir(e.name, t)
+                        } else {
+                            FileStat::file(e.name, e.size, t)
+                        })
                     })
                     .collect();
                 Ok::<_, VfsError>(Some((stream::iter(entries), page.next.map(Some))))
             }
         });
-        pages.map(|page| page.map_or_else(|e| stream::iter(vec![Err(e)]).boxed(), |s| s.boxed())).flatten().boxed()
+        pages
+            .map(|page| page.map_or_else(|e| stream::iter(vec![Err(e)]).boxed(), |s| s.boxed()))
+            .flatten()
+            .boxed()
     }
 
     /// Creates folder `key` inside an existing parent folder.
@@ -138,11 +166,15 @@ impl ObjectLayer {
 
     pub async fn rmdir(&self, key: &str) -> VfsResult<()> {
         if key.is_empty() {
-            return Err(VfsError::PermissionDenied("the root folder cannot be removed".into()));
+            return Err(VfsError::PermissionDenied(
+                "the root folder cannot be removed".into(),
+            ));
         }
         match self.stat(key).await? {
             s if s.is_dir => self.remote.namespace.remove_dir(key).await,
-            _ => Err(VfsError::Unsupported("not a folder: use remove for files".into())),
+            _ => Err(VfsError::Unsupported(
+                "not a folder: use remove for files".into(),
+            )),
         }
     }
 
@@ -156,17 +188,23 @@ impl ObjectLayer {
     /// Moves a file or a whole folder. With `overwrite`, a file at `to` is replaced.
     pub async fn rename(&self, from: &str, to: &str, overwrite: bool) -> VfsResult<()> {
         if from.is_empty() || to.is_empty() {
-            return Err(VfsError::PermissionDenied("the root folder cannot be renamed".into()));
+            return Err(VfsError::PermissionDenied(
+                "the root folder cannot be renamed".into(),
+            ));
         }
         if from == to {
             return Ok(());
         }
         if to.starts_with(&format!("{from}/")) {
-            return Err(VfsError::Unsupported("cannot move a folder inside itself".into()));
+            return Err(VfsError::Unsupported(
+                "cannot move a folder inside itself".into(),
+            ));
         }
         let source = self.stat(from).await?;
         match self.stat(to).await {
-            Ok(target) if target.is_dir || !overwrite || source.is_dir => return Err(VfsError::AlreadyExists),
+            Ok(target) if target.is_dir || !overwrite || source.is_dir => {
+                return Err(VfsError::AlreadyExists);
+            }
             Ok(_) | Err(VfsError::NotFound) => {}
             Err(e) => return Err(e),
         }
@@ -174,7 +212,11 @@ impl ObjectLayer {
         if source.is_dir {
             self.remote.namespace.rename_dir(from, to).await
         } else {
-            Ok(self.remote.store.rename(&object_path(from)?, &object_path(to)?).await?)
+            Ok(self
+                .remote
+                .store
+                .rename(&object_path(from)?, &object_path(to)?)
+                .await?)
         }
     }
 
@@ -200,7 +242,12 @@ impl ObjectLayer {
         if stat.is_dir {
             return Err(VfsError::Unsupported("is a folder".into()));
         }
-        Ok(Download::new(self.remote.store.clone(), object_path(key)?, stat.size, offset))
+        Ok(Download::new(
+            self.remote.store.clone(),
+            object_path(key)?,
+            stat.size,
+            offset,
+        ))
     }
 
     pub async fn open_write(&self, key: &str, mode: WriteMode) -> VfsResult<Upload> {
@@ -211,7 +258,12 @@ impl ObjectLayer {
             Err(e) => return Err(e),
         }
         self.require_dir(parent_key(key)).await?;
-        Upload::new(self.remote.clone(), self.uploads.clone(), key.to_string(), mode)
+        Upload::new(
+            self.remote.clone(),
+            self.uploads.clone(),
+            key.to_string(),
+            mode,
+        )
     }
 }
 

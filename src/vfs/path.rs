@@ -108,11 +108,19 @@ pub fn check_segment(name: &str) -> Result<(), String> {
         return Err(format!("{name:?} contains '/'"));
     }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
-        let what = if c == '\0' { "a NUL byte".to_string() } else { format!("control character {:?}", c) };
-        return Err(format!("{name:?} contains {what}, which object storage cannot hold"));
+        let what = if c == '\0' {
+            "a NUL byte".to_string()
+        } else {
+            format!("control character {:?}", c)
+        };
+        return Err(format!(
+            "{name:?} contains {what}, which object storage cannot hold"
+        ));
     }
     if name.len() > MAX_KEY_BYTES {
-        return Err(format!("a name longer than {MAX_KEY_BYTES} bytes cannot be stored"));
+        return Err(format!(
+            "a name longer than {MAX_KEY_BYTES} bytes cannot be stored"
+        ));
     }
     Ok(())
 }

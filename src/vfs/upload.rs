@@ -13,7 +13,9 @@ use crate::remote::Remote;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, MultipartUpload, PutMode, PutMultipartOptions, PutOptions, PutPayload};
+use object_store::{
+    Attribute, Attributes, MultipartUpload, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,7 +44,10 @@ impl OpenUploads {
     }
 
     fn register(&self, key: &str) -> Arc<Progress> {
-        let p = Arc::new(Progress { started: Utc::now(), ..Default::default() });
+        let p = Arc::new(Progress {
+            started: Utc::now(),
+            ..Default::default()
+        });
         self.map().insert(key.to_string(), p.clone());
         p
     }
@@ -92,12 +97,20 @@ pub struct Upload {
 
 impl std::fmt::Debug for Upload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upload").field("key", &self.key).field("received", &self.next).finish_non_exhaustive()
+        f.debug_struct("Upload")
+            .field("key", &self.key)
+            .field("received", &self.next)
+            .finish_non_exhaustive()
     }
 }
 
 impl Upload {
-    pub(crate) fn new(remote: Arc<Remote>, uploads: Arc<OpenUploads>, key: String, mode: WriteMode) -> VfsResult<Self> {
+    pub(crate) fn new(
+        remote: Arc<Remote>,
+        uploads: Arc<OpenUploads>,
+        key: String,
+        mode: WriteMode,
+    ) -> VfsResult<Self> {
         let path = Path::parse(&key).map_err(|e| VfsError::InvalidName(e.to_string()))?;
         let progress = uploads.register(&key);
         let part_size = remote.config.part_size as usize;
@@ -173,9 +186,15 @@ impl Upload {
                     self.next
                 )));
             }
-            let overlaps = self.pending.range(..end).next_back().is_some_and(|(o, d)| o + d.len() as u64 > offset);
+            let overlaps = self
+                .pending
+                .range(..end)
+                .next_back()
+                .is_some_and(|(o, d)| o + d.len() as u64 > offset);
             if overlaps {
-                return Err(VfsError::Unsupported(format!("overlapping writes at offset {offset} are not supported")));
+                return Err(VfsError::Unsupported(format!(
+                    "overlapping writes at offset {offset} are not supported"
+                )));
             }
             self.reserve(data.len()).await?;
             self.pending_len += data.len();
@@ -222,7 +241,9 @@ impl Upload {
     }
 
     async fn finish_oldest(&mut self) -> VfsResult<()> {
-        let Some((handle, len)) = self.in_flight.pop_front() else { return Ok(()) };
+        let Some((handle, len)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
         let result = handle.await;
         self.in_flight_len -= len;
         let failure = match result {
@@ -240,7 +261,10 @@ impl Upload {
             self.finish_oldest().await?;
         }
         if self.multipart.is_none() {
-            let opts = PutMultipartOptions { attributes: self.attributes(), ..Default::default() };
+            let opts = PutMultipartOptions {
+                attributes: self.attributes(),
+                ..Default::default()
+            };
             let started = self.remote.store.put_multipart_opts(&self.path, opts).await;
             self.multipart = Some(started.map_err(|e| {
                 self.failed = Some(e.to_string());
@@ -249,7 +273,11 @@ impl Upload {
         }
         let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
         let len = std::mem::take(&mut self.part_len);
-        let part = self.multipart.as_mut().expect("started above").put_part(payload);
+        let part = self
+            .multipart
+            .as_mut()
+            .expect("started above")
+            .put_part(payload);
         self.in_flight.push_back((tokio::spawn(part), len));
         self.in_flight_len += len;
         Ok(())
@@ -257,9 +285,16 @@ impl Upload {
 
     fn attributes(&self) -> Attributes {
         let mut attributes = Attributes::new();
-        let mtime = *self.progress.mtime.lock().unwrap_or_else(|p| p.into_inner());
+        let mtime = *self
+            .progress
+            .mtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(t) = mtime {
-            attributes.insert(Attribute::Metadata("mtime".into()), t.timestamp().to_string().into());
+            attributes.insert(
+                Attribute::Metadata("mtime".into()),
+                t.timestamp().to_string().into(),
+            );
         }
         attributes
     }
@@ -289,8 +324,15 @@ impl Upload {
                 WriteMode::CreateNew => PutMode::Create,
                 WriteMode::Truncate => PutMode::Overwrite,
             };
-            let opts = PutOptions { mode, attributes: self.attributes(), ..Default::default() };
-            self.remote.store.put_opts(&self.path, payload, opts).await?;
+            let opts = PutOptions {
+                mode,
+                attributes: self.attributes(),
+                ..Default::default()
+            };
+            self.remote
+                .store
+                .put_opts(&self.path, payload, opts)
+                .await?;
         } else {
             if self.part_len > 0 {
                 self.send_part().await?;
@@ -302,7 +344,11 @@ impl Upload {
             upload.complete().await?;
             self.multipart = None;
             // Metadata set after the upload began is stored now.
-            let late_mtime = *self.progress.mtime.lock().unwrap_or_else(|p| p.into_inner());
+            let late_mtime = *self
+                .progress
+                .mtime
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if let (Some(t), true) = (late_mtime, self.remote.config.preserve_mtime) {
                 self.remote.namespace.set_mtime(&self.key, t).await?;
             }
@@ -316,10 +362,10 @@ impl Upload {
         for (handle, _) in self.in_flight.drain(..) {
             handle.abort();
         }
-        if let Some(mut upload) = self.multipart.take() {
-            if let Err(e) = upload.abort().await {
-                tracing::warn!(key = %self.key, error = %e, "aborting a multipart upload failed; the bucket's lifecycle rules must clean it");
-            }
+        if let Some(mut upload) = self.multipart.take()
+            && let Err(e) = upload.abort().await
+        {
+            tracing::warn!(key = %self.key, error = %e, "aborting a multipart upload failed; the bucket's lifecycle rules must clean it");
         }
         self.done = true;
         self.uploads.unregister(&self.key, &self.progress);
@@ -355,7 +401,9 @@ impl Drop for Upload {
             Ok(rt) => {
                 rt.spawn(abort);
             }
-            Err(_) => tracing::warn!("upload dropped outside the runtime; its multipart upload stays until the bucket's lifecycle rules remove it"),
+            Err(_) => tracing::warn!(
+                "upload dropped outside the runtime; its multipart upload stays until the bucket's lifecycle rules remove it"
+            ),
         }
     }
 }

@@ -56,7 +56,11 @@ pub fn moto_endpoint() -> String {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Runs boto3, the reference S3 client, against `endpoint`.
@@ -71,9 +75,18 @@ pub fn boto3(endpoint: &str, script: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3");
-    child.stdin.take().unwrap().write_all(full.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(full.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "boto3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "boto3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -84,10 +97,19 @@ pub fn create_bucket(endpoint: &str, bucket: &str) {
 /// A config with one remote named `store` of the given kind.
 pub fn remote_config(kind: &str, extra: &str) -> (String, Option<tempfile::TempDir>) {
     match kind {
-        "memory" => (format!("[remotes.store]\nkind = \"memory\"\n{extra}\n"), None),
+        "memory" => (
+            format!("[remotes.store]\nkind = \"memory\"\n{extra}\n"),
+            None,
+        ),
         "filesystem" => {
             let dir = tempfile::tempdir().unwrap();
-            (format!("[remotes.store]\nkind = \"filesystem\"\nroot = \"{}\"\n{extra}\n", dir.path().display()), Some(dir))
+            (
+                format!(
+                    "[remotes.store]\nkind = \"filesystem\"\nroot = \"{}\"\n{extra}\n",
+                    dir.path().display()
+                ),
+                Some(dir),
+            )
         }
         "s3" => {
             let endpoint = moto_endpoint();
@@ -120,12 +142,19 @@ pub fn fixture(kind: &str, extra: &str) -> Fixture {
     let (text, dir) = remote_config(kind, extra);
     let config = parse_config(&text);
     let remote = Arc::new(Remote::build(&config.remotes["store"]).unwrap());
-    Fixture { config, remote, _dir: dir }
+    Fixture {
+        config,
+        remote,
+        _dir: dir,
+    }
 }
 
 /// Deterministic pseudo-random bytes.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -149,7 +178,9 @@ pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
     let needle = format!("partNumber={fail_part}&");
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let client = client.clone();
             let upstream = upstream.clone();
             let needle = needle.clone();
@@ -160,38 +191,66 @@ pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
                     let needle = needle.clone();
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let query = format!("{}&", parts.uri.query().unwrap_or(""));
-                        if parts.method == hyper::Method::PUT && query.contains(&needle) && query.contains("uploadId=") {
+                        if parts.method == hyper::Method::PUT
+                            && query.contains(&needle)
+                            && query.contains("uploadId=")
+                        {
                             let resp = hyper::Response::builder()
                                 .status(500)
                                 .body(Full::new(bytes::Bytes::from_static(b"<Error><Code>InternalError</Code><Message>injected</Message></Error>")))
                                 .unwrap();
                             return Ok::<_, std::convert::Infallible>(resp);
                         }
-                        let url = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+                        let url = format!(
+                            "{upstream}{}",
+                            parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.as_str())
+                                .unwrap_or("/")
+                        );
                         let mut headers = parts.headers.clone();
                         for h in ["host", "content-length", "transfer-encoding", "connection"] {
                             headers.remove(h);
                         }
-                        let sent = client.request(parts.method.clone(), url).headers(headers).body(body).send().await;
+                        let sent = client
+                            .request(parts.method.clone(), url)
+                            .headers(headers)
+                            .body(body)
+                            .send()
+                            .await;
                         let resp = match sent {
                             Ok(r) => {
                                 let mut b = hyper::Response::builder().status(r.status());
                                 for (k, v) in r.headers() {
-                                    let framing = k == "transfer-encoding" || k == "connection" || (k == "content-length" && parts.method != hyper::Method::HEAD);
+                                    let framing = k == "transfer-encoding"
+                                        || k == "connection"
+                                        || (k == "content-length"
+                                            && parts.method != hyper::Method::HEAD);
                                     if !framing {
                                         b = b.header(k, v);
                                     }
                                 }
-                                b.body(Full::new(r.bytes().await.unwrap_or_default())).unwrap()
+                                b.body(Full::new(r.bytes().await.unwrap_or_default()))
+                                    .unwrap()
                             }
-                            Err(_) => hyper::Response::builder().status(502).body(Full::new(bytes::Bytes::new())).unwrap(),
+                            Err(_) => hyper::Response::builder()
+                                .status(502)
+                                .body(Full::new(bytes::Bytes::new()))
+                                .unwrap(),
                         };
                         Ok(resp)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
