@@ -25,8 +25,10 @@ impl Gateway {
     }
 }
 
-/// Runs until Ctrl-C or SIGTERM.
+/// Runs until SIGINT (Ctrl-C) or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM that arrives right after the start is still a clean stop.
+    let stop = shutdown_signal()?;
     let gateway = Gateway::build(config)?;
     let c = &gateway.config;
     if let Some(sftp) = &c.sftp {
@@ -40,22 +42,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         remotes = c.remotes.len(),
         "bucketgate is running; Ctrl-C stops it"
     );
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("stopping");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+/// Registers the stop signals now and returns the wait for the first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
 }

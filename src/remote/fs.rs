@@ -2,7 +2,7 @@
 //! directory itself, so one file with a name we cannot serve is skipped
 //! instead of failing the folder.
 
-use super::{ListPage, Namespace, RawEntry, Space, io_err, usable_name};
+use super::{ListPage, Namespace, RawEntry, Space, usable_name};
 use crate::vfs::{VfsError, VfsResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -37,9 +37,11 @@ fn is_staging_file(name: &str) -> bool {
 #[async_trait]
 impl Namespace for FsNamespace {
     async fn list_page(&self, dir: &str, _token: Option<String>) -> VfsResult<ListPage> {
-        let mut reader = tokio::fs::read_dir(self.path(dir)).await.map_err(io_err)?;
+        let mut reader = tokio::fs::read_dir(self.path(dir))
+            .await
+            .map_err(VfsError::from)?;
         let mut entries = Vec::new();
-        while let Some(entry) = reader.next_entry().await.map_err(io_err)? {
+        while let Some(entry) = reader.next_entry().await.map_err(VfsError::from)? {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 tracing::warn!(folder = dir, name = ?entry.file_name(), "skipping a file whose name is not UTF-8");
                 continue;
@@ -69,22 +71,26 @@ impl Namespace for FsNamespace {
             Ok(m) if m.is_dir() => Ok(Some(m.modified().ok().map(DateTime::<Utc>::from))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(e)),
+            Err(e) => Err(VfsError::from(e)),
         }
     }
 
     async fn create_dir(&self, dir: &str) -> VfsResult<()> {
-        tokio::fs::create_dir(self.path(dir)).await.map_err(io_err)
+        tokio::fs::create_dir(self.path(dir))
+            .await
+            .map_err(VfsError::from)
     }
 
     async fn remove_dir(&self, dir: &str) -> VfsResult<()> {
-        tokio::fs::remove_dir(self.path(dir)).await.map_err(io_err)
+        tokio::fs::remove_dir(self.path(dir))
+            .await
+            .map_err(VfsError::from)
     }
 
     async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()> {
         tokio::fs::rename(self.path(from), self.path(to))
             .await
-            .map_err(io_err)
+            .map_err(VfsError::from)
     }
 
     async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
@@ -97,7 +103,7 @@ impl Namespace for FsNamespace {
         })
         .await
         .map_err(VfsError::storage)?
-        .map_err(io_err)
+        .map_err(VfsError::from)
     }
 
     async fn space(&self) -> VfsResult<Space> {

@@ -12,7 +12,7 @@ mod memory;
 mod s3;
 
 use crate::config::{Config, RemoteConfig, RemoteKind};
-use crate::vfs::{VfsError, VfsResult};
+use crate::vfs::VfsResult;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use object_store::ObjectStore;
@@ -201,8 +201,4 @@ pub(crate) fn usable_name(dir: &str, name: &str) -> bool {
             false
         }
     }
-}
-
-pub(crate) fn io_err(e: std::io::Error) -> VfsError {
-    VfsError::from(e)
 }
