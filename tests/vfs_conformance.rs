@@ -265,6 +265,53 @@ async fn set_times_is_a_noop_unless_preserved(kind: &str) {
     assert!(l.space().await.unwrap().free_bytes > 0);
 }
 
+/// Appends `extra` to the file through a resumed upload.
+async fn resume(l: &ObjectLayer, key: &str, from: usize, extra: &[u8]) {
+    let mut up = l.open_write(key, WriteMode::Append).await.unwrap();
+    assert_eq!(
+        up.bytes_received(),
+        from as u64,
+        "resume starts at the old size"
+    );
+    for (i, chunk) in extra.chunks(32 << 10).enumerate() {
+        up.write_at(
+            (from + i * (32 << 10)) as u64,
+            Bytes::copy_from_slice(chunk),
+        )
+        .await
+        .unwrap();
+    }
+    up.close().await.unwrap();
+}
+
+async fn resumed_upload_continues_the_object(kind: &str) {
+    let f = fixture(kind, small_parts());
+    let l = layer(&f);
+    // Below S3's 5 MiB copy minimum (streamed through) and above it (copied in S3).
+    for (key, old_len) in [("small.bin", MIB + 17), ("large.bin", 11 * MIB + 3)] {
+        let data = pattern(old_len + 3 * MIB, old_len as u64);
+        put(&l, key, &data[..old_len]).await;
+
+        // An abandoned resume leaves the old object as it was.
+        let mut up = l.open_write(key, WriteMode::Append).await.unwrap();
+        up.write_at(old_len as u64, Bytes::from_static(b"lost"))
+            .await
+            .unwrap();
+        assert_eq!(get(&l, key).await.len(), old_len, "visible before close");
+        drop(up);
+        tokio::task::yield_now().await;
+        assert_eq!(get(&l, key).await, &data[..old_len]);
+
+        resume(&l, key, old_len, &data[old_len..]).await;
+        let got = get(&l, key).await;
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "{key}: resumed bytes differ");
+    }
+    // Resuming a missing file is a plain upload.
+    resume(&l, "new.bin", 0, b"fresh").await;
+    assert_eq!(get(&l, "new.bin").await, b"fresh");
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name("memory").await } )* }
@@ -284,4 +331,5 @@ conformance!(
     rename_file_and_nested_folder,
     exclusive_create_refuses_existing,
     set_times_is_a_noop_unless_preserved,
+    resumed_upload_continues_the_object,
 );

@@ -161,7 +161,7 @@ pub struct UserConfig {
     pub name: String,
     /// A PHC hash (argon2id or bcrypt); `None`: key login only.
     pub password_hash: Option<String>,
-    pub authorized_keys: Vec<ssh_key::PublicKey>,
+    pub authorized_keys: Vec<russh::keys::PublicKey>,
     pub home: Location,
     pub permissions: Permissions,
     pub max_sessions: usize,

@@ -619,12 +619,13 @@ fn validate_user(
                 None
             }
         });
-    let authorized_keys: Vec<ssh_key::PublicKey> = u
+    let authorized_keys: Vec<russh::keys::PublicKey> = u
         .authorized_keys
         .iter()
         .enumerate()
         .filter_map(|(k, line_text)| {
-            match ssh_key::authorized_keys::Entry::from_str(line_text.get_ref().trim()) {
+            match russh::keys::ssh_key::authorized_keys::Entry::from_str(line_text.get_ref().trim())
+            {
                 Ok(entry) => Some(entry.public_key().clone()),
                 Err(e) => {
                     cx.at(

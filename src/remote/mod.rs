@@ -16,6 +16,7 @@ use crate::vfs::VfsResult;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use object_store::ObjectStore;
+use object_store::multipart::MultipartStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -71,13 +72,24 @@ pub trait Namespace: Send + Sync + std::fmt::Debug {
 }
 
 /// One configured remote, shared by every session and sync job.
-#[derive(Debug)]
 pub struct Remote {
     pub config: RemoteConfig,
     pub store: Arc<dyn ObjectStore>,
     pub namespace: Box<dyn Namespace>,
     /// The signed-request client, on S3 remotes (UploadPartCopy, metadata).
     pub s3: Option<Arc<S3Api>>,
+    /// Part-level multipart calls, on S3 remotes: a resumed upload mixes
+    /// copied parts with uploaded ones.
+    pub multipart: Option<Arc<dyn MultipartStore>>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("config", &self.config)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Remote {
@@ -99,6 +111,7 @@ impl Remote {
                     namespace: Box::new(memory::MemoryNamespace::new(store.clone())),
                     store,
                     s3: None,
+                    multipart: None,
                 })
             }
             RemoteKind::Filesystem { root, .. } => {
@@ -111,6 +124,7 @@ impl Remote {
                     store: Arc::new(store),
                     namespace: Box::new(fs::FsNamespace::new(root)),
                     s3: None,
+                    multipart: None,
                 })
             }
             RemoteKind::S3(s3) => {
@@ -137,12 +151,13 @@ impl Remote {
                     .build()
                     .map_err(|e| err(&e))?;
                 let api = Arc::new(S3Api::new(s3, connector.client().map_err(|e| err(&e))?));
-                let store: Arc<dyn ObjectStore> = Arc::new(store);
+                let store = Arc::new(store);
                 Ok(Remote {
                     config: config.clone(),
                     namespace: Box::new(s3::S3Namespace::new(api.clone())),
-                    store,
+                    store: store.clone(),
                     s3: Some(api),
+                    multipart: Some(store),
                 })
             }
         }

@@ -68,6 +68,12 @@ struct ListBucketResult {
 }
 
 #[derive(Deserialize)]
+struct CopyPartResult {
+    #[serde(rename = "ETag")]
+    etag: String,
+}
+
+#[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Contents {
     key: String,
@@ -213,6 +219,44 @@ impl S3Api {
         self.send(Method::PUT, to, &[], headers, Bytes::new())
             .await
             .map(|_| ())
+    }
+
+    /// UploadPartCopy: bytes `range` of the object `source` become part
+    /// `part` (1-based) of multipart upload `upload_id` on `key`, copied inside
+    /// S3. Returns the part's ETag.
+    pub async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: usize,
+        source: &str,
+        range: std::ops::Range<u64>,
+    ) -> VfsResult<String> {
+        let mut headers = HeaderMap::new();
+        let source = format!("/{}/{}", self.bucket, utf8_percent_encode(source, KEY_SET));
+        headers.insert(
+            "x-amz-copy-source",
+            HeaderValue::from_str(&source).map_err(VfsError::storage)?,
+        );
+        let range = format!("bytes={}-{}", range.start, range.end - 1);
+        headers.insert(
+            "x-amz-copy-source-range",
+            HeaderValue::from_str(&range).map_err(VfsError::storage)?,
+        );
+        let part = part.to_string();
+        let query = [("partNumber", part.as_str()), ("uploadId", upload_id)];
+        let (_, body) = self
+            .send(Method::PUT, key, &query, headers, Bytes::new())
+            .await?;
+        // A copy can fail after the 200 status line: the error is then the body.
+        quick_xml::de::from_reader::<_, CopyPartResult>(body.as_ref())
+            .map(|r| r.etag)
+            .map_err(|_| {
+                VfsError::storage_msg(format!(
+                    "S3 UploadPartCopy of {key:?} failed: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(300)])
+                ))
+            })
     }
 
     /// One ListObjectsV2 page under `prefix`; with `delimiter`, one level only.

@@ -12,6 +12,7 @@ pub mod mount;
 pub mod objects;
 pub mod path;
 mod perm;
+mod resume;
 pub mod upload;
 
 pub use download::Download;

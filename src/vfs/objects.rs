@@ -2,6 +2,7 @@
 //! Knows nothing of users, mounts or permissions (that is `mount.rs`).
 
 use super::download::Download;
+use super::resume;
 use super::upload::{OpenUploads, Upload, WriteMode};
 use super::{FileStat, VfsError, VfsResult};
 use crate::remote::{Remote, Space};
@@ -237,11 +238,15 @@ impl ObjectLayer {
         self.remote.namespace.space().await
     }
 
+    /// Reads the stored object: an upload still open to the same key is not
+    /// visible until it closes.
     pub async fn open_read(&self, key: &str, offset: u64) -> VfsResult<Download> {
-        let stat = self.stat(key).await?;
-        if stat.is_dir {
-            return Err(VfsError::Unsupported("is a folder".into()));
-        }
+        let stat = match self.head_file(key).await {
+            Err(VfsError::NotFound) if self.remote.namespace.dir_info(key).await?.is_some() => {
+                return Err(VfsError::Unsupported("is a folder".into()));
+            }
+            other => other?,
+        };
         Ok(Download::new(
             self.remote.store.clone(),
             object_path(key)?,
@@ -254,6 +259,15 @@ impl ObjectLayer {
         match self.stat(key).await {
             Ok(s) if s.is_dir => return Err(VfsError::Unsupported("is a folder".into())),
             Ok(_) if mode == WriteMode::CreateNew => return Err(VfsError::AlreadyExists),
+            Ok(s) if mode == WriteMode::Append && s.size > 0 => {
+                return resume::continue_object(
+                    self.remote.clone(),
+                    self.uploads.clone(),
+                    key,
+                    s.size,
+                )
+                .await;
+            }
             Ok(_) | Err(VfsError::NotFound) => {}
             Err(e) => return Err(e),
         }

@@ -67,6 +67,10 @@ pub enum WriteMode {
     Truncate,
     /// Fail if the object exists (SFTP EXCL).
     CreateNew,
+    /// Keep the existing bytes and continue after them (resume, SFTP APPEND).
+    /// The new object is the old bytes followed by the new ones; until
+    /// close, the old object stays as it was.
+    Append,
 }
 
 /// An upload in progress. Dropping it without [`Upload::close`] aborts it.
@@ -136,6 +140,22 @@ impl Upload {
             failed: None,
             done: false,
         })
+    }
+
+    /// An upload that continues an object whose first `size` bytes are
+    /// already parts of `multipart` (server-side copies, see `resume.rs`).
+    pub(crate) fn continuing(
+        remote: Arc<Remote>,
+        uploads: Arc<OpenUploads>,
+        key: String,
+        multipart: Box<dyn MultipartUpload>,
+        size: u64,
+    ) -> VfsResult<Self> {
+        let mut upload = Upload::new(remote, uploads, key, WriteMode::Append)?;
+        upload.multipart = Some(multipart);
+        upload.next = size;
+        upload.progress.bytes.store(size, Ordering::Relaxed);
+        Ok(upload)
     }
 
     /// The reorder window: how far past the contiguous end a write may land.
@@ -322,7 +342,7 @@ impl Upload {
             let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
             let mode = match self.mode {
                 WriteMode::CreateNew => PutMode::Create,
-                WriteMode::Truncate => PutMode::Overwrite,
+                WriteMode::Truncate | WriteMode::Append => PutMode::Overwrite,
             };
             let opts = PutOptions {
                 mode,
