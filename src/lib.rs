@@ -10,11 +10,15 @@
 //! * [`vfs`]: what a session calls. [`vfs::UserVfs`] applies the user's mounts,
 //!   permissions and path jail; [`vfs::objects`] maps files and folders to objects,
 //!   with streaming uploads ([`vfs::upload`]) and read-ahead downloads ([`vfs::download`]).
-//! * [`auth`]: password hashes.
+//! * [`sftp`]: the SFTP frontend (russh + russh-sftp) over the VFS.
+//! * [`auth`]: users, password hashes and keys, session limits.
+//! * [`audit`]: one log line per file operation.
 //! * [`serve`]: starts what the config enables.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod remote;
 pub mod serve;
+pub mod sftp;
 pub mod vfs;

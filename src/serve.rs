@@ -1,14 +1,31 @@
 //! `bucketgate serve`: builds the remotes and starts what the config enables.
 
+use crate::auth::{SessionLimits, Users};
 use crate::config::Config;
 use crate::remote::Remotes;
 use crate::vfs::Storage;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// Everything a running gateway shares between its listeners.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    pub config: std::sync::Arc<Config>,
+    pub config: Arc<Config>,
     pub storage: Storage,
+    pub users: Users,
+    pub limits: SessionLimits,
+}
+
+/// The listeners of a started gateway, with the addresses they got.
+pub struct Running {
+    /// Where SFTP listens: the configured address, with the port filled in
+    /// when the config asked for port 0.
+    pub sftp: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<anyhow::Result<()>>,
 }
 
 impl Gateway {
@@ -20,8 +37,55 @@ impl Gateway {
         }
         Ok(Gateway {
             storage: Storage::new(&remotes),
-            config: std::sync::Arc::new(config),
+            users: Users::new(&config.users),
+            limits: SessionLimits::new(config.server.max_sessions),
+            config: Arc::new(config),
         })
+    }
+
+    /// Binds every configured listener, then serves in the background.
+    pub async fn start(self) -> anyhow::Result<Running> {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut sftp_addr = None;
+        if let Some(sftp) = &self.config.sftp {
+            let listener = TcpListener::bind(sftp.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("[sftp] listen = {}: {e}", sftp.listen))?;
+            sftp_addr = Some(listener.local_addr()?);
+            let shared = Arc::new(crate::sftp::Shared {
+                users: self.users.clone(),
+                storage: self.storage.clone(),
+                limits: self.limits.clone(),
+            });
+            let config = self.config.clone();
+            let mut stopped = stopped.clone();
+            tasks.spawn(async move {
+                let stop = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                crate::sftp::serve(listener, &config.server, shared, stop).await
+            });
+        }
+        if let Some(ftp) = &self.config.ftp {
+            tracing::warn!(listen = %ftp.listen, "[ftp] is configured, but this build has no FTP frontend yet");
+        }
+        Ok(Running {
+            sftp: sftp_addr,
+            stop,
+            tasks,
+        })
+    }
+}
+
+impl Running {
+    /// Stops accepting connections; sessions in progress end with the process.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        while let Some(done) = self.tasks.join_next().await {
+            done??;
+        }
+        Ok(())
     }
 }
 
@@ -30,21 +94,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives right after the start is still a clean stop.
     let stop = shutdown_signal()?;
     let gateway = Gateway::build(config)?;
-    let c = &gateway.config;
-    if let Some(sftp) = &c.sftp {
-        tracing::warn!(listen = %sftp.listen, "[sftp] is configured, but this build has no SFTP frontend yet");
-    }
-    if let Some(ftp) = &c.ftp {
-        tracing::warn!(listen = %ftp.listen, "[ftp] is configured, but this build has no FTP frontend yet");
-    }
-    tracing::info!(
-        users = c.users.len(),
-        remotes = c.remotes.len(),
-        "bucketgate is running; Ctrl-C stops it"
-    );
+    let (users, remotes) = (gateway.config.users.len(), gateway.config.remotes.len());
+    let running = gateway.start().await?;
+    tracing::info!(users, remotes, "bucketgate is running; Ctrl-C stops it");
     stop.await;
     tracing::info!("stopping");
-    Ok(())
+    running.stop().await
 }
 
 /// Registers the stop signals now and returns the wait for the first of them.

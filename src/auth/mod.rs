@@ -1,6 +1,10 @@
-//! Who may log in: password hashes now; authorized keys, login throttling
-//! and bans join here as the frontends need them.
+//! Who may log in and how many at once: password hashes, authorized keys,
+//! address rules and session slots, shared by the SFTP and FTP frontends.
 
+mod login;
 mod password;
+mod sessions;
 
+pub use login::{LoginError, Users};
 pub use password::{hash_password, verify_password};
+pub use sessions::{LimitError, SessionLimits, SessionSlot};

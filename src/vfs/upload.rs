@@ -172,6 +172,18 @@ impl Upload {
         self.next
     }
 
+    /// Reports a part that already failed (SFTP fsync), without waiting on
+    /// parts still in flight.
+    pub async fn check(&mut self) -> VfsResult<()> {
+        while self.in_flight.front().is_some_and(|(h, _)| h.is_finished()) {
+            self.finish_oldest().await?;
+        }
+        match &self.failed {
+            Some(e) => Err(VfsError::storage_msg(e.clone())),
+            None => Ok(()),
+        }
+    }
+
     fn limit(&self) -> usize {
         (self.concurrency + 1) * self.part_size
     }

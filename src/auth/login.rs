@@ -1,0 +1,98 @@
+//! Login checks in the order a frontend needs them: the user exists, the
+//! peer's address is allowed, then the password or key matches.
+
+use super::verify_password;
+use crate::config::UserConfig;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Why a login was refused. The client is told only that it failed; the
+/// operator's log gets this.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoginError {
+    #[error("no such user")]
+    UnknownUser,
+    #[error("address {0} is not in the user's allowed_ips")]
+    AddressNotAllowed(IpAddr),
+    #[error("wrong password")]
+    WrongPassword,
+    #[error("the user has no password; only key login is possible")]
+    NoPassword,
+    #[error("key not in the user's authorized_keys")]
+    UnknownKey,
+}
+
+/// The configured users, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Users(HashMap<String, Arc<UserConfig>>);
+
+impl Users {
+    pub fn new(users: &[UserConfig]) -> Self {
+        Users(
+            users
+                .iter()
+                .map(|u| (u.name.clone(), Arc::new(u.clone())))
+                .collect(),
+        )
+    }
+
+    /// The user, if `peer` may log in as them at all.
+    pub fn admit(&self, name: &str, peer: IpAddr) -> Result<Arc<UserConfig>, LoginError> {
+        let user = self.0.get(name).ok_or(LoginError::UnknownUser)?;
+        let peer = canonical(peer);
+        if !user.allowed_ips.is_empty() && !user.allowed_ips.iter().any(|n| n.contains(&peer)) {
+            return Err(LoginError::AddressNotAllowed(peer));
+        }
+        Ok(user.clone())
+    }
+
+    /// Checks a password off the async threads: hashes are slow on purpose.
+    pub async fn password(
+        &self,
+        name: &str,
+        peer: IpAddr,
+        password: &str,
+    ) -> Result<Arc<UserConfig>, LoginError> {
+        let user = self.admit(name, peer)?;
+        let hash = user.password_hash.clone().ok_or(LoginError::NoPassword)?;
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .unwrap_or(false);
+        if ok {
+            Ok(user)
+        } else {
+            Err(LoginError::WrongPassword)
+        }
+    }
+
+    /// Whether `key` is one of the user's authorized keys (comments and
+    /// options do not take part).
+    pub fn public_key(
+        &self,
+        name: &str,
+        peer: IpAddr,
+        key: &russh::keys::PublicKey,
+    ) -> Result<Arc<UserConfig>, LoginError> {
+        let user = self.admit(name, peer)?;
+        if user
+            .authorized_keys
+            .iter()
+            .any(|k| k.key_data() == key.key_data())
+        {
+            Ok(user)
+        } else {
+            Err(LoginError::UnknownKey)
+        }
+    }
+}
+
+/// An IPv4 peer seen on a dual-stack socket as `::ffff:a.b.c.d` is matched
+/// as the IPv4 address the operator wrote in allowed_ips.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}

@@ -1,0 +1,115 @@
+//! Session slots: `[server].max_sessions` for the whole gateway and
+//! `max_sessions` per user. A slot is held for the life of a session and
+//! given back when its guard drops, however the session ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+struct Counts {
+    total: usize,
+    per_user: HashMap<String, usize>,
+}
+
+/// Counts sessions across every frontend.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    max_total: usize,
+    counts: Arc<Mutex<Counts>>,
+}
+
+/// Which limit refused a session.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LimitError {
+    #[error("the server has reached its max_sessions ({0})")]
+    Server(usize),
+    #[error("user {0:?} has reached their max_sessions ({1})")]
+    User(String, usize),
+}
+
+/// A held session slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct SessionSlot {
+    counts: Arc<Mutex<Counts>>,
+    user: Option<String>,
+}
+
+impl SessionLimits {
+    pub fn new(max_total: usize) -> Self {
+        SessionLimits {
+            max_total,
+            counts: Arc::new(Mutex::new(Counts {
+                total: 0,
+                per_user: HashMap::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A server-wide slot for a new connection, before anyone has logged in.
+    pub fn connection(&self) -> Result<SessionSlot, LimitError> {
+        let mut c = self.lock();
+        if c.total >= self.max_total {
+            return Err(LimitError::Server(self.max_total));
+        }
+        c.total += 1;
+        Ok(SessionSlot {
+            counts: self.counts.clone(),
+            user: None,
+        })
+    }
+
+    /// Binds a connection's slot to `user`, within the user's own limit.
+    pub fn log_in(&self, slot: &mut SessionSlot, user: &str, max: usize) -> Result<(), LimitError> {
+        if slot.user.as_deref() == Some(user) {
+            return Ok(());
+        }
+        let mut c = self.lock();
+        let n = c.per_user.entry(user.to_string()).or_default();
+        if *n >= max {
+            return Err(LimitError::User(user.to_string(), max));
+        }
+        *n += 1;
+        slot.user = Some(user.to_string());
+        Ok(())
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.total -= 1;
+        if let Some(user) = &self.user
+            && let Some(n) = c.per_user.get_mut(user)
+        {
+            *n -= 1;
+            if *n == 0 {
+                c.per_user.remove(user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_counted_and_given_back() {
+        let limits = SessionLimits::new(2);
+        let mut a = limits.connection().unwrap();
+        let mut b = limits.connection().unwrap();
+        assert_eq!(limits.connection().unwrap_err(), LimitError::Server(2));
+        limits.log_in(&mut a, "ann", 1).unwrap();
+        assert!(matches!(
+            limits.log_in(&mut b, "ann", 1),
+            Err(LimitError::User(..))
+        ));
+        drop(a);
+        limits.log_in(&mut b, "ann", 1).unwrap();
+        let _c = limits.connection().unwrap();
+    }
+}

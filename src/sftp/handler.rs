@@ -1,0 +1,582 @@
+//! The SFTP operations of one session, over its user's VFS.
+//!
+//! Requests come one at a time (see `pump.rs`), so none may wait on S3 in
+//! the common case: READs are served from the download's read-ahead and
+//! WRITEs go into the streaming upload and return at once. An upload's
+//! error surfaces at the next WRITE, at fsync and at CLOSE; CLOSE finishes
+//! the upload before it answers, so a client that renames right after
+//! (WinSCP's `.filepart`) finds the whole file.
+
+use super::attrs::{attributes, entry, error_reply, status};
+use crate::audit::FileOp;
+use crate::vfs::{Download, FileStat, Upload, UserPath, UserVfs, Vfs, VfsError, WriteMode};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use russh_sftp::extensions::{self, LimitsExtension, Statvfs};
+use russh_sftp::protocol::{
+    Attrs, Data, ExtendedReply, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
+    StatusCode, Version,
+};
+use russh_sftp::server::StatusReply;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Largest READ and WRITE advertised through `limits@openssh.com`: OpenSSH
+/// then moves 255 KiB per request instead of 32 KiB.
+pub const MAX_DATA: u32 = 255 * 1024;
+/// Open handles per session; OpenSSH keeps its 64 requests in flight with
+/// this many. Bounds a session's read-ahead memory.
+pub const MAX_HANDLES: usize = 64;
+/// Entries per READDIR reply.
+const DIR_BATCH: usize = 128;
+
+const POSIX_RENAME: &str = "posix-rename@openssh.com";
+
+/// One session's SFTP state.
+pub struct SftpHandler {
+    vfs: UserVfs,
+    handles: HashMap<String, OpenHandle>,
+    next_handle: u64,
+}
+
+enum OpenHandle {
+    Read(ReadFile),
+    Write(WriteFile),
+    Dir(Listing),
+}
+
+struct ReadFile {
+    path: UserPath,
+    download: Download,
+    stat: FileStat,
+    sent: u64,
+    started: Instant,
+}
+
+struct WriteFile {
+    path: UserPath,
+    upload: Upload,
+    /// Bytes the object had when a resume opened it: a first WRITE at
+    /// offset 0 means the client rewrites the file instead.
+    resumed_from: u64,
+    written: bool,
+    started: Instant,
+}
+
+struct Listing {
+    entries: BoxStream<'static, Result<FileStat, VfsError>>,
+    done: bool,
+}
+
+type Reply<T> = Result<T, StatusReply>;
+
+fn ok(id: u32) -> Status {
+    Status {
+        id,
+        status_code: StatusCode::Ok,
+        error_message: "Ok".into(),
+        language_tag: "en-US".into(),
+    }
+}
+
+fn too_many_handles() -> StatusReply {
+    status(
+        StatusCode::Failure,
+        format!("too many open files (at most {MAX_HANDLES} per session)"),
+    )
+}
+
+fn unknown_handle() -> StatusReply {
+    status(StatusCode::Failure, "invalid handle")
+}
+
+/// Runs a VFS call and writes its audit line.
+async fn audited<T>(
+    op: &'static str,
+    path: &UserPath,
+    to: Option<&UserPath>,
+    call: impl Future<Output = Result<T, VfsError>>,
+) -> Reply<T> {
+    let started = Instant::now();
+    let result = call.await;
+    FileOp {
+        op,
+        path: path.as_str(),
+        to: to.map(UserPath::as_str),
+        bytes: None,
+        started,
+    }
+    .finish(result.as_ref().map(|_| ()));
+    result.map_err(|e| error_reply(&e))
+}
+
+fn mtime_of(attrs: &FileAttributes) -> Option<DateTime<Utc>> {
+    attrs
+        .mtime
+        .and_then(|t| DateTime::from_timestamp(i64::from(t), 0))
+}
+
+/// Reads one SSH `string` from an extension's payload.
+fn take_string(data: &mut &[u8]) -> Option<String> {
+    let (len, rest) = data.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let (s, rest) = (rest.get(..len)?, rest.get(len..)?);
+    *data = rest;
+    String::from_utf8(s.to_vec()).ok()
+}
+
+impl SftpHandler {
+    pub fn new(vfs: UserVfs) -> Self {
+        SftpHandler {
+            vfs,
+            handles: HashMap::new(),
+            next_handle: 0,
+        }
+    }
+
+    fn path(&self, input: &str) -> Reply<UserPath> {
+        UserPath::parse(input).map_err(|e| error_reply(&e))
+    }
+
+    fn add(&mut self, id: u32, h: OpenHandle) -> Reply<Handle> {
+        if self.handles.len() >= MAX_HANDLES {
+            return Err(too_many_handles());
+        }
+        self.next_handle += 1;
+        let handle = self.next_handle.to_string();
+        self.handles.insert(handle.clone(), h);
+        Ok(Handle { id, handle })
+    }
+
+    fn handle_path(&self, handle: &str) -> Reply<&UserPath> {
+        match self.handles.get(handle) {
+            Some(OpenHandle::Read(r)) => Ok(&r.path),
+            Some(OpenHandle::Write(w)) => Ok(&w.path),
+            Some(OpenHandle::Dir(_)) | None => Err(unknown_handle()),
+        }
+    }
+}
+
+async fn open_write(
+    vfs: &UserVfs,
+    path: &UserPath,
+    flags: OpenFlags,
+) -> Result<WriteFile, VfsError> {
+    // TRUNC wins; EXCL creates; anything else keeps the bytes already
+    // there (resume: FileZilla, OpenSSH reput, WinSCP, paramiko 'a').
+    let mode = if flags.contains(OpenFlags::TRUNCATE) {
+        WriteMode::Truncate
+    } else if flags.contains(OpenFlags::EXCLUDE) {
+        WriteMode::CreateNew
+    } else {
+        WriteMode::Append
+    };
+    let upload = vfs.open_write(path, mode).await?;
+    Ok(WriteFile {
+        path: path.clone(),
+        resumed_from: upload.bytes_received(),
+        upload,
+        written: false,
+        started: Instant::now(),
+    })
+}
+
+async fn statvfs(vfs: &UserVfs, id: u32, data: &[u8]) -> Reply<Packet> {
+    let mut data = data;
+    let path = take_string(&mut data)
+        .ok_or_else(|| status(StatusCode::BadMessage, "bad statvfs request"))?;
+    let path = UserPath::parse(&path).map_err(|e| error_reply(&e))?;
+    let space = vfs.statvfs(&path).await.map_err(|e| error_reply(&e))?;
+    const BLOCK: u64 = 4096;
+    let reply = Statvfs {
+        block_size: BLOCK,
+        fragment_size: BLOCK,
+        blocks: space.total_bytes / BLOCK,
+        blocks_free: space.free_bytes / BLOCK,
+        blocks_avail: space.free_bytes / BLOCK,
+        inodes: u32::MAX.into(),
+        inodes_free: u32::MAX.into(),
+        inodes_avail: u32::MAX.into(),
+        fs_id: 0,
+        flags: 0,
+        name_max: 255,
+    };
+    extended_reply(id, &reply)
+}
+
+fn extended_reply<T: serde::Serialize>(id: u32, value: &T) -> Reply<Packet> {
+    let data =
+        russh_sftp::ser::to_bytes(value).map_err(|e| status(StatusCode::Failure, e.to_string()))?;
+    Ok(Packet::ExtendedReply(ExtendedReply {
+        id,
+        data: data.to_vec(),
+    }))
+}
+
+impl russh_sftp::server::Handler for SftpHandler {
+    type Error = StatusReply;
+
+    fn unimplemented(&self) -> StatusReply {
+        status(StatusCode::OpUnsupported, "not supported by this server")
+    }
+
+    async fn init(&mut self, _version: u32, _ext: HashMap<String, String>) -> Reply<Version> {
+        let mut v = Version::new();
+        for (name, version) in [
+            (POSIX_RENAME, "1"),
+            (extensions::STATVFS, "2"),
+            (extensions::FSYNC, "1"),
+            (extensions::LIMITS, "1"),
+        ] {
+            v.extensions.insert(name.into(), version.into());
+        }
+        Ok(v)
+    }
+
+    async fn open(
+        &mut self,
+        id: u32,
+        filename: String,
+        flags: OpenFlags,
+        _attrs: FileAttributes,
+    ) -> Reply<Handle> {
+        let path = self.path(&filename)?;
+        if self.handles.len() >= MAX_HANDLES {
+            return Err(too_many_handles());
+        }
+        let started = Instant::now();
+        if flags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::TRUNCATE) {
+            let file = open_write(&self.vfs, &path, flags).await;
+            return match file {
+                Ok(file) => self.add(id, OpenHandle::Write(file)),
+                Err(e) => {
+                    let op = FileOp {
+                        op: "upload",
+                        path: path.as_str(),
+                        to: None,
+                        bytes: None,
+                        started,
+                    };
+                    op.finish(Err(&e));
+                    Err(error_reply(&e))
+                }
+            };
+        }
+        let vfs = &self.vfs;
+        let opened = async {
+            let stat = vfs.stat(&path).await?;
+            if stat.is_dir {
+                return Err(VfsError::Unsupported("is a folder".into()));
+            }
+            Ok((vfs.open_read(&path, 0).await?, stat))
+        }
+        .await;
+        match opened {
+            Ok((download, stat)) => self.add(
+                id,
+                OpenHandle::Read(ReadFile {
+                    path,
+                    download,
+                    stat,
+                    sent: 0,
+                    started,
+                }),
+            ),
+            Err(e) => {
+                FileOp {
+                    op: "download",
+                    path: path.as_str(),
+                    to: None,
+                    bytes: None,
+                    started,
+                }
+                .finish(Err(&e));
+                Err(error_reply(&e))
+            }
+        }
+    }
+
+    async fn close(&mut self, id: u32, handle: String) -> Reply<Status> {
+        match self.handles.remove(&handle).ok_or_else(unknown_handle)? {
+            OpenHandle::Write(w) => {
+                let result = w.upload.close().await;
+                let op = FileOp {
+                    op: "upload",
+                    path: w.path.as_str(),
+                    to: None,
+                    bytes: result.as_ref().ok().copied(),
+                    started: w.started,
+                };
+                op.finish(result.as_ref().map(|_| ()));
+                result.map(|_| ok(id)).map_err(|e| error_reply(&e))
+            }
+            OpenHandle::Read(r) => {
+                FileOp {
+                    op: "download",
+                    path: r.path.as_str(),
+                    to: None,
+                    bytes: Some(r.sent),
+                    started: r.started,
+                }
+                .finish(Ok::<(), &VfsError>(()));
+                Ok(ok(id))
+            }
+            OpenHandle::Dir(_) => Ok(ok(id)),
+        }
+    }
+
+    async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Reply<Data> {
+        let Some(OpenHandle::Read(r)) = self.handles.get_mut(&handle) else {
+            return Err(match self.handles.get(&handle) {
+                Some(_) => status(
+                    StatusCode::Failure,
+                    "the file is open for writing, not reading",
+                ),
+                None => unknown_handle(),
+            });
+        };
+        let len = len.min(MAX_DATA) as usize;
+        let data = r
+            .download
+            .read_at(offset, len)
+            .await
+            .map_err(|e| error_reply(&e))?;
+        if data.is_empty() {
+            return Err(status(StatusCode::Eof, "end of file"));
+        }
+        r.sent += data.len() as u64;
+        Ok(Data {
+            id,
+            data: data.to_vec(),
+        })
+    }
+
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Reply<Status> {
+        let Some(OpenHandle::Write(w)) = self.handles.get_mut(&handle) else {
+            return Err(match self.handles.get(&handle) {
+                Some(_) => status(
+                    StatusCode::Failure,
+                    "the file is open for reading, not writing",
+                ),
+                None => unknown_handle(),
+            });
+        };
+        if !w.written && offset == 0 && w.resumed_from > 0 {
+            // Opened without TRUNC, yet written from the start: a rewrite.
+            w.upload = self
+                .vfs
+                .open_write(&w.path, WriteMode::Truncate)
+                .await
+                .map_err(|e| error_reply(&e))?;
+            w.resumed_from = 0;
+        }
+        w.written = true;
+        w.upload
+            .write_at(offset, Bytes::from(data))
+            .await
+            .map_err(|e| error_reply(&e))?;
+        Ok(ok(id))
+    }
+
+    async fn lstat(&mut self, id: u32, path: String) -> Reply<Attrs> {
+        self.stat(id, path).await
+    }
+
+    async fn stat(&mut self, id: u32, path: String) -> Reply<Attrs> {
+        let path = self.path(&path)?;
+        let stat = self.vfs.stat(&path).await.map_err(|e| error_reply(&e))?;
+        Ok(Attrs {
+            id,
+            attrs: attributes(&stat),
+        })
+    }
+
+    async fn fstat(&mut self, id: u32, handle: String) -> Reply<Attrs> {
+        let stat = match self.handles.get(&handle) {
+            Some(OpenHandle::Read(r)) => r.stat.clone(),
+            Some(OpenHandle::Write(w)) => FileStat::file(
+                w.path.file_name().to_string(),
+                w.upload.bytes_received(),
+                Utc::now(),
+            ),
+            _ => return Err(unknown_handle()),
+        };
+        Ok(Attrs {
+            id,
+            attrs: attributes(&stat),
+        })
+    }
+
+    async fn setstat(&mut self, id: u32, path: String, attrs: FileAttributes) -> Reply<Status> {
+        let path = self.path(&path)?;
+        // Modes and owners are accepted and ignored: WinSCP stops with an
+        // error prompt on OP_UNSUPPORTED.
+        let result = match mtime_of(&attrs) {
+            Some(t) => audited("setstat", &path, None, self.vfs.set_times(&path, t)).await,
+            None => self
+                .vfs
+                .stat(&path)
+                .await
+                .map(|_| ())
+                .map_err(|e| error_reply(&e)),
+        };
+        result.map(|_| ok(id))
+    }
+
+    async fn fsetstat(&mut self, id: u32, handle: String, attrs: FileAttributes) -> Reply<Status> {
+        let path = self.handle_path(&handle)?.clone();
+        if let Some(t) = mtime_of(&attrs) {
+            audited("setstat", &path, None, self.vfs.set_times(&path, t)).await?;
+        }
+        Ok(ok(id))
+    }
+
+    async fn opendir(&mut self, id: u32, path: String) -> Reply<Handle> {
+        let path = self.path(&path)?;
+        let entries = audited("list", &path, None, self.vfs.list(&path)).await?;
+        self.add(
+            id,
+            OpenHandle::Dir(Listing {
+                entries,
+                done: false,
+            }),
+        )
+    }
+
+    async fn readdir(&mut self, id: u32, handle: String) -> Reply<Name> {
+        let Some(OpenHandle::Dir(listing)) = self.handles.get_mut(&handle) else {
+            return Err(unknown_handle());
+        };
+        let now = Utc::now();
+        let mut files = Vec::new();
+        while !listing.done && files.len() < DIR_BATCH {
+            match listing.entries.next().await {
+                Some(Ok(stat)) => files.push(entry(&stat, now)),
+                Some(Err(e)) => {
+                    listing.done = true;
+                    return Err(error_reply(&e));
+                }
+                None => listing.done = true,
+            }
+        }
+        if files.is_empty() {
+            return Err(status(StatusCode::Eof, "end of directory"));
+        }
+        Ok(Name { id, files })
+    }
+
+    async fn remove(&mut self, id: u32, filename: String) -> Reply<Status> {
+        let path = self.path(&filename)?;
+        audited("remove", &path, None, self.vfs.remove(&path))
+            .await
+            .map(|_| ok(id))
+    }
+
+    async fn mkdir(&mut self, id: u32, path: String, _attrs: FileAttributes) -> Reply<Status> {
+        let path = self.path(&path)?;
+        audited("mkdir", &path, None, self.vfs.mkdir(&path))
+            .await
+            .map(|_| ok(id))
+    }
+
+    async fn rmdir(&mut self, id: u32, path: String) -> Reply<Status> {
+        let path = self.path(&path)?;
+        audited("rmdir", &path, None, self.vfs.rmdir(&path))
+            .await
+            .map(|_| ok(id))
+    }
+
+    async fn realpath(&mut self, id: u32, path: String) -> Reply<Name> {
+        let path = self.path(&path)?;
+        let stat = FileStat::dir(path.as_str().to_string(), Utc::now());
+        let mut file = entry(&stat, Utc::now());
+        file.longname = path.as_str().to_string();
+        file.attrs = FileAttributes::empty();
+        Ok(Name {
+            id,
+            files: vec![file],
+        })
+    }
+
+    /// Plain RENAME fails when the target exists (SFTP v3, as OpenSSH).
+    async fn rename(&mut self, id: u32, oldpath: String, newpath: String) -> Reply<Status> {
+        let (from, to) = (self.path(&oldpath)?, self.path(&newpath)?);
+        audited(
+            "rename",
+            &from,
+            Some(&to),
+            self.vfs.rename(&from, &to, false),
+        )
+        .await
+        .map(|_| ok(id))
+    }
+
+    async fn readlink(&mut self, _id: u32, _path: String) -> Reply<Name> {
+        Err(status(
+            StatusCode::OpUnsupported,
+            "symbolic links are not supported on object storage",
+        ))
+    }
+
+    async fn symlink(&mut self, _id: u32, _link: String, _target: String) -> Reply<Status> {
+        Err(status(
+            StatusCode::OpUnsupported,
+            "symbolic links are not supported on object storage",
+        ))
+    }
+
+    async fn extended(&mut self, id: u32, request: String, data: Vec<u8>) -> Reply<Packet> {
+        let bad = || {
+            status(
+                StatusCode::BadMessage,
+                format!("malformed {request} request"),
+            )
+        };
+        let mut rest = data.as_slice();
+        match request.as_str() {
+            POSIX_RENAME => {
+                let from = take_string(&mut rest).ok_or_else(bad)?;
+                let to = take_string(&mut rest).ok_or_else(bad)?;
+                let (from, to) = (self.path(&from)?, self.path(&to)?);
+                audited(
+                    "rename",
+                    &from,
+                    Some(&to),
+                    self.vfs.rename(&from, &to, true),
+                )
+                .await?;
+                Ok(Packet::Status(ok(id)))
+            }
+            extensions::STATVFS => statvfs(&self.vfs, id, &data).await,
+            extensions::FSYNC => {
+                let handle = take_string(&mut rest).ok_or_else(bad)?;
+                match self.handles.get_mut(&handle) {
+                    Some(OpenHandle::Write(w)) => {
+                        w.upload.check().await.map_err(|e| error_reply(&e))?;
+                        Ok(Packet::Status(ok(id)))
+                    }
+                    Some(_) => Ok(Packet::Status(ok(id))),
+                    None => Err(unknown_handle()),
+                }
+            }
+            extensions::LIMITS => extended_reply(
+                id,
+                &LimitsExtension {
+                    max_packet_len: u64::from(super::pump::MAX_REQUEST),
+                    max_read_len: u64::from(MAX_DATA),
+                    max_write_len: u64::from(MAX_DATA),
+                    max_open_handles: MAX_HANDLES as u64,
+                },
+            ),
+            _ => Err(self.unimplemented()),
+        }
+    }
+}

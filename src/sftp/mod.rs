@@ -1,0 +1,103 @@
+//! The SFTP frontend: russh for SSH, russh-sftp's protocol types, and the
+//! VFS underneath.
+//!
+//! * [`ssh`]: login and channels of one connection;
+//! * [`pump`]: the request loop of one SFTP channel;
+//! * [`handler`]: each SFTP operation, mapped to the VFS;
+//! * [`attrs`]: attributes, long names and status codes on the wire;
+//! * [`host_keys`]: the server's keys in `keys_dir`.
+
+mod attrs;
+mod handler;
+pub mod host_keys;
+mod pump;
+mod ssh;
+
+use crate::auth::{SessionLimits, Users};
+use crate::config::ServerConfig;
+use crate::vfs::Storage;
+use russh::keys::PrivateKey;
+use russh::{MethodKind, MethodSet, SshId};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// What every SSH session of the gateway shares.
+pub struct Shared {
+    pub users: Users,
+    pub storage: Storage,
+    pub limits: SessionLimits,
+}
+
+/// russh tuned for bulk transfer: a 16 MiB window, 64 KiB packets, and a
+/// channel buffer deep enough that pipelined requests never stall a
+/// download (the default 100 does).
+fn ssh_config(server: &ServerConfig, keys: Vec<PrivateKey>) -> russh::server::Config {
+    russh::server::Config {
+        server_id: SshId::Standard(
+            format!("SSH-2.0-bucketgate_{}", env!("CARGO_PKG_VERSION")).into(),
+        ),
+        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        auth_rejection_time: Duration::from_secs(1),
+        // OpenSSH opens with a `none` probe; answering it late slows every login.
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        max_auth_attempts: 6,
+        keys,
+        window_size: 16 << 20,
+        maximum_packet_size: 65535,
+        channel_buffer_size: 4096,
+        inactivity_timeout: Some(server.idle_timeout),
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// Accepts SSH connections on `listener` until `stop` completes.
+pub async fn serve(
+    listener: TcpListener,
+    server: &ServerConfig,
+    shared: Arc<Shared>,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let keys = host_keys::load_or_create(&server.keys_dir)?;
+    let config = Arc::new(ssh_config(server, keys));
+    tracing::info!(listen = %listener.local_addr()?, "SFTP listening");
+    tokio::pin!(stop);
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accepting an SFTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let slot = match shared.limits.connection() {
+            Ok(slot) => slot,
+            Err(e) => {
+                tracing::warn!(%peer, reason = %e, "SFTP connection refused");
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let handler = ssh::SshSession::new(shared.clone(), peer, slot);
+        let config = config.clone();
+        tokio::spawn(async move {
+            match russh::server::run_stream(config, socket, handler).await {
+                Ok(session) => {
+                    if let Err(e) = session.await {
+                        tracing::debug!(%peer, error = %e, "SSH session ended with an error");
+                    }
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "SSH handshake failed"),
+            }
+        });
+    }
+}

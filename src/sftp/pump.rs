@@ -1,0 +1,131 @@
+//! The SFTP request loop of one channel.
+//!
+//! russh-sftp's own loop reads a request only after the previous reply is
+//! written. When the client's window is full (paramiko prefetches a whole
+//! file's READs at once) that reply waits, unread requests pile up in
+//! russh's channel buffer, and russh stops reading the socket — including
+//! the WINDOW_ADJUST that would free the reply. Here a reader task keeps
+//! draining the channel into a queue bounded in bytes, and requests are
+//! answered one at a time, in order, by the handler.
+
+use bytes::{Bytes, BytesMut};
+use russh_sftp::protocol::{Packet, Status, StatusCode};
+use russh_sftp::server::{Handler, StatusReply};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// The largest request accepted: a 255 KiB WRITE and its header fit.
+pub const MAX_REQUEST: u32 = 256 * 1024 + 1024;
+/// Requests read ahead of the handler, in bytes (a READ counts 64 or more).
+const QUEUE_BYTES: usize = 16 << 20;
+/// Small replies are gathered into one channel write up to this size.
+const COALESCE: usize = 32 << 10;
+
+type Queued = (Bytes, OwnedSemaphorePermit);
+
+/// Serves SFTP on `stream` until the client closes it.
+pub async fn run<S, H>(stream: S, mut handler: H)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+    H: Handler<Error = StatusReply> + Send,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
+    let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
+    let reader = tokio::spawn(async move {
+        loop {
+            let len = match rd.read_u32().await {
+                Ok(len) => len,
+                Err(_) => return,
+            };
+            if len == 0 || len > MAX_REQUEST {
+                tracing::warn!(
+                    len,
+                    "SFTP request larger than {MAX_REQUEST} bytes; closing the session"
+                );
+                return;
+            }
+            let cost = (len as usize).max(64) as u32;
+            let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
+                return;
+            };
+            let mut body = vec![0; len as usize];
+            if rd.read_exact(&mut body).await.is_err() || tx.send((body.into(), permit)).is_err() {
+                return;
+            }
+        }
+    });
+
+    let mut out = BytesMut::new();
+    while let Some((mut body, permit)) = rx.recv().await {
+        let reply = match Packet::try_from(&mut body) {
+            Ok(request) => dispatch(&mut handler, request).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed SFTP request");
+                Packet::error(0, StatusCode::BadMessage)
+            }
+        };
+        drop(permit);
+        match Bytes::try_from(reply) {
+            Ok(bytes) => out.extend_from_slice(&bytes),
+            Err(e) => tracing::warn!(error = %e, "could not encode an SFTP reply"),
+        }
+        if (rx.is_empty() || out.len() >= COALESCE) && wr.write_all(&out.split()).await.is_err() {
+            break;
+        }
+    }
+    reader.abort();
+    let _ = wr.shutdown().await;
+}
+
+fn status_of(id: u32, reply: StatusReply) -> Packet {
+    Packet::Status(Status {
+        id,
+        status_code: reply.status_code,
+        error_message: reply
+            .error_message
+            .unwrap_or_else(|| reply.status_code.to_string()),
+        language_tag: reply.language_tag.unwrap_or_else(|| "en-US".into()),
+    })
+}
+
+macro_rules! call {
+    ($id:expr, $handler:ident . $method:ident ( $($arg:expr),* )) => {
+        match $handler.$method($($arg),*).await {
+            Ok(reply) => reply.into(),
+            Err(e) => status_of($id, e),
+        }
+    };
+}
+
+/// One request to the handler method that answers it.
+async fn dispatch<H>(h: &mut H, request: Packet) -> Packet
+where
+    H: Handler<Error = StatusReply> + Send,
+{
+    let id = request.get_request_id();
+    match request {
+        Packet::Init(p) => call!(id, h.init(p.version, p.extensions)),
+        Packet::Open(p) => call!(id, h.open(p.id, p.filename, p.pflags, p.attrs)),
+        Packet::Close(p) => call!(id, h.close(p.id, p.handle)),
+        Packet::Read(p) => call!(id, h.read(p.id, p.handle, p.offset, p.len)),
+        Packet::Write(p) => call!(id, h.write(p.id, p.handle, p.offset, p.data)),
+        Packet::Lstat(p) => call!(id, h.lstat(p.id, p.path)),
+        Packet::Fstat(p) => call!(id, h.fstat(p.id, p.handle)),
+        Packet::SetStat(p) => call!(id, h.setstat(p.id, p.path, p.attrs)),
+        Packet::FSetStat(p) => call!(id, h.fsetstat(p.id, p.handle, p.attrs)),
+        Packet::OpenDir(p) => call!(id, h.opendir(p.id, p.path)),
+        Packet::ReadDir(p) => call!(id, h.readdir(p.id, p.handle)),
+        Packet::Remove(p) => call!(id, h.remove(p.id, p.filename)),
+        Packet::MkDir(p) => call!(id, h.mkdir(p.id, p.path, p.attrs)),
+        Packet::RmDir(p) => call!(id, h.rmdir(p.id, p.path)),
+        Packet::RealPath(p) => call!(id, h.realpath(p.id, p.path)),
+        Packet::Stat(p) => call!(id, h.stat(p.id, p.path)),
+        Packet::Rename(p) => call!(id, h.rename(p.id, p.oldpath, p.newpath)),
+        Packet::ReadLink(p) => call!(id, h.readlink(p.id, p.path)),
+        Packet::Symlink(p) => call!(id, h.symlink(p.id, p.linkpath, p.targetpath)),
+        Packet::Extended(p) => call!(id, h.extended(p.id, p.request, p.data)),
+        _ => Packet::error(id, StatusCode::BadMessage),
+    }
+}
