@@ -6,7 +6,6 @@ use crate::remote::Remotes;
 use crate::vfs::Storage;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -49,22 +48,22 @@ impl Gateway {
         let mut tasks = JoinSet::new();
         let mut sftp_addr = None;
         if let Some(sftp) = &self.config.sftp {
-            let listener = TcpListener::bind(sftp.listen)
-                .await
-                .map_err(|e| anyhow::anyhow!("[sftp] listen = {}: {e}", sftp.listen))?;
-            sftp_addr = Some(listener.local_addr()?);
             let shared = Arc::new(crate::sftp::Shared {
                 users: self.users.clone(),
                 storage: self.storage.clone(),
                 limits: self.limits.clone(),
             });
-            let config = self.config.clone();
+            let listener =
+                crate::sftp::SftpListener::bind(sftp.listen, &self.config.server, shared).await?;
+            sftp_addr = Some(listener.local_addr()?);
             let mut stopped = stopped.clone();
             tasks.spawn(async move {
-                let stop = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                crate::sftp::serve(listener, &config.server, shared, stop).await
+                listener
+                    .serve(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await;
+                Ok(())
             });
         }
         if let Some(ftp) = &self.config.ftp {

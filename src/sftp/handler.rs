@@ -164,12 +164,12 @@ async fn open_write(
     path: &UserPath,
     flags: OpenFlags,
 ) -> Result<WriteFile, VfsError> {
-    // TRUNC wins; EXCL creates; anything else keeps the bytes already
-    // there (resume: FileZilla, OpenSSH reput, WinSCP, paramiko 'a').
-    let mode = if flags.contains(OpenFlags::TRUNCATE) {
-        WriteMode::Truncate
-    } else if flags.contains(OpenFlags::EXCLUDE) {
+    // EXCL creates or fails; TRUNC replaces; anything else keeps the bytes
+    // already there (resume: FileZilla, OpenSSH reput, WinSCP, paramiko 'a').
+    let mode = if flags.contains(OpenFlags::EXCLUDE) {
         WriteMode::CreateNew
+    } else if flags.contains(OpenFlags::TRUNCATE) {
+        WriteMode::Truncate
     } else {
         WriteMode::Append
     };

@@ -55,49 +55,77 @@ fn ssh_config(server: &ServerConfig, keys: Vec<PrivateKey>) -> russh::server::Co
     }
 }
 
-/// Accepts SSH connections on `listener` until `stop` completes.
-pub async fn serve(
+/// The bound SFTP listener with its host keys loaded.
+pub struct SftpListener {
     listener: TcpListener,
-    server: &ServerConfig,
+    config: Arc<russh::server::Config>,
     shared: Arc<Shared>,
-    stop: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let keys = host_keys::load_or_create(&server.keys_dir)?;
-    let config = Arc::new(ssh_config(server, keys));
-    tracing::info!(listen = %listener.local_addr()?, "SFTP listening");
-    tokio::pin!(stop);
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = &mut stop => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+}
+
+impl SftpListener {
+    /// Loads or creates the host keys and binds `addr`; both fail the start.
+    pub async fn bind(
+        addr: std::net::SocketAddr,
+        server: &ServerConfig,
+        shared: Arc<Shared>,
+    ) -> anyhow::Result<Self> {
+        let keys = host_keys::load_or_create(&server.keys_dir)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("[sftp] listen = {addr}: {e}"))?;
+        tracing::info!(listen = %listener.local_addr()?, "SFTP listening");
+        Ok(SftpListener {
+            listener,
+            config: Arc::new(ssh_config(server, keys)),
+            shared,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts SSH connections until `stop` completes.
+    pub async fn serve(self, stop: impl Future<Output = ()>) {
+        let SftpListener {
+            listener,
+            config,
+            shared,
+        } = self;
+        tokio::pin!(stop);
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = &mut stop => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!(error = %e, "accepting an SFTP connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let slot = match shared.limits.connection() {
+                Ok(slot) => slot,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!(error = %e, "accepting an SFTP connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tracing::warn!(%peer, reason = %e, "SFTP connection refused");
                     continue;
                 }
-            },
-        };
-        let slot = match shared.limits.connection() {
-            Ok(slot) => slot,
-            Err(e) => {
-                tracing::warn!(%peer, reason = %e, "SFTP connection refused");
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        let handler = ssh::SshSession::new(shared.clone(), peer, slot);
-        let config = config.clone();
-        tokio::spawn(async move {
-            match russh::server::run_stream(config, socket, handler).await {
-                Ok(session) => {
-                    if let Err(e) = session.await {
-                        tracing::debug!(%peer, error = %e, "SSH session ended with an error");
+            };
+            let _ = socket.set_nodelay(true);
+            let handler = ssh::SshSession::new(shared.clone(), peer, slot);
+            let config = config.clone();
+            tokio::spawn(async move {
+                match russh::server::run_stream(config, socket, handler).await {
+                    Ok(session) => {
+                        if let Err(e) = session.await {
+                            tracing::debug!(%peer, error = %e, "SSH session ended with an error");
+                        }
                     }
+                    Err(e) => tracing::debug!(%peer, error = %e, "SSH handshake failed"),
                 }
-                Err(e) => tracing::debug!(%peer, error = %e, "SSH handshake failed"),
-            }
-        });
+            });
+        }
     }
 }

@@ -256,3 +256,4 @@ pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
     });
     addr
 }
+pub mod gateway;

@@ -1,0 +1,175 @@
+//! A real gateway on a loopback port in front of moto_server, and clients
+//! for it: the russh + russh-sftp client, and files for OpenSSH's `sftp`.
+
+use super::*;
+use bucketgate::serve::{Gateway, Running};
+use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg};
+use russh_sftp::client::RawSftpSession;
+use std::path::PathBuf;
+
+/// "demo", hashed.
+pub const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$zbURedr/3LNZOR44c0aY6A$+xFJJgF1BW2u2HQD7E1eR9O5gcRrh9Fhtk/e5e317mI";
+pub const PASSWORD: &str = "demo";
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub endpoint: String,
+    pub bucket: String,
+    /// alice's private key, in OpenSSH format at `key_file`.
+    pub key: Arc<PrivateKey>,
+    pub key_file: PathBuf,
+    pub dir: tempfile::TempDir,
+    running: Option<Running>,
+}
+
+/// Starts a gateway whose users live in a fresh bucket: alice (password
+/// and key; home `store:/alice`, a read-only mount `/shared`) and bob.
+pub async fn start(extra_remote: &str) -> TestGateway {
+    let endpoint = moto_endpoint();
+    let bucket = unique("sftp");
+    create_bucket(&endpoint, &bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+    let key_file = dir.path().join("alice_key");
+    key.write_openssh_file(&key_file, russh::keys::ssh_key::LineEnding::LF)
+        .unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let public = key.public_key().to_openssh().unwrap();
+    let text = format!(
+        r#"
+[server]
+keys_dir = "{dir}/keys"
+state_dir = "{dir}/state"
+
+[sftp]
+listen = "127.0.0.1:0"
+
+{remote}
+
+[[users]]
+name = "alice"
+password = "{HASH}"
+authorized_keys = ["no-pty,from=\"127.0.0.1\" {public} alice@test"]
+home = "store:/alice"
+
+[[users.mounts]]
+path = "/shared"
+target = "store:/shared"
+read_only = true
+
+[[users]]
+name = "bob"
+password = "{HASH}"
+home = "store:/bob"
+"#,
+        dir = dir.path().display(),
+        remote = s3_remote_toml(&endpoint, &bucket, extra_remote),
+    );
+    let running = Gateway::build(parse_config(&text))
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    TestGateway {
+        addr: running.sftp.unwrap(),
+        endpoint,
+        bucket,
+        key: Arc::new(key),
+        key_file,
+        dir,
+        running: Some(running),
+    }
+}
+
+impl TestGateway {
+    /// Runs a boto3 snippet with `s3` and `bucket` defined.
+    pub fn s3(&self, script: &str) -> String {
+        boto3(
+            &self.endpoint,
+            &format!("bucket = '{}'\n{script}", self.bucket),
+        )
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+    }
+}
+
+pub struct Client;
+
+impl russh::client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+pub type SshHandle = russh::client::Handle<Client>;
+
+/// An SSH connection over `stream`, logged in with a password.
+pub async fn ssh_password(
+    stream: tokio::net::TcpStream,
+    user: &str,
+    password: &str,
+) -> Result<SshHandle, String> {
+    let config = Arc::new(russh::client::Config::default());
+    let mut h = russh::client::connect_stream(config, stream, Client)
+        .await
+        .map_err(|e| e.to_string())?;
+    let auth = h
+        .authenticate_password(user, password)
+        .await
+        .map_err(|e| e.to_string())?;
+    if auth.success() {
+        Ok(h)
+    } else {
+        Err("authentication failed".into())
+    }
+}
+
+pub async fn ssh_key(
+    addr: SocketAddr,
+    user: &str,
+    key: Arc<PrivateKey>,
+) -> Result<SshHandle, String> {
+    let config = Arc::new(russh::client::Config::default());
+    let mut h = russh::client::connect(config, addr, Client)
+        .await
+        .map_err(|e| e.to_string())?;
+    let auth = h
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, None))
+        .await
+        .map_err(|e| e.to_string())?;
+    if auth.success() {
+        Ok(h)
+    } else {
+        Err("authentication failed".into())
+    }
+}
+
+/// Opens the sftp subsystem on a logged-in connection.
+pub async fn sftp(h: &SshHandle) -> RawSftpSession {
+    let channel = h.channel_open_session().await.unwrap();
+    channel.request_subsystem(true, "sftp").await.unwrap();
+    let raw = RawSftpSession::new(channel.into_stream());
+    raw.init().await.unwrap();
+    raw
+}
+
+/// alice's SFTP session, by password.
+pub async fn alice(g: &TestGateway) -> (SshHandle, RawSftpSession) {
+    let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let h = ssh_password(stream, "alice", PASSWORD).await.unwrap();
+    let s = sftp(&h).await;
+    (h, s)
+}
