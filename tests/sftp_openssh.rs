@@ -1,0 +1,160 @@
+//! End to end with the OpenSSH `sftp` program in batch mode, as partner
+//! scripts run it. CI installs openssh-client.
+
+mod common;
+
+use common::gateway::*;
+use common::pattern;
+use std::path::Path;
+use std::process::Output;
+
+const MIB: usize = 1 << 20;
+
+/// Runs `sftp -b` with `commands` as alice, logging in with her key.
+async fn sftp_batch(g: &TestGateway, commands: &str) -> Output {
+    let batch = g.dir.path().join("batch");
+    std::fs::write(&batch, commands).unwrap();
+    let port = g.addr.port().to_string();
+    let key = g.key_file.clone();
+    let mut cmd = tokio::process::Command::new("sftp");
+    cmd.current_dir(g.dir.path())
+        .args(["-b", batch.to_str().unwrap(), "-P", &port, "-i"])
+        .arg(&key)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "alice@127.0.0.1",
+        ]);
+    cmd.output()
+        .await
+        .expect("OpenSSH sftp must be installed (apt-get install openssh-client)")
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "sftp failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) {
+    std::fs::write(dir.join(name), data).unwrap();
+}
+
+fn read(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openssh_sftp_batch_session() {
+    let g = start("part_size = \"5MiB\"\n").await;
+    let d = g.dir.path();
+    let data = pattern(24 * MIB + 5, 21);
+    write(d, "up.bin", &data);
+    let out = ok(&sftp_batch(
+        &g,
+        "mkdir inbox\n\
+         put -p up.bin inbox/up.bin\n\
+         get inbox/up.bin down.bin\n\
+         ls -l inbox\n\
+         ls -l\n\
+         rename inbox/up.bin inbox/renamed.bin\n\
+         df\n\
+         mkdir empty\n\
+         rmdir empty\n",
+    )
+    .await);
+    assert!(read(d, "down.bin") == data, "downloaded bytes differ");
+    assert!(
+        out.lines().any(|l| l.starts_with("-rw-r--r--")
+            && l.ends_with("up.bin")
+            && l.contains(&data.len().to_string())),
+        "ls -l of a file:\n{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("drwxr-xr-x") && l.ends_with("inbox")),
+        "ls -l of a folder:\n{out}"
+    );
+    assert!(
+        out.contains("Avail"),
+        "df answered through statvfs@openssh.com:\n{out}"
+    );
+
+    // posix-rename replaces; the old name is gone.
+    write(d, "other.txt", b"other");
+    ok(&sftp_batch(&g, "put other.txt inbox/other.txt\nrename inbox/other.txt inbox/renamed.bin\nget inbox/renamed.bin back.txt\n").await);
+    assert_eq!(read(d, "back.txt"), b"other");
+
+    // A failing command fails the batch (OpenSSH prints the status code,
+    // not the server's message; the russh tests check the message).
+    let out = sftp_batch(&g, "rmdir inbox\n").await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("remote rmdir \"/inbox\": Failure"), "{err}");
+
+    // reput: the first 7 MiB are there (S3 copies them), the rest follows.
+    write(d, "part.bin", &data[..7 * MIB]);
+    ok(&sftp_batch(&g, "put part.bin inbox/resumed.bin\nreput up.bin inbox/resumed.bin\nget inbox/resumed.bin resumed.bin\n").await);
+    assert!(read(d, "resumed.bin") == data, "resumed upload differs");
+
+    ok(&sftp_batch(
+        &g,
+        "rm inbox/renamed.bin\nrm inbox/resumed.bin\nrmdir inbox\n",
+    )
+    .await);
+    let left = g.s3(
+        "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))",
+    );
+    assert_eq!(
+        left.trim(),
+        "['alice/']",
+        "everything removed, the home marker stays"
+    );
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openssh_wrong_password_is_refused() {
+    let g = start("").await;
+    let askpass = g.dir.path().join("askpass.sh");
+    std::fs::write(&askpass, "#!/bin/sh\necho not-the-password\n").unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new("sftp")
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .args(["-P", &g.addr.port().to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "alice@127.0.0.1",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Permission denied"), "{err}");
+    g.stop().await;
+}
