@@ -99,32 +99,66 @@ fn version_and_help() {
     }
 }
 
-#[test]
-fn serve_starts_on_a_config_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gateway.toml");
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
-    std::fs::write(&config, shipped).unwrap();
+/// Runs `serve` until it reports that it runs, then SIGTERM; returns its log
+/// lines up to that point.
+fn serve_once(dir: &std::path::Path, config: &std::path::Path) -> Vec<String> {
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
+        .arg(config)
+        .current_dir(dir)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let running = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("bucketgate is running"));
-    assert!(running.is_some(), "serve never reported that it runs");
+    let mut seen = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let done = line.contains("bucketgate is running");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
     assert!(
-        dir.path().join("data").is_dir(),
-        "the filesystem remote's root is created"
+        seen.last().is_some_and(|l| l.contains("bucketgate is running")),
+        "serve never reported that it runs: {seen:#?}"
     );
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
+    seen
+}
+
+fn fingerprints(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.contains("SSH host key") && l.contains("fingerprint"))
+        .filter_map(|l| l.split("SHA256:").nth(1).map(|f| f.split_whitespace().next().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn serve_starts_on_the_shipped_config_and_stops_on_sigterm() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    // Any free port, so a gateway already running here does not matter.
+    std::fs::write(&config, shipped.replace("127.0.0.1:2222", "127.0.0.1:0")).unwrap();
+    let first = serve_once(dir.path(), &config);
+    assert!(
+        dir.path().join("data").is_dir(),
+        "the filesystem remote's root is created"
+    );
+    for key in ["ssh_host_ed25519_key", "ssh_host_rsa_key"] {
+        let mode = std::fs::metadata(dir.path().join("keys").join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    let keys = fingerprints(&first);
+    assert_eq!(keys.len(), 2, "both host keys' fingerprints are logged: {first:#?}");
+    let second = serve_once(dir.path(), &config);
+    assert_eq!(fingerprints(&second), keys, "host keys are reused, not regenerated");
 }
