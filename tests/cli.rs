@@ -120,7 +120,8 @@ fn serve_once(dir: &std::path::Path, config: &std::path::Path) -> Vec<String> {
         }
     }
     assert!(
-        seen.last().is_some_and(|l| l.contains("bucketgate is running")),
+        seen.last()
+            .is_some_and(|l| l.contains("bucketgate is running")),
         "serve never reported that it runs: {seen:#?}"
     );
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -132,7 +133,11 @@ fn serve_once(dir: &std::path::Path, config: &std::path::Path) -> Vec<String> {
 fn fingerprints(log: &[String]) -> Vec<String> {
     log.iter()
         .filter(|l| l.contains("SSH host key") && l.contains("fingerprint"))
-        .filter_map(|l| l.split("SHA256:").nth(1).map(|f| f.split_whitespace().next().unwrap().to_string()))
+        .filter_map(|l| {
+            l.split("SHA256:")
+                .nth(1)
+                .map(|f| f.split_whitespace().next().unwrap().to_string())
+        })
         .collect()
 }
 
@@ -158,7 +163,15 @@ fn serve_starts_on_the_shipped_config_and_stops_on_sigterm() {
         assert_eq!(mode & 0o777, 0o600, "{key}");
     }
     let keys = fingerprints(&first);
-    assert_eq!(keys.len(), 2, "both host keys' fingerprints are logged: {first:#?}");
+    assert_eq!(
+        keys.len(),
+        2,
+        "both host keys' fingerprints are logged: {first:#?}"
+    );
     let second = serve_once(dir.path(), &config);
-    assert_eq!(fingerprints(&second), keys, "host keys are reused, not regenerated");
+    assert_eq!(
+        fingerprints(&second),
+        keys,
+        "host keys are reused, not regenerated"
+    );
 }

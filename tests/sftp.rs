@@ -258,6 +258,44 @@ async fn wrong_password_is_refused_and_key_login_works() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn per_user_session_limit_and_allowed_ips() {
+    let g = start("").await;
+    let connect = || tokio::net::TcpStream::connect(g.addr);
+    // dave may log in only from 192.0.2.0/24, even with the right password.
+    assert!(
+        ssh_password(connect().await.unwrap(), "dave", PASSWORD)
+            .await
+            .is_err()
+    );
+
+    // carol has max_sessions = 1: a second session waits for the first to end.
+    let first = ssh_password(connect().await.unwrap(), "carol", PASSWORD)
+        .await
+        .unwrap();
+    let s = sftp(&first).await;
+    put(&s, "/one.txt", b"1").await;
+    assert!(
+        ssh_password(connect().await.unwrap(), "carol", PASSWORD)
+            .await
+            .is_err()
+    );
+    first
+        .disconnect(russh::Disconnect::ByApplication, "bye", "en")
+        .await
+        .unwrap();
+    drop((s, first));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        match ssh_password(connect().await.unwrap(), "carol", PASSWORD).await {
+            Ok(h) => break h,
+            Err(e) => assert!(Instant::now() < deadline, "slot never freed: {e}"),
+        }
+    };
+    assert_eq!(get(&sftp(&second).await, "/one.txt").await, b"1");
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn paths_cannot_escape_and_read_only_mount_refuses_writes() {
     let g = start("").await;
     g.s3("s3.put_object(Bucket=bucket, Key='bob/secret.txt', Body=b'bob only')\ns3.put_object(Bucket=bucket, Key='shared/notice.txt', Body=b'read me')");

@@ -116,7 +116,10 @@ fn the_contract_example_parses() {
     );
     assert_eq!(c.users[0].mounts[0].path, "/reports");
     assert_eq!(c.users[0].authorized_keys.len(), 1);
-    assert_eq!(c.users[0].authorized_keys[0].comment().as_str_lossy(), "alice@laptop");
+    assert_eq!(
+        c.users[0].authorized_keys[0].comment().as_str_lossy(),
+        "alice@laptop"
+    );
     assert_eq!(c.syncs[0].direction, Direction::Pull);
     assert_eq!(c.ftp.as_ref().unwrap().passive_ports, 50000..=50100);
     assert!(

@@ -65,6 +65,18 @@ read_only = true
 name = "bob"
 password = "{HASH}"
 home = "store:/bob"
+
+[[users]]
+name = "carol"
+password = "{HASH}"
+home = "store:/carol"
+max_sessions = 1
+
+[[users]]
+name = "dave"
+password = "{HASH}"
+home = "store:/dave"
+allowed_ips = ["192.0.2.0/24"]
 "#,
         dir = dir.path().display(),
         remote = s3_remote_toml(&endpoint, &bucket, extra_remote),
