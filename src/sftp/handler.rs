@@ -247,7 +247,14 @@ impl russh_sftp::server::Handler for SftpHandler {
             return Err(too_many_handles());
         }
         let started = Instant::now();
-        if flags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::TRUNCATE) {
+        // paramiko's mode 'x' sends CREAT|EXCL without WRITE: still a write.
+        if flags.intersects(
+            OpenFlags::WRITE
+                | OpenFlags::APPEND
+                | OpenFlags::TRUNCATE
+                | OpenFlags::CREATE
+                | OpenFlags::EXCLUDE,
+        ) {
             let file = open_write(&self.vfs, &path, flags).await;
             return match file {
                 Ok(file) => self.add(id, OpenHandle::Write(file)),

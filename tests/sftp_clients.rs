@@ -1,0 +1,131 @@
+//! Other SFTP clients partners use, end to end: paramiko (Python scripts,
+//! Ansible) and curl (libssh2). CI installs both.
+
+mod common;
+
+use common::gateway::*;
+use common::pattern;
+
+const MIB: usize = 1 << 20;
+
+async fn run(program: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run does it): {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paramiko_prefetch_append_and_errors() {
+    let g = start("part_size = \"5MiB\"\n").await;
+    let d = g.dir.path();
+    let data = pattern(48 * MIB + 3, 2);
+    std::fs::write(d.join("up.bin"), &data).unwrap();
+    let script = format!(
+        r#"
+import paramiko, sys
+t = paramiko.Transport(("127.0.0.1", {port}))
+t.connect(username="alice", password="{PASSWORD}")
+s = paramiko.SFTPClient.from_transport(t)
+s.mkdir("p")
+s.put("{d}/up.bin", "p/up.bin")
+# get() prefetches: every READ of the file is sent before the first answer.
+s.get("p/up.bin", "{d}/down.bin")
+with s.open("p/up.bin", "a") as f:
+    f.write(b"appended")
+print("size", s.stat("p/up.bin").st_size)
+try:
+    s.open("p/up.bin", "x")
+    print("exclusive open of an existing file succeeded")
+except IOError as e:
+    print("exclusive refused")
+try:
+    s.rmdir("p")
+except IOError as e:
+    print("rmdir:", e)
+try:
+    s.stat("p/missing")
+except FileNotFoundError:
+    print("missing is missing")
+print(sorted(a.filename for a in s.listdir_attr("p")))
+"#,
+        port = g.addr.port(),
+        d = d.display(),
+    );
+    let (ok, out, err) = run("python3", &["-c", &script]).await;
+    assert!(ok, "paramiko failed:\n{out}\n{err}");
+    assert!(
+        std::fs::read(d.join("down.bin")).unwrap() == data,
+        "prefetched bytes differ"
+    );
+    assert!(out.contains(&format!("size {}", data.len() + 8)), "{out}");
+    assert!(out.contains("exclusive refused"), "{out}");
+    assert!(out.contains("rmdir: directory not empty"), "{out}");
+    assert!(out.contains("missing is missing"), "{out}");
+    assert!(out.contains("['up.bin']"), "{out}");
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_upload_download_and_listing() {
+    let g = start("").await;
+    let d = g.dir.path();
+    let data = pattern(7 * MIB + 1, 9);
+    std::fs::write(d.join("c.bin"), &data).unwrap();
+    let base = format!("sftp://127.0.0.1:{}", g.addr.port());
+    let user = format!("alice:{PASSWORD}");
+    let up = d.join("c.bin");
+    let (ok, _, err) = run(
+        "curl",
+        &[
+            "-sS",
+            "-k",
+            "-u",
+            &user,
+            "--ftp-create-dirs",
+            "-T",
+            up.to_str().unwrap(),
+            &format!("{base}/in/c.bin"),
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let down = d.join("down.bin");
+    let (ok, _, err) = run(
+        "curl",
+        &[
+            "-sS",
+            "-k",
+            "-u",
+            &user,
+            "-o",
+            down.to_str().unwrap(),
+            &format!("{base}/in/c.bin"),
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(std::fs::read(&down).unwrap() == data);
+    let (ok, listing, err) = run("curl", &["-sS", "-k", "-u", &user, &format!("{base}/in/")]).await;
+    assert!(ok, "{err}");
+    assert!(
+        listing.lines().any(|l| l.starts_with("-rw-r--r--")
+            && l.ends_with(" c.bin")
+            && l.contains(&data.len().to_string())),
+        "{listing}"
+    );
+    let (ok, _, err) = run(
+        "curl",
+        &["-sS", "-k", "-u", "alice:nope", &format!("{base}/in/")],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("Authentication failure"), "{err}");
+    g.stop().await;
+}
