@@ -296,6 +296,19 @@ async fn per_user_session_limit_and_allowed_ips() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn idle_sessions_are_closed() {
+    let g = start_with("idle_timeout = \"1s\"", "").await;
+    let (ssh, s) = alice(&g).await;
+    put(&s, "/before.txt", b"x").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ssh.is_closed() {
+        assert!(Instant::now() < deadline, "an idle session stayed open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn paths_cannot_escape_and_read_only_mount_refuses_writes() {
     let g = start("").await;
     g.s3("s3.put_object(Bucket=bucket, Key='bob/secret.txt', Body=b'bob only')\ns3.put_object(Bucket=bucket, Key='shared/notice.txt', Body=b'read me')");

@@ -25,6 +25,11 @@ pub struct TestGateway {
 /// Starts a gateway whose users live in a fresh bucket: alice (password
 /// and key; home `store:/alice`, a read-only mount `/shared`) and bob.
 pub async fn start(extra_remote: &str) -> TestGateway {
+    start_with("", extra_remote).await
+}
+
+/// As [`start`], with extra `[server]` keys.
+pub async fn start_with(extra_server: &str, extra_remote: &str) -> TestGateway {
     let endpoint = moto_endpoint();
     let bucket = unique("sftp");
     create_bucket(&endpoint, &bucket);
@@ -44,6 +49,7 @@ pub async fn start(extra_remote: &str) -> TestGateway {
 [server]
 keys_dir = "{dir}/keys"
 state_dir = "{dir}/state"
+{extra_server}
 
 [sftp]
 listen = "127.0.0.1:0"
