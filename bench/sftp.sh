@@ -65,7 +65,10 @@ $(cat "$work/py")
 EOF
 }
 py() { printf '%s\n' "$1" > "$work/py"; shift; s3py "$@"; }
-py "s3.create_bucket(Bucket='$BUCKET')"
+# Versioning on: rclone 1.60 HEADs each upload with `versionId=null`, which
+# moto refuses on an unversioned bucket. Both S3 targets share the bucket.
+py "s3.create_bucket(Bucket='$BUCKET')
+s3.put_bucket_versioning(Bucket='$BUCKET', VersioningConfiguration={'Status': 'Enabled'})"
 
 # --- Files ------------------------------------------------------------------
 mkdir -p "$work/in/small" "$work/local"
@@ -101,7 +104,8 @@ start_bucketgate() {
 start_bucketgate
 
 RC_PORT=$(free_port)
-rclone serve sftp ":s3:$BUCKET/rclone" --s3-provider Other --s3-endpoint "$S3_ENDPOINT" \
+# rclone refuses AWS_CA_BUNDLE with its own HTTP transport; the endpoint is plain HTTP anyway.
+env -u AWS_CA_BUNDLE rclone serve sftp ":s3:$BUCKET/rclone" --s3-provider Other --s3-endpoint "$S3_ENDPOINT" \
     --s3-access-key-id "$S3_KEY" --s3-secret-access-key "$S3_SECRET" --s3-region us-east-1 \
     --addr "127.0.0.1:$RC_PORT" --authorized-keys "$work/id.pub" \
     --config "$work/rclone.conf" --cache-dir "$work/rclone-cache" -q &

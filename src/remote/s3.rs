@@ -396,9 +396,9 @@ impl Namespace for S3Namespace {
         if dir.is_empty() {
             return Ok(Some(None));
         }
-        if let Some(t) = self.api.head(&format!("{dir}/")).await? {
-            return Ok(Some(t));
-        }
+        // One request: the marker `dir/` sorts first under its own prefix,
+        // so the first key is the marker if there is one, else any object
+        // that makes `dir` a folder.
         let page = self.api.list(&dir_prefix(dir), false, None, 1).await?;
         Ok(page.objects.first().map(|o| o.modified))
     }

@@ -50,7 +50,6 @@ enum OpenHandle {
 struct ReadFile {
     path: UserPath,
     download: Download,
-    stat: FileStat,
     sent: u64,
     started: Instant,
 }
@@ -271,22 +270,12 @@ impl russh_sftp::server::Handler for SftpHandler {
                 }
             };
         }
-        let vfs = &self.vfs;
-        let opened = async {
-            let stat = vfs.stat(&path).await?;
-            if stat.is_dir {
-                return Err(VfsError::Unsupported("is a folder".into()));
-            }
-            Ok((vfs.open_read(&path, 0).await?, stat))
-        }
-        .await;
-        match opened {
-            Ok((download, stat)) => self.add(
+        match self.vfs.open_read(&path, 0).await {
+            Ok(download) => self.add(
                 id,
                 OpenHandle::Read(ReadFile {
                     path,
                     download,
-                    stat,
                     sent: 0,
                     started,
                 }),
@@ -408,7 +397,7 @@ impl russh_sftp::server::Handler for SftpHandler {
 
     async fn fstat(&mut self, id: u32, handle: String) -> Reply<Attrs> {
         let stat = match self.handles.get(&handle) {
-            Some(OpenHandle::Read(r)) => r.stat.clone(),
+            Some(OpenHandle::Read(r)) => r.download.stat().clone(),
             Some(OpenHandle::Write(w)) => FileStat::file(
                 w.path.file_name().to_string(),
                 w.upload.bytes_received(),

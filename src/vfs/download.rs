@@ -5,7 +5,7 @@
 //! a sequential client never waits on an S3 round trip per request. A read
 //! elsewhere restarts the pipeline at that offset.
 
-use super::{VfsError, VfsResult};
+use super::{FileStat, VfsError, VfsResult};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -23,6 +23,8 @@ const PARALLEL: usize = 4;
 pub struct Download {
     store: Arc<dyn ObjectStore>,
     path: Path,
+    /// The object as it was opened: what FSTAT answers without a request.
+    stat: FileStat,
     size: u64,
     /// Bytes at `buf_start..buf_start + buf.len()`, next to hand out.
     buf: Bytes,
@@ -42,11 +44,17 @@ impl std::fmt::Debug for Download {
 }
 
 impl Download {
-    pub(crate) fn new(store: Arc<dyn ObjectStore>, path: Path, size: u64, offset: u64) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        stat: FileStat,
+        offset: u64,
+    ) -> Self {
         let mut d = Download {
             store,
             path,
-            size,
+            size: stat.size,
+            stat,
             buf: Bytes::new(),
             buf_start: offset,
             rx: None,
@@ -58,6 +66,14 @@ impl Download {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    pub fn stat(&self) -> &FileStat {
+        &self.stat
+    }
+
+    pub(crate) fn stat_mut(&mut self) -> &mut FileStat {
+        &mut self.stat
     }
 
     fn restart(&mut self, offset: u64) {

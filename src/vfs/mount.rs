@@ -181,7 +181,11 @@ impl Vfs for UserVfs {
 
     async fn open_read(&self, path: &UserPath, offset: u64) -> VfsResult<Download> {
         let r = self.allowed(path, Permission::Download)?;
-        r.mount.layer.open_read(&r.key, offset).await
+        let mut download = r.mount.layer.open_read(&r.key, offset).await?;
+        let stat = download.stat_mut();
+        stat.name = path.file_name().to_string();
+        stat.read_only = r.mount.read_only;
+        Ok(download)
     }
 
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> VfsResult<Upload> {

@@ -59,11 +59,13 @@ impl ObjectLayer {
                 p.started,
             ));
         }
-        match self.head_file(key).await {
+        // Both questions at once: one round trip, not two, for a new name.
+        let (file, dir) = tokio::join!(self.head_file(key), self.remote.namespace.dir_info(key));
+        match file {
             Err(VfsError::NotFound) => {}
             other => return other,
         }
-        match self.remote.namespace.dir_info(key).await? {
+        match dir? {
             Some(t) => Ok(FileStat::dir(name_of(key), t.unwrap_or_else(folder_time))),
             None => Err(VfsError::NotFound),
         }
@@ -159,9 +161,9 @@ impl ObjectLayer {
     }
 
     async fn require_dir(&self, key: &str) -> VfsResult<()> {
-        match self.stat(key).await? {
-            s if s.is_dir => Ok(()),
-            _ => Err(VfsError::NotFound),
+        match self.remote.namespace.dir_info(key).await? {
+            Some(_) => Ok(()),
+            None => Err(VfsError::NotFound),
         }
     }
 
@@ -250,13 +252,14 @@ impl ObjectLayer {
         Ok(Download::new(
             self.remote.store.clone(),
             object_path(key)?,
-            stat.size,
+            stat,
             offset,
         ))
     }
 
     pub async fn open_write(&self, key: &str, mode: WriteMode) -> VfsResult<Upload> {
-        match self.stat(key).await {
+        let (existing, parent) = tokio::join!(self.stat(key), self.require_dir(parent_key(key)));
+        match existing {
             Ok(s) if s.is_dir => return Err(VfsError::Unsupported("is a folder".into())),
             Ok(_) if mode == WriteMode::CreateNew => return Err(VfsError::AlreadyExists),
             Ok(s) if mode == WriteMode::Append && s.size > 0 => {
@@ -271,7 +274,7 @@ impl ObjectLayer {
             Ok(_) | Err(VfsError::NotFound) => {}
             Err(e) => return Err(e),
         }
-        self.require_dir(parent_key(key)).await?;
+        parent?;
         Upload::new(
             self.remote.clone(),
             self.uploads.clone(),

@@ -9,7 +9,7 @@
 
 use super::download::Download;
 use super::upload::{OpenUploads, Upload, WriteMode};
-use super::{VfsError, VfsResult};
+use super::{FileStat, VfsError, VfsResult};
 use crate::remote::Remote;
 use futures::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
@@ -64,7 +64,8 @@ pub(crate) async fn continue_object(
     }
     let store = remote.store.clone();
     let mut upload = Upload::new(remote, uploads, key.to_string(), WriteMode::Append)?;
-    let mut old = Box::pin(Download::new(store, path, size, 0).into_stream());
+    let old = FileStat::file(String::new(), size, chrono::Utc::now());
+    let mut old = Box::pin(Download::new(store, path, old, 0).into_stream());
     let mut offset = 0;
     while let Some(chunk) = old.next().await {
         let chunk = chunk?;
