@@ -312,6 +312,26 @@ async fn resumed_upload_continues_the_object(kind: &str) {
     assert_eq!(get(&l, "new.bin").await, b"fresh");
 }
 
+async fn a_replaced_object_is_never_read_mixed(kind: &str) {
+    let f = fixture(kind, "");
+    let l = layer(&f);
+    put(&l, "v.bin", &pattern(3 * MIB, 1)).await;
+    let mut d = l.open_read("v.bin", 0).await.unwrap();
+    assert_eq!(
+        d.read_at(0, 1024).await.unwrap(),
+        &pattern(3 * MIB, 1)[..1024]
+    );
+    put(&l, "v.bin", &pattern(3 * MIB, 2)).await;
+    // A seek makes a new GET: it must not return the new version's bytes.
+    match d.read_at(2 * MIB as u64, 1024).await {
+        Err(e) => assert!(
+            e.to_string().contains("changed while it was being read"),
+            "{e}"
+        ),
+        Ok(bytes) => assert_eq!(bytes, &pattern(3 * MIB, 1)[2 * MIB..2 * MIB + 1024]),
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name("memory").await } )* }
@@ -332,4 +352,5 @@ conformance!(
     exclusive_create_refuses_existing,
     set_times_is_a_noop_unless_preserved,
     resumed_upload_continues_the_object,
+    a_replaced_object_is_never_read_mixed,
 );

@@ -1,23 +1,46 @@
 //! Read-ahead downloads (DESIGN §3 "Downloads read ahead").
 //!
-//! A background task fetches the object in chunks, several ranged GETs at
-//! once for large objects, and queues them in order ahead of the reader, so
-//! a sequential client never waits on an S3 round trip per request. A read
-//! elsewhere restarts the pipeline at that offset.
+//! From the read offset to the end, the object is fetched as streaming GETs
+//! that run ahead of the reader: one for a small object, up to [`PARALLEL`]
+//! contiguous segments for a large one, each buffering at most
+//! [`SEGMENT_BUFFER`] bytes before TCP backpressure pauses it. A sequential
+//! client never waits on an S3 round trip per request, memory stays bounded,
+//! and each byte is requested once (S3 servers that copy the object per
+//! ranged GET are not asked for it hundreds of times). A read elsewhere
+//! restarts the segments at that offset. Every GET is pinned to the ETag
+//! seen at open: an object replaced mid-download fails the read instead of
+//! mixing two versions.
 
 use super::{FileStat, VfsError, VfsResult};
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, ObjectStore};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-/// Chunk of one ranged GET.
-const CHUNK: u64 = 4 << 20;
-/// Ranged GETs in flight for a large object.
-const PARALLEL: usize = 4;
+/// Segments fetched at once for a large object.
+const PARALLEL: u64 = 4;
+/// The smallest segment worth its own GET.
+const MIN_SEGMENT: u64 = 32 << 20;
+/// Bytes a segment may hold ahead of the reader.
+const SEGMENT_BUFFER: usize = 8 << 20;
+
+type Chunk = VfsResult<(Bytes, OwnedSemaphorePermit)>;
+
+/// One GET of a byte range, streaming into a bounded buffer.
+struct Segment {
+    end: u64,
+    rx: mpsc::UnboundedReceiver<Chunk>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// An open file being read.
 pub struct Download {
@@ -25,13 +48,15 @@ pub struct Download {
     path: Path,
     /// The object as it was opened: what FSTAT answers without a request.
     stat: FileStat,
+    etag: Option<String>,
     size: u64,
-    /// Bytes at `buf_start..buf_start + buf.len()`, next to hand out.
+    /// Bytes at `buf_start..buf_start + buf.len()`, next to hand out, and the
+    /// budget they hold in their segment.
     buf: Bytes,
+    buf_permit: Option<OwnedSemaphorePermit>,
     buf_start: u64,
-    /// Chunks in order, starting where `buf` ends.
-    rx: Option<mpsc::Receiver<VfsResult<Bytes>>>,
-    task: Option<JoinHandle<()>>,
+    /// Segments in order, the first one feeding `buf`.
+    segments: std::collections::VecDeque<Segment>,
 }
 
 impl std::fmt::Debug for Download {
@@ -48,6 +73,7 @@ impl Download {
         store: Arc<dyn ObjectStore>,
         path: Path,
         stat: FileStat,
+        etag: Option<String>,
         offset: u64,
     ) -> Self {
         let mut d = Download {
@@ -55,10 +81,11 @@ impl Download {
             path,
             size: stat.size,
             stat,
+            etag,
             buf: Bytes::new(),
+            buf_permit: None,
             buf_start: offset,
-            rx: None,
-            task: None,
+            segments: Default::default(),
         };
         d.restart(offset);
         d
@@ -77,43 +104,96 @@ impl Download {
     }
 
     fn restart(&mut self, offset: u64) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
+        self.segments.clear();
         self.buf = Bytes::new();
+        self.buf_permit = None;
         self.buf_start = offset;
-        self.rx = None;
         if offset >= self.size {
             return;
         }
-        let (tx, rx) = mpsc::channel(1);
+        let len = self.size - offset;
+        let count = (len / MIN_SEGMENT).clamp(1, PARALLEL);
+        let each = len.div_ceil(count);
+        let mut start = offset;
+        while start < self.size {
+            let end = (start + each).min(self.size);
+            self.segments.push_back(self.fetch(start, end));
+            start = end;
+        }
+    }
+
+    fn fetch(&self, start: u64, end: u64) -> Segment {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(SEGMENT_BUFFER));
         let store = self.store.clone();
         let path = self.path.clone();
-        let size = self.size;
-        let parallel = if size - offset > 2 * CHUNK {
-            PARALLEL
-        } else {
-            1
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(start..end)),
+            if_match: self.etag.clone(),
+            ..Default::default()
         };
-        let ranges = (offset..size)
-            .step_by(CHUNK as usize)
-            .map(move |start| start..(start + CHUNK).min(size));
-        self.task = Some(tokio::spawn(async move {
-            let mut chunks = futures::stream::iter(ranges)
-                .map(|range| {
-                    let store = store.clone();
-                    let path = path.clone();
-                    async move { store.get_range(&path, range).await.map_err(VfsError::from) }
-                })
-                .buffered(parallel);
-            while let Some(chunk) = chunks.next().await {
-                let failed = chunk.is_err();
-                if tx.send(chunk).await.is_err() || failed {
+        let task = tokio::spawn(async move {
+            let mut body = match store.get_opts(&path, options).await {
+                Ok(got) => got.into_stream(),
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            while let Some(chunk) = body.next().await {
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let cost = chunk.len().clamp(1, SEGMENT_BUFFER) as u32;
+                let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
+                    return;
+                };
+                if tx.send(Ok((chunk, permit))).is_err() {
                     return;
                 }
             }
-        }));
-        self.rx = Some(rx);
+        });
+        Segment { end, rx, task }
+    }
+
+    /// The next bytes after `buf`, from the first segment that has any.
+    async fn refill(&mut self) -> VfsResult<bool> {
+        loop {
+            let Some(segment) = self.segments.front_mut() else {
+                return Ok(false);
+            };
+            match segment.rx.recv().await {
+                Some(Ok((chunk, permit))) => {
+                    self.buf = chunk;
+                    self.buf_permit = Some(permit);
+                    return Ok(true);
+                }
+                Some(Err(e)) => {
+                    self.segments.clear();
+                    return Err(match e {
+                        VfsError::AlreadyExists => VfsError::storage_msg(format!(
+                            "{} changed while it was being read; open it again",
+                            self.path
+                        )),
+                        other => other,
+                    });
+                }
+                None if self.buf_start < segment.end => {
+                    self.segments.clear();
+                    return Err(VfsError::storage_msg(format!(
+                        "the object {} ended early",
+                        self.path
+                    )));
+                }
+                None => {
+                    self.segments.pop_front();
+                }
+            }
+        }
     }
 
     /// Up to `len` bytes at `offset`; empty at end of file.
@@ -122,7 +202,10 @@ impl Download {
             return Ok(Bytes::new());
         }
         let buf_end = self.buf_start + self.buf.len() as u64;
-        if offset < self.buf_start || offset > buf_end || (offset == buf_end && self.rx.is_none()) {
+        if offset < self.buf_start
+            || offset > buf_end
+            || (offset == buf_end && self.segments.is_empty())
+        {
             self.restart(offset);
         } else {
             // Skip what lies before `offset` in the buffer.
@@ -134,29 +217,21 @@ impl Download {
         let mut got = 0;
         while got < want {
             if self.buf.is_empty() {
-                let Some(rx) = self.rx.as_mut() else { break };
-                match rx.recv().await {
-                    Some(Ok(chunk)) => self.buf = chunk,
-                    Some(Err(e)) => {
-                        self.rx = None;
-                        return Err(e);
-                    }
-                    None => {
-                        self.rx = None;
-                        if got == 0 {
-                            return Err(VfsError::storage_msg(format!(
-                                "the object {} ended early",
-                                self.path
-                            )));
-                        }
-                        break;
-                    }
+                self.buf_permit = None;
+                if !self.refill().await? {
+                    break;
                 }
             }
             let take = (want - got).min(self.buf.len());
             parts.push(self.buf.split_to(take));
             self.buf_start += take as u64;
             got += take;
+        }
+        if got == 0 {
+            return Err(VfsError::storage_msg(format!(
+                "the object {} ended early",
+                self.path
+            )));
         }
         Ok(match parts.len() {
             1 => parts.pop().expect("one part"),
@@ -169,17 +244,11 @@ impl Download {
     pub fn into_stream(self) -> impl futures::Stream<Item = VfsResult<Bytes>> {
         futures::stream::try_unfold(self, |mut d| async move {
             let offset = d.buf_start;
+            if offset >= d.size {
+                return Ok(None);
+            }
             let chunk = d.read_at(offset, 256 << 10).await?;
-            Ok::<_, VfsError>((!chunk.is_empty()).then_some((chunk, d)))
+            Ok::<_, VfsError>(Some((chunk, d)))
         })
-        .into_stream()
-    }
-}
-
-impl Drop for Download {
-    fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
     }
 }

@@ -72,32 +72,30 @@ impl ObjectLayer {
     }
 
     async fn head_file(&self, key: &str) -> VfsResult<FileStat> {
-        let path = object_path(key)?;
-        if !self.remote.config.preserve_mtime {
-            let meta = self.remote.store.head(&path).await?;
-            return Ok(FileStat::file(name_of(key), meta.size, meta.last_modified));
-        }
-        let got = self
+        self.head_object(key).await.map(|(stat, _)| stat)
+    }
+
+    /// A file's stat and ETag; the stored mtime wins with `preserve_mtime`.
+    async fn head_object(&self, key: &str) -> VfsResult<(FileStat, Option<String>)> {
+        let head = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        let got = self.remote.store.get_opts(&object_path(key)?, head).await?;
+        let stored = self
             .remote
-            .store
-            .get_opts(
-                &path,
-                GetOptions {
-                    head: true,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let stored = got
-            .attributes
-            .get(&Attribute::Metadata("mtime".into()))
+            .config
+            .preserve_mtime
+            .then(|| got.attributes.get(&Attribute::Metadata("mtime".into())))
+            .flatten()
             .and_then(|v| v.as_ref().parse::<f64>().ok())
             .and_then(|secs| Utc.timestamp_opt(secs as i64, 0).single());
-        Ok(FileStat::file(
+        let stat = FileStat::file(
             name_of(key),
             got.meta.size,
             stored.unwrap_or(got.meta.last_modified),
-        ))
+        );
+        Ok((stat, got.meta.e_tag))
     }
 
     /// The entries directly inside folder `key`, a page at a time.
@@ -243,7 +241,7 @@ impl ObjectLayer {
     /// Reads the stored object: an upload still open to the same key is not
     /// visible until it closes.
     pub async fn open_read(&self, key: &str, offset: u64) -> VfsResult<Download> {
-        let stat = match self.head_file(key).await {
+        let (stat, etag) = match self.head_object(key).await {
             Err(VfsError::NotFound) if self.remote.namespace.dir_info(key).await?.is_some() => {
                 return Err(VfsError::Unsupported("is a folder".into()));
             }
@@ -253,6 +251,7 @@ impl ObjectLayer {
             self.remote.store.clone(),
             object_path(key)?,
             stat,
+            etag,
             offset,
         ))
     }

@@ -65,7 +65,7 @@ pub(crate) async fn continue_object(
     let store = remote.store.clone();
     let mut upload = Upload::new(remote, uploads, key.to_string(), WriteMode::Append)?;
     let old = FileStat::file(String::new(), size, chrono::Utc::now());
-    let mut old = Box::pin(Download::new(store, path, old, 0).into_stream());
+    let mut old = Box::pin(Download::new(store, path, old, None, 0).into_stream());
     let mut offset = 0;
     while let Some(chunk) = old.next().await {
         let chunk = chunk?;
