@@ -8,6 +8,7 @@
 
 pub mod download;
 mod error;
+mod known_dirs;
 pub mod mount;
 pub mod objects;
 pub mod path;

@@ -2,6 +2,7 @@
 //! Knows nothing of users, mounts or permissions (that is `mount.rs`).
 
 use super::download::Download;
+use super::known_dirs::KnownDirs;
 use super::resume;
 use super::upload::{OpenUploads, Upload, WriteMode};
 use super::{FileStat, VfsError, VfsResult};
@@ -25,6 +26,7 @@ fn folder_time() -> DateTime<Utc> {
 pub struct ObjectLayer {
     remote: Arc<Remote>,
     uploads: Arc<OpenUploads>,
+    known_dirs: KnownDirs,
 }
 
 fn object_path(key: &str) -> VfsResult<Path> {
@@ -40,6 +42,7 @@ impl ObjectLayer {
         ObjectLayer {
             remote,
             uploads: Arc::default(),
+            known_dirs: KnownDirs::default(),
         }
     }
 
@@ -59,8 +62,11 @@ impl ObjectLayer {
                 p.started,
             ));
         }
+        if let Some(t) = self.known_dirs.get(key) {
+            return Ok(FileStat::dir(name_of(key), t.unwrap_or_else(folder_time)));
+        }
         // Both questions at once: one round trip, not two, for a new name.
-        let (file, dir) = tokio::join!(self.head_file(key), self.remote.namespace.dir_info(key));
+        let (file, dir) = tokio::join!(self.head_file(key), self.dir_info(key));
         match file {
             Err(VfsError::NotFound) => {}
             other => return other,
@@ -69,6 +75,18 @@ impl ObjectLayer {
             Some(t) => Ok(FileStat::dir(name_of(key), t.unwrap_or_else(folder_time))),
             None => Err(VfsError::NotFound),
         }
+    }
+
+    /// The namespace's answer, remembered when it is a folder.
+    async fn dir_info(&self, key: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
+        if let Some(t) = self.known_dirs.get(key) {
+            return Ok(Some(t));
+        }
+        let info = self.remote.namespace.dir_info(key).await?;
+        if let Some(t) = info {
+            self.known_dirs.insert(key, t);
+        }
+        Ok(info)
     }
 
     async fn head_file(&self, key: &str) -> VfsResult<FileStat> {
@@ -113,6 +131,14 @@ impl ObjectLayer {
                     .into_iter()
                     .map(|e| {
                         let t = e.modified.unwrap_or_else(folder_time);
+                        if e.is_dir {
+                            let child = if dir.is_empty() {
+                                e.name.clone()
+                            } else {
+                                format!("{dir}/{}", e.name)
+                            };
+                            this.known_dirs.insert(&child, e.modified);
+                        }
                         Ok(if e.is_dir {
                             FileStat::dir(e.name, t)
                         } else {
@@ -137,7 +163,9 @@ impl ObjectLayer {
             Err(e) => return Err(e),
         }
         self.require_dir(parent_key(key)).await?;
-        self.remote.namespace.create_dir(key).await
+        self.remote.namespace.create_dir(key).await?;
+        self.known_dirs.insert(key, Some(Utc::now()));
+        Ok(())
     }
 
     /// Creates folder `key` and any missing parents: a mount's root on first login.
@@ -159,7 +187,7 @@ impl ObjectLayer {
     }
 
     async fn require_dir(&self, key: &str) -> VfsResult<()> {
-        match self.remote.namespace.dir_info(key).await? {
+        match self.dir_info(key).await? {
             Some(_) => Ok(()),
             None => Err(VfsError::NotFound),
         }
@@ -172,7 +200,10 @@ impl ObjectLayer {
             ));
         }
         match self.stat(key).await? {
-            s if s.is_dir => self.remote.namespace.remove_dir(key).await,
+            s if s.is_dir => {
+                self.known_dirs.forget(key);
+                self.remote.namespace.remove_dir(key).await
+            }
             _ => Err(VfsError::Unsupported(
                 "not a folder: use remove for files".into(),
             )),
@@ -211,6 +242,7 @@ impl ObjectLayer {
         }
         self.require_dir(parent_key(to)).await?;
         if source.is_dir {
+            self.known_dirs.forget(from);
             self.remote.namespace.rename_dir(from, to).await
         } else {
             Ok(self
@@ -257,7 +289,18 @@ impl ObjectLayer {
     }
 
     pub async fn open_write(&self, key: &str, mode: WriteMode) -> VfsResult<Upload> {
-        let (existing, parent) = tokio::join!(self.stat(key), self.require_dir(parent_key(key)));
+        // A plain upload only needs to know the name is not a folder; EXCL
+        // and resume need the file itself.
+        let existing = async {
+            if mode != WriteMode::Truncate {
+                return self.stat(key).await;
+            }
+            match self.dir_info(key).await? {
+                Some(t) => Ok(FileStat::dir(name_of(key), t.unwrap_or_else(folder_time))),
+                None => Err(VfsError::NotFound),
+            }
+        };
+        let (existing, parent) = tokio::join!(existing, self.require_dir(parent_key(key)));
         match existing {
             Ok(s) if s.is_dir => return Err(VfsError::Unsupported("is a folder".into())),
             Ok(_) if mode == WriteMode::CreateNew => return Err(VfsError::AlreadyExists),
