@@ -15,11 +15,14 @@ const TTL: Duration = Duration::from_secs(5);
 /// Past this many entries, expired ones are swept on insert.
 const SWEEP_AT: usize = 4096;
 
+/// When a folder was seen, and its own mtime if it has one.
+type Seen = (Instant, Option<DateTime<Utc>>);
+
 #[derive(Debug, Default)]
-pub struct KnownDirs(Mutex<HashMap<String, (Instant, Option<DateTime<Utc>>)>>);
+pub struct KnownDirs(Mutex<HashMap<String, Seen>>);
 
 impl KnownDirs {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<DateTime<Utc>>)>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
