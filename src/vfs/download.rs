@@ -14,8 +14,9 @@
 use super::{FileStat, VfsError, VfsResult};
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{GetOptions, GetRange, GetResult, ObjectStore};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -40,6 +41,65 @@ impl Drop for Segment {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Contiguous segments covering `offset..size`: one per [`MIN_SEGMENT`],
+/// at most [`PARALLEL`].
+fn plan(offset: u64, size: u64) -> Vec<(u64, u64)> {
+    if offset >= size {
+        return Vec::new();
+    }
+    let len = size - offset;
+    let count = (len / MIN_SEGMENT).clamp(1, PARALLEL);
+    let each = len.div_ceil(count);
+    (0..count)
+        .map(|i| (offset + i * each, (offset + (i + 1) * each).min(size)))
+        .filter(|(a, b)| a < b)
+        .collect()
+}
+
+type Body = BoxStream<'static, object_store::Result<Bytes>>;
+
+/// Forwards `len` bytes of the body `open` yields into a bounded buffer.
+fn spawn_segment(
+    end: u64,
+    len: u64,
+    open: impl Future<Output = object_store::Result<Body>> + Send + 'static,
+) -> Segment {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Semaphore::new(SEGMENT_BUFFER));
+    let task = tokio::spawn(async move {
+        let mut body = match open.await {
+            Ok(body) => body,
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
+                return;
+            }
+        };
+        let mut left = len;
+        while left > 0 {
+            let mut chunk = match body.next().await {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e.into()));
+                    return;
+                }
+                None => return,
+            };
+            if chunk.len() as u64 > left {
+                chunk.truncate(left as usize);
+            }
+            left -= chunk.len() as u64;
+            let cost = chunk.len().clamp(1, SEGMENT_BUFFER) as u32;
+            let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
+                return;
+            };
+            if tx.send(Ok((chunk, permit))).is_err() {
+                return;
+            }
+        }
+    });
+    Segment { end, rx, task }
 }
 
 /// An open file being read.
@@ -91,6 +151,39 @@ impl Download {
         d
     }
 
+    /// Starts reading from the answer to a whole-object GET, so a small
+    /// file costs one request; a large one adds ranged GETs for the
+    /// segments after the first.
+    pub(crate) fn from_response(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        stat: FileStat,
+        response: GetResult,
+    ) -> Self {
+        let mut d = Download {
+            store,
+            path,
+            size: stat.size,
+            stat,
+            etag: response.meta.e_tag.clone(),
+            buf: Bytes::new(),
+            buf_permit: None,
+            buf_start: 0,
+            segments: Default::default(),
+        };
+        let mut first = Some(response);
+        for (start, end) in plan(0, d.size) {
+            let segment = match first.take() {
+                Some(response) => {
+                    spawn_segment(end, end - start, async move { Ok(response.into_stream()) })
+                }
+                None => d.fetch(start, end),
+            };
+            d.segments.push_back(segment);
+        }
+        d
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -108,23 +201,13 @@ impl Download {
         self.buf = Bytes::new();
         self.buf_permit = None;
         self.buf_start = offset;
-        if offset >= self.size {
-            return;
-        }
-        let len = self.size - offset;
-        let count = (len / MIN_SEGMENT).clamp(1, PARALLEL);
-        let each = len.div_ceil(count);
-        let mut start = offset;
-        while start < self.size {
-            let end = (start + each).min(self.size);
-            self.segments.push_back(self.fetch(start, end));
-            start = end;
+        for (start, end) in plan(offset, self.size) {
+            let segment = self.fetch(start, end);
+            self.segments.push_back(segment);
         }
     }
 
     fn fetch(&self, start: u64, end: u64) -> Segment {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let budget = Arc::new(Semaphore::new(SEGMENT_BUFFER));
         let store = self.store.clone();
         let path = self.path.clone();
         let options = GetOptions {
@@ -132,32 +215,9 @@ impl Download {
             if_match: self.etag.clone(),
             ..Default::default()
         };
-        let task = tokio::spawn(async move {
-            let mut body = match store.get_opts(&path, options).await {
-                Ok(got) => got.into_stream(),
-                Err(e) => {
-                    let _ = tx.send(Err(e.into()));
-                    return;
-                }
-            };
-            while let Some(chunk) = body.next().await {
-                let chunk = match chunk {
-                    Ok(chunk) => chunk,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                let cost = chunk.len().clamp(1, SEGMENT_BUFFER) as u32;
-                let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
-                    return;
-                };
-                if tx.send(Ok((chunk, permit))).is_err() {
-                    return;
-                }
-            }
-        });
-        Segment { end, rx, task }
+        spawn_segment(end, end - start, async move {
+            Ok(store.get_opts(&path, options).await?.into_stream())
+        })
     }
 
     /// The next bytes after `buf`, from the first segment that has any.

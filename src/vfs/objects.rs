@@ -10,7 +10,7 @@ use crate::remote::{Remote, Space};
 use chrono::{DateTime, TimeZone, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
-use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt};
+use object_store::{Attribute, GetOptions, GetResult, ObjectStore, ObjectStoreExt};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -93,13 +93,18 @@ impl ObjectLayer {
         self.head_object(key).await.map(|(stat, _)| stat)
     }
 
-    /// A file's stat and ETag; the stored mtime wins with `preserve_mtime`.
+    /// A file's stat and ETag.
     async fn head_object(&self, key: &str) -> VfsResult<(FileStat, Option<String>)> {
         let head = GetOptions {
             head: true,
             ..Default::default()
         };
         let got = self.remote.store.get_opts(&object_path(key)?, head).await?;
+        Ok((self.file_stat(key, &got), got.meta.e_tag))
+    }
+
+    /// What a HEAD or GET says of a file; the stored mtime wins with `preserve_mtime`.
+    fn file_stat(&self, key: &str, got: &GetResult) -> FileStat {
         let stored = self
             .remote
             .config
@@ -108,12 +113,11 @@ impl ObjectLayer {
             .flatten()
             .and_then(|v| v.as_ref().parse::<f64>().ok())
             .and_then(|secs| Utc.timestamp_opt(secs as i64, 0).single());
-        let stat = FileStat::file(
+        FileStat::file(
             name_of(key),
             got.meta.size,
             stored.unwrap_or(got.meta.last_modified),
-        );
-        Ok((stat, got.meta.e_tag))
+        )
     }
 
     /// The entries directly inside folder `key`, a page at a time.
@@ -271,21 +275,34 @@ impl ObjectLayer {
     }
 
     /// Reads the stored object: an upload still open to the same key is not
-    /// visible until it closes.
+    /// visible until it closes. From the start, the GET itself says what
+    /// the file is, so opening costs one request, not a HEAD and a GET.
     pub async fn open_read(&self, key: &str, offset: u64) -> VfsResult<Download> {
-        let (stat, etag) = match self.head_object(key).await {
-            Err(VfsError::NotFound) if self.remote.namespace.dir_info(key).await?.is_some() => {
-                return Err(VfsError::Unsupported("is a folder".into()));
-            }
-            other => other?,
+        if key.is_empty() {
+            return Err(VfsError::Unsupported("is a folder".into()));
+        }
+        let path = object_path(key)?;
+        let store = self.remote.store.clone();
+        let opened = if offset == 0 {
+            store
+                .get_opts(&path, GetOptions::default())
+                .await
+                .map_err(VfsError::from)
+                .map(|got| {
+                    let stat = self.file_stat(key, &got);
+                    Download::from_response(store, path, stat, got)
+                })
+        } else {
+            self.head_object(key)
+                .await
+                .map(|(stat, etag)| Download::new(store, path, stat, etag, offset))
         };
-        Ok(Download::new(
-            self.remote.store.clone(),
-            object_path(key)?,
-            stat,
-            etag,
-            offset,
-        ))
+        match opened {
+            Err(VfsError::NotFound) if self.dir_info(key).await?.is_some() => {
+                Err(VfsError::Unsupported("is a folder".into()))
+            }
+            other => other,
+        }
     }
 
     pub async fn open_write(&self, key: &str, mode: WriteMode) -> VfsResult<Upload> {
