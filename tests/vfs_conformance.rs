@@ -332,6 +332,16 @@ async fn a_replaced_object_is_never_read_mixed(kind: &str) {
     }
 }
 
+async fn a_known_folder_is_not_overwritten_by_a_file(kind: &str) {
+    let f = fixture(kind, "");
+    let l = layer(&f);
+    l.mkdir("d").await.unwrap();
+    put(&l, "d/inside.txt", b"x").await;
+    let e = l.open_write("d", WriteMode::Truncate).await.unwrap_err();
+    assert!(e.to_string().contains("is a folder"), "{e}");
+    assert_eq!(names(&l, "").await, vec![("d".to_string(), true)]);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name("memory").await } )* }
@@ -353,4 +363,5 @@ conformance!(
     set_times_is_a_noop_unless_preserved,
     resumed_upload_continues_the_object,
     a_replaced_object_is_never_read_mixed,
+    a_known_folder_is_not_overwritten_by_a_file,
 );

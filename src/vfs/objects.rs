@@ -306,13 +306,17 @@ impl ObjectLayer {
     }
 
     pub async fn open_write(&self, key: &str, mode: WriteMode) -> VfsResult<Upload> {
-        // A plain upload only needs to know the name is not a folder; EXCL
-        // and resume need the file itself.
+        // EXCL and resume need to know the file. A plain upload only needs
+        // the name not to be a folder, and asks only what is known: a check
+        // in S3 would be a request on the path of every upload, the cost
+        // that makes many small uploads slow. A folder listed or used in the
+        // last seconds (the client just browsed it) is refused; otherwise S3
+        // holds `x` beside `x/…`, and both are listed.
         let existing = async {
             if mode != WriteMode::Truncate {
                 return self.stat(key).await;
             }
-            match self.dir_info(key).await? {
+            match self.known_dirs.get(key) {
                 Some(t) => Ok(FileStat::dir(name_of(key), t.unwrap_or_else(folder_time))),
                 None => Err(VfsError::NotFound),
             }
