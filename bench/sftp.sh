@@ -164,14 +164,19 @@ timed() { # target, workload, batch → appends "target workload seconds"
     echo "$1 $2 $(python3 -c "print(round($t1 - $t0, 3))")" >> "$work/times"
 }
 
-# 1000 entries to list, written straight to each store.
+# 1000 entries to list per round, written straight to each store: a fresh
+# folder each round, so no target answers from a listing it cached earlier
+# (rclone keeps listings for 5 minutes; the gateway always asks S3).
 py "
-for prefix in ['bucketgate', 'rclone']:
-    for i in range(1000):
-        s3.put_object(Bucket='$BUCKET', Key=f'{prefix}/list/e{i:04d}', Body=b'x')
+for r in range(1, $ROUNDS + 1):
+    for prefix in ['bucketgate', 'rclone']:
+        for i in range(1000):
+            s3.put_object(Bucket='$BUCKET', Key=f'{prefix}/list{r}/e{i:04d}', Body=b'x')
 "
-mkdir -p "$work/local/list"
-for i in $(seq -w 0 999); do echo x > "$work/local/list/e$i"; done
+for r in $(seq 1 "$ROUNDS"); do
+    mkdir -p "$work/local/list$r"
+    for i in $(seq -w 0 999); do echo x > "$work/local/list$r/e$i"; done
+done
 
 # Raw S3 reference: boto3's own transfer (multipart, parallel).
 raw_s3() {
@@ -196,7 +201,7 @@ for round in $(seq 1 "$ROUNDS"); do
         timed "$t" put_small "mkdir small$round
 put -r in/small/* small$round/"
         timed "$t" get_small "get -r small$round out/small"
-        timed "$t" list_1000 "ls -l list"
+        timed "$t" list_1000 "ls -l list$round"
         sftp_run "$t" "rm big.bin"
     done
 done
