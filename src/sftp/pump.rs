@@ -67,11 +67,23 @@ where
             }
         };
         drop(permit);
-        match Bytes::try_from(reply) {
-            Ok(bytes) => out.extend_from_slice(&bytes),
-            Err(e) => tracing::warn!(error = %e, "could not encode an SFTP reply"),
-        }
-        if (rx.is_empty() || out.len() >= COALESCE) && wr.write_all(&out.split()).await.is_err() {
+        let bytes = match Bytes::try_from(reply) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not encode an SFTP reply");
+                continue;
+            }
+        };
+        // Large replies (DATA) go out as they are; small ones are gathered
+        // while more requests wait, and sent when the queue runs dry.
+        let sent = if bytes.len() >= COALESCE {
+            let flushed = out.is_empty() || wr.write_all(&out.split()).await.is_ok();
+            flushed && wr.write_all(&bytes).await.is_ok()
+        } else {
+            out.extend_from_slice(&bytes);
+            !(rx.is_empty() || out.len() >= COALESCE) || wr.write_all(&out.split()).await.is_ok()
+        };
+        if !sent {
             break;
         }
     }
