@@ -342,6 +342,24 @@ async fn a_known_folder_is_not_overwritten_by_a_file(kind: &str) {
     assert_eq!(names(&l, "").await, vec![("d".to_string(), true)]);
 }
 
+async fn a_large_sequential_read_is_whole_however_it_is_split(kind: &str) {
+    let f = fixture(kind, "part_size = \"16MiB\"\n");
+    let l = layer(&f);
+    let data = pattern(90 * MIB + 7, 4);
+    put(&l, "large.bin", &data).await;
+    let mut d = l.open_read("large.bin", 0).await.unwrap();
+    let (mut out, mut most_gets) = (Vec::with_capacity(data.len()), 0);
+    loop {
+        let chunk = d.read_at(out.len() as u64, 255 << 10).await.unwrap();
+        most_gets = most_gets.max(d.gets_in_flight());
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    assert!(out == data, "bytes differ (up to {most_gets} GETs at once)");
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name("memory").await } )* }
@@ -364,4 +382,5 @@ conformance!(
     resumed_upload_continues_the_object,
     a_replaced_object_is_never_read_mixed,
     a_known_folder_is_not_overwritten_by_a_file,
+    a_large_sequential_read_is_whole_however_it_is_split,
 );

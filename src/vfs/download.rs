@@ -1,15 +1,16 @@
 //! Read-ahead downloads (DESIGN §3 "Downloads read ahead").
 //!
-//! From the read offset to the end, the object is fetched as streaming GETs
-//! that run ahead of the reader: one for a small object, up to [`PARALLEL`]
-//! contiguous segments for a large one, each buffering at most
-//! [`SEGMENT_BUFFER`] bytes before TCP backpressure pauses it. A sequential
-//! client never waits on an S3 round trip per request, memory stays bounded,
-//! and each byte is requested once (S3 servers that copy the object per
-//! ranged GET are not asked for it hundreds of times). A read elsewhere
-//! restarts the segments at that offset. Every GET is pinned to the ETag
-//! seen at open: an object replaced mid-download fails the read instead of
-//! mixing two versions.
+//! From the read offset to the end, the object comes from one streaming GET
+//! that runs ahead of the reader, buffering at most [`SEGMENT_BUFFER`]
+//! bytes before TCP backpressure pauses it, so a sequential client never
+//! waits on an S3 round trip per request and memory stays bounded. When that
+//! one GET is the bottleneck — the reader has spent over a third of its
+//! time waiting for bytes — the far half of what remains is split off to a
+//! ranged GET of its own, up to [`PARALLEL`] at once. An endpoint that is
+//! not the bottleneck is never asked for parallel ranges (some S3 servers
+//! copy the whole object for each). A read elsewhere restarts at that
+//! offset. Every GET is pinned to the ETag seen at open: an object replaced
+//! mid-download fails the read instead of mixing two versions.
 
 use super::{FileStat, VfsError, VfsResult};
 use bytes::Bytes;
@@ -17,24 +18,45 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResult, ObjectStore};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-/// Segments fetched at once for a large object.
-const PARALLEL: u64 = 4;
-/// The smallest segment worth its own GET.
+/// GETs in flight at most for one download.
+const PARALLEL: usize = 4;
+/// The smallest range worth its own GET.
 const MIN_SEGMENT: u64 = 32 << 20;
-/// Bytes a segment may hold ahead of the reader.
+/// Bytes a GET may hold ahead of the reader.
 const SEGMENT_BUFFER: usize = 8 << 20;
+/// Bytes read before the reader's waiting is judged.
+const PROBE: u64 = 16 << 20;
 
 type Chunk = VfsResult<(Bytes, OwnedSemaphorePermit)>;
 
+/// How far a GET has come and where it stops; the stop moves back when
+/// its tail is split off to another GET.
+#[derive(Debug)]
+struct Limit {
+    fetched: u64,
+    end: u64,
+}
+
 /// One GET of a byte range, streaming into a bounded buffer.
 struct Segment {
-    end: u64,
+    limit: Arc<Mutex<Limit>>,
     rx: mpsc::UnboundedReceiver<Chunk>,
     task: JoinHandle<()>,
+}
+
+impl Segment {
+    fn end(&self) -> u64 {
+        lock(&self.limit).end
+    }
+}
+
+fn lock(m: &Mutex<Limit>) -> std::sync::MutexGuard<'_, Limit> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Drop for Segment {
@@ -43,31 +65,22 @@ impl Drop for Segment {
     }
 }
 
-/// Contiguous segments covering `offset..size`: one per [`MIN_SEGMENT`],
-/// at most [`PARALLEL`].
-fn plan(offset: u64, size: u64) -> Vec<(u64, u64)> {
-    if offset >= size {
-        return Vec::new();
-    }
-    let len = size - offset;
-    let count = (len / MIN_SEGMENT).clamp(1, PARALLEL);
-    let each = len.div_ceil(count);
-    (0..count)
-        .map(|i| (offset + i * each, (offset + (i + 1) * each).min(size)))
-        .filter(|(a, b)| a < b)
-        .collect()
-}
-
 type Body = BoxStream<'static, object_store::Result<Bytes>>;
 
-/// Forwards `len` bytes of the body `open` yields into a bounded buffer.
+/// Forwards the body `open` yields, from `start` up to the segment's
+/// (movable) end, into a bounded buffer.
 fn spawn_segment(
+    start: u64,
     end: u64,
-    len: u64,
     open: impl Future<Output = object_store::Result<Body>> + Send + 'static,
 ) -> Segment {
     let (tx, rx) = mpsc::unbounded_channel();
     let budget = Arc::new(Semaphore::new(SEGMENT_BUFFER));
+    let limit = Arc::new(Mutex::new(Limit {
+        fetched: start,
+        end,
+    }));
+    let shared = limit.clone();
     let task = tokio::spawn(async move {
         let mut body = match open.await {
             Ok(body) => body,
@@ -76,8 +89,7 @@ fn spawn_segment(
                 return;
             }
         };
-        let mut left = len;
-        while left > 0 {
+        loop {
             let mut chunk = match body.next().await {
                 Some(Ok(chunk)) => chunk,
                 Some(Err(e)) => {
@@ -86,10 +98,17 @@ fn spawn_segment(
                 }
                 None => return,
             };
-            if chunk.len() as u64 > left {
-                chunk.truncate(left as usize);
+            {
+                let mut l = lock(&shared);
+                let left = l.end.saturating_sub(l.fetched);
+                if chunk.len() as u64 > left {
+                    chunk.truncate(left as usize);
+                }
+                l.fetched += chunk.len() as u64;
             }
-            left -= chunk.len() as u64;
+            if chunk.is_empty() {
+                return;
+            }
             let cost = chunk.len().clamp(1, SEGMENT_BUFFER) as u32;
             let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
                 return;
@@ -99,7 +118,7 @@ fn spawn_segment(
             }
         }
     });
-    Segment { end, rx, task }
+    Segment { limit, rx, task }
 }
 
 /// An open file being read.
@@ -117,6 +136,10 @@ pub struct Download {
     buf_start: u64,
     /// Segments in order, the first one feeding `buf`.
     segments: std::collections::VecDeque<Segment>,
+    /// Since the last (re)start: bytes handed out, and time spent waiting.
+    started: Instant,
+    read: u64,
+    waited: Duration,
 }
 
 impl std::fmt::Debug for Download {
@@ -146,6 +169,9 @@ impl Download {
             buf_permit: None,
             buf_start: offset,
             segments: Default::default(),
+            started: Instant::now(),
+            read: 0,
+            waited: Duration::ZERO,
         };
         d.restart(offset);
         d
@@ -170,16 +196,17 @@ impl Download {
             buf_permit: None,
             buf_start: 0,
             segments: Default::default(),
+            started: Instant::now(),
+            read: 0,
+            waited: Duration::ZERO,
         };
-        let mut first = Some(response);
-        for (start, end) in plan(0, d.size) {
-            let segment = match first.take() {
-                Some(response) => {
-                    spawn_segment(end, end - start, async move { Ok(response.into_stream()) })
-                }
-                None => d.fetch(start, end),
-            };
-            d.segments.push_back(segment);
+        if d.size > 0 {
+            let end = d.size;
+            d.segments.push_back(spawn_segment(
+                0,
+                end,
+                async move { Ok(response.into_stream()) },
+            ));
         }
         d
     }
@@ -201,10 +228,49 @@ impl Download {
         self.buf = Bytes::new();
         self.buf_permit = None;
         self.buf_start = offset;
-        for (start, end) in plan(offset, self.size) {
-            let segment = self.fetch(start, end);
+        self.started = Instant::now();
+        self.read = 0;
+        self.waited = Duration::ZERO;
+        if offset < self.size {
+            let segment = self.fetch(offset, self.size);
             self.segments.push_back(segment);
         }
+    }
+
+    /// Whether the reader has waited on the network for over a third of its time.
+    fn starved(&self) -> bool {
+        self.read >= PROBE && self.waited * 3 > self.started.elapsed()
+    }
+
+    /// Gives the far half of the last GET's remaining range to a new GET.
+    fn split(&mut self) {
+        if self.segments.len() >= PARALLEL {
+            return;
+        }
+        let Some(last) = self.segments.back() else {
+            return;
+        };
+        let (mid, end) = {
+            let mut l = lock(&last.limit);
+            let left = l.end.saturating_sub(l.fetched);
+            if left < 2 * MIN_SEGMENT {
+                return;
+            }
+            let mid = l.fetched + left / 2;
+            let end = std::mem::replace(&mut l.end, mid);
+            (mid, end)
+        };
+        let segment = self.fetch(mid, end);
+        self.segments.push_back(segment);
+        // Judge the new arrangement on its own.
+        self.started = Instant::now();
+        self.read = 0;
+        self.waited = Duration::ZERO;
+    }
+
+    /// GETs started since the last (re)start that are still feeding this download.
+    pub fn gets_in_flight(&self) -> usize {
+        self.segments.len()
     }
 
     fn fetch(&self, start: u64, end: u64) -> Segment {
@@ -215,7 +281,7 @@ impl Download {
             if_match: self.etag.clone(),
             ..Default::default()
         };
-        spawn_segment(end, end - start, async move {
+        spawn_segment(start, end, async move {
             Ok(store.get_opts(&path, options).await?.into_stream())
         })
     }
@@ -226,10 +292,24 @@ impl Download {
             let Some(segment) = self.segments.front_mut() else {
                 return Ok(false);
             };
-            match segment.rx.recv().await {
+            let next = match segment.rx.try_recv() {
+                Ok(next) => Some(next),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let since = Instant::now();
+                    let next = segment.rx.recv().await;
+                    self.waited += since.elapsed();
+                    next
+                }
+            };
+            match next {
                 Some(Ok((chunk, permit))) => {
+                    self.read += chunk.len() as u64;
                     self.buf = chunk;
                     self.buf_permit = Some(permit);
+                    if self.starved() {
+                        self.split();
+                    }
                     return Ok(true);
                 }
                 Some(Err(e)) => {
@@ -242,7 +322,7 @@ impl Download {
                         other => other,
                     });
                 }
-                None if self.buf_start < segment.end => {
+                None if self.buf_start < segment.end() => {
                     self.segments.clear();
                     return Err(VfsError::storage_msg(format!(
                         "the object {} ended early",
