@@ -48,6 +48,12 @@ impl Gateway {
         let mut tasks = JoinSet::new();
         let mut sftp_addr = None;
         if let Some(sftp) = &self.config.sftp {
+            if sftp.proxy_protocol != crate::config::ProxyProtocol::Off {
+                anyhow::bail!(
+                    "[sftp] proxy_protocol: the PROXY protocol is not supported by this build yet; \
+                     remove the key or set it to \"off\""
+                );
+            }
             let shared = Arc::new(crate::sftp::Shared {
                 users: self.users.clone(),
                 storage: self.storage.clone(),

@@ -175,3 +175,25 @@ fn serve_starts_on_the_shipped_config_and_stops_on_sigterm() {
         "host keys are reused, not regenerated"
     );
 }
+
+#[test]
+fn serve_refuses_a_proxy_protocol_it_cannot_speak() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    let text = shipped.replace(
+        "listen = \"127.0.0.1:2222\"",
+        "listen = \"127.0.0.1:0\"\nproxy_protocol = \"required\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("proxy_protocol"), "{err}");
+}
