@@ -424,6 +424,71 @@ async fn upload_cut_by_closing_the_connection_leaves_no_object() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_failing_s3_is_reported_at_fsync_and_close_and_leaves_nothing() {
+    // Every attempt at UploadPart 2 answers 500.
+    let proxy = common::fault_proxy(common::moto_endpoint(), 2).await;
+    let g = start_via(
+        &format!("http://{proxy}"),
+        "part_size = \"5MiB\"\nupload_concurrency = 2\nretries = 1\n",
+    )
+    .await;
+    let (_ssh, s) = alice(&g).await;
+    let h = s
+        .open("/doomed.bin", write_flags(), FileAttributes::empty())
+        .await
+        .unwrap()
+        .handle;
+    for (i, chunk) in pattern(16 * MIB, 8).chunks(256 * KIB).enumerate() {
+        if s.write(&h, (i * 256 * KIB) as u64, chunk.to_vec())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // fsync reports the failed part once S3 has answered for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (code, msg) = loop {
+        match s.fsync(&h).await {
+            Err(e) => break status_of(e),
+            Ok(_) => assert!(
+                Instant::now() < deadline,
+                "fsync never reported the failed part"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(code, StatusCode::Failure);
+    assert!(msg.contains("uploading a part"), "{msg}");
+    let (code, msg) = status_of(s.close(&h).await.unwrap_err());
+    assert_eq!(code, StatusCode::Failure);
+    assert!(msg.contains("uploading a part"), "{msg}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = g.s3(
+            "u = len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', []))\n\
+             o = len(s3.list_objects_v2(Bucket=bucket, Prefix='alice/doomed').get('Contents', []))\n\
+             print(u, o)",
+        );
+        assert_eq!(
+            out.split_whitespace().nth(1),
+            Some("0"),
+            "a failed upload must never be visible"
+        );
+        if out.trim() == "0 0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "multipart upload still open: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn winscp_filepart_sequence() {
     let g = start("").await;
     let (_ssh, s) = alice(&g).await;

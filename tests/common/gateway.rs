@@ -30,6 +30,16 @@ pub async fn start(extra_remote: &str) -> TestGateway {
 
 /// As [`start`], with extra `[server]` keys.
 pub async fn start_with(extra_server: &str, extra_remote: &str) -> TestGateway {
+    start_full(extra_server, None, extra_remote).await
+}
+
+/// As [`start`], with the gateway reaching S3 through `via` (a fault
+/// proxy); checks with [`TestGateway::s3`] still go to S3 directly.
+pub async fn start_via(via: &str, extra_remote: &str) -> TestGateway {
+    start_full("", Some(via), extra_remote).await
+}
+
+async fn start_full(extra_server: &str, via: Option<&str>, extra_remote: &str) -> TestGateway {
     let endpoint = moto_endpoint();
     let bucket = unique("sftp");
     create_bucket(&endpoint, &bucket);
@@ -85,7 +95,7 @@ home = "store:/dave"
 allowed_ips = ["192.0.2.0/24"]
 "#,
         dir = dir.path().display(),
-        remote = s3_remote_toml(&endpoint, &bucket, extra_remote),
+        remote = s3_remote_toml(via.unwrap_or(&endpoint), &bucket, extra_remote),
     );
     let running = Gateway::build(parse_config(&text))
         .unwrap()
