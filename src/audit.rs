@@ -21,27 +21,15 @@ pub struct FileOp<'a> {
 impl FileOp<'_> {
     /// Writes the audit line with the operation's outcome.
     pub fn finish<E: Display>(self, result: Result<(), &E>) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        match result {
-            Ok(()) => tracing::info!(
-                target: "audit",
-                op = self.op,
-                path = self.path,
-                to = self.to,
-                bytes = self.bytes,
-                ms,
-                result = "ok",
-            ),
-            Err(e) => tracing::info!(
-                target: "audit",
-                op = self.op,
-                path = self.path,
-                to = self.to,
-                bytes = self.bytes,
-                ms,
-                result = "error",
-                error = %e,
-            ),
-        }
+        tracing::info!(
+            target: "audit",
+            op = self.op,
+            path = self.path,
+            to = self.to,
+            bytes = self.bytes,
+            ms = self.started.elapsed().as_millis() as u64,
+            result = if result.is_ok() { "ok" } else { "error" },
+            error = result.err().map(tracing::field::display),
+        );
     }
 }

@@ -84,6 +84,32 @@ async fn get(s: &RawSftpSession, path: &str) -> Vec<u8> {
     get_with(s, path, 32 * KIB, 64).await
 }
 
+/// Waits, bounded, until the aborted upload of `key` is gone from S3's
+/// multipart uploads; the object itself must never appear meanwhile.
+async fn wait_until_nothing_left(g: &TestGateway, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = g.s3(&format!(
+            "u = len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', []))\n\
+             o = len(s3.list_objects_v2(Bucket=bucket, Prefix='{key}').get('Contents', []))\n\
+             print(u, o)"
+        ));
+        assert_eq!(
+            out.split_whitespace().nth(1),
+            Some("0"),
+            "an unfinished upload must never be visible"
+        );
+        if out.trim() == "0 0" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "multipart upload still open: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn names(s: &RawSftpSession, dir: &str) -> Vec<(String, u64, String)> {
     let h = s.opendir(dir).await.unwrap().handle;
     let mut out = Vec::new();
@@ -399,27 +425,7 @@ async fn upload_cut_by_closing_the_connection_leaves_no_object() {
     killer.shutdown(std::net::Shutdown::Both).unwrap();
 
     // The abort runs after the session notices; wait for it, bounded.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = g.s3(
-            "u = len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', []))\n\
-             o = len(s3.list_objects_v2(Bucket=bucket, Prefix='alice/cut').get('Contents', []))\n\
-             print(u, o)",
-        );
-        if out.trim() == "0 0" {
-            break;
-        }
-        assert_eq!(
-            out.split_whitespace().nth(1),
-            Some("0"),
-            "a cut upload must never be visible"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "multipart upload still open: {out}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_nothing_left(&g, "alice/cut").await;
     g.stop().await;
 }
 
@@ -464,27 +470,7 @@ async fn a_failing_s3_is_reported_at_fsync_and_close_and_leaves_nothing() {
     assert_eq!(code, StatusCode::Failure);
     assert!(msg.contains("uploading a part"), "{msg}");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = g.s3(
-            "u = len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', []))\n\
-             o = len(s3.list_objects_v2(Bucket=bucket, Prefix='alice/doomed').get('Contents', []))\n\
-             print(u, o)",
-        );
-        assert_eq!(
-            out.split_whitespace().nth(1),
-            Some("0"),
-            "a failed upload must never be visible"
-        );
-        if out.trim() == "0 0" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "multipart upload still open: {out}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_nothing_left(&g, "alice/doomed").await;
     g.stop().await;
 }
 

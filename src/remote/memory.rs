@@ -27,7 +27,7 @@ impl MemoryNamespace {
     }
 
     fn markers(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DateTime<Utc>>> {
-        self.markers.lock().unwrap_or_else(|p| p.into_inner())
+        crate::vfs::lock(&self.markers)
     }
 
     fn under(dir: &str) -> Option<Path> {

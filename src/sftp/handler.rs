@@ -247,42 +247,32 @@ impl russh_sftp::server::Handler for SftpHandler {
         }
         let started = Instant::now();
         // paramiko's mode 'x' sends CREAT|EXCL without WRITE: still a write.
-        if flags.intersects(
+        let writing = flags.intersects(
             OpenFlags::WRITE
                 | OpenFlags::APPEND
                 | OpenFlags::TRUNCATE
                 | OpenFlags::CREATE
                 | OpenFlags::EXCLUDE,
-        ) {
-            let file = open_write(&self.vfs, &path, flags).await;
-            return match file {
-                Ok(file) => self.add(id, OpenHandle::Write(file)),
-                Err(e) => {
-                    let op = FileOp {
-                        op: "upload",
-                        path: path.as_str(),
-                        to: None,
-                        bytes: None,
-                        started,
-                    };
-                    op.finish(Err(&e));
-                    Err(error_reply(&e))
-                }
-            };
-        }
-        match self.vfs.open_read(&path, 0).await {
-            Ok(download) => self.add(
-                id,
+        );
+        let opened = if writing {
+            open_write(&self.vfs, &path, flags)
+                .await
+                .map(OpenHandle::Write)
+        } else {
+            self.vfs.open_read(&path, 0).await.map(|download| {
                 OpenHandle::Read(ReadFile {
-                    path,
+                    path: path.clone(),
                     download,
                     sent: 0,
                     started,
-                }),
-            ),
+                })
+            })
+        };
+        match opened {
+            Ok(handle) => self.add(id, handle),
             Err(e) => {
                 FileOp {
-                    op: "download",
+                    op: if writing { "upload" } else { "download" },
                     path: path.as_str(),
                     to: None,
                     bytes: None,

@@ -13,7 +13,7 @@
 //! offset. Every GET is pinned to the ETag seen at open: an object replaced
 //! mid-download fails the read instead of mixing two versions.
 
-use super::{FileStat, VfsError, VfsResult};
+use super::{FileStat, VfsError, VfsResult, lock};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -57,10 +57,6 @@ impl Segment {
     fn end(&self) -> u64 {
         lock(&self.limit).end
     }
-}
-
-fn lock(m: &Mutex<Limit>) -> std::sync::MutexGuard<'_, Limit> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Drop for Segment {
@@ -173,10 +169,37 @@ pub struct Download {
     buf_start: u64,
     /// Segments in order, the first one feeding `buf`.
     segments: std::collections::VecDeque<Segment>,
-    /// Since the last (re)start: bytes handed out, and time spent waiting.
+    pace: Pace,
+}
+
+/// Since the GETs were last (re)arranged: bytes handed out, and time the
+/// reader spent waiting for them.
+#[derive(Debug)]
+struct Pace {
     started: Instant,
     read: u64,
     waited: Duration,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Pace {
+            started: Instant::now(),
+            read: 0,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// Whether the reader has waited on the network for over a third of its
+    /// time while the GETs deliver less than [`SLOW`]: one connection's cap
+    /// (typical of S3 across a network), not an endpoint that is simply busy
+    /// — more GETs would only load that one further.
+    fn starved(&self) -> bool {
+        let elapsed = self.started.elapsed();
+        self.read >= PROBE
+            && self.waited * 3 > elapsed
+            && (self.read as f64) < SLOW as f64 * elapsed.as_secs_f64()
+    }
 }
 
 impl std::fmt::Debug for Download {
@@ -189,14 +212,15 @@ impl std::fmt::Debug for Download {
 }
 
 impl Download {
-    pub(crate) fn new(
+    /// A download with no GET started yet.
+    fn idle(
         store: Arc<dyn ObjectStore>,
         path: Path,
         stat: FileStat,
         etag: Option<String>,
         offset: u64,
     ) -> Self {
-        let mut d = Download {
+        Download {
             store,
             path,
             size: stat.size,
@@ -206,10 +230,18 @@ impl Download {
             buf_permit: None,
             buf_start: offset,
             segments: Default::default(),
-            started: Instant::now(),
-            read: 0,
-            waited: Duration::ZERO,
-        };
+            pace: Pace::new(),
+        }
+    }
+
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        stat: FileStat,
+        etag: Option<String>,
+        offset: u64,
+    ) -> Self {
+        let mut d = Download::idle(store, path, stat, etag, offset);
         d.restart(offset);
         d
     }
@@ -223,27 +255,11 @@ impl Download {
         stat: FileStat,
         response: GetResult,
     ) -> Self {
-        let mut d = Download {
-            store,
-            path,
-            size: stat.size,
-            stat,
-            etag: response.meta.e_tag.clone(),
-            buf: Bytes::new(),
-            buf_permit: None,
-            buf_start: 0,
-            segments: Default::default(),
-            started: Instant::now(),
-            read: 0,
-            waited: Duration::ZERO,
-        };
+        let etag = response.meta.e_tag.clone();
+        let mut d = Download::idle(store, path, stat, etag, 0);
         if d.size > 0 {
-            let end = d.size;
-            d.segments.push_back(spawn_segment(
-                0,
-                end,
-                async move { Ok(response.into_stream()) },
-            ));
+            let segment = spawn_segment(0, d.size, async move { Ok(body(response)) });
+            d.segments.push_back(segment);
         }
         d
     }
@@ -265,24 +281,11 @@ impl Download {
         self.buf = Bytes::new();
         self.buf_permit = None;
         self.buf_start = offset;
-        self.started = Instant::now();
-        self.read = 0;
-        self.waited = Duration::ZERO;
+        self.pace = Pace::new();
         if offset < self.size {
             let segment = self.fetch(offset, self.size);
             self.segments.push_back(segment);
         }
-    }
-
-    /// Whether the reader has waited on the network for over a third of its
-    /// time while the GETs deliver less than [`SLOW`]: one connection's cap
-    /// (typical of S3 across a network), not an endpoint that is simply busy
-    /// — more GETs would only load that one further.
-    fn starved(&self) -> bool {
-        let elapsed = self.started.elapsed();
-        self.read >= PROBE
-            && self.waited * 3 > elapsed
-            && (self.read as f64) < SLOW as f64 * elapsed.as_secs_f64()
     }
 
     /// Gives the far half of the last GET's remaining range to a new GET.
@@ -306,9 +309,7 @@ impl Download {
         let segment = self.fetch(mid, end);
         self.segments.push_back(segment);
         // Judge the new arrangement on its own.
-        self.started = Instant::now();
-        self.read = 0;
-        self.waited = Duration::ZERO;
+        self.pace = Pace::new();
     }
 
     /// GETs started since the last (re)start that are still feeding this download.
@@ -341,16 +342,16 @@ impl Download {
                 Err(mpsc::error::TryRecvError::Empty) => {
                     let since = Instant::now();
                     let next = segment.rx.recv().await;
-                    self.waited += since.elapsed();
+                    self.pace.waited += since.elapsed();
                     next
                 }
             };
             match next {
                 Some(Ok((chunk, permit))) => {
-                    self.read += chunk.len() as u64;
+                    self.pace.read += chunk.len() as u64;
                     self.buf = chunk;
                     self.buf_permit = Some(permit);
-                    if self.starved() {
+                    if self.pace.starved() {
                         self.split();
                     }
                     return Ok(true);

@@ -31,6 +31,12 @@ use objects::ObjectLayer;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Locks state that stays consistent even if a holder panicked (maps,
+/// counters): a poisoned lock is taken over, not propagated.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A file or folder as a client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileStat {

@@ -183,7 +183,10 @@ impl ObjectLayer {
             match self.stat(&at).await {
                 Ok(s) if s.is_dir => {}
                 Ok(_) => return Err(VfsError::AlreadyExists),
-                Err(VfsError::NotFound) => self.remote.namespace.create_dir(&at).await?,
+                Err(VfsError::NotFound) => {
+                    self.remote.namespace.create_dir(&at).await?;
+                    self.known_dirs.insert(&at, Some(Utc::now()));
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -260,7 +263,7 @@ impl ObjectLayer {
     /// Stores a client-set mtime when the remote keeps them; otherwise accepted and ignored.
     pub async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
         if let Some(p) = self.uploads.get(key) {
-            *p.mtime.lock().unwrap_or_else(|e| e.into_inner()) = Some(mtime);
+            *super::lock(&p.mtime) = Some(mtime);
             return Ok(());
         }
         let stat = self.stat(key).await?;

@@ -9,7 +9,7 @@
 
 use super::download::Download;
 use super::upload::{OpenUploads, Upload, WriteMode};
-use super::{FileStat, VfsError, VfsResult};
+use super::{FileStat, VfsError, VfsResult, lock};
 use crate::remote::Remote;
 use futures::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
@@ -102,10 +102,6 @@ impl std::fmt::Debug for PartsUpload {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[async_trait::async_trait]

@@ -7,7 +7,7 @@
 //! object appears only on a successful [`Upload::close`]; an error or a drop
 //! aborts the multipart upload, so no truncated object is ever visible.
 
-use super::{VfsError, VfsResult};
+use super::{VfsError, VfsResult, lock};
 use crate::config::units::format_size;
 use crate::remote::Remote;
 use bytes::Bytes;
@@ -36,7 +36,7 @@ pub struct OpenUploads(Mutex<HashMap<String, Arc<Progress>>>);
 
 impl OpenUploads {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Progress>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.0)
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Progress>> {
@@ -317,11 +317,7 @@ impl Upload {
 
     fn attributes(&self) -> Attributes {
         let mut attributes = Attributes::new();
-        let mtime = *self
-            .progress
-            .mtime
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mtime = *lock(&self.progress.mtime);
         if let Some(t) = mtime {
             attributes.insert(
                 Attribute::Metadata("mtime".into()),
@@ -376,11 +372,7 @@ impl Upload {
             upload.complete().await?;
             self.multipart = None;
             // Metadata set after the upload began is stored now.
-            let late_mtime = *self
-                .progress
-                .mtime
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let late_mtime = *lock(&self.progress.mtime);
             if let (Some(t), true) = (late_mtime, self.remote.config.preserve_mtime) {
                 self.remote.namespace.set_mtime(&self.key, t).await?;
             }

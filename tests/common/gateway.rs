@@ -154,14 +154,18 @@ pub async fn ssh_password(
     let mut h = russh::client::connect_stream(config, stream, Client)
         .await
         .map_err(|e| e.to_string())?;
-    let auth = h
-        .authenticate_password(user, password)
-        .await
-        .map_err(|e| e.to_string())?;
-    if auth.success() {
-        Ok(h)
-    } else {
-        Err("authentication failed".into())
+    let auth = h.authenticate_password(user, password).await;
+    logged_in(h, auth)
+}
+
+fn logged_in(
+    h: SshHandle,
+    auth: Result<russh::client::AuthResult, russh::Error>,
+) -> Result<SshHandle, String> {
+    match auth {
+        Ok(a) if a.success() => Ok(h),
+        Ok(_) => Err("authentication failed".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -176,13 +180,8 @@ pub async fn ssh_key(
         .map_err(|e| e.to_string())?;
     let auth = h
         .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, None))
-        .await
-        .map_err(|e| e.to_string())?;
-    if auth.success() {
-        Ok(h)
-    } else {
-        Err("authentication failed".into())
-    }
+        .await;
+    logged_in(h, auth)
 }
 
 /// Opens the sftp subsystem on a logged-in connection.
