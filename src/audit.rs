@@ -3,6 +3,7 @@
 //! The session span around it carries user, peer and protocol, so a line
 //! here adds only what happened: operation, path, bytes, duration, result.
 
+use crate::vfs::{UserPath, VfsResult};
 use std::fmt::Display;
 use std::time::Instant;
 
@@ -32,4 +33,24 @@ impl FileOp<'_> {
             error = result.err().map(tracing::field::display),
         );
     }
+}
+
+/// Runs one VFS call and writes its audit line; both frontends call this.
+pub async fn audited<T>(
+    op: &'static str,
+    path: &UserPath,
+    to: Option<&UserPath>,
+    call: impl Future<Output = VfsResult<T>>,
+) -> VfsResult<T> {
+    let started = Instant::now();
+    let result = call.await;
+    FileOp {
+        op,
+        path: path.as_str(),
+        to: to.map(UserPath::as_str),
+        bytes: None,
+        started,
+    }
+    .finish(result.as_ref().map(|_| ()));
+    result
 }

@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod ftp;
 pub mod remote;
 pub mod serve;
 pub mod sftp;

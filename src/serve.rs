@@ -23,6 +23,8 @@ pub struct Running {
     /// Where SFTP listens: the configured address, with the port filled in
     /// when the config asked for port 0.
     pub sftp: Option<SocketAddr>,
+    /// Where FTP listens, likewise.
+    pub ftp: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -48,12 +50,7 @@ impl Gateway {
         let mut tasks = JoinSet::new();
         let mut sftp_addr = None;
         if let Some(sftp) = &self.config.sftp {
-            if sftp.proxy_protocol != crate::config::ProxyProtocol::Off {
-                anyhow::bail!(
-                    "[sftp] proxy_protocol: the PROXY protocol is not supported by this build yet; \
-                     remove the key or set it to \"off\""
-                );
-            }
+            refuse_proxy_protocol("sftp", sftp.proxy_protocol)?;
             let shared = Arc::new(crate::sftp::Shared {
                 users: self.users.clone(),
                 storage: self.storage.clone(),
@@ -72,11 +69,29 @@ impl Gateway {
                 Ok(())
             });
         }
+        let mut ftp_addr = None;
         if let Some(ftp) = &self.config.ftp {
-            tracing::warn!(listen = %ftp.listen, "[ftp] is configured, but this build has no FTP frontend yet");
+            refuse_proxy_protocol("ftp", ftp.proxy_protocol)?;
+            let shared = Arc::new(crate::ftp::Shared {
+                users: self.users.clone(),
+                storage: self.storage.clone(),
+                limits: self.limits.clone(),
+            });
+            let listener = crate::ftp::FtpListener::bind(ftp, &self.config.server, shared).await?;
+            ftp_addr = Some(listener.local_addr()?);
+            let mut stopped = stopped.clone();
+            tasks.spawn(async move {
+                listener
+                    .serve(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await;
+                Ok(())
+            });
         }
         Ok(Running {
             sftp: sftp_addr,
+            ftp: ftp_addr,
             stop,
             tasks,
         })
@@ -92,6 +107,17 @@ impl Running {
         }
         Ok(())
     }
+}
+
+/// PROXY protocol support comes with production readiness; until then a
+/// listener that expects it must not start as if it had it.
+fn refuse_proxy_protocol(table: &str, mode: crate::config::ProxyProtocol) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        mode == crate::config::ProxyProtocol::Off,
+        "[{table}] proxy_protocol: the PROXY protocol is not supported by this build yet; \
+         remove the key or set it to \"off\""
+    );
+    Ok(())
 }
 
 /// Runs until SIGINT (Ctrl-C) or SIGTERM.

@@ -2,6 +2,8 @@
 //! `max_sessions` per user. A slot is held for the life of a session and
 //! given back when its guard drops, however the session ends.
 
+use super::LoginError;
+use crate::config::UserConfig;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -75,6 +77,36 @@ impl SessionLimits {
         *n += 1;
         slot.user = Some(user.to_string());
         Ok(())
+    }
+}
+
+impl SessionLimits {
+    /// Ends a login check the same way for every frontend: the outcome goes
+    /// to the log inside the session `span`, and an accepted user takes
+    /// their slot and names the span. `None` means refuse.
+    pub fn conclude_login(
+        &self,
+        slot: &mut SessionSlot,
+        span: &tracing::Span,
+        name: &str,
+        method: &str,
+        checked: Result<Arc<UserConfig>, LoginError>,
+    ) -> Option<Arc<UserConfig>> {
+        let _enter = span.enter();
+        let user = match checked {
+            Ok(user) => user,
+            Err(e) => {
+                tracing::warn!(user = name, method, reason = %e, "login failed");
+                return None;
+            }
+        };
+        if let Err(e) = self.log_in(slot, &user.name, user.max_sessions) {
+            tracing::warn!(user = name, reason = %e, "login refused");
+            return None;
+        }
+        span.record("user", user.name.as_str());
+        tracing::info!(method, "logged in");
+        Some(user)
     }
 }
 

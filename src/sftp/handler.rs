@@ -91,24 +91,16 @@ fn unknown_handle() -> StatusReply {
     status(StatusCode::Failure, "invalid handle")
 }
 
-/// Runs a VFS call and writes its audit line.
+/// Runs a VFS call with its audit line, answering as SFTP does.
 async fn audited<T>(
     op: &'static str,
     path: &UserPath,
     to: Option<&UserPath>,
     call: impl Future<Output = Result<T, VfsError>>,
 ) -> Reply<T> {
-    let started = Instant::now();
-    let result = call.await;
-    FileOp {
-        op,
-        path: path.as_str(),
-        to: to.map(UserPath::as_str),
-        bytes: None,
-        started,
-    }
-    .finish(result.as_ref().map(|_| ()));
-    result.map_err(|e| error_reply(&e))
+    crate::audit::audited(op, path, to, call)
+        .await
+        .map_err(|e| error_reply(&e))
 }
 
 fn mtime_of(attrs: &FileAttributes) -> Option<DateTime<Utc>> {

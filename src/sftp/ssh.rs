@@ -59,24 +59,13 @@ impl SshSession {
         method: &str,
         checked: Result<Arc<UserConfig>, LoginError>,
     ) -> Auth {
-        let _enter = self.span.enter();
-        let user = match checked {
-            Ok(user) => user,
-            Err(e) => {
-                tracing::warn!(user = name, method, reason = %e, "login failed");
-                return reject();
-            }
-        };
-        if let Err(e) = self
-            .shared
-            .limits
-            .log_in(&mut self.slot, &user.name, user.max_sessions)
-        {
-            tracing::warn!(user = name, reason = %e, "login refused");
+        let Some(user) =
+            self.shared
+                .limits
+                .conclude_login(&mut self.slot, &self.span, name, method, checked)
+        else {
             return reject();
-        }
-        self.span.record("user", user.name.as_str());
-        tracing::info!(method, "logged in");
+        };
         self.user = Some(user);
         Auth::Accept
     }

@@ -25,7 +25,7 @@ pub use upload::{Upload, WriteMode};
 
 use crate::remote::{Remotes, Space};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use futures::stream::BoxStream;
 use objects::ObjectLayer;
 use std::collections::BTreeMap;
@@ -78,6 +78,39 @@ impl FileStat {
             (false, true) => 0o100444,
         }
     }
+
+    /// The `ls -l` line of this entry: SFTP long names and FTP LIST, which
+    /// FileZilla and WinSCP parse.
+    pub fn ls_line(&self, now: DateTime<Utc>) -> String {
+        let mode = self.mode();
+        let mut perms = String::with_capacity(10);
+        perms.push(if self.is_dir { 'd' } else { '-' });
+        for shift in [6, 3, 0] {
+            let bits = (mode >> shift) & 7;
+            perms.push(if bits & 4 != 0 { 'r' } else { '-' });
+            perms.push(if bits & 2 != 0 { 'w' } else { '-' });
+            perms.push(if bits & 1 != 0 { 'x' } else { '-' });
+        }
+        // As ls does: the year instead of the time for dates over six months away.
+        let recent = (now - self.modified).num_days().abs() < 183;
+        let when = if recent {
+            self.modified.format("%b %e %H:%M").to_string()
+        } else {
+            format!(
+                "{} {:>5}",
+                self.modified.format("%b %e"),
+                self.modified.year()
+            )
+        };
+        format!(
+            "{perms} {links:>3} {owner:<8} {group:<8} {size:>12} {when} {name}",
+            links = if self.is_dir { 2 } else { 1 },
+            owner = "owner",
+            group = "group",
+            size = self.size,
+            name = self.name,
+        )
+    }
 }
 
 /// A session's view of its user's files. Paths are the client's, resolved
@@ -118,5 +151,28 @@ impl Storage {
 
     pub fn layer(&self, remote: &str) -> Option<&Arc<ObjectLayer>> {
         self.layers.get(remote)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn long_names_look_like_ls() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
+        let recent = Utc.with_ymd_and_hms(2026, 11, 2, 9, 5, 0).unwrap();
+        let old = Utc.with_ymd_and_hms(2019, 3, 14, 9, 5, 0).unwrap();
+        let f = FileStat::file("a b.txt".into(), 1234, recent);
+        assert_eq!(
+            f.ls_line(now),
+            "-rw-r--r--   1 owner    group            1234 Nov  2 09:05 a b.txt"
+        );
+        let d = FileStat::dir("docs".into(), old);
+        assert_eq!(
+            d.ls_line(now),
+            "drwxr-xr-x   2 owner    group               0 Mar 14  2019 docs"
+        );
     }
 }

@@ -1,0 +1,373 @@
+//! libunftp's storage back end over the VFS: each FTP command that touches
+//! files ends here, as one VFS call with its audit line.
+
+use super::login::FtpUser;
+use crate::audit::{FileOp, audited};
+use crate::vfs::{FileStat, UserPath, Vfs, VfsError, VfsResult, WriteMode};
+use async_trait::async_trait;
+use bytes::BytesMut;
+use futures::{StreamExt, TryStreamExt};
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::Instrument;
+use unftp_core::storage::{
+    self, Error, ErrorKind, FEATURE_RESTART, Fileinfo, Metadata, StorageBackend,
+};
+
+/// How much of an upload is handed to the VFS at once.
+const CHUNK: usize = 1 << 20;
+
+/// The back end of every session; the user (with their VFS) comes with each call.
+#[derive(Debug, Clone, Default)]
+pub struct VfsBackend;
+
+/// A VFS entry as libunftp's listings and SIZE/MDTM see it.
+#[derive(Debug, Clone)]
+pub struct Meta(pub FileStat);
+
+impl Metadata for Meta {
+    fn len(&self) -> u64 {
+        self.0.size
+    }
+
+    fn is_dir(&self) -> bool {
+        self.0.is_dir
+    }
+
+    fn is_file(&self) -> bool {
+        !self.0.is_dir
+    }
+
+    fn is_symlink(&self) -> bool {
+        false
+    }
+
+    fn modified(&self) -> storage::Result<SystemTime> {
+        Ok(self.0.modified.into())
+    }
+
+    fn gid(&self) -> u32 {
+        0
+    }
+
+    fn uid(&self) -> u32 {
+        0
+    }
+}
+
+/// The one mapping from VFS errors to FTP replies (libunftp picks the code
+/// and text from the kind).
+fn ftp_error(e: VfsError) -> Error {
+    let kind = match &e {
+        VfsError::NotFound => ErrorKind::PermanentFileNotAvailable,
+        VfsError::PermissionDenied(_) => ErrorKind::PermissionDenied,
+        VfsError::NotEmpty => ErrorKind::PermanentDirectoryNotEmpty,
+        VfsError::AlreadyExists | VfsError::InvalidName(_) => ErrorKind::FileNameNotAllowedError,
+        VfsError::Unsupported(_) => ErrorKind::CommandNotImplemented,
+        VfsError::Storage(_) => ErrorKind::LocalError,
+    };
+    Error::new(kind, e)
+}
+
+/// libunftp joins the client's path onto its working directory; the VFS
+/// resolves `..` and `.` and keeps the result inside the user's tree.
+fn user_path(path: &Path) -> VfsResult<UserPath> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| VfsError::InvalidName("the name is not valid UTF-8".into()))?;
+    UserPath::parse(text)
+}
+
+/// Runs a VFS call in the session's span (libunftp's tasks are not in it).
+async fn in_session<T>(
+    user: &FtpUser,
+    call: impl Future<Output = VfsResult<T>>,
+) -> storage::Result<T> {
+    call.instrument(user.span.clone()).await.map_err(ftp_error)
+}
+
+/// Resolves the path and runs `call` on it, with its audit line.
+async fn op<T, F, Fut>(
+    user: &FtpUser,
+    name: &'static str,
+    path: &Path,
+    call: F,
+) -> storage::Result<T>
+where
+    F: FnOnce(UserPath) -> Fut,
+    Fut: Future<Output = VfsResult<T>>,
+{
+    in_session(user, async {
+        let path = user_path(path)?;
+        audited(name, &path, None, call(path.clone())).await
+    })
+    .await
+}
+
+impl VfsBackend {
+    async fn entries(&self, user: &FtpUser, path: &Path) -> storage::Result<Vec<FileStat>> {
+        op(user, "list", path, |p| async move {
+            user.vfs.list(&p).await?.try_collect().await
+        })
+        .await
+    }
+
+    /// Streams the client's bytes into an upload that starts at `start_pos`
+    /// (REST + STOR, APPE): 0 replaces the file, the file's size continues it.
+    async fn receive<R>(
+        &self,
+        user: &FtpUser,
+        mut input: R,
+        path: &UserPath,
+        start_pos: u64,
+    ) -> VfsResult<u64>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mode = if start_pos == 0 {
+            WriteMode::Truncate
+        } else {
+            WriteMode::Append
+        };
+        let mut upload = user.vfs.open_write(path, mode).await?;
+        if upload.bytes_received() != start_pos {
+            return Err(VfsError::Unsupported(format!(
+                "REST {start_pos}: the file holds {} bytes; uploads resume from its end",
+                upload.bytes_received()
+            )));
+        }
+        let mut offset = start_pos;
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        loop {
+            let n = input.read_buf(&mut buf).await?;
+            if (n == 0 && !buf.is_empty()) || buf.len() >= CHUNK {
+                let chunk = buf.split().freeze();
+                let len = chunk.len() as u64;
+                upload.write_at(offset, chunk).await?;
+                offset += len;
+                buf.reserve(CHUNK);
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        upload.close().await?;
+        Ok(offset - start_pos)
+    }
+}
+
+#[async_trait]
+impl StorageBackend<FtpUser> for VfsBackend {
+    type Metadata = Meta;
+
+    fn supported_features(&self) -> u32 {
+        FEATURE_RESTART
+    }
+
+    async fn metadata<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<Meta> {
+        let path = user_path(path.as_ref());
+        in_session(user, async { user.vfs.stat(&path?).await.map(Meta) }).await
+    }
+
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<Vec<Fileinfo<PathBuf, Meta>>> {
+        Ok(self
+            .entries(user, path.as_ref())
+            .await?
+            .into_iter()
+            .map(|s| Fileinfo {
+                path: PathBuf::from(&s.name),
+                metadata: Meta(s),
+            })
+            .collect())
+    }
+
+    /// `ls -l` lines as SFTP's long names have them, which FileZilla and
+    /// WinSCP parse (libunftp's own puts uid and gid in 12-wide columns).
+    async fn list_fmt<P>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<std::io::Cursor<Vec<u8>>>
+    where
+        P: AsRef<Path> + Send + Debug,
+    {
+        let now = chrono::Utc::now();
+        let mut text = String::new();
+        for s in self.entries(user, path.as_ref()).await? {
+            text.push_str(&s.ls_line(now));
+            text.push_str("\r\n");
+        }
+        Ok(std::io::Cursor::new(text.into_bytes()))
+    }
+
+    async fn get_into<'a, P, W: ?Sized>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+        output: &'a mut W,
+    ) -> storage::Result<u64>
+    where
+        W: AsyncWrite + Unpin + Sync + Send,
+        P: AsRef<Path> + Send + Debug,
+    {
+        let path = user_path(path.as_ref());
+        async {
+            let path = path.map_err(ftp_error)?;
+            let started = Instant::now();
+            let mut sent = 0u64;
+            let result: Result<(), Error> = async {
+                let download = user
+                    .vfs
+                    .open_read(&path, start_pos)
+                    .await
+                    .map_err(ftp_error)?;
+                let mut chunks = std::pin::pin!(download.into_stream());
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = chunk.map_err(ftp_error)?;
+                    output.write_all(&chunk).await?;
+                    sent += chunk.len() as u64;
+                }
+                Ok(())
+            }
+            .await;
+            FileOp {
+                op: "download",
+                path: path.as_str(),
+                to: None,
+                bytes: Some(sent),
+                started,
+            }
+            .finish(result.as_ref().map(|_| ()));
+            result.map(|()| sent)
+        }
+        .instrument(user.span.clone())
+        .await
+    }
+
+    /// Only SITE MD5 would use it (turned off); RETR goes through `get_into`.
+    async fn get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+    ) -> storage::Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+        let path = user_path(path.as_ref()).map_err(ftp_error)?;
+        let download = user
+            .vfs
+            .open_read(&path, start_pos)
+            .await
+            .map_err(ftp_error)?;
+        let stream = download.into_stream().map_err(std::io::Error::other);
+        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(
+            stream,
+        ))))
+    }
+
+    async fn put<P: AsRef<Path> + Send + Debug, R: AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        user: &FtpUser,
+        input: R,
+        path: P,
+        start_pos: u64,
+    ) -> storage::Result<u64> {
+        let path = user_path(path.as_ref());
+        in_session(user, async {
+            let path = path?;
+            let started = Instant::now();
+            let result = self.receive(user, input, &path, start_pos).await;
+            FileOp {
+                op: "upload",
+                path: path.as_str(),
+                to: None,
+                bytes: result.as_ref().ok().copied(),
+                started,
+            }
+            .finish(result.as_ref().map(|_| ()));
+            result
+        })
+        .await
+    }
+
+    async fn del<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
+        op(user, "remove", path.as_ref(), |p| async move {
+            user.vfs.remove(&p).await
+        })
+        .await
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
+        op(user, "mkdir", path.as_ref(), |p| async move {
+            user.vfs.mkdir(&p).await
+        })
+        .await
+    }
+
+    /// RNTO replaces an existing file, as rename(2) does on an FTP server's disk.
+    async fn rename<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        from: P,
+        to: P,
+    ) -> storage::Result<()> {
+        let (from, to) = (user_path(from.as_ref()), user_path(to.as_ref()));
+        in_session(user, async {
+            let (from, to) = (from?, to?);
+            audited(
+                "rename",
+                &from,
+                Some(&to),
+                user.vfs.rename(&from, &to, true),
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
+        op(user, "rmdir", path.as_ref(), |p| async move {
+            user.vfs.rmdir(&p).await
+        })
+        .await
+    }
+
+    /// Any folder the VFS knows, marker or prefix: curl walks there one level at a time.
+    async fn cwd<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
+        let path = user_path(path.as_ref());
+        let stat = in_session(user, async { user.vfs.stat(&path?).await }).await?;
+        if stat.is_dir {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::PermanentDirectoryNotAvailable,
+                VfsError::Unsupported("not a folder".into()),
+            ))
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! USER/PASS for one FTP connection: the same users, address rules and
+//! session slots as SFTP, through libunftp's authenticator hooks.
+//!
+//! libunftp asks an [`Authenticator`] for a yes or no, then a
+//! [`UserDetailProvider`] for the user. One [`Login`] per connection plays
+//! both parts, so the user it checked, with the connection's slot and span,
+//! is the user the session gets.
+
+use super::Shared;
+use crate::auth::SessionSlot;
+use crate::vfs::UserVfs;
+use async_trait::async_trait;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use unftp_core::auth::{
+    AuthenticationError, Authenticator, Credentials, Principal, UserDetail, UserDetailError,
+    UserDetailProvider,
+};
+
+/// How long a failed login waits before its answer: a password guesser on
+/// one connection gets one try a second, as over SSH.
+const FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+/// A logged-in FTP user: their tree and the session's span.
+pub struct FtpUser {
+    pub vfs: UserVfs,
+    pub span: tracing::Span,
+}
+
+impl fmt::Display for FtpUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.vfs.user())
+    }
+}
+
+impl fmt::Debug for FtpUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FtpUser")
+            .field("name", &self.vfs.user())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserDetail for FtpUser {}
+
+/// The login state of one connection.
+pub struct Login {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    span: tracing::Span,
+    /// The connection's server-wide slot, bound to the user at login.
+    slot: Mutex<SessionSlot>,
+    /// The user checked by `authenticate`, waiting for `provide_user_detail`.
+    checked: Mutex<Option<FtpUser>>,
+}
+
+impl fmt::Debug for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Login")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Login {
+    pub fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        span: tracing::Span,
+        slot: SessionSlot,
+    ) -> Self {
+        Login {
+            shared,
+            peer,
+            span,
+            slot: Mutex::new(slot),
+            checked: Mutex::new(None),
+        }
+    }
+
+    async fn check(&self, username: &str, creds: &Credentials) -> Option<FtpUser> {
+        let checked = self
+            .shared
+            .users
+            .password(
+                username,
+                self.peer.ip(),
+                creds.password.as_deref().unwrap_or(""),
+            )
+            .await;
+        let user = {
+            let mut slot = crate::vfs::lock(&self.slot);
+            self.shared
+                .limits
+                .conclude_login(&mut slot, &self.span, username, "password", checked)?
+        };
+        match UserVfs::for_user(&user, &self.shared.storage).await {
+            Ok(vfs) => Some(FtpUser {
+                vfs,
+                span: self.span.clone(),
+            }),
+            Err(e) => {
+                let _enter = self.span.enter();
+                tracing::error!(error = %e, "the user's home could not be prepared");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Authenticator for Login {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> Result<Principal, AuthenticationError> {
+        match self.check(username, creds).await {
+            Some(user) => {
+                *crate::vfs::lock(&self.checked) = Some(user);
+                Ok(Principal {
+                    username: username.to_string(),
+                })
+            }
+            None => {
+                tokio::time::sleep(FAILURE_DELAY).await;
+                Err(AuthenticationError::BadPassword)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl UserDetailProvider for Login {
+    type User = FtpUser;
+
+    async fn provide_user_detail(&self, principal: &Principal) -> Result<FtpUser, UserDetailError> {
+        crate::vfs::lock(&self.checked)
+            .take()
+            .ok_or_else(|| UserDetailError::UserNotFound {
+                username: principal.username.clone(),
+            })
+    }
+}
