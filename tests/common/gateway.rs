@@ -12,7 +12,12 @@ pub const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$zbURedr/3LNZOR44c0aY6A$+x
 pub const PASSWORD: &str = "demo";
 
 pub struct TestGateway {
+    /// SFTP.
     pub addr: SocketAddr,
+    /// FTP, with FTPS offered (AUTH TLS) under [`TestGateway::cert`].
+    pub ftp: SocketAddr,
+    /// The self-signed certificate (DER) of the FTPS listener, for "localhost".
+    pub cert: Vec<u8>,
     pub endpoint: String,
     pub bucket: String,
     /// alice's private key, in OpenSSH format at `key_file`.
@@ -30,16 +35,26 @@ pub async fn start(extra_remote: &str) -> TestGateway {
 
 /// As [`start`], with extra `[server]` keys.
 pub async fn start_with(extra_server: &str, extra_remote: &str) -> TestGateway {
-    start_full(extra_server, None, extra_remote).await
+    start_full(extra_server, None, extra_remote, "").await
+}
+
+/// As [`start`], with extra `[ftp]` keys.
+pub async fn start_ftp(extra_ftp: &str) -> TestGateway {
+    start_full("", None, "", extra_ftp).await
 }
 
 /// As [`start`], with the gateway reaching S3 through `via` (a fault
 /// proxy); checks with [`TestGateway::s3`] still go to S3 directly.
 pub async fn start_via(via: &str, extra_remote: &str) -> TestGateway {
-    start_full("", Some(via), extra_remote).await
+    start_full("", Some(via), extra_remote, "").await
 }
 
-async fn start_full(extra_server: &str, via: Option<&str>, extra_remote: &str) -> TestGateway {
+async fn start_full(
+    extra_server: &str,
+    via: Option<&str>,
+    extra_remote: &str,
+    extra_ftp: &str,
+) -> TestGateway {
     let endpoint = moto_endpoint();
     let bucket = unique("sftp");
     create_bucket(&endpoint, &bucket);
@@ -54,6 +69,10 @@ async fn start_full(extra_server: &str, via: Option<&str>, extra_remote: &str) -
     )
     .unwrap();
     let public = key.public_key().to_openssh().unwrap();
+    let tls =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.path().join("ftps.pem"), tls.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("ftps.key"), tls.signing_key.serialize_pem()).unwrap();
     let text = format!(
         r#"
 [server]
@@ -63,6 +82,13 @@ state_dir = "{dir}/state"
 
 [sftp]
 listen = "127.0.0.1:0"
+
+[ftp]
+listen = "127.0.0.1:0"
+passive_ports = "20000-29999"
+tls_cert = "{dir}/ftps.pem"
+tls_key = "{dir}/ftps.key"
+{extra_ftp}
 
 {remote}
 
@@ -104,6 +130,8 @@ allowed_ips = ["192.0.2.0/24"]
         .unwrap();
     TestGateway {
         addr: running.sftp.unwrap(),
+        ftp: running.ftp.unwrap(),
+        cert: tls.cert.der().to_vec(),
         endpoint,
         bucket,
         key: Arc::new(key),

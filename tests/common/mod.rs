@@ -256,4 +256,5 @@ pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
     });
     addr
 }
+pub mod ftp;
 pub mod gateway;

@@ -1,0 +1,307 @@
+//! The FTP and FTPS frontend driven by suppaftp over TCP, plain and over
+//! TLS, in front of S3 on loopback (moto_server). Each test asserts what a
+//! user of an FTP client would see: bytes, listings, reply codes.
+
+mod common;
+
+use common::ftp::*;
+use common::gateway::*;
+use common::pattern;
+use suppaftp::FtpError;
+use suppaftp::tokio::AsyncFtpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MIB: usize = 1 << 20;
+
+/// The reply a command failed with.
+fn reply_of(e: FtpError) -> (u32, String) {
+    match e {
+        FtpError::UnexpectedResponse(r) => {
+            // The code from the text: suppaftp knows no 534, for one.
+            let text = String::from_utf8_lossy(&r.body);
+            let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            (code, text.get(4..).unwrap_or("").trim().to_string())
+        }
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+/// RETR of `name`, whole.
+macro_rules! get {
+    ($ftp:expr, $name:expr) => {{
+        let mut stream = $ftp.retr_as_stream($name).await.unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await.unwrap();
+        stream.finish().await.unwrap();
+        got
+    }};
+}
+
+/// The keys under `prefix` in the bucket, and how many multipart uploads are open.
+fn bucket_state(g: &TestGateway, prefix: &str) -> String {
+    g.s3(&format!(
+        "r = s3.list_objects_v2(Bucket=bucket, Prefix='{prefix}')\n\
+         keys = sorted((o['Key'], o['Size']) for o in r.get('Contents', []))\n\
+         ups = s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])\n\
+         print(keys, len(ups))"
+    ))
+    .trim()
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_and_download_keep_every_byte_plain_and_tls() {
+    let g = start("").await;
+    let data = pattern(24 * MIB + 12345, 1);
+    let mut plain = ftp_plain(&g, "alice").await;
+    assert_eq!(
+        plain.put_file("big.bin", &mut &data[..]).await.unwrap(),
+        data.len() as u64
+    );
+    assert_eq!(plain.size("big.bin").await.unwrap(), data.len());
+    assert!(get!(plain, "big.bin") == data, "plain download differs");
+
+    let connector = Connector::new(client_config(&g));
+    let mut tls = ftp_tls_with(&g, "alice", connector.clone()).await;
+    assert!(get!(tls, "big.bin") == data, "TLS download differs");
+    let small = pattern(1000, 2);
+    tls.put_file("small.bin", &mut &small[..]).await.unwrap();
+    assert_eq!(get!(tls, "small.bin"), small);
+    assert_eq!(
+        bucket_state(&g, "alice/"),
+        format!(
+            "[('alice/', 0), ('alice/big.bin', {}), ('alice/small.bin', 1000)] 0",
+            data.len()
+        )
+    );
+    // The control connection's session is resumed by every data connection.
+    let handshakes = connector.handshakes();
+    assert_eq!(handshakes.len(), 4, "{handshakes:?}");
+    assert_eq!(handshakes[0].0, rustls::HandshakeKind::Full);
+    assert_eq!(handshakes[0].1, rustls::ProtocolVersion::TLSv1_3);
+    assert!(
+        handshakes[1..]
+            .iter()
+            .all(|h| h.0 == rustls::HandshakeKind::Resumed),
+        "{handshakes:?}"
+    );
+    plain.quit().await.unwrap();
+    tls.quit().await.unwrap();
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_2_clients_resume_too() {
+    let g = start("").await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(g.cert.clone()))
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = Connector::new(std::sync::Arc::new(config));
+    let mut ftp = ftp_tls_with(&g, "bob", connector.clone()).await;
+    ftp.put_file("a.txt", &mut &b"twelve bytes"[..])
+        .await
+        .unwrap();
+    assert_eq!(get!(ftp, "a.txt"), b"twelve bytes");
+    let handshakes = connector.handshakes();
+    assert_eq!(
+        handshakes[0],
+        (
+            rustls::HandshakeKind::Full,
+            rustls::ProtocolVersion::TLSv1_2
+        )
+    );
+    assert!(
+        handshakes[1..]
+            .iter()
+            .all(|h| h.0 == rustls::HandshakeKind::Resumed),
+        "{handshakes:?}"
+    );
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlsd_and_mlst_give_type_size_and_time() {
+    let g = start("").await;
+    let mut ftp = ftp_plain(&g, "alice").await;
+    ftp.mkdir("docs").await.unwrap();
+    ftp.put_file("docs/report.csv", &mut &pattern(1000, 3)[..])
+        .await
+        .unwrap();
+    ftp.mkdir("docs/empty").await.unwrap();
+    let mut lines = ftp.mlsd(Some("docs")).await.unwrap();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let now = chrono::Utc::now().format("%Y%m%d").to_string();
+    assert!(lines[0].starts_with("type=dir;size=0;modify="), "{lines:?}");
+    assert!(lines[0].ends_with("; empty"), "{lines:?}");
+    assert!(
+        lines[1].starts_with(&format!("type=file;size=1000;modify={now}")),
+        "{lines:?}"
+    );
+    assert!(lines[1].ends_with("; report.csv"), "{lines:?}");
+    let mlst = ftp.mlst(Some("docs/report.csv")).await.unwrap();
+    assert!(mlst.contains("type=file;size=1000;modify="), "{mlst}");
+    // LIST is `ls -l`, as FileZilla parses it.
+    let list = ftp.list(Some("docs")).await.unwrap();
+    assert!(
+        list.iter().any(|l| l.starts_with("-rw-r--r--")
+            && l.ends_with(" report.csv")
+            && l.contains(" 1000 ")),
+        "{list:?}"
+    );
+    let mut names = ftp.nlst(Some("docs")).await.unwrap();
+    names.sort();
+    assert_eq!(names, ["empty", "report.csv"]);
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_resumes_a_download_from_its_offset() {
+    let g = start("").await;
+    let data = pattern(9 * MIB + 7, 4);
+    let mut ftp = ftp_plain(&g, "alice").await;
+    ftp.put_file("movie.bin", &mut &data[..]).await.unwrap();
+    for offset in [1, 5 * MIB + 3, data.len()] {
+        ftp.resume_transfer(offset).await.unwrap();
+        let got = get!(ftp, "movie.bin");
+        assert!(got == data[offset..], "from {offset}: {} bytes", got.len());
+    }
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_rename_whole_and_refuse_rmd_while_full() {
+    let g = start("").await;
+    let mut ftp = ftp_plain(&g, "alice").await;
+    ftp.mkdir("inbox").await.unwrap();
+    ftp.mkdir("inbox/sub").await.unwrap();
+    ftp.put_file("inbox/a.txt", &mut &b"a"[..]).await.unwrap();
+    ftp.put_file("inbox/sub/b.txt", &mut &b"bb"[..])
+        .await
+        .unwrap();
+    let (code, text) = reply_of(ftp.rmdir("inbox").await.unwrap_err());
+    assert_eq!((code, text.as_str()), (550, "Directory not empty"));
+    ftp.rename("inbox", "done").await.unwrap();
+    assert_eq!(get!(ftp, "done/sub/b.txt"), b"bb");
+    assert_eq!(
+        bucket_state(&g, "alice/"),
+        "[('alice/', 0), ('alice/done/', 0), ('alice/done/a.txt', 1), ('alice/done/sub/', 0), ('alice/done/sub/b.txt', 2)] 0"
+    );
+    ftp.rm("done/sub/b.txt").await.unwrap();
+    ftp.rmdir("done/sub").await.unwrap();
+    ftp.rename("done/a.txt", "a.txt").await.unwrap();
+    assert_eq!(
+        bucket_state(&g, "alice/"),
+        "[('alice/', 0), ('alice/a.txt', 1), ('alice/done/', 0)] 0"
+    );
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_stor_and_appe_resume_an_upload() {
+    let g = start("").await;
+    let data = pattern(14 * MIB + 99, 5);
+    let mut ftp = ftp_plain(&g, "alice").await;
+    let cut = 6 * MIB + 1;
+    // REST + STOR (FileZilla, WinSCP, curl -C -): the old bytes are copied in S3.
+    ftp.put_file("r.bin", &mut &data[..cut]).await.unwrap();
+    ftp.resume_transfer(cut).await.unwrap();
+    ftp.put_file("r.bin", &mut &data[cut..]).await.unwrap();
+    assert!(get!(ftp, "r.bin") == data);
+    // APPE (lftp, curl --append), with a small head streamed through.
+    ftp.put_file("a.bin", &mut &data[..1000]).await.unwrap();
+    ftp.append_file("a.bin", &mut &data[1000..]).await.unwrap();
+    assert!(get!(ftp, "a.bin") == data);
+    // APPE of a file that is not there creates it.
+    ftp.append_file("new.bin", &mut &data[..10]).await.unwrap();
+    assert_eq!(get!(ftp, "new.bin"), &data[..10]);
+    // A REST past the end is refused and changes nothing.
+    ftp.resume_transfer(data.len() + 5).await.unwrap();
+    let err = ftp.put_file("a.bin", &mut &b"x"[..]).await.unwrap_err();
+    assert!(reply_of(err).0 >= 500);
+    assert_eq!(ftp.size("a.bin").await.unwrap(), data.len());
+    assert_eq!(
+        bucket_state(&g, "alice/"),
+        format!(
+            "[('alice/', 0), ('alice/a.bin', {n}), ('alice/new.bin', 10), ('alice/r.bin', {n})] 0",
+            n = data.len()
+        )
+    );
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_upload_leaves_no_object() {
+    let g = start("").await;
+    let data = pattern(12 * MIB, 6);
+    // Plain: ABOR, then the data connection closes (suppaftp's abort).
+    let mut ftp = ftp_plain(&g, "alice").await;
+    let mut stream = ftp.put_with_stream("plain.bin").await.unwrap();
+    stream.write_all(&data).await.unwrap();
+    stream.flush().await.unwrap();
+    ftp.abort(stream).await.unwrap();
+    ftp.noop().await.unwrap();
+    // TLS: the data connection dropped without close_notify.
+    let mut tls = ftp_tls(&g, "alice").await;
+    let mut stream = tls.put_with_stream("tls.bin").await.unwrap();
+    stream.write_all(&data).await.unwrap();
+    stream.flush().await.unwrap();
+    tls.abort(stream).await.unwrap();
+    tls.noop().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let state = bucket_state(&g, "");
+        if state.ends_with(" 0") || std::time::Instant::now() > deadline {
+            assert_eq!(state, "[('alice/', 0)] 0");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_checked() {
+    let g = start("").await;
+    // Wrong password, unknown user, address not allowed: 530, after the failure delay.
+    for (user, pass) in [("alice", "wrong"), ("nobody", PASSWORD), ("dave", PASSWORD)] {
+        let mut ftp = AsyncFtpStream::connect(g.ftp).await.unwrap();
+        let (code, _) = reply_of(ftp.login(user, pass).await.unwrap_err());
+        assert_eq!(code, 530, "{user}");
+    }
+    // carol has max_sessions = 1, shared with SFTP.
+    let first = ftp_plain(&g, "carol").await;
+    let mut second = AsyncFtpStream::connect(g.ftp).await.unwrap();
+    assert_eq!(
+        reply_of(second.login("carol", PASSWORD).await.unwrap_err()).0,
+        530
+    );
+    drop(first);
+    g.stop().await;
+
+    let g = start_ftp("tls_required = true").await;
+    // tls_required: USER before AUTH TLS is refused.
+    let mut ftp = AsyncFtpStream::connect(g.ftp).await.unwrap();
+    let (code, text) = reply_of(ftp.login("alice", PASSWORD).await.unwrap_err());
+    assert_eq!(code, 534, "{text}");
+    // With TLS, wrong password still fails and the right one works.
+    let tls = suppaftp::tokio::AsyncRustlsFtpStream::connect(g.ftp)
+        .await
+        .unwrap();
+    let mut tls = tls
+        .into_secure(Connector::new(client_config(&g)), "localhost")
+        .await
+        .unwrap();
+    let (code, _) = reply_of(tls.login("alice", "wrong").await.unwrap_err());
+    assert_eq!(code, 530);
+    let mut tls = ftp_tls(&g, "alice").await;
+    assert_eq!(tls.pwd().await.unwrap(), "/");
+    g.stop().await;
+}
