@@ -255,6 +255,13 @@ async fn an_aborted_upload_leaves_no_object() {
     stream.flush().await.unwrap();
     tls.abort(stream).await.unwrap();
     tls.noop().await.unwrap();
+    // The client dying: its control connection closes, then its data one.
+    let mut raw = RawFtp::login(&g, "alice").await;
+    let (_, mut data_conn) = raw.pasv().await;
+    assert!(raw.cmd("STOR gone.bin").await.starts_with("150"));
+    data_conn.write_all(&data).await.unwrap();
+    drop(raw.into_control());
+    drop(data_conn);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let state = bucket_state(&g, "");

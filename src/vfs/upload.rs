@@ -14,7 +14,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, MultipartUpload, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    Attribute, Attributes, MultipartUpload, ObjectStore, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -297,7 +298,7 @@ impl Upload {
                 attributes: self.attributes(),
                 ..Default::default()
             };
-            let started = self.remote.store.put_multipart_opts(&self.path, opts).await;
+            let started = start_multipart(self.remote.store.clone(), self.path.clone(), opts).await;
             self.multipart = Some(started.map_err(|e| {
                 self.failed = Some(e.to_string());
                 VfsError::from(e)
@@ -394,6 +395,29 @@ impl Upload {
         self.done = true;
         self.uploads.unregister(&self.key, &self.progress);
     }
+}
+
+/// Starts a multipart upload in a task of its own, so that an upload
+/// dropped while S3 creates it (the client aborted) cannot leave it behind:
+/// the task aborts what nobody waits for any more.
+async fn start_multipart(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    opts: PutMultipartOptions,
+) -> object_store::Result<Box<dyn MultipartUpload>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let started = store.put_multipart_opts(&path, opts).await;
+        if let Err(Ok(mut orphan)) = tx.send(started) {
+            if let Err(e) = orphan.abort().await {
+                tracing::warn!(%path, error = %e, "aborting an upload started for a client that left failed");
+            }
+        }
+    });
+    rx.await.map_err(|_| object_store::Error::Generic {
+        store: "multipart",
+        source: "the task starting the upload ended early".into(),
+    })?
 }
 
 impl Drop for Upload {

@@ -96,3 +96,87 @@ pub async fn ftp_tls_with(
 pub async fn ftp_tls(g: &TestGateway, user: &str) -> AsyncRustlsFtpStream {
     ftp_tls_with(g, user, Connector::new(client_config(g))).await
 }
+
+/// FTP by hand, for what no client library does on purpose: command
+/// orders, odd arguments, closing sockets in a chosen order.
+pub struct RawFtp {
+    control: tokio::io::BufReader<TcpStream>,
+}
+
+impl RawFtp {
+    /// Connected and past the greeting.
+    pub async fn connect(g: &TestGateway) -> RawFtp {
+        let stream = TcpStream::connect(g.ftp).await.unwrap();
+        let mut ftp = RawFtp {
+            control: tokio::io::BufReader::new(stream),
+        };
+        assert!(ftp.reply().await.starts_with("220"));
+        ftp
+    }
+
+    /// Connected and logged in as `user`, binary mode.
+    pub async fn login(g: &TestGateway, user: &str) -> RawFtp {
+        let mut ftp = RawFtp::connect(g).await;
+        assert!(ftp.cmd(&format!("USER {user}")).await.starts_with("331"));
+        assert!(
+            ftp.cmd(&format!("PASS {PASSWORD}"))
+                .await
+                .starts_with("230")
+        );
+        assert!(ftp.cmd("TYPE I").await.starts_with("200"));
+        ftp
+    }
+
+    /// The next reply, all its lines.
+    pub async fn reply(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.control.read_line(&mut line).await.unwrap();
+            assert!(
+                n > 0,
+                "the server closed the control connection after {text:?}"
+            );
+            text.push_str(&line);
+            // The last line of a reply is "NNN text".
+            if line.len() >= 4
+                && line.as_bytes()[3] == b' '
+                && line[..3].bytes().all(|b| b.is_ascii_digit())
+            {
+                return text;
+            }
+        }
+    }
+
+    /// Sends one command line and returns its reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        use tokio::io::AsyncWriteExt;
+        self.control
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        self.reply().await
+    }
+
+    /// PASV, and the data connection to the address it announced.
+    pub async fn pasv(&mut self) -> (String, TcpStream) {
+        let reply = self.cmd("PASV").await;
+        assert!(reply.starts_with("227"), "{reply}");
+        let inner = &reply[reply.find('(').unwrap() + 1..reply.find(')').unwrap()];
+        let n: Vec<u16> = inner
+            .split(',')
+            .map(|x| x.trim().parse().unwrap())
+            .collect();
+        let host = format!("{}.{}.{}.{}", n[0], n[1], n[2], n[3]);
+        let data = TcpStream::connect((host.as_str(), n[4] * 256 + n[5]))
+            .await
+            .unwrap();
+        (host, data)
+    }
+
+    pub fn into_control(self) -> TcpStream {
+        self.control.into_inner()
+    }
+}

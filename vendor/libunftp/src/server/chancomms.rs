@@ -64,6 +64,10 @@ impl DataChanCmd {
     }
 }
 
+/// Sent by ABOR to the data loop; the data loop answers `true` when it
+/// stopped a transfer that was running, `false` when none was.
+pub type AbortAck = oneshot::Sender<bool>;
+
 /// Messages that can be sent to the control channel loop.
 #[derive(Debug)]
 #[allow(dead_code)]
@@ -135,6 +139,12 @@ pub enum ControlChanMsg {
     StorageError(storage::Error),
     /// Reply on the command channel
     CommandChannelReply(Reply),
+    /// An upload's data connection reached its end. The control loop answers
+    /// once it has handled the commands that arrived before, so that an ABOR
+    /// sent ahead of closing the data connection stops the upload instead of
+    /// the upload completing with what it got. No answer (the control
+    /// connection is gone) means the client went away mid-upload.
+    DataEof(oneshot::Sender<()>),
 }
 
 impl fmt::Display for ControlChanMsg {

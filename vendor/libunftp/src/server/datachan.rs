@@ -1,7 +1,8 @@
 //! Contains code pertaining to the FTP *data* channel
 
 use super::{
-    chancomms::{ControlChanMsg, DataChanMsg},
+    chancomms::{AbortAck, ControlChanMsg, DataChanMsg},
+    controlchan::{Reply, ReplyCode},
     tls::FtpsConfig,
 };
 use crate::server::session::SharedSession;
@@ -34,7 +35,7 @@ where
     pub ftps_mode: FtpsConfig,
     pub logger: slog::Logger,
     pub data_cmd_rx: Option<Receiver<DataChanCmd>>,
-    pub data_abort_rx: Option<Receiver<()>>,
+    pub data_abort_rx: Option<Receiver<AbortAck>>,
 }
 
 use std::fmt;
@@ -87,6 +88,65 @@ impl<R: AsyncRead + Unpin> AsyncRead for MeasuringReader<R> {
     }
 }
 
+/// Holds back an upload's end of file until the control loop has handled
+/// the commands the client sent before it ([`ControlChanMsg::DataEof`]).
+/// A client that aborts sends ABOR and then closes the data connection; the
+/// two arrive on different sockets, and without this the storage back end
+/// could see a clean end of file and keep a truncated file. If the control
+/// connection is gone instead, the client died mid-upload: that is an error.
+struct EofBarrier<R> {
+    reader: R,
+    control: Sender<ControlChanMsg>,
+    ack: Option<tokio::sync::oneshot::Receiver<()>>,
+    passed: bool,
+}
+
+impl<R> EofBarrier<R> {
+    fn new(reader: R, control: Sender<ControlChanMsg>) -> Self {
+        EofBarrier {
+            reader,
+            control,
+            ack: None,
+            passed: false,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for EofBarrier<R> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.passed || buf.remaining() == 0 {
+            return Pin::new(&mut this.reader).poll_read(cx, buf);
+        }
+        let ack = match &mut this.ack {
+            Some(ack) => ack,
+            None => {
+                let before = buf.filled().len();
+                std::task::ready!(Pin::new(&mut this.reader).poll_read(cx, buf))?;
+                if buf.filled().len() > before {
+                    return Poll::Ready(Ok(()));
+                }
+                let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
+                let control = this.control.clone();
+                tokio::spawn(async move {
+                    let _ = control.send(ControlChanMsg::DataEof(ack_tx)).await;
+                });
+                this.ack.insert(ack_rx)
+            }
+        };
+        match std::task::ready!(Pin::new(ack).poll(cx)) {
+            Ok(()) => {
+                this.passed = true;
+                Poll::Ready(Ok(()))
+            }
+            Err(_) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the control connection closed before the upload was complete",
+            ))),
+        }
+    }
+}
+
 impl<W> MeasuringWriter<W> {
     fn new(writer: W, command: &'static str) -> MeasuringWriter<W> {
         Self { writer, command }
@@ -112,11 +172,25 @@ where
         // TODO: Use configured timeout
         tokio::select! {
             Some(command) = data_cmd_rx.recv() => {
-                let session = session_arc.lock().await;
-                self.handle_incoming(DataChanMsg::ExternalCommand(command), session.start_pos).await;
+                // Take what the transfer needs and let go of the session: the
+                // control loop must stay responsive (ABOR, NOOP) meanwhile.
+                let start_pos = session_arc.lock().await.start_pos;
+                let logger = self.logger.clone();
+                let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
+                // ABOR drops the transfer: its data connection closes, and a
+                // storage back end drops the unfinished upload.
+                tokio::select! {
+                    biased;
+                    Some(ack) = data_abort_rx.recv() => {
+                        slog::info!(logger, "Data channel transfer aborted");
+                        let _ = ack.send(true);
+                    },
+                    _ = transfer => {},
+                }
             },
-            Some(_) = data_abort_rx.recv() => {
+            Some(ack) = data_abort_rx.recv() => {
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
+                let _ = ack.send(false);
             },
             _ = &mut timeout_delay => {
                 slog::warn!(self.logger, "Data channel connection timed out");
@@ -168,7 +242,9 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode, "retr").await;
+        let Some(mut output) = Self::writer(self.socket, self.ftps_mode, "retr", &tx, &self.logger).await else {
+            return;
+        };
 
         let start_time = Instant::now();
         let result = self
@@ -263,13 +339,16 @@ where
     async fn exec_stor(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
+        let Some(input) = Self::reader(self.socket, self.ftps_mode, "stor", &tx, &self.logger).await else {
+            return;
+        };
 
         let start_time = Instant::now();
         let put_result = self
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "stor").await,
+                input,
                 path.clone(),
                 start_pos,
             )
@@ -328,13 +407,16 @@ where
             Ok(meta) => meta.len(),
             Err(_) => 0,
         };
+        let Some(input) = Self::reader(self.socket, self.ftps_mode, "appe", &tx, &self.logger).await else {
+            return;
+        };
 
         let start_time = Instant::now();
         let put_result = self
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "appe").await,
+                input,
                 path.clone(),
                 start_pos,
             )
@@ -381,7 +463,9 @@ where
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
+        let Some(mut output) = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str(), &tx, &self.logger).await else {
+            return;
+        };
 
         let start_time = Instant::now();
 
@@ -469,7 +553,9 @@ where
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
+        let Some(mut output) = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd", &tx, &self.logger).await else {
+            return;
+        };
 
         let start_time = Instant::now();
 
@@ -561,35 +647,58 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
+    async fn writer(
+        socket: TcpStream,
+        ftps_mode: FtpsConfig,
+        command: &'static str,
+        control: &Sender<ControlChanMsg>,
+        logger: &slog::Logger,
+    ) -> Option<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringWriter::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncWrite + Send + Unpin + Sync>
+                let tls_stream = Self::accept_tls(socket, tls_config, control, logger).await?;
+                Some(Box::new(MeasuringWriter::new(tls_stream, command)))
             }
+            _ => Some(Box::new(MeasuringWriter::new(socket, command))),
         }
     }
 
+    /// The upload's data connection; its end of file waits for the control
+    /// loop (see [`EofBarrier`]).
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
+    async fn reader(
+        socket: TcpStream,
+        ftps_mode: FtpsConfig,
+        command: &'static str,
+        control: &Sender<ControlChanMsg>,
+        logger: &slog::Logger,
+    ) -> Option<Box<dyn AsyncRead + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringReader::new(tls_stream, command)
+                let tls_stream = Self::accept_tls(socket, tls_config, control, logger).await?;
+                Some(Box::new(EofBarrier::new(MeasuringReader::new(tls_stream, command), control.clone())))
+            }
+            _ => Some(Box::new(EofBarrier::new(MeasuringReader::new(socket, command), control.clone()))),
+        }
+    }
+
+    /// The TLS handshake of a data connection. A client that fails it gets
+    /// a 425 for its command rather than a hung session.
+    async fn accept_tls(
+        socket: TcpStream,
+        tls_config: Arc<rustls::ServerConfig>,
+        control: &Sender<ControlChanMsg>,
+        logger: &slog::Logger,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        match TlsAcceptor::from(tls_config).accept(socket).await {
+            Ok(tls_stream) => Some(tls_stream),
+            Err(err) => {
+                slog::warn!(logger, "TLS handshake on the data connection failed: {}", err);
+                let reply = Reply::new(ReplyCode::CantOpenDataConnection, "TLS handshake on the data connection failed");
+                if let Err(err) = control.send(ControlChanMsg::CommandChannelReply(reply)).await {
+                    slog::warn!(logger, "Could not notify control channel of the failed TLS handshake: {:?}", err);
                 }
-                .await;
-                Box::new(io) as Box<dyn AsyncRead + Send + Unpin + Sync>
+                None
             }
         }
     }

@@ -194,7 +194,10 @@ where
                 #[allow(unused_assignments)]
                 let mut incoming = None;
                 let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
+                // Commands first: a data connection's DataEof must come after
+                // every command that was already there (see ControlChanMsg::DataEof).
                 tokio::select! {
+                    biased;
                     cmd = command_source.next() => {
                         match cmd {
                             Some(cmd_result) => incoming = Some(cmd_result.map(Event::Command)),
@@ -234,6 +237,9 @@ where
                     };
                     slog::debug!(logger, "Exiting control loop");
                     return;
+                }
+                Some(Ok(Event::InternalMsg(ControlChanMsg::DataEof(ack)))) => {
+                    let _ = ack.send(());
                 }
                 Some(Ok(event)) => {
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
@@ -376,6 +382,11 @@ where
             DelFileSuccess { .. } | RmDirSuccess { .. } => Ok(Reply::new(ReplyCode::FileActionOkay, "Successfully removed")),
             DelFail => Ok(Reply::new(ReplyCode::TransientFileError, "Failed to delete the file")),
             ExitControlLoop => Ok(Reply::none()),
+            // Answered in the loop itself, before the middlewares.
+            DataEof(ack) => {
+                let _ = ack.send(());
+                Ok(Reply::none())
+            }
             SecureControlChannel => {
                 let mut session = self.session.lock().await;
                 session.cmd_tls = true;

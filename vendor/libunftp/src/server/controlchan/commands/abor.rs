@@ -9,12 +9,14 @@
 // connection is not to be closed by the server, but the data
 // connection must be closed.
 
+use crate::server::chancomms::ControlChanMsg;
 use crate::server::controlchan::{
     Reply, ReplyCode,
     error::ControlChanError,
     handler::{CommandContext, CommandHandler},
 };
 use async_trait::async_trait;
+use tokio::sync::oneshot;
 use unftp_core::auth::UserDetail;
 use unftp_core::storage::{Metadata, StorageBackend};
 
@@ -30,18 +32,34 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mut session = args.session.lock().await;
-        let logger = args.logger;
-        match session.data_abort_tx.take() {
-            Some(tx) => {
-                tokio::spawn(async move {
-                    if let Err(err) = tx.send(()).await {
-                        slog::warn!(logger, "abort failed: {}", err);
-                    }
-                });
-                Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"))
+        let (abort_tx, waiting_rx) = {
+            let mut session = args.session.lock().await;
+            (session.data_abort_tx.take(), session.data_abort_rx.take())
+        };
+        // A data loop runs once the client connected (it took the receiver);
+        // it answers whether it stopped a transfer. The session lock is not
+        // held meanwhile: the data loop needs it to finish.
+        let aborted = match (abort_tx, waiting_rx) {
+            (Some(tx), None) => {
+                let (ack_tx, ack_rx) = oneshot::channel();
+                tx.send(ack_tx).await.is_ok() && ack_rx.await.unwrap_or(false)
             }
-            None => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Data channel already closed")),
+            _ => false,
+        };
+        if !aborted {
+            return Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"));
         }
+        slog::info!(args.logger, "ABOR: stopped the transfer in progress");
+        // RFC 959: 426 for the transfer, then 226 for the ABOR itself.
+        let tx = args.tx_control_chan.clone();
+        tokio::spawn(async move {
+            let _ = tx
+                .send(ControlChanMsg::CommandChannelReply(Reply::new(
+                    ReplyCode::ClosingDataConnection,
+                    "ABOR successful",
+                )))
+                .await;
+        });
+        Ok(Reply::new(ReplyCode::ConnectionClosed, "Transfer aborted"))
     }
 }
