@@ -312,3 +312,96 @@ async fn logins_are_checked() {
     assert_eq!(tls.pwd().await.unwrap(), "/");
     g.stop().await;
 }
+
+/// What clients do that a server must get right, from their sources:
+/// lftp asks FEAT first, curl walks folders one CWD at a time, FileZilla
+/// uses PASV on IPv4, WinSCP sends MDTM with two arguments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_habits_are_answered() {
+    let g = start("").await;
+    g.s3(
+        "s3.put_object(Bucket=bucket, Key='alice/deep/er/x.txt', Body=b'x')\n\
+          s3.put_object(Bucket=bucket, Key='alice/marked/only/', Body=b'')",
+    );
+    let mut ftp = RawFtp::connect(&g).await;
+    let feat = ftp.cmd("FEAT").await;
+    for f in [
+        "UTF8",
+        "MLST",
+        "SIZE",
+        "MDTM",
+        "REST STREAM",
+        "EPSV",
+        "AUTH TLS",
+        "MFMT",
+    ] {
+        assert!(
+            feat.lines()
+                .any(|l| l.trim() == f || l.trim().starts_with(&format!("{f} "))),
+            "{f} missing: {feat}"
+        );
+    }
+    assert!(ftp.cmd("OPTS UTF8 ON").await.starts_with("200"));
+    assert!(ftp.cmd("USER alice").await.starts_with("331"));
+    assert!(
+        ftp.cmd(&format!("PASS {PASSWORD}"))
+            .await
+            .starts_with("230")
+    );
+    assert!(ftp.cmd("SYST").await.starts_with("215"));
+    // curl: one level at a time, through prefixes and marker-only folders.
+    for dir in ["deep", "er"] {
+        assert!(
+            ftp.cmd(&format!("CWD {dir}")).await.starts_with("250"),
+            "{dir}"
+        );
+    }
+    assert_eq!(ftp.cmd("PWD").await.trim(), "257 \"/deep/er\"");
+    assert!(ftp.cmd("SIZE x.txt").await.starts_with("213 1"));
+    assert!(ftp.cmd("CDUP").await.starts_with("250"));
+    assert!(ftp.cmd("CWD ..").await.starts_with("250"));
+    assert_eq!(ftp.cmd("PWD").await.trim(), "257 \"/\"");
+    for dir in ["marked", "only"] {
+        assert!(
+            ftp.cmd(&format!("CWD {dir}")).await.starts_with("250"),
+            "{dir}"
+        );
+    }
+    assert!(ftp.cmd("CWD /nowhere").await.starts_with("550"));
+    assert!(ftp.cmd("CWD /deep/er/x.txt").await.starts_with("550"));
+    assert!(ftp.cmd("CWD /").await.starts_with("250"));
+    // SIZE of a missing file: 550.
+    assert!(ftp.cmd("SIZE missing.txt").await.starts_with("550"));
+    assert!(ftp.cmd("MDTM deep/er/x.txt").await.starts_with("213 20"));
+    // WinSCP's MDTM <time> <path> is not a file name.
+    let reply = ftp.cmd("MDTM 20200102030405 deep/er/x.txt").await;
+    assert!(reply.starts_with('5'), "{reply}");
+    // A malformed command gets its 501 and the session goes on.
+    assert!(ftp.cmd("REST abc").await.starts_with("501"));
+    // MFMT: accepted; the time is kept only with preserve_mtime.
+    let reply = ftp.cmd("MFMT 20200102030405 deep/er/x.txt").await;
+    assert!(
+        reply.starts_with("213 Modify=20200102030405; deep/er/x.txt"),
+        "{reply}"
+    );
+    assert!(
+        ftp.cmd("MFMT 20200102030405 missing.txt")
+            .await
+            .starts_with("550")
+    );
+    assert!(
+        ftp.cmd("MFMT yesterday deep/er/x.txt")
+            .await
+            .starts_with("501")
+    );
+    // lftp mirror -R: SITE CHMOD is answered, not fatal.
+    let reply = ftp.cmd("SITE CHMOD 644 deep/er/x.txt").await;
+    assert!(reply.starts_with('2') || reply.starts_with('5'), "{reply}");
+    // FileZilla: PASV names an address it can reach.
+    let (host, _data) = ftp.pasv().await;
+    assert_eq!(host, "127.0.0.1");
+    assert!(ftp.cmd("ABOR").await.starts_with("226"));
+    assert!(ftp.cmd("NOOP").await.starts_with("200"));
+    assert!(ftp.cmd("QUIT").await.starts_with("221"));
+    g.stop().await;
+}

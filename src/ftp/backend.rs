@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 use unftp_core::storage::{
-    self, Error, ErrorKind, FEATURE_RESTART, Fileinfo, Metadata, StorageBackend,
+    self, Error, ErrorKind, FEATURE_MFMT, FEATURE_RESTART, Fileinfo, Metadata, StorageBackend,
 };
 
 /// How much of an upload is handed to the VFS at once.
@@ -163,7 +163,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
     type Metadata = Meta;
 
     fn supported_features(&self) -> u32 {
-        FEATURE_RESTART
+        FEATURE_RESTART | FEATURE_MFMT
     }
 
     async fn metadata<P: AsRef<Path> + Send + Debug>(
@@ -369,5 +369,19 @@ impl StorageBackend<FtpUser> for VfsBackend {
                 VfsError::Unsupported("not a folder".into()),
             ))
         }
+    }
+
+    /// MFMT: kept as `x-amz-meta-mtime` where the remote has `preserve_mtime`,
+    /// accepted and dropped elsewhere (DESIGN §3), like an SFTP setstat.
+    async fn set_modified<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        modified: SystemTime,
+    ) -> storage::Result<()> {
+        op(user, "setstat", path.as_ref(), |p| async move {
+            user.vfs.set_times(&p, modified.into()).await
+        })
+        .await
     }
 }

@@ -23,6 +23,9 @@ use tokio::io::AsyncReadExt;
 pub const FEATURE_RESTART: u32 = 0b0000_0001;
 /// Indicates that the backend supports the FTP `SITE MD5` command.
 pub const FEATURE_SITEMD5: u32 = 0b0000_0010;
+/// Indicates that the backend implements [`StorageBackend::set_modified`],
+/// and so the FTP `MFMT` command.
+pub const FEATURE_MFMT: u32 = 0b0000_0100;
 
 /// Result type returned by storage backend operations.
 pub type Result<T> = result::Result<T, Error>;
@@ -338,6 +341,13 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
 
     /// Checks whether `path` can be used as the user's working directory.
     async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()>;
+
+    /// Sets the modification time of the file at `path` (the FTP `MFMT`
+    /// command, which clients send after an upload to keep the source's
+    /// time). Back ends that implement it advertise [`FEATURE_MFMT`].
+    async fn set_modified<P: AsRef<Path> + Send + Debug>(&self, _user: &User, _path: P, _modified: SystemTime) -> Result<()> {
+        Err(Error::from(ErrorKind::CommandNotImplemented))
+    }
 }
 
 // Maps IO errors to FTP errors in a sensible way.

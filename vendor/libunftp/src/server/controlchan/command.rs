@@ -133,6 +133,12 @@ pub enum Command {
     Mdtm {
         file: PathBuf,
     },
+    /// Modify Fact: Modification Time (MFMT), draft-somers-ftp-mfxx: sets
+    /// the modification time of a file.
+    Mfmt {
+        modified: chrono::DateTime<chrono::Utc>,
+        file: PathBuf,
+    },
     Md5 {
         file: PathBuf,
     },

@@ -59,7 +59,7 @@ where
             }
             _ => {
                 let r = tx_success.send(ControlChanMsg::CwdSuccess).await;
-                session.cwd.push(path);
+                session.cwd = lexically_normal(&path);
                 if let Err(e) = r {
                     slog::warn!(logger, "CWD: Could not send internal message to notify of CWD success: {}", e);
                 }
@@ -68,4 +68,22 @@ where
 
         Ok(Reply::none())
     }
+}
+
+/// `path` with `.` and `..` resolved as names, so that PWD after `CWD ..`
+/// shows the folder the client is in, not `/a/..`. `..` at the root stays
+/// at the root.
+fn lexically_normal(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut normal = std::path::PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => normal.push(name),
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    normal
 }

@@ -10,7 +10,7 @@ use crate::{
         },
         ftpserver::options::SiteMd5,
     },
-    storage::{FEATURE_RESTART, FEATURE_SITEMD5, Metadata, StorageBackend},
+    storage::{FEATURE_MFMT, FEATURE_RESTART, FEATURE_SITEMD5, Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 
@@ -34,6 +34,9 @@ where
             feat_text.push(" AUTH TLS");
             feat_text.push(" PBSZ");
             feat_text.push(" PROT");
+        }
+        if args.storage_features & FEATURE_MFMT > 0 {
+            feat_text.push(" MFMT");
         }
         if args.storage_features & FEATURE_RESTART > 0 {
             feat_text.push(" REST STREAM");

@@ -369,8 +369,27 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let file = String::from_utf8_lossy(&params).to_string().into();
-            Command::Mdtm { file }
+            let params = String::from_utf8_lossy(&params).to_string();
+            // WinSCP's `MDTM <time> <path>` sets a time; it is not the name
+            // of a file to look up.
+            if let Some((first, _)) = params.split_once(' ')
+                && parse_fact_time(first).is_some()
+            {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            Command::Mdtm { file: params.into() }
+        }
+        "MFMT" => {
+            let params = String::from_utf8_lossy(&parse_to_eol(cmd_params)?).to_string();
+            let (time, file) = params.split_once(' ').ok_or(ParseErrorKind::InvalidCommand)?;
+            let modified = parse_fact_time(time).ok_or(ParseErrorKind::InvalidCommand)?;
+            if file.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            Command::Mfmt {
+                modified,
+                file: file.into(),
+            }
         }
         "SITE" => {
             let (cmd_token, cmd_params) = split_token_params(cmd_params);
@@ -460,4 +479,14 @@ fn parse_to_eol(line: &[u8]) -> Result<Bytes> {
 
 fn normalize(token: &[u8]) -> Result<String> {
     Ok(str::from_utf8(token).map(|t| t.to_uppercase())?)
+}
+
+/// A time value of RFC 3659 (`YYYYMMDDHHMMSS[.sss]`, UTC), as MDTM answers
+/// and MFMT takes it.
+fn parse_fact_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.len() != 14 || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    chrono::NaiveDateTime::parse_from_str(whole, "%Y%m%d%H%M%S").ok().map(|t| t.and_utc())
 }
