@@ -25,6 +25,8 @@ pub struct Running {
     pub sftp: Option<SocketAddr>,
     /// Where FTP listens, likewise.
     pub ftp: Option<SocketAddr>,
+    /// Where implicit FTPS listens, likewise.
+    pub ftps_implicit: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -69,7 +71,7 @@ impl Gateway {
                 Ok(())
             });
         }
-        let mut ftp_addr = None;
+        let (mut ftp_addr, mut ftps_implicit) = (None, None);
         if let Some(ftp) = &self.config.ftp {
             refuse_proxy_protocol("ftp", ftp.proxy_protocol)?;
             let shared = Arc::new(crate::ftp::Shared {
@@ -79,6 +81,7 @@ impl Gateway {
             });
             let listener = crate::ftp::FtpListener::bind(ftp, &self.config.server, shared).await?;
             ftp_addr = Some(listener.local_addr()?);
+            ftps_implicit = listener.implicit_addr()?;
             let mut stopped = stopped.clone();
             tasks.spawn(async move {
                 listener
@@ -92,6 +95,7 @@ impl Gateway {
         Ok(Running {
             sftp: sftp_addr,
             ftp: ftp_addr,
+            ftps_implicit,
             stop,
             tasks,
         })

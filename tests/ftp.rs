@@ -405,3 +405,44 @@ async fn client_habits_are_answered() {
     assert!(ftp.cmd("QUIT").await.starts_with("221"));
     g.stop().await;
 }
+
+/// Implicit FTPS: TLS from the first byte, on its own port, data protected
+/// without PBSZ/PROT; the explicit port is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_ftps_serves_files() {
+    let g = start_ftp("implicit_listen = \"127.0.0.1:0\"\ntls_required = true").await;
+    let addr = g.ftps_implicit.expect("implicit listener");
+    let connector = Connector::new(client_config(&g));
+    let mut ftp = suppaftp::tokio::AsyncRustlsFtpStream::connect_secure_implicit(
+        addr,
+        connector.clone(),
+        "localhost",
+    )
+    .await
+    .unwrap();
+    ftp.login("alice", PASSWORD).await.unwrap();
+    ftp.transfer_type(suppaftp::types::FileType::Binary)
+        .await
+        .unwrap();
+    let data = pattern(3 * MIB + 5, 8);
+    ftp.put_file("i.bin", &mut &data[..]).await.unwrap();
+    assert!(get!(ftp, "i.bin") == data);
+    // Control and both data connections were TLS.
+    assert_eq!(
+        connector.handshakes().len(),
+        3,
+        "{:?}",
+        connector.handshakes()
+    );
+    // A plain client on the implicit port gets no greeting in clear text.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain.write_all(b"USER alice\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = plain.read(&mut buf).await.unwrap_or(0);
+    assert!(
+        !buf[..n].starts_with(b"220"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    g.stop().await;
+}

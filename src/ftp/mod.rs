@@ -33,9 +33,16 @@ pub struct Shared {
     pub limits: SessionLimits,
 }
 
-/// The bound FTP listener with its TLS config loaded.
+/// The bound FTP listeners (explicit, and implicit FTPS when configured)
+/// with the TLS config loaded.
 pub struct FtpListener {
     listener: TcpListener,
+    implicit: Option<TcpListener>,
+    sessions: Arc<Sessions>,
+}
+
+/// How every connection of either listener is set up.
+struct Sessions {
     config: FtpConfig,
     tls: Option<Arc<rustls::ServerConfig>>,
     idle_timeout: Duration,
@@ -53,11 +60,19 @@ impl FtpListener {
             Some((cert, key)) => Some(tls::server_config(cert, key)?),
             None => None,
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("[ftp] listen = {}: {e}", config.listen))?;
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("[ftp] listening on {addr}: {e}"))
+        };
+        let listener = bind(config.listen).await?;
+        let implicit = match config.implicit_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         tracing::info!(
             listen = %listener.local_addr()?,
+            implicit_listen = ?implicit.as_ref().map(|l| l.local_addr()).transpose()?,
             ftps = tls.is_some(),
             tls_required = config.tls_required,
             passive_ports = ?config.passive_ports,
@@ -65,10 +80,13 @@ impl FtpListener {
         );
         Ok(FtpListener {
             listener,
-            config: config.clone(),
-            tls,
-            idle_timeout: server.idle_timeout,
-            shared,
+            implicit,
+            sessions: Arc::new(Sessions {
+                config: config.clone(),
+                tls,
+                idle_timeout: server.idle_timeout,
+                shared,
+            }),
         })
     }
 
@@ -76,6 +94,37 @@ impl FtpListener {
         self.listener.local_addr()
     }
 
+    /// Where implicit FTPS listens, when configured.
+    pub fn implicit_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.implicit
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+    }
+
+    /// Accepts FTP connections on both listeners until `stop` completes.
+    pub async fn serve(self, stop: impl Future<Output = ()>) {
+        let FtpListener {
+            listener,
+            implicit,
+            sessions,
+        } = self;
+        let explicit = sessions.clone().accept(listener, false);
+        let implicit = async {
+            match implicit {
+                Some(l) => sessions.clone().accept(l, true).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop => {}
+            _ = explicit => {}
+            _ = implicit => {}
+        }
+    }
+}
+
+impl Sessions {
     /// One libunftp server per connection: its authenticator holds that
     /// connection's slot and span.
     fn server_for(
@@ -109,20 +158,17 @@ impl FtpListener {
         builder.build()
     }
 
-    /// Accepts FTP connections until `stop` completes.
-    pub async fn serve(self, stop: impl Future<Output = ()>) {
-        tokio::pin!(stop);
+    /// Accepts connections on `listener`, for ever; `implicit` ones begin
+    /// with the TLS handshake.
+    async fn accept(self: Arc<Self>, listener: TcpListener, implicit: bool) {
         loop {
-            let (socket, peer) = tokio::select! {
-                _ = &mut stop => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting an FTP connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+            let (socket, peer) = match listener.accept().await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an FTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let slot = match self.shared.limits.connection() {
                 Ok(slot) => slot,
@@ -134,7 +180,7 @@ impl FtpListener {
             let _ = socket.set_nodelay(true);
             let span = tracing::info_span!(
                 "session",
-                protocol = "ftp",
+                protocol = if implicit { "ftps-implicit" } else { "ftp" },
                 %peer,
                 user = tracing::field::Empty
             );
@@ -149,7 +195,12 @@ impl FtpListener {
             tokio::spawn(
                 async move {
                     tracing::debug!("FTP connection accepted");
-                    if let Err(e) = server.service(socket).await {
+                    let served = if implicit {
+                        server.service_implicit_tls(socket).await
+                    } else {
+                        server.service(socket).await
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(error = %e, "FTP session ended with an error");
                     }
                     tracing::info!("session ended");

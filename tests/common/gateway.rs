@@ -16,6 +16,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     /// FTP, with FTPS offered (AUTH TLS) under [`TestGateway::cert`].
     pub ftp: SocketAddr,
+    /// Implicit FTPS, when the test asked for it (`implicit_listen`).
+    pub ftps_implicit: Option<SocketAddr>,
     /// The self-signed certificate (DER) of the FTPS listener, for "localhost".
     pub cert: Vec<u8>,
     pub endpoint: String,
@@ -131,6 +133,7 @@ allowed_ips = ["192.0.2.0/24"]
     TestGateway {
         addr: running.sftp.unwrap(),
         ftp: running.ftp.unwrap(),
+        ftps_implicit: running.ftps_implicit,
         cert: tls.cert.der().to_vec(),
         endpoint,
         bucket,

@@ -72,6 +72,9 @@ where
     pub presence_listener: Arc<dyn PresenceListener>,
     pub active_passive_mode: ActivePassiveMode,
     pub binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
+    /// Implicit FTPS: the connection starts with the TLS handshake, before
+    /// the greeting, and both channels are protected from the start.
+    pub implicit_tls: bool,
 }
 
 /// Does TCP processing when an FTP client connects
@@ -106,6 +109,7 @@ where
         presence_listener,
         active_passive_mode,
         binder,
+        implicit_tls,
         ..
     } = config;
 
@@ -179,8 +183,22 @@ where
         next: event_chain,
     };
 
+    let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match (implicit_tls, &ftps_config) {
+        (false, _) => Box::new(tcp_stream),
+        (true, FtpsConfig::On { tls_config }) => {
+            let acceptor: tokio_rustls::TlsAcceptor = tls_config.clone().into();
+            let stream = tokio::time::timeout(idle_session_timeout, acceptor.accept(tcp_stream))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no TLS handshake on the implicit FTPS connection"))??;
+            let mut session = shared_session.lock().await;
+            session.cmd_tls = true;
+            session.data_tls = true;
+            Box::new(stream)
+        }
+        (true, _) => return Err(ControlChanErrorKind::InternalServerError.into()),
+    };
     let codec = FtpCodec::new();
-    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(Box::new(tcp_stream));
+    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(io);
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;

@@ -70,6 +70,7 @@ where
             presence_listener: server.presence_listener.clone(),
             active_passive_mode: server.active_passive_mode,
             binder: server.binder.clone(),
+            implicit_tls: false,
         }
     }
 }
