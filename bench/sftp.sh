@@ -17,58 +17,10 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SIZE_MIB=${SIZE_MIB:-256}
 PARALLEL=${PARALLEL:-8}
-BIN=target/release/bucketgate
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-for tool in sftp rclone python3; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
-done
+source bench/lib.sh
+need sftp rclone python3
 SFTP_SERVER=$(ls /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server 2>/dev/null | head -1 || true)
 SSHD=$(command -v sshd || ls /usr/sbin/sshd 2>/dev/null || true)
-
-work=$(mktemp -d /tmp/bucketgate-bench.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 300); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    exit 1
-}
-
-# --- S3 endpoint -----------------------------------------------------------
-if [ -z "${S3_ENDPOINT:-}" ]; then
-    command -v moto_server >/dev/null || { echo "missing: moto_server (pip install 'moto[server]')" >&2; exit 1; }
-    port=$(free_port)
-    moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-    pids+=($!)
-    wait_port "$port"
-    S3_ENDPOINT="http://127.0.0.1:$port"
-    S3_KEY=testing
-    S3_SECRET=testing-secret
-fi
-BUCKET=bench-$$
-s3py() {
-    python3 - "$@" <<EOF
-import boto3, sys
-s3 = boto3.client('s3', endpoint_url='$S3_ENDPOINT', aws_access_key_id='$S3_KEY',
-                  aws_secret_access_key='$S3_SECRET', region_name='us-east-1')
-$(cat "$work/py")
-EOF
-}
-py() { printf '%s\n' "$1" > "$work/py"; shift; s3py "$@"; }
-# Versioning on: rclone 1.60 HEADs each upload with `versionId=null`, which
-# moto refuses on an unversioned bucket. Both S3 targets share the bucket.
-py "s3.create_bucket(Bucket='$BUCKET')
-s3.put_bucket_versioning(Bucket='$BUCKET', VersioningConfiguration={'Status': 'Enabled'})"
 
 # --- Files ------------------------------------------------------------------
 mkdir -p "$work/in/small" "$work/local"
@@ -104,11 +56,8 @@ start_bucketgate() {
 start_bucketgate
 
 RC_PORT=$(free_port)
-# rclone refuses AWS_CA_BUNDLE with its own HTTP transport; the endpoint is plain HTTP anyway.
-env -u AWS_CA_BUNDLE rclone serve sftp ":s3:$BUCKET/rclone" --s3-provider Other --s3-endpoint "$S3_ENDPOINT" \
-    --s3-access-key-id "$S3_KEY" --s3-secret-access-key "$S3_SECRET" --s3-region us-east-1 \
-    --addr "127.0.0.1:$RC_PORT" --authorized-keys "$work/id.pub" \
-    --config "$work/rclone.conf" --cache-dir "$work/rclone-cache" -q &
+rclone_s3 serve sftp ":s3:$BUCKET/rclone" --addr "127.0.0.1:$RC_PORT" \
+    --authorized-keys "$work/id.pub" --cache-dir "$work/rclone-cache" -q &
 pids+=($!)
 wait_port "$RC_PORT"
 py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"
@@ -155,13 +104,12 @@ sftp_run() { # target, batch text
         -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
         -o IdentitiesOnly=yes "$user@127.0.0.1" >/dev/null)
 }
-seconds() { date +%s.%N; }
 timed() { # target, workload, batch → appends "target workload seconds"
     local t0 t1
     t0=$(seconds)
     sftp_run "$1" "$3"
     t1=$(seconds)
-    echo "$1 $2 $(python3 -c "print(round($t1 - $t0, 3))")" >> "$work/times"
+    echo "$1 $2 $(elapsed "$t0" "$t1")" >> "$work/times"
 }
 
 # 1000 entries to list per round, written straight to each store: a fresh
@@ -217,25 +165,8 @@ done
 for u in "${uploads[@]}"; do wait "$u"; done
 peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$BG_PID/status")
 
-python3 - "$work/times" "$peak_kib" "$PARALLEL" "$SIZE_MIB" <<'EOF'
-import sys, statistics, collections
-times = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    t, w, s = line.split()
-    times[(t, w)].append(float(s))
-med = {k: statistics.median(v) for k, v in times.items()}
-workloads = ["put_big", "get_big", "put_small", "get_small", "list_1000"]
-targets = [t for t in ["bucketgate", "rclone", "openssh", "raw-s3"] if any((t, w) in med for w in workloads)]
-print(f"{'workload':<11}" + "".join(f"{t:>12}" for t in targets) + "   rclone/bg  openssh/bg  raw-s3/bg")
-for w in workloads:
-    row = f"{w:<11}" + "".join(f"{med[(t, w)]:>11.2f}s" if (t, w) in med else f"{'':>12}" for t in targets)
-    bg = med.get(("bucketgate", w))
-    for other in ["rclone", "openssh", "raw-s3"]:
-        row += f"{med[(other, w)] / bg:>11.2f}x" if bg and (other, w) in med else f"{'':>12}"
-    print(row)
-peak_mib = int(sys.argv[2]) / 1024
-bound = int(sys.argv[3]) * 5 * 8 + 64
-print(f"\npeak RSS with {sys.argv[3]} parallel {sys.argv[4]} MiB uploads: {peak_mib:.0f} MiB "
-      f"(bound {sys.argv[3]} x (4+1) x 8 MiB + 64 MiB = {bound} MiB)")
-print("ratios above 1 mean bucketgate took less time")
-EOF
+targets+=(raw-s3)
+medians "$work/times" "${targets[@]}"
+echo
+echo "peak RSS with $PARALLEL parallel $SIZE_MIB MiB uploads: $((peak_kib / 1024)) MiB" \
+    "(bound $PARALLEL x (4+1) x 8 MiB + 64 MiB = $((PARALLEL * 40 + 64)) MiB)"

@@ -57,6 +57,13 @@ async fn start_full(
     extra_remote: &str,
     extra_ftp: &str,
 ) -> TestGateway {
+    // TEST_LOG=debug shows the gateway's log (with libunftp's) on stderr.
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let endpoint = moto_endpoint();
     let bucket = unique("sftp");
     create_bucket(&endpoint, &bucket);

@@ -94,10 +94,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for MeasuringReader<R> {
 /// two arrive on different sockets, and without this the storage back end
 /// could see a clean end of file and keep a truncated file. If the control
 /// connection is gone instead, the client died mid-upload: that is an error.
+/// At a confirmed end of file it closes its side of the data connection,
+/// with TLS's close_notify: clients such as Python's ftplib wait for it.
 struct EofBarrier<R> {
     reader: R,
     control: Sender<ControlChanMsg>,
     ack: Option<tokio::sync::oneshot::Receiver<()>>,
+    confirmed: bool,
     passed: bool,
 }
 
@@ -107,16 +110,23 @@ impl<R> EofBarrier<R> {
             reader,
             control,
             ack: None,
+            confirmed: false,
             passed: false,
         }
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for EofBarrier<R> {
+impl<R: AsyncRead + AsyncWrite + Unpin> AsyncRead for EofBarrier<R> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         if this.passed || buf.remaining() == 0 {
             return Pin::new(&mut this.reader).poll_read(cx, buf);
+        }
+        if this.confirmed {
+            // The client may already be gone; the upload is complete either way.
+            let _ = std::task::ready!(Pin::new(&mut this.reader).poll_shutdown(cx));
+            this.passed = true;
+            return Poll::Ready(Ok(()));
         }
         let ack = match &mut this.ack {
             Some(ack) => ack,
@@ -136,6 +146,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for EofBarrier<R> {
         };
         match std::task::ready!(Pin::new(ack).poll(cx)) {
             Ok(()) => {
+                this.confirmed = true;
+                let _ = std::task::ready!(Pin::new(&mut this.reader).poll_shutdown(cx));
                 this.passed = true;
                 Poll::Ready(Ok(()))
             }
@@ -676,9 +688,9 @@ where
         match ftps_mode {
             FtpsConfig::On { tls_config } => {
                 let tls_stream = Self::accept_tls(socket, tls_config, control, logger).await?;
-                Some(Box::new(EofBarrier::new(MeasuringReader::new(tls_stream, command), control.clone())))
+                Some(Box::new(MeasuringReader::new(EofBarrier::new(tls_stream, control.clone()), command)))
             }
-            _ => Some(Box::new(EofBarrier::new(MeasuringReader::new(socket, command), control.clone()))),
+            _ => Some(Box::new(MeasuringReader::new(EofBarrier::new(socket, control.clone()), command))),
         }
     }
 

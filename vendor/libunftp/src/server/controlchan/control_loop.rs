@@ -260,41 +260,10 @@ where
                     let _ = ack.send(());
                 }
                 Some(Ok(event)) => {
-                    if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
-                        slog::info!(logger, "Upgrading control channel to TLS");
-
-                        // Get back the original TCP Stream
-                        let codec_io = reply_sink.reunite(command_source).unwrap();
-                        let io = codec_io.into_inner();
-
-                        // Wrap in TLS Stream
-                        let acceptor: tokio_rustls::TlsAcceptor = match ftps_config.clone() {
-                            FtpsConfig::On { tls_config } => tls_config.into(),
-                            _ => panic!("Could not create TLS acceptor. Illegal program state"),
-                        };
-                        let accepted = acceptor.accept(io).await;
-                        let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match accepted {
-                            Ok(stream) => {
-                                let s: &ServerConnection = stream.get_ref().1;
-                                if let Some(certs) = s.peer_certificates() {
-                                    let mut session = shared_session.lock().await;
-                                    session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
-                                }
-                                Box::new(stream)
-                            }
-                            Err(err) => {
-                                slog::warn!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
-                                return;
-                            }
-                        };
-
-                        // Wrap in codec again and get sink + source
-                        let codec = FtpCodec::new();
-                        let cmd_and_reply_stream = codec.framed(io);
-                        let (sink, src) = cmd_and_reply_stream.split();
-                        reply_sink = sink;
-                        command_source = src;
-                    }
+                    // AUTH TLS: the handshake follows the 234 at once. Waiting for
+                    // the SecureControlChannel message first would let the
+                    // client's ClientHello be read as a command line.
+                    let auth_tls = matches!(event, Event::Command(Command::Auth { .. }));
 
                     if let Event::Command(Command::User { username }) = &event {
                         let s: String = String::from_utf8_lossy(username).into();
@@ -305,7 +274,40 @@ where
 
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
-                        Ok(reply) => reply_sink.send(reply).await,
+                        Ok(reply) => {
+                            let upgrade = auth_tls && matches!(reply, Reply::CodeAndMsg { code: ReplyCode::AuthOkayNoDataNeeded, .. });
+                            let sent = reply_sink.send(reply).await;
+                            if sent.is_ok() && upgrade {
+                                slog::info!(logger, "Upgrading control channel to TLS");
+                                let parts = reply_sink.reunite(command_source).expect("halves of one stream").into_parts();
+                                if !parts.read_buf.is_empty() {
+                                    slog::warn!(logger, "Closing control channel: the client sent more before the TLS handshake");
+                                    return;
+                                }
+                                let acceptor: tokio_rustls::TlsAcceptor = match ftps_config.clone() {
+                                    FtpsConfig::On { tls_config } => tls_config.into(),
+                                    _ => return,
+                                };
+                                let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match acceptor.accept(parts.io).await {
+                                    Ok(stream) => {
+                                        let s: &ServerConnection = stream.get_ref().1;
+                                        if let Some(certs) = s.peer_certificates() {
+                                            let mut session = shared_session.lock().await;
+                                            session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
+                                        }
+                                        Box::new(stream)
+                                    }
+                                    Err(err) => {
+                                        slog::warn!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
+                                        return;
+                                    }
+                                };
+                                let (sink, src) = FtpCodec::new().framed(io).split();
+                                reply_sink = sink;
+                                command_source = src;
+                            }
+                            sent
+                        }
                     };
 
                     if let Err(chan_err) = handle_result {

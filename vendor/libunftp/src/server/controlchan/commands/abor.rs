@@ -44,22 +44,22 @@ where
                 let (ack_tx, ack_rx) = oneshot::channel();
                 tx.send(ack_tx).await.is_ok() && ack_rx.await.unwrap_or(false)
             }
-            _ => false,
+            _ => return Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel")),
         };
-        if !aborted {
-            return Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"));
-        }
-        slog::info!(args.logger, "ABOR: stopped the transfer in progress");
-        // RFC 959: 426 for the transfer, then 226 for the ABOR itself.
+        // The 226 for the ABOR goes through the control loop's queue: a
+        // transfer that ended on its own (with its 226, or an error) before
+        // ABOR reached it has its reply queued there, and that comes first.
         let tx = args.tx_control_chan.clone();
         tokio::spawn(async move {
             let _ = tx
-                .send(ControlChanMsg::CommandChannelReply(Reply::new(
-                    ReplyCode::ClosingDataConnection,
-                    "ABOR successful",
-                )))
+                .send(ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::ClosingDataConnection, "ABOR successful")))
                 .await;
         });
+        if !aborted {
+            return Ok(Reply::none());
+        }
+        slog::info!(args.logger, "ABOR: stopped the transfer in progress");
+        // RFC 959: 426 for the transfer, then 226 for the ABOR itself.
         Ok(Reply::new(ReplyCode::ConnectionClosed, "Transfer aborted"))
     }
 }

@@ -1,0 +1,90 @@
+# Shared by the bench/ scripts: a work directory cleaned up on exit, free
+# ports, timing, an S3 endpoint (moto_server on loopback unless S3_ENDPOINT
+# is set) with a fresh bucket, boto3 and rclone helpers, and the table of
+# medians. Source it after `set -euo pipefail` from the repository root.
+
+BIN=target/release/bucketgate
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/bucketgate-bench.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+need() { for tool in "$@"; do command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }; done; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 300); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
+seconds() { date +%s.%N; }
+# elapsed T0 T1: seconds between, 3 decimals
+elapsed() { python3 -c "print(round($2 - $1, 3))"; }
+
+if [ -z "${S3_ENDPOINT:-}" ]; then
+    need moto_server
+    s3_port=$(free_port)
+    moto_server -H 127.0.0.1 -p "$s3_port" >/dev/null 2>&1 &
+    pids+=($!)
+    wait_port "$s3_port"
+    S3_ENDPOINT="http://127.0.0.1:$s3_port"
+    S3_KEY=testing
+    S3_SECRET=testing-secret
+fi
+BUCKET=bench-$$
+
+# py 'python code using s3': runs it with a boto3 client for the endpoint.
+py() {
+    printf '%s\n' "$1" > "$work/py"
+    python3 - <<PY
+import boto3, sys
+s3 = boto3.client('s3', endpoint_url='$S3_ENDPOINT', aws_access_key_id='$S3_KEY',
+                  aws_secret_access_key='$S3_SECRET', region_name='us-east-1')
+$(cat "$work/py")
+PY
+}
+# Versioning on: rclone 1.60 HEADs each upload with `versionId=null`, which
+# moto refuses on an unversioned bucket.
+py "s3.create_bucket(Bucket='$BUCKET')
+s3.put_bucket_versioning(Bucket='$BUCKET', VersioningConfiguration={'Status': 'Enabled'})"
+
+# rclone against the endpoint. It refuses AWS_CA_BUNDLE with its own HTTP
+# transport (the endpoint is plain HTTP here anyway).
+rclone_s3() {
+    env -u AWS_CA_BUNDLE rclone "$@" --s3-provider Other --s3-endpoint "$S3_ENDPOINT" \
+        --s3-access-key-id "$S3_KEY" --s3-secret-access-key "$S3_SECRET" --s3-region us-east-1 \
+        --config "$work/rclone.conf"
+}
+
+# medians TIMES_FILE TARGET...: the median per target and workload of lines
+# "target workload seconds", with each other target's time divided by
+# bucketgate's (above 1: bucketgate took less time).
+medians() {
+    python3 - "$@" <<'PY'
+import sys, statistics, collections
+times = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    t, w, s = line.split()
+    times[(t, w)].append(float(s))
+targets = sys.argv[2:]
+workloads = list(dict.fromkeys(w for _, w in times))
+med = {k: statistics.median(v) for k, v in times.items()}
+others = [t for t in targets if t != "bucketgate"]
+print(f"{'workload':<16}" + "".join(f"{t:>14}" for t in targets) + "".join(f"{t + '/bg':>16}" for t in others))
+for w in workloads:
+    row = f"{w:<16}" + "".join(f"{med[(t, w)]:>13.2f}s" if (t, w) in med else f"{'':>14}" for t in targets)
+    bg = med.get(("bucketgate", w))
+    for o in others:
+        row += f"{med[(o, w)] / bg:>15.2f}x" if bg and (o, w) in med else f"{'':>16}"
+    print(row)
+print("medians of", max(len(v) for v in times.values()), "rounds; ratios above 1 mean bucketgate took less time")
+PY
+}
