@@ -60,14 +60,26 @@ async fn lftp_mirrors_a_tree_both_ways_over_tls() {
     );
     let (ok, out, err) = run("lftp", &["-c", &script]).await;
     assert!(ok, "lftp failed:\n{out}\n{err}");
-    let (same, diff, _) = run("diff", &["-r", up.to_str().unwrap(), d.join("down").to_str().unwrap()]).await;
+    let (same, diff, _) = run(
+        "diff",
+        &["-r", up.to_str().unwrap(), d.join("down").to_str().unwrap()],
+    )
+    .await;
     assert!(same, "the tree came back different:\n{diff}");
     assert!(d.join("down/a/empty").is_dir() && d.join("down/void").is_dir());
     let keys = g.s3(
         "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket, Prefix='alice/tree/')['Contents']))",
     );
-    for key in ["alice/tree/a/empty/", "alice/tree/void/", "alice/tree/a/b/c.txt", "alice/tree/top.bin"] {
-        assert!(keys.contains(&format!("'{key}'")), "{key} missing from {keys}");
+    for key in [
+        "alice/tree/a/empty/",
+        "alice/tree/void/",
+        "alice/tree/a/b/c.txt",
+        "alice/tree/top.bin",
+    ] {
+        assert!(
+            keys.contains(&format!("'{key}'")),
+            "{key} missing from {keys}"
+        );
     }
     g.stop().await;
 }
@@ -84,10 +96,16 @@ async fn curl_uploads_downloads_and_resumes() {
     let url = |name: &str| format!("ftp://127.0.0.1:{}/{name}", g.ftp.port());
     let ca = d.join("ftps.pem");
     let curl = |extra: Vec<String>| {
-        let mut args: Vec<String> = ["-sS", "--ssl-reqd", "--cacert", ca.to_str().unwrap(), "--user"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = [
+            "-sS",
+            "--ssl-reqd",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--user",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         args.push(format!("alice:{PASSWORD}"));
         args.extend(extra);
         async move {
@@ -100,16 +118,49 @@ async fn curl_uploads_downloads_and_resumes() {
     let s = |x: &str| x.to_string();
     let path = |p: &Path| p.to_str().unwrap().to_string();
     // Upload into a new folder, and download.
-    curl(vec![s("--ftp-create-dirs"), s("-T"), path(&d.join("full.bin")), url("in/plain.bin")]).await;
-    curl(vec![s("-o"), path(&d.join("plain.out")), url("in/plain.bin")]).await;
+    curl(vec![
+        s("--ftp-create-dirs"),
+        s("-T"),
+        path(&d.join("full.bin")),
+        url("in/plain.bin"),
+    ])
+    .await;
+    curl(vec![
+        s("-o"),
+        path(&d.join("plain.out")),
+        url("in/plain.bin"),
+    ])
+    .await;
     assert!(std::fs::read(d.join("plain.out")).unwrap() == data);
     // Upload resume: the first 6 MiB are there; -C - sends the rest.
-    curl(vec![s("-T"), path(&d.join("head.bin")), url("in/resumed.bin")]).await;
-    curl(vec![s("-C"), s("-"), s("-T"), path(&d.join("full.bin")), url("in/resumed.bin")]).await;
+    curl(vec![
+        s("-T"),
+        path(&d.join("head.bin")),
+        url("in/resumed.bin"),
+    ])
+    .await;
+    curl(vec![
+        s("-C"),
+        s("-"),
+        s("-T"),
+        path(&d.join("full.bin")),
+        url("in/resumed.bin"),
+    ])
+    .await;
     // Download resume: a local partial file is completed.
     write(&d.join("partial.out"), &data[..3 * MIB]);
-    curl(vec![s("-C"), s("-"), s("-o"), path(&d.join("partial.out")), url("in/resumed.bin")]).await;
-    assert!(std::fs::read(d.join("partial.out")).unwrap() == data, "resumed download differs");
+    curl(vec![
+        s("-C"),
+        s("-"),
+        s("-o"),
+        path(&d.join("partial.out")),
+        url("in/resumed.bin"),
+    ])
+    .await;
+    assert!(
+        std::fs::read(d.join("partial.out")).unwrap() == data,
+        "resumed download differs"
+    );
     // The listing names both.
     let listing = curl(vec![s("-l"), url("in/")]).await;
     let mut names: Vec<&str> = listing.lines().collect();
@@ -118,7 +169,14 @@ async fn curl_uploads_downloads_and_resumes() {
     // Implicit-style URL against the explicit port fails cleanly, and a wrong password is refused.
     let (ok, _, err) = run(
         "curl",
-        &["-sS", "--user", "alice:wrong", &url("in/plain.bin"), "-o", "/dev/null"],
+        &[
+            "-sS",
+            "--user",
+            "alice:wrong",
+            &url("in/plain.bin"),
+            "-o",
+            "/dev/null",
+        ],
     )
     .await;
     assert!(!ok && err.contains("530"), "{err}");

@@ -65,7 +65,7 @@ fn ftp_error(e: VfsError) -> Error {
         VfsError::PermissionDenied(_) => ErrorKind::PermissionDenied,
         VfsError::NotEmpty => ErrorKind::PermanentDirectoryNotEmpty,
         VfsError::AlreadyExists | VfsError::InvalidName(_) => ErrorKind::FileNameNotAllowedError,
-        VfsError::Unsupported(_) => ErrorKind::CommandNotImplemented,
+        VfsError::Unsupported(_) => ErrorKind::PermanentFileNotAvailable,
         VfsError::Storage(_) => ErrorKind::LocalError,
     };
     Error::new(kind, e)

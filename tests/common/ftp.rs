@@ -180,3 +180,15 @@ impl RawFtp {
         self.control.into_inner()
     }
 }
+
+/// Runs a test's FTP client outside tokio's cooperative budget.
+///
+/// suppaftp (12.2) writes commands to the control connection without
+/// flushing them. Over TLS, tokio-rustls keeps a record it could not write
+/// at once, and a write that meets an exhausted task budget is such a case:
+/// the command stays in the client's buffer and the client waits for the
+/// reply to a command the server never got (seen once in a few dozen runs
+/// under load). Outside the budget, every write reaches the socket.
+pub async fn client<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::unconstrained(f).await
+}
