@@ -79,6 +79,13 @@ fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     match Config::load(path) {
         Ok(c) => {
+            // The files the config names are read at start; read them now too.
+            if let Some((cert, key)) = c.ftp.as_ref().and_then(|f| f.tls.as_ref())
+                && let Err(e) = bucketgate::ftp::tls::server_config(cert, key)
+            {
+                eprintln!("{}: {e}", path.display());
+                return Ok(ExitCode::FAILURE);
+            }
             println!(
                 "{}: ok ({} remote(s), {} user(s), {} sync job(s))",
                 path.display(),

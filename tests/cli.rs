@@ -50,6 +50,54 @@ fn check_config_lists_every_problem_and_fails() {
     );
 }
 
+/// check-config reads the FTPS certificate and key as serve would, and
+/// names the file that is wrong.
+#[test]
+fn check_config_reads_the_ftps_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    let cert = dir.path().join("ftps.pem");
+    let key = dir.path().join("ftps.key");
+    let tls = format!(
+        "passive_host = \"auto\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(&path, shipped.replace("passive_host = \"auto\"", &tls)).unwrap();
+    let check = || {
+        let out = Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let (code, err) = check();
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("ftp.tls_cert")
+            && err.contains("ftps.pem")
+            && err.contains("no PEM certificate"),
+        "{err}"
+    );
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    let (code, err) = check();
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("ftp.tls_key") && err.contains("ftps.key"),
+        "{err}"
+    );
+    std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    assert_eq!(check(), (Some(0), String::new()));
+}
+
 #[test]
 fn a_missing_config_file_is_a_clear_error() {
     let out = Command::new(BIN)
@@ -149,7 +197,10 @@ fn serve_starts_on_the_shipped_config_and_stops_on_sigterm() {
     let shipped =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
     // Any free port, so a gateway already running here does not matter.
-    std::fs::write(&config, shipped.replace("127.0.0.1:2222", "127.0.0.1:0")).unwrap();
+    let free = shipped
+        .replace("127.0.0.1:2222", "127.0.0.1:0")
+        .replace("127.0.0.1:2121", "127.0.0.1:0");
+    std::fs::write(&config, free).unwrap();
     let first = serve_once(dir.path(), &config);
     assert!(
         dir.path().join("data").is_dir(),
@@ -182,10 +233,12 @@ fn serve_refuses_a_proxy_protocol_it_cannot_speak() {
     let config = dir.path().join("gateway.toml");
     let shipped =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
-    let text = shipped.replace(
-        "listen = \"127.0.0.1:2222\"",
-        "listen = \"127.0.0.1:0\"\nproxy_protocol = \"required\"",
-    );
+    let text = shipped
+        .replace(
+            "listen = \"127.0.0.1:2222\"",
+            "listen = \"127.0.0.1:0\"\nproxy_protocol = \"required\"",
+        )
+        .replace("127.0.0.1:2121", "127.0.0.1:0");
     std::fs::write(&config, text).unwrap();
     let out = Command::new(BIN)
         .args(["serve", "--config"])
