@@ -412,8 +412,9 @@ async fn client_habits_are_answered() {
     let reply = ftp.cmd("SITE CHMOD 644 deep/er/x.txt").await;
     assert!(reply.starts_with('2') || reply.starts_with('5'), "{reply}");
     // FileZilla: PASV names an address it can reach.
-    let (host, _data) = ftp.pasv().await;
-    assert_eq!(host, "127.0.0.1");
+    let (addr, _data) = ftp.pasv().await;
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert!((20000..=29999).contains(&addr.port()), "{addr}");
     assert!(ftp.cmd("ABOR").await.starts_with("226"));
     assert!(ftp.cmd("NOOP").await.starts_with("200"));
     assert!(ftp.cmd("QUIT").await.starts_with("221"));
@@ -462,4 +463,18 @@ async fn implicit_ftps_serves_files() {
         g.stop().await;
     })
     .await;
+}
+
+/// A gateway behind NAT announces the address it is told to in PASV; EPSV
+/// names only the port, so it works unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_host_is_announced_as_given() {
+    let g = start_ftp("passive_host = \"192.0.2.7\"").await;
+    let mut ftp = RawFtp::login(&g, "alice").await;
+    let addr = ftp.pasv_addr().await;
+    assert_eq!(addr.ip().to_string(), "192.0.2.7");
+    assert!((20000..=29999).contains(&addr.port()), "{addr}");
+    let epsv = ftp.cmd("EPSV").await;
+    assert!(epsv.starts_with("229") && epsv.contains("(|||"), "{epsv}");
+    g.stop().await;
 }

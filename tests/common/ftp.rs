@@ -160,8 +160,8 @@ impl RawFtp {
         self.reply().await
     }
 
-    /// PASV, and the data connection to the address it announced.
-    pub async fn pasv(&mut self) -> (String, TcpStream) {
+    /// PASV, and the address it announced.
+    pub async fn pasv_addr(&mut self) -> std::net::SocketAddr {
         let reply = self.cmd("PASV").await;
         assert!(reply.starts_with("227"), "{reply}");
         let inner = &reply[reply.find('(').unwrap() + 1..reply.find(')').unwrap()];
@@ -169,11 +169,14 @@ impl RawFtp {
             .split(',')
             .map(|x| x.trim().parse().unwrap())
             .collect();
-        let host = format!("{}.{}.{}.{}", n[0], n[1], n[2], n[3]);
-        let data = TcpStream::connect((host.as_str(), n[4] * 256 + n[5]))
-            .await
-            .unwrap();
-        (host, data)
+        let ip = std::net::Ipv4Addr::new(n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8);
+        (ip, n[4] * 256 + n[5]).into()
+    }
+
+    /// PASV, and the data connection to the address it announced.
+    pub async fn pasv(&mut self) -> (std::net::SocketAddr, TcpStream) {
+        let addr = self.pasv_addr().await;
+        (addr, TcpStream::connect(addr).await.unwrap())
     }
 
     pub fn into_control(self) -> TcpStream {
