@@ -104,8 +104,8 @@ lftp_do() { # port user password commands
 : > "$work/lftp"
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
-    timed "$work/raw" rclone-s3 put rclone_s3 copyto "$work/big.bin" ":s3:$BUCKET/raw/big.bin"
-    timed "$work/raw" rclone-s3 get rclone_s3 copyto ":s3:$BUCKET/raw/big.bin" "$work/raw.out"
+    timed "$work/raw" rclone-s3 put rclone_s3 copyto --ignore-times "$work/big.bin" ":s3:$BUCKET/raw/big.bin"
+    timed "$work/raw" rclone-s3 get rclone_s3 copyto --ignore-times ":s3:$BUCKET/raw/big.bin" "$work/raw.out"
     check rclone "$work/raw.out"
     for t in "${targets[@]}"; do
         read -r port user pass dir < <(endpoint_of "$t")

@@ -9,7 +9,8 @@ BIN=target/release/bucketgate
 work=$(mktemp -d /tmp/bucketgate-bench.XXXXXX)
 pids=()
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    # A function run with & is a subshell: its children go too (pkill -P).
+    for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
 }
@@ -58,6 +59,7 @@ s3.put_bucket_versioning(Bucket='$BUCKET', VersioningConfiguration={'Status': 'E
 
 # rclone against the endpoint. It refuses AWS_CA_BUNDLE with its own HTTP
 # transport (the endpoint is plain HTTP here anyway).
+: > "$work/rclone.conf"
 rclone_s3() {
     env -u AWS_CA_BUNDLE rclone "$@" --s3-provider Other --s3-endpoint "$S3_ENDPOINT" \
         --s3-access-key-id "$S3_KEY" --s3-secret-access-key "$S3_SECRET" --s3-region us-east-1 \
