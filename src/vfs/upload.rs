@@ -408,10 +408,10 @@ async fn start_multipart(
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let started = store.put_multipart_opts(&path, opts).await;
-        if let Err(Ok(mut orphan)) = tx.send(started) {
-            if let Err(e) = orphan.abort().await {
-                tracing::warn!(%path, error = %e, "aborting an upload started for a client that left failed");
-            }
+        if let Err(Ok(mut orphan)) = tx.send(started)
+            && let Err(e) = orphan.abort().await
+        {
+            tracing::warn!(%path, error = %e, "aborting an upload started for a client that left failed");
         }
     });
     rx.await.map_err(|_| object_store::Error::Generic {
