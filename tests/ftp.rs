@@ -322,6 +322,26 @@ async fn logins_are_checked() {
         assert_eq!(code, 530);
         let mut tls = ftp_tls(&g, "alice").await;
         assert_eq!(tls.pwd().await.unwrap(), "/");
+        // Data in clear text is refused however the client opens it.
+        tls.custom_command("PROT C", &[suppaftp::Status::CommandOk])
+            .await
+            .unwrap();
+        for open in ["PASV", "EPSV"] {
+            let (code, _) = reply_of(
+                tls.custom_command(open, &[suppaftp::Status::PassiveMode])
+                    .await
+                    .unwrap_err(),
+            );
+            assert_eq!(code, 534, "{open}");
+        }
+        tls.custom_command("PROT P", &[suppaftp::Status::CommandOk])
+            .await
+            .unwrap();
+        assert_eq!(
+            tls.list(None).await.unwrap().len(),
+            1,
+            "the read-only mount /shared"
+        );
         g.stop().await;
     })
     .await;

@@ -109,8 +109,10 @@ where
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
         match (self.ftps_requirement, event) {
             (FtpsRequired::None, event) => self.next.handle(event).await,
+            // Every way of opening a data connection, not PASV alone: EPSV
+            // (and PORT) would otherwise open one in clear text.
             (FtpsRequired::All, event) => match event {
-                Event::Command(Command::Pasv) => {
+                Event::Command(Command::Pasv | Command::Epsv | Command::Port { .. }) => {
                     let is_tls = async {
                         let session = self.session.lock().await;
                         session.data_tls
@@ -124,7 +126,7 @@ where
                 _ => self.next.handle(event).await,
             },
             (FtpsRequired::Accounts, event) => match event {
-                Event::Command(Command::Pasv) => {
+                Event::Command(Command::Pasv | Command::Epsv | Command::Port { .. }) => {
                     let (is_tls, username_opt) = async {
                         let session = self.session.lock().await;
                         (session.cmd_tls, session.username.clone())
