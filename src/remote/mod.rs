@@ -128,7 +128,8 @@ impl Remote {
                 })
             }
             RemoteKind::S3(s3) => {
-                let connector = http::GatewayConnector::new(s3);
+                let connector =
+                    http::GatewayConnector::new(&config.name, s3).map_err(|e| err(&e))?;
                 let retry = object_store::RetryConfig {
                     max_retries: s3.retries,
                     retry_timeout: std::time::Duration::from_secs(180),
@@ -150,7 +151,7 @@ impl Remote {
                     .with_http_connector(connector.clone())
                     .build()
                     .map_err(|e| err(&e))?;
-                let api = Arc::new(S3Api::new(s3, connector.client().map_err(|e| err(&e))?));
+                let api = Arc::new(S3Api::new(s3, connector.client()));
                 let store = Arc::new(store);
                 Ok(Remote {
                     config: config.clone(),
