@@ -17,8 +17,8 @@ use crate::config::S3Config;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use object_store::client::{
-    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest,
-    HttpResponse, HttpResponseBody, HttpService,
+    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
+    HttpResponseBody, HttpService,
 };
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -30,7 +30,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Why a remote's outbound side could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboundError {
-    #[error("outbound_ips: {ip} is not an address of this host ({source}); add it to an interface or remove it")]
+    #[error(
+        "outbound_ips: {ip} is not an address of this host ({source}); add it to an interface or remove it"
+    )]
     NotLocal { ip: IpAddr, source: std::io::Error },
     #[error("building the HTTP client: {0}")]
     Client(reqwest::Error),
@@ -62,13 +64,15 @@ impl GatewayConnector {
     /// Checks that every dedicated address is one of this host's (a bind
     /// test), then builds a client per address.
     pub fn new(remote: &str, config: &S3Config) -> Result<Self, OutboundError> {
-        let locals: Vec<Option<IpAddr>> = if config.use_dedicated_ips && !config.outbound_ips.is_empty() {
-            config.outbound_ips.iter().copied().map(Some).collect()
-        } else {
-            vec![None]
-        };
+        let locals: Vec<Option<IpAddr>> =
+            if config.use_dedicated_ips && !config.outbound_ips.is_empty() {
+                config.outbound_ips.iter().copied().map(Some).collect()
+            } else {
+                vec![None]
+            };
         for ip in locals.iter().flatten() {
-            std::net::TcpListener::bind((*ip, 0)).map_err(|source| OutboundError::NotLocal { ip: *ip, source })?;
+            std::net::TcpListener::bind((*ip, 0))
+                .map_err(|source| OutboundError::NotLocal { ip: *ip, source })?;
         }
         let routes = locals
             .into_iter()
@@ -88,7 +92,8 @@ impl GatewayConnector {
             })
             .collect::<Result<_, reqwest::Error>>()
             .map_err(OutboundError::Client)?;
-        let limit = (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
+        let limit =
+            (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
         Ok(GatewayConnector(Arc::new(Outbound {
             remote: remote.to_string(),
             routes,

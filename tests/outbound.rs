@@ -1,0 +1,162 @@
+//! Outbound connections to an S3 remote: from the configured local
+//! addresses only, spread over them, moved off one that stops working, and
+//! never more at once than `max_connections`. S3 is moto_server behind a
+//! relay on loopback that records each connection's source address and how
+//! many are open at once.
+
+mod common;
+
+use bucketgate::vfs::WriteMode;
+use bucketgate::vfs::objects::ObjectLayer;
+use common::*;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+const MIB: usize = 1 << 20;
+
+/// What the relay saw.
+#[derive(Default)]
+struct Seen {
+    sources: BTreeSet<IpAddr>,
+    open: usize,
+    most_open: usize,
+}
+
+/// A TCP relay to `upstream` on 127.0.0.1, listening on every loopback
+/// address (so 127.0.0.2 and 127.0.0.3 reach it too).
+async fn relay(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let state = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, peer)) = listener.accept().await else {
+                return;
+            };
+            {
+                let mut s = state.lock().unwrap();
+                s.sources.insert(peer.ip());
+                s.open += 1;
+                s.most_open = s.most_open.max(s.open);
+            }
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+                state.lock().unwrap().open -= 1;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// An S3 remote reached through a fresh relay, with `extra` keys.
+async fn through_relay(extra: &str) -> (Arc<bucketgate::remote::Remote>, Arc<Mutex<Seen>>) {
+    let endpoint = moto_endpoint();
+    let bucket = unique("outbound");
+    create_bucket(&endpoint, &bucket);
+    let upstream: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+    let (addr, seen) = relay(upstream).await;
+    let text = s3_remote_toml(&format!("http://{addr}"), &bucket, extra);
+    let config = parse_config(&text);
+    let remote = Arc::new(bucketgate::remote::Remote::build(&config.remotes["store"]).unwrap());
+    (remote, seen)
+}
+
+/// Uploads `n` files of `size` at once and lists them back.
+async fn traffic(remote: &Arc<bucketgate::remote::Remote>, n: usize, size: usize) {
+    let layer = Arc::new(ObjectLayer::new(remote.clone()));
+    let uploads = (0..n).map(|i| {
+        let layer = layer.clone();
+        tokio::spawn(async move {
+            let data = pattern(size, i as u64);
+            let mut up = layer
+                .open_write(&format!("f{i}"), WriteMode::Truncate)
+                .await
+                .unwrap();
+            for (k, chunk) in data.chunks(MIB).enumerate() {
+                up.write_at((k * MIB) as u64, bytes::Bytes::copy_from_slice(chunk))
+                    .await
+                    .unwrap();
+            }
+            up.close().await.unwrap()
+        })
+    });
+    for u in uploads.collect::<Vec<_>>() {
+        assert_eq!(u.await.unwrap(), size as u64);
+    }
+    for i in 0..n {
+        assert_eq!(
+            layer.stat(&format!("f{i}")).await.unwrap().size,
+            size as u64
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_leaves_from_the_dedicated_addresses_only() {
+    let (remote, seen) = through_relay("outbound_ips = [\"127.0.0.2\", \"127.0.0.3\"]").await;
+    traffic(&remote, 4, MIB).await;
+    let sources = seen.lock().unwrap().sources.clone();
+    let want: BTreeSet<IpAddr> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(sources, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_dedicated_ips_the_system_chooses() {
+    let (remote, seen) =
+        through_relay("outbound_ips = [\"127.0.0.2\"]\nuse_dedicated_ips = false").await;
+    traffic(&remote, 2, MIB).await;
+    let sources = seen.lock().unwrap().sources.clone();
+    assert_eq!(
+        sources,
+        BTreeSet::from(["127.0.0.1".parse::<IpAddr>().unwrap()])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_caps_what_is_open_and_fails_nothing() {
+    let (remote, seen) =
+        through_relay("max_connections = 2\npart_size = \"5MiB\"\nupload_concurrency = 4").await;
+    traffic(&remote, 4, 12 * MIB).await;
+    let most = seen.lock().unwrap().most_open;
+    assert!(
+        (1..=2).contains(&most),
+        "{most} connections were open at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_stops_working_is_skipped() {
+    // ::1 is local but cannot reach an IPv4 endpoint: every connect from it fails.
+    let (remote, seen) = through_relay("outbound_ips = [\"::1\", \"127.0.0.2\"]").await;
+    traffic(&remote, 4, MIB).await;
+    let sources = seen.lock().unwrap().sources.clone();
+    assert_eq!(
+        sources,
+        BTreeSet::from(["127.0.0.2".parse::<IpAddr>().unwrap()])
+    );
+}
+
+#[test]
+fn an_address_not_on_this_host_is_named() {
+    let text = s3_remote_toml(
+        "http://127.0.0.1:9",
+        "b",
+        "outbound_ips = [\"127.0.0.2\", \"203.0.113.10\"]",
+    );
+    let config = parse_config(&text);
+    let err = bucketgate::remote::Remote::build(&config.remotes["store"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("203.0.113.10") && err.contains("not an address of this host"),
+        "{err}"
+    );
+}
