@@ -12,6 +12,7 @@ use common::*;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use tokio::io::AsyncWriteExt;
 
 const MIB: usize = 1 << 20;
 
@@ -32,7 +33,7 @@ async fn relay(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Seen>>) {
     let state = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut client, peer)) = listener.accept().await else {
+            let Ok((client, peer)) = listener.accept().await else {
                 return;
             };
             {
@@ -41,12 +42,31 @@ async fn relay(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Seen>>) {
                 s.open += 1;
                 s.most_open = s.most_open.max(s.open);
             }
-            let state = state.clone();
+            // A connection counts as closed once either side ends it. When S3
+            // ends it (moto answers HTTP/1.0 and closes), the count drops before
+            // the gateway can learn of it, so a new connection it opens after
+            // is never counted beside the old one.
+            let closed = Arc::new(std::sync::Once::new());
+            let close = move |state: &Mutex<Seen>, closed: &std::sync::Once| {
+                closed.call_once(|| state.lock().unwrap().open -= 1)
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                close(&state, &closed);
+                continue;
+            };
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            let (s, c) = (state.clone(), closed.clone());
             tokio::spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-                state.lock().unwrap().open -= 1;
+                let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                close(&s, &c);
+                let _ = to_server.shutdown().await;
+            });
+            let (s, c) = (state.clone(), closed);
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                close(&s, &c);
+                let _ = to_client.shutdown().await;
             });
         }
     });

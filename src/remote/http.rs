@@ -1,30 +1,37 @@
 //! The outbound HTTP seam: every request to an S3 endpoint, object_store's
-//! and our own signed ones, goes through the one [`Outbound`] of its remote.
+//! and our own signed ones, goes through the one [`GatewayConnector`] of its
+//! remote: one connection pool, and a connector that decides where each new
+//! connection leaves from and whether it may open at all.
 //!
-//! * **Dedicated addresses.** With `outbound_ips`, each address has its own
-//!   reqwest client bound to it (`local_address`); requests take them in
-//!   turn. An address that cannot connect (removed from the host) is
-//!   skipped with a warning, and the request goes out from the next one.
-//! * **Connection cap.** `max_connections` is a fair (FIFO) semaphore over
-//!   requests in flight, bodies included: a streaming GET holds its permit
-//!   until its body is read or dropped. Waiting requests queue; none fails
+//! * **Dedicated addresses.** With `outbound_ips`, each new connection is
+//!   bound to the next address in turn. An address that cannot connect
+//!   (removed from the host) is skipped with a warning and the connection
+//!   leaves from the next one.
+//! * **Connection cap.** `max_connections` is a fair (FIFO) semaphore of
+//!   connections: a connection holds its permit until it closes, idle ones
+//!   in the pool included, so the count of open connections never passes
+//!   the cap. Requests wait for a pooled connection or a permit; none fails
 //!   because of the cap.
-//! * **Timeouts.** No whole-request timeout (it would cut a large GET), but
-//!   a connect timeout and a read timeout that fires only when a stream
-//!   stalls.
+//! * **Timeouts.** A connect timeout, and a read timeout that fires only
+//!   when a response stalls; no whole-request timeout (it would cut a large
+//!   GET).
 
 use crate::config::S3Config;
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use object_store::client::{
-    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
-    HttpResponseBody, HttpService,
+    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest,
+    HttpRequestBody, HttpResponse, HttpResponseBody, HttpService,
 };
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Why a remote's outbound side could not be set up.
@@ -34,35 +41,28 @@ pub enum OutboundError {
         "outbound_ips: {ip} is not an address of this host ({source}); add it to an interface or remove it"
     )]
     NotLocal { ip: IpAddr, source: std::io::Error },
-    #[error("building the HTTP client: {0}")]
-    Client(reqwest::Error),
+    #[error("loading the system's CA certificates for HTTPS: {0}")]
+    Roots(String),
 }
 
-/// One way out: a local address (or the OS's choice) and its client.
-#[derive(Debug)]
-struct Route {
-    local: Option<IpAddr>,
-    client: reqwest::Client,
-    /// Connecting from here failed last time (so the warning is not repeated).
-    down: AtomicBool,
-}
-
-/// Everything that leaves the gateway for one S3 remote.
-#[derive(Debug)]
-pub struct Outbound {
-    remote: String,
-    routes: Vec<Route>,
-    next: AtomicUsize,
-    limit: Option<Arc<Semaphore>>,
-}
-
-/// Hands the remote's [`Outbound`] to object_store and to our own requests.
+/// Hands the remote's connection pool to object_store and to our own requests.
 #[derive(Debug, Clone)]
 pub struct GatewayConnector(Arc<Outbound>);
 
+struct Outbound {
+    pool: Client<Connect, HttpRequestBody>,
+    read_timeout: Duration,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound").finish_non_exhaustive()
+    }
+}
+
 impl GatewayConnector {
     /// Checks that every dedicated address is one of this host's (a bind
-    /// test), then builds a client per address.
+    /// test), then sets up the pool.
     pub fn new(remote: &str, config: &S3Config) -> Result<Self, OutboundError> {
         let locals: Vec<Option<IpAddr>> =
             if config.use_dedicated_ips && !config.outbound_ips.is_empty() {
@@ -74,31 +74,27 @@ impl GatewayConnector {
             std::net::TcpListener::bind((*ip, 0))
                 .map_err(|source| OutboundError::NotLocal { ip: *ip, source })?;
         }
-        let routes = locals
-            .into_iter()
-            .map(|local| {
-                let client = reqwest::Client::builder()
-                    .local_address(local)
-                    .connect_timeout(config.connect_timeout)
-                    .read_timeout(config.request_timeout)
-                    .tcp_nodelay(true)
-                    .pool_idle_timeout(std::time::Duration::from_secs(60))
-                    .build()?;
-                Ok(Route {
-                    local,
-                    client,
-                    down: AtomicBool::new(false),
-                })
-            })
-            .collect::<Result<_, reqwest::Error>>()
-            .map_err(OutboundError::Client)?;
-        let limit =
-            (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
-        Ok(GatewayConnector(Arc::new(Outbound {
+        let tls = if config.endpoint.starts_with("https://") {
+            Some(tls_connector()?)
+        } else {
+            None
+        };
+        let connect = Connect(Arc::new(ConnectInner {
             remote: remote.to_string(),
-            routes,
+            down: locals.iter().map(|_| AtomicBool::new(false)).collect(),
+            locals,
             next: AtomicUsize::new(0),
-            limit,
+            limit: (config.max_connections > 0)
+                .then(|| Arc::new(Semaphore::new(config.max_connections))),
+            connect_timeout: config.connect_timeout,
+            tls,
+        }));
+        let pool = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connect);
+        Ok(GatewayConnector(Arc::new(Outbound {
+            pool,
+            read_timeout: config.request_timeout,
         })))
     }
 
@@ -106,6 +102,23 @@ impl GatewayConnector {
     pub fn client(&self) -> HttpClient {
         HttpClient::new(self.clone())
     }
+}
+
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, OutboundError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        return Err(OutboundError::Roots(format!("{:?}", found.errors)));
+    }
+    roots.add_parsable_certificates(found.certs);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OutboundError::Roots(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 impl HttpConnector for GatewayConnector {
@@ -118,72 +131,276 @@ impl HttpConnector for GatewayConnector {
 impl HttpService for GatewayConnector {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         let out = &self.0;
-        let permit = match &out.limit {
-            Some(limit) => Some(
-                limit
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| HttpError::new(HttpErrorKind::Unknown, e))?,
-            ),
-            None => None,
-        };
-        let (parts, body) = req.into_parts();
-        let n = out.routes.len();
-        let first = out.next.fetch_add(1, Ordering::Relaxed) % n;
-        let mut result = None;
-        for i in 0..n {
-            let route = &out.routes[(first + i) % n];
-            let attempt = http::Request::from_parts(parts.clone(), body.clone());
-            match route.client.call(attempt).await {
-                Err(e) if e.kind() == HttpErrorKind::Connect && i + 1 < n => {
-                    if !route.down.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(remote = %out.remote, local = ?route.local, error = %e,
-                            "cannot connect from this address; using the others");
-                    }
-                }
-                other => {
-                    if other.is_ok() && route.down.swap(false, Ordering::Relaxed) {
-                        tracing::info!(remote = %out.remote, local = ?route.local, "connecting from this address works again");
-                    }
-                    result = Some(other);
-                    break;
-                }
-            }
-        }
-        let response = result.expect("the last route always answers")?;
-        Ok(response.map(|body| {
-            HttpResponseBody::new(Held {
-                body,
-                _permit: permit,
-            })
-        }))
+        let response = tokio::time::timeout(out.read_timeout, out.pool.request(req))
+            .await
+            .map_err(|e| HttpError::new(HttpErrorKind::Timeout, e))?
+            .map_err(|e| {
+                let kind = if e.is_connect() {
+                    HttpErrorKind::Connect
+                } else {
+                    HttpErrorKind::Request
+                };
+                HttpError::new(kind, e)
+            })?;
+        let read_timeout = out.read_timeout;
+        Ok(response
+            .map(|body| HttpResponseBody::new(Stalling::new(body, read_timeout).map_err(|e| e))))
     }
 }
 
-/// A response body that keeps its request's connection permit until it is
-/// read to the end or dropped.
-struct Held {
-    body: HttpResponseBody,
-    _permit: Option<OwnedSemaphorePermit>,
+/// A response body that fails when no data comes for the read timeout.
+struct Stalling {
+    body: hyper::body::Incoming,
+    timeout: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
 }
 
-impl Body for Held {
+impl Stalling {
+    fn new(body: hyper::body::Incoming, timeout: Duration) -> Self {
+        Stalling {
+            body,
+            timeout,
+            timer: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl hyper::body::Body for Stalling {
     type Data = Bytes;
     type Error = HttpError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + self.timeout;
+                self.timer.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(|e| HttpError::new(HttpErrorKind::Request, e))))
+            }
+            Poll::Pending => match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::new(
+                    HttpErrorKind::Timeout,
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "the response stalled"),
+                )))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 
     fn is_end_stream(&self) -> bool {
         self.body.is_end_stream()
     }
 
-    fn size_hint(&self) -> SizeHint {
+    fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// Opens the pool's connections: from the next local address, within the cap.
+#[derive(Clone)]
+struct Connect(Arc<ConnectInner>);
+
+struct ConnectInner {
+    remote: String,
+    locals: Vec<Option<IpAddr>>,
+    /// Connecting from this address failed last time (the warning is not repeated).
+    down: Vec<AtomicBool>,
+    next: AtomicUsize,
+    limit: Option<Arc<Semaphore>>,
+    connect_timeout: Duration,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl ConnectInner {
+    async fn open(self: Arc<Self>, uri: http::Uri) -> std::io::Result<Conn> {
+        let permit = match &self.limit {
+            Some(limit) => Some(
+                limit
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(std::io::Error::other)?,
+            ),
+            None => None,
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| std::io::Error::other("no host in the URL"))?;
+        let https = uri.scheme_str() == Some("https");
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let targets: Vec<SocketAddr> =
+            tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+                .await?
+                .collect();
+        let n = self.locals.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut last_error = None;
+        for i in 0..n {
+            let slot = (first + i) % n;
+            match self.connect_from(self.locals[slot], &targets).await {
+                Ok(stream) => {
+                    if self.down[slot].swap(false, Ordering::Relaxed) {
+                        tracing::info!(remote = %self.remote, local = ?self.locals[slot], "connecting from this address works again");
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let io = match &self.tls {
+                        Some(tls) if https => {
+                            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                                .map_err(std::io::Error::other)?;
+                            Io::Tls(Box::new(tls.connect(name, stream).await?))
+                        }
+                        _ => Io::Plain(stream),
+                    };
+                    return Ok(Conn {
+                        io: TokioIo::new(io),
+                        _permit: permit,
+                    });
+                }
+                Err(e) => {
+                    if n > 1 && !self.down[slot].swap(true, Ordering::Relaxed) {
+                        tracing::warn!(remote = %self.remote, local = ?self.locals[slot], error = %e,
+                            "cannot connect from this address; using the others");
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| std::io::Error::other("no address to connect from")))
+    }
+
+    /// A TCP connection from `local` to the first of `targets` of its family that answers.
+    async fn connect_from(
+        &self,
+        local: Option<IpAddr>,
+        targets: &[SocketAddr],
+    ) -> std::io::Result<tokio::net::TcpStream> {
+        let mut last_error = std::io::Error::other(format!(
+            "no endpoint address of the same family as {local:?}"
+        ));
+        for target in targets
+            .iter()
+            .filter(|t| local.is_none_or(|l| l.is_ipv4() == t.is_ipv4()))
+        {
+            let socket = if target.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            if let Some(local) = local {
+                socket.bind(SocketAddr::new(local, 0))?;
+            }
+            match tokio::time::timeout(self.connect_timeout, socket.connect(*target)).await {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => last_error = e,
+                Err(_) => {
+                    last_error = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connecting to {target} timed out"),
+                    )
+                }
+            }
+        }
+        Err(last_error)
+    }
+}
+
+impl tower_service::Service<http::Uri> for Connect {
+    type Response = Conn;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Conn>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        Box::pin(self.0.clone().open(uri))
+    }
+}
+
+enum Io {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A pooled connection, holding its permit of the cap until it closes.
+struct Conn {
+    io: TokioIo<Io>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
