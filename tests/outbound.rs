@@ -24,10 +24,10 @@ struct Seen {
     most_open: usize,
 }
 
-/// A TCP relay to `upstream` on 127.0.0.1, listening on every loopback
-/// address (so 127.0.0.2 and 127.0.0.3 reach it too).
-async fn relay(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Seen>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// A TCP relay to `upstream` listening on `bind`: 127.0.0.1 (which
+/// 127.0.0.2 and 127.0.0.3 reach too) or ::1.
+async fn relay(bind: &str, upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let state = seen.clone();
@@ -73,13 +73,20 @@ async fn relay(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Seen>>) {
     (addr, seen)
 }
 
-/// An S3 remote reached through a fresh relay, with `extra` keys.
+/// An S3 remote reached through a fresh relay on 127.0.0.1, with `extra` keys.
 async fn through_relay(extra: &str) -> (Arc<bucketgate::remote::Remote>, Arc<Mutex<Seen>>) {
+    through_relay_at("127.0.0.1:0", extra).await
+}
+
+async fn through_relay_at(
+    bind: &str,
+    extra: &str,
+) -> (Arc<bucketgate::remote::Remote>, Arc<Mutex<Seen>>) {
     let endpoint = moto_endpoint();
     let bucket = unique("outbound");
     create_bucket(&endpoint, &bucket);
     let upstream: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
-    let (addr, seen) = relay(upstream).await;
+    let (addr, seen) = relay(bind, upstream).await;
     let text = s3_remote_toml(&format!("http://{addr}"), &bucket, extra);
     let config = parse_config(&text);
     let remote = Arc::new(bucketgate::remote::Remote::build(&config.remotes["store"]).unwrap());
@@ -162,6 +169,14 @@ async fn an_address_that_stops_working_is_skipped() {
         sources,
         BTreeSet::from(["127.0.0.2".parse::<IpAddr>().unwrap()])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_addresses_work() {
+    let (remote, seen) = through_relay_at("[::1]:0", "outbound_ips = [\"::1\"]").await;
+    traffic(&remote, 2, MIB).await;
+    let sources = seen.lock().unwrap().sources.clone();
+    assert_eq!(sources, BTreeSet::from(["::1".parse::<IpAddr>().unwrap()]));
 }
 
 #[test]

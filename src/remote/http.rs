@@ -29,7 +29,7 @@ use object_store::client::{
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -50,7 +50,7 @@ pub enum OutboundError {
 pub struct GatewayConnector(Arc<Outbound>);
 
 struct Outbound {
-    pool: Client<Connect, HttpRequestBody>,
+    pool: Client<Connect, Progress>,
     read_timeout: Duration,
 }
 
@@ -131,10 +131,31 @@ impl HttpConnector for GatewayConnector {
 impl HttpService for GatewayConnector {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         let out = &self.0;
-        let response = tokio::time::timeout(out.read_timeout, out.pool.request(req))
-            .await
-            .map_err(|e| HttpError::new(HttpErrorKind::Timeout, e))?
-            .map_err(|e| {
+        // The timeout is time without progress: an upload whose body is
+        // still being sent is not cut, one that stalls is.
+        let last = Arc::new(AtomicU64::new(0));
+        let started = tokio::time::Instant::now();
+        let request = out.pool.request(req.map(|body| Progress {
+            body,
+            started,
+            last: last.clone(),
+        }));
+        tokio::pin!(request);
+        let response = loop {
+            let since = Duration::from_millis(last.load(Ordering::Relaxed));
+            tokio::select! {
+                r = &mut request => break r,
+                _ = tokio::time::sleep_until(started + since + out.read_timeout) => {
+                    if Duration::from_millis(last.load(Ordering::Relaxed)) == since {
+                        return Err(HttpError::new(
+                            HttpErrorKind::Timeout,
+                            std::io::Error::new(std::io::ErrorKind::TimedOut, "no progress on the request"),
+                        ));
+                    }
+                }
+            }
+        }
+        .map_err(|e| {
                 let kind = if e.is_connect() {
                     HttpErrorKind::Connect
                 } else {
@@ -145,6 +166,39 @@ impl HttpService for GatewayConnector {
         let read_timeout = out.read_timeout;
         Ok(response
             .map(|body| HttpResponseBody::new(Stalling::new(body, read_timeout).map_err(|e| e))))
+    }
+}
+
+/// A request body that notes when it last handed data to the connection.
+struct Progress {
+    body: HttpRequestBody,
+    started: tokio::time::Instant,
+    /// Milliseconds after `started`.
+    last: Arc<AtomicU64>,
+}
+
+impl hyper::body::Body for Progress {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, HttpError>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if frame.is_ready() {
+            let ms = self.started.elapsed().as_millis() as u64;
+            self.last.store(ms, Ordering::Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
