@@ -11,6 +11,7 @@ use bucketgate::vfs::objects::ObjectLayer;
 use common::*;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 
@@ -20,13 +21,53 @@ const MIB: usize = 1 << 20;
 #[derive(Default)]
 struct Seen {
     sources: BTreeSet<IpAddr>,
+    /// Connections open now: the gateway's socket (to look for its FIN) and
+    /// whether it was counted closed.
+    live: Vec<(std::os::fd::RawFd, Arc<AtomicBool>)>,
     open: usize,
     most_open: usize,
 }
 
+impl Seen {
+    fn close(&mut self, closed: &AtomicBool) {
+        if !closed.swap(true, Ordering::SeqCst) {
+            self.open -= 1;
+        }
+    }
+
+    /// Counts as closed the connections whose FIN from the gateway is
+    /// already here. The gateway closes a connection before it opens the
+    /// next, and on loopback the FIN arrives first; the task that copies
+    /// it may just not have run yet.
+    fn reap(&mut self) {
+        let live = std::mem::take(&mut self.live);
+        for (fd, closed) in live {
+            if closed.load(Ordering::SeqCst) {
+                continue;
+            }
+            let mut byte = 0u8;
+            let n = unsafe {
+                libc::recv(
+                    fd,
+                    (&mut byte as *mut u8).cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            if n == 0 {
+                self.close(&closed);
+            } else {
+                self.live.push((fd, closed));
+            }
+        }
+    }
+}
+
 /// A TCP relay to `upstream` listening on `bind`: 127.0.0.1 (which
-/// 127.0.0.2 and 127.0.0.3 reach too) or ::1.
+/// 127.0.0.2 and 127.0.0.3 reach too) or ::1. A connection counts as closed
+/// once either side ends it.
 async fn relay(bind: &str, upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    use std::os::fd::AsRawFd;
     let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -36,22 +77,17 @@ async fn relay(bind: &str, upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Seen>
             let Ok((client, peer)) = listener.accept().await else {
                 return;
             };
+            let closed = Arc::new(AtomicBool::new(false));
             {
                 let mut s = state.lock().unwrap();
+                s.reap();
                 s.sources.insert(peer.ip());
                 s.open += 1;
                 s.most_open = s.most_open.max(s.open);
+                s.live.push((client.as_raw_fd(), closed.clone()));
             }
-            // A connection counts as closed once either side ends it. When S3
-            // ends it (moto answers HTTP/1.0 and closes), the count drops before
-            // the gateway can learn of it, so a new connection it opens after
-            // is never counted beside the old one.
-            let closed = Arc::new(std::sync::Once::new());
-            let close = move |state: &Mutex<Seen>, closed: &std::sync::Once| {
-                closed.call_once(|| state.lock().unwrap().open -= 1)
-            };
             let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
-                close(&state, &closed);
+                state.lock().unwrap().close(&closed);
                 continue;
             };
             let (mut from_client, mut to_client) = client.into_split();
@@ -59,13 +95,15 @@ async fn relay(bind: &str, upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Seen>
             let (s, c) = (state.clone(), closed.clone());
             tokio::spawn(async move {
                 let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
-                close(&s, &c);
+                s.lock().unwrap().close(&c);
                 let _ = to_server.shutdown().await;
+                // The gateway's socket closes when both halves are gone.
+                drop(from_client);
             });
             let (s, c) = (state.clone(), closed);
             tokio::spawn(async move {
                 let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
-                close(&s, &c);
+                s.lock().unwrap().close(&c);
                 let _ = to_client.shutdown().await;
             });
         }
