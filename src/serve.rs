@@ -18,6 +18,14 @@ pub struct Gateway {
     pub limits: SessionLimits,
 }
 
+/// What every session of every frontend shares: the users, the storage
+/// and the session slots.
+pub struct Shared {
+    pub users: Users,
+    pub storage: Storage,
+    pub limits: SessionLimits,
+}
+
 /// The listeners of a started gateway, with the addresses they got.
 pub struct Running {
     /// Where SFTP listens: the configured address, with the port filled in
@@ -50,45 +58,37 @@ impl Gateway {
     pub async fn start(self) -> anyhow::Result<Running> {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let shared = Arc::new(Shared {
+            users: self.users.clone(),
+            storage: self.storage.clone(),
+            limits: self.limits.clone(),
+        });
+        let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
         let mut sftp_addr = None;
         if let Some(sftp) = &self.config.sftp {
             refuse_proxy_protocol("sftp", sftp.proxy_protocol)?;
-            let shared = Arc::new(crate::sftp::Shared {
-                users: self.users.clone(),
-                storage: self.storage.clone(),
-                limits: self.limits.clone(),
-            });
             let listener =
-                crate::sftp::SftpListener::bind(sftp.listen, &self.config.server, shared).await?;
+                crate::sftp::SftpListener::bind(sftp.listen, &self.config.server, shared.clone())
+                    .await?;
             sftp_addr = Some(listener.local_addr()?);
-            let mut stopped = stopped.clone();
+            let stop = until_stopped(stopped.clone());
             tasks.spawn(async move {
-                listener
-                    .serve(async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    })
-                    .await;
+                listener.serve(stop).await;
                 Ok(())
             });
         }
         let (mut ftp_addr, mut ftps_implicit) = (None, None);
         if let Some(ftp) = &self.config.ftp {
             refuse_proxy_protocol("ftp", ftp.proxy_protocol)?;
-            let shared = Arc::new(crate::ftp::Shared {
-                users: self.users.clone(),
-                storage: self.storage.clone(),
-                limits: self.limits.clone(),
-            });
-            let listener = crate::ftp::FtpListener::bind(ftp, &self.config.server, shared).await?;
+            let listener =
+                crate::ftp::FtpListener::bind(ftp, &self.config.server, shared.clone()).await?;
             ftp_addr = Some(listener.local_addr()?);
             ftps_implicit = listener.implicit_addr()?;
-            let mut stopped = stopped.clone();
+            let stop = until_stopped(stopped.clone());
             tasks.spawn(async move {
-                listener
-                    .serve(async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    })
-                    .await;
+                listener.serve(stop).await;
                 Ok(())
             });
         }

@@ -6,8 +6,8 @@
 //! both parts, so the user it checked, with the connection's slot and span,
 //! is the user the session gets.
 
-use super::Shared;
 use crate::auth::SessionSlot;
+use crate::serve::Shared;
 use crate::vfs::UserVfs;
 use async_trait::async_trait;
 use std::fmt;

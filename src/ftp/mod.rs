@@ -13,9 +13,8 @@ mod backend;
 mod login;
 pub mod tls;
 
-use crate::auth::{SessionLimits, Users};
 use crate::config::{FtpConfig, PassiveHost, ServerConfig};
-use crate::vfs::Storage;
+use crate::serve::Shared;
 use backend::VfsBackend;
 use libunftp::options::FtpsRequired;
 use login::{FtpUser, Login};
@@ -25,13 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::Instrument;
-
-/// What every FTP session of the gateway shares.
-pub struct Shared {
-    pub users: Users,
-    pub storage: Storage,
-    pub limits: SessionLimits,
-}
 
 /// The bound FTP listeners (explicit, and implicit FTPS when configured)
 /// with the TLS config loaded.

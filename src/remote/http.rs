@@ -18,7 +18,6 @@
 
 use crate::config::S3Config;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -164,8 +163,7 @@ impl HttpService for GatewayConnector {
                 HttpError::new(kind, e)
             })?;
         let read_timeout = out.read_timeout;
-        Ok(response
-            .map(|body| HttpResponseBody::new(Stalling::new(body, read_timeout).map_err(|e| e))))
+        Ok(response.map(|body| HttpResponseBody::new(Stalling::new(body, read_timeout))))
     }
 }
 

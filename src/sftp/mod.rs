@@ -13,22 +13,14 @@ pub mod host_keys;
 mod pump;
 mod ssh;
 
-use crate::auth::{SessionLimits, Users};
 use crate::config::ServerConfig;
-use crate::vfs::Storage;
+use crate::serve::Shared;
 use russh::keys::PrivateKey;
 use russh::{MethodKind, MethodSet, SshId};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// What every SSH session of the gateway shares.
-pub struct Shared {
-    pub users: Users,
-    pub storage: Storage,
-    pub limits: SessionLimits,
-}
 
 /// russh tuned for bulk transfer: a 16 MiB window, 64 KiB packets, and a
 /// channel buffer deep enough that pipelined requests never stall a

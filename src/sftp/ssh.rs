@@ -1,10 +1,10 @@
 //! The SSH side of a session (russh): login, session slots, and the one
 //! thing a channel may do here, the `sftp` subsystem.
 
-use super::Shared;
 use super::handler::SftpHandler;
 use crate::auth::{LoginError, SessionSlot};
 use crate::config::UserConfig;
+use crate::serve::Shared;
 use crate::vfs::UserVfs;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
