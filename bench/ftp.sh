@@ -84,13 +84,6 @@ endpoint_of() {
         vsftpd) echo "$VS_PORT anonymous x /up/" ;;
     esac
 }
-timed() { # times-file target workload command...
-    local t0 t1
-    t0=$(seconds)
-    "${@:4}" >/dev/null
-    t1=$(seconds)
-    echo "$2 $3 $(elapsed "$t0" "$t1")" >> "$1"
-}
 check() { # what, downloaded file
     cmp -s "$work/big.bin" "$2" || { echo "$1: downloaded bytes differ" >&2; exit 1; }
     rm -f "$2"

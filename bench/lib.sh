@@ -29,6 +29,15 @@ wait_port() {
 seconds() { date +%s.%N; }
 # elapsed T0 T1: seconds between, 3 decimals
 elapsed() { python3 -c "print(round($2 - $1, 3))"; }
+# timed TIMES_FILE TARGET WORKLOAD COMMAND...: runs the command, appends
+# "target workload seconds" to the file.
+timed() {
+    local t0 t1
+    t0=$(seconds)
+    "${@:4}" >/dev/null
+    t1=$(seconds)
+    echo "$2 $3 $(elapsed "$t0" "$t1")" >> "$1"
+}
 
 if [ -z "${S3_ENDPOINT:-}" ]; then
     need moto_server

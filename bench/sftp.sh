@@ -104,12 +104,8 @@ sftp_run() { # target, batch text
         -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
         -o IdentitiesOnly=yes "$user@127.0.0.1" >/dev/null)
 }
-timed() { # target, workload, batch → appends "target workload seconds"
-    local t0 t1
-    t0=$(seconds)
-    sftp_run "$1" "$3"
-    t1=$(seconds)
-    echo "$1 $2 $(elapsed "$t0" "$t1")" >> "$work/times"
+sftp_timed() { # target, workload, batch
+    timed "$work/times" "$1" "$2" sftp_run "$1" "$3"
 }
 
 # 1000 entries to list per round, written straight to each store: a fresh
@@ -143,13 +139,13 @@ for round in $(seq 1 "$ROUNDS"); do
     raw_s3
     for t in "${targets[@]}"; do
         rm -rf "$work/out"; mkdir -p "$work/out"
-        timed "$t" put_big "put in/big.bin big.bin"
-        timed "$t" get_big "get big.bin out/big.bin"
+        sftp_timed "$t" put_big "put in/big.bin big.bin"
+        sftp_timed "$t" get_big "get big.bin out/big.bin"
         cmp -s "$work/in/big.bin" "$work/out/big.bin" || { echo "$t: downloaded bytes differ" >&2; exit 1; }
-        timed "$t" put_small "mkdir small$round
+        sftp_timed "$t" put_small "mkdir small$round
 put -r in/small/* small$round/"
-        timed "$t" get_small "get -r small$round out/small"
-        timed "$t" list_1000 "ls -l list$round"
+        sftp_timed "$t" get_small "get -r small$round out/small"
+        sftp_timed "$t" list_1000 "ls -l list$round"
         sftp_run "$t" "rm big.bin"
     done
 done

@@ -6,23 +6,10 @@
 mod common;
 
 use common::gateway::*;
-use common::pattern;
+use common::{pattern, run};
 use std::path::Path;
 
 const MIB: usize = 1 << 20;
-
-async fn run(program: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run does it): {e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
 
 fn write(path: &Path, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -4,22 +4,9 @@
 mod common;
 
 use common::gateway::*;
-use common::pattern;
+use common::{pattern, run};
 
 const MIB: usize = 1 << 20;
-
-async fn run(program: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run does it): {e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn paramiko_prefetch_append_and_errors() {

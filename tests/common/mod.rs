@@ -53,6 +53,20 @@ pub fn moto_endpoint() -> String {
     .clone()
 }
 
+/// Runs a client program; its success, stdout and stderr.
+pub async fn run(program: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run does it): {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
