@@ -80,12 +80,17 @@ fn user_path(path: &Path) -> VfsResult<UserPath> {
     UserPath::parse(text)
 }
 
-/// Runs a VFS call in the session's span (libunftp's tasks are not in it).
+/// Runs `work` in the session's span (libunftp's tasks are not in it).
+async fn in_span<F: Future>(user: &FtpUser, work: F) -> F::Output {
+    work.instrument(user.span.clone()).await
+}
+
+/// Runs a VFS call in the session's span.
 async fn in_session<T>(
     user: &FtpUser,
     call: impl Future<Output = VfsResult<T>>,
 ) -> storage::Result<T> {
-    call.instrument(user.span.clone()).await.map_err(ftp_error)
+    in_span(user, call).await.map_err(ftp_error)
 }
 
 /// Resolves the path and runs `call` on it, with its audit line.
@@ -222,7 +227,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
         P: AsRef<Path> + Send + Debug,
     {
         let path = user_path(path.as_ref());
-        async {
+        in_span(user, async {
             let path = path.map_err(ftp_error)?;
             let started = Instant::now();
             let mut sent = 0u64;
@@ -250,8 +255,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
             }
             .finish(result.as_ref().map(|_| ()));
             result.map(|()| sent)
-        }
-        .instrument(user.span.clone())
+        })
         .await
     }
 

@@ -256,9 +256,6 @@ where
                     slog::debug!(logger, "Exiting control loop");
                     return;
                 }
-                Some(Ok(Event::InternalMsg(ControlChanMsg::DataEof(ack)))) => {
-                    let _ = ack.send(());
-                }
                 Some(Ok(event)) => {
                     // AUTH TLS: the handshake follows the 234 at once. Waiting for
                     // the SecureControlChannel message first would let the
@@ -402,7 +399,7 @@ where
             DelFileSuccess { .. } | RmDirSuccess { .. } => Ok(Reply::new(ReplyCode::FileActionOkay, "Successfully removed")),
             DelFail => Ok(Reply::new(ReplyCode::TransientFileError, "Failed to delete the file")),
             ExitControlLoop => Ok(Reply::none()),
-            // Answered in the loop itself, before the middlewares.
+            // Reached in queue order, after the commands read before it.
             DataEof(ack) => {
                 let _ = ack.send(());
                 Ok(Reply::none())
