@@ -13,6 +13,8 @@
 //! * [`sftp`]: the SFTP frontend (russh + russh-sftp) over the VFS.
 //! * [`auth`]: users, password hashes and keys, session limits.
 //! * [`audit`]: one log line per file operation.
+//! * [`ftp`]: the FTP/FTPS frontend (libunftp) over the VFS.
+//! * [`sync`]: sync jobs — list both sides, plan (pure), act through the same object layers.
 //! * [`serve`]: starts what the config enables.
 
 pub mod audit;
@@ -22,4 +24,5 @@ pub mod ftp;
 pub mod remote;
 pub mod serve;
 pub mod sftp;
+pub mod sync;
 pub mod vfs;

@@ -38,15 +38,67 @@ enum Command {
     },
     /// Read a password (one line on stdin, or prompted twice on a terminal) and print its argon2id hash.
     HashPassword,
+    /// Sync jobs: run one now, list them, show a job's recent runs.
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncCommand {
+    /// Run a job once now; exits non-zero if any file failed or the run stopped.
+    Run {
+        name: String,
+        /// Print each action the run would take, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go past the max_delete and empty-side stops.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// The jobs, with the last run of each.
+    List {
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// A job's recent run reports, oldest first.
+    Status {
+        name: String,
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // A sync run on a terminal shows a progress bar; log lines would break it.
+    let bar = matches!(
+        cli.command,
+        Command::Sync {
+            command: SyncCommand::Run { dry_run: false, .. }
+        }
+    ) && std::io::stderr().is_terminal();
+    init_logs(
+        cli.log_format,
+        if bar { "warn" } else { "info,libunftp=error" },
+    );
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::CheckConfig { config } => check_config(&config),
         Command::HashPassword => hash_password(),
+        Command::Sync { command } => match command {
+            SyncCommand::Run {
+                name,
+                dry_run,
+                force,
+                config,
+            } => sync_run(&config, &name, dry_run, force, bar),
+            SyncCommand::List { config } => sync_list(&config),
+            SyncCommand::Status { name, config } => sync_status(&config, &name),
+        },
     };
     match result {
         Ok(code) => code,
@@ -57,9 +109,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,libunftp=error".into());
+fn init_logs(format: LogFormat, default: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -115,5 +167,139 @@ fn hash_password() -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(!password.is_empty(), "the password is empty");
     println!("{}", bucketgate::auth::hash_password(&password));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the remotes and finds job `name`.
+fn sync_job(config: &Config, name: &str) -> anyhow::Result<bucketgate::sync::Job> {
+    let remotes = bucketgate::remote::Remotes::build(config)?;
+    let storage = bucketgate::vfs::Storage::new(&remotes);
+    Ok(bucketgate::sync::Job::named(
+        name,
+        &config.syncs,
+        &storage,
+        &config.server.state_dir,
+    )?)
+}
+
+fn sync_run(
+    path: &std::path::Path,
+    name: &str,
+    dry_run: bool,
+    force: bool,
+    bar: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let job = sync_job(&config, name)?;
+        if dry_run {
+            let prepared = match job.prepare(force).await {
+                Ok(p) => p,
+                Err(reason) => {
+                    eprintln!("{name}: the run would stop: {reason}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let mut acting = 0;
+            for a in &prepared.plan.actions {
+                if a.phase() < 5 {
+                    println!("{}", job.describe(a));
+                    acting += 1;
+                }
+            }
+            for s in &prepared.plan.skipped {
+                println!("skip {}: {}", s.path, s.reason);
+            }
+            println!("{name}: dry run, {acting} action(s); nothing was changed");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let progress = Bar(bar.then(|| {
+            indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                )
+                .expect("a valid template"),
+            )
+        }));
+        let report = job.run(force, &progress).await?;
+        if let Some(b) = &progress.0 {
+            b.finish_and_clear();
+        }
+        println!("{name}: {report}");
+        Ok(if report.outcome == bucketgate::sync::Outcome::Done {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}
+
+/// The progress bar of `sync run` on a terminal.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl bucketgate::sync::Progress for Bar {
+    fn planned(&self, _actions: usize, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(bytes);
+        }
+    }
+    fn copied(&self, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(bytes);
+        }
+    }
+    fn finished(&self, action: &str) {
+        if let Some(b) = &self.0 {
+            b.set_message(action.to_string());
+        }
+    }
+}
+
+fn job_files(
+    config: &Config,
+    s: &bucketgate::config::SyncConfig,
+) -> bucketgate::sync::state::JobFiles {
+    bucketgate::sync::state::JobFiles::new(
+        &config.server.state_dir,
+        &s.name,
+        s.local.to_string(),
+        s.remote.to_string(),
+    )
+}
+
+fn sync_list(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    if config.syncs.is_empty() {
+        println!("no sync jobs in {}", path.display());
+    }
+    for s in &config.syncs {
+        let every = s.interval.map_or("on demand".to_string(), |i| {
+            format!("every {}", humantime::format_duration(i))
+        });
+        println!(
+            "{}: {:?} {} <-> {}, {every}",
+            s.name, s.direction, s.local, s.remote
+        );
+        match job_files(&config, s).reports()?.last() {
+            Some(last) => println!("  last run {last}"),
+            None => println!("  never run"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sync_status(path: &std::path::Path, name: &str) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let Some(s) = config.syncs.iter().find(|s| s.name == name) else {
+        anyhow::bail!("no sync job named {name:?} in {}", path.display());
+    };
+    let reports = job_files(&config, s).reports()?;
+    if reports.is_empty() {
+        println!("{name}: never run");
+    }
+    for r in reports {
+        println!("{r}");
+    }
     Ok(ExitCode::SUCCESS)
 }

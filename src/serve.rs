@@ -1,4 +1,5 @@
-//! `bucketgate serve`: builds the remotes and starts what the config enables.
+//! `bucketgate serve`: builds the remotes and starts what the config
+//! enables: the listeners and the sync jobs that have an interval.
 
 use crate::auth::{SessionLimits, Users};
 use crate::config::Config;
@@ -89,6 +90,13 @@ impl Gateway {
             let stop = until_stopped(stopped.clone());
             tasks.spawn(async move {
                 listener.serve(stop).await;
+                Ok(())
+            });
+        }
+        for job in crate::sync::schedule::start(&self.config, &self.storage, &stopped) {
+            tasks.spawn(async move {
+                // A job's failures are its own: logged by the job, never the gateway's.
+                let _ = job.await;
                 Ok(())
             });
         }

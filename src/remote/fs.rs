@@ -2,7 +2,7 @@
 //! directory itself, so one file with a name we cannot serve is skipped
 //! instead of failing the folder.
 
-use super::{ListPage, Namespace, RawEntry, Space, usable_name};
+use super::{ListPage, Namespace, RawEntry, Space, TreeEntry, usable_name};
 use crate::vfs::{VfsError, VfsResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -66,6 +66,17 @@ impl Namespace for FsNamespace {
         })
     }
 
+    async fn walk(&self, dir: &str) -> VfsResult<Vec<TreeEntry>> {
+        let (root, dir) = (self.path(dir), dir.to_string());
+        tokio::task::spawn_blocking(move || {
+            let mut entries = Vec::new();
+            walk_into(&root, &dir, "", &mut entries)?;
+            Ok(entries)
+        })
+        .await
+        .map_err(VfsError::storage)?
+    }
+
     async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
         match tokio::fs::metadata(self.path(dir)).await {
             Ok(m) if m.is_dir() => Ok(Some(m.modified().ok().map(DateTime::<Utc>::from))),
@@ -118,6 +129,68 @@ impl Namespace for FsNamespace {
             free_bytes: st.blocks_available() as u64 * block,
         })
     }
+}
+
+/// Whether the filesystem at `root` treats names that differ only in case
+/// as one: writes a probe file with an upper-case name and looks for it by
+/// its lower-case name.
+pub fn probe_case_insensitive(root: &std::path::Path) -> std::io::Result<bool> {
+    let name = format!(".bucketgate-CASE-probe-{}", std::process::id());
+    let probe = root.join(&name);
+    std::fs::write(&probe, b"")?;
+    let folded = std::fs::symlink_metadata(root.join(name.to_lowercase())).is_ok();
+    std::fs::remove_file(&probe)?;
+    Ok(folded)
+}
+
+/// Reads `root/rel` and everything below it into `out`. Symlinked files
+/// are followed; symlinked folders are not (a loop would never end).
+fn walk_into(
+    root: &std::path::Path,
+    dir: &str,
+    rel: &str,
+    out: &mut Vec<TreeEntry>,
+) -> VfsResult<()> {
+    let here = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    for entry in std::fs::read_dir(here).map_err(VfsError::from)? {
+        let entry = entry.map_err(VfsError::from)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            tracing::warn!(folder = dir, name = ?entry.file_name(), "skipping a file whose name is not UTF-8");
+            continue;
+        };
+        if is_staging_file(&name) || !usable_name(dir, &name) {
+            continue;
+        }
+        let path = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        let linked = entry.file_type().is_ok_and(|t| t.is_symlink());
+        if meta.is_dir() && linked {
+            tracing::warn!(folder = dir, path, "not following a symlinked folder");
+            continue;
+        }
+        let modified = meta.modified().ok().map(DateTime::<Utc>::from);
+        out.push(TreeEntry {
+            path: path.clone(),
+            is_dir: meta.is_dir(),
+            size: if meta.is_dir() { 0 } else { meta.len() },
+            modified,
+            etag: None,
+        });
+        if meta.is_dir() {
+            walk_into(root, dir, &path, out)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Folders on the memory remote: object_store's `InMemory` cannot hold a
 //! `dir/` key, so markers live in a set beside it.
 
-use super::{ListPage, Namespace, RawEntry, Space, UNBOUNDED_SPACE, child_name};
+use super::{ListPage, Namespace, RawEntry, Space, TreeEntry, UNBOUNDED_SPACE, child_name};
 use crate::vfs::{VfsError, VfsResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -89,6 +89,37 @@ impl Namespace for MemoryNamespace {
             entries: entries.into_values().collect(),
             next: None,
         })
+    }
+
+    async fn walk(&self, dir: &str) -> VfsResult<Vec<TreeEntry>> {
+        let objects: Vec<_> = self
+            .store
+            .list(Self::under(dir).as_ref())
+            .try_collect()
+            .await?;
+        let relative = |key: &str| child_name(dir, key).to_string();
+        let mut entries: Vec<TreeEntry> = objects
+            .into_iter()
+            .map(|o| TreeEntry {
+                path: relative(o.location.as_ref()),
+                is_dir: false,
+                size: o.size,
+                modified: Some(o.last_modified),
+                etag: None,
+            })
+            .collect();
+        for (key, t) in self.markers().iter() {
+            if inside(dir, key) && key != dir {
+                entries.push(TreeEntry {
+                    path: relative(key),
+                    is_dir: true,
+                    size: 0,
+                    modified: Some(*t),
+                    etag: None,
+                });
+            }
+        }
+        Ok(entries)
     }
 
     async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {

@@ -32,6 +32,18 @@ pub struct RawEntry {
     pub modified: Option<DateTime<Utc>>,
 }
 
+/// A file or folder anywhere under a walked folder: what a sync job compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Relative to the walked folder, `/`-separated, no leading or trailing `/`.
+    pub path: String,
+    pub is_dir: bool,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+    /// The store's ETag, where it has one worth comparing (S3).
+    pub etag: Option<String>,
+}
+
 /// One page of a folder listing; `next` continues it.
 #[derive(Debug, Default)]
 pub struct ListPage {
@@ -59,6 +71,10 @@ pub const UNBOUNDED_SPACE: Space = Space {
 pub trait Namespace: Send + Sync + std::fmt::Debug {
     /// One page of the files and folders directly inside `dir`.
     async fn list_page(&self, dir: &str, token: Option<String>) -> VfsResult<ListPage>;
+    /// Every file and folder under `dir`, at any depth, in as few requests
+    /// as the store allows (S3: one listing per 1000 keys, not one per
+    /// folder). Folders implied only by a key below them may be left out.
+    async fn walk(&self, dir: &str) -> VfsResult<Vec<TreeEntry>>;
     /// `Some(mtime)` when `dir` is a folder: a marker, a prefix or a real directory.
     async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>>;
     async fn create_dir(&self, dir: &str) -> VfsResult<()>;
@@ -81,6 +97,10 @@ pub struct Remote {
     /// Part-level multipart calls, on S3 remotes: a resumed upload mixes
     /// copied parts with uploaded ones.
     pub multipart: Option<Arc<dyn MultipartStore>>,
+    /// Whether `Report.pdf` and `report.pdf` are one file here: set in the
+    /// config or probed on a filesystem, false on object stores. Sync jobs
+    /// check names before writing onto such a remote.
+    pub case_insensitive: bool,
 }
 
 impl std::fmt::Debug for Remote {
@@ -112,11 +132,23 @@ impl Remote {
                     store,
                     s3: None,
                     multipart: None,
+                    case_insensitive: false,
                 })
             }
-            RemoteKind::Filesystem { root, .. } => {
+            RemoteKind::Filesystem {
+                root,
+                case_insensitive,
+            } => {
                 std::fs::create_dir_all(root).map_err(|e| err(&e))?;
                 let root = std::fs::canonicalize(root).map_err(|e| err(&e))?;
+                let case_insensitive = match case_insensitive {
+                    Some(set) => *set,
+                    // A root we cannot write is never a sync target either.
+                    None => fs::probe_case_insensitive(&root).unwrap_or_else(|e| {
+                        tracing::warn!(remote = config.name, error = %e, "cannot probe whether names are case-insensitive here; assuming they are not");
+                        false
+                    }),
+                };
                 let store = object_store::local::LocalFileSystem::new_with_prefix(&root)
                     .map_err(|e| err(&e))?;
                 Ok(Remote {
@@ -125,6 +157,7 @@ impl Remote {
                     namespace: Box::new(fs::FsNamespace::new(root)),
                     s3: None,
                     multipart: None,
+                    case_insensitive,
                 })
             }
             RemoteKind::S3(s3) => {
@@ -159,6 +192,7 @@ impl Remote {
                     store: store.clone(),
                     s3: Some(api),
                     multipart: Some(store),
+                    case_insensitive: false,
                 })
             }
         }
@@ -206,6 +240,20 @@ pub(crate) fn child_name<'a>(dir: &str, key: &'a str) -> &'a str {
             .unwrap_or(key)
     };
     rest.trim_end_matches('/')
+}
+
+/// A walked path with a segment a frontend could not address is skipped, loudly.
+pub(crate) fn usable_path(dir: &str, path: &str) -> bool {
+    match path
+        .split('/')
+        .try_for_each(crate::vfs::path::check_segment)
+    {
+        Ok(()) => true,
+        Err(reason) => {
+            tracing::warn!(folder = dir, path = ?path, %reason, "skipping an object whose name cannot be served");
+            false
+        }
+    }
 }
 
 /// A listed name that a frontend could not address is skipped, loudly.

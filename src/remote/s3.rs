@@ -3,7 +3,10 @@
 //! copy-in-place to set metadata. Each is signed with object_store's public
 //! `AwsAuthorizer` and sent over the remote's own HTTP client.
 
-use super::{ListPage, Namespace, RawEntry, Space, UNBOUNDED_SPACE, child_name, usable_name};
+use super::{
+    ListPage, Namespace, RawEntry, Space, TreeEntry, UNBOUNDED_SPACE, child_name, usable_name,
+    usable_path,
+};
 use crate::config::S3Config;
 use crate::vfs::{VfsError, VfsResult};
 use async_trait::async_trait;
@@ -54,6 +57,7 @@ pub struct ListedObject {
     pub key: String,
     pub size: u64,
     pub modified: Option<DateTime<Utc>>,
+    pub etag: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +83,8 @@ struct Contents {
     key: String,
     size: u64,
     last_modified: Option<String>,
+    #[serde(rename = "ETag")]
+    e_tag: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +314,7 @@ impl S3Api {
                         .last_modified
                         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                         .map(|t| t.with_timezone(&Utc)),
+                    etag: c.e_tag,
                 })
                 .collect(),
             prefixes: parsed
@@ -390,6 +397,26 @@ impl Namespace for S3Namespace {
             entries,
             next: page.next,
         })
+    }
+
+    async fn walk(&self, dir: &str) -> VfsResult<Vec<TreeEntry>> {
+        let prefix = dir_prefix(dir);
+        let objects = self.api.list_all(&prefix).await?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|o| {
+                let rel = &o.key[prefix.len()..];
+                let is_dir = rel.ends_with('/');
+                let path = rel.trim_end_matches('/');
+                (!path.is_empty() && usable_path(dir, path)).then(|| TreeEntry {
+                    path: path.to_string(),
+                    is_dir,
+                    size: if is_dir { 0 } else { o.size },
+                    modified: o.modified,
+                    etag: if is_dir { None } else { o.etag },
+                })
+            })
+            .collect())
     }
 
     async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {

@@ -6,7 +6,8 @@ use super::known_dirs::KnownDirs;
 use super::resume;
 use super::upload::{OpenUploads, Upload, WriteMode};
 use super::{FileStat, VfsError, VfsResult};
-use crate::remote::{Remote, Space};
+use crate::config::RemoteKind;
+use crate::remote::{Remote, Space, TreeEntry};
 use chrono::{DateTime, TimeZone, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
@@ -93,8 +94,8 @@ impl ObjectLayer {
         self.head_object(key).await.map(|(stat, _)| stat)
     }
 
-    /// A file's stat and ETag.
-    async fn head_object(&self, key: &str) -> VfsResult<(FileStat, Option<String>)> {
+    /// A file's stat and ETag, from one HEAD.
+    pub async fn head_object(&self, key: &str) -> VfsResult<(FileStat, Option<String>)> {
         let head = GetOptions {
             head: true,
             ..Default::default()
@@ -305,6 +306,35 @@ impl ObjectLayer {
                 Err(VfsError::Unsupported("is a folder".into()))
             }
             other => other,
+        }
+    }
+
+    /// Every file and folder under folder `key`, at any depth: what a sync
+    /// job compares.
+    pub async fn walk(&self, key: &str) -> VfsResult<Vec<TreeEntry>> {
+        self.remote.namespace.walk(key).await
+    }
+
+    /// Creates or replaces the object at `key` without the checks of
+    /// [`ObjectLayer::open_write`]: a sync job has listed both sides and
+    /// creates the folders it needs itself, so each check would only be one
+    /// more request per file.
+    pub fn overwrite(&self, key: &str) -> VfsResult<Upload> {
+        Upload::new(
+            self.remote.clone(),
+            self.uploads.clone(),
+            key.to_string(),
+            WriteMode::Truncate,
+        )
+    }
+
+    /// Gives a copied file its source's mtime where the store keeps real
+    /// file times (the filesystem), so the next sync run sees it unchanged.
+    /// Object stores set their own time on write; nothing is done there.
+    pub async fn keep_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
+        match self.remote.config.kind {
+            RemoteKind::Filesystem { .. } => self.remote.namespace.set_mtime(key, mtime).await,
+            _ => Ok(()),
         }
     }
 

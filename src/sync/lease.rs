@@ -1,0 +1,259 @@
+//! One runner per job across gateways: a run first takes a lease object on
+//! the job's remote side, `.bucketgate/sync/<job>.lease` at the remote's
+//! root. It is created with a conditional PUT (`If-None-Match: *`), so two
+//! gateways racing for it cannot both win; it names its holder and an
+//! expiry, and the holder renews it (`If-Match` on its own ETag) while the
+//! run goes on. A crashed holder stops renewing and the lease expires; the
+//! next taker replaces the expired lease by its ETag, so two takers of one
+//! expired lease cannot both win either.
+
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long a lease holds without renewal.
+pub const TTL: Duration = Duration::from_secs(60);
+/// How often a holder renews: three chances before it expires.
+const RENEW_EVERY: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Body {
+    holder: String,
+    expires: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("the job is running elsewhere: its lease is held by {holder} until {until}")]
+    Busy {
+        holder: String,
+        until: DateTime<Utc>,
+    },
+    #[error("cannot take the job's lease {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// A lease held by this process; renewed in the background until released.
+#[derive(Debug)]
+pub struct Lease {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    /// Set when a renewal found the lease taken or expired: the run must stop.
+    lost: Arc<AtomicBool>,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+/// The lease object's path for `job`: outside every synced folder but the
+/// remote's root, which [`super::run`] leaves out of its listing.
+pub fn lease_path(job: &str) -> Path {
+    Path::from_iter([
+        LEASE_FOLDER.to_string(),
+        "sync".to_string(),
+        format!("{}.lease", super::state::folder_name(job)),
+    ])
+}
+
+/// The folder at a remote's root where leases live.
+pub const LEASE_FOLDER: &str = ".bucketgate";
+
+/// This process, as a lease names it.
+pub fn holder_name() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!(
+        "{host}/pid {}/{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+impl Lease {
+    /// Takes the lease for `job` or says who holds it.
+    pub async fn acquire(
+        store: Arc<dyn ObjectStore>,
+        job: &str,
+        holder: &str,
+    ) -> Result<Lease, LeaseError> {
+        let path = lease_path(job);
+        let err = |source| LeaseError::Store {
+            path: path.to_string(),
+            source,
+        };
+        let etag = match put(&store, &path, holder, PutMode::Create).await {
+            Ok(etag) => etag,
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let (current, etag) = match read(&store, &path).await {
+                    Ok(found) => found,
+                    // Released between our PUT and GET: try once more.
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Box::pin(Lease::acquire(store, job, holder)).await;
+                    }
+                    Err(e) => return Err(err(e)),
+                };
+                if current.expires > Utc::now() {
+                    return Err(LeaseError::Busy {
+                        holder: current.holder,
+                        until: current.expires,
+                    });
+                }
+                tracing::warn!(job, holder = current.holder, expired = %current.expires, "taking over an expired sync lease");
+                let update = PutMode::Update(UpdateVersion {
+                    e_tag: etag,
+                    version: None,
+                });
+                match put(&store, &path, holder, update).await {
+                    Ok(etag) => etag,
+                    Err(
+                        object_store::Error::Precondition { .. }
+                        | object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::NotFound { .. },
+                    ) => {
+                        // Someone else took it over first.
+                        let (now, _) = read(&store, &path).await.map_err(err)?;
+                        return Err(LeaseError::Busy {
+                            holder: now.holder,
+                            until: now.expires,
+                        });
+                    }
+                    // A store without conditional updates (the filesystem, one host).
+                    Err(object_store::Error::NotImplemented { .. }) => {
+                        store.delete(&path).await.map_err(err)?;
+                        return Box::pin(Lease::acquire(store, job, holder)).await;
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            Err(e) => return Err(err(e)),
+        };
+        let lost = Arc::new(AtomicBool::new(false));
+        let renew = tokio::spawn(renew(
+            store.clone(),
+            path.clone(),
+            holder.to_string(),
+            etag,
+            lost.clone(),
+        ));
+        Ok(Lease {
+            store,
+            path,
+            lost,
+            renew,
+        })
+    }
+
+    /// Whether the lease was lost: another gateway may be running the job.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Stops renewing and deletes the lease, unless it was lost to another holder.
+    pub async fn release(self) {
+        self.renew.abort();
+        let _ = (&mut { self.renew }).await;
+        if !self.lost.load(Ordering::Relaxed)
+            && let Err(e) = self.store.delete(&self.path).await
+        {
+            tracing::warn!(lease = %self.path, error = %e, "could not delete the sync lease; it expires by itself");
+        }
+    }
+}
+
+async fn put(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    holder: &str,
+    mode: PutMode,
+) -> object_store::Result<Option<String>> {
+    let body = Body {
+        holder: holder.to_string(),
+        expires: Utc::now() + TTL,
+    };
+    // Each body is new (the expiry moves), so each write gets a new ETag.
+    let bytes = serde_json::to_vec(&body).expect("a lease body serialises");
+    let opts = PutOptions {
+        mode,
+        ..Default::default()
+    };
+    Ok(store
+        .put_opts(path, PutPayload::from(bytes), opts)
+        .await?
+        .e_tag)
+}
+
+async fn read(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+) -> object_store::Result<(Body, Option<String>)> {
+    let got = store.get(path).await?;
+    let etag = got.meta.e_tag.clone();
+    let bytes = got.bytes().await?;
+    // An unreadable lease is treated as expired: it holds nobody.
+    let body = serde_json::from_slice(&bytes).unwrap_or(Body {
+        holder: "an unreadable lease".into(),
+        expires: DateTime::<Utc>::MIN_UTC,
+    });
+    Ok((body, etag))
+}
+
+/// Renews the lease until aborted; marks it lost if another holder has it
+/// or it could not be renewed before it expired.
+async fn renew(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    holder: String,
+    mut etag: Option<String>,
+    lost: Arc<AtomicBool>,
+) {
+    let mut expires = Utc::now() + TTL;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+    loop {
+        tick.tick().await;
+        let mode = PutMode::Update(UpdateVersion {
+            e_tag: etag.clone(),
+            version: None,
+        });
+        let result = match put(&store, &path, &holder, mode).await {
+            Err(object_store::Error::NotImplemented { .. }) => {
+                put(&store, &path, &holder, PutMode::Overwrite).await
+            }
+            other => other,
+        };
+        match result {
+            Ok(new) => {
+                etag = new;
+                expires = Utc::now() + TTL;
+            }
+            Err(
+                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+            ) => {
+                tracing::error!(lease = %path, "the sync lease was taken by another holder; stopping the run");
+                lost.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) if Utc::now() >= expires => {
+                tracing::error!(lease = %path, error = %e, "the sync lease expired before it could be renewed; stopping the run");
+                lost.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(lease = %path, error = %e, "renewing the sync lease failed; retrying")
+            }
+        }
+    }
+}
+
+/// Whether a lease for `job` is held now, and by whom (for `sync list`).
+pub async fn holder(store: &Arc<dyn ObjectStore>, job: &str) -> Option<(String, DateTime<Utc>)> {
+    let (body, _) = read(store, &lease_path(job)).await.ok()?;
+    (body.expires > Utc::now()).then_some((body.holder, body.expires))
+}

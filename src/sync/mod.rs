@@ -1,0 +1,41 @@
+//! Sync jobs (`[[syncs]]`, DESIGN §4): push, pull or two-way sync between
+//! a folder on one remote (the gateway's side, "local") and a folder on
+//! another ("remote"), run on an interval by `serve` or once by
+//! `bucketgate sync run`.
+//!
+//! A run lists both sides ([`tree`]), plans ([`plan`], a pure function),
+//! then acts ([`run`]) under a lease in the remote bucket ([`lease`]), so
+//! two gateways never run one job at once. What it settled is kept for the
+//! next run ([`state`]), with a report of what it did ([`report`]).
+//! [`schedule`] runs jobs on their interval inside `serve`.
+
+pub mod lease;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod state;
+pub mod tree;
+
+pub use report::{Outcome, Report};
+pub use run::{Job, Progress, Quiet, SyncError};
+
+use serde::{Deserialize, Serialize};
+
+/// The two ends of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Side {
+    /// The job's `local` folder: the gateway's side.
+    Local = 0,
+    /// The job's `remote` folder, where the lease lives.
+    Remote = 1,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Local => Side::Remote,
+            Side::Remote => Side::Local,
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Jobs on their `interval` inside `serve`. Each job has its own task and
+//! each run its own task inside it: a slow, failing or panicking job never
+//! holds up serving or another job, and runs of one job never overlap
+//! (the next waits for the last, then for the interval).
+
+use super::lease::LeaseError;
+use super::{Job, Quiet, SyncError};
+use crate::config::Config;
+use crate::vfs::Storage;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Starts a task per job that has an interval; each ends when `stopped` turns true.
+pub fn start(
+    config: &Config,
+    storage: &Storage,
+    stopped: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for sync in &config.syncs {
+        let Some(interval) = sync.interval else {
+            continue;
+        };
+        let job = match Job::new(sync, storage, &config.server.state_dir) {
+            Ok(job) => Arc::new(job),
+            Err(e) => {
+                tracing::error!(job = sync.name, error = %e, "sync job not scheduled");
+                continue;
+            }
+        };
+        tracing::info!(job = sync.name, every = %humantime::format_duration(interval), "sync job scheduled");
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let run = tokio::spawn({
+                    let job = job.clone();
+                    async move { job.run(false, &Quiet).await }
+                });
+                tokio::select! {
+                    result = run => log_result(&job, result),
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
+            }
+        }));
+    }
+    tasks
+}
+
+fn log_result(job: &Job, result: Result<Result<super::Report, SyncError>, tokio::task::JoinError>) {
+    let name = &job.config.name;
+    match result {
+        // The report has been logged by the run.
+        Ok(Ok(_)) => {}
+        Ok(Err(SyncError::Lease(LeaseError::Busy { holder, until }))) => {
+            tracing::info!(job = name, %holder, %until, "sync run skipped: the job is running on another gateway")
+        }
+        Ok(Err(e)) => tracing::error!(job = name, error = %e, "sync run failed"),
+        Err(e) => tracing::error!(job = name, error = %e, "sync run crashed; serving goes on"),
+    }
+}
