@@ -5,7 +5,8 @@
 //! expiry, and the holder renews it (`If-Match` on its own ETag) while the
 //! run goes on. A crashed holder stops renewing and the lease expires; the
 //! next taker replaces the expired lease by its ETag, so two takers of one
-//! expired lease cannot both win either.
+//! expired lease cannot both win either. A lease whose holder was a
+//! process of this host that no longer runs counts as expired at once.
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
@@ -64,17 +65,38 @@ pub fn lease_path(job: &str) -> Path {
 /// The folder at a remote's root where leases live.
 pub const LEASE_FOLDER: &str = ".bucketgate";
 
-/// This process, as a lease names it.
-pub fn holder_name() -> String {
-    let host = nix::unistd::gethostname()
+fn host_name() -> String {
+    nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown-host".into());
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// This process, as a lease names it: `host/pid N/random`.
+pub fn holder_name() -> String {
     format!(
-        "{host}/pid {}/{:08x}",
+        "{}/pid {}/{:08x}",
+        host_name(),
         std::process::id(),
         rand::random::<u32>()
     )
+}
+
+/// Whether `holder` names a process of this host that no longer runs: a
+/// `sync run` that was killed need not hold its job up until the lease
+/// expires.
+fn holder_is_dead_here(holder: &str) -> bool {
+    let mut parts = holder.split('/');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Some(pid) = pid.strip_prefix("pid ").and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    host == host_name()
+        && pid > 0
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH)
 }
 
 impl Lease {
@@ -100,13 +122,13 @@ impl Lease {
                     }
                     Err(e) => return Err(err(e)),
                 };
-                if current.expires > Utc::now() {
+                if current.expires > Utc::now() && !holder_is_dead_here(&current.holder) {
                     return Err(LeaseError::Busy {
                         holder: current.holder,
                         until: current.expires,
                     });
                 }
-                tracing::warn!(job, holder = current.holder, expired = %current.expires, "taking over an expired sync lease");
+                tracing::warn!(job, holder = current.holder, expires = %current.expires, "taking over a sync lease whose holder expired or died");
                 let update = PutMode::Update(UpdateVersion {
                     e_tag: etag,
                     version: None,
@@ -256,4 +278,18 @@ async fn renew(
 pub async fn holder(store: &Arc<dyn ObjectStore>, job: &str) -> Option<(String, DateTime<Utc>)> {
     let (body, _) = read(store, &lease_path(job)).await.ok()?;
     (body.expires > Utc::now()).then_some((body.holder, body.expires))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_a_dead_process_of_this_host_lets_go_early() {
+        let me = super::holder_name();
+        assert!(!super::holder_is_dead_here(&me));
+        let host = super::host_name();
+        // Pid 2^22 + 1 is above Linux's pid_max: never running.
+        assert!(super::holder_is_dead_here(&format!("{host}/pid 4194305/1")));
+        assert!(!super::holder_is_dead_here("elsewhere/pid 4194305/1"));
+        assert!(!super::holder_is_dead_here("garbage"));
+    }
 }

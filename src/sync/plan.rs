@@ -196,12 +196,10 @@ pub fn plan(input: &Inputs) -> Result<Plan, Stop> {
     Ok(plan)
 }
 
-/// Folders that hold a file somewhere below them.
-fn folders_with_files(tree: &Tree) -> HashSet<&str> {
-    tree.iter()
-        .filter(|(_, e)| e.file().is_some())
-        .flat_map(|(p, _)| ancestors(p).skip(1))
-        .collect()
+/// Folders that hold anything: only the others need making on the other
+/// side, since what is copied into a folder, or made inside it, makes it.
+fn folders_with_entries(tree: &Tree) -> HashSet<&str> {
+    tree.keys().flat_map(|p| ancestors(p).skip(1)).collect()
 }
 
 /// A path that is a file on one side and a folder on the other: neither is
@@ -244,7 +242,7 @@ impl Blocked {
 /// delete on the target.
 fn one_way(input: &Inputs, from: Side) -> Plan {
     let (source, target) = (input.tree(from), input.tree(from.other()));
-    let filled = folders_with_files(source);
+    let filled = folders_with_entries(source);
     let mut plan = Plan::default();
     let mut blocked = Blocked(Vec::new());
     let then_delete = input.rules.delete_after_copy;
@@ -353,8 +351,8 @@ fn two_way(input: &Inputs) -> Plan {
         .chain(state.keys())
         .collect();
     let filled = [
-        folders_with_files(input.local),
-        folders_with_files(input.remote),
+        folders_with_entries(input.local),
+        folders_with_entries(input.remote),
     ];
     // Folders deleted on one side: removed on the other if this run empties them.
     let mut gone_folders: Vec<(Side, String)> = Vec::new();

@@ -611,7 +611,7 @@ impl Run<'_> {
     async fn make_dir(&self, side: Side, path: &str) -> ActResult<Done> {
         let layer = self.job.layer(side);
         layer
-            .ensure_dir_all(&self.job.key(side, path))
+            .make_dir(&self.job.key(side, path))
             .await
             .map_err(vfs)?;
         self.settle(

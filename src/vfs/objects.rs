@@ -194,6 +194,19 @@ impl ObjectLayer {
         Ok(())
     }
 
+    /// Makes folder `key` with as few requests as the store needs: one
+    /// marker on S3 (the folders above it exist through it), the missing
+    /// directories on a filesystem. An existing folder is fine.
+    pub async fn make_dir(&self, key: &str) -> VfsResult<()> {
+        match self.remote.namespace.create_dir(key).await {
+            Ok(()) | Err(VfsError::AlreadyExists) => {}
+            Err(VfsError::NotFound) => self.ensure_dir_all(key).await?,
+            Err(e) => return Err(e),
+        }
+        self.known_dirs.insert(key, Some(Utc::now()));
+        Ok(())
+    }
+
     async fn require_dir(&self, key: &str) -> VfsResult<()> {
         match self.dir_info(key).await? {
             Some(_) => Ok(()),

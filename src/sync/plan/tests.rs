@@ -132,7 +132,6 @@ fn push_copies_what_is_missing_or_different_and_never_deletes() {
     assert_eq!(
         actions(&rules(Direction::Push), &local, &remote, None),
         [
-            "mkdir R empty",
             "mkdir R empty/deeper",
             "copy L docs/a.txt",
             "copy L grown.txt",
