@@ -647,3 +647,88 @@ fn the_sync_commands_explain_themselves() {
     let status = env.cli(&config, &["sync", "status", "nope"]);
     assert!(!status.status.success());
 }
+
+/// Inside `serve`, jobs run on their interval beside the sessions: a job
+/// that fails every run leaves SFTP untouched, and a healthy one copies
+/// what a partner just uploaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_run_inside_serve_and_a_failing_one_harms_nothing() {
+    use russh_sftp::protocol::{FileAttributes, OpenFlags};
+    let g = common::gateway::start_with_tables(&format!(
+        r#"
+[remotes.dead]
+kind = "s3"
+endpoint = "http://127.0.0.1:9"
+bucket = "nowhere"
+access_key_id = "x"
+secret_access_key = "y"
+retries = 0
+
+[[syncs]]
+name = "broken"
+local = "dead:/outbox"
+remote = "store:/broken"
+direction = "push"
+interval = "1s"
+
+[[syncs]]
+name = "copy-out"
+local = "store:/alice/out"
+remote = "store:/copied"
+direction = "push"
+interval = "1s"
+"#
+    ))
+    .await;
+    let reports = |job: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(g.dir.path().join(format!("state/{job}/reports.json")))
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reports("broken").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the broken job did not run twice"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = &reports("broken")[1];
+    assert_eq!(last["outcome"]["kind"], "stopped");
+    assert!(
+        last["outcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot list the local side dead:/outbox"),
+        "{last}"
+    );
+
+    // Meanwhile alice uploads over SFTP.
+    let (_h, s) = common::gateway::alice(&g).await;
+    s.mkdir("/out", FileAttributes::empty()).await.unwrap();
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let handle = s
+        .open("/out/order.csv", flags, FileAttributes::empty())
+        .await
+        .unwrap()
+        .handle;
+    s.write(&handle, 0, b"id,qty\n7,1\n".to_vec())
+        .await
+        .unwrap();
+    s.close(handle).await.unwrap();
+    // The healthy job picks it up on its next run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = g.s3("import sys\ntry:\n    print(s3.get_object(Bucket=bucket, Key='copied/order.csv')['Body'].read().decode())\nexcept s3.exceptions.NoSuchKey:\n    print('missing')");
+        if got.trim() != "missing" {
+            assert_eq!(got, "id,qty\n7,1\n\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "copy-out never copied the upload"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    g.stop().await;
+}

@@ -37,18 +37,23 @@ pub async fn start(extra_remote: &str) -> TestGateway {
 
 /// As [`start`], with extra `[server]` keys.
 pub async fn start_with(extra_server: &str, extra_remote: &str) -> TestGateway {
-    start_full(extra_server, None, extra_remote, "").await
+    start_full(extra_server, None, extra_remote, "", "").await
+}
+
+/// As [`start`], with more tables after the users (remotes, `[[syncs]]`).
+pub async fn start_with_tables(tables: &str) -> TestGateway {
+    start_full("", None, "", "", tables).await
 }
 
 /// As [`start`], with extra `[ftp]` keys.
 pub async fn start_ftp(extra_ftp: &str) -> TestGateway {
-    start_full("", None, "", extra_ftp).await
+    start_full("", None, "", extra_ftp, "").await
 }
 
 /// As [`start`], with the gateway reaching S3 through `via` (a fault
 /// proxy); checks with [`TestGateway::s3`] still go to S3 directly.
 pub async fn start_via(via: &str, extra_remote: &str) -> TestGateway {
-    start_full("", Some(via), extra_remote, "").await
+    start_full("", Some(via), extra_remote, "", "").await
 }
 
 async fn start_full(
@@ -56,6 +61,7 @@ async fn start_full(
     via: Option<&str>,
     extra_remote: &str,
     extra_ftp: &str,
+    tables: &str,
 ) -> TestGateway {
     // TEST_LOG=debug shows the gateway's log (with libunftp's) on stderr.
     if let Ok(filter) = std::env::var("TEST_LOG") {
@@ -128,6 +134,8 @@ name = "dave"
 password = "{HASH}"
 home = "store:/dave"
 allowed_ips = ["192.0.2.0/24"]
+
+{tables}
 "#,
         dir = dir.path().display(),
         remote = s3_remote_toml(via.unwrap_or(&endpoint), &bucket, extra_remote),
