@@ -654,7 +654,7 @@ fn the_sync_commands_explain_themselves() {
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_run_inside_serve_and_a_failing_one_harms_nothing() {
     use russh_sftp::protocol::{FileAttributes, OpenFlags};
-    let g = common::gateway::start_with_tables(&format!(
+    let g = common::gateway::start_with_tables(
         r#"
 [remotes.dead]
 kind = "s3"
@@ -677,8 +677,8 @@ local = "store:/alice/out"
 remote = "store:/copied"
 direction = "push"
 interval = "1s"
-"#
-    ))
+"#,
+    )
     .await;
     let reports = |job: &str| -> Vec<serde_json::Value> {
         std::fs::read_to_string(g.dir.path().join(format!("state/{job}/reports.json")))
