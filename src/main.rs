@@ -291,9 +291,7 @@ fn sync_list(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn sync_status(path: &std::path::Path, name: &str) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    let Some(s) = config.syncs.iter().find(|s| s.name == name) else {
-        anyhow::bail!("no sync job named {name:?} in {}", path.display());
-    };
+    let s = bucketgate::sync::run::find(name, &config.syncs)?;
     let reports = job_files(&config, s).reports()?;
     if reports.is_empty() {
         println!("{name}: never run");

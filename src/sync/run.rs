@@ -94,21 +94,7 @@ impl Job {
         storage: &Storage,
         state_dir: &Path,
     ) -> Result<Job, SyncError> {
-        match syncs.iter().find(|s| s.name == name) {
-            Some(c) => Job::new(c, storage, state_dir),
-            None => Err(SyncError::UnknownJob {
-                name: name.to_string(),
-                known: if syncs.is_empty() {
-                    "none".into()
-                } else {
-                    syncs
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-            }),
-        }
+        Job::new(find(name, syncs)?, storage, state_dir)
     }
 
     fn location(&self, side: Side) -> &Location {
@@ -334,6 +320,25 @@ impl Job {
         self.files.save(synced)?;
         Ok(())
     }
+}
+
+/// Job `name` of the config, or an error that lists the jobs there are.
+pub fn find<'a>(name: &str, syncs: &'a [SyncConfig]) -> Result<&'a SyncConfig, SyncError> {
+    syncs
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| SyncError::UnknownJob {
+            name: name.to_string(),
+            known: if syncs.is_empty() {
+                "none".into()
+            } else {
+                syncs
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        })
 }
 
 /// What a finished action adds to the report.
