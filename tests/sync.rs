@@ -39,6 +39,11 @@ impl Env {
 
     /// Writes `gateway.toml` (or `name`) with these `[[syncs]]` and state folder.
     fn config_named(&self, name: &str, state: &str, syncs: &str) -> PathBuf {
+        self.config_full(name, state, "", syncs)
+    }
+
+    /// As [`Env::config_named`], with more keys for the `local` remote.
+    fn config_full(&self, name: &str, state: &str, local_extra: &str, syncs: &str) -> PathBuf {
         let text = format!(
             r#"[server]
 state_dir = "{state}"
@@ -47,6 +52,7 @@ keys_dir = "{keys}"
 [remotes.local]
 kind = "filesystem"
 root = "{local}"
+{local_extra}
 
 [remotes.bucket]
 kind = "s3"
@@ -731,4 +737,40 @@ interval = "1s"
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     g.stop().await;
+}
+
+/// Onto a folder that ignores case, names that collide without case are
+/// skipped and reported, never one written over the other.
+#[test]
+fn names_that_collide_without_case_are_not_pulled() {
+    let env = Env::new();
+    let config = env.config_full(
+        "gateway.toml",
+        "state",
+        "case_insensitive = true",
+        r#"
+[[syncs]]
+name = "down"
+local = "local:/in"
+remote = "bucket:/out"
+direction = "pull"
+"#,
+    );
+    env.put_object("out/Report.pdf", b"upper");
+    env.put_object("out/report.pdf", b"lower");
+    env.put_object("out/Dir/a.txt", b"a");
+    env.put_object("out/dir/b.txt", b"b");
+    env.put_object("out/fine.txt", b"fine");
+    let report = env.sync_ok(&config, "down");
+    assert_eq!(count(&report, "copied"), 1, "{report}");
+    assert_eq!(count(&report, "skipped"), 4, "{report}");
+    assert!(
+        report.contains("skipped Report.pdf: names differ only in case and the local side ignores case: Report.pdf, report.pdf"),
+        "{report}"
+    );
+    assert!(report.contains("skipped dir/b.txt"), "{report}");
+    assert_eq!(
+        files(&env.local().join("in")).keys().collect::<Vec<_>>(),
+        ["fine.txt"]
+    );
 }

@@ -17,6 +17,7 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -167,11 +168,10 @@ impl Job {
             Err(VfsError::NotFound) => Vec::new(),
             Err(e) => return Err(format!("cannot list the {side} side {loc}: {e}")),
         };
+        // The gateway's own names at a remote's root (the lease folder, the
+        // case probe of a starting gateway) are never synced.
         let at_root = loc.prefix.is_empty();
-        let lease_dir = format!("{LEASE_FOLDER}/");
-        Ok(tree_of(walked, |p| {
-            at_root && (p == LEASE_FOLDER || p.starts_with(&lease_dir))
-        }))
+        Ok(tree_of(walked, |p| at_root && p.starts_with(LEASE_FOLDER)))
     }
 
     /// Lists both sides and plans; acts on nothing. `Err` says why the
@@ -275,6 +275,7 @@ impl Job {
             synced: Mutex::new(p.state.unwrap_or_default()),
             lease,
             progress,
+            not_aside: Mutex::default(),
         };
         let actions = p.plan.actions;
         let run = &run;
@@ -378,6 +379,9 @@ struct Run<'a> {
     synced: Mutex<Synced>,
     lease: &'a Lease,
     progress: &'a dyn Progress,
+    /// Conflicts whose older file could not be moved aside: the newer one
+    /// must not be copied over it.
+    not_aside: Mutex<HashSet<String>>,
 }
 
 type ActResult<T> = Result<T, String>;
@@ -449,7 +453,15 @@ impl Run<'_> {
             } => self.copy(*from, path, *then_delete).await,
             Action::VerifyThenDelete { from, path } => self.verify_then_delete(*from, path).await,
             Action::MakeDir { side, path } => self.make_dir(*side, path).await,
-            Action::MoveAside { side, path, to } => self.move_aside(*side, path, to).await,
+            Action::MoveAside { side, path, to } => {
+                let moved = self.move_aside(*side, path, to).await;
+                if moved.is_err() {
+                    let mut not_aside = crate::vfs::lock(&self.not_aside);
+                    not_aside.insert(path.clone());
+                    not_aside.insert(to.clone());
+                }
+                moved
+            }
             Action::Delete { side, path } => self.delete(*side, path).await,
             Action::RemoveDir { side, path } => self.remove_dir(*side, path).await,
             Action::Record { .. } | Action::Forget { .. } => unreachable!("answered above"),
@@ -482,6 +494,9 @@ impl Run<'_> {
     }
 
     async fn copy(&self, from: Side, path: &str, then_delete: bool) -> ActResult<Done> {
+        if crate::vfs::lock(&self.not_aside).contains(path) {
+            return Err("not copied: the conflicting file could not be moved aside first".into());
+        }
         let job = self.job;
         let (src, dst) = (job.layer(from), job.layer(from.other()));
         let (skey, dkey) = (job.key(from, path), job.key(from.other(), path));
