@@ -524,16 +524,24 @@ impl Run<'_> {
             copied += n;
             self.progress.copied(n);
         }
-        upload.close().await.map_err(vfs)?;
-        dst.keep_mtime(&dkey, stat.modified).await.map_err(vfs)?;
-        let (written, etag) = dst.head_object(&dkey).await.map_err(vfs)?;
-        if written.size != copied {
+        let stored = upload.close_stored().await.map_err(vfs)?;
+        if stored.size != copied {
             return Err(format!(
                 "the copy holds {} bytes where {copied} were read",
-                written.size
+                stored.size
             ));
         }
-        let target = Fingerprint::new(written.size, Some(written.modified), etag);
+        // What the next listing will show of the copy. An S3 ETag decides
+        // on its own (see `Fingerprint::unchanged`), so no HEAD is needed;
+        // a file copy gets the source's mtime, then is asked (a local stat).
+        let target = match (&dst.remote().s3, stored.etag) {
+            (Some(_), Some(etag)) => Fingerprint::new(copied, None, Some(etag)),
+            _ => {
+                dst.keep_mtime(&dkey, stat.modified).await.map_err(vfs)?;
+                let (written, etag) = dst.head_object(&dkey).await.map_err(vfs)?;
+                Fingerprint::new(written.size, Some(written.modified), etag)
+            }
+        };
         if then_delete {
             self.check_copy(dst, &dkey, &target, &hex(&md5.finalize()))
                 .await?;

@@ -21,7 +21,7 @@ pub use error::{VfsError, VfsResult};
 pub use mount::UserVfs;
 pub use path::UserPath;
 pub use perm::{Permission, Permissions};
-pub use upload::{Upload, WriteMode};
+pub use upload::{Stored, Upload, WriteMode};
 
 use crate::remote::{Remotes, Space};
 use async_trait::async_trait;

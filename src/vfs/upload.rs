@@ -61,6 +61,14 @@ impl OpenUploads {
     }
 }
 
+/// An object an upload made visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub size: u64,
+    /// As the store answered the last PUT; `None` if it gave none.
+    pub etag: Option<String>,
+}
+
 /// How an upload treats an existing object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
@@ -329,7 +337,14 @@ impl Upload {
     }
 
     /// Commits the object. Until this returns `Ok`, nothing is visible.
-    pub async fn close(mut self) -> VfsResult<u64> {
+    /// Makes the object visible; its size.
+    pub async fn close(self) -> VfsResult<u64> {
+        self.close_stored().await.map(|s| s.size)
+    }
+
+    /// As [`Upload::close`], with the ETag the store gave the new object:
+    /// what a sync run records without asking again.
+    pub async fn close_stored(mut self) -> VfsResult<Stored> {
         let result = self.commit().await;
         if result.is_err() {
             self.abort_now().await;
@@ -337,7 +352,7 @@ impl Upload {
         result
     }
 
-    async fn commit(&mut self) -> VfsResult<u64> {
+    async fn commit(&mut self) -> VfsResult<Stored> {
         if let Some(e) = &self.failed {
             return Err(VfsError::storage_msg(e.clone()));
         }
@@ -347,6 +362,7 @@ impl Upload {
                 self.next
             )));
         }
+        let mut etag;
         if self.multipart.is_none() {
             let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
             let mode = match self.mode {
@@ -358,10 +374,12 @@ impl Upload {
                 attributes: self.attributes(),
                 ..Default::default()
             };
-            self.remote
+            let put = self
+                .remote
                 .store
                 .put_opts(&self.path, payload, opts)
                 .await?;
+            etag = put.e_tag;
         } else {
             if self.part_len > 0 {
                 self.send_part().await?;
@@ -370,17 +388,21 @@ impl Upload {
                 self.finish_oldest().await?;
             }
             let upload = self.multipart.as_mut().expect("multipart");
-            upload.complete().await?;
+            etag = upload.complete().await?.e_tag;
             self.multipart = None;
-            // Metadata set after the upload began is stored now.
+            // Metadata set after the upload began is stored now (a copy: a new ETag).
             let late_mtime = *lock(&self.progress.mtime);
             if let (Some(t), true) = (late_mtime, self.remote.config.preserve_mtime) {
                 self.remote.namespace.set_mtime(&self.key, t).await?;
+                etag = None;
             }
         }
         self.done = true;
         self.uploads.unregister(&self.key, &self.progress);
-        Ok(self.next)
+        Ok(Stored {
+            size: self.next,
+            etag,
+        })
     }
 
     async fn abort_now(&mut self) {
