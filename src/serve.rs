@@ -50,7 +50,7 @@ impl Gateway {
         Ok(Gateway {
             storage: Storage::new(&remotes),
             users: Users::new(&config.users),
-            limits: SessionLimits::new(config.server.max_sessions),
+            limits: SessionLimits::new(config.server.max_sessions, &config.security),
             config: Arc::new(config),
         })
     }

@@ -1,11 +1,14 @@
-//! Session slots: `[server].max_sessions` for the whole gateway and
-//! `max_sessions` per user. A slot is held for the life of a session and
-//! given back when its guard drops, however the session ends.
+//! Who may be connected: banned sources are refused at accept (see
+//! [`Bans`]), then session slots — `[server].max_sessions` for the whole
+//! gateway and `max_sessions` per user. A slot is held for the life of a
+//! session and given back when its guard drops, however the session ends.
 
-use super::LoginError;
-use crate::config::UserConfig;
+use super::{Bans, LoginError};
+use crate::config::{SecurityConfig, UserConfig};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Debug)]
 struct Counts {
@@ -18,11 +21,14 @@ struct Counts {
 pub struct SessionLimits {
     max_total: usize,
     counts: Arc<Mutex<Counts>>,
+    bans: Bans,
 }
 
 /// Which limit refused a session.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
+    #[error("banned after repeated failed logins, for {}s more", .0.as_secs())]
+    Banned(Duration),
     #[error("the server has reached its max_sessions ({0})")]
     Server(usize),
     #[error("user {0:?} has reached their max_sessions ({1})")]
@@ -33,17 +39,19 @@ pub enum LimitError {
 #[derive(Debug)]
 pub struct SessionSlot {
     counts: Arc<Mutex<Counts>>,
+    peer: IpAddr,
     user: Option<String>,
 }
 
 impl SessionLimits {
-    pub fn new(max_total: usize) -> Self {
+    pub fn new(max_total: usize, security: &SecurityConfig) -> Self {
         SessionLimits {
             max_total,
             counts: Arc::new(Mutex::new(Counts {
                 total: 0,
                 per_user: HashMap::new(),
             })),
+            bans: Bans::new(security),
         }
     }
 
@@ -51,8 +59,12 @@ impl SessionLimits {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A server-wide slot for a new connection, before anyone has logged in.
-    pub fn connection(&self) -> Result<SessionSlot, LimitError> {
+    /// A server-wide slot for a new connection from `peer`, before anyone
+    /// has logged in; a banned source gets none.
+    pub fn connection(&self, peer: IpAddr) -> Result<SessionSlot, LimitError> {
+        if let Some(left) = self.bans.banned(peer) {
+            return Err(LimitError::Banned(left));
+        }
         let mut c = self.lock();
         if c.total >= self.max_total {
             return Err(LimitError::Server(self.max_total));
@@ -60,6 +72,7 @@ impl SessionLimits {
         c.total += 1;
         Ok(SessionSlot {
             counts: self.counts.clone(),
+            peer,
             user: None,
         })
     }
@@ -82,8 +95,9 @@ impl SessionLimits {
 
 impl SessionLimits {
     /// Ends a login check the same way for every frontend: the outcome goes
-    /// to the log inside the session `span`, and an accepted user takes
-    /// their slot and names the span. `None` means refuse.
+    /// to the log inside the session `span` and to the source's failure
+    /// count, and an accepted user takes their slot and names the span.
+    /// `None` means refuse.
     pub fn conclude_login(
         &self,
         slot: &mut SessionSlot,
@@ -97,9 +111,13 @@ impl SessionLimits {
             Ok(user) => user,
             Err(e) => {
                 tracing::warn!(user = name, method, reason = %e, "login failed");
+                if self.bans.failed(slot.peer) {
+                    tracing::warn!(source = %slot.peer, for_secs = self.bans.ban_time().as_secs(), "source banned after repeated failed logins");
+                }
                 return None;
             }
         };
+        self.bans.succeeded(slot.peer);
         if let Err(e) = self.log_in(slot, &user.name, user.max_sessions) {
             tracing::warn!(user = name, reason = %e, "login refused");
             return None;
@@ -131,10 +149,16 @@ mod tests {
 
     #[test]
     fn slots_are_counted_and_given_back() {
-        let limits = SessionLimits::new(2);
-        let mut a = limits.connection().unwrap();
-        let mut b = limits.connection().unwrap();
-        assert_eq!(limits.connection().unwrap_err(), LimitError::Server(2));
+        let security = SecurityConfig {
+            ban_threshold: 5,
+            ban_window: Duration::from_secs(300),
+            ban_time: Duration::from_secs(900),
+        };
+        let limits = SessionLimits::new(2, &security);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let mut a = limits.connection(ip).unwrap();
+        let mut b = limits.connection(ip).unwrap();
+        assert_eq!(limits.connection(ip).unwrap_err(), LimitError::Server(2));
         limits.log_in(&mut a, "ann", 1).unwrap();
         assert!(matches!(
             limits.log_in(&mut b, "ann", 1),
@@ -142,6 +166,6 @@ mod tests {
         ));
         drop(a);
         limits.log_in(&mut b, "ann", 1).unwrap();
-        let _c = limits.connection().unwrap();
+        let _c = limits.connection(ip).unwrap();
     }
 }

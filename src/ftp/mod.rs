@@ -162,7 +162,7 @@ impl Sessions {
                     continue;
                 }
             };
-            let slot = match self.shared.limits.connection() {
+            let slot = match self.shared.limits.connection(peer.ip()) {
                 Ok(slot) => slot,
                 Err(e) => {
                     tracing::warn!(%peer, reason = %e, "FTP connection refused");

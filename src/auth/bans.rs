@@ -1,0 +1,194 @@
+//! Login protection (`[security]`): failed logins are counted per source,
+//! across SFTP and FTP; a source with `ban_threshold` failures within
+//! `ban_window` is refused at accept for `ban_time`.
+//!
+//! A source is an IPv4 address or an IPv6 /64 (one host or one customer
+//! network: a host can pick any address of its /64). The table holds at
+//! most [`MAX_SOURCES`] sources: past that, the one that failed longest
+//! ago makes room, so an attacker spraying addresses cannot grow memory.
+
+use crate::config::SecurityConfig;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Sources the table keeps at most.
+pub const MAX_SOURCES: usize = 65_536;
+
+/// An IPv4 address, or the /64 an IPv6 address is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    V4(u32),
+    V6Net(u64),
+}
+
+impl From<IpAddr> for Source {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Source::V4(v4.into()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source::V4(v4.into()),
+                None => Source::V6Net((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Record {
+    /// Failures within the window, oldest first; never more than the threshold.
+    failures: VecDeque<Instant>,
+    banned_until: Option<Instant>,
+}
+
+impl Record {
+    fn last_seen(&self) -> Option<Instant> {
+        self.failures.back().copied().max(self.banned_until)
+    }
+}
+
+/// The shared failure table.
+#[derive(Debug, Clone)]
+pub struct Bans {
+    threshold: usize,
+    window: Duration,
+    ban_time: Duration,
+    table: Arc<Mutex<HashMap<Source, Record>>>,
+}
+
+impl Bans {
+    pub fn new(config: &SecurityConfig) -> Self {
+        Bans {
+            threshold: config.ban_threshold.max(1) as usize,
+            window: config.ban_window,
+            ban_time: config.ban_time,
+            table: Arc::default(),
+        }
+    }
+
+    /// How much longer `ip` is banned, if it is.
+    pub fn banned(&self, ip: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let table = crate::vfs::lock(&self.table);
+        let until = table.get(&Source::from(ip))?.banned_until?;
+        (until > now).then(|| until - now)
+    }
+
+    /// Counts a failed login from `ip`; true when this failure bans it.
+    pub fn failed(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        let source = Source::from(ip);
+        let mut table = crate::vfs::lock(&self.table);
+        if !table.contains_key(&source) && table.len() >= MAX_SOURCES {
+            make_room(&mut table, now);
+        }
+        let record = table.entry(source).or_default();
+        while record
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            record.failures.pop_front();
+        }
+        record.failures.push_back(now);
+        if record.failures.len() >= self.threshold {
+            record.failures.clear();
+            record.banned_until = Some(now + self.ban_time);
+            return true;
+        }
+        false
+    }
+
+    /// A login from `ip` succeeded: its failures are forgotten.
+    pub fn succeeded(&self, ip: IpAddr) {
+        let mut table = crate::vfs::lock(&self.table);
+        if let Some(r) = table.get(&Source::from(ip))
+            && r.banned_until.is_none_or(|t| t <= Instant::now())
+        {
+            table.remove(&Source::from(ip));
+        }
+    }
+
+    pub fn ban_time(&self) -> Duration {
+        self.ban_time
+    }
+
+    /// Sources banned now (for the metrics).
+    pub fn banned_count(&self) -> usize {
+        let now = Instant::now();
+        crate::vfs::lock(&self.table)
+            .values()
+            .filter(|r| r.banned_until.is_some_and(|t| t > now))
+            .count()
+    }
+}
+
+/// Drops the records that no longer matter; if that is not enough, the
+/// eighth of the table seen longest ago (in one sweep, so a flood of new
+/// sources costs one sweep per eight thousand, not one per failure).
+fn make_room(table: &mut HashMap<Source, Record>, now: Instant) {
+    table.retain(|_, r| r.banned_until.is_some_and(|t| t > now) || !r.failures.is_empty());
+    if table.len() >= MAX_SOURCES {
+        let mut seen: Vec<Option<Instant>> = table.values().map(Record::last_seen).collect();
+        let cut = seen.len() / 8;
+        let (_, oldest_kept, _) = seen.select_nth_unstable(cut);
+        let cutoff = *oldest_kept;
+        table.retain(|_, r| r.last_seen() > cutoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bans(threshold: u32) -> Bans {
+        Bans::new(&SecurityConfig {
+            ban_threshold: threshold,
+            ban_window: Duration::from_secs(300),
+            ban_time: Duration::from_secs(900),
+        })
+    }
+
+    #[test]
+    fn the_threshold_bans_and_success_forgets() {
+        let b = bans(3);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(!b.failed(ip));
+        assert!(!b.failed(ip));
+        b.succeeded(ip);
+        assert!(!b.failed(ip));
+        assert!(!b.failed(ip));
+        assert!(b.banned(ip).is_none());
+        assert!(b.failed(ip));
+        let left = b.banned(ip).unwrap();
+        assert!(left > Duration::from_secs(890), "{left:?}");
+        // A success from a banned source does not lift the ban.
+        b.succeeded(ip);
+        assert!(b.banned(ip).is_some());
+        assert!(b.banned("192.0.2.8".parse().unwrap()).is_none());
+        assert_eq!(b.banned_count(), 1);
+    }
+
+    #[test]
+    fn an_ipv6_host_is_its_64() {
+        let b = bans(2);
+        b.failed("2001:db8:1:2::1".parse().unwrap());
+        b.failed("2001:db8:1:2:ffff::9".parse().unwrap());
+        assert!(b.banned("2001:db8:1:2::77".parse().unwrap()).is_some());
+        assert!(b.banned("2001:db8:1:3::1".parse().unwrap()).is_none());
+        // An IPv4-mapped address is its IPv4 address.
+        b.failed("::ffff:192.0.2.1".parse().unwrap());
+        b.failed("192.0.2.1".parse().unwrap());
+        assert!(b.banned("192.0.2.1".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn spraying_addresses_cannot_grow_the_table() {
+        let b = bans(5);
+        for i in 0..(MAX_SOURCES as u32 + 1000) {
+            b.failed(IpAddr::V4((0x0a00_0000 + i).into()));
+        }
+        assert!(crate::vfs::lock(&b.table).len() <= MAX_SOURCES);
+    }
+}
