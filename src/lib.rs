@@ -15,12 +15,15 @@
 //! * [`audit`]: one log line per file operation.
 //! * [`ftp`]: the FTP/FTPS frontend (libunftp) over the VFS.
 //! * [`sync`]: sync jobs — list both sides, plan (pure), act through the same object layers.
+//! * [`admin`], [`metrics`]: `/healthz` and `/metrics` for operators.
 //! * [`serve`]: starts what the config enables.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod ftp;
+pub mod metrics;
 pub mod remote;
 pub mod serve;
 pub mod sftp;

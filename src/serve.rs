@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 #[derive(Debug, Clone)]
 pub struct Gateway {
     pub config: Arc<Config>,
+    pub remotes: Remotes,
     pub storage: Storage,
     pub users: Users,
     pub limits: SessionLimits,
@@ -36,6 +37,8 @@ pub struct Running {
     pub ftp: Option<SocketAddr>,
     /// Where implicit FTPS listens, likewise.
     pub ftps_implicit: Option<SocketAddr>,
+    /// Where the admin endpoint listens, likewise.
+    pub admin: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -49,6 +52,7 @@ impl Gateway {
         }
         Ok(Gateway {
             storage: Storage::new(&remotes),
+            remotes,
             users: Users::new(&config.users),
             limits: SessionLimits::new(config.server.max_sessions, &config.security),
             config: Arc::new(config),
@@ -93,6 +97,17 @@ impl Gateway {
                 Ok(())
             });
         }
+        let mut admin_addr = None;
+        if let Some(admin) = &self.config.admin {
+            let health = crate::admin::Health::start(&self.remotes, until_stopped(stopped.clone()));
+            let listener = crate::admin::AdminListener::bind(admin.listen, health).await?;
+            admin_addr = Some(listener.local_addr()?);
+            let stop = until_stopped(stopped.clone());
+            tasks.spawn(async move {
+                listener.serve(stop).await;
+                Ok(())
+            });
+        }
         for job in crate::sync::schedule::start(&self.config, &self.storage, &stopped) {
             tasks.spawn(async move {
                 // A job's failures are its own: logged by the job, never the gateway's.
@@ -104,6 +119,7 @@ impl Gateway {
             sftp: sftp_addr,
             ftp: ftp_addr,
             ftps_implicit,
+            admin: admin_addr,
             stop,
             tasks,
         })

@@ -5,6 +5,7 @@
 
 use super::{Bans, LoginError};
 use crate::config::{SecurityConfig, UserConfig};
+use crate::metrics::{ProtocolLabel, ResultLabel};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,7 @@ pub enum LimitError {
 pub struct SessionSlot {
     counts: Arc<Mutex<Counts>>,
     peer: IpAddr,
+    protocol: &'static str,
     user: Option<String>,
 }
 
@@ -61,8 +63,14 @@ impl SessionLimits {
 
     /// A server-wide slot for a new connection from `peer`, before anyone
     /// has logged in; a banned source gets none.
-    pub fn connection(&self, peer: IpAddr) -> Result<SessionSlot, LimitError> {
+    pub fn connection(
+        &self,
+        peer: IpAddr,
+        protocol: &'static str,
+    ) -> Result<SessionSlot, LimitError> {
+        let metrics = crate::metrics::get();
         if let Some(left) = self.bans.banned(peer) {
+            metrics.banned_connections.inc();
             return Err(LimitError::Banned(left));
         }
         let mut c = self.lock();
@@ -70,9 +78,14 @@ impl SessionLimits {
             return Err(LimitError::Server(self.max_total));
         }
         c.total += 1;
+        metrics
+            .sessions
+            .get_or_create(&ProtocolLabel { protocol })
+            .inc();
         Ok(SessionSlot {
             counts: self.counts.clone(),
             peer,
+            protocol,
             user: None,
         })
     }
@@ -110,6 +123,7 @@ impl SessionLimits {
         let user = match checked {
             Ok(user) => user,
             Err(e) => {
+                login_result("failed");
                 tracing::warn!(user = name, method, reason = %e, "login failed");
                 if self.bans.failed(slot.peer) {
                     tracing::warn!(source = %slot.peer, for_secs = self.bans.ban_time().as_secs(), "source banned after repeated failed logins");
@@ -119,17 +133,32 @@ impl SessionLimits {
         };
         self.bans.succeeded(slot.peer);
         if let Err(e) = self.log_in(slot, &user.name, user.max_sessions) {
+            login_result("refused");
             tracing::warn!(user = name, reason = %e, "login refused");
             return None;
         }
+        login_result("ok");
         span.record("user", user.name.as_str());
         tracing::info!(method, "logged in");
         Some(user)
     }
 }
 
+fn login_result(result: &'static str) {
+    crate::metrics::get()
+        .logins
+        .get_or_create(&ResultLabel { result })
+        .inc();
+}
+
 impl Drop for SessionSlot {
     fn drop(&mut self) {
+        crate::metrics::get()
+            .sessions
+            .get_or_create(&ProtocolLabel {
+                protocol: self.protocol,
+            })
+            .dec();
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.total -= 1;
         if let Some(user) = &self.user
@@ -156,9 +185,12 @@ mod tests {
         };
         let limits = SessionLimits::new(2, &security);
         let ip = IpAddr::from([127, 0, 0, 1]);
-        let mut a = limits.connection(ip).unwrap();
-        let mut b = limits.connection(ip).unwrap();
-        assert_eq!(limits.connection(ip).unwrap_err(), LimitError::Server(2));
+        let mut a = limits.connection(ip, "sftp").unwrap();
+        let mut b = limits.connection(ip, "sftp").unwrap();
+        assert_eq!(
+            limits.connection(ip, "sftp").unwrap_err(),
+            LimitError::Server(2)
+        );
         limits.log_in(&mut a, "ann", 1).unwrap();
         assert!(matches!(
             limits.log_in(&mut b, "ann", 1),
@@ -166,6 +198,6 @@ mod tests {
         ));
         drop(a);
         limits.log_in(&mut b, "ann", 1).unwrap();
-        let _c = limits.connection(ip).unwrap();
+        let _c = limits.connection(ip, "sftp").unwrap();
     }
 }

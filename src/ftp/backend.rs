@@ -143,6 +143,7 @@ impl VfsBackend {
                 upload.bytes_received()
             )));
         }
+        let counted = ftp_bytes(&crate::metrics::get().bytes_up);
         let mut offset = start_pos;
         let mut buf = BytesMut::with_capacity(CHUNK);
         loop {
@@ -150,6 +151,7 @@ impl VfsBackend {
             if (n == 0 && !buf.is_empty()) || buf.len() >= CHUNK {
                 let chunk = buf.split().freeze();
                 let len = chunk.len() as u64;
+                counted.inc_by(len);
                 upload.write_at(offset, chunk).await?;
                 offset += len;
                 buf.reserve(CHUNK);
@@ -237,11 +239,13 @@ impl StorageBackend<FtpUser> for VfsBackend {
                     .open_read(&path, start_pos)
                     .await
                     .map_err(ftp_error)?;
+                let counted = ftp_bytes(&crate::metrics::get().bytes_down);
                 let mut chunks = std::pin::pin!(download.into_stream());
                 while let Some(chunk) = chunks.next().await {
                     let chunk = chunk.map_err(ftp_error)?;
                     output.write_all(&chunk).await?;
                     sent += chunk.len() as u64;
+                    counted.inc_by(chunk.len() as u64);
                 }
                 Ok(())
             }
@@ -388,4 +392,16 @@ impl StorageBackend<FtpUser> for VfsBackend {
         })
         .await
     }
+}
+
+/// The FTP series of a byte counter.
+fn ftp_bytes(
+    family: &prometheus_client::metrics::family::Family<
+        crate::metrics::ProtocolLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+) -> prometheus_client::metrics::counter::Counter {
+    family
+        .get_or_create(&crate::metrics::ProtocolLabel { protocol: "ftp" })
+        .clone()
 }

@@ -162,7 +162,11 @@ impl Sessions {
                     continue;
                 }
             };
-            let slot = match self.shared.limits.connection(peer.ip()) {
+            let slot = match self
+                .shared
+                .limits
+                .connection(peer.ip(), if implicit { "ftps-implicit" } else { "ftp" })
+            {
                 Ok(slot) => slot,
                 Err(e) => {
                     tracing::warn!(%peer, reason = %e, "FTP connection refused");

@@ -129,6 +129,14 @@ impl Namespace for FsNamespace {
             free_bytes: st.blocks_available() as u64 * block,
         })
     }
+
+    async fn probe(&self) -> VfsResult<()> {
+        match tokio::fs::metadata(&self.root).await {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(VfsError::storage_msg("the root is not a directory")),
+            Err(e) => Err(VfsError::from(e)),
+        }
+    }
 }
 
 /// Whether the filesystem at `root` treats names that differ only in case

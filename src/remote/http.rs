@@ -130,17 +130,47 @@ impl HttpConnector for GatewayConnector {
 impl HttpService for GatewayConnector {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         let out = &self.0;
+        let copy = req.headers().contains_key("x-amz-copy-source");
+        let operation = crate::metrics::s3_operation(req.method(), req.uri(), copy);
+        let started = tokio::time::Instant::now();
+        let response = self.send(req, started).await;
+        let metrics = crate::metrics::get();
+        let status = match &response {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) if matches!(e.kind(), HttpErrorKind::Timeout) => "timeout".into(),
+            Err(_) => "error".into(),
+        };
+        metrics
+            .s3_requests
+            .get_or_create(&crate::metrics::S3Label { operation, status })
+            .inc();
+        metrics
+            .s3_latency
+            .get_or_create(&crate::metrics::OperationLabel { operation })
+            .observe(started.elapsed().as_secs_f64());
+        let read_timeout = out.read_timeout;
+        Ok(response?.map(|body| HttpResponseBody::new(Stalling::new(body, read_timeout))))
+    }
+}
+
+impl GatewayConnector {
+    /// Sends one request through the pool, up to its response head.
+    async fn send(
+        &self,
+        req: HttpRequest,
+        started: tokio::time::Instant,
+    ) -> Result<http::Response<hyper::body::Incoming>, HttpError> {
+        let out = &self.0;
         // The timeout is time without progress: an upload whose body is
         // still being sent is not cut, one that stalls is.
         let last = Arc::new(AtomicU64::new(0));
-        let started = tokio::time::Instant::now();
         let request = out.pool.request(req.map(|body| Progress {
             body,
             started,
             last: last.clone(),
         }));
         tokio::pin!(request);
-        let response = loop {
+        loop {
             let since = Duration::from_millis(last.load(Ordering::Relaxed));
             tokio::select! {
                 r = &mut request => break r,
@@ -161,9 +191,7 @@ impl HttpService for GatewayConnector {
                     HttpErrorKind::Request
                 };
                 HttpError::new(kind, e)
-            })?;
-        let read_timeout = out.read_timeout;
-        Ok(response.map(|body| HttpResponseBody::new(Stalling::new(body, read_timeout))))
+            })
     }
 }
 

@@ -205,4 +205,8 @@ impl Namespace for MemoryNamespace {
     async fn space(&self) -> VfsResult<Space> {
         Ok(UNBOUNDED_SPACE)
     }
+
+    async fn probe(&self) -> VfsResult<()> {
+        Ok(())
+    }
 }

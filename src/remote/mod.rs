@@ -85,6 +85,8 @@ pub trait Namespace: Send + Sync + std::fmt::Debug {
     /// Stores a client-set mtime on an existing file (`preserve_mtime`).
     async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()>;
     async fn space(&self) -> VfsResult<Space>;
+    /// One cheap request that shows the store answers (the health check).
+    async fn probe(&self) -> VfsResult<()>;
 }
 
 /// One configured remote, shared by every session and sync job.

@@ -468,4 +468,8 @@ impl Namespace for S3Namespace {
     async fn space(&self) -> VfsResult<Space> {
         Ok(UNBOUNDED_SPACE)
     }
+
+    async fn probe(&self) -> VfsResult<()> {
+        self.api.list("", false, None, 1).await.map(|_| ())
+    }
 }

@@ -9,11 +9,13 @@
 
 use super::attrs::{attributes, entry, error_reply, status};
 use crate::audit::FileOp;
+use crate::metrics::ProtocolLabel;
 use crate::vfs::{Download, FileStat, Upload, UserPath, UserVfs, Vfs, VfsError, WriteMode};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use prometheus_client::metrics::counter::Counter;
 use russh_sftp::extensions::{self, LimitsExtension, Statvfs};
 use russh_sftp::protocol::{
     Attrs, Data, ExtendedReply, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
@@ -39,6 +41,9 @@ pub struct SftpHandler {
     vfs: UserVfs,
     handles: HashMap<String, OpenHandle>,
     next_handle: u64,
+    /// The session's byte counters, looked up once.
+    bytes_up: Counter,
+    bytes_down: Counter,
 }
 
 enum OpenHandle {
@@ -120,10 +125,14 @@ fn take_string(data: &mut &[u8]) -> Option<String> {
 
 impl SftpHandler {
     pub fn new(vfs: UserVfs) -> Self {
+        let sftp = ProtocolLabel { protocol: "sftp" };
+        let metrics = crate::metrics::get();
         SftpHandler {
             vfs,
             handles: HashMap::new(),
             next_handle: 0,
+            bytes_up: metrics.bytes_up.get_or_create(&sftp).clone(),
+            bytes_down: metrics.bytes_down.get_or_create(&sftp).clone(),
         }
     }
 
@@ -325,6 +334,7 @@ impl russh_sftp::server::Handler for SftpHandler {
             return Err(status(StatusCode::Eof, "end of file"));
         }
         r.sent += data.len() as u64;
+        self.bytes_down.inc_by(data.len() as u64);
         Ok(Data {
             id,
             data: data.to_vec(),
@@ -357,6 +367,7 @@ impl russh_sftp::server::Handler for SftpHandler {
             w.resumed_from = 0;
         }
         w.written = true;
+        self.bytes_up.inc_by(data.len() as u64);
         w.upload
             .write_at(offset, Bytes::from(data))
             .await

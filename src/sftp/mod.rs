@@ -98,7 +98,7 @@ impl SftpListener {
                     }
                 },
             };
-            let slot = match shared.limits.connection(peer.ip()) {
+            let slot = match shared.limits.connection(peer.ip(), "sftp") {
                 Ok(slot) => slot,
                 Err(e) => {
                     tracing::warn!(%peer, reason = %e, "SFTP connection refused");

@@ -238,6 +238,18 @@ impl Job {
             Ok(prepared) => self.execute(prepared, lease, progress, &mut report).await?,
         }
         report.seconds = clock.elapsed().as_secs_f64();
+        let outcome = match report.outcome {
+            Outcome::Done => "done",
+            Outcome::Failed => "failed",
+            Outcome::Stopped(_) => "stopped",
+        };
+        crate::metrics::get()
+            .sync_runs
+            .get_or_create(&crate::metrics::SyncLabel {
+                job: self.config.name.clone(),
+                outcome,
+            })
+            .inc();
         report.log();
         self.files.add_report(&report)?;
         Ok(report)

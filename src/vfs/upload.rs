@@ -50,10 +50,13 @@ impl OpenUploads {
             ..Default::default()
         });
         self.map().insert(key.to_string(), p.clone());
+        crate::metrics::get().uploads_in_flight.inc();
         p
     }
 
+    /// Called once per upload, when it commits or is dropped.
     fn unregister(&self, key: &str, p: &Arc<Progress>) {
+        crate::metrics::get().uploads_in_flight.dec();
         let mut map = self.map();
         if map.get(key).is_some_and(|q| Arc::ptr_eq(q, p)) {
             map.remove(key);

@@ -12,6 +12,8 @@ pub const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$zbURedr/3LNZOR44c0aY6A$+x
 pub const PASSWORD: &str = "demo";
 
 pub struct TestGateway {
+    /// The admin endpoint (/healthz, /metrics).
+    pub admin: SocketAddr,
     /// SFTP.
     pub addr: SocketAddr,
     /// FTP, with FTPS offered (AUTH TLS) under [`TestGateway::cert`].
@@ -98,6 +100,9 @@ state_dir = "{dir}/state"
 [sftp]
 listen = "127.0.0.1:0"
 
+[admin]
+listen = "127.0.0.1:0"
+
 [ftp]
 listen = "127.0.0.1:0"
 passive_ports = "20000-29999"
@@ -149,6 +154,7 @@ allowed_ips = ["192.0.2.0/24"]
         addr: running.sftp.unwrap(),
         ftp: running.ftp.unwrap(),
         ftps_implicit: running.ftps_implicit,
+        admin: running.admin.unwrap(),
         cert: tls.cert.der().to_vec(),
         endpoint,
         bucket,

@@ -1,0 +1,218 @@
+//! The gateway's Prometheus metrics, served by the admin listener
+//! (`GET /metrics`). One process-wide set: the places that count
+//! (accept loops, login checks, the S3 connection pool, uploads, sync
+//! runs) are far apart, and a counter is all they need to share.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    pub protocol: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct S3Label {
+    pub operation: &'static str,
+    /// The HTTP status, or `error` when no response came.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabel {
+    pub job: String,
+    pub outcome: &'static str,
+}
+
+type Latency = Family<OperationLabel, Histogram, fn() -> Histogram>;
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Connections being served, by protocol.
+    pub sessions: Family<ProtocolLabel, Gauge>,
+    pub logins: Family<ResultLabel, Counter>,
+    /// Connections dropped at accept because their source is banned.
+    pub banned_connections: Counter,
+    /// File bytes received from clients, by protocol.
+    pub bytes_up: Family<ProtocolLabel, Counter>,
+    /// File bytes sent to clients, by protocol.
+    pub bytes_down: Family<ProtocolLabel, Counter>,
+    pub s3_requests: Family<S3Label, Counter>,
+    /// Seconds from sending an S3 request to its response's head.
+    pub s3_latency: Latency,
+    /// Uploads open (sessions and sync copies).
+    pub uploads_in_flight: Gauge,
+    pub sync_runs: Family<SyncLabel, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("bucketgate");
+        let m = Metrics {
+            sessions: Family::default(),
+            logins: Family::default(),
+            banned_connections: Counter::default(),
+            bytes_up: Family::default(),
+            bytes_down: Family::default(),
+            s3_requests: Family::default(),
+            s3_latency: Family::new_with_constructor(latency_histogram),
+            uploads_in_flight: Gauge::default(),
+            sync_runs: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "sessions",
+            "Connections being served, by protocol",
+            m.sessions.clone(),
+        );
+        registry.register("logins", "Login attempts, by result", m.logins.clone());
+        registry.register(
+            "banned_connections",
+            "Connections dropped at accept because their source is banned",
+            m.banned_connections.clone(),
+        );
+        registry.register(
+            "bytes_received",
+            "File bytes received from clients",
+            m.bytes_up.clone(),
+        );
+        registry.register(
+            "bytes_sent",
+            "File bytes sent to clients",
+            m.bytes_down.clone(),
+        );
+        registry.register(
+            "s3_requests",
+            "Requests to S3 remotes, by operation and HTTP status",
+            m.s3_requests.clone(),
+        );
+        registry.register(
+            "s3_request_seconds",
+            "Time from sending an S3 request to its response head",
+            m.s3_latency.clone(),
+        );
+        registry.register(
+            "uploads_in_flight",
+            "Uploads open now (sessions and sync copies)",
+            m.uploads_in_flight.clone(),
+        );
+        registry.register(
+            "sync_runs",
+            "Sync runs, by job and outcome",
+            m.sync_runs.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Names an S3 request for the metrics, from its method and query.
+pub fn s3_operation(method: &http::Method, uri: &http::Uri, copy: bool) -> &'static str {
+    let query = uri.query().unwrap_or("");
+    let has = |k: &str| {
+        query
+            .split('&')
+            .any(|p| p == k || p.starts_with(&format!("{k}=")))
+    };
+    match *method {
+        http::Method::GET if has("list-type") => "ListObjectsV2",
+        http::Method::GET if has("uploads") => "ListMultipartUploads",
+        http::Method::GET => "GetObject",
+        http::Method::HEAD => "HeadObject",
+        http::Method::PUT if has("partNumber") && copy => "UploadPartCopy",
+        http::Method::PUT if has("partNumber") => "UploadPart",
+        http::Method::PUT if copy => "CopyObject",
+        http::Method::PUT => "PutObject",
+        http::Method::POST if has("uploads") => "CreateMultipartUpload",
+        http::Method::POST if has("uploadId") => "CompleteMultipartUpload",
+        http::Method::POST if has("delete") => "DeleteObjects",
+        http::Method::DELETE if has("uploadId") => "AbortMultipartUpload",
+        http::Method::DELETE => "DeleteObject",
+        _ => "Other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_operations_are_named() {
+        let op = |m: &str, uri: &str, copy| {
+            s3_operation(&m.parse().unwrap(), &uri.parse().unwrap(), copy)
+        };
+        assert_eq!(
+            op("GET", "http://h/b?list-type=2&prefix=a", false),
+            "ListObjectsV2"
+        );
+        assert_eq!(
+            op("PUT", "http://h/b/k?partNumber=2&uploadId=x", false),
+            "UploadPart"
+        );
+        assert_eq!(
+            op("PUT", "http://h/b/k?partNumber=2&uploadId=x", true),
+            "UploadPartCopy"
+        );
+        assert_eq!(
+            op("POST", "http://h/b/k?uploads", false),
+            "CreateMultipartUpload"
+        );
+        assert_eq!(
+            op("DELETE", "http://h/b/k?uploadId=x", false),
+            "AbortMultipartUpload"
+        );
+        assert_eq!(op("PUT", "http://h/b/k", false), "PutObject");
+        assert_eq!(op("HEAD", "http://h/b/k", false), "HeadObject");
+    }
+
+    #[test]
+    fn the_exposition_names_every_metric() {
+        let m = get();
+        m.logins.get_or_create(&ResultLabel { result: "ok" }).inc();
+        let text = m.render();
+        for name in [
+            "bucketgate_sessions",
+            "bucketgate_logins_total{result=\"ok\"}",
+            "bucketgate_bytes_received",
+            "bucketgate_s3_request_seconds",
+            "bucketgate_uploads_in_flight",
+            "bucketgate_sync_runs",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+}

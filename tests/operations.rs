@@ -1,0 +1,184 @@
+//! What protects a gateway facing the internet: login bans shared by SFTP
+//! and FTP, checked with real clients over TCP.
+
+mod common;
+
+use common::gateway::{PASSWORD, ssh_password, start_with_tables};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// Three failed logins (SFTP and FTP together) ban the address: its next
+/// connections, on either protocol and even with the right password, are
+/// closed at once, before any greeting.
+#[tokio::test]
+async fn repeated_failures_ban_the_address_on_both_protocols() {
+    let g = start_with_tables(
+        "[security]\nban_threshold = 3\nban_window = \"5m\"\nban_time = \"15m\"\n",
+    )
+    .await;
+    for _ in 0..2 {
+        let stream = TcpStream::connect(g.addr).await.unwrap();
+        let refused = ssh_password(stream, "alice", "wrong").await.err().unwrap();
+        assert_eq!(refused, "authentication failed");
+    }
+    // The third failure is over FTP.
+    let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(g.ftp)
+        .await
+        .unwrap();
+    assert!(ftp.login("alice", "wrong").await.is_err());
+    drop(ftp);
+
+    let stream = TcpStream::connect(g.addr).await.unwrap();
+    let err = ssh_password(stream, "alice", PASSWORD).await.err().unwrap();
+    assert_ne!(
+        err, "authentication failed",
+        "banned before any SSH exchange"
+    );
+    let mut raw = TcpStream::connect(g.ftp).await.unwrap();
+    let mut greeting = Vec::new();
+    raw.read_to_end(&mut greeting).await.unwrap();
+    assert!(
+        greeting.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&greeting)
+    );
+    g.stop().await;
+}
+
+/// `name{labels} value` lines of a Prometheus scrape.
+async fn scrape(g: &common::gateway::TestGateway) -> std::collections::HashMap<String, f64> {
+    let (ok, body, err) =
+        common::run("curl", &["-sf", &format!("http://{}/metrics", g.admin)]).await;
+    assert!(ok, "{err}");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A transfer moves the counters a dashboard watches: bytes each way,
+/// logins, sessions, S3 requests by operation and status, their latency.
+#[tokio::test]
+async fn a_scrape_after_a_transfer_shows_the_counters_moved() {
+    use russh_sftp::protocol::{FileAttributes, OpenFlags};
+    let g = common::gateway::start("").await;
+    let before = scrape(&g).await;
+    let (_h, s) = common::gateway::alice(&g).await;
+    let data = common::pattern(1 << 20, 5);
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let handle = s
+        .open("/m.bin", flags, FileAttributes::empty())
+        .await
+        .unwrap()
+        .handle;
+    for (i, chunk) in data.chunks(32 << 10).enumerate() {
+        s.write(&handle, (i * (32 << 10)) as u64, chunk.to_vec())
+            .await
+            .unwrap();
+    }
+    s.close(handle).await.unwrap();
+    let handle = s
+        .open("/m.bin", OpenFlags::READ, FileAttributes::empty())
+        .await
+        .unwrap()
+        .handle;
+    let mut got = 0;
+    while got < data.len() {
+        got += s
+            .read(&handle, got as u64, 32 << 10)
+            .await
+            .unwrap()
+            .data
+            .len();
+    }
+    s.close(handle).await.unwrap();
+    let during = scrape(&g).await;
+    let moved = |name: &str| {
+        during.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+    };
+    assert!(moved("bucketgate_bytes_received_total{protocol=\"sftp\"}") >= (1 << 20) as f64);
+    assert!(moved("bucketgate_bytes_sent_total{protocol=\"sftp\"}") >= (1 << 20) as f64);
+    assert!(moved("bucketgate_logins_total{result=\"ok\"}") >= 1.0);
+    assert!(during["bucketgate_sessions{protocol=\"sftp\"}"] >= 1.0);
+    assert!(moved("bucketgate_s3_requests_total{operation=\"PutObject\",status=\"200\"}") >= 1.0);
+    assert!(moved("bucketgate_s3_requests_total{operation=\"GetObject\",status=\"200\"}") >= 1.0);
+    assert!(moved("bucketgate_s3_request_seconds_count{operation=\"PutObject\"}") >= 1.0);
+    assert!(during.contains_key("bucketgate_uploads_in_flight"));
+    g.stop().await;
+}
+
+/// A TCP relay in front of S3 that can be taken down (its connections cut,
+/// new ones closed at once) and brought back.
+struct Relay {
+    addr: std::net::SocketAddr,
+    down: tokio::sync::watch::Sender<bool>,
+}
+
+async fn relay(upstream: std::net::SocketAddr) -> Relay {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (down, watch) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if *watch.borrow() {
+                continue;
+            }
+            let mut watch = watch.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    _ = watch.wait_for(|d| *d) => {}
+                }
+            });
+        }
+    });
+    Relay { addr, down }
+}
+
+/// Polls /healthz until it answers `want`; its last body.
+async fn health_becomes(g: &common::gateway::TestGateway, want: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let url = format!("http://{}/healthz", g.admin);
+        let (_, out, _) = common::run("curl", &["-s", "-w", "\n%{http_code}", &url]).await;
+        let (body, code) = out.rsplit_once('\n').unwrap();
+        if code == want {
+            return body.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "healthz stayed {code}: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// /healthz turns 503 naming the remote when its S3 endpoint goes away,
+/// and 200 again when it is back.
+#[tokio::test]
+async fn healthz_follows_the_s3_endpoint() {
+    let moto: std::net::SocketAddr = common::moto_endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let relay = relay(moto).await;
+    let g = common::gateway::start_via(&format!("http://{}", relay.addr), "retries = 0").await;
+    let ok = health_becomes(&g, "200").await;
+    assert!(ok.contains("\"status\":\"ok\""), "{ok}");
+    relay.down.send(true).unwrap();
+    let bad = health_becomes(&g, "503").await;
+    assert!(bad.contains("\"status\":\"unhealthy\""), "{bad}");
+    assert!(
+        bad.contains("\"store\":{") && bad.contains("\"error\""),
+        "{bad}"
+    );
+    relay.down.send(false).unwrap();
+    health_becomes(&g, "200").await;
+    g.stop().await;
+}
