@@ -124,7 +124,7 @@ fn init_logs(format: LogFormat, default: &str) {
 fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(bucketgate::serve::run(config))?;
+    runtime.block_on(bucketgate::serve::run(config, path))?;
     Ok(ExitCode::SUCCESS)
 }
 

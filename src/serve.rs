@@ -5,10 +5,13 @@ use crate::auth::{SessionLimits, Users};
 use crate::config::Config;
 use crate::remote::Remotes;
 use crate::vfs::Storage;
+use crate::vfs::transfers;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// Everything a running gateway shares between its listeners.
 #[derive(Debug, Clone)]
@@ -20,12 +23,15 @@ pub struct Gateway {
     pub limits: SessionLimits,
 }
 
-/// What every session of every frontend shares: the users, the storage
-/// and the session slots.
+/// What every session of every frontend shares: the users, the storage,
+/// the session slots, and the signal that ends sessions at shutdown.
 pub struct Shared {
     pub users: Users,
     pub storage: Storage,
     pub limits: SessionLimits,
+    /// Cancelled when the shutdown grace period is over: sessions still
+    /// open end, and drop (abort) their unfinished uploads.
+    pub ending: CancellationToken,
 }
 
 /// The listeners of a started gateway, with the addresses they got.
@@ -41,6 +47,9 @@ pub struct Running {
     pub admin: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
+    /// The sync schedulers: a run in progress outlives `stop`.
+    jobs: Vec<tokio::task::JoinHandle<()>>,
+    ending: CancellationToken,
 }
 
 impl Gateway {
@@ -63,10 +72,12 @@ impl Gateway {
     pub async fn start(self) -> anyhow::Result<Running> {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let ending = CancellationToken::new();
         let shared = Arc::new(Shared {
             users: self.users.clone(),
             storage: self.storage.clone(),
             limits: self.limits.clone(),
+            ending: ending.clone(),
         });
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -108,34 +119,70 @@ impl Gateway {
                 Ok(())
             });
         }
-        for job in crate::sync::schedule::start(&self.config, &self.storage, &stopped) {
-            tasks.spawn(async move {
-                // A job's failures are its own: logged by the job, never the gateway's.
-                let _ = job.await;
-                Ok(())
-            });
-        }
+        // A job's failures are its own: logged by the job, never the gateway's.
+        let jobs = crate::sync::schedule::start(&self.config, &self.storage, &stopped, &ending);
         Ok(Running {
             sftp: sftp_addr,
             ftp: ftp_addr,
             ftps_implicit,
             admin: admin_addr,
             stop,
+            jobs,
+            ending,
             tasks,
         })
     }
 }
 
 impl Running {
-    /// Stops accepting connections; sessions in progress end with the process.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    /// Stops accepting connections and starting sync runs; sessions in
+    /// progress go on (see [`Running::shutdown`]).
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         while let Some(done) = self.tasks.join_next().await {
             done??;
         }
         Ok(())
     }
+
+    /// Graceful shutdown: stops accepting, gives open transfers `grace` to
+    /// finish, then ends every session — their unfinished uploads are
+    /// aborted, never completed — and waits for those aborts.
+    pub async fn shutdown(mut self, grace: Duration) -> anyhow::Result<()> {
+        self.stop().await?;
+        let open = transfers::open_now();
+        if open > 0 {
+            tracing::info!(transfers = open, grace = %humantime::format_duration(grace), "waiting for open transfers to finish");
+        }
+        if tokio::time::timeout(grace, transfers::all_done())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                transfers = transfers::open_now(),
+                "shutdown grace period over: ending the sessions still open; their unfinished uploads are aborted"
+            );
+        }
+        self.ending.cancel();
+        for job in self.jobs.drain(..) {
+            let _ = job.await;
+        }
+        if tokio::time::timeout(ABORT_WAIT, transfers::all_done())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                transfers = transfers::open_now(),
+                "uploads still aborting after {}s; the bucket's lifecycle rules must clean them",
+                ABORT_WAIT.as_secs()
+            );
+        }
+        Ok(())
+    }
 }
+
+/// How long shutdown waits for the aborts of uploads it ended.
+const ABORT_WAIT: Duration = Duration::from_secs(30);
 
 /// PROXY protocol support comes with production readiness; until then a
 /// listener that expects it must not start as if it had it.
@@ -148,28 +195,45 @@ fn refuse_proxy_protocol(table: &str, mode: crate::config::ProxyProtocol) -> any
     Ok(())
 }
 
-/// Runs until SIGINT (Ctrl-C) or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    // Handlers first: a SIGTERM that arrives right after the start is still a clean stop.
-    let stop = shutdown_signal()?;
-    let gateway = Gateway::build(config)?;
-    let (users, remotes) = (gateway.config.users.len(), gateway.config.remotes.len());
-    let running = gateway.start().await?;
-    tracing::info!(users, remotes, "bucketgate is running; Ctrl-C stops it");
-    stop.await;
-    tracing::info!("stopping");
-    running.stop().await
-}
-
-/// Registers the stop signals now and returns the wait for the first of them.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+/// Runs until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully
+/// (`[server].shutdown_grace`). SIGHUP reloads the users from `path`.
+pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: a signal that arrives right after the start is still handled.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
+    let mut hangup = signal(SignalKind::hangup())?;
+    let grace = config.server.shutdown_grace;
+    let gateway = Gateway::build(config)?;
+    let (users, remotes) = (gateway.config.users.len(), gateway.config.remotes.len());
+    let live_users = gateway.users.clone();
+    let running = gateway.start().await?;
+    tracing::info!(
+        users,
+        remotes,
+        "bucketgate is running; Ctrl-C stops it, SIGHUP reloads the users"
+    );
+    loop {
         tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => reload_users(path, &live_users),
         }
-    })
+    }
+    tracing::info!("stopping: no new connections");
+    running.shutdown(grace).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGHUP: the users of the config file replace the running ones; sessions
+/// already logged in go on. A config with problems changes nothing.
+fn reload_users(path: &std::path::Path, users: &Users) {
+    match Config::load(path) {
+        Ok(config) => {
+            users.replace(&config.users);
+            tracing::info!(users = config.users.len(), file = %path.display(), "users reloaded");
+        }
+        Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+    }
 }

@@ -182,3 +182,206 @@ async fn healthz_follows_the_s3_endpoint() {
     health_becomes(&g, "200").await;
     g.stop().await;
 }
+
+/// `bucketgate serve` as a process, on a config file it can reload.
+struct Served {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    endpoint: String,
+    bucket: String,
+    sftp: std::net::SocketAddr,
+}
+
+fn served_config(dir: &std::path::Path, endpoint: &str, bucket: &str, users: &str) -> String {
+    format!(
+        r#"[server]
+keys_dir = "{dir}/keys"
+state_dir = "{dir}/state"
+shutdown_grace = "2s"
+
+[sftp]
+listen = "127.0.0.1:0"
+
+{remote}
+
+{users}
+"#,
+        dir = dir.display(),
+        remote = common::s3_remote_toml(endpoint, bucket, "part_size = \"5MiB\""),
+    )
+}
+
+fn user(name: &str) -> String {
+    format!(
+        "[[users]]\nname = \"{name}\"\npassword = \"{}\"\nhome = \"store:/{name}\"\n",
+        common::gateway::HASH
+    )
+}
+
+impl Served {
+    fn start() -> Served {
+        let endpoint = common::moto_endpoint();
+        let bucket = common::unique("served");
+        common::create_bucket(&endpoint, &bucket);
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("gateway.toml");
+        std::fs::write(
+            &config,
+            served_config(dir.path(), &endpoint, &bucket, &user("alice")),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"))
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut served = Served {
+            child,
+            dir,
+            endpoint,
+            bucket,
+            sftp: "0.0.0.0:0".parse().unwrap(),
+        };
+        let line = served.log_line("SFTP listening");
+        let at = line.find("\"listen\":\"").unwrap() + 10;
+        served.sftp = line[at..line[at..].find('"').unwrap() + at]
+            .parse()
+            .unwrap();
+        served
+    }
+
+    /// Waits for the log line containing `text`.
+    fn log_line(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap();
+            if let Some(line) = log.lines().find(|l| l.contains(text)) {
+                return line.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    fn s3(&self, script: &str) -> String {
+        common::boto3(
+            &self.endpoint,
+            &format!("bucket = '{}'\n{script}", self.bucket),
+        )
+    }
+}
+
+/// SIGTERM during uploads: no new connection is taken, an upload that
+/// finishes within the grace period is stored, one still open after it is
+/// aborted — no object, no multipart upload — and the process exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_transfers_finish_then_aborts_the_rest() {
+    use russh_sftp::protocol::{FileAttributes, OpenFlags};
+    let mut served = Served::start();
+    let login = || async {
+        let stream = TcpStream::connect(served.sftp).await.unwrap();
+        let h = ssh_password(stream, "alice", PASSWORD).await.ok().unwrap();
+        let s = common::gateway::sftp(&h).await;
+        (h, s)
+    };
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let data = common::pattern(7 << 20, 9);
+    let mut open = Vec::new();
+    for name in ["/finishes.bin", "/stalls.bin"] {
+        let (h, s) = login().await;
+        let handle = s
+            .open(name, flags, FileAttributes::empty())
+            .await
+            .unwrap()
+            .handle;
+        // 6 MiB: past the first part, so a multipart upload is under way.
+        for (i, chunk) in data[..6 << 20].chunks(64 << 10).enumerate() {
+            s.write(&handle, (i * (64 << 10)) as u64, chunk.to_vec())
+                .await
+                .unwrap();
+        }
+        open.push((h, s, handle));
+    }
+    served.signal(libc::SIGTERM);
+    served.log_line("stopping: no new connections");
+    assert!(
+        TcpStream::connect(served.sftp).await.is_err(),
+        "still accepting"
+    );
+    // One client finishes within the grace period.
+    let (_h, s, handle) = &open[0];
+    for (i, chunk) in data[6 << 20..].chunks(64 << 10).enumerate() {
+        s.write(handle, ((6 << 20) + i * (64 << 10)) as u64, chunk.to_vec())
+            .await
+            .unwrap();
+    }
+    s.close(handle.clone()).await.unwrap();
+    // The other never does.
+    let status = tokio::task::spawn_blocking(move || served.child.wait().map(|s| (s, served)))
+        .await
+        .unwrap()
+        .unwrap();
+    let (exit, served) = status;
+    assert_eq!(exit.code(), Some(0));
+    let listed = served.s3(
+        "print(sorted((o['Key'], o['Size']) for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))\n\
+         print(len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))",
+    );
+    assert_eq!(
+        listed,
+        format!("[('alice/', 0), ('alice/finishes.bin', {})]\n0\n", 7 << 20)
+    );
+    let log = std::fs::read_to_string(served.dir.path().join("log")).unwrap();
+    assert!(log.contains("shutdown grace period over"), "{log}");
+}
+
+/// SIGHUP reloads the users: one added to the file can log in at once,
+/// sessions go on, and a broken file changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_users() {
+    let mut served = Served::start();
+    let connect = |user: &'static str| {
+        let addr = served.sftp;
+        async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            ssh_password(stream, user, PASSWORD).await.map(|_| ())
+        }
+    };
+    assert_eq!(
+        connect("erin").await.err().unwrap(),
+        "authentication failed"
+    );
+    let alice = {
+        let stream = TcpStream::connect(served.sftp).await.unwrap();
+        ssh_password(stream, "alice", PASSWORD).await.ok().unwrap()
+    };
+    let config = served.dir.path().join("gateway.toml");
+    let users = format!("{}\n{}", user("alice"), user("erin"));
+    std::fs::write(
+        &config,
+        served_config(served.dir.path(), &served.endpoint, &served.bucket, &users),
+    )
+    .unwrap();
+    served.signal(libc::SIGHUP);
+    served.log_line("users reloaded");
+    connect("erin").await.unwrap();
+    // alice's session, opened before, still works.
+    common::gateway::sftp(&alice).await;
+    // A broken file: reported, not applied (erin stays).
+    std::fs::write(&config, "[server\nnot toml").unwrap();
+    served.signal(libc::SIGHUP);
+    served.log_line("reload refused, nothing changed");
+    connect("erin").await.unwrap();
+    served.signal(libc::SIGTERM);
+    assert_eq!(served.child.wait().unwrap().code(), Some(0));
+}

@@ -5,7 +5,7 @@ use super::verify_password;
 use crate::config::UserConfig;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// Why a login was refused. The client is told only that it failed; the
 /// operator's log gets this.
@@ -23,23 +23,43 @@ pub enum LoginError {
     UnknownKey,
 }
 
-/// The configured users, by name.
+type ByName = HashMap<String, Arc<UserConfig>>;
+
+/// The configured users, by name; every clone sees a reload (SIGHUP).
+/// A session keeps the user it logged in as until it ends.
 #[derive(Debug, Clone, Default)]
-pub struct Users(HashMap<String, Arc<UserConfig>>);
+pub struct Users(Arc<RwLock<Arc<ByName>>>);
+
+fn by_name(users: &[UserConfig]) -> Arc<ByName> {
+    Arc::new(
+        users
+            .iter()
+            .map(|u| (u.name.clone(), Arc::new(u.clone())))
+            .collect(),
+    )
+}
 
 impl Users {
     pub fn new(users: &[UserConfig]) -> Self {
-        Users(
-            users
-                .iter()
-                .map(|u| (u.name.clone(), Arc::new(u.clone())))
-                .collect(),
-        )
+        Users(Arc::new(RwLock::new(by_name(users))))
+    }
+
+    /// Replaces the users for logins from now on.
+    pub fn replace(&self, users: &[UserConfig]) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = by_name(users);
+    }
+
+    fn current(&self) -> Arc<ByName> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The user, if `peer` may log in as them at all.
     pub fn admit(&self, name: &str, peer: IpAddr) -> Result<Arc<UserConfig>, LoginError> {
-        let user = self.0.get(name).ok_or(LoginError::UnknownUser)?;
+        let user = self
+            .current()
+            .get(name)
+            .cloned()
+            .ok_or(LoginError::UnknownUser)?;
         let peer = canonical(peer);
         if !user.allowed_ips.is_empty() && !user.allowed_ips.iter().any(|n| n.contains(&peer)) {
             return Err(LoginError::AddressNotAllowed(peer));

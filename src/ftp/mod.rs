@@ -188,18 +188,28 @@ impl Sessions {
                     continue;
                 }
             };
+            let ending = self.shared.ending.clone();
             tokio::spawn(
                 async move {
                     tracing::debug!("FTP connection accepted");
-                    let served = if implicit {
-                        server.service_implicit_tls(socket).await
-                    } else {
-                        server.service(socket).await
+                    let served = async {
+                        if implicit {
+                            server.service_implicit_tls(socket).await
+                        } else {
+                            server.service(socket).await
+                        }
                     };
-                    if let Err(e) = served {
-                        tracing::debug!(error = %e, "FTP session ended with an error");
+                    // At shutdown, past the grace period: dropping the
+                    // session drops (aborts) its open upload.
+                    tokio::select! {
+                        served = served => {
+                            if let Err(e) = served {
+                                tracing::debug!(error = %e, "FTP session ended with an error");
+                            }
+                            tracing::info!("session ended");
+                        }
+                        _ = ending.cancelled() => tracing::info!("session ended by shutdown"),
                     }
-                    tracing::info!("session ended");
                 }
                 .instrument(span),
             );

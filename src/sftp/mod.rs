@@ -108,14 +108,24 @@ impl SftpListener {
             let _ = socket.set_nodelay(true);
             let handler = ssh::SshSession::new(shared.clone(), peer, slot);
             let config = config.clone();
+            let ending = shared.ending.clone();
             tokio::spawn(async move {
-                match russh::server::run_stream(config, socket, handler).await {
-                    Ok(session) => {
-                        if let Err(e) = session.await {
-                            tracing::debug!(%peer, error = %e, "SSH session ended with an error");
+                let session = async {
+                    match russh::server::run_stream(config, socket, handler).await {
+                        Ok(session) => {
+                            if let Err(e) = session.await {
+                                tracing::debug!(%peer, error = %e, "SSH session ended with an error");
+                            }
                         }
+                        Err(e) => tracing::debug!(%peer, error = %e, "SSH handshake failed"),
                     }
-                    Err(e) => tracing::debug!(%peer, error = %e, "SSH handshake failed"),
+                };
+                // At shutdown, past the grace period: dropping the session
+                // closes its channels, and the SFTP handler drops (aborts)
+                // its open uploads.
+                tokio::select! {
+                    _ = session => {}
+                    _ = ending.cancelled() => tracing::info!(%peer, "session ended by shutdown"),
                 }
             });
         }

@@ -179,10 +179,17 @@ impl russh::server::Handler for SshSession {
         };
         session.channel_success(channel_id)?;
         let span = self.span.clone();
+        let ending = self.shared.ending.clone();
         tokio::spawn(
             async move {
-                super::pump::run(channel.into_stream(), SftpHandler::new(vfs)).await;
-                tracing::debug!("sftp channel closed");
+                // At shutdown, past the grace period, the handler is dropped
+                // here: its open uploads are aborted.
+                tokio::select! {
+                    _ = super::pump::run(channel.into_stream(), SftpHandler::new(vfs)) => {
+                        tracing::debug!("sftp channel closed");
+                    }
+                    _ = ending.cancelled() => {}
+                }
             }
             .instrument(span),
         );

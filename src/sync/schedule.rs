@@ -9,12 +9,17 @@ use crate::config::Config;
 use crate::vfs::Storage;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Starts a task per job that has an interval; each ends when `stopped` turns true.
+/// A run in progress when `stopped` turns true goes on until `ending` is
+/// cancelled (the shutdown grace is over); then it is dropped, which
+/// aborts its open copies.
 pub fn start(
     config: &Config,
     storage: &Storage,
     stopped: &watch::Receiver<bool>,
+    ending: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for sync in &config.syncs {
@@ -30,15 +35,20 @@ pub fn start(
         };
         tracing::info!(job = sync.name, every = %humantime::format_duration(interval), "sync job scheduled");
         let mut stopped = stopped.clone();
+        let ending = ending.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let run = tokio::spawn({
+                let mut run = tokio::spawn({
                     let job = job.clone();
                     async move { job.run(false, &Quiet).await }
                 });
                 tokio::select! {
-                    result = run => log_result(&job, result),
-                    _ = stopped.wait_for(|s| *s) => return,
+                    result = &mut run => log_result(&job, result),
+                    _ = ending.cancelled() => {
+                        run.abort();
+                        tracing::warn!(job = job.config.name, "sync run ended by shutdown; the next run finishes it");
+                        return;
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}

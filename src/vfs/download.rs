@@ -170,6 +170,7 @@ pub struct Download {
     /// Segments in order, the first one feeding `buf`.
     segments: std::collections::VecDeque<Segment>,
     pace: Pace,
+    _transfer: super::transfers::Transfer,
 }
 
 /// Since the GETs were last (re)arranged: bytes handed out, and time the
@@ -231,6 +232,7 @@ impl Download {
             buf_start: offset,
             segments: Default::default(),
             pace: Pace::new(),
+            _transfer: super::transfers::Transfer::start(),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod objects;
 pub mod path;
 mod perm;
 mod resume;
+pub mod transfers;
 pub mod upload;
 
 pub use download::Download;

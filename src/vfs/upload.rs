@@ -7,6 +7,7 @@
 //! object appears only on a successful [`Upload::close`]; an error or a drop
 //! aborts the multipart upload, so no truncated object is ever visible.
 
+use super::transfers::Transfer;
 use super::{VfsError, VfsResult, lock};
 use crate::config::units::format_size;
 use crate::remote::Remote;
@@ -109,6 +110,8 @@ pub struct Upload {
     progress: Arc<Progress>,
     failed: Option<String>,
     done: bool,
+    /// Ends when the upload is committed, or when its abort has finished.
+    transfer: Option<Transfer>,
 }
 
 impl std::fmt::Debug for Upload {
@@ -151,6 +154,7 @@ impl Upload {
             progress,
             failed: None,
             done: false,
+            transfer: Some(Transfer::start()),
         })
     }
 
@@ -458,7 +462,9 @@ impl Drop for Upload {
         if multipart.is_none() && handles.is_empty() {
             return;
         }
+        let transfer = self.transfer.take();
         let abort = async move {
+            let _transfer = transfer;
             for h in handles {
                 h.abort();
                 let _ = h.await;

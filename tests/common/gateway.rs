@@ -175,7 +175,7 @@ impl TestGateway {
     }
 
     pub async fn stop(mut self) {
-        if let Some(r) = self.running.take() {
+        if let Some(mut r) = self.running.take() {
             r.stop().await.unwrap();
         }
     }
