@@ -4,7 +4,7 @@
 mod common;
 
 use common::gateway::{PASSWORD, ssh_password, start_with_tables};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Three failed logins (SFTP and FTP together) ban the address: its next
@@ -190,6 +190,7 @@ struct Served {
     endpoint: String,
     bucket: String,
     sftp: std::net::SocketAddr,
+    ftp: std::net::SocketAddr,
 }
 
 fn served_config(dir: &std::path::Path, endpoint: &str, bucket: &str, users: &str) -> String {
@@ -201,6 +202,10 @@ shutdown_grace = "2s"
 
 [sftp]
 listen = "127.0.0.1:0"
+
+[ftp]
+listen = "127.0.0.1:0"
+passive_ports = "30000-39999"
 
 {remote}
 
@@ -244,12 +249,16 @@ impl Served {
             endpoint,
             bucket,
             sftp: "0.0.0.0:0".parse().unwrap(),
+            ftp: "0.0.0.0:0".parse().unwrap(),
         };
-        let line = served.log_line("SFTP listening");
-        let at = line.find("\"listen\":\"").unwrap() + 10;
-        served.sftp = line[at..line[at..].find('"').unwrap() + at]
-            .parse()
-            .unwrap();
+        let listen = |line: String| {
+            let at = line.find("\"listen\":\"").unwrap() + 10;
+            line[at..line[at..].find('"').unwrap() + at]
+                .parse()
+                .unwrap()
+        };
+        served.sftp = listen(served.log_line("\"message\":\"SFTP listening\""));
+        served.ftp = listen(served.log_line("\"message\":\"FTP listening\""));
         served
     }
 
@@ -312,6 +321,14 @@ async fn sigterm_lets_transfers_finish_then_aborts_the_rest() {
         }
         open.push((h, s, handle));
     }
+    // And an FTP upload that stalls too.
+    let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(served.ftp)
+        .await
+        .unwrap();
+    ftp.login("alice", PASSWORD).await.unwrap();
+    let mut ftp_data = ftp.put_with_stream("stalls-ftp.bin").await.unwrap();
+    ftp_data.write_all(&data[..6 << 20]).await.unwrap();
+    ftp_data.flush().await.unwrap();
     served.signal(libc::SIGTERM);
     served.log_line("stopping: no new connections");
     assert!(

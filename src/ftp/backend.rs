@@ -86,6 +86,19 @@ async fn in_span<F: Future>(user: &FtpUser, work: F) -> F::Output {
 }
 
 /// Runs a VFS call in the session's span.
+/// Runs a transfer until it ends or the gateway's shutdown grace is over;
+/// then it is dropped, and an upload with it is aborted.
+async fn until_ending<T, E>(
+    user: &FtpUser,
+    transfer: impl Future<Output = Result<T, E>>,
+    error: impl FnOnce(VfsError) -> E,
+) -> Result<T, E> {
+    tokio::select! {
+        done = transfer => done,
+        _ = user.ending.cancelled() => Err(error(VfsError::storage_msg("the gateway is shutting down"))),
+    }
+}
+
 async fn in_session<T>(
     user: &FtpUser,
     call: impl Future<Output = VfsResult<T>>,
@@ -233,7 +246,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
             let path = path.map_err(ftp_error)?;
             let started = Instant::now();
             let mut sent = 0u64;
-            let result: Result<(), Error> = async {
+            let transfer = async {
                 let download = user
                     .vfs
                     .open_read(&path, start_pos)
@@ -248,8 +261,8 @@ impl StorageBackend<FtpUser> for VfsBackend {
                     counted.inc_by(chunk.len() as u64);
                 }
                 Ok(())
-            }
-            .await;
+            };
+            let result: Result<(), Error> = until_ending(user, transfer, ftp_error).await;
             FileOp {
                 op: "download",
                 path: path.as_str(),
@@ -293,7 +306,8 @@ impl StorageBackend<FtpUser> for VfsBackend {
         in_session(user, async {
             let path = path?;
             let started = Instant::now();
-            let result = self.receive(user, input, &path, start_pos).await;
+            let result =
+                until_ending(user, self.receive(user, input, &path, start_pos), |e| e).await;
             FileOp {
                 op: "upload",
                 path: path.as_str(),

@@ -27,6 +27,9 @@ const FAILURE_DELAY: Duration = Duration::from_secs(1);
 pub struct FtpUser {
     pub vfs: UserVfs,
     pub span: tracing::Span,
+    /// Cancelled at shutdown past the grace period: a transfer still
+    /// running ends (libunftp runs transfers in tasks of its own).
+    pub ending: tokio_util::sync::CancellationToken,
 }
 
 impl fmt::Display for FtpUser {
@@ -100,6 +103,7 @@ impl Login {
             Ok(vfs) => Some(FtpUser {
                 vfs,
                 span: self.span.clone(),
+                ending: self.shared.ending.clone(),
             }),
             Err(e) => {
                 let _enter = self.span.enter();
