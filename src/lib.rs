@@ -24,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod ftp;
 pub mod metrics;
+pub mod proxy;
 pub mod remote;
 pub mod serve;
 pub mod sftp;

@@ -1,14 +1,16 @@
 //! `bucketgate serve`: builds the remotes and starts what the config
 //! enables: the listeners and the sync jobs that have an interval.
 
-use crate::auth::{SessionLimits, Users};
+use crate::auth::{SessionLimits, SessionSlot, Users};
 use crate::config::Config;
+use crate::proxy::ProxyRules;
 use crate::remote::Remotes;
 use crate::vfs::Storage;
 use crate::vfs::transfers;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,34 @@ pub struct Shared {
     /// Cancelled when the shutdown grace period is over: sessions still
     /// open end, and drop (abort) their unfinished uploads.
     pub ending: CancellationToken,
+}
+
+impl Shared {
+    /// What both frontends do first with a new connection, in its own
+    /// task: the client's real address (PROXY protocol), then the ban check
+    /// and a session slot. `None`: the connection is refused (logged).
+    pub async fn admit(
+        &self,
+        proxy: &ProxyRules,
+        socket: &mut TcpStream,
+        peer: SocketAddr,
+        protocol: &'static str,
+    ) -> Option<(SocketAddr, SessionSlot)> {
+        let client = match proxy.client_address(socket, peer).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(%peer, protocol, reason = %e, "connection refused");
+                return None;
+            }
+        };
+        match self.limits.connection(client.ip(), protocol) {
+            Ok(slot) => Some((client, slot)),
+            Err(e) => {
+                tracing::warn!(peer = %client, protocol, reason = %e, "connection refused");
+                None
+            }
+        }
+    }
 }
 
 /// The listeners of a started gateway, with the addresses they got.
@@ -84,10 +114,9 @@ impl Gateway {
         };
         let mut sftp_addr = None;
         if let Some(sftp) = &self.config.sftp {
-            refuse_proxy_protocol("sftp", sftp.proxy_protocol)?;
+            check_proxy_rules("sftp", sftp.proxy_protocol, &sftp.proxy_allowed)?;
             let listener =
-                crate::sftp::SftpListener::bind(sftp.listen, &self.config.server, shared.clone())
-                    .await?;
+                crate::sftp::SftpListener::bind(sftp, &self.config.server, shared.clone()).await?;
             sftp_addr = Some(listener.local_addr()?);
             let stop = until_stopped(stopped.clone());
             tasks.spawn(async move {
@@ -97,7 +126,7 @@ impl Gateway {
         }
         let (mut ftp_addr, mut ftps_implicit) = (None, None);
         if let Some(ftp) = &self.config.ftp {
-            refuse_proxy_protocol("ftp", ftp.proxy_protocol)?;
+            check_proxy_rules("ftp", ftp.proxy_protocol, &ftp.proxy_allowed)?;
             let listener =
                 crate::ftp::FtpListener::bind(ftp, &self.config.server, shared.clone()).await?;
             ftp_addr = Some(listener.local_addr()?);
@@ -184,13 +213,18 @@ impl Running {
 /// How long shutdown waits for the aborts of uploads it ended.
 const ABORT_WAIT: Duration = Duration::from_secs(30);
 
-/// PROXY protocol support comes with production readiness; until then a
-/// listener that expects it must not start as if it had it.
-fn refuse_proxy_protocol(table: &str, mode: crate::config::ProxyProtocol) -> anyhow::Result<()> {
+/// A listener that believes PROXY headers must name whom it believes:
+/// with no `proxy_allowed`, every header would be refused (required) or
+/// ignored (optional), which is never what the operator meant.
+fn check_proxy_rules(
+    table: &str,
+    mode: crate::config::ProxyProtocol,
+    allowed: &[ipnet::IpNet],
+) -> anyhow::Result<()> {
     anyhow::ensure!(
-        mode == crate::config::ProxyProtocol::Off,
-        "[{table}] proxy_protocol: the PROXY protocol is not supported by this build yet; \
-         remove the key or set it to \"off\""
+        mode == crate::config::ProxyProtocol::Off || !allowed.is_empty(),
+        "[{table}] proxy_protocol is on but proxy_allowed is empty: list the addresses of \
+         the load balancers that send the PROXY header"
     );
     Ok(())
 }

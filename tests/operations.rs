@@ -193,19 +193,31 @@ struct Served {
     ftp: std::net::SocketAddr,
 }
 
-fn served_config(dir: &std::path::Path, endpoint: &str, bucket: &str, users: &str) -> String {
+/// A config for [`Served`]; `listeners` are keys for both `[sftp]` and `[ftp]`.
+fn served_config(
+    dir: &std::path::Path,
+    endpoint: &str,
+    bucket: &str,
+    listeners: &str,
+    users: &str,
+) -> String {
     format!(
         r#"[server]
 keys_dir = "{dir}/keys"
 state_dir = "{dir}/state"
 shutdown_grace = "2s"
 
+[security]
+ban_threshold = 2
+
 [sftp]
 listen = "127.0.0.1:0"
+{listeners}
 
 [ftp]
 listen = "127.0.0.1:0"
 passive_ports = "30000-39999"
+{listeners}
 
 {remote}
 
@@ -225,6 +237,10 @@ fn user(name: &str) -> String {
 
 impl Served {
     fn start() -> Served {
+        Served::start_with("", &user("alice"))
+    }
+
+    fn start_with(listeners: &str, users: &str) -> Served {
         let endpoint = common::moto_endpoint();
         let bucket = common::unique("served");
         common::create_bucket(&endpoint, &bucket);
@@ -232,7 +248,7 @@ impl Served {
         let config = dir.path().join("gateway.toml");
         std::fs::write(
             &config,
-            served_config(dir.path(), &endpoint, &bucket, &user("alice")),
+            served_config(dir.path(), &endpoint, &bucket, listeners, users),
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
@@ -386,7 +402,13 @@ async fn sighup_reloads_the_users() {
     let users = format!("{}\n{}", user("alice"), user("erin"));
     std::fs::write(
         &config,
-        served_config(served.dir.path(), &served.endpoint, &served.bucket, &users),
+        served_config(
+            served.dir.path(),
+            &served.endpoint,
+            &served.bucket,
+            "",
+            &users,
+        ),
     )
     .unwrap();
     served.signal(libc::SIGHUP);
@@ -401,4 +423,80 @@ async fn sighup_reloads_the_users() {
     connect("erin").await.unwrap();
     served.signal(libc::SIGTERM);
     assert_eq!(served.child.wait().unwrap().code(), Some(0));
+}
+
+/// Behind a load balancer: the PROXY header's address is the one that logs
+/// in (allowed_ips), is logged, and is banned — not the balancer's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_header_sets_the_logged_and_banned_address() {
+    let users = format!(
+        "{}allowed_ips = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n",
+        user("alice")
+    );
+    let served = Served::start_with(
+        "proxy_protocol = \"required\"\nproxy_allowed = [\"127.0.0.0/8\"]",
+        &users,
+    );
+    // A v1 header in front of SSH.
+    let via = |client: &'static str| {
+        let addr = served.sftp;
+        async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let header = format!("PROXY TCP4 {client} 127.0.0.1 40000 2222\r\n");
+            stream.write_all(header.as_bytes()).await.unwrap();
+            stream
+        }
+    };
+    // alice may log in only from 192.0.2.0/24: through the header, she can.
+    let h = ssh_password(via("192.0.2.51").await, "alice", PASSWORD).await;
+    assert!(h.is_ok(), "{:?}", h.err());
+    let line = served.log_line("\"message\":\"logged in\"");
+    assert!(line.contains("\"peer\":\"192.0.2.51:40000\""), "{line}");
+    // Two failures from 192.0.2.66 ban that address, not the balancer's.
+    for _ in 0..2 {
+        let err = ssh_password(via("192.0.2.66").await, "alice", "wrong")
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err, "authentication failed");
+    }
+    served.log_line("\"source\":\"192.0.2.66\"");
+    let err = ssh_password(via("192.0.2.66").await, "alice", PASSWORD)
+        .await
+        .err()
+        .unwrap();
+    assert_ne!(err, "authentication failed", "refused before SSH");
+    assert!(
+        ssh_password(via("192.0.2.51").await, "alice", PASSWORD)
+            .await
+            .is_ok()
+    );
+    // Required: a connection without a header is refused.
+    let direct = TcpStream::connect(served.sftp).await.unwrap();
+    assert!(ssh_password(direct, "alice", PASSWORD).await.is_err());
+    // A v2 header in front of FTP, from an IPv6 client.
+    let header = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        (
+            "[2001:db8::7]:41000"
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+            "[2001:db8::1]:21".parse::<std::net::SocketAddr>().unwrap(),
+        ),
+    )
+    .build()
+    .unwrap();
+    let mut stream = TcpStream::connect(served.ftp).await.unwrap();
+    stream.write_all(&header).await.unwrap();
+    let mut ftp = suppaftp::tokio::AsyncFtpStream::connect_with_stream(stream)
+        .await
+        .unwrap();
+    ftp.login("alice", PASSWORD).await.unwrap();
+    let logins = std::fs::read_to_string(served.dir.path().join("log")).unwrap();
+    assert!(
+        logins.contains("\"peer\":\"[2001:db8::7]:41000\""),
+        "{logins}"
+    );
+    let _ = ftp.quit().await;
 }

@@ -14,6 +14,7 @@ mod login;
 pub mod tls;
 
 use crate::config::{FtpConfig, PassiveHost, ServerConfig};
+use crate::proxy::ProxyRules;
 use crate::serve::Shared;
 use backend::VfsBackend;
 use libunftp::options::FtpsRequired;
@@ -162,34 +163,42 @@ impl Sessions {
                     continue;
                 }
             };
-            let slot = match self
-                .shared
-                .limits
-                .connection(peer.ip(), if implicit { "ftps-implicit" } else { "ftp" })
-            {
-                Ok(slot) => slot,
-                Err(e) => {
-                    tracing::warn!(%peer, reason = %e, "FTP connection refused");
-                    continue;
-                }
-            };
-            let _ = socket.set_nodelay(true);
-            let span = tracing::info_span!(
-                "session",
-                protocol = if implicit { "ftps-implicit" } else { "ftp" },
-                %peer,
-                user = tracing::field::Empty
-            );
-            let login = Arc::new(Login::new(self.shared.clone(), peer, span.clone(), slot));
-            let server = match self.server_for(login) {
-                Ok(server) => server,
-                Err(e) => {
-                    tracing::error!(%peer, error = %e, "the FTP session could not be set up");
-                    continue;
-                }
-            };
-            let ending = self.shared.ending.clone();
-            tokio::spawn(
+            let sessions = self.clone();
+            tokio::spawn(async move {
+                let mut socket = socket;
+                let protocol = if implicit { "ftps-implicit" } else { "ftp" };
+                let proxy = ProxyRules {
+                    mode: sessions.config.proxy_protocol,
+                    allowed: sessions.config.proxy_allowed.clone(),
+                };
+                let Some((peer, slot)) = sessions
+                    .shared
+                    .admit(&proxy, &mut socket, peer, protocol)
+                    .await
+                else {
+                    return;
+                };
+                let _ = socket.set_nodelay(true);
+                let span = tracing::info_span!(
+                    "session",
+                    protocol,
+                    %peer,
+                    user = tracing::field::Empty
+                );
+                let login = Arc::new(Login::new(
+                    sessions.shared.clone(),
+                    peer,
+                    span.clone(),
+                    slot,
+                ));
+                let server = match sessions.server_for(login) {
+                    Ok(server) => server,
+                    Err(e) => {
+                        tracing::error!(%peer, error = %e, "the FTP session could not be set up");
+                        return;
+                    }
+                };
+                let ending = sessions.shared.ending.clone();
                 async move {
                     tracing::debug!("FTP connection accepted");
                     let served = async {
@@ -199,8 +208,8 @@ impl Sessions {
                             server.service(socket).await
                         }
                     };
-                    // At shutdown, past the grace period: dropping the
-                    // session drops (aborts) its open upload.
+                    // At shutdown, past the grace period: the session's
+                    // transfer is ended by its backend (see `FtpUser::ending`).
                     tokio::select! {
                         served = served => {
                             if let Err(e) = served {
@@ -211,8 +220,9 @@ impl Sessions {
                         _ = ending.cancelled() => tracing::info!("session ended by shutdown"),
                     }
                 }
-                .instrument(span),
-            );
+                .instrument(span)
+                .await;
+            });
         }
     }
 }

@@ -14,6 +14,8 @@ mod pump;
 mod ssh;
 
 use crate::config::ServerConfig;
+use crate::config::SftpConfig;
+use crate::proxy::ProxyRules;
 use crate::serve::Shared;
 use russh::keys::PrivateKey;
 use russh::{MethodKind, MethodSet, SshId};
@@ -52,15 +54,17 @@ pub struct SftpListener {
     listener: TcpListener,
     config: Arc<russh::server::Config>,
     shared: Arc<Shared>,
+    proxy: ProxyRules,
 }
 
 impl SftpListener {
     /// Loads or creates the host keys and binds `addr`; both fail the start.
     pub async fn bind(
-        addr: std::net::SocketAddr,
+        sftp: &SftpConfig,
         server: &ServerConfig,
         shared: Arc<Shared>,
     ) -> anyhow::Result<Self> {
+        let addr = sftp.listen;
         let keys = host_keys::load_or_create(&server.keys_dir)?;
         let listener = TcpListener::bind(addr)
             .await
@@ -70,6 +74,10 @@ impl SftpListener {
             listener,
             config: Arc::new(ssh_config(server, keys)),
             shared,
+            proxy: ProxyRules {
+                mode: sftp.proxy_protocol,
+                allowed: sftp.proxy_allowed.clone(),
+            },
         })
     }
 
@@ -83,6 +91,7 @@ impl SftpListener {
             listener,
             config,
             shared,
+            proxy,
         } = self;
         tokio::pin!(stop);
         loop {
@@ -98,18 +107,16 @@ impl SftpListener {
                     }
                 },
             };
-            let slot = match shared.limits.connection(peer.ip(), "sftp") {
-                Ok(slot) => slot,
-                Err(e) => {
-                    tracing::warn!(%peer, reason = %e, "SFTP connection refused");
-                    continue;
-                }
-            };
-            let _ = socket.set_nodelay(true);
-            let handler = ssh::SshSession::new(shared.clone(), peer, slot);
-            let config = config.clone();
+            let (config, shared, proxy) = (config.clone(), shared.clone(), proxy.clone());
             let ending = shared.ending.clone();
             tokio::spawn(async move {
+                let mut socket = socket;
+                let Some((peer, slot)) = shared.admit(&proxy, &mut socket, peer, "sftp").await
+                else {
+                    return;
+                };
+                let _ = socket.set_nodelay(true);
+                let handler = ssh::SshSession::new(shared.clone(), peer, slot);
                 let session = async {
                     match russh::server::run_stream(config, socket, handler).await {
                         Ok(session) => {
