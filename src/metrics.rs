@@ -122,6 +122,16 @@ impl Metrics {
             "Sync runs, by job and outcome",
             m.sync_runs.clone(),
         );
+        // The series a dashboard expects exist from the start, at zero.
+        for protocol in ["sftp", "ftp", "ftps-implicit"] {
+            let label = ProtocolLabel { protocol };
+            m.sessions.get_or_create(&label);
+            m.bytes_up.get_or_create(&label);
+            m.bytes_down.get_or_create(&label);
+        }
+        for result in ["ok", "failed", "refused"] {
+            m.logins.get_or_create(&ResultLabel { result });
+        }
         Metrics { registry, ..m }
     }
 
@@ -203,6 +213,18 @@ mod tests {
     fn the_exposition_names_every_metric() {
         let m = get();
         m.logins.get_or_create(&ResultLabel { result: "ok" }).inc();
+        // Families by operation and job show once something was counted.
+        m.s3_latency
+            .get_or_create(&OperationLabel {
+                operation: "PutObject",
+            })
+            .observe(0.01);
+        m.sync_runs
+            .get_or_create(&SyncLabel {
+                job: "j".into(),
+                outcome: "done",
+            })
+            .inc();
         let text = m.render();
         for name in [
             "bucketgate_sessions",
