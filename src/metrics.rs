@@ -125,12 +125,12 @@ impl Metrics {
         // The series a dashboard expects exist from the start, at zero.
         for protocol in ["sftp", "ftp", "ftps-implicit"] {
             let label = ProtocolLabel { protocol };
-            m.sessions.get_or_create(&label);
-            m.bytes_up.get_or_create(&label);
-            m.bytes_down.get_or_create(&label);
+            m.sessions.get_or_create(&label).set(0);
+            m.bytes_up.get_or_create(&label).inc_by(0);
+            m.bytes_down.get_or_create(&label).inc_by(0);
         }
         for result in ["ok", "failed", "refused"] {
-            m.logins.get_or_create(&ResultLabel { result });
+            m.logins.get_or_create(&ResultLabel { result }).inc_by(0);
         }
         Metrics { registry, ..m }
     }
