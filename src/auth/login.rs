@@ -7,6 +7,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
+fn hashing() -> &'static tokio::sync::Semaphore {
+    static HASHING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    HASHING.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
 /// Why a login was refused. The client is told only that it failed; the
 /// operator's log gets this.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -77,6 +85,10 @@ impl Users {
         let user = self.admit(name, peer)?;
         let hash = user.password_hash.clone().ok_or(LoginError::NoPassword)?;
         let password = password.to_string();
+        // One check per core at a time: each takes ~19 MiB and a core for a
+        // few dozen ms, so a burst of logins queues here instead of taking
+        // a blocking thread (and its memory) each.
+        let _turn = hashing().acquire().await;
         let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
             .await
             .unwrap_or(false);

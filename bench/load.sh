@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Load: SESSIONS concurrent SFTP sessions (the russh client of
+# examples/sftp_load.rs) against one gateway with S3 behind it; each logs
+# in, lists its home, puts a FILE_BYTES file and gets it back. Reports the
+# errors (there must be none), session-time p50/p99 and the gateway's peak
+# RSS.
+#
+#   bench/load.sh                   # moto_server on loopback as the S3 endpoint
+#
+# Needs: cargo build --release --example sftp_load (and the release
+# binary), python3 with boto3. Variables: SESSIONS (300), FILE_BYTES (4096).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SESSIONS=${SESSIONS:-300}
+FILE_BYTES=${FILE_BYTES:-4096}
+source bench/lib.sh
+LOAD=target/release/examples/sftp_load
+[ -x "$LOAD" ] || { echo "build first: cargo build --release --example sftp_load" >&2; exit 1; }
+
+PORT=$(free_port)
+HASH=$(printf 'load\n' | "$BIN" hash-password)
+cat > "$work/gateway.toml" <<EOF
+[server]
+keys_dir = "$work/keys"
+state_dir = "$work/state"
+[sftp]
+listen = "127.0.0.1:$PORT"
+[remotes.s3]
+kind = "s3"
+endpoint = "$S3_ENDPOINT"
+bucket = "$BUCKET"
+access_key_id = "$S3_KEY"
+secret_access_key = "$S3_SECRET"
+[[users]]
+name = "load"
+password = "$HASH"
+home = "s3:/load"
+max_sessions = 1000
+EOF
+RUST_LOG=warn "$BIN" serve --config "$work/gateway.toml" 2>"$work/gateway.log" &
+gw=$!
+pids+=($gw)
+wait_port "$PORT"
+ulimit -n 4096 2>/dev/null || true
+"$LOAD" "127.0.0.1:$PORT" load load "$SESSIONS" "$FILE_BYTES"
+echo "gateway peak RSS: $(awk '/VmHWM/ {printf "%d MiB", $2/1024}' /proc/$gw/status)"
