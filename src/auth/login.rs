@@ -1,19 +1,11 @@
 //! Login checks in the order a frontend needs them: the user exists, the
 //! peer's address is allowed, then the password or key matches.
 
-use super::verify_password;
+use super::check_password;
 use crate::config::UserConfig;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
-
-fn hashing() -> &'static tokio::sync::Semaphore {
-    static HASHING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    HASHING.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        tokio::sync::Semaphore::new(cores)
-    })
-}
 
 /// Why a login was refused. The client is told only that it failed; the
 /// operator's log gets this.
@@ -85,13 +77,7 @@ impl Users {
         let user = self.admit(name, peer)?;
         let hash = user.password_hash.clone().ok_or(LoginError::NoPassword)?;
         let password = password.to_string();
-        // One check per core at a time: each takes ~19 MiB and a core for a
-        // few dozen ms, so a burst of logins queues here instead of taking
-        // a blocking thread (and its memory) each.
-        let _turn = hashing().acquire().await;
-        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .unwrap_or(false);
+        let ok = check_password(hash, password).await;
         if ok {
             Ok(user)
         } else {

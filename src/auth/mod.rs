@@ -8,5 +8,5 @@ mod sessions;
 
 pub use bans::Bans;
 pub use login::{LoginError, Users};
-pub use password::{hash_password, verify_password};
+pub use password::{check_password, hash_password, verify_password};
 pub use sessions::{LimitError, SessionLimits, SessionSlot};

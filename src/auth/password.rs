@@ -16,6 +16,44 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
+type Check = (String, String, tokio::sync::oneshot::Sender<bool>);
+
+/// Checks a password on the checker threads: one per core, started once.
+/// A burst of logins queues there. Each argon2 check takes ~19 MiB, and
+/// the allocator keeps that much per thread that ever ran one, so a few
+/// long-lived threads hold the memory down (blocking-pool threads, one per
+/// concurrent login, held over 300 MiB in the load bench).
+pub async fn check_password(hash: String, password: String) -> bool {
+    static CHECKER: std::sync::OnceLock<std::sync::mpsc::Sender<Check>> =
+        std::sync::OnceLock::new();
+    let queue = CHECKER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Check>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..cores {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("password-check-{i}"))
+                .spawn(move || {
+                    loop {
+                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((hash, password, reply)) = next else {
+                            return;
+                        };
+                        let _ = reply.send(verify_password(&hash, &password));
+                    }
+                })
+                .expect("starting a password checker thread");
+        }
+        tx
+    });
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if queue.send((hash, password, reply)).is_err() {
+        return false;
+    }
+    answer.await.unwrap_or(false)
+}
+
 /// Whether `password` matches a stored argon2 or bcrypt hash. A malformed
 /// hash never matches.
 pub fn verify_password(hash: &str, password: &str) -> bool {
