@@ -50,7 +50,8 @@ async fn session(
         .map_err(|e| e.to_string())?;
     let s = RawSftpSession::new(channel.into_stream());
     s.init().await.map_err(|e| format!("init: {e}"))?;
-    let err = |what: &'static str| move |e: russh_sftp::client::error::Error| format!("{what}: {e}");
+    let err =
+        |what: &'static str| move |e: russh_sftp::client::error::Error| format!("{what}: {e}");
     // List the home.
     let dir = s.opendir("/").await.map_err(err("opendir"))?.handle;
     loop {

@@ -425,6 +425,9 @@ async fn sighup_reloads_the_users() {
     assert_eq!(served.child.wait().unwrap().code(), Some(0));
 }
 
+/// A wrong password, to look for in the log.
+const TYPED: &str = "Pa55-never-logged";
+
 /// Behind a load balancer: the PROXY header's address is the one that logs
 /// in (allowed_ips), is logged, and is banned — not the balancer's.
 #[tokio::test(flavor = "multi_thread")]
@@ -454,7 +457,7 @@ async fn a_proxy_header_sets_the_logged_and_banned_address() {
     assert!(line.contains("\"peer\":\"192.0.2.51:40000\""), "{line}");
     // Two failures from 192.0.2.66 ban that address, not the balancer's.
     for _ in 0..2 {
-        let err = ssh_password(via("192.0.2.66").await, "alice", "wrong")
+        let err = ssh_password(via("192.0.2.66").await, "alice", TYPED)
             .await
             .err()
             .unwrap();
@@ -498,5 +501,7 @@ async fn a_proxy_header_sets_the_logged_and_banned_address() {
         logins.contains("\"peer\":\"[2001:db8::7]:41000\""),
         "{logins}"
     );
+    // What was typed and the S3 secret never reach the log.
+    assert!(!logins.contains(TYPED) && !logins.contains(common::SECRET_KEY));
     let _ = ftp.quit().await;
 }
