@@ -227,8 +227,9 @@ fn serve_starts_on_the_shipped_config_and_stops_on_sigterm() {
     );
 }
 
+/// A listener that believes PROXY headers must say whose.
 #[test]
-fn serve_refuses_a_proxy_protocol_it_cannot_speak() {
+fn serve_refuses_the_proxy_protocol_without_proxy_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gateway.toml");
     let shipped =
@@ -248,5 +249,8 @@ fn serve_refuses_a_proxy_protocol_it_cannot_speak() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("proxy_protocol"), "{err}");
+    assert!(
+        err.contains("[sftp] proxy_protocol is on but proxy_allowed is empty"),
+        "{err}"
+    );
 }
