@@ -179,6 +179,7 @@ impl Running {
     /// aborted, never completed — and waits for those aborts.
     pub async fn shutdown(mut self, grace: Duration) -> anyhow::Result<()> {
         self.stop().await?;
+        tracing::info!("listeners closed: no new connections");
         let open = transfers::open_now();
         if open > 0 {
             tracing::info!(transfers = open, grace = %humantime::format_duration(grace), "waiting for open transfers to finish");
@@ -254,7 +255,7 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
             _ = hangup.recv() => reload_users(path, &live_users),
         }
     }
-    tracing::info!("stopping: no new connections");
+    tracing::info!("stopping");
     running.shutdown(grace).await?;
     tracing::info!("stopped");
     Ok(())

@@ -205,7 +205,7 @@ fn served_config(
         r#"[server]
 keys_dir = "{dir}/keys"
 state_dir = "{dir}/state"
-shutdown_grace = "2s"
+shutdown_grace = "5s"
 
 [security]
 ban_threshold = 2
@@ -346,7 +346,7 @@ async fn sigterm_lets_transfers_finish_then_aborts_the_rest() {
     ftp_data.write_all(&data[..6 << 20]).await.unwrap();
     ftp_data.flush().await.unwrap();
     served.signal(libc::SIGTERM);
-    served.log_line("stopping: no new connections");
+    served.log_line("listeners closed: no new connections");
     assert!(
         TcpStream::connect(served.sftp).await.is_err(),
         "still accepting"
