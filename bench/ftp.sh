@@ -31,20 +31,13 @@ state_dir = "$work/bg-state"
 [ftp]
 listen = "127.0.0.1:$BG_PORT"
 passive_ports = "40000-40999"
-[remotes.s3]
-kind = "s3"
-endpoint = "$S3_ENDPOINT"
-bucket = "$BUCKET"
-access_key_id = "$S3_KEY"
-secret_access_key = "$S3_SECRET"
+$(s3_remote_toml)
 [[users]]
 name = "bench"
 password = "$HASH"
 home = "s3:/bucketgate"
 EOF
-RUST_LOG=warn "$BIN" serve --config "$work/gateway.toml" 2>"$work/bucketgate.log" &
-pids+=($!)
-wait_port "$BG_PORT"
+start_bucketgate "$BG_PORT"
 targets=(bucketgate)
 
 # --- vsftpd: the same protocol on local disk ---------------------------------

@@ -66,6 +66,27 @@ PY
 py "s3.create_bucket(Bucket='$BUCKET')
 s3.put_bucket_versioning(Bucket='$BUCKET', VersioningConfiguration={'Status': 'Enabled'})"
 
+# The bench bucket as the gateway's remote `s3`, for a gateway.toml.
+s3_remote_toml() {
+    cat <<EOF
+[remotes.s3]
+kind = "s3"
+endpoint = "$S3_ENDPOINT"
+bucket = "$BUCKET"
+access_key_id = "$S3_KEY"
+secret_access_key = "$S3_SECRET"
+EOF
+}
+
+# start_bucketgate PORT: `bucketgate serve` on $work/gateway.toml (log in
+# $work/bucketgate.log), back once PORT answers; its pid is BG_PID.
+start_bucketgate() {
+    RUST_LOG=warn "$BIN" serve --config "$work/gateway.toml" 2>"$work/bucketgate.log" &
+    BG_PID=$!
+    pids+=($BG_PID)
+    wait_port "$1"
+}
+
 # rclone against the endpoint. It refuses AWS_CA_BUNDLE with its own HTTP
 # transport (the endpoint is plain HTTP here anyway).
 : > "$work/rclone.conf"

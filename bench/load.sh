@@ -26,22 +26,14 @@ keys_dir = "$work/keys"
 state_dir = "$work/state"
 [sftp]
 listen = "127.0.0.1:$PORT"
-[remotes.s3]
-kind = "s3"
-endpoint = "$S3_ENDPOINT"
-bucket = "$BUCKET"
-access_key_id = "$S3_KEY"
-secret_access_key = "$S3_SECRET"
+$(s3_remote_toml)
 [[users]]
 name = "load"
 password = "$HASH"
 home = "s3:/load"
 max_sessions = 1000
 EOF
-RUST_LOG=warn "$BIN" serve --config "$work/gateway.toml" 2>"$work/gateway.log" &
-gw=$!
-pids+=($gw)
-wait_port "$PORT"
+start_bucketgate "$PORT"
 ulimit -n 4096 2>/dev/null || true
 "$LOAD" "127.0.0.1:$PORT" load load "$SESSIONS" "$FILE_BYTES"
-echo "gateway peak RSS: $(awk '/VmHWM/ {printf "%d MiB", $2/1024}' /proc/$gw/status)"
+echo "gateway peak RSS: $(awk '/VmHWM/ {printf "%d MiB", $2/1024}' /proc/$BG_PID/status)"

@@ -36,24 +36,13 @@ keys_dir = "$work/bg-keys"
 state_dir = "$work/bg-state"
 [sftp]
 listen = "127.0.0.1:$BG_PORT"
-[remotes.s3]
-kind = "s3"
-endpoint = "$S3_ENDPOINT"
-bucket = "$BUCKET"
-access_key_id = "$S3_KEY"
-secret_access_key = "$S3_SECRET"
+$(s3_remote_toml)
 [[users]]
 name = "bench"
 authorized_keys = ["$(cat "$work/id.pub")"]
 home = "s3:/bucketgate"
 EOF
-start_bucketgate() {
-    RUST_LOG=warn "$BIN" serve --config "$work/gateway.toml" 2>"$work/bucketgate.log" &
-    BG_PID=$!
-    pids+=($BG_PID)
-    wait_port "$BG_PORT"
-}
-start_bucketgate
+start_bucketgate "$BG_PORT"
 
 RC_PORT=$(free_port)
 rclone_s3 serve sftp ":s3:$BUCKET/rclone" --addr "127.0.0.1:$RC_PORT" \
@@ -152,7 +141,7 @@ done
 
 # Memory: a fresh gateway, PARALLEL uploads of SIZE_MIB at once; peak RSS.
 kill "$BG_PID"; wait "$BG_PID" 2>/dev/null || true
-start_bucketgate
+start_bucketgate "$BG_PORT"
 uploads=()
 for i in $(seq 1 "$PARALLEL"); do
     sftp_run bucketgate "put in/big.bin par$i.bin" &

@@ -39,12 +39,7 @@ state_dir = "$work/bg-state-$1"
 [remotes.local]
 kind = "filesystem"
 root = "$work"
-[remotes.s3]
-kind = "s3"
-endpoint = "$S3_ENDPOINT"
-bucket = "$BUCKET"
-access_key_id = "$S3_KEY"
-secret_access_key = "$S3_SECRET"
+$(s3_remote_toml)
 [[syncs]]
 name = "up-big"
 local = "local:/big"
