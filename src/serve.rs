@@ -114,7 +114,6 @@ impl Gateway {
         };
         let mut sftp_addr = None;
         if let Some(sftp) = &self.config.sftp {
-            check_proxy_rules("sftp", sftp.proxy_protocol, &sftp.proxy_allowed)?;
             let listener =
                 crate::sftp::SftpListener::bind(sftp, &self.config.server, shared.clone()).await?;
             sftp_addr = Some(listener.local_addr()?);
@@ -126,7 +125,6 @@ impl Gateway {
         }
         let (mut ftp_addr, mut ftps_implicit) = (None, None);
         if let Some(ftp) = &self.config.ftp {
-            check_proxy_rules("ftp", ftp.proxy_protocol, &ftp.proxy_allowed)?;
             let listener =
                 crate::ftp::FtpListener::bind(ftp, &self.config.server, shared.clone()).await?;
             ftp_addr = Some(listener.local_addr()?);
@@ -213,22 +211,6 @@ impl Running {
 
 /// How long shutdown waits for the aborts of uploads it ended.
 const ABORT_WAIT: Duration = Duration::from_secs(30);
-
-/// A listener that believes PROXY headers must name whom it believes:
-/// with no `proxy_allowed`, every header would be refused (required) or
-/// ignored (optional), which is never what the operator meant.
-fn check_proxy_rules(
-    table: &str,
-    mode: crate::config::ProxyProtocol,
-    allowed: &[ipnet::IpNet],
-) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        mode == crate::config::ProxyProtocol::Off || !allowed.is_empty(),
-        "[{table}] proxy_protocol is on but proxy_allowed is empty: list the addresses of \
-         the load balancers that send the PROXY header"
-    );
-    Ok(())
-}
 
 /// Runs until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully
 /// (`[server].shutdown_grace`). SIGHUP reloads the users from `path`.

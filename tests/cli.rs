@@ -227,7 +227,8 @@ fn serve_starts_on_the_shipped_config_and_stops_on_sigterm() {
     );
 }
 
-/// A listener that believes PROXY headers must say whose.
+/// A listener that believes PROXY headers must say whose: a config problem,
+/// so serve and check-config both report it.
 #[test]
 fn serve_refuses_the_proxy_protocol_without_proxy_allowed() {
     let dir = tempfile::tempdir().unwrap();
@@ -249,8 +250,15 @@ fn serve_refuses_the_proxy_protocol_without_proxy_allowed() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("[sftp] proxy_protocol is on but proxy_allowed is empty"),
-        "{err}"
-    );
+    let problem = "sftp.proxy_allowed: is empty: with proxy_protocol on, list the addresses of the load balancers that send the PROXY header";
+    assert!(err.contains(problem), "{err}");
+    // check-config says the same.
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(problem), "{err}");
 }

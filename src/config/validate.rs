@@ -119,6 +119,27 @@ impl Ctx<'_> {
             .collect()
     }
 
+    /// `proxy_protocol` and `proxy_allowed` of a listener table. With the
+    /// protocol on, the balancers must be named: with none, every header
+    /// would be refused (required) or ignored (optional).
+    fn proxy_rules(
+        &mut self,
+        mode: &S<String>,
+        allowed: &[Spanned<String>],
+        table: &str,
+    ) -> (ProxyProtocol, Vec<IpNet>) {
+        let protocol = self.proxy(mode, &format!("{table}.proxy_protocol"));
+        let nets = self.cidrs(allowed, &format!("{table}.proxy_allowed"));
+        if let (Some(span), true) = (mode, protocol != ProxyProtocol::Off && allowed.is_empty()) {
+            self.at(
+                span,
+                &format!("{table}.proxy_allowed"),
+                "is empty: with proxy_protocol on, list the addresses of the load balancers that send the PROXY header",
+            );
+        }
+        (protocol, nets)
+    }
+
     fn proxy(&mut self, v: &S<String>, key: &str) -> ProxyProtocol {
         match v.as_ref().map(|s| (s, s.get_ref().as_str())) {
             None | Some((_, "off")) => ProxyProtocol::Off,
@@ -263,10 +284,12 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
     };
     let sftp = raw.sftp.as_ref().map(|t| {
         let t = t.get_ref();
+        let (proxy_protocol, proxy_allowed) =
+            cx.proxy_rules(&t.proxy_protocol, &t.proxy_allowed, "sftp");
         SftpConfig {
             listen: cx.listen(&t.listen, "sftp.listen", "127.0.0.1:2222"),
-            proxy_protocol: cx.proxy(&t.proxy_protocol, "sftp.proxy_protocol"),
-            proxy_allowed: cx.cidrs(&t.proxy_allowed, "sftp.proxy_allowed"),
+            proxy_protocol,
+            proxy_allowed,
         }
     });
     let ftp = raw.ftp.as_ref().map(|t| validate_ftp(&mut cx, t));
@@ -408,6 +431,8 @@ fn validate_ftp(cx: &mut Ctx<'_>, t: &Spanned<RawFtp>) -> FtpConfig {
         }
         cx.listen(&Some(s.clone()), "ftp.implicit_listen", "127.0.0.1:9990")
     });
+    let (proxy_protocol, proxy_allowed) =
+        cx.proxy_rules(&t.proxy_protocol, &t.proxy_allowed, "ftp");
     FtpConfig {
         listen: cx.listen(&t.listen, "ftp.listen", "127.0.0.1:2121"),
         passive_ports,
@@ -415,8 +440,8 @@ fn validate_ftp(cx: &mut Ctx<'_>, t: &Spanned<RawFtp>) -> FtpConfig {
         tls,
         tls_required,
         implicit_listen,
-        proxy_protocol: cx.proxy(&t.proxy_protocol, "ftp.proxy_protocol"),
-        proxy_allowed: cx.cidrs(&t.proxy_allowed, "ftp.proxy_allowed"),
+        proxy_protocol,
+        proxy_allowed,
     }
 }
 
