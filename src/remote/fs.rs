@@ -37,31 +37,20 @@ fn is_staging_file(name: &str) -> bool {
 #[async_trait]
 impl Namespace for FsNamespace {
     async fn list_page(&self, dir: &str, _token: Option<String>) -> VfsResult<ListPage> {
-        let mut reader = tokio::fs::read_dir(self.path(dir))
+        let (path, dir) = (self.path(dir), dir.to_string());
+        let listed = tokio::task::spawn_blocking(move || read_folder(&path, &dir))
             .await
-            .map_err(VfsError::from)?;
-        let mut entries = Vec::new();
-        while let Some(entry) = reader.next_entry().await.map_err(VfsError::from)? {
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                tracing::warn!(folder = dir, name = ?entry.file_name(), "skipping a file whose name is not UTF-8");
-                continue;
-            };
-            if is_staging_file(&name) || !usable_name(dir, &name) {
-                continue;
-            }
-            // Follows symlinks; a dangling one is skipped.
-            let Ok(meta) = tokio::fs::metadata(entry.path()).await else {
-                continue;
-            };
-            entries.push(RawEntry {
-                name,
-                is_dir: meta.is_dir(),
-                size: if meta.is_dir() { 0 } else { meta.len() },
-                modified: meta.modified().ok().map(DateTime::<Utc>::from),
-            });
-        }
+            .map_err(VfsError::storage)??;
         Ok(ListPage {
-            entries,
+            entries: listed
+                .into_iter()
+                .map(|l| RawEntry {
+                    is_dir: l.meta.is_dir(),
+                    size: l.size(),
+                    modified: l.modified(),
+                    name: l.name,
+                })
+                .collect(),
             next: None,
         })
     }
@@ -151,6 +140,52 @@ pub fn probe_case_insensitive(root: &std::path::Path) -> std::io::Result<bool> {
     Ok(folded)
 }
 
+/// A directory entry a client can be shown.
+struct Listed {
+    name: String,
+    /// Of the target, for a symlink.
+    meta: std::fs::Metadata,
+    linked: bool,
+}
+
+impl Listed {
+    fn size(&self) -> u64 {
+        if self.meta.is_dir() {
+            0
+        } else {
+            self.meta.len()
+        }
+    }
+
+    fn modified(&self) -> Option<DateTime<Utc>> {
+        self.meta.modified().ok().map(DateTime::<Utc>::from)
+    }
+}
+
+/// The entries of the directory at `path` that the gateway serves: names
+/// that are UTF-8 and usable, no staging files, symlinks followed (a
+/// dangling one skipped). `dir` names the folder in warnings. Blocking:
+/// listing and walking both call it off the async threads.
+fn read_folder(path: &std::path::Path, dir: &str) -> VfsResult<Vec<Listed>> {
+    let mut listed = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(VfsError::from)? {
+        let entry = entry.map_err(VfsError::from)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            tracing::warn!(folder = dir, name = ?entry.file_name(), "skipping a file whose name is not UTF-8");
+            continue;
+        };
+        if is_staging_file(&name) || !usable_name(dir, &name) {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        let linked = entry.file_type().is_ok_and(|t| t.is_symlink());
+        listed.push(Listed { name, meta, linked });
+    }
+    Ok(listed)
+}
+
 /// Reads `root/rel` and everything below it into `out`. Symlinked files
 /// are followed; symlinked folders are not (a loop would never end).
 fn walk_into(
@@ -164,37 +199,24 @@ fn walk_into(
     } else {
         root.join(rel)
     };
-    for entry in std::fs::read_dir(here).map_err(VfsError::from)? {
-        let entry = entry.map_err(VfsError::from)?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            tracing::warn!(folder = dir, name = ?entry.file_name(), "skipping a file whose name is not UTF-8");
-            continue;
-        };
-        if is_staging_file(&name) || !usable_name(dir, &name) {
-            continue;
-        }
+    for l in read_folder(&here, dir)? {
         let path = if rel.is_empty() {
-            name
+            l.name.clone()
         } else {
-            format!("{rel}/{name}")
+            format!("{rel}/{}", l.name)
         };
-        let Ok(meta) = std::fs::metadata(entry.path()) else {
-            continue;
-        };
-        let linked = entry.file_type().is_ok_and(|t| t.is_symlink());
-        if meta.is_dir() && linked {
+        if l.meta.is_dir() && l.linked {
             tracing::warn!(folder = dir, path, "not following a symlinked folder");
             continue;
         }
-        let modified = meta.modified().ok().map(DateTime::<Utc>::from);
         out.push(TreeEntry {
             path: path.clone(),
-            is_dir: meta.is_dir(),
-            size: if meta.is_dir() { 0 } else { meta.len() },
-            modified,
+            is_dir: l.meta.is_dir(),
+            size: l.size(),
+            modified: l.modified(),
             etag: None,
         });
-        if meta.is_dir() {
+        if l.meta.is_dir() {
             walk_into(root, dir, &path, out)?;
         }
     }
