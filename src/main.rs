@@ -256,18 +256,6 @@ impl bucketgate::sync::Progress for Bar {
     }
 }
 
-fn job_files(
-    config: &Config,
-    s: &bucketgate::config::SyncConfig,
-) -> bucketgate::sync::state::JobFiles {
-    bucketgate::sync::state::JobFiles::new(
-        &config.server.state_dir,
-        &s.name,
-        s.local.to_string(),
-        s.remote.to_string(),
-    )
-}
-
 fn sync_list(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     if config.syncs.is_empty() {
@@ -281,7 +269,10 @@ fn sync_list(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             "{}: {:?} {} <-> {}, {every}",
             s.name, s.direction, s.local, s.remote
         );
-        match job_files(&config, s).reports()?.last() {
+        match bucketgate::sync::state::JobFiles::of(&config.server.state_dir, s)
+            .reports()?
+            .last()
+        {
             Some(last) => println!("  last run {last}"),
             None => println!("  never run"),
         }
@@ -292,7 +283,7 @@ fn sync_list(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 fn sync_status(path: &std::path::Path, name: &str) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let s = bucketgate::sync::run::find(name, &config.syncs)?;
-    let reports = job_files(&config, s).reports()?;
+    let reports = bucketgate::sync::state::JobFiles::of(&config.server.state_dir, s).reports()?;
     if reports.is_empty() {
         println!("{name}: never run");
     }

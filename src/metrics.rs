@@ -153,11 +153,7 @@ pub fn get() -> &'static Metrics {
 /// Names an S3 request for the metrics, from its method and query.
 pub fn s3_operation(method: &http::Method, uri: &http::Uri, copy: bool) -> &'static str {
     let query = uri.query().unwrap_or("");
-    let has = |k: &str| {
-        query
-            .split('&')
-            .any(|p| p == k || p.starts_with(&format!("{k}=")))
-    };
+    let has = |k: &str| query.split('&').any(|p| p.split('=').next() == Some(k));
     match *method {
         http::Method::GET if has("list-type") => "ListObjectsV2",
         http::Method::GET if has("uploads") => "ListMultipartUploads",

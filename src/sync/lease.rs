@@ -181,7 +181,7 @@ impl Lease {
     /// Stops renewing and deletes the lease, unless it was lost to another holder.
     pub async fn release(self) {
         self.renew.abort();
-        let _ = (&mut { self.renew }).await;
+        let _ = self.renew.await;
         if !self.lost.load(Ordering::Relaxed)
             && let Err(e) = self.store.delete(&self.path).await
         {

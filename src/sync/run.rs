@@ -78,12 +78,7 @@ impl Job {
         Ok(Job {
             local: layer(&config.local)?,
             remote: layer(&config.remote)?,
-            files: JobFiles::new(
-                state_dir,
-                &config.name,
-                config.local.to_string(),
-                config.remote.to_string(),
-            ),
+            files: JobFiles::of(state_dir, config),
             config: config.clone(),
         })
     }
@@ -429,20 +424,55 @@ impl Run<'_> {
         }
         let job = self.job;
         let started = Instant::now();
-        let (op, side, path, to): (_, Side, &str, Option<String>) = match action {
-            Action::Copy { from, path, .. } => (
+        let (op, side, path, to, result): (_, Side, &str, _, _) = match action {
+            Action::Copy {
+                from,
+                path,
+                then_delete,
+                ..
+            } => (
                 "sync-copy",
                 *from,
                 path,
                 Some(job.shown(from.other(), path)),
+                self.copy(*from, path, *then_delete).await,
             ),
-            Action::VerifyThenDelete { from, path } => ("sync-delete-source", *from, path, None),
-            Action::MakeDir { side, path } => ("sync-mkdir", *side, path, None),
-            Action::MoveAside { side, path, to } => {
-                ("sync-conflict", *side, path, Some(job.shown(*side, to)))
-            }
-            Action::Delete { side, path } => ("sync-delete", *side, path, None),
-            Action::RemoveDir { side, path } => ("sync-rmdir", *side, path, None),
+            Action::VerifyThenDelete { from, path } => (
+                "sync-delete-source",
+                *from,
+                path,
+                None,
+                self.verify_then_delete(*from, path).await,
+            ),
+            Action::MakeDir { side, path } => (
+                "sync-mkdir",
+                *side,
+                path,
+                None,
+                self.make_dir(*side, path).await,
+            ),
+            Action::MoveAside { side, path, to } => (
+                "sync-conflict",
+                *side,
+                path,
+                Some(job.shown(*side, to)),
+                self.move_aside(*side, path, to).await,
+            ),
+            Action::Delete { side, path } => (
+                "sync-delete",
+                *side,
+                path,
+                None,
+                self.delete(*side, path).await,
+            ),
+            Action::RemoveDir { side, path } => (
+                "sync-rmdir",
+                *side,
+                path,
+                None,
+                self.remove_dir(*side, path).await,
+            ),
+            // State only: no file operation, no audit line.
             Action::Record { path } => {
                 let (Some(local), Some(remote)) = (self.local.get(path), self.remote.get(path))
                 else {
@@ -455,28 +485,6 @@ impl Run<'_> {
                 return self.settle(path, Some(pair)).map(|_| Done::Nothing);
             }
             Action::Forget { path } => return self.settle(path, None).map(|_| Done::Nothing),
-        };
-        let result = match action {
-            Action::Copy {
-                from,
-                path,
-                then_delete,
-                ..
-            } => self.copy(*from, path, *then_delete).await,
-            Action::VerifyThenDelete { from, path } => self.verify_then_delete(*from, path).await,
-            Action::MakeDir { side, path } => self.make_dir(*side, path).await,
-            Action::MoveAside { side, path, to } => {
-                let moved = self.move_aside(*side, path, to).await;
-                if moved.is_err() {
-                    let mut not_aside = crate::vfs::lock(&self.not_aside);
-                    not_aside.insert(path.clone());
-                    not_aside.insert(to.clone());
-                }
-                moved
-            }
-            Action::Delete { side, path } => self.delete(*side, path).await,
-            Action::RemoveDir { side, path } => self.remove_dir(*side, path).await,
-            Action::Record { .. } | Action::Forget { .. } => unreachable!("answered above"),
         };
         let shown = job.shown(side, path);
         FileOp {
@@ -664,12 +672,19 @@ impl Run<'_> {
         Ok(Done::DirMade)
     }
 
+    /// Moves a conflict's older file aside; if that fails, the newer one
+    /// must not be copied over it, nor the aside name copied across.
     async fn move_aside(&self, side: Side, path: &str, to: &str) -> ActResult<Done> {
         let (job, layer) = (self.job, self.job.layer(side));
-        layer
+        if let Err(e) = layer
             .rename(&job.key(side, path), &job.key(side, to), false)
             .await
-            .map_err(vfs)?;
+        {
+            let mut not_aside = crate::vfs::lock(&self.not_aside);
+            not_aside.insert(path.to_string());
+            not_aside.insert(to.to_string());
+            return Err(vfs(e));
+        }
         self.settle(path, None)?;
         Ok(Done::Nothing)
     }

@@ -13,6 +13,7 @@
 use super::Side;
 use super::report::Report;
 use super::tree::Entry;
+use crate::config::SyncConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -79,6 +80,16 @@ impl JobFiles {
             local,
             remote,
         }
+    }
+
+    /// The files of a configured job.
+    pub fn of(state_dir: &Path, job: &SyncConfig) -> Self {
+        JobFiles::new(
+            state_dir,
+            &job.name,
+            job.local.to_string(),
+            job.remote.to_string(),
+        )
     }
 
     fn err(&self, file: &str) -> impl FnOnce(std::io::Error) -> StateError + '_ {
