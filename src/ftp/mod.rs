@@ -198,27 +198,21 @@ impl Sessions {
                         return;
                     }
                 };
-                let ending = sessions.shared.ending.clone();
+                // libunftp runs the session in tasks of its own, which
+                // dropping this future would not end: at shutdown, past the
+                // grace period, the backend ends the transfer instead (see
+                // `FtpUser::ending`).
                 async move {
                     tracing::debug!("FTP connection accepted");
-                    let served = async {
-                        if implicit {
-                            server.service_implicit_tls(socket).await
-                        } else {
-                            server.service(socket).await
-                        }
+                    let served = if implicit {
+                        server.service_implicit_tls(socket).await
+                    } else {
+                        server.service(socket).await
                     };
-                    // At shutdown, past the grace period: the session's
-                    // transfer is ended by its backend (see `FtpUser::ending`).
-                    tokio::select! {
-                        served = served => {
-                            if let Err(e) = served {
-                                tracing::debug!(error = %e, "FTP session ended with an error");
-                            }
-                            tracing::info!("session ended");
-                        }
-                        _ = ending.cancelled() => tracing::info!("session ended by shutdown"),
+                    if let Err(e) = served {
+                        tracing::debug!(error = %e, "FTP session ended with an error");
                     }
+                    tracing::info!("session ended");
                 }
                 .instrument(span)
                 .await;
