@@ -44,8 +44,10 @@ type Latency = Family<OperationLabel, Histogram, fn() -> Histogram>;
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
-    /// Connections being served, by protocol.
+    /// Logged-in sessions, by protocol.
     pub sessions: Family<ProtocolLabel, Gauge>,
+    /// Connections not logged in yet.
+    pub unauthenticated: Gauge,
     pub logins: Family<ResultLabel, Counter>,
     /// Connections dropped at accept because their source is banned.
     pub banned_connections: Counter,
@@ -71,6 +73,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("bucketgate");
         let m = Metrics {
             sessions: Family::default(),
+            unauthenticated: Gauge::default(),
             logins: Family::default(),
             banned_connections: Counter::default(),
             bytes_up: Family::default(),
@@ -83,8 +86,13 @@ impl Metrics {
         };
         registry.register(
             "sessions",
-            "Connections being served, by protocol",
+            "Logged-in sessions, by protocol",
             m.sessions.clone(),
+        );
+        registry.register(
+            "unauthenticated_connections",
+            "Connections not logged in yet",
+            m.unauthenticated.clone(),
         );
         registry.register("logins", "Login attempts, by result", m.logins.clone());
         registry.register(

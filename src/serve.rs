@@ -1,7 +1,7 @@
 //! `bucketgate serve`: builds the remotes and starts what the config
 //! enables: the listeners and the sync jobs that have an interval.
 
-use crate::auth::{SessionLimits, SessionSlot, Users};
+use crate::auth::{NotLoggedIn, PreLogin, SessionLimits, Users};
 use crate::config::Config;
 use crate::proxy::ProxyRules;
 use crate::remote::Remotes;
@@ -39,14 +39,15 @@ pub struct Shared {
 impl Shared {
     /// What both frontends do first with a new connection, in its own
     /// task: the client's real address (PROXY protocol), then the ban check
-    /// and a session slot. `None`: the connection is refused (logged).
+    /// and its place among the connections not logged in yet. `None`: the
+    /// connection is refused (logged).
     pub async fn admit(
         &self,
         proxy: &ProxyRules,
         socket: &mut TcpStream,
         peer: SocketAddr,
         protocol: &'static str,
-    ) -> Option<(SocketAddr, SessionSlot)> {
+    ) -> Option<(SocketAddr, PreLogin)> {
         let client = match proxy.client_address(socket, peer).await {
             Ok(client) => client,
             Err(e) => {
@@ -60,6 +61,52 @@ impl Shared {
                 tracing::warn!(peer = %client, protocol, reason = %e, "connection refused");
                 None
             }
+        }
+    }
+}
+
+/// Why a connection's task must end it from outside the protocol.
+#[derive(Debug, Clone, Copy)]
+pub enum Close {
+    /// Not logged in by the deadline, or closed to make room (counted
+    /// toward its source's ban where that is the source's doing).
+    NotLoggedIn(NotLoggedIn),
+    /// The shutdown grace period is over.
+    Shutdown,
+}
+
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Close::NotLoggedIn(reason) => reason.fmt(f),
+            Close::Shutdown => f.write_str("the server is shutting down"),
+        }
+    }
+}
+
+impl Shared {
+    /// Resolves when a connection admitted as `pending` must be closed by
+    /// its task: login deadline, eviction, or shutdown. Logs why, and
+    /// counts a missed deadline toward the source's ban.
+    pub fn close_signal(
+        &self,
+        peer: SocketAddr,
+        pending: &PreLogin,
+    ) -> impl Future<Output = Close> + Send + 'static {
+        let (login, ending, limits) = (pending.watch(), self.ending.clone(), self.limits.clone());
+        async move {
+            let close = tokio::select! {
+                reason = login.closed() => Close::NotLoggedIn(reason),
+                _ = ending.cancelled() => Close::Shutdown,
+            };
+            match close {
+                Close::NotLoggedIn(reason) => {
+                    tracing::info!(%peer, %reason, "connection closed before login");
+                    limits.closed_before_login(peer.ip(), reason);
+                }
+                Close::Shutdown => tracing::info!(%peer, "session ended by shutdown"),
+            }
+            close
         }
     }
 }
@@ -93,7 +140,7 @@ impl Gateway {
             storage: Storage::new(&remotes),
             remotes,
             users: Users::new(&config.users),
-            limits: SessionLimits::new(config.server.max_sessions, &config.security),
+            limits: SessionLimits::new(&config.server, &config.security),
             config: Arc::new(config),
         })
     }

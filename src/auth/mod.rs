@@ -9,4 +9,6 @@ mod sessions;
 pub use bans::Bans;
 pub use login::{LoginError, Users};
 pub use password::{check_password, hash_password, verify_password};
-pub use sessions::{LimitError, SessionLimits, SessionSlot};
+pub use sessions::{
+    Admitted, LimitError, LoginWatch, NotLoggedIn, PreLogin, SessionLimits, SessionSlot,
+};

@@ -1,146 +1,327 @@
-//! Who may be connected: banned sources are refused at accept (see
-//! [`Bans`]), then session slots — `[server].max_sessions` for the whole
-//! gateway and `max_sessions` per user. A slot is held for the life of a
-//! session and given back when its guard drops, however the session ends.
+//! Who may be connected. A new connection is first checked against the
+//! bans (see [`Bans`]), then admitted as *not logged in*: those are counted
+//! apart from sessions, per source and for the whole gateway, and each has
+//! a deadline, so connections that never log in cannot keep anyone else
+//! out. At login it becomes a session: `[server].max_sessions` for the
+//! whole gateway and `max_sessions` per user. A slot is held for the life
+//! of what it counts and given back when its guard drops, however the
+//! connection ends.
 
+use super::bans::Source;
 use super::{Bans, LoginError};
-use crate::config::{SecurityConfig, UserConfig};
+use crate::config::{SecurityConfig, ServerConfig, UserConfig};
 use crate::metrics::{ProtocolLabel, ResultLabel};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-#[derive(Debug)]
-struct Counts {
-    total: usize,
-    per_user: HashMap<String, usize>,
+/// Connections not logged in yet, oldest first, and how many per source.
+#[derive(Debug, Default)]
+struct Unauthenticated {
+    next_id: u64,
+    by_id: BTreeMap<u64, (Source, CancellationToken)>,
+    per_source: HashMap<Source, usize>,
 }
 
-/// Counts sessions across every frontend.
+impl Unauthenticated {
+    /// Forgets connection `id`; false if it was already gone (evicted).
+    fn remove(&mut self, id: u64) -> bool {
+        let Some((source, _)) = self.by_id.remove(&id) else {
+            return false;
+        };
+        if let Some(n) = self.per_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&source);
+            }
+        }
+        crate::metrics::get().unauthenticated.dec();
+        true
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    sessions: usize,
+    per_user: HashMap<String, usize>,
+    unauthenticated: Unauthenticated,
+}
+
+/// The limits on connections and sessions across every frontend.
 #[derive(Debug, Clone)]
 pub struct SessionLimits {
-    max_total: usize,
+    max_sessions: usize,
+    max_unauthenticated: usize,
+    max_unauthenticated_per_source: usize,
+    login_timeout: Duration,
     counts: Arc<Mutex<Counts>>,
     bans: Bans,
 }
 
-/// Which limit refused a session.
+/// Which limit refused a connection or a login.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
     #[error("banned after repeated failed logins, for {}s more", .0.as_secs())]
     Banned(Duration),
+    #[error(
+        "this source already has {0} connections that have not logged in (max_unauthenticated_per_source)"
+    )]
+    SourceBusy(usize),
     #[error("the server has reached its max_sessions ({0})")]
     Server(usize),
     #[error("user {0:?} has reached their max_sessions ({1})")]
     User(String, usize),
 }
 
-/// A held session slot; dropping it frees the slot.
+/// A connection admitted but not logged in. It holds its place among the
+/// unauthenticated until it logs in or ends; [`PreLogin::closed`] tells the
+/// connection's task when it must close instead.
+#[derive(Debug)]
+pub struct PreLogin {
+    counts: Arc<Mutex<Counts>>,
+    id: u64,
+    peer: IpAddr,
+    protocol: &'static str,
+    /// Cancelled when a newer connection took this one's place.
+    evicted: CancellationToken,
+    /// Cancelled at login: the deadline no longer applies.
+    logged_in: CancellationToken,
+    deadline: Duration,
+}
+
+/// Why a connection was closed before it logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotLoggedIn {
+    /// `login_timeout` passed.
+    Deadline,
+    /// `max_unauthenticated` was reached and this was the oldest.
+    Evicted,
+}
+
+impl std::fmt::Display for NotLoggedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotLoggedIn::Deadline => "no login within login_timeout",
+            NotLoggedIn::Evicted => {
+                "the oldest of max_unauthenticated connections not logged in, closed for a new one"
+            }
+        })
+    }
+}
+
+/// What a connection's task waits on beside the session itself: resolves
+/// when the connection must close because it did not log in in time (or
+/// was evicted), and never once it has logged in.
+#[derive(Debug, Clone)]
+pub struct LoginWatch {
+    evicted: CancellationToken,
+    logged_in: CancellationToken,
+    deadline: Duration,
+}
+
+impl LoginWatch {
+    pub async fn closed(self) -> NotLoggedIn {
+        let reason = tokio::select! {
+            _ = self.logged_in.cancelled() => None,
+            _ = self.evicted.cancelled() => Some(NotLoggedIn::Evicted),
+            _ = tokio::time::sleep(self.deadline) => Some(NotLoggedIn::Deadline),
+        };
+        match reason {
+            // The race is decided by login: a login at the deadline wins.
+            Some(r) if !self.logged_in.is_cancelled() => r,
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+/// A logged-in session's slot; dropping it frees the slot.
 #[derive(Debug)]
 pub struct SessionSlot {
     counts: Arc<Mutex<Counts>>,
-    peer: IpAddr,
     protocol: &'static str,
-    user: Option<String>,
+    user: String,
+}
+
+/// Where a connection stands: admitted, then logged in.
+#[derive(Debug)]
+pub enum Admitted {
+    Pending(PreLogin),
+    LoggedIn(SessionSlot),
+    /// Between the two, only while a login is concluded.
+    Moving,
+}
+
+impl Admitted {
+    fn peer_and_protocol(&self) -> Option<(IpAddr, &'static str)> {
+        match self {
+            Admitted::Pending(p) => Some((p.peer, p.protocol)),
+            _ => None,
+        }
+    }
 }
 
 impl SessionLimits {
-    pub fn new(max_total: usize, security: &SecurityConfig) -> Self {
+    pub fn new(server: &ServerConfig, security: &SecurityConfig) -> Self {
         SessionLimits {
-            max_total,
-            counts: Arc::new(Mutex::new(Counts {
-                total: 0,
-                per_user: HashMap::new(),
-            })),
+            max_sessions: server.max_sessions,
+            max_unauthenticated: server.max_unauthenticated.max(1),
+            max_unauthenticated_per_source: server.max_unauthenticated_per_source.max(1),
+            login_timeout: server.login_timeout,
+            counts: Arc::default(),
             bans: Bans::new(security),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+        crate::vfs::lock(&self.counts)
     }
 
-    /// A server-wide slot for a new connection from `peer`, before anyone
-    /// has logged in; a banned source gets none.
-    pub fn connection(
-        &self,
-        peer: IpAddr,
-        protocol: &'static str,
-    ) -> Result<SessionSlot, LimitError> {
+    /// Admits a new connection from `peer`, not logged in yet. A banned
+    /// source is refused; so is a source that already has
+    /// `max_unauthenticated_per_source` such connections (which counts as a
+    /// failed login toward its ban). When the whole gateway has
+    /// `max_unauthenticated` of them, the oldest is closed to make room: a
+    /// flood cannot keep a real client from getting to its login.
+    pub fn connection(&self, peer: IpAddr, protocol: &'static str) -> Result<PreLogin, LimitError> {
         let metrics = crate::metrics::get();
         if let Some(left) = self.bans.banned(peer) {
             metrics.banned_connections.inc();
             return Err(LimitError::Banned(left));
         }
+        let source = Source::from(peer);
         let mut c = self.lock();
-        if c.total >= self.max_total {
-            return Err(LimitError::Server(self.max_total));
+        let pending = &mut c.unauthenticated;
+        let from_source = pending.per_source.get(&source).copied().unwrap_or(0);
+        if from_source >= self.max_unauthenticated_per_source {
+            drop(c);
+            self.bans.failed(peer);
+            return Err(LimitError::SourceBusy(from_source));
         }
-        c.total += 1;
-        metrics
-            .sessions
-            .get_or_create(&ProtocolLabel { protocol })
-            .inc();
-        Ok(SessionSlot {
+        while pending.by_id.len() >= self.max_unauthenticated {
+            let Some((&oldest, (_, token))) = pending.by_id.iter().next() else {
+                break;
+            };
+            token.cancel();
+            pending.remove(oldest);
+        }
+        let id = pending.next_id;
+        pending.next_id += 1;
+        let evicted = CancellationToken::new();
+        pending.by_id.insert(id, (source, evicted.clone()));
+        *pending.per_source.entry(source).or_default() += 1;
+        metrics.unauthenticated.inc();
+        Ok(PreLogin {
             counts: self.counts.clone(),
+            id,
             peer,
             protocol,
-            user: None,
+            evicted,
+            logged_in: CancellationToken::new(),
+            deadline: self.login_timeout,
         })
     }
 
-    /// Binds a connection's slot to `user`, within the user's own limit.
-    pub fn log_in(&self, slot: &mut SessionSlot, user: &str, max: usize) -> Result<(), LimitError> {
-        if slot.user.as_deref() == Some(user) {
-            return Ok(());
+    /// A connection closed before it logged in counts as a failed login
+    /// of its source: a source that keeps doing it is banned.
+    pub fn closed_before_login(&self, peer: IpAddr, reason: NotLoggedIn) {
+        if reason == NotLoggedIn::Deadline && self.bans.failed(peer) {
+            tracing::warn!(source = %peer, for_secs = self.bans.ban_time().as_secs(), "source banned after repeated failed logins");
         }
+    }
+
+    /// A session slot for `user`, within the server's and the user's limits.
+    fn session(
+        &self,
+        protocol: &'static str,
+        user: &str,
+        max: usize,
+    ) -> Result<SessionSlot, LimitError> {
         let mut c = self.lock();
+        if c.sessions >= self.max_sessions {
+            return Err(LimitError::Server(self.max_sessions));
+        }
         let n = c.per_user.entry(user.to_string()).or_default();
         if *n >= max {
             return Err(LimitError::User(user.to_string(), max));
         }
         *n += 1;
-        slot.user = Some(user.to_string());
-        Ok(())
+        c.sessions += 1;
+        crate::metrics::get()
+            .sessions
+            .get_or_create(&ProtocolLabel { protocol })
+            .inc();
+        Ok(SessionSlot {
+            counts: self.counts.clone(),
+            protocol,
+            user: user.to_string(),
+        })
     }
-}
 
-impl SessionLimits {
     /// Ends a login check the same way for every frontend: the outcome goes
     /// to the log inside the session `span` and to the source's failure
-    /// count, and an accepted user takes their slot and names the span.
+    /// count, and an accepted user takes a session slot and names the span.
     /// `None` means refuse.
     pub fn conclude_login(
         &self,
-        slot: &mut SessionSlot,
+        admitted: &mut Admitted,
         span: &tracing::Span,
         name: &str,
         method: &str,
         checked: Result<Arc<UserConfig>, LoginError>,
     ) -> Option<Arc<UserConfig>> {
         let _enter = span.enter();
+        let Some((peer, protocol)) = admitted.peer_and_protocol() else {
+            tracing::warn!(
+                user = name,
+                "a second login on a logged-in connection refused"
+            );
+            return None;
+        };
         let user = match checked {
             Ok(user) => user,
             Err(e) => {
                 login_result("failed");
                 tracing::warn!(user = name, method, reason = %e, "login failed");
-                if self.bans.failed(slot.peer) {
-                    tracing::warn!(source = %slot.peer, for_secs = self.bans.ban_time().as_secs(), "source banned after repeated failed logins");
+                if self.bans.failed(peer) {
+                    tracing::warn!(source = %peer, for_secs = self.bans.ban_time().as_secs(), "source banned after repeated failed logins");
                 }
                 return None;
             }
         };
-        self.bans.succeeded(slot.peer);
-        if let Err(e) = self.log_in(slot, &user.name, user.max_sessions) {
-            login_result("refused");
-            tracing::warn!(user = name, reason = %e, "login refused");
-            return None;
+        self.bans.succeeded(peer);
+        match self.session(protocol, &user.name, user.max_sessions) {
+            Ok(slot) => {
+                if let Admitted::Pending(p) = std::mem::replace(admitted, Admitted::Moving) {
+                    p.logged_in.cancel();
+                }
+                *admitted = Admitted::LoggedIn(slot);
+            }
+            Err(e) => {
+                login_result("refused");
+                tracing::warn!(user = name, reason = %e, "login refused");
+                return None;
+            }
         }
         login_result("ok");
         span.record("user", user.name.as_str());
         tracing::info!(method, "logged in");
         Some(user)
+    }
+}
+
+impl PreLogin {
+    pub fn watch(&self) -> LoginWatch {
+        LoginWatch {
+            evicted: self.evicted.clone(),
+            logged_in: self.logged_in.clone(),
+            deadline: self.deadline,
+        }
+    }
+
+    pub fn peer(&self) -> IpAddr {
+        self.peer
     }
 }
 
@@ -151,6 +332,14 @@ fn login_result(result: &'static str) {
         .inc();
 }
 
+impl Drop for PreLogin {
+    fn drop(&mut self) {
+        crate::vfs::lock(&self.counts)
+            .unauthenticated
+            .remove(self.id);
+    }
+}
+
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         crate::metrics::get()
@@ -159,14 +348,12 @@ impl Drop for SessionSlot {
                 protocol: self.protocol,
             })
             .dec();
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        c.total -= 1;
-        if let Some(user) = &self.user
-            && let Some(n) = c.per_user.get_mut(user)
-        {
+        let mut c = crate::vfs::lock(&self.counts);
+        c.sessions -= 1;
+        if let Some(n) = c.per_user.get_mut(&self.user) {
             *n -= 1;
             if *n == 0 {
-                c.per_user.remove(user);
+                c.per_user.remove(&self.user);
             }
         }
     }
@@ -176,28 +363,80 @@ impl Drop for SessionSlot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn slots_are_counted_and_given_back() {
+    fn limits(sessions: usize, unauthenticated: usize, per_source: usize) -> SessionLimits {
         let security = SecurityConfig {
-            ban_threshold: 5,
+            ban_threshold: 3,
             ban_window: Duration::from_secs(300),
             ban_time: Duration::from_secs(900),
         };
-        let limits = SessionLimits::new(2, &security);
-        let ip = IpAddr::from([127, 0, 0, 1]);
-        let mut a = limits.connection(ip, "sftp").unwrap();
-        let mut b = limits.connection(ip, "sftp").unwrap();
-        assert_eq!(
-            limits.connection(ip, "sftp").unwrap_err(),
-            LimitError::Server(2)
-        );
-        limits.log_in(&mut a, "ann", 1).unwrap();
+        let server = ServerConfig {
+            keys_dir: "keys".into(),
+            state_dir: "state".into(),
+            idle_timeout: Duration::from_secs(600),
+            max_sessions: sessions,
+            shutdown_grace: Duration::from_secs(30),
+            login_timeout: Duration::from_secs(30),
+            max_unauthenticated: unauthenticated,
+            max_unauthenticated_per_source: per_source,
+            memory_budget: 1 << 30,
+        };
+        SessionLimits::new(&server, &security)
+    }
+
+    #[test]
+    fn sessions_are_counted_and_given_back() {
+        let limits = limits(2, 10, 10);
+        let a = limits.session("sftp", "ann", 1).unwrap();
         assert!(matches!(
-            limits.log_in(&mut b, "ann", 1),
+            limits.session("sftp", "ann", 1),
             Err(LimitError::User(..))
         ));
+        let _b = limits.session("sftp", "bob", 1).unwrap();
+        assert_eq!(
+            limits.session("sftp", "cid", 1).unwrap_err(),
+            LimitError::Server(2)
+        );
         drop(a);
-        limits.log_in(&mut b, "ann", 1).unwrap();
-        let _c = limits.connection(ip, "sftp").unwrap();
+        limits.session("sftp", "ann", 1).unwrap();
+    }
+
+    #[test]
+    fn a_busy_source_is_refused_and_banned_others_are_not() {
+        let limits = limits(10, 100, 2);
+        let attacker: IpAddr = "192.0.2.9".parse().unwrap();
+        let held: Vec<_> = (0..2)
+            .map(|_| limits.connection(attacker, "sftp").unwrap())
+            .collect();
+        for _ in 0..3 {
+            assert_eq!(
+                limits.connection(attacker, "sftp").unwrap_err(),
+                LimitError::SourceBusy(2)
+            );
+        }
+        assert!(matches!(
+            limits.connection(attacker, "sftp"),
+            Err(LimitError::Banned(_))
+        ));
+        limits
+            .connection("192.0.2.10".parse().unwrap(), "sftp")
+            .unwrap();
+        drop(held);
+    }
+
+    #[test]
+    fn the_oldest_unauthenticated_connection_makes_room() {
+        let limits = limits(10, 3, 10);
+        let ip = |i: u8| IpAddr::from([192, 0, 2, i]);
+        let first = limits.connection(ip(1), "sftp").unwrap();
+        let second = limits.connection(ip(2), "sftp").unwrap();
+        let _third = limits.connection(ip(3), "sftp").unwrap();
+        assert!(!first.evicted.is_cancelled());
+        let _fourth = limits.connection(ip(4), "sftp").unwrap();
+        assert!(first.evicted.is_cancelled());
+        assert!(!second.evicted.is_cancelled());
+        drop(first); // already counted out: nothing counted twice
+        assert_eq!(limits.lock().unauthenticated.by_id.len(), 3);
+        drop(second);
+        assert_eq!(limits.lock().unauthenticated.by_id.len(), 2);
     }
 }

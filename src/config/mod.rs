@@ -37,8 +37,18 @@ pub struct ServerConfig {
     pub keys_dir: PathBuf,
     pub state_dir: PathBuf,
     pub idle_timeout: Duration,
+    /// Logged-in sessions, whole gateway.
     pub max_sessions: usize,
     pub shutdown_grace: Duration,
+    /// From accept to a successful login (SSH banner, key exchange and
+    /// authentication; FTP up to PASS).
+    pub login_timeout: Duration,
+    /// Connections not logged in yet, whole gateway: past it the oldest is closed.
+    pub max_unauthenticated: usize,
+    /// Connections not logged in yet from one source (IPv4 address, IPv6 /64).
+    pub max_unauthenticated_per_source: usize,
+    /// Bytes of read-ahead and upload buffers the whole gateway may hold.
+    pub memory_budget: u64,
 }
 
 #[derive(Debug, Clone)]

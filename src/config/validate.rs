@@ -371,7 +371,58 @@ fn validate_server(cx: &mut Ctx<'_>, s: &RawServer) -> ServerConfig {
             "server.shutdown_grace",
             Duration::from_secs(30),
         ),
+        login_timeout: cx.duration(
+            &s.login_timeout,
+            "server.login_timeout",
+            Duration::from_secs(30),
+        ),
+        max_unauthenticated: cx.count(
+            &s.max_unauthenticated,
+            "server.max_unauthenticated",
+            512,
+            1..=1_000_000,
+        ),
+        max_unauthenticated_per_source: cx.count(
+            &s.max_unauthenticated_per_source,
+            "server.max_unauthenticated_per_source",
+            16,
+            1..=1_000_000,
+        ),
+        memory_budget: match &s.memory_budget {
+            Some(v) if v.get_ref() == "auto" => default_memory_budget(),
+            v => {
+                let budget = cx.size(v, "server.memory_budget", default_memory_budget());
+                if let (Some(v), true) = (v, budget < MIN_MEMORY_BUDGET) {
+                    cx.at(
+                        v,
+                        "server.memory_budget",
+                        format!(
+                            "is below the smallest workable budget, {} (one part of each kind)",
+                            units::format_size(MIN_MEMORY_BUDGET)
+                        ),
+                    );
+                }
+                budget
+            }
+        },
     }
+}
+
+/// The smallest memory budget accepted: a few default parts.
+const MIN_MEMORY_BUDGET: u64 = 32 * MIB;
+
+/// A quarter of the machine's memory (at least [`MIN_MEMORY_BUDGET`]):
+/// what the gateway's buffers may take when the config does not say.
+pub fn default_memory_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4 << 30, |kib| kib << 10);
+    (total / 4).max(MIN_MEMORY_BUDGET)
 }
 
 fn validate_ftp(cx: &mut Ctx<'_>, t: &Spanned<RawFtp>) -> FtpConfig {

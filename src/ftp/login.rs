@@ -6,7 +6,7 @@
 //! both parts, so the user it checked, with the connection's slot and span,
 //! is the user the session gets.
 
-use crate::auth::SessionSlot;
+use crate::auth::{Admitted, PreLogin};
 use crate::serve::Shared;
 use crate::vfs::UserVfs;
 use async_trait::async_trait;
@@ -53,8 +53,8 @@ pub struct Login {
     shared: Arc<Shared>,
     peer: SocketAddr,
     span: tracing::Span,
-    /// The connection's server-wide slot, bound to the user at login.
-    slot: Mutex<SessionSlot>,
+    /// The connection's place among those not logged in, then its session slot.
+    admitted: Mutex<Admitted>,
     /// The user checked by `authenticate`, waiting for `provide_user_detail`.
     checked: Mutex<Option<FtpUser>>,
 }
@@ -72,13 +72,13 @@ impl Login {
         shared: Arc<Shared>,
         peer: SocketAddr,
         span: tracing::Span,
-        slot: SessionSlot,
+        pending: PreLogin,
     ) -> Self {
         Login {
             shared,
             peer,
             span,
-            slot: Mutex::new(slot),
+            admitted: Mutex::new(Admitted::Pending(pending)),
             checked: Mutex::new(None),
         }
     }
@@ -94,10 +94,14 @@ impl Login {
             )
             .await;
         let user = {
-            let mut slot = crate::vfs::lock(&self.slot);
-            self.shared
-                .limits
-                .conclude_login(&mut slot, &self.span, username, "password", checked)?
+            let mut admitted = crate::vfs::lock(&self.admitted);
+            self.shared.limits.conclude_login(
+                &mut admitted,
+                &self.span,
+                username,
+                "password",
+                checked,
+            )?
         };
         match UserVfs::for_user(&user, &self.shared.storage).await {
             Ok(vfs) => Some(FtpUser {

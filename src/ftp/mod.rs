@@ -171,13 +171,15 @@ impl Sessions {
                     mode: sessions.config.proxy_protocol,
                     allowed: sessions.config.proxy_allowed.clone(),
                 };
-                let Some((peer, slot)) = sessions
+                let Some((peer, pending)) = sessions
                     .shared
                     .admit(&proxy, &mut socket, peer, protocol)
                     .await
                 else {
                     return;
                 };
+                let close = sessions.shared.close_signal(peer, &pending);
+                let close = async move { format!("Closing control connection: {}", close.await) };
                 let _ = socket.set_nodelay(true);
                 let span = tracing::info_span!(
                     "session",
@@ -189,7 +191,7 @@ impl Sessions {
                     sessions.shared.clone(),
                     peer,
                     span.clone(),
-                    slot,
+                    pending,
                 ));
                 let server = match sessions.server_for(login) {
                     Ok(server) => server,
@@ -199,16 +201,12 @@ impl Sessions {
                     }
                 };
                 // libunftp runs the session in tasks of its own, which
-                // dropping this future would not end: at shutdown, past the
-                // grace period, the backend ends the transfer instead (see
+                // dropping this future would not end: `close` ends it (and
+                // at shutdown the backend ends a transfer, see
                 // `FtpUser::ending`).
                 async move {
                     tracing::debug!("FTP connection accepted");
-                    let served = if implicit {
-                        server.service_implicit_tls(socket).await
-                    } else {
-                        server.service(socket).await
-                    };
+                    let served = server.service_until(socket, implicit, close).await;
                     if let Err(e) = served {
                         tracing::debug!(error = %e, "FTP session ended with an error");
                     }

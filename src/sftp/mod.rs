@@ -22,6 +22,7 @@ use russh::{MethodKind, MethodSet, SshId};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 /// russh tuned for bulk transfer: a 16 MiB window, 64 KiB packets, and a
@@ -108,33 +109,123 @@ impl SftpListener {
                 },
             };
             let (config, shared, proxy) = (config.clone(), shared.clone(), proxy.clone());
-            let ending = shared.ending.clone();
             tokio::spawn(async move {
                 let mut socket = socket;
-                let Some((peer, slot)) = shared.admit(&proxy, &mut socket, peer, "sftp").await
+                let Some((peer, pending)) = shared.admit(&proxy, &mut socket, peer, "sftp").await
                 else {
                     return;
                 };
                 let _ = socket.set_nodelay(true);
-                let handler = ssh::SshSession::new(shared.clone(), peer, slot);
-                let session = async {
-                    match russh::server::run_stream(config, socket, handler).await {
-                        Ok(session) => {
-                            if let Err(e) = session.await {
-                                tracing::debug!(%peer, error = %e, "SSH session ended with an error");
-                            }
-                        }
-                        Err(e) => tracing::debug!(%peer, error = %e, "SSH handshake failed"),
-                    }
-                };
-                // At shutdown, past the grace period: dropping the session
-                // closes its channels, and the SFTP handler drops (aborts)
-                // its open uploads.
-                tokio::select! {
-                    _ = session => {}
-                    _ = ending.cancelled() => tracing::info!(%peer, "session ended by shutdown"),
-                }
+                serve_connection(config, socket, peer, pending, shared).await;
             });
         }
+    }
+}
+
+/// One SSH connection, from its banner to its end. russh runs the session
+/// in a task of its own once the client's banner is in, and reads no
+/// message of ours during a key exchange (a client can stall one), so an
+/// end decided here (login deadline, shutdown) is a disconnect message
+/// and, if the session has not ended a second later, the socket closed
+/// under it. At shutdown the SFTP handlers end too and drop (abort) their
+/// open uploads.
+async fn serve_connection(
+    config: Arc<russh::server::Config>,
+    socket: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    pending: crate::auth::PreLogin,
+    shared: Arc<Shared>,
+) {
+    let close = shared.close_signal(peer, &pending);
+    tokio::pin!(close);
+    let kill = tokio_util::sync::CancellationToken::new();
+    let socket = Closable::new(socket, kill.clone());
+    let handler = ssh::SshSession::new(shared, peer, pending);
+    let running = tokio::select! {
+        running = russh::server::run_stream(config, socket, handler) => running,
+        _ = &mut close => return,
+    };
+    let mut session = match running {
+        Ok(session) => session,
+        Err(e) => return tracing::debug!(%peer, error = %e, "SSH handshake failed"),
+    };
+    let handle = session.handle();
+    let ended = tokio::select! {
+        ended = &mut session => ended,
+        why = &mut close => {
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, why.to_string(), "en".into())
+                .await;
+            match tokio::time::timeout(Duration::from_secs(1), &mut session).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    kill.cancel();
+                    session.await
+                }
+            }
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "SSH session ended with an error");
+    }
+}
+
+/// A stream that ends (reads see EOF, writes fail) once `closed` is
+/// cancelled, whatever its reader is waiting for.
+struct Closable<S> {
+    inner: S,
+    closed: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl<S> Closable<S> {
+    fn new(inner: S, closed: tokio_util::sync::CancellationToken) -> Self {
+        Closable {
+            inner,
+            closed: Box::pin(closed.cancelled_owned()),
+        }
+    }
+
+    fn is_closed(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.closed.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Closable<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.is_closed(cx) {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Closable<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.is_closed(cx) {
+            return std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

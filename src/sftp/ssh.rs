@@ -2,7 +2,7 @@
 //! thing a channel may do here, the `sftp` subsystem.
 
 use super::handler::SftpHandler;
-use crate::auth::{LoginError, SessionSlot};
+use crate::auth::{Admitted, LoginError, PreLogin};
 use crate::config::UserConfig;
 use crate::serve::Shared;
 use crate::vfs::UserVfs;
@@ -17,7 +17,7 @@ use tracing::Instrument;
 pub struct SshSession {
     shared: Arc<Shared>,
     peer: SocketAddr,
-    slot: SessionSlot,
+    admitted: Admitted,
     user: Option<Arc<UserConfig>>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     span: tracing::Span,
@@ -35,7 +35,7 @@ fn reject() -> Auth {
 }
 
 impl SshSession {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, slot: SessionSlot) -> Self {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, pending: PreLogin) -> Self {
         let span = tracing::info_span!(
             "session",
             protocol = "sftp",
@@ -45,7 +45,7 @@ impl SshSession {
         SshSession {
             shared,
             peer,
-            slot,
+            admitted: Admitted::Pending(pending),
             user: None,
             channels: HashMap::new(),
             span,
@@ -59,11 +59,13 @@ impl SshSession {
         method: &str,
         checked: Result<Arc<UserConfig>, LoginError>,
     ) -> Auth {
-        let Some(user) =
-            self.shared
-                .limits
-                .conclude_login(&mut self.slot, &self.span, name, method, checked)
-        else {
+        let Some(user) = self.shared.limits.conclude_login(
+            &mut self.admitted,
+            &self.span,
+            name,
+            method,
+            checked,
+        ) else {
             return reject();
         };
         self.user = Some(user);

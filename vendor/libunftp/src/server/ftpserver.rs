@@ -1024,7 +1024,31 @@ where
         self.service_with(tcp_stream, true).await
     }
 
+    /// As [`service`](Server::service) (or, with `implicit_tls`,
+    /// [`service_implicit_tls`](Server::service_implicit_tls)), closing the
+    /// connection when `close` resolves: the client gets `421` with its
+    /// text. The caller decides when (a login deadline, its own shutdown),
+    /// since the control loop runs in a task of its own that dropping this
+    /// future would not end.
+    pub async fn service_until(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+        implicit_tls: bool,
+        close: impl std::future::Future<Output = String> + Send + 'static,
+    ) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.service_loop(tcp_stream, implicit_tls, Some(Box::pin(close))).await
+    }
+
     async fn service_with(self, tcp_stream: tokio::net::TcpStream, implicit_tls: bool) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.service_loop(tcp_stream, implicit_tls, None).await
+    }
+
+    async fn service_loop(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+        implicit_tls: bool,
+        close: Option<controlchan::CloseSignal>,
+    ) -> std::result::Result<(), crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
@@ -1032,7 +1056,7 @@ where
         slog::debug!(self.logger, "Servicing control connection from");
         let mut config: controlchan::LoopConfig<Storage, User> = (&options).into();
         config.implicit_tls = implicit_tls;
-        let result = controlchan::spawn_loop::<Storage, User>(config, tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
+        let result = controlchan::spawn_loop::<Storage, User>(config, tcp_stream, None, None, shutdown_listener, failed_logins.clone(), close).await;
         match result {
             Err(err) => {
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);

@@ -77,8 +77,13 @@ where
     pub implicit_tls: bool,
 }
 
+/// Closes one connection from outside the server: when it resolves, the
+/// control loop answers 421 with its text and ends (see
+/// [`Server::service_until`](crate::Server::service_until)).
+pub type CloseSignal = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
+
 /// Does TCP processing when an FTP client connects
-#[tracing_attributes::instrument]
+#[tracing_attributes::instrument(skip(close))]
 pub(crate) async fn spawn<Storage, User>(
     config: Config<Storage, User>,
     tcp_stream: TcpStream,
@@ -86,6 +91,7 @@ pub(crate) async fn spawn<Storage, User>(
     switchboard_msg_tx: Option<SwitchboardSender<Storage, User>>,
     mut shutdown: shutdown::Listener,
     failed_logins: Option<Arc<FailedLoginsCache>>,
+    close: Option<CloseSignal>,
 ) -> Result<JoinHandle<()>, ControlChanError>
 where
     User: UserDetail + 'static,
@@ -113,6 +119,7 @@ where
         ..
     } = config;
 
+    let mut close: CloseSignal = close.unwrap_or_else(|| Box::pin(std::future::pending()));
     let tls_configured = matches!(ftps_config, FtpsConfig::On { .. });
     let storage_features = storage.supported_features();
     let (control_msg_tx, mut control_msg_rx): (Sender<ControlChanMsg>, Receiver<ControlChanMsg>) = channel(1);
@@ -187,9 +194,11 @@ where
         (false, _) => Box::new(tcp_stream),
         (true, FtpsConfig::On { tls_config }) => {
             let acceptor: tokio_rustls::TlsAcceptor = tls_config.clone().into();
-            let stream = tokio::time::timeout(idle_session_timeout, acceptor.accept(tcp_stream))
-                .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no TLS handshake on the implicit FTPS connection"))??;
+            let handshake = tokio::time::timeout(idle_session_timeout, acceptor.accept(tcp_stream));
+            let stream = tokio::select! {
+                done = handshake => done.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no TLS handshake on the implicit FTPS connection"))??,
+                why = &mut close => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into()),
+            };
             let mut session = shared_session.lock().await;
             session.cmd_tls = true;
             session.data_tls = true;
@@ -234,6 +243,11 @@ where
                             true => incoming = None,
                             false => incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::ControlChannelTimeout)))
                         };
+                    },
+                    why = &mut close => {
+                        slog::info!(logger, "Closing control connection: {}", why);
+                        let _ = reply_sink.send(Reply::new_with_string(ReplyCode::ServiceNotAvailable, why)).await;
+                        incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
                     },
                     _ = shutdown.listen() => {
                         slog::info!(logger, "Closing open control connection because of shutdown signal");

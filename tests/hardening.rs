@@ -1,0 +1,156 @@
+//! The gateway as an attacker meets it: connections that never log in,
+//! oversized input, exhausted ports, timing, and what the real users
+//! around them still get. Each test drives the real server over TCP.
+
+mod common;
+
+use common::ftp::ftp_plain;
+use common::gateway::{self, PASSWORD, TestGateway};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(to).await
+}
+
+/// Tests that read process-wide metrics, or need the machine's memory to
+/// themselves, run one at a time.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn loopback(a: u8, b: u8) -> IpAddr {
+    IpAddr::from([127, 0, a, b])
+}
+
+/// Opens `per_source` silent connections from each of `sources` to `to`
+/// and keeps them; connections the gateway refuses are kept too (closed).
+async fn silent_crowd(sources: &[IpAddr], per_source: usize, to: SocketAddr) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for &from in sources {
+        for _ in 0..per_source {
+            held.push(connect_from(from, to).await.unwrap());
+        }
+    }
+    held
+}
+
+/// Reads until the server closes `stream`; what it sent before.
+async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return seen,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+async fn sftp_login_works(g: &TestGateway) {
+    let stream = TcpStream::connect(g.addr).await.unwrap();
+    let h = gateway::ssh_password(stream, "alice", PASSWORD)
+        .await
+        .expect("alice's SFTP login");
+    let s = gateway::sftp(&h).await;
+    s.realpath(".").await.unwrap();
+}
+
+async fn ftp_login_works(g: &TestGateway) {
+    let mut ftp = ftp_plain(g, "bob").await;
+    ftp.pwd().await.unwrap();
+    ftp.quit().await.unwrap();
+}
+
+/// A thousand connections that never send a byte, from one source and
+/// from many, leave real users able to log in over SFTP and FTP, though
+/// the gateway admits far fewer than that before login.
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_connections_do_not_lock_users_out() {
+    let _alone = ALONE.lock().await;
+    let g = gateway::start_with(
+        "max_sessions = 20\nmax_unauthenticated = 200\nmax_unauthenticated_per_source = 8\nlogin_timeout = \"2m\"",
+        "",
+    )
+    .await;
+    // One source with 500 on each protocol: past 8, each is refused at once.
+    let one = [loopback(0, 2)];
+    let mut crowd = silent_crowd(&one, 500, g.addr).await;
+    crowd.extend(silent_crowd(&one, 500, g.ftp).await);
+    // 60 sources with 5 each on each protocol: 600 over max_unauthenticated.
+    let many: Vec<IpAddr> = (1..=60).map(|i| loopback(1, i)).collect();
+    crowd.extend(silent_crowd(&many, 5, g.addr).await);
+    crowd.extend(silent_crowd(&many, 5, g.ftp).await);
+    assert!(crowd.len() >= 1600);
+
+    sftp_login_works(&g).await;
+    ftp_login_works(&g).await;
+    // Twice more, as a user whose client retries would.
+    sftp_login_works(&g).await;
+    ftp_login_works(&g).await;
+
+    let metrics = reqwest::get(format!("http://{}/metrics", g.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let waiting: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("bucketgate_unauthenticated_connections "))
+        .expect("the gauge of connections not logged in")
+        .parse()
+        .unwrap();
+    assert!(
+        waiting <= 200.0,
+        "{waiting} connections not logged in are held, max_unauthenticated is 200"
+    );
+    drop(crowd);
+    g.stop().await;
+}
+
+/// A connection that never logs in is closed at the login deadline, on
+/// both protocols; one that sent only the SSH banner too. The FTP client
+/// is told why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_that_does_not_log_in_is_closed_at_the_deadline() {
+    let _alone = ALONE.lock().await;
+    let g = gateway::start_with("login_timeout = \"2s\"", "").await;
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(g.addr).await.unwrap();
+    let mut banner_only = TcpStream::connect(g.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut banner_only, b"SSH-2.0-OpenSSH_9.2\r\n")
+        .await
+        .unwrap();
+    let mut ftp = TcpStream::connect(g.ftp).await.unwrap();
+    let limit = Duration::from_secs(60);
+    let (sftp_seen, banner_seen, ftp_seen) = tokio::time::timeout(limit, async {
+        tokio::join!(
+            until_closed(&mut silent),
+            until_closed(&mut banner_only),
+            until_closed(&mut ftp)
+        )
+    })
+    .await
+    .expect("connections that never log in are closed");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "closed before the deadline"
+    );
+    assert!(String::from_utf8_lossy(&sftp_seen).starts_with("SSH-2.0-bucketgate"));
+    assert!(String::from_utf8_lossy(&banner_seen).starts_with("SSH-2.0-bucketgate"));
+    let ftp_seen = String::from_utf8_lossy(&ftp_seen).to_string();
+    assert!(ftp_seen.starts_with("220 "), "{ftp_seen}");
+    assert!(
+        ftp_seen.contains("421 ") && ftp_seen.contains("login_timeout"),
+        "{ftp_seen}"
+    );
+    // A user who logs in in time is not touched by the deadline.
+    let (_h, s) = gateway::alice(&g).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.realpath(".").await.unwrap();
+    g.stop().await;
+}
