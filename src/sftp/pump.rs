@@ -8,6 +8,8 @@
 //! draining the channel into a queue bounded in bytes, and requests are
 //! answered one at a time, in order, by the handler.
 
+use super::attrs::error_reply;
+use crate::vfs::VfsError;
 use bytes::{Bytes, BytesMut};
 use russh_sftp::protocol::{Packet, Status, StatusCode};
 use russh_sftp::server::{Handler, StatusReply};
@@ -40,9 +42,9 @@ where
                 Err(_) => return,
             };
             if len == 0 || len > MAX_REQUEST {
-                tracing::warn!(
+                tracing::info!(
                     len,
-                    "SFTP request larger than {MAX_REQUEST} bytes; closing the session"
+                    "SFTP request of {len} bytes (must be 1 to {MAX_REQUEST}); closing the session"
                 );
                 return;
             }
@@ -59,11 +61,17 @@ where
 
     let mut out = BytesMut::new();
     while let Some((mut body, permit)) = rx.recv().await {
-        let reply = match Packet::try_from(&mut body) {
-            Ok(request) => dispatch(&mut handler, request).await,
-            Err(e) => {
-                tracing::debug!(error = %e, "malformed SFTP request");
-                Packet::error(0, StatusCode::BadMessage)
+        let reply = if let Some(id) = names_not_utf8(&body) {
+            let e =
+                VfsError::InvalidName("the name is not valid UTF-8; names must be UTF-8".into());
+            status_of(id, error_reply(&e))
+        } else {
+            match Packet::try_from(&mut body) {
+                Ok(request) => dispatch(&mut handler, request).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "malformed SFTP request");
+                    Packet::error(0, StatusCode::BadMessage)
+                }
             }
         };
         drop(permit);
@@ -89,6 +97,32 @@ where
     }
     reader.abort();
     let _ = wr.shutdown().await;
+}
+
+/// The request id of a request whose path names are not UTF-8.
+/// russh-sftp decodes them with replacement characters, which would store
+/// a name nobody sent; the raw bytes are checked here instead.
+fn names_not_utf8(body: &[u8]) -> Option<u32> {
+    let (&kind, rest) = body.split_first()?;
+    // Packet types (draft-ietf-secsh-filexfer-02): OPEN, LSTAT, SETSTAT,
+    // OPENDIR, REMOVE, MKDIR, RMDIR, REALPATH, STAT, READLINK carry one
+    // name first; RENAME and SYMLINK two.
+    let names = match kind {
+        3 | 7 | 9 | 11 | 13 | 14 | 15 | 16 | 17 | 19 => 1,
+        18 | 20 => 2,
+        _ => return None,
+    };
+    let (id, mut rest) = rest.split_first_chunk::<4>()?;
+    for _ in 0..names {
+        let (len, after) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        let name = after.get(..len)?;
+        if std::str::from_utf8(name).is_err() {
+            return Some(u32::from_be_bytes(*id));
+        }
+        rest = &after[len..];
+    }
+    None
 }
 
 fn status_of(id: u32, reply: StatusReply) -> Packet {

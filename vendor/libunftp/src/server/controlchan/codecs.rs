@@ -1,4 +1,13 @@
-use super::{Reply, command::Command, error::ControlChanError, line_parser};
+use super::{
+    Reply,
+    command::Command,
+    error::{ControlChanError, ControlChanErrorKind},
+    line_parser,
+};
+
+/// The longest command line accepted, CRLF included (vsftpd's limit): a
+/// path of S3's 1024 bytes and any command fit easily.
+pub const MAX_LINE: usize = 4096;
 
 use bytes::BytesMut;
 use std::io::Write;
@@ -32,9 +41,19 @@ impl Decoder for FtpCodec {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
-            let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
+            if newline_index >= MAX_LINE {
+                buf.clear();
+                return Ok(Some(Err(ControlChanErrorKind::LineTooLong.into())));
+            }
+            let line = buf.split_to(newline_index + 1);
             Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)))
+        } else if buf.len() > MAX_LINE {
+            // Refused while reading, not once the line ends: a client that
+            // never sends CRLF cannot make the server hold more than this.
+            buf.clear();
+            self.next_index = 0;
+            Ok(Some(Err(ControlChanErrorKind::LineTooLong.into())))
         } else {
             self.next_index = buf.len();
             Ok(None)

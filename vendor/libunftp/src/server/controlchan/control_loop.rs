@@ -349,8 +349,18 @@ fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -
     slog::warn!(logger, "Control channel error: {:?}", error);
     match error.kind() {
         ControlChanErrorKind::UnknownCommand { .. } => (Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented"), false),
-        ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF8 in command"), true),
+        ControlChanErrorKind::Utf8Error => (
+            Reply::new(ReplyCode::ParameterSyntaxError, "Invalid UTF-8 in the command: names must be UTF-8"),
+            false,
+        ),
         ControlChanErrorKind::InvalidCommand => (Reply::new(ReplyCode::ParameterSyntaxError, "Invalid Parameter"), false),
+        ControlChanErrorKind::LineTooLong => (
+            Reply::new_with_string(
+                ReplyCode::CommandSyntaxError,
+                format!("Command line too long (at most {} bytes); closing control connection", super::codecs::MAX_LINE),
+            ),
+            true,
+        ),
         ControlChanErrorKind::ControlChannelTimeout => (
             Reply::new(ReplyCode::ClosingControlConnection, "Session timed out. Closing control connection"),
             true,

@@ -10,6 +10,13 @@ use crate::server::{
 use bytes::Bytes;
 use std::str;
 
+/// A name or argument as the client sent it: invalid UTF-8 is refused
+/// rather than stored with replacement characters under a name nobody
+/// sent.
+fn utf8(bytes: &[u8]) -> Result<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| ParseErrorKind::InvalidUtf8.into())
+}
+
 /// Parse the given bytes into a [`Command`].
 ///
 /// [`Command`]: ./enum.Command.html
@@ -93,7 +100,7 @@ where
             if params.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            let addr = String::from_utf8_lossy(&params);
+            let addr = utf8(&params)?;
             Command::Port { addr: addr.to_string() }
         }
         "RETR" => {
@@ -101,7 +108,7 @@ where
             if path.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            let path = String::from_utf8_lossy(&path);
+            let path = utf8(&path)?;
             // TODO: Can we do this without allocation?
             Command::Retr { path: path.to_string() }
         }
@@ -111,7 +118,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
             // TODO:: Can we do this without allocation?
-            let path = String::from_utf8_lossy(&path);
+            let path = utf8(&path)?;
             Command::Stor { path: path.to_string() }
         }
         "APPE" => {
@@ -119,17 +126,17 @@ where
             if path.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            let path = String::from_utf8_lossy(&path);
+            let path = utf8(&path)?;
             Command::Appe { path: path.to_string() }
         }
         "LIST" => {
             let line = parse_to_eol(cmd_params)?;
-            let line_str = String::from_utf8_lossy(&line);
+            let line_str = utf8(&line)?;
             // RFC 3659 section 2.2: "Any additional spaces form part
             // of the pathname." split_token_params already consumed the
             // command separator. Consume only one separator per option too.
             // https://www.rfc-editor.org/rfc/rfc3659#section-2.2
-            let mut remaining = line_str.as_ref();
+            let mut remaining: &str = line_str.as_ref();
             while remaining.starts_with('-') {
                 if remaining == "--" {
                     remaining = "";
@@ -154,7 +161,7 @@ where
             let path = if path.is_empty() {
                 None
             } else {
-                Some(String::from_utf8_lossy(&path).to_string())
+                Some(utf8(&path)?.to_string())
             };
             Command::Nlst { path }
         }
@@ -163,7 +170,7 @@ where
             let path = if path.is_empty() {
                 None
             } else {
-                Some(String::from_utf8_lossy(&path).to_string())
+                Some(utf8(&path)?.to_string())
             };
             Command::Mlst { path }
         }
@@ -172,7 +179,7 @@ where
             let path = if path.is_empty() {
                 None
             } else {
-                Some(String::from_utf8_lossy(&path).to_string())
+                Some(utf8(&path)?.to_string())
             };
             Command::Mlsd { path }
         }
@@ -195,7 +202,7 @@ where
             if path.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            let path = String::from_utf8_lossy(&path).to_string();
+            let path = utf8(&path)?.to_string();
             let path = path.into();
             Command::Cwd { path }
         }
@@ -228,7 +235,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let path = String::from_utf8_lossy(&path).to_string();
+            let path = utf8(&path)?.to_string();
             Command::Dele { path }
         }
         "RMD" => {
@@ -237,7 +244,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let path = String::from_utf8_lossy(&path).to_string();
+            let path = utf8(&path)?.to_string();
             Command::Rmd { path }
         }
         "QUIT" | "BYE" => {
@@ -254,7 +261,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let path = String::from_utf8_lossy(&params).to_string();
+            let path = utf8(&params)?.to_string();
             let path = path.into();
             Command::Mkd { path }
         }
@@ -279,7 +286,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let file = String::from_utf8_lossy(&params).to_string();
+            let file = utf8(&params)?.to_string();
             let file = file.into();
             Command::Rnfr { file }
         }
@@ -289,7 +296,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let file = String::from_utf8_lossy(&params).to_string();
+            let file = utf8(&params)?.to_string();
             let file = file.into();
             Command::Rnto { file }
         }
@@ -310,7 +317,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let size = String::from_utf8_lossy(&params).to_string();
+            let size = utf8(&params)?.to_string();
             if size != "0" {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
@@ -347,7 +354,7 @@ where
             if params.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            let file = String::from_utf8_lossy(&params).to_string().into();
+            let file = utf8(&params)?.to_string().into();
             Command::Size { file }
         }
         "REST" => {
@@ -356,7 +363,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let offset = String::from_utf8_lossy(&params).to_string();
+            let offset = utf8(&params)?.to_string();
             if let Ok(val) = offset.parse::<u64>() {
                 Command::Rest { offset: val }
             } else {
@@ -369,7 +376,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let params = String::from_utf8_lossy(&params).to_string();
+            let params = utf8(&params)?.to_string();
             // WinSCP's `MDTM <time> <path>` sets a time; it is not the name
             // of a file to look up.
             if let Some((first, _)) = params.split_once(' ')
@@ -402,14 +409,14 @@ where
                         return Err(ParseErrorKind::InvalidCommand.into());
                     }
 
-                    let file = String::from_utf8_lossy(&params).to_string().into();
+                    let file = utf8(&params)?.to_string().into();
                     Command::Md5 { file }
                 }
                 _ => {
                     let params = parse_to_eol(cmd_params)?;
                     Command::Site {
                         command: cmd_token,
-                        arguments: String::from_utf8_lossy(&params).to_string(),
+                        arguments: utf8(&params)?.to_string(),
                     }
                 }
             }
@@ -418,7 +425,7 @@ where
             let params = parse_to_eol(cmd_params)?;
             Command::Other {
                 command_name: cmd_token,
-                arguments: String::from_utf8_lossy(&params).to_string(),
+                arguments: utf8(&params)?.to_string(),
             }
         }
     };
