@@ -154,3 +154,152 @@ async fn a_connection_that_does_not_log_in_is_closed_at_the_deadline() {
     s.realpath(".").await.unwrap();
     g.stop().await;
 }
+
+/// The resident memory of this process, in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Reads one FTP reply (the last line of a multi-line one).
+async fn ftp_reply(stream: &mut tokio::io::BufReader<TcpStream>) -> String {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await.unwrap() == 0 {
+            return line;
+        }
+        if line.len() >= 4 && line.as_bytes()[3] == b' ' {
+            return line;
+        }
+    }
+}
+
+/// A command line without CRLF is refused once it passes 4 KiB, before
+/// login, and the gateway does not keep what was sent: 64 MiB offered on
+/// one connection leave its memory where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_ftp_command_line_is_refused_while_reading() {
+    let _alone = ALONE.lock().await;
+    let g = gateway::start("").await;
+    // A 1 MiB line: answered and closed.
+    let mut ftp = tokio::io::BufReader::new(TcpStream::connect(g.ftp).await.unwrap());
+    assert!(ftp_reply(&mut ftp).await.starts_with("220 "));
+    let line = vec![b'A'; 1 << 20];
+    let _ = tokio::io::AsyncWriteExt::write_all(ftp.get_mut(), &line).await;
+    let reply = ftp_reply(&mut ftp).await;
+    assert!(
+        reply.starts_with("500 ") && reply.contains("too long"),
+        "{reply:?}"
+    );
+    assert!(until_closed(ftp.get_mut()).await.is_empty());
+
+    // 64 MiB in 1 MiB writes, no newline: the writes fail long before the
+    // end, and the gateway's memory does not grow with them.
+    let before = rss();
+    let mut stream = TcpStream::connect(g.ftp).await.unwrap();
+    let chunk = vec![b'B'; 1 << 20];
+    let mut sent = 0usize;
+    for _ in 0..64 {
+        match tokio::io::AsyncWriteExt::write_all(&mut stream, &chunk).await {
+            Ok(()) => sent += chunk.len(),
+            Err(_) => break,
+        }
+    }
+    let _ = until_closed(&mut stream).await;
+    let grown = rss().saturating_sub(before);
+    assert!(
+        sent < 32 << 20,
+        "the gateway kept reading a line it should have refused ({sent} bytes taken)"
+    );
+    assert!(grown < 16 << 20, "memory grew by {grown} bytes");
+    // The session before login does not count as a user's: others go on.
+    ftp_login_works(&g).await;
+    g.stop().await;
+}
+
+/// Names that are not UTF-8 are refused with a message, on FTP (MKD,
+/// STOR) and SFTP (OPEN, MKDIR), and nothing is stored under a name with
+/// replacement characters; the session goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_that_are_not_utf8_are_refused() {
+    use tokio::io::AsyncWriteExt;
+    let g = gateway::start("").await;
+    let mut ftp = tokio::io::BufReader::new(TcpStream::connect(g.ftp).await.unwrap());
+    assert!(ftp_reply(&mut ftp).await.starts_with("220 "));
+    for cmd in [
+        &b"USER bob\r\n"[..],
+        format!("PASS {PASSWORD}\r\n").as_bytes(),
+    ] {
+        ftp.get_mut().write_all(cmd).await.unwrap();
+        ftp_reply(&mut ftp).await;
+    }
+    ftp.get_mut()
+        .write_all(b"MKD bad\xff\xfename\r\n")
+        .await
+        .unwrap();
+    let reply = ftp_reply(&mut ftp).await;
+    assert!(
+        reply.starts_with("501 ") && reply.contains("UTF-8"),
+        "{reply:?}"
+    );
+    ftp.get_mut().write_all(b"NOOP\r\n").await.unwrap();
+    assert!(ftp_reply(&mut ftp).await.starts_with("200 "));
+
+    // SFTP, in raw packets: russh-sftp's client only sends strings.
+    let stream = TcpStream::connect(g.addr).await.unwrap();
+    let h = gateway::ssh_password(stream, "alice", PASSWORD)
+        .await
+        .unwrap();
+    let channel = h.channel_open_session().await.unwrap();
+    channel.request_subsystem(true, "sftp").await.unwrap();
+    let mut raw = channel.into_stream();
+    let packet = |kind: u8, body: &[u8]| {
+        let mut p = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+        p.push(kind);
+        p.extend_from_slice(body);
+        p
+    };
+    let string = |s: &[u8]| {
+        let mut v = (s.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(s);
+        v
+    };
+    async fn sftp_reply(raw: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
+        let len = raw.read_u32().await.unwrap();
+        let mut body = vec![0; len as usize];
+        raw.read_exact(&mut body).await.unwrap();
+        body
+    }
+    raw.write_all(&packet(1, &3u32.to_be_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(sftp_reply(&mut raw).await[0], 2, "VERSION");
+    // MKDIR id=7 "/bad\xff" with empty attrs; OPEN id=8 for writing.
+    let mut mkdir = 7u32.to_be_bytes().to_vec();
+    mkdir.extend(string(b"/bad\xffdir"));
+    mkdir.extend(0u32.to_be_bytes());
+    let mut open = 8u32.to_be_bytes().to_vec();
+    open.extend(string(b"/bad\xfe.txt"));
+    open.extend(0x1au32.to_be_bytes()); // WRITE | CREAT | TRUNC
+    open.extend(0u32.to_be_bytes());
+    for (kind, body, id) in [(14u8, mkdir, 7u32), (3, open, 8)] {
+        raw.write_all(&packet(kind, &body)).await.unwrap();
+        let status = sftp_reply(&mut raw).await;
+        assert_eq!(status[0], 101, "STATUS");
+        assert_eq!(&status[1..5], &id.to_be_bytes());
+        let code = u32::from_be_bytes(status[5..9].try_into().unwrap());
+        assert_ne!(code, 0, "refused");
+        let message = String::from_utf8_lossy(&status[13..]).to_string();
+        assert!(message.contains("UTF-8"), "{message}");
+    }
+    let keys = g.s3(
+        "r = s3.list_objects_v2(Bucket=bucket)\nprint([o['Key'] for o in r.get('Contents', [])])",
+    );
+    assert!(
+        !keys.contains('\u{fffd}') && !keys.contains("bad"),
+        "{keys}"
+    );
+    g.stop().await;
+}
