@@ -303,3 +303,52 @@ async fn names_that_are_not_utf8_are_refused() {
     );
     g.stop().await;
 }
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Unknown users and wrong passwords are refused in the same time, over
+/// FTP and SSH: the answer's timing does not tell which names exist.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_users_and_wrong_passwords_take_the_same_time() {
+    let _alone = ALONE.lock().await;
+    let g = gateway::start_with_tables("[security]\nban_threshold = 1000").await;
+    let rounds = 5;
+    let (mut ftp_known, mut ftp_unknown, mut ssh_known, mut ssh_unknown) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (user, times) in [("alice", &mut ftp_known), ("nobody", &mut ftp_unknown)] {
+            let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(g.ftp)
+                .await
+                .unwrap();
+            let started = Instant::now();
+            assert!(ftp.login(user, "wrong").await.is_err());
+            times.push(started.elapsed());
+        }
+        for (user, times) in [("alice", &mut ssh_known), ("nobody", &mut ssh_unknown)] {
+            let config = std::sync::Arc::new(russh::client::Config::default());
+            let stream = TcpStream::connect(g.addr).await.unwrap();
+            let mut h = russh::client::connect_stream(config, stream, gateway::Client)
+                .await
+                .unwrap();
+            let started = Instant::now();
+            let auth = h.authenticate_password(user, "wrong").await.unwrap();
+            times.push(started.elapsed());
+            assert!(!auth.success());
+        }
+    }
+    for (what, known, unknown) in [
+        ("FTP", ftp_known, ftp_unknown),
+        ("SSH", ssh_known, ssh_unknown),
+    ] {
+        let (k, u) = (median(known.clone()), median(unknown.clone()));
+        let gap = k.abs_diff(u);
+        assert!(
+            gap < Duration::from_millis(15),
+            "{what}: wrong password {k:?} (all {known:?}), unknown user {u:?} (all {unknown:?})"
+        );
+    }
+    g.stop().await;
+}

@@ -41,6 +41,8 @@ fn by_name(users: &[UserConfig]) -> Arc<ByName> {
 
 impl Users {
     pub fn new(users: &[UserConfig]) -> Self {
+        // Made now, not at the first failed login, which would take twice as long.
+        dummy_hash();
         Users(Arc::new(RwLock::new(by_name(users))))
     }
 
@@ -68,20 +70,29 @@ impl Users {
     }
 
     /// Checks a password off the async threads: hashes are slow on purpose.
+    /// A name that cannot log in by password (unknown, not from this
+    /// address, no password) is checked against a dummy hash of the same
+    /// cost, so the time of the answer does not tell which names exist.
     pub async fn password(
         &self,
         name: &str,
         peer: IpAddr,
         password: &str,
     ) -> Result<Arc<UserConfig>, LoginError> {
-        let user = self.admit(name, peer)?;
-        let hash = user.password_hash.clone().ok_or(LoginError::NoPassword)?;
         let password = password.to_string();
-        let ok = check_password(hash, password).await;
-        if ok {
-            Ok(user)
-        } else {
-            Err(LoginError::WrongPassword)
+        let user = self.admit(name, peer).and_then(|user| {
+            let hash = user.password_hash.clone().ok_or(LoginError::NoPassword)?;
+            Ok((user, hash))
+        });
+        match user {
+            Ok((user, hash)) => match check_password(hash, password).await {
+                true => Ok(user),
+                false => Err(LoginError::WrongPassword),
+            },
+            Err(e) => {
+                check_password(dummy_hash().to_string(), password).await;
+                Err(e)
+            }
         }
     }
 
@@ -104,6 +115,13 @@ impl Users {
             Err(LoginError::UnknownKey)
         }
     }
+}
+
+/// A hash no password matches, made with the parameters of
+/// `hash-password`: what a login for a name without a password hash costs.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| super::hash_password(&format!("{:x}", rand::random::<u128>())))
 }
 
 /// An IPv4 peer seen on a dual-stack socket as `::ffff:a.b.c.d` is matched

@@ -125,6 +125,7 @@ impl Authenticator for Login {
         username: &str,
         creds: &Credentials,
     ) -> Result<Principal, AuthenticationError> {
+        let started = tokio::time::Instant::now();
         match self.check(username, creds).await {
             Some(user) => {
                 *crate::vfs::lock(&self.checked) = Some(user);
@@ -133,7 +134,8 @@ impl Authenticator for Login {
                 })
             }
             None => {
-                tokio::time::sleep(FAILURE_DELAY).await;
+                // At a fixed time after the attempt began, whatever failed.
+                tokio::time::sleep_until(started + FAILURE_DELAY).await;
                 Err(AuthenticationError::BadPassword)
             }
         }
