@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::ftp::ftp_plain;
+use common::ftp::{RawFtp, ftp_plain};
 use common::gateway::{self, PASSWORD, TestGateway};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -162,20 +162,6 @@ fn rss() -> u64 {
     pages * 4096
 }
 
-/// Reads one FTP reply (the last line of a multi-line one).
-async fn ftp_reply(stream: &mut tokio::io::BufReader<TcpStream>) -> String {
-    use tokio::io::AsyncBufReadExt;
-    loop {
-        let mut line = String::new();
-        if stream.read_line(&mut line).await.unwrap() == 0 {
-            return line;
-        }
-        if line.len() >= 4 && line.as_bytes()[3] == b' ' {
-            return line;
-        }
-    }
-}
-
 /// A command line without CRLF is refused once it passes 4 KiB, before
 /// login, and the gateway does not keep what was sent: 64 MiB offered on
 /// one connection leave its memory where it was.
@@ -184,16 +170,14 @@ async fn an_endless_ftp_command_line_is_refused_while_reading() {
     let _alone = ALONE.lock().await;
     let g = gateway::start("").await;
     // A 1 MiB line: answered and closed.
-    let mut ftp = tokio::io::BufReader::new(TcpStream::connect(g.ftp).await.unwrap());
-    assert!(ftp_reply(&mut ftp).await.starts_with("220 "));
-    let line = vec![b'A'; 1 << 20];
-    let _ = tokio::io::AsyncWriteExt::write_all(ftp.get_mut(), &line).await;
-    let reply = ftp_reply(&mut ftp).await;
+    let mut ftp = RawFtp::connect(&g).await;
+    let _ = ftp.send_raw(&vec![b'A'; 1 << 20]).await;
+    let reply = ftp.reply().await;
     assert!(
         reply.starts_with("500 ") && reply.contains("too long"),
         "{reply:?}"
     );
-    assert!(until_closed(ftp.get_mut()).await.is_empty());
+    assert!(until_closed(&mut ftp.into_control()).await.is_empty());
 
     // 64 MiB in 1 MiB writes, no newline: the writes fail long before the
     // end, and the gateway's memory does not grow with them.
@@ -226,26 +210,16 @@ async fn an_endless_ftp_command_line_is_refused_while_reading() {
 async fn names_that_are_not_utf8_are_refused() {
     use tokio::io::AsyncWriteExt;
     let g = gateway::start("").await;
-    let mut ftp = tokio::io::BufReader::new(TcpStream::connect(g.ftp).await.unwrap());
-    assert!(ftp_reply(&mut ftp).await.starts_with("220 "));
-    for cmd in [
-        &b"USER bob\r\n"[..],
-        format!("PASS {PASSWORD}\r\n").as_bytes(),
-    ] {
-        ftp.get_mut().write_all(cmd).await.unwrap();
-        ftp_reply(&mut ftp).await;
-    }
-    ftp.get_mut()
-        .write_all(b"MKD bad\xff\xfename\r\n")
-        .await
-        .unwrap();
-    let reply = ftp_reply(&mut ftp).await;
+    let mut ftp = RawFtp::login(&g, "bob").await;
+    ftp.send_raw(b"MKD bad\xff\xfename\r\n").await.unwrap();
+    let reply = ftp.reply().await;
     assert!(
         reply.starts_with("501 ") && reply.contains("UTF-8"),
         "{reply:?}"
     );
-    ftp.get_mut().write_all(b"NOOP\r\n").await.unwrap();
-    assert!(ftp_reply(&mut ftp).await.starts_with("200 "));
+    ftp.send_raw(b"STOR bad\xfe.txt\r\n").await.unwrap();
+    assert!(ftp.reply().await.starts_with("501 "));
+    assert!(ftp.cmd("NOOP").await.starts_with("200 "));
 
     // SFTP, in raw packets: russh-sftp's client only sends strings.
     let stream = TcpStream::connect(g.addr).await.unwrap();
@@ -350,5 +324,42 @@ async fn unknown_users_and_wrong_passwords_take_the_same_time() {
             "{what}: wrong password {k:?} (all {known:?}), unknown user {u:?} (all {unknown:?})"
         );
     }
+    g.stop().await;
+}
+
+/// One session asking for passive ports again and again holds one at a
+/// time: another user's transfers still get theirs, and so does its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_session_cannot_take_every_passive_port() {
+    let g = gateway::start_ftp("passive_ports = \"41000-41004\"").await;
+    let mut hog = RawFtp::login(&g, "alice").await;
+    for i in 0..200 {
+        let reply = hog.cmd(if i % 2 == 0 { "PASV" } else { "EPSV" }).await;
+        assert!(
+            reply.starts_with("227 ") || reply.starts_with("229 "),
+            "PASV {i}: {reply}"
+        );
+    }
+    // Five ports in all; bob transfers through them while the hog waits.
+    let mut bob = ftp_plain(&g, "bob").await;
+    for i in 0..6 {
+        let body = format!("file {i}");
+        let name = format!("f{i}.txt");
+        bob.put_file(&name, &mut body.as_bytes()).await.unwrap();
+        let mut stream = bob.retr_as_stream(&name).await.unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await.unwrap();
+        stream.finish().await.unwrap();
+        assert_eq!(got, body.as_bytes());
+    }
+    bob.quit().await.unwrap();
+    // The hog's own session goes on: a transfer through a new PASV.
+    let (_, mut data) = hog.pasv().await;
+    assert!(hog.cmd("STOR mine.txt").await.starts_with("150"));
+    tokio::io::AsyncWriteExt::write_all(&mut data, b"mine")
+        .await
+        .unwrap();
+    drop(data);
+    assert!(hog.reply().await.starts_with("226"), "the hog's own upload");
     g.stop().await;
 }

@@ -149,6 +149,13 @@ impl RawFtp {
         }
     }
 
+    /// Sends bytes as they are (no CRLF added), for what `cmd` cannot
+    /// say: lines that are not UTF-8, or never end.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.control.get_mut().write_all(bytes).await
+    }
+
     /// Sends one command line and returns its reply.
     pub async fn cmd(&mut self, line: &str) -> String {
         use tokio::io::AsyncWriteExt;

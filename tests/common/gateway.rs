@@ -105,7 +105,7 @@ listen = "127.0.0.1:0"
 
 [ftp]
 listen = "127.0.0.1:0"
-passive_ports = "20000-29999"
+{passive}
 tls_cert = "{dir}/ftps.pem"
 tls_key = "{dir}/ftps.key"
 {extra_ftp}
@@ -143,6 +143,11 @@ allowed_ips = ["192.0.2.0/24"]
 {tables}
 "#,
         dir = dir.path().display(),
+        passive = if extra_ftp.contains("passive_ports") {
+            ""
+        } else {
+            "passive_ports = \"20000-29999\""
+        },
         remote = s3_remote_toml(via.unwrap_or(&endpoint), &bucket, extra_remote),
     );
     let running = Gateway::build(parse_config(&text))

@@ -117,6 +117,10 @@ where
     pub failed_logins: Option<Arc<FailedLoginsCache>>,
     // An optional functor that can bind a socket
     pub binder: Option<Box<dyn crate::options::Binder>>,
+    // The task listening on this session's passive port, if one is: a new
+    // PASV/EPSV and the end of the session end it, so that one session
+    // holds at most one passive port.
+    pub passive_listener: Option<tokio::task::AbortHandle>,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -151,6 +155,7 @@ where
             cert_chain: None,
             failed_logins: None,
             binder: None,
+            passive_listener: None,
         }
     }
 

@@ -19,8 +19,6 @@ use tokio::sync::{
     oneshot,
 };
 
-const BIND_RETRIES: u8 = 10;
-
 #[async_trait]
 pub(crate) trait LegacyReplyProducer<Storage, User>: Send + Sync + Debug
 where
@@ -32,31 +30,27 @@ where
 
 #[tracing_attributes::instrument]
 pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpSocket> {
+    // Every port of the range is tried once, from a random one on: random
+    // tries alone miss the last free ports of a busy range.
     let ip = local_addr.ip();
-    let rng_length = passive_ports.end() - passive_ports.start() + 1;
-
-    let mut socket: io::Result<TcpSocket> = Err(io::Error::new(io::ErrorKind::InvalidInput, "Bind retries cannot be 0"));
-
-    for _ in 1..BIND_RETRIES {
-        let random_u32 = {
-            let mut data = [0; 4];
-            getrandom::fill(&mut data).expect("Error generating random port");
-            u32::from_ne_bytes(data)
-        };
-
-        let port = random_u32 % rng_length as u32 + *passive_ports.start() as u32;
+    let rng_length = u32::from(passive_ports.end() - passive_ports.start()) + 1;
+    let random_u32 = {
+        let mut data = [0; 4];
+        getrandom::fill(&mut data).map_err(|e| io::Error::other(e.to_string()))?;
+        u32::from_ne_bytes(data)
+    };
+    for i in 0..rng_length {
+        let port = (random_u32 % rng_length + i) % rng_length + u32::from(*passive_ports.start());
         let s = match ip {
             std::net::IpAddr::V4(_) => TcpSocket::new_v4()?,
             std::net::IpAddr::V6(_) => TcpSocket::new_v6()?,
         };
         s.set_reuseaddr(true)?;
         if s.bind(std::net::SocketAddr::new(ip, port as u16)).is_ok() {
-            socket = Ok(s);
-            break;
+            return Ok(s);
         }
     }
-
-    socket
+    Err(io::Error::new(io::ErrorKind::AddrInUse, "every passive port is in use"))
 }
 
 // modifies the session by adding channels that are used to communicate with the data connection
@@ -89,9 +83,17 @@ where
     S::Metadata: Metadata,
     T: LegacyReplyProducer<S, U>,
 {
-    let listener = match args.session.lock().await.binder {
-        Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await,
-        _ => try_port_range(args.local_addr, args.passive_ports.clone()),
+    // One passive port per session: the one a previous PASV/EPSV is still
+    // listening on is given up first.
+    let listener = {
+        let mut session = args.session.lock().await;
+        if let Some(previous) = session.passive_listener.take() {
+            previous.abort();
+        }
+        match session.binder {
+            Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await,
+            _ => try_port_range(args.local_addr, args.passive_ports.clone()),
+        }
     };
     let listener = match listener {
         Err(_) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established")),
@@ -106,15 +108,19 @@ where
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
-        tokio::spawn(async move {
+        let session = args.session.clone();
+        let task = tokio::spawn(async move {
             // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
             let r = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await;
+            // The port is free again as soon as the data connection is in.
+            drop(listener);
             match r {
                 Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
                 Ok(Err(e)) => slog::error!(args.logger, "Error waiting for data connection: {}", e),
-                Err(_) => slog::warn!(args.logger, "Client did not connect to data port in time"),
+                Err(_) => slog::info!(args.logger, "Client did not connect to data port in time"),
             }
         });
+        session.lock().await.passive_listener = Some(task.abort_handle());
     }
 
     Ok(reply)
