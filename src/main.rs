@@ -7,6 +7,16 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// jemalloc gives memory back to the system after a burst (its background
+/// thread purges pages unused for a second); glibc's per-thread arenas kept
+/// what a load had taken. See README "Limits and hardening".
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 /// SFTP and FTP/FTPS gateway whose files live in S3-compatible object storage.
 #[derive(Parser)]
 #[command(version, about)]
@@ -173,7 +183,8 @@ fn hash_password() -> anyhow::Result<ExitCode> {
 /// Builds the remotes and finds job `name`.
 fn sync_job(config: &Config, name: &str) -> anyhow::Result<bucketgate::sync::Job> {
     let remotes = bucketgate::remote::Remotes::build(config)?;
-    let storage = bucketgate::vfs::Storage::new(&remotes);
+    let budget = bucketgate::vfs::Budget::new(config.server.memory_budget);
+    let storage = bucketgate::vfs::Storage::new(&remotes, &budget);
     Ok(bucketgate::sync::Job::named(
         name,
         &config.syncs,

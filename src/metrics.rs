@@ -60,6 +60,8 @@ pub struct Metrics {
     pub s3_latency: Latency,
     /// Uploads open (sessions and sync copies).
     pub uploads_in_flight: Gauge,
+    /// Bytes held from the memory budget (read-ahead and upload parts).
+    pub buffered_bytes: Gauge,
     pub sync_runs: Family<SyncLabel, Counter>,
 }
 
@@ -81,6 +83,7 @@ impl Metrics {
             s3_requests: Family::default(),
             s3_latency: Family::new_with_constructor(latency_histogram),
             uploads_in_flight: Gauge::default(),
+            buffered_bytes: Gauge::default(),
             sync_runs: Family::default(),
             registry: Registry::default(),
         };
@@ -119,6 +122,11 @@ impl Metrics {
             "s3_request_seconds",
             "Time from sending an S3 request to its response head",
             m.s3_latency.clone(),
+        );
+        registry.register(
+            "buffered_bytes",
+            "Bytes held from memory_budget: read-ahead and upload parts",
+            m.buffered_bytes.clone(),
         );
         registry.register(
             "uploads_in_flight",

@@ -5,8 +5,8 @@ use crate::auth::{NotLoggedIn, PreLogin, SessionLimits, Users};
 use crate::config::Config;
 use crate::proxy::ProxyRules;
 use crate::remote::Remotes;
-use crate::vfs::Storage;
 use crate::vfs::transfers;
+use crate::vfs::{Budget, Storage};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,7 +137,7 @@ impl Gateway {
             tracing::info!(remote = r.name(), store = %r.store, "remote ready");
         }
         Ok(Gateway {
-            storage: Storage::new(&remotes),
+            storage: Storage::new(&remotes, &Budget::new(config.server.memory_budget)),
             remotes,
             users: Users::new(&config.users),
             limits: SessionLimits::new(&config.server, &config.security),

@@ -363,3 +363,163 @@ async fn one_session_cannot_take_every_passive_port() {
     assert!(hog.reply().await.starts_with("226"), "the hog's own upload");
     g.stop().await;
 }
+
+/// Samples a process's resident memory until dropped; the highest seen.
+struct PeakRss {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PeakRss {
+    fn watch(pid: u32) -> PeakRss {
+        use std::sync::atomic::Ordering;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                p.fetch_max(kib << 10, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        PeakRss { peak, stop }
+    }
+
+    fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+/// One logged-in attacker, three connections: each opens 20 SFTP channels
+/// and 64 read handles per channel on a 50 MiB object, reading a little
+/// from each; then uploads that never close. Channels past 10 and handles
+/// past 64 per connection are refused with a message, and the gateway's
+/// memory, measured from outside its process, stays within its budget
+/// plus a fixed overhead — and goes back down when the attacker leaves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_connection_is_capped_and_memory_stays_in_budget() {
+    use common::served::{Served, user};
+    use russh_sftp::protocol::{FileAttributes, OpenFlags};
+    let _alone = ALONE.lock().await;
+    let served = Served::start_full("memory_budget = \"64MiB\"", "", &user("alice"));
+    served.s3("s3.put_object(Bucket=bucket, Key='alice/big.bin', Body=b'x' * (50 << 20))");
+    let baseline = served.rss();
+    let watch = PeakRss::watch(served.child.id());
+    let (mut kept, mut connections) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let stream = TcpStream::connect(served.sftp).await.unwrap();
+        let h = gateway::ssh_password(stream, "alice", PASSWORD)
+            .await
+            .unwrap();
+        let (mut channels, mut refused_channels, mut handles, mut refused_handles) = (0, 0, 0, 0);
+        for _ in 0..20 {
+            let Ok(channel) = h.channel_open_session().await else {
+                refused_channels += 1;
+                continue;
+            };
+            channels += 1;
+            channel.request_subsystem(true, "sftp").await.unwrap();
+            let s = russh_sftp::client::RawSftpSession::new(channel.into_stream());
+            s.init().await.unwrap();
+            for _ in 0..64 {
+                match s
+                    .open("/big.bin", OpenFlags::READ, FileAttributes::empty())
+                    .await
+                {
+                    Ok(handle) => {
+                        handles += 1;
+                        let data = s.read(&handle.handle, 0, 32 << 10).await.unwrap();
+                        assert_eq!(data.data.len(), 32 << 10);
+                    }
+                    Err(e) => {
+                        refused_handles += 1;
+                        assert!(e.to_string().contains("too many open files"), "{e}");
+                    }
+                }
+            }
+            kept.push(s);
+        }
+        assert_eq!((channels, refused_channels), (10, 10));
+        assert_eq!((handles, refused_handles), (64, 10 * 64 - 64));
+        connections.push(h);
+    }
+    // Uploads that each fill parts and never close: they wait for the
+    // budget instead of growing memory.
+    let stream = TcpStream::connect(served.sftp).await.unwrap();
+    let h = gateway::ssh_password(stream, "alice", PASSWORD)
+        .await
+        .unwrap();
+    let mut writers = Vec::new();
+    for i in 0..8 {
+        let s = gateway::sftp(&h).await;
+        writers.push(tokio::spawn(async move {
+            let handle = s
+                .open(
+                    format!("/up{i}.bin"),
+                    OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                    FileAttributes::empty(),
+                )
+                .await
+                .unwrap()
+                .handle;
+            let chunk = vec![7u8; 255 << 10];
+            for n in 0..80u64 {
+                if s.write(&handle, n * chunk.len() as u64, chunk.clone())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let peak = watch.peak();
+    let overhead = 64 * MIB;
+    assert!(
+        peak < baseline + 64 * MIB + overhead,
+        "peak RSS {} MiB: idle {} MiB + budget 64 MiB + {} MiB allowed",
+        peak / MIB,
+        baseline / MIB,
+        overhead / MIB
+    );
+    for w in writers {
+        w.abort();
+    }
+    drop((kept, connections, h));
+    // The memory goes back once the attacker has left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = served.rss();
+    while after > baseline + 32 * MIB && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = served.rss();
+    }
+    println!(
+        "idle {} MiB, peak {} MiB under attack, {} MiB after",
+        baseline / MIB,
+        peak / MIB,
+        after / MIB
+    );
+    assert!(
+        after <= baseline + 32 * MIB,
+        "{} MiB still resident after the attack (idle {} MiB)",
+        after / MIB,
+        baseline / MIB
+    );
+}

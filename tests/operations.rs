@@ -4,6 +4,7 @@
 mod common;
 
 use common::gateway::{PASSWORD, ssh_password, start_with_tables};
+use common::served::{Served, served_config, user};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -183,129 +184,6 @@ async fn healthz_follows_the_s3_endpoint() {
     g.stop().await;
 }
 
-/// `bucketgate serve` as a process, on a config file it can reload.
-struct Served {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    endpoint: String,
-    bucket: String,
-    sftp: std::net::SocketAddr,
-    ftp: std::net::SocketAddr,
-}
-
-/// A config for [`Served`]; `listeners` are keys for both `[sftp]` and `[ftp]`.
-fn served_config(
-    dir: &std::path::Path,
-    endpoint: &str,
-    bucket: &str,
-    listeners: &str,
-    users: &str,
-) -> String {
-    format!(
-        r#"[server]
-keys_dir = "{dir}/keys"
-state_dir = "{dir}/state"
-shutdown_grace = "5s"
-
-[security]
-ban_threshold = 2
-
-[sftp]
-listen = "127.0.0.1:0"
-{listeners}
-
-[ftp]
-listen = "127.0.0.1:0"
-passive_ports = "30000-39999"
-{listeners}
-
-{remote}
-
-{users}
-"#,
-        dir = dir.display(),
-        remote = common::s3_remote_toml(endpoint, bucket, "part_size = \"5MiB\""),
-    )
-}
-
-fn user(name: &str) -> String {
-    format!(
-        "[[users]]\nname = \"{name}\"\npassword = \"{}\"\nhome = \"store:/{name}\"\n",
-        common::gateway::HASH
-    )
-}
-
-impl Served {
-    fn start() -> Served {
-        Served::start_with("", &user("alice"))
-    }
-
-    fn start_with(listeners: &str, users: &str) -> Served {
-        let endpoint = common::moto_endpoint();
-        let bucket = common::unique("served");
-        common::create_bucket(&endpoint, &bucket);
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("gateway.toml");
-        std::fs::write(
-            &config,
-            served_config(dir.path(), &endpoint, &bucket, listeners, users),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"))
-            .args(["--log-format", "json", "serve", "--config"])
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut served = Served {
-            child,
-            dir,
-            endpoint,
-            bucket,
-            sftp: "0.0.0.0:0".parse().unwrap(),
-            ftp: "0.0.0.0:0".parse().unwrap(),
-        };
-        let listen = |line: String| {
-            let at = line.find("\"listen\":\"").unwrap() + 10;
-            line[at..line[at..].find('"').unwrap() + at]
-                .parse()
-                .unwrap()
-        };
-        served.sftp = listen(served.log_line("\"message\":\"SFTP listening\""));
-        served.ftp = listen(served.log_line("\"message\":\"FTP listening\""));
-        served
-    }
-
-    /// Waits for the log line containing `text`.
-    fn log_line(&self, text: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap();
-            if let Some(line) = log.lines().find(|l| l.contains(text)) {
-                return line.to_string();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {text:?} in\n{log}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-    }
-
-    fn s3(&self, script: &str) -> String {
-        common::boto3(
-            &self.endpoint,
-            &format!("bucket = '{}'\n{script}", self.bucket),
-        )
-    }
-}
-
 /// SIGTERM during uploads: no new connection is taken, an upload that
 /// finishes within the grace period is stored, one still open after it is
 /// aborted — no object, no multipart upload — and the process exits 0.
@@ -406,6 +284,7 @@ async fn sighup_reloads_the_users() {
             served.dir.path(),
             &served.endpoint,
             &served.bucket,
+            "",
             "",
             &users,
         ),

@@ -6,8 +6,8 @@
 
 mod common;
 
-use bucketgate::vfs::WriteMode;
 use bucketgate::vfs::objects::ObjectLayer;
+use bucketgate::vfs::{Budget, WriteMode};
 use common::*;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -133,7 +133,7 @@ async fn through_relay_at(
 
 /// Uploads `n` files of `size` at once and lists them back.
 async fn traffic(remote: &Arc<bucketgate::remote::Remote>, n: usize, size: usize) {
-    let layer = Arc::new(ObjectLayer::new(remote.clone()));
+    let layer = Arc::new(ObjectLayer::new(remote.clone(), Budget::new(1 << 30)));
     let uploads = (0..n).map(|i| {
         let layer = layer.clone();
         tokio::spawn(async move {

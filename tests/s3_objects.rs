@@ -6,7 +6,7 @@ mod common;
 
 use bucketgate::remote::Remote;
 use bucketgate::vfs::objects::ObjectLayer;
-use bucketgate::vfs::{VfsError, WriteMode};
+use bucketgate::vfs::{Budget, VfsError, WriteMode};
 use bytes::Bytes;
 use common::*;
 use futures::TryStreamExt;
@@ -14,9 +14,11 @@ use std::sync::Arc;
 
 fn s3_layer(endpoint: &str, bucket: &str, extra: &str) -> Arc<ObjectLayer> {
     let config = parse_config(&s3_remote_toml(endpoint, bucket, extra));
-    Arc::new(ObjectLayer::new(Arc::new(
-        Remote::build(&config.remotes["store"]).unwrap(),
-    )))
+    let budget = Budget::new(config.server.memory_budget);
+    Arc::new(ObjectLayer::new(
+        Arc::new(Remote::build(&config.remotes["store"]).unwrap()),
+        budget,
+    ))
 }
 
 async fn listing(layer: &Arc<ObjectLayer>, key: &str) -> Vec<(String, bool, u64)> {

@@ -4,7 +4,7 @@ mod common;
 
 use bucketgate::config::Config;
 use bucketgate::remote::Remotes;
-use bucketgate::vfs::{Storage, UserPath, UserVfs, Vfs, VfsError, WriteMode};
+use bucketgate::vfs::{Budget, Storage, UserPath, UserVfs, Vfs, VfsError, WriteMode};
 use bytes::Bytes;
 use common::parse_config;
 use futures::TryStreamExt;
@@ -38,7 +38,8 @@ home = "mem:/home/bob"
 
 async fn session(permissions: &str) -> (UserVfs, UserVfs) {
     let c = config(permissions);
-    let storage = Storage::new(&Remotes::build(&c).unwrap());
+    let budget = Budget::new(c.server.memory_budget);
+    let storage = Storage::new(&Remotes::build(&c).unwrap(), &budget);
     let alice = UserVfs::for_user(&c.users[0], &storage).await.unwrap();
     let bob = UserVfs::for_user(&c.users[1], &storage).await.unwrap();
     (alice, bob)

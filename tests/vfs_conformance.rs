@@ -4,7 +4,7 @@
 mod common;
 
 use bucketgate::vfs::objects::ObjectLayer;
-use bucketgate::vfs::{FileStat, VfsError, WriteMode};
+use bucketgate::vfs::{Budget, FileStat, VfsError, WriteMode};
 use bytes::Bytes;
 use common::*;
 use futures::TryStreamExt;
@@ -13,7 +13,8 @@ use std::sync::Arc;
 const MIB: usize = 1 << 20;
 
 fn layer(f: &Fixture) -> Arc<ObjectLayer> {
-    Arc::new(ObjectLayer::new(f.remote.clone()))
+    let budget = Budget::new(f.config.server.memory_budget);
+    Arc::new(ObjectLayer::new(f.remote.clone(), budget))
 }
 
 async fn put(layer: &ObjectLayer, key: &str, data: &[u8]) {

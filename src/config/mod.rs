@@ -69,6 +69,10 @@ pub enum ProxyProtocol {
 #[derive(Debug, Clone)]
 pub struct SftpConfig {
     pub listen: SocketAddr,
+    /// Channels open at once on one SSH connection.
+    pub max_channels: usize,
+    /// Open files and folders on one SSH connection, all its channels together.
+    pub max_handles: usize,
     pub proxy_protocol: ProxyProtocol,
     pub proxy_allowed: Vec<IpNet>,
 }

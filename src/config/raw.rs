@@ -46,6 +46,8 @@ pub struct RawSecurity {
 #[serde(default)]
 pub struct RawSftp {
     pub listen: S<String>,
+    pub max_channels: S<i64>,
+    pub max_handles: S<i64>,
     pub proxy_protocol: S<String>,
     pub proxy_allowed: Vec<Spanned<String>>,
 }

@@ -288,6 +288,8 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
             cx.proxy_rules(&t.proxy_protocol, &t.proxy_allowed, "sftp");
         SftpConfig {
             listen: cx.listen(&t.listen, "sftp.listen", "127.0.0.1:2222"),
+            max_channels: cx.count(&t.max_channels, "sftp.max_channels", 10, 1..=1000),
+            max_handles: cx.count(&t.max_handles, "sftp.max_handles", 64, 1..=100_000),
             proxy_protocol,
             proxy_allowed,
         }

@@ -88,8 +88,12 @@ impl GatewayConnector {
             connect_timeout: config.connect_timeout,
             tls,
         }));
+        // A response body nobody reads yet (an open file the client is not
+        // reading) holds at most this much in hyper's buffer; the gateway's
+        // own read-ahead is what runs ahead, within its budget.
         let pool = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            .http1_max_buf_size(RESPONSE_BUFFER)
             .build(connect);
         Ok(GatewayConnector(Arc::new(Outbound {
             pool,
@@ -102,6 +106,9 @@ impl GatewayConnector {
         HttpClient::new(self.clone())
     }
 }
+
+/// hyper's read buffer per connection to a remote.
+const RESPONSE_BUFFER: usize = 64 << 10;
 
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, OutboundError> {
     let mut roots = rustls::RootCertStore::empty();

@@ -23,27 +23,66 @@ use russh_sftp::protocol::{
 };
 use russh_sftp::server::StatusReply;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Largest READ and WRITE advertised through `limits@openssh.com`: OpenSSH
 /// then moves 255 KiB per request instead of 32 KiB.
 pub const MAX_DATA: u32 = 255 * 1024;
-/// Open handles per session; OpenSSH keeps its 64 requests in flight with
-/// this many. Bounds a session's read-ahead memory.
-pub const MAX_HANDLES: usize = 64;
 /// Entries per READDIR reply.
 const DIR_BATCH: usize = 128;
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 
-/// One session's SFTP state.
+/// One channel's SFTP state.
 pub struct SftpHandler {
     vfs: UserVfs,
-    handles: HashMap<String, OpenHandle>,
-    next_handle: u64,
+    handles: Handles,
     /// The session's byte counters, looked up once.
     bytes_up: Counter,
     bytes_down: Counter,
+}
+
+/// The open handles of one SFTP channel. Each holds one of its SSH
+/// connection's handle slots (`[sftp].max_handles`, shared by the
+/// connection's channels), so more channels do not mean more handles.
+struct Handles {
+    open: HashMap<String, (OpenHandle, OwnedSemaphorePermit)>,
+    slots: Arc<Semaphore>,
+    max: usize,
+    next: u64,
+}
+
+impl Handles {
+    /// A free slot, or the refusal the client sees.
+    fn slot(&self) -> Reply<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            status(
+                StatusCode::Failure,
+                format!("too many open files (at most {} per connection)", self.max),
+            )
+        })
+    }
+
+    fn insert(&mut self, slot: OwnedSemaphorePermit, h: OpenHandle) -> String {
+        self.next += 1;
+        let handle = self.next.to_string();
+        self.open.insert(handle.clone(), (h, slot));
+        handle
+    }
+
+    fn get(&self, handle: &str) -> Option<&OpenHandle> {
+        self.open.get(handle).map(|(h, _)| h)
+    }
+
+    fn get_mut(&mut self, handle: &str) -> Option<&mut OpenHandle> {
+        self.open.get_mut(handle).map(|(h, _)| h)
+    }
+
+    fn remove(&mut self, handle: &str) -> Option<OpenHandle> {
+        self.open.remove(handle).map(|(h, _)| h)
+    }
 }
 
 enum OpenHandle {
@@ -85,13 +124,6 @@ fn ok(id: u32) -> Status {
     }
 }
 
-fn too_many_handles() -> StatusReply {
-    status(
-        StatusCode::Failure,
-        format!("too many open files (at most {MAX_HANDLES} per session)"),
-    )
-}
-
 fn unknown_handle() -> StatusReply {
     status(StatusCode::Failure, "invalid handle")
 }
@@ -124,13 +156,18 @@ fn take_string(data: &mut &[u8]) -> Option<String> {
 }
 
 impl SftpHandler {
-    pub fn new(vfs: UserVfs) -> Self {
+    /// A channel's handler; `slots` are its connection's handle slots, `max` their number.
+    pub fn new(vfs: UserVfs, slots: Arc<Semaphore>, max: usize) -> Self {
         let sftp = ProtocolLabel { protocol: "sftp" };
         let metrics = crate::metrics::get();
         SftpHandler {
             vfs,
-            handles: HashMap::new(),
-            next_handle: 0,
+            handles: Handles {
+                open: HashMap::new(),
+                slots,
+                max,
+                next: 0,
+            },
             bytes_up: metrics.bytes_up.get_or_create(&sftp).clone(),
             bytes_down: metrics.bytes_down.get_or_create(&sftp).clone(),
         }
@@ -140,14 +177,11 @@ impl SftpHandler {
         UserPath::parse(input).map_err(|e| error_reply(&e))
     }
 
-    fn add(&mut self, id: u32, h: OpenHandle) -> Reply<Handle> {
-        if self.handles.len() >= MAX_HANDLES {
-            return Err(too_many_handles());
+    fn add(&mut self, id: u32, slot: OwnedSemaphorePermit, h: OpenHandle) -> Handle {
+        Handle {
+            id,
+            handle: self.handles.insert(slot, h),
         }
-        self.next_handle += 1;
-        let handle = self.next_handle.to_string();
-        self.handles.insert(handle.clone(), h);
-        Ok(Handle { id, handle })
     }
 
     fn handle_path(&self, handle: &str) -> Reply<&UserPath> {
@@ -243,9 +277,7 @@ impl russh_sftp::server::Handler for SftpHandler {
         _attrs: FileAttributes,
     ) -> Reply<Handle> {
         let path = self.path(&filename)?;
-        if self.handles.len() >= MAX_HANDLES {
-            return Err(too_many_handles());
-        }
+        let slot = self.handles.slot()?;
         let started = Instant::now();
         // paramiko's mode 'x' sends CREAT|EXCL without WRITE: still a write.
         let writing = flags.intersects(
@@ -270,7 +302,7 @@ impl russh_sftp::server::Handler for SftpHandler {
             })
         };
         match opened {
-            Ok(handle) => self.add(id, handle),
+            Ok(handle) => Ok(self.add(id, slot, handle)),
             Err(e) => {
                 FileOp {
                     op: if writing { "upload" } else { "download" },
@@ -430,14 +462,13 @@ impl russh_sftp::server::Handler for SftpHandler {
 
     async fn opendir(&mut self, id: u32, path: String) -> Reply<Handle> {
         let path = self.path(&path)?;
+        let slot = self.handles.slot()?;
         let entries = audited("list", &path, None, self.vfs.list(&path)).await?;
-        self.add(
-            id,
-            OpenHandle::Dir(Listing {
-                entries,
-                done: false,
-            }),
-        )
+        let listing = OpenHandle::Dir(Listing {
+            entries,
+            done: false,
+        });
+        Ok(self.add(id, slot, listing))
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Reply<Name> {
@@ -562,7 +593,7 @@ impl russh_sftp::server::Handler for SftpHandler {
                     max_packet_len: u64::from(super::pump::MAX_REQUEST),
                     max_read_len: u64::from(MAX_DATA),
                     max_write_len: u64::from(MAX_DATA),
-                    max_open_handles: MAX_HANDLES as u64,
+                    max_open_handles: self.handles.max as u64,
                 },
             ),
             _ => Err(self.unimplemented()),

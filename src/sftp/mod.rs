@@ -41,7 +41,7 @@ fn ssh_config(server: &ServerConfig, keys: Vec<PrivateKey>) -> russh::server::Co
         keys,
         window_size: 16 << 20,
         maximum_packet_size: 65535,
-        channel_buffer_size: 4096,
+        channel_buffer_size: 32,
         inactivity_timeout: Some(server.idle_timeout),
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 4,
@@ -53,6 +53,7 @@ fn ssh_config(server: &ServerConfig, keys: Vec<PrivateKey>) -> russh::server::Co
 /// The bound SFTP listener with its host keys loaded.
 pub struct SftpListener {
     listener: TcpListener,
+    sftp: SftpConfig,
     config: Arc<russh::server::Config>,
     shared: Arc<Shared>,
     proxy: ProxyRules,
@@ -73,6 +74,7 @@ impl SftpListener {
         tracing::info!(listen = %listener.local_addr()?, "SFTP listening");
         Ok(SftpListener {
             listener,
+            sftp: sftp.clone(),
             config: Arc::new(ssh_config(server, keys)),
             shared,
             proxy: ProxyRules {
@@ -90,6 +92,7 @@ impl SftpListener {
     pub async fn serve(self, stop: impl Future<Output = ()>) {
         let SftpListener {
             listener,
+            sftp,
             config,
             shared,
             proxy,
@@ -109,6 +112,7 @@ impl SftpListener {
                 },
             };
             let (config, shared, proxy) = (config.clone(), shared.clone(), proxy.clone());
+            let caps = ssh::ConnectionCaps::new(&sftp);
             tokio::spawn(async move {
                 let mut socket = socket;
                 let Some((peer, pending)) = shared.admit(&proxy, &mut socket, peer, "sftp").await
@@ -116,7 +120,7 @@ impl SftpListener {
                     return;
                 };
                 let _ = socket.set_nodelay(true);
-                serve_connection(config, socket, peer, pending, shared).await;
+                serve_connection(config, socket, peer, pending, shared, caps).await;
             });
         }
     }
@@ -135,12 +139,13 @@ async fn serve_connection(
     peer: std::net::SocketAddr,
     pending: crate::auth::PreLogin,
     shared: Arc<Shared>,
+    caps: ssh::ConnectionCaps,
 ) {
     let close = shared.close_signal(peer, &pending);
     tokio::pin!(close);
     let kill = tokio_util::sync::CancellationToken::new();
     let socket = Closable::new(socket, kill.clone());
-    let handler = ssh::SshSession::new(shared, peer, pending);
+    let handler = ssh::SshSession::new(shared, peer, pending, caps);
     let running = tokio::select! {
         running = russh::server::run_stream(config, socket, handler) => running,
         _ = &mut close => return,

@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 /// The largest request accepted: a 255 KiB WRITE and its header fit.
 pub const MAX_REQUEST: u32 = 256 * 1024 + 1024;
 /// Requests read ahead of the handler, in bytes (a READ counts 64 or more).
-const QUEUE_BYTES: usize = 16 << 20;
+const QUEUE_BYTES: usize = 1 << 20;
 /// Small replies are gathered into one channel write up to this size.
 const COALESCE: usize = 32 << 10;
 

@@ -3,7 +3,7 @@
 
 use super::handler::SftpHandler;
 use crate::auth::{Admitted, LoginError, PreLogin};
-use crate::config::UserConfig;
+use crate::config::{SftpConfig, UserConfig};
 use crate::serve::Shared;
 use crate::vfs::UserVfs;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -11,7 +11,28 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
+
+/// What one SSH connection may hold open: channels, and handles across
+/// all its channels (`[sftp].max_channels`, `[sftp].max_handles`).
+pub struct ConnectionCaps {
+    channels: Arc<Semaphore>,
+    max_channels: usize,
+    handles: Arc<Semaphore>,
+    max_handles: usize,
+}
+
+impl ConnectionCaps {
+    pub fn new(sftp: &SftpConfig) -> Self {
+        ConnectionCaps {
+            channels: Arc::new(Semaphore::new(sftp.max_channels)),
+            max_channels: sftp.max_channels,
+            handles: Arc::new(Semaphore::new(sftp.max_handles)),
+            max_handles: sftp.max_handles,
+        }
+    }
+}
 
 /// One SSH connection.
 pub struct SshSession {
@@ -19,7 +40,9 @@ pub struct SshSession {
     peer: SocketAddr,
     admitted: Admitted,
     user: Option<Arc<UserConfig>>,
-    channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Session channels not yet given to SFTP, each with its slot.
+    channels: HashMap<ChannelId, (Channel<Msg>, OwnedSemaphorePermit)>,
+    caps: ConnectionCaps,
     span: tracing::Span,
 }
 
@@ -35,7 +58,12 @@ fn reject() -> Auth {
 }
 
 impl SshSession {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, pending: PreLogin) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        pending: PreLogin,
+        caps: ConnectionCaps,
+    ) -> Self {
         let span = tracing::info_span!(
             "session",
             protocol = "sftp",
@@ -48,6 +76,7 @@ impl SshSession {
             admitted: Admitted::Pending(pending),
             user: None,
             channels: HashMap::new(),
+            caps,
             span,
         }
     }
@@ -125,8 +154,28 @@ impl russh::server::Handler for SshSession {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.channels.insert(channel.id(), channel);
+        let Ok(slot) = self.caps.channels.clone().try_acquire_owned() else {
+            let _enter = self.span.enter();
+            tracing::info!(
+                max_channels = self.caps.max_channels,
+                "refused a channel: the connection has max_channels open"
+            );
+            reply
+                .reject(russh::ChannelOpenFailure::ResourceShortage)
+                .await;
+            return Ok(());
+        };
+        self.channels.insert(channel.id(), (channel, slot));
         reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
         Ok(())
     }
 
@@ -168,7 +217,7 @@ impl russh::server::Handler for SshSession {
         let (Some(user), "sftp") = (self.user.clone(), name) else {
             return session.channel_failure(channel_id);
         };
-        let Some(channel) = self.channels.remove(&channel_id) else {
+        let Some((channel, slot)) = self.channels.remove(&channel_id) else {
             return session.channel_failure(channel_id);
         };
         let vfs = match UserVfs::for_user(&user, &self.shared.storage).await {
@@ -182,12 +231,15 @@ impl russh::server::Handler for SshSession {
         session.channel_success(channel_id)?;
         let span = self.span.clone();
         let ending = self.shared.ending.clone();
+        let (handles, max_handles) = (self.caps.handles.clone(), self.caps.max_handles);
         tokio::spawn(
             async move {
                 // At shutdown, past the grace period, the handler is dropped
                 // here: its open uploads are aborted.
+                let _slot = slot;
+                let handler = SftpHandler::new(vfs, handles, max_handles);
                 tokio::select! {
-                    _ = super::pump::run(channel.into_stream(), SftpHandler::new(vfs)) => {
+                    _ = super::pump::run(channel.into_stream(), handler) => {
                         tracing::debug!("sftp channel closed");
                     }
                     _ = ending.cancelled() => {}

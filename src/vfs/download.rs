@@ -3,7 +3,11 @@
 //! From the read offset to the end, the object comes from one streaming GET
 //! that runs ahead of the reader, buffering at most [`SEGMENT_BUFFER`]
 //! bytes before TCP backpressure pauses it, so a sequential client never
-//! waits on an S3 round trip per request and memory stays bounded. When that
+//! waits on an S3 round trip per request and memory stays bounded. Nothing
+//! is buffered before the first read (a client may open a file and never
+//! read it), and the first GET starts with [`FIRST_WINDOW`] ahead, doubled
+//! each time the reader has taken that much. Every buffered byte is also
+//! drawn from the gateway's memory budget (see `budget.rs`). When that
 //! one GET is the bottleneck — the reader has spent over a third of its
 //! time waiting for bytes that arrive slower than one connection should
 //! carry — the far half of what remains is split off to a ranged GET of
@@ -13,6 +17,7 @@
 //! offset. Every GET is pinned to the ETag seen at open: an object replaced
 //! mid-download fails the read instead of mixing two versions.
 
+use super::budget::{Budget, Held};
 use super::{FileStat, VfsError, VfsResult, lock};
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -31,12 +36,31 @@ const PARALLEL: usize = 4;
 const MIN_SEGMENT: u64 = 32 << 20;
 /// Bytes a GET may hold ahead of the reader.
 const SEGMENT_BUFFER: usize = 8 << 20;
+/// Bytes the first GET holds ahead of the reader before it has read that much.
+const FIRST_WINDOW: usize = 256 << 10;
 /// Bytes read before the reader's waiting is judged.
 const PROBE: u64 = 16 << 20;
 /// Bytes per second under which a starved reader gets another GET.
 const SLOW: u64 = 96 << 20;
 
-type Chunk = VfsResult<(Bytes, OwnedSemaphorePermit)>;
+/// What a buffered chunk holds: its place in the segment's window and its
+/// bytes of the gateway's budget.
+#[derive(Debug)]
+struct Buffered {
+    _window: OwnedSemaphorePermit,
+    _budget: Held,
+}
+
+type Chunk = VfsResult<(Bytes, Buffered)>;
+
+/// Which pool of the budget a GET draws from.
+#[derive(Debug, Clone, Copy)]
+enum Pool {
+    /// The GET the reader is waiting on.
+    Main,
+    /// A GET further along the object, started by a split.
+    Ahead,
+}
 
 /// How far a GET has come and where it stops; the stop moves back when
 /// its tail is split off to another GET.
@@ -51,11 +75,25 @@ struct Segment {
     limit: Arc<Mutex<Limit>>,
     rx: mpsc::UnboundedReceiver<Chunk>,
     task: JoinHandle<()>,
+    /// How far ahead of the reader it may run, and what the reader has
+    /// taken from it: the window doubles each time that reaches it.
+    window: Arc<Semaphore>,
+    window_size: usize,
+    taken: usize,
 }
 
 impl Segment {
     fn end(&self) -> u64 {
         lock(&self.limit).end
+    }
+
+    /// The reader took `n` bytes: a reader that keeps up earns a wider window.
+    fn took(&mut self, n: usize) {
+        self.taken += n;
+        if self.taken >= self.window_size && self.window_size < SEGMENT_BUFFER {
+            self.window.add_permits(self.window_size);
+            self.window_size *= 2;
+        }
     }
 }
 
@@ -67,8 +105,8 @@ impl Drop for Segment {
 
 type Body = BoxStream<'static, object_store::Result<Bytes>>;
 
-/// Bytes per read from a local file.
-const FILE_READ: u64 = 1 << 20;
+/// Bytes per read from a local file: within the first window.
+const FILE_READ: u64 = FIRST_WINDOW as u64;
 
 /// The body of a GET. object_store reads a local file 8 KiB per blocking
 /// task, which costs more than the bytes; here it is read 1 MiB at a time.
@@ -101,19 +139,21 @@ fn body(got: GetResult) -> Body {
 }
 
 /// Forwards the body `open` yields, from `start` up to the segment's
-/// (movable) end, into a bounded buffer.
+/// (movable) end, into a buffer bounded by its window and by the budget.
 fn spawn_segment(
     start: u64,
     end: u64,
+    budget: Budget,
+    pool: Pool,
     open: impl Future<Output = object_store::Result<Body>> + Send + 'static,
 ) -> Segment {
     let (tx, rx) = mpsc::unbounded_channel();
-    let budget = Arc::new(Semaphore::new(SEGMENT_BUFFER));
+    let window = Arc::new(Semaphore::new(FIRST_WINDOW));
     let limit = Arc::new(Mutex::new(Limit {
         fetched: start,
         end,
     }));
-    let shared = limit.clone();
+    let (shared, room) = (limit.clone(), window.clone());
     let task = tokio::spawn(async move {
         let mut body = match open.await {
             Ok(body) => body,
@@ -142,16 +182,40 @@ fn spawn_segment(
             if chunk.is_empty() {
                 return;
             }
-            let cost = chunk.len().clamp(1, SEGMENT_BUFFER) as u32;
-            let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
+            let cost = chunk.len().clamp(1, FIRST_WINDOW) as u32;
+            let Ok(window) = room.clone().acquire_many_owned(cost).await else {
                 return;
             };
-            if tx.send(Ok((chunk, permit))).is_err() {
+            let budget = match pool {
+                Pool::Main => budget.take(chunk.len()).await,
+                Pool::Ahead => budget.take_ahead(chunk.len()).await,
+            };
+            let held = Buffered {
+                _window: window,
+                _budget: budget,
+            };
+            if tx.send(Ok((chunk, held))).is_err() {
                 return;
             }
         }
     });
-    Segment { limit, rx, task }
+    Segment {
+        limit,
+        rx,
+        task,
+        window,
+        window_size: FIRST_WINDOW,
+        taken: 0,
+    }
+}
+
+/// Where a download starts once it is first read.
+enum Unstarted {
+    /// The answer to the whole-object GET that opened it (in a mutex only
+    /// to be `Sync`: its body stream is not).
+    Response(std::sync::Mutex<GetResult>),
+    /// A ranged GET from this offset.
+    At(u64),
 }
 
 /// An open file being read.
@@ -163,12 +227,15 @@ pub struct Download {
     etag: Option<String>,
     size: u64,
     /// Bytes at `buf_start..buf_start + buf.len()`, next to hand out, and the
-    /// budget they hold in their segment.
+    /// budget they hold.
     buf: Bytes,
-    buf_permit: Option<OwnedSemaphorePermit>,
+    buf_permit: Option<Buffered>,
     buf_start: u64,
     /// Segments in order, the first one feeding `buf`.
     segments: std::collections::VecDeque<Segment>,
+    /// The GET to start at the first read, if none ran yet since (re)start.
+    unstarted: Option<Unstarted>,
+    budget: Budget,
     pace: Pace,
     _transfer: super::transfers::Transfer,
 }
@@ -219,7 +286,7 @@ impl Download {
         path: Path,
         stat: FileStat,
         etag: Option<String>,
-        offset: u64,
+        budget: Budget,
     ) -> Self {
         Download {
             store,
@@ -229,39 +296,43 @@ impl Download {
             etag,
             buf: Bytes::new(),
             buf_permit: None,
-            buf_start: offset,
+            buf_start: 0,
             segments: Default::default(),
+            unstarted: None,
+            budget,
             pace: Pace::new(),
             _transfer: super::transfers::Transfer::start(),
         }
     }
 
+    /// A download of `path` from `offset`; its first GET waits for the first read.
     pub(crate) fn new(
         store: Arc<dyn ObjectStore>,
         path: Path,
         stat: FileStat,
         etag: Option<String>,
         offset: u64,
+        budget: Budget,
     ) -> Self {
-        let mut d = Download::idle(store, path, stat, etag, offset);
+        let mut d = Download::idle(store, path, stat, etag, budget);
         d.restart(offset);
         d
     }
 
-    /// Starts reading from the answer to a whole-object GET, so a small
-    /// file costs one request; a large one adds ranged GETs for the
-    /// segments after the first.
+    /// Reads from the answer to a whole-object GET, so a small file costs
+    /// one request; a large one adds ranged GETs after the first. Its body
+    /// is not read before the client reads.
     pub(crate) fn from_response(
         store: Arc<dyn ObjectStore>,
         path: Path,
         stat: FileStat,
         response: GetResult,
+        budget: Budget,
     ) -> Self {
         let etag = response.meta.e_tag.clone();
-        let mut d = Download::idle(store, path, stat, etag, 0);
+        let mut d = Download::idle(store, path, stat, etag, budget);
         if d.size > 0 {
-            let segment = spawn_segment(0, d.size, async move { Ok(body(response)) });
-            d.segments.push_back(segment);
+            d.unstarted = Some(Unstarted::Response(std::sync::Mutex::new(response)));
         }
         d
     }
@@ -284,10 +355,21 @@ impl Download {
         self.buf_permit = None;
         self.buf_start = offset;
         self.pace = Pace::new();
-        if offset < self.size {
-            let segment = self.fetch(offset, self.size);
-            self.segments.push_back(segment);
-        }
+        self.unstarted = (offset < self.size).then_some(Unstarted::At(offset));
+    }
+
+    /// Starts the GET a (re)start left for the first read.
+    fn start(&mut self) {
+        let segment = match self.unstarted.take() {
+            None => return,
+            Some(Unstarted::At(offset)) => self.fetch(offset, self.size, Pool::Main),
+            Some(Unstarted::Response(response)) => {
+                let response = response.into_inner().unwrap_or_else(|p| p.into_inner());
+                let body = async move { Ok(body(response)) };
+                spawn_segment(0, self.size, self.budget.clone(), Pool::Main, body)
+            }
+        };
+        self.segments.push_back(segment);
     }
 
     /// Gives the far half of the last GET's remaining range to a new GET.
@@ -308,7 +390,7 @@ impl Download {
             let end = std::mem::replace(&mut l.end, mid);
             (mid, end)
         };
-        let segment = self.fetch(mid, end);
+        let segment = self.fetch(mid, end, Pool::Ahead);
         self.segments.push_back(segment);
         // Judge the new arrangement on its own.
         self.pace = Pace::new();
@@ -319,7 +401,7 @@ impl Download {
         self.segments.len()
     }
 
-    fn fetch(&self, start: u64, end: u64) -> Segment {
+    fn fetch(&self, start: u64, end: u64, pool: Pool) -> Segment {
         let store = self.store.clone();
         let path = self.path.clone();
         let options = GetOptions {
@@ -327,13 +409,14 @@ impl Download {
             if_match: self.etag.clone(),
             ..Default::default()
         };
-        spawn_segment(start, end, async move {
+        spawn_segment(start, end, self.budget.clone(), pool, async move {
             Ok(body(store.get_opts(&path, options).await?))
         })
     }
 
     /// The next bytes after `buf`, from the first segment that has any.
     async fn refill(&mut self) -> VfsResult<bool> {
+        self.start();
         loop {
             let Some(segment) = self.segments.front_mut() else {
                 return Ok(false);
@@ -350,6 +433,7 @@ impl Download {
             };
             match next {
                 Some(Ok((chunk, permit))) => {
+                    segment.took(chunk.len());
                     self.pace.read += chunk.len() as u64;
                     self.buf = chunk;
                     self.buf_permit = Some(permit);
@@ -390,7 +474,7 @@ impl Download {
         let buf_end = self.buf_start + self.buf.len() as u64;
         if offset < self.buf_start
             || offset > buf_end
-            || (offset == buf_end && self.segments.is_empty())
+            || (offset == buf_end && self.segments.is_empty() && self.unstarted.is_none())
         {
             self.restart(offset);
         } else {
@@ -462,7 +546,7 @@ mod tests {
             .await
             .unwrap();
         let stat = FileStat::file("big".into(), data.len() as u64, chrono::Utc::now());
-        let mut d = Download::new(store, path, stat, None, 0);
+        let mut d = Download::new(store, path, stat, None, 0, Budget::new(1 << 30));
         let mut out = Vec::new();
         let mut most = 0;
         while out.len() < data.len() {

@@ -6,6 +6,7 @@
 //! requests on one remote: streaming uploads ([`upload`]) and read-ahead
 //! downloads ([`download`]).
 
+pub mod budget;
 pub mod download;
 mod error;
 mod known_dirs;
@@ -17,6 +18,7 @@ mod resume;
 pub mod transfers;
 pub mod upload;
 
+pub use budget::Budget;
 pub use download::Download;
 pub use error::{VfsError, VfsResult};
 pub use mount::UserVfs;
@@ -141,11 +143,15 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn new(remotes: &Remotes) -> Self {
+    /// Every remote's object layer, all drawing from one memory `budget`.
+    pub fn new(remotes: &Remotes, budget: &Budget) -> Self {
         Storage {
             layers: remotes
                 .iter()
-                .map(|r| (r.name().to_string(), Arc::new(ObjectLayer::new(r.clone()))))
+                .map(|r| {
+                    let layer = ObjectLayer::new(r.clone(), budget.clone());
+                    (r.name().to_string(), Arc::new(layer))
+                })
                 .collect(),
         }
     }

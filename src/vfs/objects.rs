@@ -1,6 +1,7 @@
 //! The object layer: files and folders over one remote, by object key.
 //! Knows nothing of users, mounts or permissions (that is `mount.rs`).
 
+use super::budget::Budget;
 use super::download::Download;
 use super::known_dirs::KnownDirs;
 use super::resume;
@@ -28,6 +29,8 @@ pub struct ObjectLayer {
     remote: Arc<Remote>,
     uploads: Arc<OpenUploads>,
     known_dirs: KnownDirs,
+    /// The gateway's memory budget, which every transfer draws from.
+    budget: Budget,
 }
 
 fn object_path(key: &str) -> VfsResult<Path> {
@@ -39,11 +42,12 @@ fn name_of(key: &str) -> String {
 }
 
 impl ObjectLayer {
-    pub fn new(remote: Arc<Remote>) -> Self {
+    pub fn new(remote: Arc<Remote>, budget: Budget) -> Self {
         ObjectLayer {
             remote,
             uploads: Arc::default(),
             known_dirs: KnownDirs::default(),
+            budget,
         }
     }
 
@@ -307,12 +311,12 @@ impl ObjectLayer {
                 .map_err(VfsError::from)
                 .map(|got| {
                     let stat = self.file_stat(key, &got);
-                    Download::from_response(store, path, stat, got)
+                    Download::from_response(store, path, stat, got, self.budget.clone())
                 })
         } else {
-            self.head_object(key)
-                .await
-                .map(|(stat, etag)| Download::new(store, path, stat, etag, offset))
+            self.head_object(key).await.map(|(stat, etag)| {
+                Download::new(store, path, stat, etag, offset, self.budget.clone())
+            })
         };
         match opened {
             Err(VfsError::NotFound) if self.dir_info(key).await?.is_some() => {
@@ -336,6 +340,7 @@ impl ObjectLayer {
         Upload::new(
             self.remote.clone(),
             self.uploads.clone(),
+            self.budget.clone(),
             key.to_string(),
             WriteMode::Truncate,
         )
@@ -375,6 +380,7 @@ impl ObjectLayer {
                 return resume::continue_object(
                     self.remote.clone(),
                     self.uploads.clone(),
+                    self.budget.clone(),
                     key,
                     s.size,
                 )
@@ -387,6 +393,7 @@ impl ObjectLayer {
         Upload::new(
             self.remote.clone(),
             self.uploads.clone(),
+            self.budget.clone(),
             key.to_string(),
             mode,
         )

@@ -7,6 +7,7 @@
 //! S3. Smaller objects, and other remotes, stream their bytes through the
 //! upload, with its usual memory bound.
 
+use super::budget::Budget;
 use super::download::Download;
 use super::upload::{OpenUploads, Upload, WriteMode};
 use super::{FileStat, VfsError, VfsResult, lock};
@@ -28,6 +29,7 @@ const MAX_COPY: u64 = 5 << 30;
 pub(crate) async fn continue_object(
     remote: Arc<Remote>,
     uploads: Arc<OpenUploads>,
+    budget: Budget,
     key: &str,
     size: u64,
 ) -> VfsResult<Upload> {
@@ -60,12 +62,18 @@ pub(crate) async fn continue_object(
             id,
             parts: Arc::new(Mutex::new(copied)),
         });
-        return Upload::continuing(remote, uploads, key.to_string(), multipart, size);
+        return Upload::continuing(remote, uploads, budget, key.to_string(), multipart, size);
     }
     let store = remote.store.clone();
-    let mut upload = Upload::new(remote, uploads, key.to_string(), WriteMode::Append)?;
+    let mut upload = Upload::new(
+        remote,
+        uploads,
+        budget.clone(),
+        key.to_string(),
+        WriteMode::Append,
+    )?;
     let old = FileStat::file(String::new(), size, chrono::Utc::now());
-    let mut old = Box::pin(Download::new(store, path, old, None, 0).into_stream());
+    let mut old = Box::pin(Download::new(store, path, old, None, 0, budget).into_stream());
     let mut offset = 0;
     while let Some(chunk) = old.next().await {
         let chunk = chunk?;

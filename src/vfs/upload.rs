@@ -7,6 +7,7 @@
 //! object appears only on a successful [`Upload::close`]; an error or a drop
 //! aborts the multipart upload, so no truncated object is ever visible.
 
+use super::budget::{Budget, Held};
 use super::transfers::Transfer;
 use super::{VfsError, VfsResult, lock};
 use crate::config::units::format_size;
@@ -107,6 +108,9 @@ pub struct Upload {
     in_flight: VecDeque<(JoinHandle<object_store::Result<()>>, usize)>,
     in_flight_len: usize,
     peak: usize,
+    /// Whole parts held from the gateway's budget, enough for what is buffered.
+    budget: Budget,
+    slots: Vec<Held>,
     progress: Arc<Progress>,
     failed: Option<String>,
     done: bool,
@@ -127,6 +131,7 @@ impl Upload {
     pub(crate) fn new(
         remote: Arc<Remote>,
         uploads: Arc<OpenUploads>,
+        budget: Budget,
         key: String,
         mode: WriteMode,
     ) -> VfsResult<Self> {
@@ -151,6 +156,8 @@ impl Upload {
             in_flight: VecDeque::new(),
             in_flight_len: 0,
             peak: 0,
+            budget,
+            slots: Vec::new(),
             progress,
             failed: None,
             done: false,
@@ -163,11 +170,12 @@ impl Upload {
     pub(crate) fn continuing(
         remote: Arc<Remote>,
         uploads: Arc<OpenUploads>,
+        budget: Budget,
         key: String,
         multipart: Box<dyn MultipartUpload>,
         size: u64,
     ) -> VfsResult<Self> {
-        let mut upload = Upload::new(remote, uploads, key, WriteMode::Append)?;
+        let mut upload = Upload::new(remote, uploads, budget, key, WriteMode::Append)?;
         upload.multipart = Some(multipart);
         upload.next = size;
         upload.progress.bytes.store(size, Ordering::Relaxed);
@@ -280,10 +288,24 @@ impl Upload {
         Ok(())
     }
 
-    /// Waits for parts in flight until `extra` more bytes fit in the bound.
+    /// Waits until `extra` more bytes fit in the upload's bound and in the
+    /// parts it holds from the gateway's budget. A part is taken whole, so
+    /// an upload holding one can always fill and send it: uploads waiting
+    /// for the budget hold nothing they need from each other. With parts
+    /// in flight, one that finishes makes room when the budget has none.
     async fn reserve(&mut self, extra: usize) -> VfsResult<()> {
         while self.buffered() + extra > self.limit() && !self.in_flight.is_empty() {
             self.finish_oldest().await?;
+        }
+        while self.buffered() + extra > self.slots.len() * self.part_size {
+            if self.in_flight.is_empty() {
+                let slot = self.budget.take(self.part_size).await;
+                self.slots.push(slot);
+            } else if let Some(slot) = self.budget.try_take(self.part_size) {
+                self.slots.push(slot);
+            } else {
+                self.finish_oldest().await?;
+            }
         }
         Ok(())
     }
@@ -294,6 +316,9 @@ impl Upload {
         };
         let result = handle.await;
         self.in_flight_len -= len;
+        // Parts no longer needed go back to the budget.
+        let needed = self.buffered().div_ceil(self.part_size);
+        self.slots.truncate(needed);
         let failure = match result {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => format!("uploading a part of {:?} failed: {e}", self.key),

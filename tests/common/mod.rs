@@ -272,3 +272,4 @@ pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
 }
 pub mod ftp;
 pub mod gateway;
+pub mod served;

@@ -1,0 +1,153 @@
+//! `bucketgate serve` as a child process, for what only a process shows:
+//! signals, the JSON log, its own memory.
+
+/// `bucketgate serve` as a process, on a config file it can reload.
+pub struct Served {
+    pub child: std::process::Child,
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+    pub bucket: String,
+    pub sftp: std::net::SocketAddr,
+    pub ftp: std::net::SocketAddr,
+}
+
+/// A config for [`Served`]; `server` are more `[server]` keys, `listeners`
+/// keys for both `[sftp]` and `[ftp]`.
+pub fn served_config(
+    dir: &std::path::Path,
+    endpoint: &str,
+    bucket: &str,
+    server: &str,
+    listeners: &str,
+    users: &str,
+) -> String {
+    format!(
+        r#"[server]
+keys_dir = "{dir}/keys"
+state_dir = "{dir}/state"
+shutdown_grace = "5s"
+{server}
+
+[security]
+ban_threshold = 2
+
+[sftp]
+listen = "127.0.0.1:0"
+{listeners}
+
+[ftp]
+listen = "127.0.0.1:0"
+passive_ports = "30000-39999"
+{listeners}
+
+{remote}
+
+{users}
+"#,
+        dir = dir.display(),
+        remote = super::s3_remote_toml(endpoint, bucket, "part_size = \"5MiB\""),
+    )
+}
+
+pub fn user(name: &str) -> String {
+    format!(
+        "[[users]]\nname = \"{name}\"\npassword = \"{}\"\nhome = \"store:/{name}\"\n",
+        super::gateway::HASH
+    )
+}
+
+impl Served {
+    pub fn start() -> Served {
+        Served::start_with("", &user("alice"))
+    }
+
+    pub fn start_with(listeners: &str, users: &str) -> Served {
+        Served::start_full("", listeners, users)
+    }
+
+    /// With more `[server]` keys too.
+    pub fn start_full(server: &str, listeners: &str, users: &str) -> Served {
+        let endpoint = super::moto_endpoint();
+        let bucket = super::unique("served");
+        super::create_bucket(&endpoint, &bucket);
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("gateway.toml");
+        std::fs::write(
+            &config,
+            served_config(dir.path(), &endpoint, &bucket, server, listeners, users),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"))
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut served = Served {
+            child,
+            dir,
+            endpoint,
+            bucket,
+            sftp: "0.0.0.0:0".parse().unwrap(),
+            ftp: "0.0.0.0:0".parse().unwrap(),
+        };
+        let listen = |line: String| {
+            let at = line.find("\"listen\":\"").unwrap() + 10;
+            line[at..line[at..].find('"').unwrap() + at]
+                .parse()
+                .unwrap()
+        };
+        served.sftp = listen(served.log_line("\"message\":\"SFTP listening\""));
+        served.ftp = listen(served.log_line("\"message\":\"FTP listening\""));
+        served
+    }
+
+    /// Waits for the log line containing `text`.
+    pub fn log_line(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap();
+            if let Some(line) = log.lines().find(|l| l.contains(text)) {
+                return line.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    pub fn s3(&self, script: &str) -> String {
+        super::boto3(
+            &self.endpoint,
+            &format!("bucket = '{}'\n{script}", self.bucket),
+        )
+    }
+}
+
+impl Served {
+    /// The resident memory of the gateway process now, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib << 10)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
