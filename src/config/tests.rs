@@ -252,3 +252,35 @@ fn the_shipped_config_is_valid() {
     assert!(c.sftp.unwrap().listen.ip().is_loopback());
     assert!(c.ftp.unwrap().listen.ip().is_loopback());
 }
+
+#[test]
+fn hardening_limits_parse_and_the_budget_must_fit_parts() {
+    let c = parse(
+        "[server]\nlogin_timeout = \"20s\"\nmax_unauthenticated = 100\nmax_unauthenticated_per_source = 4\nmemory_budget = \"256MiB\"\n[sftp]\nmax_channels = 2\nmax_handles = 16\n",
+    )
+    .unwrap();
+    assert_eq!(c.server.login_timeout, Duration::from_secs(20));
+    assert_eq!(
+        (c.server.max_unauthenticated, c.server.max_unauthenticated_per_source),
+        (100, 4)
+    );
+    assert_eq!(c.server.memory_budget, 256 << 20);
+    let sftp = c.sftp.unwrap();
+    assert_eq!((sftp.max_channels, sftp.max_handles), (2, 16));
+    // "auto" (the default) is a quarter of the machine, at least 32 MiB.
+    let auto = parse("[server]\nmemory_budget = \"auto\"\n").unwrap();
+    assert!(auto.server.memory_budget >= 32 << 20);
+
+    let problems = parse(
+        "[server]\nmemory_budget = \"64MiB\"\n[remotes.big]\nkind = \"memory\"\npart_size = \"32MiB\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].line, 2);
+    assert_eq!(problems[0].key, "server.memory_budget");
+    assert!(
+        problems[0].message.contains("4 x the largest part_size"),
+        "{}",
+        problems[0].message
+    );
+}

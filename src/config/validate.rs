@@ -304,6 +304,7 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         .filter_map(|(name, r)| validate_remote(&mut cx, name, r).map(|c| (name.clone(), c)))
         .collect();
 
+    budget_fits_parts(&mut cx, &raw.server, server.memory_budget, &remotes);
     let users = raw
         .users
         .iter()
@@ -334,6 +335,35 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         remotes,
         users,
         syncs,
+    }
+}
+
+/// An upload holds its part whole from the memory budget, and three
+/// quarters of the budget serve parts: the largest part must fit a few
+/// times, or uploads would wait on each other for ever.
+fn budget_fits_parts(
+    cx: &mut Ctx<'_>,
+    raw: &RawServer,
+    budget: u64,
+    remotes: &BTreeMap<String, RemoteConfig>,
+) {
+    let Some((name, largest)) = remotes
+        .iter()
+        .map(|(name, r)| (name, r.part_size))
+        .max_by_key(|(_, size)| *size)
+    else {
+        return;
+    };
+    if budget < 4 * largest {
+        let message = format!(
+            "{} is under 4 x the largest part_size ({} on remote {name:?}): raise it or lower part_size",
+            units::format_size(budget),
+            units::format_size(largest)
+        );
+        match &raw.memory_budget {
+            Some(v) => cx.at(v, "server.memory_budget", message),
+            None => cx.problem(1, "server.memory_budget", message),
+        }
     }
 }
 
