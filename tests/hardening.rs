@@ -523,3 +523,77 @@ async fn a_hostile_connection_is_capped_and_memory_stays_in_budget() {
         baseline / MIB
     );
 }
+
+/// S3 stores the object but its answer to CompleteMultipartUpload is held
+/// past request_timeout, and the retried Complete fails as Garage answers
+/// it (400 InvalidPart: the upload is gone): the client is told what the
+/// bucket holds — the upload worked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_complete_answer_reports_the_stored_object() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let endpoint = common::moto_endpoint();
+    let stalled = std::sync::Arc::new(AtomicBool::new(false));
+    let once = stalled.clone();
+    let via = common::fault_proxy_with(endpoint, move |method, query| {
+        let complete = method == hyper::Method::POST
+            && query.contains("uploadId=")
+            && !query.contains("uploads");
+        if !complete {
+            return common::Fault::Pass;
+        }
+        match once.swap(true, Ordering::SeqCst) {
+            false => common::Fault::Stall(Duration::from_secs(6)),
+            true => common::Fault::Fail(
+                400,
+                "<Error><Code>InvalidPart</Code><Message>One or more of the specified parts could not be found.</Message></Error>",
+            ),
+        }
+    })
+    .await;
+    let g = gateway::start_via(
+        &format!("http://{via}"),
+        "part_size = \"5MiB\"\nrequest_timeout = \"2s\"\nretries = 2",
+    )
+    .await;
+    let data = common::pattern(12 << 20, 9);
+    let (_h, s) = gateway::alice(&g).await;
+    let handle = s
+        .open(
+            "/stalled.bin",
+            russh_sftp::protocol::OpenFlags::WRITE
+                | russh_sftp::protocol::OpenFlags::CREATE
+                | russh_sftp::protocol::OpenFlags::TRUNCATE,
+            russh_sftp::protocol::FileAttributes::empty(),
+        )
+        .await
+        .unwrap()
+        .handle;
+    for (i, chunk) in data.chunks(255 << 10).enumerate() {
+        s.write(&handle, (i * (255 << 10)) as u64, chunk.to_vec())
+            .await
+            .unwrap();
+    }
+    let closed = s.close(handle).await;
+    assert!(
+        stalled.load(Ordering::SeqCst),
+        "the Complete was never stalled"
+    );
+    let stored = g.s3(
+        "import hashlib\nb = s3.get_object(Bucket=bucket, Key='alice/stalled.bin')['Body'].read()\nprint(len(b), hashlib.md5(b).hexdigest())",
+    );
+    let expect = format!("{} {}", data.len(), md5_hex(&data));
+    assert_eq!(stored.trim(), expect, "the object is whole in the bucket");
+    assert!(
+        closed.is_ok(),
+        "the client was told the upload failed while the bucket holds it: {closed:?}"
+    );
+    g.stop().await;
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

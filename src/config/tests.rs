@@ -261,7 +261,10 @@ fn hardening_limits_parse_and_the_budget_must_fit_parts() {
     .unwrap();
     assert_eq!(c.server.login_timeout, Duration::from_secs(20));
     assert_eq!(
-        (c.server.max_unauthenticated, c.server.max_unauthenticated_per_source),
+        (
+            c.server.max_unauthenticated,
+            c.server.max_unauthenticated_per_source
+        ),
         (100, 4)
     );
     assert_eq!(c.server.memory_budget, 256 << 20);

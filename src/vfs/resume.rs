@@ -56,13 +56,22 @@ pub(crate) async fn continue_object(
                 }
             }
         }
+        let copied_parts = copied.len();
         let multipart = Box::new(PartsUpload {
             store: parts.clone(),
             path,
             id,
             parts: Arc::new(Mutex::new(copied)),
         });
-        return Upload::continuing(remote, uploads, budget, key.to_string(), multipart, size);
+        return Upload::continuing(
+            remote,
+            uploads,
+            budget,
+            key.to_string(),
+            multipart,
+            copied_parts,
+            size,
+        );
     }
     let store = remote.store.clone();
     let mut upload = Upload::new(

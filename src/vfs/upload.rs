@@ -14,10 +14,11 @@ use crate::config::units::format_size;
 use crate::remote::Remote;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use md5::{Digest, Md5};
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, MultipartUpload, ObjectStore, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload,
+    Attribute, Attributes, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,7 +106,10 @@ pub struct Upload {
     pending: BTreeMap<u64, Bytes>,
     pending_len: usize,
     multipart: Option<Box<dyn MultipartUpload>>,
-    in_flight: VecDeque<(JoinHandle<object_store::Result<()>>, usize)>,
+    in_flight: VecDeque<(JoinHandle<object_store::Result<[u8; 16]>>, usize)>,
+    /// The MD5 of each part sent and stored, in order; `None` for parts
+    /// the upload did not send itself (server-side copies of a resume).
+    part_md5s: Vec<Option<[u8; 16]>>,
     in_flight_len: usize,
     peak: usize,
     /// Whole parts held from the gateway's budget, enough for what is buffered.
@@ -154,6 +158,7 @@ impl Upload {
             pending_len: 0,
             multipart: None,
             in_flight: VecDeque::new(),
+            part_md5s: Vec::new(),
             in_flight_len: 0,
             peak: 0,
             budget,
@@ -173,10 +178,12 @@ impl Upload {
         budget: Budget,
         key: String,
         multipart: Box<dyn MultipartUpload>,
+        parts: usize,
         size: u64,
     ) -> VfsResult<Self> {
         let mut upload = Upload::new(remote, uploads, budget, key, WriteMode::Append)?;
         upload.multipart = Some(multipart);
+        upload.part_md5s = vec![None; parts];
         upload.next = size;
         upload.progress.bytes.store(size, Ordering::Relaxed);
         Ok(upload)
@@ -320,7 +327,10 @@ impl Upload {
         let needed = self.buffered().div_ceil(self.part_size);
         self.slots.truncate(needed);
         let failure = match result {
-            Ok(Ok(())) => return Ok(()),
+            Ok(Ok(md5)) => {
+                self.part_md5s.push(Some(md5));
+                return Ok(());
+            }
             Ok(Err(e)) => format!("uploading a part of {:?} failed: {e}", self.key),
             Err(e) => format!("uploading a part of {:?} failed: {e}", self.key),
         };
@@ -346,12 +356,28 @@ impl Upload {
         }
         let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
         let len = std::mem::take(&mut self.part_len);
+        let hashed = payload.clone();
         let part = self
             .multipart
             .as_mut()
             .expect("started above")
             .put_part(payload);
-        self.in_flight.push_back((tokio::spawn(part), len));
+        // The part's MD5, hashed off the async threads while it uploads: what
+        // the object's ETag must be if a failed CompleteMultipartUpload
+        // turns out to have stored it after all.
+        let md5 = tokio::task::spawn_blocking(move || {
+            let mut md5 = Md5::new();
+            hashed.iter().for_each(|b| md5.update(b));
+            <[u8; 16]>::from(md5.finalize())
+        });
+        let sent = async move {
+            part.await?;
+            md5.await.map_err(|e| object_store::Error::Generic {
+                store: "multipart",
+                source: e.into(),
+            })
+        };
+        self.in_flight.push_back((tokio::spawn(sent), len));
         self.in_flight_len += len;
         Ok(())
     }
@@ -420,7 +446,13 @@ impl Upload {
                 self.finish_oldest().await?;
             }
             let upload = self.multipart.as_mut().expect("multipart");
-            etag = upload.complete().await?.e_tag;
+            etag = match upload.complete().await {
+                Ok(done) => done.e_tag,
+                Err(e) => {
+                    let (store, at) = (&*self.remote.store, (&self.path, self.key.as_str()));
+                    stored_anyway(store, at, self.next, &self.part_md5s, e).await?
+                }
+            };
             self.multipart = None;
             // Metadata set after the upload began is stored now (a copy: a new ETag).
             let late_mtime = *lock(&self.progress.mtime);
@@ -449,6 +481,51 @@ impl Upload {
         self.done = true;
         self.uploads.unregister(&self.key, &self.progress);
     }
+}
+
+/// After CompleteMultipartUpload failed: whether S3 stored the object
+/// anyway. A retried Complete whose first attempt did succeed (the
+/// answer was lost: a stall, a cut connection) fails with InvalidPart
+/// or NoSuchUpload while the object is whole in the bucket; the client
+/// must be told what the bucket holds. The object counts as stored
+/// when it has the size uploaded and the multipart ETag of the parts
+/// sent (MD5 of their MD5s, "-N"); a resume, whose copied parts the
+/// gateway did not hash, is judged by its size and part count alone.
+async fn stored_anyway(
+    store: &dyn ObjectStore,
+    (path, key): (&Path, &str),
+    size: u64,
+    part_md5s: &[Option<[u8; 16]>],
+    failure: object_store::Error,
+) -> VfsResult<Option<String>> {
+    let head = match store.head(path).await {
+        Ok(head) => head,
+        Err(_) => return Err(failure.into()),
+    };
+    let parts = part_md5s.len();
+    let etag = head.e_tag.as_deref().unwrap_or("").trim_matches('"');
+    let expected = multipart_etag(part_md5s);
+    let same = head.size == size
+        && match &expected {
+            Some(expected) => etag.eq_ignore_ascii_case(expected),
+            None => etag.ends_with(&format!("-{parts}")),
+        };
+    if !same {
+        return Err(failure.into());
+    }
+    tracing::info!(key, etag, error = %failure, "CompleteMultipartUpload answered an error, but S3 holds the whole object: it is stored");
+    Ok(head.e_tag)
+}
+
+/// The ETag S3 gives a multipart object: the MD5 of the parts' MD5s, then
+/// `-` and their number. `None` when a part's MD5 is not known.
+fn multipart_etag(parts: &[Option<[u8; 16]>]) -> Option<String> {
+    let mut md5 = Md5::new();
+    for part in parts {
+        md5.update(part.as_ref()?);
+    }
+    let hex: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{hex}-{}", parts.len()))
 }
 
 /// Starts a multipart upload in a task of its own, so that an upload

@@ -179,9 +179,40 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// What a [`fault_proxy_with`] does with one request.
+pub enum Fault {
+    /// Forward it and its answer.
+    Pass,
+    /// Answer with this status and body, without forwarding it.
+    Fail(u16, &'static str),
+    /// Forward it, then hold S3's answer this long before passing it on.
+    Stall(Duration),
+}
+
 /// An HTTP proxy in front of `upstream` that answers 500 to every UploadPart
 /// of part number `fail_part`, and forwards everything else.
 pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
+    let needle = format!("partNumber={fail_part}&");
+    fault_proxy_with(upstream, move |method, query| {
+        let query = format!("{query}&");
+        if method == hyper::Method::PUT && query.contains(&needle) && query.contains("uploadId=") {
+            Fault::Fail(
+                500,
+                "<Error><Code>InternalError</Code><Message>injected</Message></Error>",
+            )
+        } else {
+            Fault::Pass
+        }
+    })
+    .await
+}
+
+/// An HTTP proxy in front of `upstream` that asks `rule` (method, query)
+/// what to do with each request.
+pub async fn fault_proxy_with(
+    upstream: String,
+    rule: impl Fn(&hyper::Method, &str) -> Fault + Send + Sync + 'static,
+) -> SocketAddr {
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
@@ -189,7 +220,7 @@ pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let client = reqwest::Client::new();
-    let needle = format!("partNumber={fail_part}&");
+    let rule = Arc::new(rule);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -197,12 +228,12 @@ pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
             };
             let client = client.clone();
             let upstream = upstream.clone();
-            let needle = needle.clone();
+            let rule = rule.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let client = client.clone();
                     let upstream = upstream.clone();
-                    let needle = needle.clone();
+                    let rule = rule.clone();
                     async move {
                         let (parts, body) = req.into_parts();
                         let body = body
@@ -210,14 +241,11 @@ pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        let query = format!("{}&", parts.uri.query().unwrap_or(""));
-                        if parts.method == hyper::Method::PUT
-                            && query.contains(&needle)
-                            && query.contains("uploadId=")
-                        {
+                        let fault = rule(&parts.method, parts.uri.query().unwrap_or(""));
+                        if let Fault::Fail(status, body) = fault {
                             let resp = hyper::Response::builder()
-                                .status(500)
-                                .body(Full::new(bytes::Bytes::from_static(b"<Error><Code>InternalError</Code><Message>injected</Message></Error>")))
+                                .status(status)
+                                .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
                                 .unwrap();
                             return Ok::<_, std::convert::Infallible>(resp);
                         }
@@ -259,6 +287,9 @@ pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
                                 .body(Full::new(bytes::Bytes::new()))
                                 .unwrap(),
                         };
+                        if let Fault::Stall(hold) = fault {
+                            tokio::time::sleep(hold).await;
+                        }
                         Ok(resp)
                     }
                 });
@@ -270,6 +301,7 @@ pub async fn fault_proxy(upstream: String, fail_part: u32) -> SocketAddr {
     });
     addr
 }
+
 pub mod ftp;
 pub mod gateway;
 pub mod served;
