@@ -597,3 +597,102 @@ fn md5_hex(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Puts `n` small objects under `prefix` (distinct bodies).
+fn put_tree(g: &TestGateway, prefix: &str, n: usize) {
+    g.s3(&format!(
+        "for i in range({n}):\n    s3.put_object(Bucket=bucket, Key='{prefix}/f%03d' % i, Body=('body %d ' % i).encode() * (i + 1))"
+    ));
+}
+
+/// The (key below `prefix`, size, ETag) of every object under `prefix`, sorted.
+fn tree(g: &TestGateway, prefix: &str) -> Vec<String> {
+    let out = g.s3(&format!(
+        "p = s3.get_paginator('list_objects_v2')\n\
+         for page in p.paginate(Bucket=bucket, Prefix='{prefix}/'):\n\
+         \x20   for o in page.get('Contents', []):\n\
+         \x20       print(o['Key'][len('{prefix}/'):], o['Size'], o['ETag'])"
+    ));
+    let mut rows: Vec<String> = out.lines().map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
+/// Two sessions renaming the same folder at once: one moves it, the other
+/// finds it gone. One tree in the bucket, nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_renames_of_one_folder_leave_one_tree() {
+    let g = gateway::start("").await;
+    put_tree(&g, "alice/src", 300);
+    let before = tree(&g, "alice/src");
+    let (_h1, s1) = gateway::alice(&g).await;
+    let (_h2, s2) = gateway::alice(&g).await;
+    let (a, b) = tokio::join!(s1.rename("/src", "/dst1"), s2.rename("/src", "/dst2"));
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "exactly one rename succeeds: {a:?} {b:?}"
+    );
+    let (moved, other) = if a.is_ok() {
+        ("dst1", "dst2")
+    } else {
+        ("dst2", "dst1")
+    };
+    let failed = a.err().or(b.err()).unwrap().to_string();
+    assert!(failed.contains("no such file"), "{failed}");
+    assert_eq!(tree(&g, &format!("alice/{moved}")), before);
+    assert!(tree(&g, &format!("alice/{other}")).is_empty());
+    assert!(tree(&g, "alice/src").is_empty());
+    g.stop().await;
+}
+
+/// A folder rename interrupted half way — in its copies, or in its
+/// deletes — is finished by renaming again: the copies already made are
+/// kept, the rest is moved, and the source goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_folder_rename_can_be_finished() {
+    let g = gateway::start("").await;
+    let (_h, s) = gateway::alice(&g).await;
+    // Killed while copying: 120 of 200 copied, nothing deleted.
+    put_tree(&g, "alice/a", 200);
+    let before = tree(&g, "alice/a");
+    g.s3("for i in range(120):\n    s3.copy_object(Bucket=bucket, Key='alice/a2/f%03d' % i, CopySource={'Bucket': bucket, 'Key': 'alice/a/f%03d' % i})");
+    s.rename("/a", "/a2").await.expect("the rename finishes");
+    assert_eq!(tree(&g, "alice/a2"), before);
+    assert!(tree(&g, "alice/a").is_empty());
+    // Killed while deleting: all copied, 50 sources already gone.
+    put_tree(&g, "alice/b", 200);
+    let before = tree(&g, "alice/b");
+    g.s3("for i in range(200):\n    s3.copy_object(Bucket=bucket, Key='alice/b2/f%03d' % i, CopySource={'Bucket': bucket, 'Key': 'alice/b/f%03d' % i})\nfor i in range(50):\n    s3.delete_object(Bucket=bucket, Key='alice/b/f%03d' % i)");
+    s.rename("/b", "/b2").await.expect("the rename finishes");
+    assert_eq!(tree(&g, "alice/b2"), before);
+    assert!(tree(&g, "alice/b").is_empty());
+    // A folder that is not such a leftover still refuses the rename.
+    put_tree(&g, "alice/c", 3);
+    put_tree(&g, "alice/d", 1);
+    g.s3("s3.put_object(Bucket=bucket, Key='alice/d/f001', Body=b'other content')");
+    let refused = s.rename("/c", "/d").await.unwrap_err().to_string();
+    assert!(refused.contains("already exists"), "{refused}");
+    assert_eq!(tree(&g, "alice/c").len(), 3);
+    g.stop().await;
+}
+
+/// A key written by another S3 client that this gateway cannot name
+/// (`weird/../up`) stops a folder rename before anything is copied, with
+/// a message naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_with_an_unnameable_key_is_not_half_renamed() {
+    let g = gateway::start("").await;
+    put_tree(&g, "alice/fold", 5);
+    g.s3("s3.put_object(Bucket=bucket, Key='alice/fold/weird/../up', Body=b'x')");
+    let before = tree(&g, "alice/fold");
+    assert!(
+        before.iter().any(|r| r.starts_with("weird/../up ")),
+        "{before:?}"
+    );
+    let (_h, s) = gateway::alice(&g).await;
+    let refused = s.rename("/fold", "/fold2").await.unwrap_err().to_string();
+    assert!(refused.contains("weird/../up"), "{refused}");
+    assert_eq!(tree(&g, "alice/fold"), before);
+    assert!(tree(&g, "alice/fold2").is_empty());
+    g.stop().await;
+}

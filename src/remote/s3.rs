@@ -8,6 +8,7 @@ use super::{
     usable_path,
 };
 use crate::config::S3Config;
+use crate::vfs::path::check_segment;
 use crate::vfs::{VfsError, VfsResult};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -446,12 +447,45 @@ impl Namespace for S3Namespace {
         self.api.delete(&prefix).await
     }
 
+    /// Copies every object, then deletes every source. A key this gateway
+    /// cannot name (`a/../b`, control characters) stops the rename before
+    /// anything is copied. A target object already identical to its source
+    /// (same size and ETag: a rename interrupted after copying it) is not
+    /// copied again, so running the rename again finishes it.
     async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()> {
         let from_prefix = dir_prefix(from);
+        let to_prefix = dir_prefix(to);
         let objects = self.api.list_all(&from_prefix).await?;
+        if let Some(bad) = objects.iter().find_map(|o| {
+            let rest = &o.key[from_prefix.len()..];
+            let segments = rest.strip_suffix('/').unwrap_or(rest);
+            (!segments.is_empty())
+                .then(|| segments.split('/').try_for_each(check_segment).err())
+                .flatten()
+                .map(|reason| (rest, reason))
+        }) {
+            return Err(VfsError::Unsupported(format!(
+                "the folder holds an object named {:?} ({}), which cannot be moved through this gateway; move or remove it with an S3 tool first (nothing was renamed)",
+                bad.0, bad.1
+            )));
+        }
+        let there: std::collections::HashMap<String, (u64, Option<String>)> = self
+            .api
+            .list_all(&to_prefix)
+            .await?
+            .into_iter()
+            .map(|o| (o.key[to_prefix.len()..].to_string(), (o.size, o.etag)))
+            .collect();
         for o in &objects {
             let rest = &o.key[from_prefix.len()..];
-            self.api.copy(&o.key, &format!("{to}/{rest}"), None).await?;
+            let copied = there
+                .get(rest)
+                .is_some_and(|(size, etag)| *size == o.size && etag.is_some() && *etag == o.etag);
+            if !copied {
+                self.api
+                    .copy(&o.key, &format!("{to_prefix}{rest}"), None)
+                    .await?;
+            }
         }
         for o in &objects {
             self.api.delete(&o.key).await?;

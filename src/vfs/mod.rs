@@ -14,6 +14,7 @@ pub mod mount;
 pub mod objects;
 pub mod path;
 mod perm;
+mod renames;
 mod resume;
 pub mod transfers;
 pub mod upload;

@@ -4,6 +4,7 @@
 use super::budget::Budget;
 use super::download::Download;
 use super::known_dirs::KnownDirs;
+use super::renames::Renames;
 use super::resume;
 use super::upload::{OpenUploads, Upload, WriteMode};
 use super::{FileStat, VfsError, VfsResult};
@@ -31,6 +32,7 @@ pub struct ObjectLayer {
     known_dirs: KnownDirs,
     /// The gateway's memory budget, which every transfer draws from.
     budget: Budget,
+    renames: Renames,
 }
 
 fn object_path(key: &str) -> VfsResult<Path> {
@@ -48,6 +50,7 @@ impl ObjectLayer {
             uploads: Arc::default(),
             known_dirs: KnownDirs::default(),
             budget,
+            renames: Renames::default(),
         }
     }
 
@@ -257,8 +260,14 @@ impl ObjectLayer {
                 "cannot move a folder inside itself".into(),
             ));
         }
+        let _busy = self.renames.hold(from, to).await;
         let source = self.stat(from).await?;
         match self.stat(to).await {
+            Ok(target) if source.is_dir && target.is_dir => {
+                if !self.continues_a_rename(from, to).await? {
+                    return Err(VfsError::AlreadyExists);
+                }
+            }
             Ok(target) if target.is_dir || !overwrite || source.is_dir => {
                 return Err(VfsError::AlreadyExists);
             }
@@ -276,6 +285,34 @@ impl ObjectLayer {
                 .rename(&object_path(from)?, &object_path(to)?)
                 .await?)
         }
+    }
+
+    /// Whether folder `to`, which exists, is what an interrupted rename of
+    /// `from` left: some of `from`'s files are already there, identical
+    /// (same size and ETag), and none of them is there with other content.
+    /// Renaming again then finishes the move instead of failing.
+    async fn continues_a_rename(&self, from: &str, to: &str) -> VfsResult<bool> {
+        let (source, target) = tokio::join!(
+            self.remote.namespace.walk(from),
+            self.remote.namespace.walk(to)
+        );
+        let target: std::collections::HashMap<_, _> = target?
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .map(|e| (e.path, (e.size, e.etag)))
+            .collect();
+        let mut identical = false;
+        for file in source?.into_iter().filter(|e| !e.is_dir) {
+            let Some((size, etag)) = target.get(&file.path) else {
+                continue;
+            };
+            let plain = |t: &Option<String>| t.as_deref().is_some_and(|t| !t.contains('-'));
+            if *size != file.size || (plain(etag) && plain(&file.etag) && *etag != file.etag) {
+                return Ok(false);
+            }
+            identical |= etag.is_some() && *etag == file.etag;
+        }
+        Ok(identical)
     }
 
     /// Stores a client-set mtime when the remote keeps them; otherwise accepted and ignored.
