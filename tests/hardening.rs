@@ -696,3 +696,148 @@ async fn a_folder_with_an_unnameable_key_is_not_half_renamed() {
     assert!(tree(&g, "alice/fold2").is_empty());
     g.stop().await;
 }
+
+/// Writes `data` to `path` over SFTP, 255 KiB per WRITE; the index of
+/// the first WRITE refused, if any, and how the close went.
+async fn sftp_put(
+    s: &russh_sftp::client::RawSftpSession,
+    path: &str,
+    data: &[u8],
+) -> (Option<usize>, Result<(), String>) {
+    use russh_sftp::protocol::{FileAttributes, OpenFlags};
+    let handle = s
+        .open(
+            path,
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            FileAttributes::empty(),
+        )
+        .await
+        .unwrap()
+        .handle;
+    let mut refused = None;
+    for (i, chunk) in data.chunks(255 << 10).enumerate() {
+        if s.write(&handle, (i * (255 << 10)) as u64, chunk.to_vec())
+            .await
+            .is_err()
+        {
+            refused = Some(i);
+            break;
+        }
+    }
+    let closed = s.close(handle).await.map(|_| ()).map_err(|e| e.to_string());
+    (refused, closed)
+}
+
+/// A filesystem remote whose writes fail (a full disk) fails the upload at
+/// the next WRITE once a part has failed, not only at CLOSE; no file is
+/// left. A WRITE whose end would pass 2^64 is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn write_failures_reach_the_client_at_the_next_write() {
+    use common::served::{Served, user};
+    let users = format!(
+        "{}\n[remotes.disk]\nkind = \"filesystem\"\nroot = \"{{dir}}/disk\"\npart_size = \"5MiB\"\n\n[[users]]\nname = \"erin\"\npassword = \"{}\"\nhome = \"disk:/erin\"\n",
+        user("alice"),
+        gateway::HASH
+    );
+    let served = Served::start_limited("", "", &users, Some(6 << 20));
+    let stream = TcpStream::connect(served.sftp).await.unwrap();
+    let h = gateway::ssh_password(stream, "erin", PASSWORD)
+        .await
+        .unwrap();
+    let s = gateway::sftp(&h).await;
+    // 20 MiB: four parts of 5 MiB, under the upload's 25 MiB of buffers.
+    let data = common::pattern(20 << 20, 4);
+    let (refused, closed) = sftp_put(&s, "/big.bin", &data).await;
+    assert!(
+        refused.is_some(),
+        "every WRITE was accepted; the failure came only at close: {closed:?}"
+    );
+    assert!(closed.is_err());
+    let left: Vec<_> = std::fs::read_dir(served.dir.path().join("disk/erin"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().starts_with("big.bin")),
+        "{left:?}"
+    );
+    // A small file still fits and is stored.
+    let (refused, closed) = sftp_put(&s, "/small.txt", b"fits").await;
+    assert_eq!((refused, closed), (None, Ok(())));
+
+    let handle = s
+        .open(
+            "/wrap.bin",
+            russh_sftp::protocol::OpenFlags::WRITE | russh_sftp::protocol::OpenFlags::CREATE,
+            russh_sftp::protocol::FileAttributes::empty(),
+        )
+        .await
+        .unwrap()
+        .handle;
+    let wrapped = s.write(&handle, u64::MAX - 10, vec![1; 100]).await;
+    let message = wrapped.unwrap_err().to_string();
+    assert!(message.contains("past the largest"), "{message}");
+}
+
+/// A name ending in '/' is never stored as a file without it, over SFTP
+/// and FTP.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_name_ending_in_a_slash_is_refused() {
+    use russh_sftp::protocol::{FileAttributes, OpenFlags};
+    let g = gateway::start("").await;
+    let (_h, s) = gateway::alice(&g).await;
+    let refused = s
+        .open(
+            "/trail/",
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            FileAttributes::empty(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("ends with '/'"), "{refused}");
+    let mut ftp = RawFtp::login(&g, "alice").await;
+    let (_, _data) = ftp.pasv().await;
+    assert!(ftp.cmd("STOR trail2/").await.starts_with("150"));
+    let reply = ftp.reply().await;
+    assert!(
+        reply.starts_with("553") && reply.contains("ends with '/'"),
+        "{reply}"
+    );
+    let keys = g.s3(
+        "r = s3.list_objects_v2(Bucket=bucket)\nprint([o['Key'] for o in r.get('Contents', [])])",
+    );
+    assert!(!keys.contains("trail"), "{keys}");
+    g.stop().await;
+}
+
+/// A download the client saw fail is audited as failed: the object is
+/// replaced mid-download, and a READ further on (a new ranged GET, pinned
+/// to the ETag seen at open) fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_download_is_audited_as_failed() {
+    use common::served::{Served, user};
+    use russh_sftp::protocol::{FileAttributes, OpenFlags};
+    let served = Served::start_full("", "", &user("alice"));
+    let stream = TcpStream::connect(served.sftp).await.unwrap();
+    let h = gateway::ssh_password(stream, "alice", PASSWORD)
+        .await
+        .unwrap();
+    let s = gateway::sftp(&h).await;
+    served.s3("s3.put_object(Bucket=bucket, Key='alice/v.bin', Body=b'a' * (40 << 20))");
+    let handle = s
+        .open("/v.bin", OpenFlags::READ, FileAttributes::empty())
+        .await
+        .unwrap()
+        .handle;
+    s.read(&handle, 0, 32 << 10).await.unwrap();
+    served.s3("s3.put_object(Bucket=bucket, Key='alice/v.bin', Body=b'b' * (40 << 20))");
+    let failed = s.read(&handle, 30 << 20, 32 << 10).await;
+    assert!(failed.is_err(), "a read of a replaced object must fail");
+    s.close(handle).await.unwrap();
+    let line = served.log_line("\"op\":\"download\"");
+    assert!(
+        line.contains("\"result\":\"error\"") && line.contains("changed while it was being read"),
+        "{line}"
+    );
+}

@@ -67,6 +67,7 @@ fn ftp_error(e: VfsError) -> Error {
         VfsError::AlreadyExists | VfsError::InvalidName(_) => ErrorKind::FileNameNotAllowedError,
         VfsError::Unsupported(_) => ErrorKind::PermanentFileNotAvailable,
         VfsError::Storage(_) => ErrorKind::LocalError,
+        VfsError::Aborted(_) => ErrorKind::ConnectionClosed,
     };
     Error::new(kind, e)
 }
@@ -78,6 +79,14 @@ fn user_path(path: &Path) -> VfsResult<UserPath> {
         .to_str()
         .ok_or_else(|| VfsError::InvalidName("the name is not valid UTF-8".into()))?;
     UserPath::parse(text)
+}
+
+/// The path of a file to write (see [`UserPath::parse_file`]).
+fn file_path(path: &Path) -> VfsResult<UserPath> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| VfsError::InvalidName("the name is not valid UTF-8".into()))?;
+    UserPath::parse_file(text)
 }
 
 /// Runs `work` in the session's span (libunftp's tasks are not in it).
@@ -160,7 +169,11 @@ impl VfsBackend {
         let mut offset = start_pos;
         let mut buf = BytesMut::with_capacity(CHUNK);
         loop {
-            let n = input.read_buf(&mut buf).await?;
+            let n = input.read_buf(&mut buf).await.map_err(|e| {
+                VfsError::Aborted(format!(
+                    "the data connection ended before the end of the file ({e})"
+                ))
+            })?;
             if (n == 0 && !buf.is_empty()) || buf.len() >= CHUNK {
                 let chunk = buf.split().freeze();
                 let len = chunk.len() as u64;
@@ -302,7 +315,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
         path: P,
         start_pos: u64,
     ) -> storage::Result<u64> {
-        let path = user_path(path.as_ref());
+        let path = file_path(path.as_ref());
         in_session(user, async {
             let path = path?;
             let started = Instant::now();

@@ -42,7 +42,8 @@ pub fn error_reply(e: &VfsError) -> StatusReply {
         | VfsError::NotEmpty
         | VfsError::Unsupported(_)
         | VfsError::InvalidName(_)
-        | VfsError::Storage(_) => StatusCode::Failure,
+        | VfsError::Storage(_)
+        | VfsError::Aborted(_) => StatusCode::Failure,
     };
     status(code, e.to_string())
 }

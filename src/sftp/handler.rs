@@ -96,6 +96,8 @@ struct ReadFile {
     download: Download,
     sent: u64,
     started: Instant,
+    /// The first READ that failed: the download's audit line says so.
+    failed: Option<VfsError>,
 }
 
 struct WriteFile {
@@ -276,9 +278,6 @@ impl russh_sftp::server::Handler for SftpHandler {
         flags: OpenFlags,
         _attrs: FileAttributes,
     ) -> Reply<Handle> {
-        let path = self.path(&filename)?;
-        let slot = self.handles.slot()?;
-        let started = Instant::now();
         // paramiko's mode 'x' sends CREAT|EXCL without WRITE: still a write.
         let writing = flags.intersects(
             OpenFlags::WRITE
@@ -287,6 +286,12 @@ impl russh_sftp::server::Handler for SftpHandler {
                 | OpenFlags::CREATE
                 | OpenFlags::EXCLUDE,
         );
+        let path = match writing {
+            true => UserPath::parse_file(&filename).map_err(|e| error_reply(&e))?,
+            false => self.path(&filename)?,
+        };
+        let slot = self.handles.slot()?;
+        let started = Instant::now();
         let opened = if writing {
             open_write(&self.vfs, &path, flags)
                 .await
@@ -298,6 +303,7 @@ impl russh_sftp::server::Handler for SftpHandler {
                     download,
                     sent: 0,
                     started,
+                    failed: None,
                 })
             })
         };
@@ -339,7 +345,7 @@ impl russh_sftp::server::Handler for SftpHandler {
                     bytes: Some(r.sent),
                     started: r.started,
                 }
-                .finish(Ok::<(), &VfsError>(()));
+                .finish(r.failed.as_ref().map_or(Ok(()), Err));
                 Ok(ok(id))
             }
             OpenHandle::Dir(_) => Ok(ok(id)),
@@ -357,11 +363,14 @@ impl russh_sftp::server::Handler for SftpHandler {
             });
         };
         let len = len.min(MAX_DATA) as usize;
-        let data = r
-            .download
-            .read_at(offset, len)
-            .await
-            .map_err(|e| error_reply(&e))?;
+        let data = match r.download.read_at(offset, len).await {
+            Ok(data) => data,
+            Err(e) => {
+                let reply = error_reply(&e);
+                r.failed.get_or_insert(e);
+                return Err(reply);
+            }
+        };
         if data.is_empty() {
             return Err(status(StatusCode::Eof, "end of file"));
         }

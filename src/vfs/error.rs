@@ -18,6 +18,9 @@ pub enum VfsError {
     InvalidName(String),
     #[error("storage error: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The client's side of a transfer ended early: not the storage's doing.
+    #[error("transfer aborted: {0}")]
+    Aborted(String),
 }
 
 impl VfsError {

@@ -45,6 +45,17 @@ impl UserPath {
         Self::resolve(&Self::root(), input)
     }
 
+    /// Parses the path of a file to write: a name ending in `/` names a
+    /// folder, and would otherwise be stored as the file without it.
+    pub fn parse_file(input: &str) -> Result<UserPath, VfsError> {
+        if input.ends_with('/') {
+            return Err(VfsError::InvalidName(format!(
+                "{input:?} ends with '/': a file name cannot"
+            )));
+        }
+        Self::parse(input)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

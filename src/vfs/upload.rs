@@ -229,13 +229,16 @@ impl Upload {
 
     /// Writes `data` at `offset`. Returns at once unless memory is at its bound.
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> VfsResult<()> {
-        if let Some(e) = &self.failed {
-            return Err(VfsError::storage_msg(e.clone()));
-        }
+        // A part that failed since the last write is reported now, not at close.
+        self.check().await?;
         if data.is_empty() {
             return Ok(());
         }
-        let end = offset + data.len() as u64;
+        let end = offset.checked_add(data.len() as u64).ok_or_else(|| {
+            VfsError::Unsupported(format!(
+                "a write at offset {offset} would end past the largest possible file"
+            ))
+        })?;
         if offset < self.next {
             return Err(VfsError::Unsupported(format!(
                 "rewriting bytes at offset {offset} that were already uploaded is not supported on object storage"

@@ -67,6 +67,19 @@ impl Served {
 
     /// With more `[server]` keys too.
     pub fn start_full(server: &str, listeners: &str, users: &str) -> Served {
+        Served::start_limited(server, listeners, users, None)
+    }
+
+    /// As [`Served::start_full`]; `{dir}` in `users` is the gateway's own
+    /// folder (for a filesystem remote), and the process may write no file
+    /// larger than `max_file` bytes (RLIMIT_FSIZE: such a write fails with
+    /// EFBIG, as on a full disk).
+    pub fn start_limited(
+        server: &str,
+        listeners: &str,
+        users: &str,
+        max_file: Option<u64>,
+    ) -> Served {
         let endpoint = super::moto_endpoint();
         let bucket = super::unique("served");
         super::create_bucket(&endpoint, &bucket);
@@ -74,17 +87,41 @@ impl Served {
         let config = dir.path().join("gateway.toml");
         std::fs::write(
             &config,
-            served_config(dir.path(), &endpoint, &bucket, server, listeners, users),
+            served_config(
+                dir.path(),
+                &endpoint,
+                &bucket,
+                server,
+                listeners,
+                &users.replace("{dir}", &dir.path().display().to_string()),
+            ),
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"));
+        command
             .args(["--log-format", "json", "serve", "--config"])
             .arg(&config)
             .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        if let Some(max) = max_file {
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: max,
+                        rlim_max: max,
+                    };
+                    // A write past the limit fails instead of killing the process.
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().unwrap();
         let mut served = Served {
             child,
             dir,
