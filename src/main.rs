@@ -91,9 +91,17 @@ fn main() -> ExitCode {
             command: SyncCommand::Run { dry_run: false, .. }
         }
     ) && std::io::stderr().is_terminal();
+    // What clients do that is normal, but the libraries log as warnings,
+    // stays out of the operator's log: rustls's SNI complaints (lftp sends
+    // an IP as host name), russh's unknown channel requests (PuTTY's
+    // `simple@putty.projects.tartarus.org`).
     init_logs(
         cli.log_format,
-        if bar { "warn" } else { "info,libunftp=error" },
+        if bar {
+            "warn"
+        } else {
+            "info,libunftp=error,rustls::msgs::handshake=error,russh::server::encrypted=error"
+        },
     );
     let result = match cli.command {
         Command::Serve { config } => serve(&config),

@@ -841,3 +841,50 @@ async fn a_failed_download_is_audited_as_failed() {
         "{line}"
     );
 }
+
+/// What ordinary clients do leaves no warning in the log: lftp over FTPS
+/// (it sends the IP address as TLS server name) and PuTTY's
+/// `simple@putty.projects.tartarus.org` channel request.
+#[tokio::test(flavor = "multi_thread")]
+async fn ordinary_clients_leave_no_warnings() {
+    use common::served::{Served, user};
+    let served = Served::start_full("", "", &user("alice"));
+    let (ok, out, err) = common::run(
+        "lftp",
+        &[
+            "-c",
+            &format!(
+                "set ssl:verify-certificate no; set ftp:ssl-force yes; set ftp:ssl-protect-data yes; open -u alice,{PASSWORD} -p {} 127.0.0.1; ls; bye",
+                served.ftp.port()
+            ),
+        ],
+    )
+    .await;
+    assert!(ok, "lftp: {out} {err}");
+    let script = format!(
+        "import paramiko\n\
+         t = paramiko.Transport(('127.0.0.1', {port}))\n\
+         t.connect(username='alice', password='{PASSWORD}')\n\
+         c = t.open_session()\n\
+         m = paramiko.Message()\n\
+         m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)\n\
+         m.add_int(c.remote_chanid)\n\
+         m.add_string('simple@putty.projects.tartarus.org')\n\
+         m.add_boolean(False)\n\
+         t._send_user_message(m)\n\
+         c.invoke_subsystem('sftp')\n\
+         s = paramiko.SFTPClient(c)\n\
+         print(s.listdir('.'))\n\
+         t.close()\n",
+        port = served.sftp.port()
+    );
+    let (ok, out, err) = common::run("python3", &["-c", &script]).await;
+    assert!(ok, "paramiko: {out} {err}");
+    served.log_line("\"message\":\"logged in\",\"method\":\"password\"");
+    let log = std::fs::read_to_string(served.dir.path().join("log")).unwrap();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"WARN\""))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+}

@@ -38,6 +38,8 @@ listen = "127.0.0.1:0"
 [ftp]
 listen = "127.0.0.1:0"
 passive_ports = "30000-39999"
+tls_cert = "{dir}/ftps.pem"
+tls_key = "{dir}/ftps.key"
 {listeners}
 
 {remote}
@@ -84,6 +86,9 @@ impl Served {
         let bucket = super::unique("served");
         super::create_bucket(&endpoint, &bucket);
         let dir = tempfile::tempdir().unwrap();
+        let tls = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("ftps.pem"), tls.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("ftps.key"), tls.signing_key.serialize_pem()).unwrap();
         let config = dir.path().join("gateway.toml");
         std::fs::write(
             &config,
