@@ -888,3 +888,55 @@ async fn ordinary_clients_leave_no_warnings() {
         .collect();
     assert!(warnings.is_empty(), "{warnings:#?}");
 }
+
+/// lftp uploading six files at a time over FTPS (PROT P): every upload
+/// ends cleanly on the server too. Data connections used to send TLS 1.3
+/// session tickets that lftp closed without reading, so its kernel reset
+/// the connection and the server counted a finished upload as failed
+/// (`451 storage error: Connection reset by peer`), which lftp's retry
+/// hid only sometimes.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_ftps_uploads_end_cleanly() {
+    use common::served::{Served, user};
+    let users = format!(
+        "{}\n[remotes.disk]\nkind = \"filesystem\"\nroot = \"{{dir}}/disk\"\n\n[[users]]\nname = \"erin\"\npassword = \"{}\"\nhome = \"disk:/erin\"\n",
+        user("alice"),
+        gateway::HASH
+    );
+    let served = Served::start_full("", "", &users);
+    let local = served.dir.path().join("in");
+    std::fs::create_dir(&local).unwrap();
+    let mut expect = Vec::new();
+    for i in 0..30 {
+        let data = common::pattern(200_000 + i * 37_000, i as u64);
+        std::fs::write(local.join(format!("f{i:02}.bin")), &data).unwrap();
+        expect.push((format!("f{i:02}.bin"), data));
+    }
+    for round in 0..5 {
+        let (ok, out, err) = common::run(
+            "lftp",
+            &[
+                "-c",
+                &format!(
+                    "set ssl:verify-certificate no; set ftp:ssl-force yes; set ftp:ssl-protect-data yes; \
+                     set net:max-retries 1; set cmd:fail-exit yes; \
+                     open -u erin,{PASSWORD} -p {} 127.0.0.1; mkdir -p r{round}; cd r{round}; lcd {}; mput -P 6 *.bin",
+                    served.ftp.port(),
+                    local.display()
+                ),
+            ],
+        )
+        .await;
+        assert!(ok, "lftp round {round}: {out} {err}");
+        let folder = served.dir.path().join(format!("disk/erin/r{round}"));
+        for (name, data) in &expect {
+            assert!(std::fs::read(folder.join(name)).unwrap() == *data, "{name}");
+        }
+    }
+    let log = std::fs::read_to_string(served.dir.path().join("log")).unwrap();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"op\":\"upload\"") && l.contains("\"result\":\"error\""))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
