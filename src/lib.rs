@@ -23,6 +23,8 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod ftp;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod proxy;
 pub mod remote;

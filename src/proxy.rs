@@ -135,7 +135,7 @@ async fn read_v2(socket: &mut TcpStream) -> Result<Vec<u8>, ProxyError> {
 
 /// The source address a header gives; `None` for a header that names none
 /// (v1 UNKNOWN, v2 LOCAL: the balancer's own health check).
-fn source(header: &[u8]) -> Result<Option<SocketAddr>, ProxyError> {
+pub(crate) fn source(header: &[u8]) -> Result<Option<SocketAddr>, ProxyError> {
     use ppp::{HeaderResult, v1, v2};
     let parsed = HeaderResult::parse(header);
     if parsed.is_incomplete() {

@@ -50,6 +50,17 @@ fn ssh_config(server: &ServerConfig, keys: Vec<PrivateKey>) -> russh::server::Co
     }
 }
 
+/// Serves SFTP on one channel's stream for `vfs`, as a logged-in session
+/// does (64 handles): what the fuzz target drives.
+#[doc(hidden)]
+pub async fn serve_stream<S>(stream: S, vfs: crate::vfs::UserVfs)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let handles = Arc::new(tokio::sync::Semaphore::new(64));
+    pump::run(stream, handler::SftpHandler::new(vfs, handles, 64)).await;
+}
+
 /// The bound SFTP listener with its host keys loaded.
 pub struct SftpListener {
     listener: TcpListener,

@@ -52,6 +52,32 @@ pub mod storage;
 
 pub use crate::server::ftpserver::{Server, ServerBuilder, error::ServerError, options};
 
+/// Entry points for fuzzing what a client controls; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::server::controlchan::codecs::FtpCodec;
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    /// Runs the control channel's decoder and command parser over `bytes`
+    /// as they would arrive in reads of `chunk` bytes; the number of
+    /// commands and errors it yielded. It must never panic, and never hold
+    /// more than its line limit.
+    pub fn decode_control(bytes: &[u8], chunk: usize) -> usize {
+        let mut codec = FtpCodec::new();
+        let mut buf = BytesMut::new();
+        let mut items = 0;
+        for piece in bytes.chunks(chunk.max(1)) {
+            buf.extend_from_slice(piece);
+            while let Ok(Some(_)) = codec.decode(&mut buf) {
+                items += 1;
+            }
+            assert!(buf.len() <= crate::server::controlchan::codecs::MAX_LINE + chunk.max(1));
+        }
+        items
+    }
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[cfg(not(any(feature = "aws_lc_rs", feature = "ring")))]

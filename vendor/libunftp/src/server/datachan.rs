@@ -687,6 +687,19 @@ where
     ) -> Option<Box<dyn AsyncRead + Send + Unpin + Sync>> {
         match ftps_mode {
             FtpsConfig::On { tls_config } => {
+                // No TLS 1.3 session tickets on an upload's connection: a
+                // client that sends its file and closes without reading them
+                // (lftp with small files) leaves them unread, and its kernel
+                // resets the connection instead of closing it, so a complete
+                // upload looked like a broken one. Downloads and listings,
+                // which clients read to the end, still bring new tickets.
+                let tls_config = if tls_config.send_tls13_tickets == 0 {
+                    tls_config
+                } else {
+                    let mut quiet = (*tls_config).clone();
+                    quiet.send_tls13_tickets = 0;
+                    Arc::new(quiet)
+                };
                 let tls_stream = Self::accept_tls(socket, tls_config, control, logger).await?;
                 Some(Box::new(MeasuringReader::new(EofBarrier::new(tls_stream, control.clone()), command)))
             }
@@ -702,19 +715,6 @@ where
         control: &Sender<ControlChanMsg>,
         logger: &slog::Logger,
     ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-        // No TLS 1.3 session tickets on a data connection: a client that
-        // sends a small file and closes before reading them (lftp) leaves
-        // them unread, and its kernel resets the connection instead of
-        // closing it — the server then sees ECONNRESET where the upload
-        // ended cleanly. Resumption still works: tickets come from the
-        // control connection, and the config shares its ticketer and cache.
-        let tls_config = if tls_config.send_tls13_tickets == 0 {
-            tls_config
-        } else {
-            let mut quiet = (*tls_config).clone();
-            quiet.send_tls13_tickets = 0;
-            Arc::new(quiet)
-        };
         match TlsAcceptor::from(tls_config).accept(socket).await {
             Ok(tls_stream) => Some(tls_stream),
             Err(err) => {

@@ -10,7 +10,7 @@ pub(super) mod commands;
 
 mod active_passive;
 mod auth;
-mod codecs;
+pub(crate) mod codecs;
 mod control_loop;
 mod error;
 mod ftps;
