@@ -1,8 +1,15 @@
-//! Load client for bench/load.sh: N concurrent SFTP sessions (russh
-//! client), each logging in, listing its home, putting a small file and
-//! getting it back. Prints errors and session-time percentiles.
+//! Load client for bench/load.sh and bench/haproxy.sh: N concurrent SFTP
+//! sessions (russh client), each logging in, listing its home, putting a
+//! small file and getting it back. Prints errors and session-time
+//! percentiles.
 //!
-//!   cargo run --release --example sftp_load -- ADDR USER PASSWORD SESSIONS [FILE_BYTES]
+//!   cargo run --release --example sftp_load -- ADDR USER AUTH SESSIONS [FILE_BYTES]
+//!
+//! AUTH is a password, or `key:PATH` for an OpenSSH private key file.
+//! Environment: LOAD_RAMP (seconds over which the sessions start, default
+//! 0: all at once), LOAD_PREFIX (file names, default `load`),
+//! LOAD_TOLERATE_ENDED=1 (a logged-in session the server ends — a gateway
+//! shutting down — is counted as ended, not as an error).
 
 use russh::client;
 use russh_sftp::client::RawSftpSession;
@@ -23,26 +30,51 @@ impl client::Handler for Trusting {
     }
 }
 
+/// How a session failed: before it was logged in, or after.
+enum Failure {
+    Login(String),
+    LoggedIn(String),
+}
+
+/// How a session logs in.
+#[derive(Clone)]
+enum Auth {
+    Password(String),
+    Key(Arc<russh::keys::PrivateKey>),
+}
+
 /// One session's work; the time it took or what failed.
 async fn session(
     addr: std::net::SocketAddr,
     user: String,
-    password: String,
-    n: usize,
+    auth: Auth,
+    name: String,
     size: usize,
-) -> Result<Duration, String> {
+) -> Result<Duration, Failure> {
     let started = Instant::now();
     let config = Arc::new(client::Config::default());
     let mut h = client::connect(config, addr, Trusting)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let auth = h
-        .authenticate_password(user, password)
-        .await
-        .map_err(|e| format!("auth: {e}"))?;
-    if !auth.success() {
-        return Err("auth: refused".into());
+        .map_err(|e| Failure::Login(format!("connect: {e}")))?;
+    let auth = match auth {
+        Auth::Password(p) => h.authenticate_password(user, p).await,
+        Auth::Key(key) => {
+            let hash = h.best_supported_rsa_hash().await.ok().flatten().flatten();
+            let key = russh::keys::PrivateKeyWithHashAlg::new(key, hash);
+            h.authenticate_publickey(user, key).await
+        }
     }
+    .map_err(|e| Failure::Login(format!("auth: {e}")))?;
+    if !auth.success() {
+        return Err(Failure::Login("auth: refused".into()));
+    }
+    work(&h, &name, size).await.map_err(Failure::LoggedIn)?;
+    let _ = h.disconnect(russh::Disconnect::ByApplication, "", "").await;
+    Ok(started.elapsed())
+}
+
+/// List, put, get on a logged-in connection.
+async fn work(h: &client::Handle<Trusting>, name: &str, size: usize) -> Result<(), String> {
     let channel = h.channel_open_session().await.map_err(|e| e.to_string())?;
     channel
         .request_subsystem(true, "sftp")
@@ -67,18 +99,17 @@ async fn session(
     }
     s.close(dir).await.map_err(err("close dir"))?;
     // Put a small file, then get it back.
-    let data: Vec<u8> = (0..size).map(|i| (i * 31 + n) as u8).collect();
-    let name = format!("/load-{n}.bin");
+    let data = content(name, size);
     let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
     let f = s
-        .open(&name, flags, FileAttributes::empty())
+        .open(name, flags, FileAttributes::empty())
         .await
         .map_err(err("open for write"))?
         .handle;
     s.write(&f, 0, data.clone()).await.map_err(err("write"))?;
     s.close(f).await.map_err(err("close after write"))?;
     let f = s
-        .open(&name, OpenFlags::READ, FileAttributes::empty())
+        .open(name, OpenFlags::READ, FileAttributes::empty())
         .await
         .map_err(err("open for read"))?
         .handle;
@@ -87,8 +118,13 @@ async fn session(
     if got != data {
         return Err("the file read back differs".into());
     }
-    let _ = h.disconnect(russh::Disconnect::ByApplication, "", "").await;
-    Ok(started.elapsed())
+    Ok(())
+}
+
+/// The bytes of file `name`: its name's bytes repeated (the bench checks
+/// the bucket against this).
+fn content(name: &str, size: usize) -> Vec<u8> {
+    name.bytes().cycle().take(size).collect()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -103,28 +139,49 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        eprintln!("usage: sftp_load ADDR USER PASSWORD SESSIONS [FILE_BYTES]");
+        eprintln!("usage: sftp_load ADDR USER AUTH SESSIONS [FILE_BYTES]");
         std::process::exit(2);
     }
     let addr: std::net::SocketAddr = args[1].parse().expect("ADDR is host:port");
+    let auth = match args[3].strip_prefix("key:") {
+        Some(path) => Auth::Key(Arc::new(
+            russh::keys::load_secret_key(path, None).expect("a readable OpenSSH key"),
+        )),
+        None => Auth::Password(args[3].clone()),
+    };
     let sessions: usize = args[4].parse().expect("SESSIONS is a number");
     let size: usize = args.get(5).map_or(4096, |s| s.parse().expect("FILE_BYTES"));
+    let env = |k: &str| std::env::var(k).ok();
+    let ramp =
+        Duration::from_secs_f64(env("LOAD_RAMP").map_or(0.0, |s| s.parse().expect("LOAD_RAMP")));
+    let prefix = env("LOAD_PREFIX").unwrap_or_else(|| "load".into());
+    let tolerate_ended = env("LOAD_TOLERATE_ENDED").as_deref() == Some("1");
     let started = Instant::now();
     let tasks: Vec<_> = (0..sessions)
-        .map(|n| tokio::spawn(session(addr, args[2].clone(), args[3].clone(), n, size)))
+        .map(|n| {
+            let (user, auth) = (args[2].clone(), auth.clone());
+            let name = format!("/{prefix}-{n}.bin");
+            let delay = ramp.mul_f64(n as f64 / sessions.max(1) as f64);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                session(addr, user, auth, name, size).await
+            })
+        })
         .collect();
     let mut times = Vec::new();
     let mut errors = Vec::new();
+    let mut ended = 0;
     for t in tasks {
         match t.await {
             Ok(Ok(d)) => times.push(d),
-            Ok(Err(e)) => errors.push(e),
+            Ok(Err(Failure::LoggedIn(_))) if tolerate_ended => ended += 1,
+            Ok(Err(Failure::Login(e) | Failure::LoggedIn(e))) => errors.push(e),
             Err(e) => errors.push(e.to_string()),
         }
     }
     times.sort();
     println!(
-        "sessions {sessions}: ok {}, errors {}, p50 {:.3} s, p99 {:.3} s, max {:.3} s, all done in {:.2} s",
+        "sessions {sessions}: ok {}, ended by the server {ended}, errors {}, p50 {:.3} s, p99 {:.3} s, max {:.3} s, all done in {:.2} s",
         times.len(),
         errors.len(),
         percentile(&times, 0.5).as_secs_f64(),

@@ -11,6 +11,7 @@ use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -32,12 +33,22 @@ struct Probe {
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     remotes: Arc<Mutex<BTreeMap<String, Probe>>>,
+    /// Set at SIGTERM during `shutdown_drain`: the balancer should stop
+    /// sending new connections here.
+    draining: Arc<AtomicBool>,
 }
 
 impl Health {
     /// Starts probing every remote until `stop` completes.
-    pub fn start(remotes: &Remotes, stop: impl Future<Output = ()> + Send + 'static) -> Self {
-        let health = Health::default();
+    pub fn start(
+        remotes: &Remotes,
+        draining: Arc<AtomicBool>,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        let health = Health {
+            draining,
+            ..Health::default()
+        };
         for r in remotes.iter() {
             crate::vfs::lock(&health.remotes).insert(
                 r.name().to_string(),
@@ -94,10 +105,12 @@ impl Health {
         health
     }
 
-    /// 200 with every remote healthy, else 503; the body names each.
+    /// 200 with every remote healthy, else 503 (and while draining); the
+    /// body names each remote.
     fn report(&self) -> (StatusCode, String) {
         let seen = crate::vfs::lock(&self.remotes);
-        let mut healthy = true;
+        let draining = self.draining.load(Ordering::Relaxed);
+        let mut healthy = !draining;
         let remotes: serde_json::Map<String, serde_json::Value> = seen
             .iter()
             .map(|(name, p)| {
@@ -115,8 +128,8 @@ impl Health {
             })
             .collect();
         let body = serde_json::json!({
-            "status": if healthy { "ok" } else { "unhealthy" },
-            "listeners": "up",
+            "status": if draining { "draining" } else if healthy { "ok" } else { "unhealthy" },
+            "listeners": if draining { "draining" } else { "up" },
             "remotes": remotes,
         });
         let status = if healthy {

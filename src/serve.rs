@@ -9,6 +9,7 @@ use crate::vfs::transfers;
 use crate::vfs::{Budget, Storage};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -127,6 +128,8 @@ pub struct Running {
     /// The sync schedulers: a run in progress outlives `stop`.
     jobs: Vec<tokio::task::JoinHandle<()>>,
     ending: CancellationToken,
+    /// Makes /healthz answer 503 during `shutdown_drain`.
+    draining: Arc<AtomicBool>,
 }
 
 impl Gateway {
@@ -150,6 +153,7 @@ impl Gateway {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let ending = CancellationToken::new();
+        let draining = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             users: self.users.clone(),
             storage: self.storage.clone(),
@@ -184,7 +188,11 @@ impl Gateway {
         }
         let mut admin_addr = None;
         if let Some(admin) = &self.config.admin {
-            let health = crate::admin::Health::start(&self.remotes, until_stopped(stopped.clone()));
+            let health = crate::admin::Health::start(
+                &self.remotes,
+                draining.clone(),
+                until_stopped(stopped.clone()),
+            );
             let listener = crate::admin::AdminListener::bind(admin.listen, health).await?;
             admin_addr = Some(listener.local_addr()?);
             let stop = until_stopped(stopped.clone());
@@ -203,6 +211,7 @@ impl Gateway {
             stop,
             jobs,
             ending,
+            draining,
             tasks,
         })
     }
@@ -219,10 +228,18 @@ impl Running {
         Ok(())
     }
 
-    /// Graceful shutdown: stops accepting, gives open transfers `grace` to
-    /// finish, then ends every session — their unfinished uploads are
-    /// aborted, never completed — and waits for those aborts.
-    pub async fn shutdown(mut self, grace: Duration) -> anyhow::Result<()> {
+    /// Graceful shutdown: for `drain`, /healthz answers 503 while the
+    /// listeners still accept, so a load balancer stops sending
+    /// connections here before they are refused; then stops accepting,
+    /// gives open transfers `grace` to finish, then ends every session —
+    /// their unfinished uploads are aborted, never completed — and waits
+    /// for those aborts.
+    pub async fn shutdown(mut self, drain: Duration, grace: Duration) -> anyhow::Result<()> {
+        if !drain.is_zero() {
+            self.draining.store(true, Ordering::Relaxed);
+            tracing::info!(drain = %humantime::format_duration(drain), "draining: /healthz answers 503, the listeners close after shutdown_drain");
+            tokio::time::sleep(drain).await;
+        }
         self.stop().await?;
         tracing::info!("listeners closed: no new connections");
         let open = transfers::open_now();
@@ -267,7 +284,7 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    let grace = config.server.shutdown_grace;
+    let (drain, grace) = (config.server.shutdown_drain, config.server.shutdown_grace);
     let gateway = Gateway::build(config)?;
     let (users, remotes) = (gateway.config.users.len(), gateway.config.remotes.len());
     let live_users = gateway.users.clone();
@@ -285,7 +302,7 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
-    running.shutdown(grace).await?;
+    running.shutdown(drain, grace).await?;
     tracing::info!("stopped");
     Ok(())
 }

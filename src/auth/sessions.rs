@@ -375,6 +375,7 @@ mod tests {
             idle_timeout: Duration::from_secs(600),
             max_sessions: sessions,
             shutdown_grace: Duration::from_secs(30),
+            shutdown_drain: Duration::ZERO,
             login_timeout: Duration::from_secs(30),
             max_unauthenticated: unauthenticated,
             max_unauthenticated_per_source: per_source,

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     /// Logged-in sessions, whole gateway.
     pub max_sessions: usize,
     pub shutdown_grace: Duration,
+    /// SIGTERM: /healthz answers 503 and the listeners keep accepting this
+    /// long first, so a load balancer's check takes the gateway out.
+    pub shutdown_drain: Duration,
     /// From accept to a successful login (SSH banner, key exchange and
     /// authentication; FTP up to PASS).
     pub login_timeout: Duration,

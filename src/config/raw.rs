@@ -28,6 +28,7 @@ pub struct RawServer {
     pub idle_timeout: S<String>,
     pub max_sessions: S<i64>,
     pub shutdown_grace: S<String>,
+    pub shutdown_drain: S<String>,
     pub login_timeout: S<String>,
     pub max_unauthenticated: S<i64>,
     pub max_unauthenticated_per_source: S<i64>,

@@ -403,6 +403,7 @@ fn validate_server(cx: &mut Ctx<'_>, s: &RawServer) -> ServerConfig {
             "server.shutdown_grace",
             Duration::from_secs(30),
         ),
+        shutdown_drain: cx.duration(&s.shutdown_drain, "server.shutdown_drain", Duration::ZERO),
         login_timeout: cx.duration(
             &s.login_timeout,
             "server.login_timeout",
