@@ -81,6 +81,9 @@ async fn work(h: &client::Handle<Trusting>, name: &str, size: usize) -> Result<(
         .await
         .map_err(|e| e.to_string())?;
     let s = RawSftpSession::new(channel.into_stream());
+    // No per-request deadline of the client's own (OpenSSH has none): under
+    // load the S3 endpoint, not the gateway, sets the pace.
+    s.set_timeout(600);
     s.init().await.map_err(|e| format!("init: {e}"))?;
     let err =
         |what: &'static str| move |e: russh_sftp::client::error::Error| format!("{what}: {e}");
