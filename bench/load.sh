@@ -37,6 +37,7 @@ password = "$HASH"
 home = "s3:/load"
 max_sessions = 1000
 EOF
+py "s3.put_object(Bucket='$BUCKET', Key='load/load/', Body=b'')"
 start_bucketgate "$PORT"
 ulimit -n 4096 2>/dev/null || true
 "$LOAD" "127.0.0.1:$PORT" load load "$SESSIONS" "$FILE_BYTES"

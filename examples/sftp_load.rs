@@ -7,9 +7,10 @@
 //!
 //! AUTH is a password, or `key:PATH` for an OpenSSH private key file.
 //! Environment: LOAD_RAMP (seconds over which the sessions start, default
-//! 0: all at once), LOAD_PREFIX (file names, default `load`),
-//! LOAD_TOLERATE_ENDED=1 (a logged-in session the server ends — a gateway
-//! shutting down — is counted as ended, not as an error).
+//! 0: all at once), LOAD_PREFIX (the folder the files go to, which must
+//! exist; default `load`),
+//! LOAD_TOLERATE_ENDED=1 (a logged-in session whose connection the server
+//! closes — a gateway shutting down — is counted as ended, not as an error).
 
 use russh::client;
 use russh_sftp::client::RawSftpSession;
@@ -30,10 +31,11 @@ impl client::Handler for Trusting {
     }
 }
 
-/// How a session failed: before it was logged in, or after.
+/// How a session failed: an error, or the server closing the connection
+/// after login (a gateway shutting down).
 enum Failure {
-    Login(String),
-    LoggedIn(String),
+    Error(String),
+    Ended(String),
 }
 
 /// How a session logs in.
@@ -55,7 +57,7 @@ async fn session(
     let config = Arc::new(client::Config::default());
     let mut h = client::connect(config, addr, Trusting)
         .await
-        .map_err(|e| Failure::Login(format!("connect: {e}")))?;
+        .map_err(|e| Failure::Error(format!("connect: {e}")))?;
     let auth = match auth {
         Auth::Password(p) => h.authenticate_password(user, p).await,
         Auth::Key(key) => {
@@ -64,11 +66,19 @@ async fn session(
             h.authenticate_publickey(user, key).await
         }
     }
-    .map_err(|e| Failure::Login(format!("auth: {e}")))?;
+    .map_err(|e| Failure::Error(format!("auth: {e}")))?;
     if !auth.success() {
-        return Err(Failure::Login("auth: refused".into()));
+        return Err(Failure::Error("auth: refused".into()));
     }
-    work(&h, &name, size).await.map_err(Failure::LoggedIn)?;
+    if let Err(e) = work(&h, &name, size).await {
+        // Give the connection's end a moment to be seen, then tell apart
+        // a session the server closed from one that failed.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        return Err(match h.is_closed() {
+            true => Failure::Ended(e),
+            false => Failure::Error(e),
+        });
+    }
     let _ = h.disconnect(russh::Disconnect::ByApplication, "", "").await;
     Ok(started.elapsed())
 }
@@ -163,7 +173,7 @@ async fn main() {
     let tasks: Vec<_> = (0..sessions)
         .map(|n| {
             let (user, auth) = (args[2].clone(), auth.clone());
-            let name = format!("/{prefix}-{n}.bin");
+            let name = format!("/{prefix}/{n}.bin");
             let delay = ramp.mul_f64(n as f64 / sessions.max(1) as f64);
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
@@ -177,8 +187,8 @@ async fn main() {
     for t in tasks {
         match t.await {
             Ok(Ok(d)) => times.push(d),
-            Ok(Err(Failure::LoggedIn(_))) if tolerate_ended => ended += 1,
-            Ok(Err(Failure::Login(e) | Failure::LoggedIn(e))) => errors.push(e),
+            Ok(Err(Failure::Ended(_))) if tolerate_ended => ended += 1,
+            Ok(Err(Failure::Error(e) | Failure::Ended(e))) => errors.push(e),
             Err(e) => errors.push(e.to_string()),
         }
     }

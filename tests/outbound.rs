@@ -233,3 +233,41 @@ fn an_address_not_on_this_host_is_named() {
         "{err}"
     );
 }
+
+/// A request that waits for a connection under `max_connections` is not
+/// timed out by `request_timeout` while it waits: a HEAD queued behind a
+/// download that holds the only connection for longer than the timeout
+/// succeeds once the download is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_the_connection_cap_is_not_a_stall() {
+    let (remote, _) =
+        through_relay("max_connections = 1\nrequest_timeout = \"1s\"\nretries = 0").await;
+    let layer = Arc::new(ObjectLayer::new(remote.clone(), Budget::new(1 << 30)));
+    let data = pattern(24 << 20, 5);
+    let mut upload = layer
+        .open_write("big.bin", WriteMode::Truncate)
+        .await
+        .unwrap();
+    upload.write_at(0, data.clone().into()).await.unwrap();
+    upload.close().await.unwrap();
+    let mut download = layer.open_read("big.bin", 0).await.unwrap();
+    let first = download.read_at(0, 64 << 10).await.unwrap();
+    // The download's GET holds the one connection; a HEAD waits for it.
+    let waiting = {
+        let layer = layer.clone();
+        tokio::spawn(async move { layer.stat("big.bin").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the HEAD did not wait for the connection"
+    );
+    let mut got = first.to_vec();
+    while got.len() < data.len() {
+        got.extend_from_slice(&download.read_at(got.len() as u64, 1 << 20).await.unwrap());
+    }
+    assert!(got == data);
+    drop(download);
+    let stat = waiting.await.unwrap().expect("the queued HEAD succeeds");
+    assert_eq!(stat.size, data.len() as u64);
+}

@@ -10,8 +10,9 @@
 //! * **Connection cap.** `max_connections` is a fair (FIFO) semaphore of
 //!   connections: a connection holds its permit until it closes, idle ones
 //!   in the pool included, so the count of open connections never passes
-//!   the cap. Requests wait for a pooled connection or a permit; none fails
-//!   because of the cap.
+//!   the cap. Requests wait their turn (in order, before their timeout
+//!   starts) for a pooled connection or a permit; none fails because of
+//!   the cap.
 //! * **Timeouts.** A connect timeout, and a read timeout that fires only
 //!   when a response stalls; no whole-request timeout (it would cut a large
 //!   GET).
@@ -51,6 +52,11 @@ pub struct GatewayConnector(Arc<Outbound>);
 struct Outbound {
     pool: Client<Connect, Progress>,
     read_timeout: Duration,
+    /// With `max_connections`: a request's turn, taken before its timeout
+    /// starts and held until its response body is done. A request in its
+    /// turn finds a pooled connection or a free permit at once, so the
+    /// time spent queueing for the cap never counts as a stalled request.
+    turns: Option<Arc<Semaphore>>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -98,6 +104,8 @@ impl GatewayConnector {
         Ok(GatewayConnector(Arc::new(Outbound {
             pool,
             read_timeout: config.request_timeout,
+            turns: (config.max_connections > 0)
+                .then(|| Arc::new(Semaphore::new(config.max_connections))),
         })))
     }
 
@@ -139,6 +147,16 @@ impl HttpService for GatewayConnector {
         let out = &self.0;
         let copy = req.headers().contains_key("x-amz-copy-source");
         let operation = crate::metrics::s3_operation(req.method(), req.uri(), copy);
+        let turn = match &out.turns {
+            Some(turns) => Some(
+                turns
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the turns semaphore is never closed"),
+            ),
+            None => None,
+        };
         let started = tokio::time::Instant::now();
         let response = self.send(req, started).await;
         let metrics = crate::metrics::get();
@@ -156,7 +174,7 @@ impl HttpService for GatewayConnector {
             .get_or_create(&crate::metrics::OperationLabel { operation })
             .observe(started.elapsed().as_secs_f64());
         let read_timeout = out.read_timeout;
-        Ok(response?.map(|body| HttpResponseBody::new(Stalling::new(body, read_timeout))))
+        Ok(response?.map(|body| HttpResponseBody::new(Stalling::new(body, read_timeout, turn))))
     }
 }
 
@@ -240,13 +258,20 @@ struct Stalling {
     body: hyper::body::Incoming,
     timeout: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// The request's turn under `max_connections`, until the body is dropped.
+    _turn: Option<OwnedSemaphorePermit>,
 }
 
 impl Stalling {
-    fn new(body: hyper::body::Incoming, timeout: Duration) -> Self {
+    fn new(
+        body: hyper::body::Incoming,
+        timeout: Duration,
+        turn: Option<OwnedSemaphorePermit>,
+    ) -> Self {
         Stalling {
             body,
             timeout,
+            _turn: turn,
             timer: Box::pin(tokio::time::sleep(timeout)),
         }
     }
