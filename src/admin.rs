@@ -50,7 +50,7 @@ impl Health {
             ..Health::default()
         };
         for r in remotes.iter() {
-            crate::vfs::lock(&health.remotes).insert(
+            crate::base::lock(&health.remotes).insert(
                 r.name().to_string(),
                 Probe {
                     last_ok: None,
@@ -77,7 +77,7 @@ impl Health {
                     (r.name().to_string(), error)
                 });
                 for (name, error) in futures::future::join_all(probes).await {
-                    let mut seen = crate::vfs::lock(&state.remotes);
+                    let mut seen = crate::base::lock(&state.remotes);
                     let probe = seen.entry(name.clone()).or_insert(Probe {
                         last_ok: None,
                         error: None,
@@ -108,7 +108,7 @@ impl Health {
     /// 200 with every remote healthy, else 503 (and while draining); the
     /// body names each remote.
     fn report(&self) -> (StatusCode, String) {
-        let seen = crate::vfs::lock(&self.remotes);
+        let seen = crate::base::lock(&self.remotes);
         let draining = self.draining.load(Ordering::Relaxed);
         let mut healthy = !draining;
         let remotes: serde_json::Map<String, serde_json::Value> = seen

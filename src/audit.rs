@@ -3,7 +3,7 @@
 //! The session span around it carries user, peer and protocol, so a line
 //! here adds only what happened: operation, path, bytes, duration, result.
 
-use crate::vfs::{UserPath, VfsResult};
+use crate::vfs::{FsResult, UserPath};
 use std::fmt::Display;
 use std::time::Instant;
 
@@ -40,8 +40,8 @@ pub async fn audited<T>(
     op: &'static str,
     path: &UserPath,
     to: Option<&UserPath>,
-    call: impl Future<Output = VfsResult<T>>,
-) -> VfsResult<T> {
+    call: impl Future<Output = FsResult<T>>,
+) -> FsResult<T> {
     let started = Instant::now();
     let result = call.await;
     FileOp {

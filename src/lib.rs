@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod base;
 pub mod config;
 pub mod ftp;
 #[doc(hidden)]

@@ -6,7 +6,7 @@ mod common;
 
 use bucketgate::remote::Remote;
 use bucketgate::vfs::objects::ObjectLayer;
-use bucketgate::vfs::{Budget, VfsError, WriteMode};
+use bucketgate::vfs::{Budget, FsError, WriteMode};
 use bytes::Bytes;
 use common::*;
 use futures::TryStreamExt;
@@ -150,10 +150,7 @@ async fn a_failing_upload_part_fails_close_and_leaves_no_object() {
         &format!("r = s3.list_objects_v2(Bucket='{bucket}')\nprint(r.get('KeyCount', 0))"),
     );
     assert_eq!(out.trim(), "0");
-    assert!(matches!(
-        l.stat("doomed.bin").await,
-        Err(VfsError::NotFound)
-    ));
+    assert!(matches!(l.stat("doomed.bin").await, Err(FsError::NotFound)));
     // The multipart upload was aborted, not left behind.
     let out = boto3(
         &endpoint,

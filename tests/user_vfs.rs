@@ -4,7 +4,7 @@ mod common;
 
 use bucketgate::config::Config;
 use bucketgate::remote::Remotes;
-use bucketgate::vfs::{Budget, Storage, UserPath, UserVfs, Vfs, VfsError, WriteMode};
+use bucketgate::vfs::{Budget, FsError, Storage, UserPath, UserVfs, Vfs, WriteMode};
 use bytes::Bytes;
 use common::parse_config;
 use futures::TryStreamExt;
@@ -49,13 +49,13 @@ fn p(s: &str) -> UserPath {
     UserPath::parse(s).unwrap()
 }
 
-async fn write(vfs: &UserVfs, path: &str, data: &'static [u8]) -> Result<(), VfsError> {
+async fn write(vfs: &UserVfs, path: &str, data: &'static [u8]) -> Result<(), FsError> {
     let mut up = vfs.open_write(&p(path), WriteMode::Truncate).await?;
     up.write_at(0, Bytes::from_static(data)).await?;
     up.close().await.map(|_| ())
 }
 
-async fn read(vfs: &UserVfs, path: &UserPath) -> Result<Vec<u8>, VfsError> {
+async fn read(vfs: &UserVfs, path: &UserPath) -> Result<Vec<u8>, FsError> {
     let mut d = vfs.open_read(path, 0).await?;
     Ok(d.read_at(0, 1 << 20).await?.to_vec())
 }
@@ -83,7 +83,7 @@ async fn hostile_paths_never_leave_the_home() {
             Err(_) => continue, // refused outright: also fine
         };
         assert!(
-            matches!(alice.stat(&path).await, Err(VfsError::NotFound)),
+            matches!(alice.stat(&path).await, Err(FsError::NotFound)),
             "{input:?} resolved to {path} and reached another user's file"
         );
         assert!(
@@ -106,7 +106,7 @@ async fn hostile_paths_never_leave_the_home() {
 async fn names_storage_cannot_hold_are_refused_with_a_reason() {
     for bad in ["/nul\0byte", "/ctl\x01char", "/new\nline"] {
         let err = UserPath::parse(bad).unwrap_err();
-        assert!(matches!(err, VfsError::InvalidName(_)));
+        assert!(matches!(err, FsError::InvalidName(_)));
         assert!(
             err.to_string().contains("object storage cannot hold"),
             "{err}"
@@ -141,11 +141,11 @@ async fn a_read_only_mount_refuses_writes_and_shows_in_the_listing() {
         alice.remove(&p("/reports/anything")).await,
     ] {
         let err = result.unwrap_err();
-        assert!(matches!(err, VfsError::PermissionDenied(_)), "{err}");
+        assert!(matches!(err, FsError::PermissionDenied(_)), "{err}");
         assert!(err.to_string().contains("read-only"), "{err}");
     }
     let err = alice.rmdir(&p("/reports")).await.unwrap_err();
-    assert!(matches!(err, VfsError::PermissionDenied(_)), "{err}");
+    assert!(matches!(err, FsError::PermissionDenied(_)), "{err}");
 }
 
 #[tokio::test]
@@ -165,7 +165,7 @@ async fn permissions_are_enforced() {
             .await
             .unwrap_err(),
     ] {
-        assert!(matches!(err, VfsError::PermissionDenied(_)), "{err}");
+        assert!(matches!(err, FsError::PermissionDenied(_)), "{err}");
     }
     assert_eq!(read(&alice, &p("/a.txt")).await.unwrap(), b"1");
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use bucketgate::vfs::objects::ObjectLayer;
-use bucketgate::vfs::{Budget, FileStat, VfsError, WriteMode};
+use bucketgate::vfs::{Budget, FileStat, FsError, WriteMode};
 use bytes::Bytes;
 use common::*;
 use futures::TryStreamExt;
@@ -105,7 +105,7 @@ async fn dropped_upload_leaves_no_object(kind: &str) {
     let mut up = l.open_write("cut.bin", WriteMode::Truncate).await.unwrap();
     up.write_at(0, Bytes::from(data)).await.unwrap();
     drop(up);
-    assert!(matches!(l.stat("cut.bin").await, Err(VfsError::NotFound)));
+    assert!(matches!(l.stat("cut.bin").await, Err(FsError::NotFound)));
     assert!(names(&l, "").await.is_empty());
 }
 
@@ -164,7 +164,7 @@ async fn writes_outside_the_window_fail_clearly(kind: &str) {
         .await
         .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, VfsError::Unsupported(_)), "{msg}");
+    assert!(matches!(err, FsError::Unsupported(_)), "{msg}");
     assert!(
         msg.contains("non-sequential write outside the 5 MiB window"),
         "{msg}"
@@ -180,10 +180,10 @@ async fn folders_markers_and_rmdir(kind: &str) {
     let f = fixture(kind, "");
     let l = layer(&f);
     l.mkdir("d").await.unwrap();
-    assert!(matches!(l.mkdir("d").await, Err(VfsError::AlreadyExists)));
+    assert!(matches!(l.mkdir("d").await, Err(FsError::AlreadyExists)));
     assert!(matches!(
         l.mkdir("missing/child").await,
-        Err(VfsError::NotFound)
+        Err(FsError::NotFound)
     ));
     assert_eq!(names(&l, "").await, vec![("d".into(), true)]);
     assert!(
@@ -197,15 +197,15 @@ async fn folders_markers_and_rmdir(kind: &str) {
         "folder mtime is never 1970"
     );
     put(&l, "d/f.txt", b"x").await;
-    assert!(matches!(l.rmdir("d").await, Err(VfsError::NotEmpty)));
+    assert!(matches!(l.rmdir("d").await, Err(FsError::NotEmpty)));
     assert_eq!(
         l.rmdir("d").await.unwrap_err().to_string(),
         "directory not empty"
     );
     l.remove("d/f.txt").await.unwrap();
     l.rmdir("d").await.unwrap();
-    assert!(matches!(l.stat("d").await, Err(VfsError::NotFound)));
-    assert!(matches!(l.remove("nope").await, Err(VfsError::NotFound)));
+    assert!(matches!(l.stat("d").await, Err(FsError::NotFound)));
+    assert!(matches!(l.remove("nope").await, Err(FsError::NotFound)));
 }
 
 async fn rename_file_and_nested_folder(kind: &str) {
@@ -218,7 +218,7 @@ async fn rename_file_and_nested_folder(kind: &str) {
     put(&l, "a/x.txt", b"top").await;
     put(&l, "other.txt", b"other").await;
     l.rename("a", "z", false).await.unwrap();
-    assert!(matches!(l.stat("a").await, Err(VfsError::NotFound)));
+    assert!(matches!(l.stat("a").await, Err(FsError::NotFound)));
     assert_eq!(
         names(&l, "z").await,
         vec![
@@ -232,11 +232,11 @@ async fn rename_file_and_nested_folder(kind: &str) {
     // Files: plain rename refuses an existing target, overwrite replaces it.
     assert!(matches!(
         l.rename("other.txt", "z/x.txt", false).await,
-        Err(VfsError::AlreadyExists)
+        Err(FsError::AlreadyExists)
     ));
     l.rename("other.txt", "z/x.txt", true).await.unwrap();
     assert_eq!(get(&l, "z/x.txt").await, b"other");
-    assert!(matches!(l.stat("other.txt").await, Err(VfsError::NotFound)));
+    assert!(matches!(l.stat("other.txt").await, Err(FsError::NotFound)));
 }
 
 async fn exclusive_create_refuses_existing(kind: &str) {
@@ -245,7 +245,7 @@ async fn exclusive_create_refuses_existing(kind: &str) {
     put(&l, "e.txt", b"1").await;
     assert!(matches!(
         l.open_write("e.txt", WriteMode::CreateNew).await,
-        Err(VfsError::AlreadyExists)
+        Err(FsError::AlreadyExists)
     ));
 }
 

@@ -70,7 +70,7 @@ impl Bans {
     /// How much longer `ip` is banned, if it is.
     pub fn banned(&self, ip: IpAddr) -> Option<Duration> {
         let now = Instant::now();
-        let table = crate::vfs::lock(&self.table);
+        let table = crate::base::lock(&self.table);
         let until = table.get(&Source::from(ip))?.banned_until?;
         (until > now).then(|| until - now)
     }
@@ -79,7 +79,7 @@ impl Bans {
     pub fn failed(&self, ip: IpAddr) -> bool {
         let now = Instant::now();
         let source = Source::from(ip);
-        let mut table = crate::vfs::lock(&self.table);
+        let mut table = crate::base::lock(&self.table);
         if !table.contains_key(&source) && table.len() >= MAX_SOURCES {
             make_room(&mut table, now);
         }
@@ -102,7 +102,7 @@ impl Bans {
 
     /// A login from `ip` succeeded: its failures are forgotten.
     pub fn succeeded(&self, ip: IpAddr) {
-        let mut table = crate::vfs::lock(&self.table);
+        let mut table = crate::base::lock(&self.table);
         if let Some(r) = table.get(&Source::from(ip))
             && r.banned_until.is_none_or(|t| t <= Instant::now())
         {
@@ -117,7 +117,7 @@ impl Bans {
     /// Sources banned now (for the metrics).
     pub fn banned_count(&self) -> usize {
         let now = Instant::now();
-        crate::vfs::lock(&self.table)
+        crate::base::lock(&self.table)
             .values()
             .filter(|r| r.banned_until.is_some_and(|t| t > now))
             .count()
@@ -189,6 +189,6 @@ mod tests {
         for i in 0..(MAX_SOURCES as u32 + 1000) {
             b.failed(IpAddr::V4((0x0a00_0000 + i).into()));
         }
-        assert!(crate::vfs::lock(&b.table).len() <= MAX_SOURCES);
+        assert!(crate::base::lock(&b.table).len() <= MAX_SOURCES);
     }
 }

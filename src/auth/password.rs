@@ -89,4 +89,16 @@ mod tests {
         assert!(!verify_password("$argon2id$garbage", "pw"));
         assert!(!verify_password("plain", "plain"));
     }
+
+    #[test]
+    fn the_shipped_demo_user_logs_in_with_demo() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+        let c = crate::config::Config::parse(&text, &|_| None).unwrap();
+        assert_eq!(c.users[0].name, "demo");
+        assert!(verify_password(
+            c.users[0].password_hash.as_deref().unwrap(),
+            "demo"
+        ));
+    }
 }

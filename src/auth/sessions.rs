@@ -175,7 +175,7 @@ impl SessionLimits {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
-        crate::vfs::lock(&self.counts)
+        crate::base::lock(&self.counts)
     }
 
     /// Admits a new connection from `peer`, not logged in yet. A banned
@@ -334,7 +334,7 @@ fn login_result(result: &'static str) {
 
 impl Drop for PreLogin {
     fn drop(&mut self) {
-        crate::vfs::lock(&self.counts)
+        crate::base::lock(&self.counts)
             .unauthenticated
             .remove(self.id);
     }
@@ -348,7 +348,7 @@ impl Drop for SessionSlot {
                 protocol: self.protocol,
             })
             .dec();
-        let mut c = crate::vfs::lock(&self.counts);
+        let mut c = crate::base::lock(&self.counts);
         c.sessions -= 1;
         if let Some(n) = c.per_user.get_mut(&self.user) {
             *n -= 1;

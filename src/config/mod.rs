@@ -5,11 +5,13 @@
 //! structs (`raw.rs`, unknown keys collected), then validation into the types
 //! below (`validate.rs`), which the rest of the gateway uses.
 
+mod permissions;
 mod raw;
 pub mod units;
 mod validate;
 
-use crate::vfs::Permissions;
+pub use permissions::{Permission, Permissions};
+
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,7 +4,7 @@
 use super::raw::*;
 use super::units::{parse_duration, parse_size};
 use super::*;
-use crate::vfs::path::{MAX_KEY_BYTES, check_segment};
+use crate::base::{MAX_KEY_BYTES, check_segment};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::str::FromStr;

@@ -3,7 +3,7 @@
 
 use super::login::FtpUser;
 use crate::audit::{FileOp, audited};
-use crate::vfs::{FileStat, UserPath, Vfs, VfsError, VfsResult, WriteMode};
+use crate::vfs::{FileStat, FsError, FsResult, UserPath, Vfs, WriteMode};
 use async_trait::async_trait;
 use bytes::BytesMut;
 use futures::{StreamExt, TryStreamExt};
@@ -59,33 +59,33 @@ impl Metadata for Meta {
 
 /// The one mapping from VFS errors to FTP replies (libunftp picks the code
 /// and text from the kind).
-fn ftp_error(e: VfsError) -> Error {
+fn ftp_error(e: FsError) -> Error {
     let kind = match &e {
-        VfsError::NotFound => ErrorKind::PermanentFileNotAvailable,
-        VfsError::PermissionDenied(_) => ErrorKind::PermissionDenied,
-        VfsError::NotEmpty => ErrorKind::PermanentDirectoryNotEmpty,
-        VfsError::AlreadyExists | VfsError::InvalidName(_) => ErrorKind::FileNameNotAllowedError,
-        VfsError::Unsupported(_) => ErrorKind::PermanentFileNotAvailable,
-        VfsError::Storage(_) => ErrorKind::LocalError,
-        VfsError::Aborted(_) => ErrorKind::ConnectionClosed,
+        FsError::NotFound => ErrorKind::PermanentFileNotAvailable,
+        FsError::PermissionDenied(_) => ErrorKind::PermissionDenied,
+        FsError::NotEmpty => ErrorKind::PermanentDirectoryNotEmpty,
+        FsError::AlreadyExists | FsError::InvalidName(_) => ErrorKind::FileNameNotAllowedError,
+        FsError::Unsupported(_) => ErrorKind::PermanentFileNotAvailable,
+        FsError::Storage { .. } => ErrorKind::LocalError,
+        FsError::Aborted(_) => ErrorKind::ConnectionClosed,
     };
-    Error::new(kind, e)
+    Error::new(kind, e.client_message())
 }
 
 /// libunftp joins the client's path onto its working directory; the VFS
 /// resolves `..` and `.` and keeps the result inside the user's tree.
-fn user_path(path: &Path) -> VfsResult<UserPath> {
+fn user_path(path: &Path) -> FsResult<UserPath> {
     let text = path
         .to_str()
-        .ok_or_else(|| VfsError::InvalidName("the name is not valid UTF-8".into()))?;
+        .ok_or_else(|| FsError::InvalidName("the name is not valid UTF-8".into()))?;
     UserPath::parse(text)
 }
 
 /// The path of a file to write (see [`UserPath::parse_file`]).
-fn file_path(path: &Path) -> VfsResult<UserPath> {
+fn file_path(path: &Path) -> FsResult<UserPath> {
     let text = path
         .to_str()
-        .ok_or_else(|| VfsError::InvalidName("the name is not valid UTF-8".into()))?;
+        .ok_or_else(|| FsError::InvalidName("the name is not valid UTF-8".into()))?;
     UserPath::parse_file(text)
 }
 
@@ -100,17 +100,17 @@ async fn in_span<F: Future>(user: &FtpUser, work: F) -> F::Output {
 async fn until_ending<T, E>(
     user: &FtpUser,
     transfer: impl Future<Output = Result<T, E>>,
-    error: impl FnOnce(VfsError) -> E,
+    error: impl FnOnce(FsError) -> E,
 ) -> Result<T, E> {
     tokio::select! {
         done = transfer => done,
-        _ = user.ending.cancelled() => Err(error(VfsError::storage_msg("the gateway is shutting down"))),
+        _ = user.ending.cancelled() => Err(error(FsError::failed("the gateway is shutting down"))),
     }
 }
 
 async fn in_session<T>(
     user: &FtpUser,
-    call: impl Future<Output = VfsResult<T>>,
+    call: impl Future<Output = FsResult<T>>,
 ) -> storage::Result<T> {
     in_span(user, call).await.map_err(ftp_error)
 }
@@ -124,7 +124,7 @@ async fn op<T, F, Fut>(
 ) -> storage::Result<T>
 where
     F: FnOnce(UserPath) -> Fut,
-    Fut: Future<Output = VfsResult<T>>,
+    Fut: Future<Output = FsResult<T>>,
 {
     in_session(user, async {
         let path = user_path(path)?;
@@ -149,7 +149,7 @@ impl VfsBackend {
         mut input: R,
         path: &UserPath,
         start_pos: u64,
-    ) -> VfsResult<u64>
+    ) -> FsResult<u64>
     where
         R: AsyncRead + Unpin,
     {
@@ -160,7 +160,7 @@ impl VfsBackend {
         };
         let mut upload = user.vfs.open_write(path, mode).await?;
         if upload.bytes_received() != start_pos {
-            return Err(VfsError::Unsupported(format!(
+            return Err(FsError::Unsupported(format!(
                 "REST {start_pos}: the file holds {} bytes; uploads resume from its end",
                 upload.bytes_received()
             )));
@@ -170,7 +170,7 @@ impl VfsBackend {
         let mut buf = BytesMut::with_capacity(CHUNK);
         loop {
             let n = input.read_buf(&mut buf).await.map_err(|e| {
-                VfsError::Aborted(format!(
+                FsError::Aborted(format!(
                     "the data connection ended before the end of the file ({e})"
                 ))
             })?;
@@ -401,7 +401,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
         } else {
             Err(Error::new(
                 ErrorKind::PermanentDirectoryNotAvailable,
-                VfsError::Unsupported("not a folder".into()),
+                FsError::Unsupported("not a folder".into()),
             ))
         }
     }

@@ -94,7 +94,7 @@ impl Login {
             )
             .await;
         let user = {
-            let mut admitted = crate::vfs::lock(&self.admitted);
+            let mut admitted = crate::base::lock(&self.admitted);
             self.shared.limits.conclude_login(
                 &mut admitted,
                 &self.span,
@@ -128,7 +128,7 @@ impl Authenticator for Login {
         let started = tokio::time::Instant::now();
         match self.check(username, creds).await {
             Some(user) => {
-                *crate::vfs::lock(&self.checked) = Some(user);
+                *crate::base::lock(&self.checked) = Some(user);
                 Ok(Principal {
                     username: username.to_string(),
                 })
@@ -147,7 +147,7 @@ impl UserDetailProvider for Login {
     type User = FtpUser;
 
     async fn provide_user_detail(&self, principal: &Principal) -> Result<FtpUser, UserDetailError> {
-        crate::vfs::lock(&self.checked)
+        crate::base::lock(&self.checked)
             .take()
             .ok_or_else(|| UserDetailError::UserNotFound {
                 username: principal.username.clone(),

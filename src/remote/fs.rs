@@ -3,7 +3,7 @@
 //! instead of failing the folder.
 
 use super::{ListPage, Namespace, RawEntry, Space, TreeEntry, usable_name};
-use crate::vfs::{VfsError, VfsResult};
+use crate::base::{FsError, FsResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
@@ -36,11 +36,11 @@ fn is_staging_file(name: &str) -> bool {
 
 #[async_trait]
 impl Namespace for FsNamespace {
-    async fn list_page(&self, dir: &str, _token: Option<String>) -> VfsResult<ListPage> {
+    async fn list_page(&self, dir: &str, _token: Option<String>) -> FsResult<ListPage> {
         let (path, dir) = (self.path(dir), dir.to_string());
         let listed = tokio::task::spawn_blocking(move || read_folder(&path, &dir))
             .await
-            .map_err(VfsError::storage)??;
+            .map_err(FsError::storage)??;
         Ok(ListPage {
             entries: listed
                 .into_iter()
@@ -55,7 +55,7 @@ impl Namespace for FsNamespace {
         })
     }
 
-    async fn walk(&self, dir: &str) -> VfsResult<Vec<TreeEntry>> {
+    async fn walk(&self, dir: &str) -> FsResult<Vec<TreeEntry>> {
         let (root, dir) = (self.path(dir), dir.to_string());
         tokio::task::spawn_blocking(move || {
             let mut entries = Vec::new();
@@ -63,37 +63,37 @@ impl Namespace for FsNamespace {
             Ok(entries)
         })
         .await
-        .map_err(VfsError::storage)?
+        .map_err(FsError::storage)?
     }
 
-    async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
+    async fn dir_info(&self, dir: &str) -> FsResult<Option<Option<DateTime<Utc>>>> {
         match tokio::fs::metadata(self.path(dir)).await {
             Ok(m) if m.is_dir() => Ok(Some(m.modified().ok().map(DateTime::<Utc>::from))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(VfsError::from(e)),
+            Err(e) => Err(FsError::from(e)),
         }
     }
 
-    async fn create_dir(&self, dir: &str) -> VfsResult<()> {
+    async fn create_dir(&self, dir: &str) -> FsResult<()> {
         tokio::fs::create_dir(self.path(dir))
             .await
-            .map_err(VfsError::from)
+            .map_err(FsError::from)
     }
 
-    async fn remove_dir(&self, dir: &str) -> VfsResult<()> {
+    async fn remove_dir(&self, dir: &str) -> FsResult<()> {
         tokio::fs::remove_dir(self.path(dir))
             .await
-            .map_err(VfsError::from)
+            .map_err(FsError::from)
     }
 
-    async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()> {
+    async fn rename_dir(&self, from: &str, to: &str) -> FsResult<()> {
         tokio::fs::rename(self.path(from), self.path(to))
             .await
-            .map_err(VfsError::from)
+            .map_err(FsError::from)
     }
 
-    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
+    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
         let path = self.path(key);
         tokio::task::spawn_blocking(move || {
             std::fs::File::options()
@@ -102,16 +102,16 @@ impl Namespace for FsNamespace {
                 .set_modified(mtime.into())
         })
         .await
-        .map_err(VfsError::storage)?
-        .map_err(VfsError::from)
+        .map_err(FsError::storage)?
+        .map_err(FsError::from)
     }
 
-    async fn space(&self) -> VfsResult<Space> {
+    async fn space(&self) -> FsResult<Space> {
         let root = self.root.clone();
         let st = tokio::task::spawn_blocking(move || nix::sys::statvfs::statvfs(&root))
             .await
-            .map_err(VfsError::storage)?
-            .map_err(|e| VfsError::storage(std::io::Error::from(e)))?;
+            .map_err(FsError::storage)?
+            .map_err(|e| FsError::storage(std::io::Error::from(e)))?;
         let block = st.fragment_size() as u64;
         Ok(Space {
             total_bytes: st.blocks() as u64 * block,
@@ -119,11 +119,11 @@ impl Namespace for FsNamespace {
         })
     }
 
-    async fn probe(&self) -> VfsResult<()> {
+    async fn probe(&self) -> FsResult<()> {
         match tokio::fs::metadata(&self.root).await {
             Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(VfsError::storage_msg("the root is not a directory")),
-            Err(e) => Err(VfsError::from(e)),
+            Ok(_) => Err(FsError::failed("the root is not a directory")),
+            Err(e) => Err(FsError::from(e)),
         }
     }
 }
@@ -166,10 +166,10 @@ impl Listed {
 /// that are UTF-8 and usable, no staging files, symlinks followed (a
 /// dangling one skipped). `dir` names the folder in warnings. Blocking:
 /// listing and walking both call it off the async threads.
-fn read_folder(path: &std::path::Path, dir: &str) -> VfsResult<Vec<Listed>> {
+fn read_folder(path: &std::path::Path, dir: &str) -> FsResult<Vec<Listed>> {
     let mut listed = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(VfsError::from)? {
-        let entry = entry.map_err(VfsError::from)?;
+    for entry in std::fs::read_dir(path).map_err(FsError::from)? {
+        let entry = entry.map_err(FsError::from)?;
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             tracing::warn!(folder = dir, name = ?entry.file_name(), "skipping a file whose name is not UTF-8");
             continue;
@@ -193,7 +193,7 @@ fn walk_into(
     dir: &str,
     rel: &str,
     out: &mut Vec<TreeEntry>,
-) -> VfsResult<()> {
+) -> FsResult<()> {
     let here = if rel.is_empty() {
         root.to_path_buf()
     } else {

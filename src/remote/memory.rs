@@ -2,7 +2,7 @@
 //! `dir/` key, so markers live in a set beside it.
 
 use super::{ListPage, Namespace, RawEntry, Space, TreeEntry, UNBOUNDED_SPACE, child_name};
-use crate::vfs::{VfsError, VfsResult};
+use crate::base::{FsError, FsResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -27,7 +27,7 @@ impl MemoryNamespace {
     }
 
     fn markers(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DateTime<Utc>>> {
-        crate::vfs::lock(&self.markers)
+        crate::base::lock(&self.markers)
     }
 
     fn under(dir: &str) -> Option<Path> {
@@ -41,7 +41,7 @@ fn inside(dir: &str, key: &str) -> bool {
 
 #[async_trait]
 impl Namespace for MemoryNamespace {
-    async fn list_page(&self, dir: &str, _token: Option<String>) -> VfsResult<ListPage> {
+    async fn list_page(&self, dir: &str, _token: Option<String>) -> FsResult<ListPage> {
         let listed = self
             .store
             .list_with_delimiter(Self::under(dir).as_ref())
@@ -91,7 +91,7 @@ impl Namespace for MemoryNamespace {
         })
     }
 
-    async fn walk(&self, dir: &str) -> VfsResult<Vec<TreeEntry>> {
+    async fn walk(&self, dir: &str) -> FsResult<Vec<TreeEntry>> {
         let objects: Vec<_> = self
             .store
             .list(Self::under(dir).as_ref())
@@ -122,7 +122,7 @@ impl Namespace for MemoryNamespace {
         Ok(entries)
     }
 
-    async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
+    async fn dir_info(&self, dir: &str) -> FsResult<Option<Option<DateTime<Utc>>>> {
         if dir.is_empty() {
             return Ok(Some(None));
         }
@@ -140,12 +140,12 @@ impl Namespace for MemoryNamespace {
         Ok(first.map(|o| Some(o.last_modified)))
     }
 
-    async fn create_dir(&self, dir: &str) -> VfsResult<()> {
+    async fn create_dir(&self, dir: &str) -> FsResult<()> {
         self.markers().insert(dir.to_string(), Utc::now());
         Ok(())
     }
 
-    async fn remove_dir(&self, dir: &str) -> VfsResult<()> {
+    async fn remove_dir(&self, dir: &str) -> FsResult<()> {
         let has_objects = self
             .store
             .list(Self::under(dir).as_ref())
@@ -154,12 +154,12 @@ impl Namespace for MemoryNamespace {
             .is_some();
         let mut markers = self.markers();
         if has_objects || markers.keys().any(|k| inside(dir, k)) {
-            return Err(VfsError::NotEmpty);
+            return Err(FsError::NotEmpty);
         }
-        markers.remove(dir).map(|_| ()).ok_or(VfsError::NotFound)
+        markers.remove(dir).map(|_| ()).ok_or(FsError::NotFound)
     }
 
-    async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()> {
+    async fn rename_dir(&self, from: &str, to: &str) -> FsResult<()> {
         let objects: Vec<_> = self
             .store
             .list(Self::under(from).as_ref())
@@ -186,7 +186,7 @@ impl Namespace for MemoryNamespace {
         Ok(())
     }
 
-    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
+    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
         let path = Path::from_iter(key.split('/'));
         let data = self.store.get(&path).await?.bytes().await?;
         let mut attributes = Attributes::new();
@@ -202,11 +202,11 @@ impl Namespace for MemoryNamespace {
         Ok(())
     }
 
-    async fn space(&self) -> VfsResult<Space> {
+    async fn space(&self) -> FsResult<Space> {
         Ok(UNBOUNDED_SPACE)
     }
 
-    async fn probe(&self) -> VfsResult<()> {
+    async fn probe(&self) -> FsResult<()> {
         Ok(())
     }
 }

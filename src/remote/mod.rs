@@ -11,8 +11,8 @@ pub mod http;
 mod memory;
 mod s3;
 
+use crate::base::FsResult;
 use crate::config::{Config, RemoteConfig, RemoteKind};
-use crate::vfs::VfsResult;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use object_store::ObjectStore;
@@ -70,23 +70,23 @@ pub const UNBOUNDED_SPACE: Space = Space {
 #[async_trait]
 pub trait Namespace: Send + Sync + std::fmt::Debug {
     /// One page of the files and folders directly inside `dir`.
-    async fn list_page(&self, dir: &str, token: Option<String>) -> VfsResult<ListPage>;
+    async fn list_page(&self, dir: &str, token: Option<String>) -> FsResult<ListPage>;
     /// Every file and folder under `dir`, at any depth, in as few requests
     /// as the store allows (S3: one listing per 1000 keys, not one per
     /// folder). Folders implied only by a key below them may be left out.
-    async fn walk(&self, dir: &str) -> VfsResult<Vec<TreeEntry>>;
+    async fn walk(&self, dir: &str) -> FsResult<Vec<TreeEntry>>;
     /// `Some(mtime)` when `dir` is a folder: a marker, a prefix or a real directory.
-    async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>>;
-    async fn create_dir(&self, dir: &str) -> VfsResult<()>;
-    /// Removes a folder that holds nothing; [`VfsError::NotEmpty`] otherwise.
-    async fn remove_dir(&self, dir: &str) -> VfsResult<()>;
+    async fn dir_info(&self, dir: &str) -> FsResult<Option<Option<DateTime<Utc>>>>;
+    async fn create_dir(&self, dir: &str) -> FsResult<()>;
+    /// Removes a folder that holds nothing; [`FsError::NotEmpty`] otherwise.
+    async fn remove_dir(&self, dir: &str) -> FsResult<()>;
     /// Moves a folder and everything under it; copies each object before deleting it.
-    async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()>;
+    async fn rename_dir(&self, from: &str, to: &str) -> FsResult<()>;
     /// Stores a client-set mtime on an existing file (`preserve_mtime`).
-    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()>;
-    async fn space(&self) -> VfsResult<Space>;
+    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()>;
+    async fn space(&self) -> FsResult<Space>;
     /// One cheap request that shows the store answers (the health check).
-    async fn probe(&self) -> VfsResult<()>;
+    async fn probe(&self) -> FsResult<()>;
 }
 
 /// One configured remote, shared by every session and sync job.
@@ -246,10 +246,7 @@ pub(crate) fn child_name<'a>(dir: &str, key: &'a str) -> &'a str {
 
 /// A walked path with a segment a frontend could not address is skipped, loudly.
 pub(crate) fn usable_path(dir: &str, path: &str) -> bool {
-    match path
-        .split('/')
-        .try_for_each(crate::vfs::path::check_segment)
-    {
+    match path.split('/').try_for_each(crate::base::check_segment) {
         Ok(()) => true,
         Err(reason) => {
             tracing::warn!(folder = dir, path = ?path, %reason, "skipping an object whose name cannot be served");
@@ -260,7 +257,7 @@ pub(crate) fn usable_path(dir: &str, path: &str) -> bool {
 
 /// A listed name that a frontend could not address is skipped, loudly.
 pub(crate) fn usable_name(dir: &str, name: &str) -> bool {
-    match crate::vfs::path::check_segment(name) {
+    match crate::base::check_segment(name) {
         Ok(()) => true,
         Err(reason) => {
             tracing::warn!(folder = dir, name = ?name, %reason, "skipping an object whose name cannot be served");

@@ -7,9 +7,9 @@ use super::{
     ListPage, Namespace, RawEntry, Space, TreeEntry, UNBOUNDED_SPACE, child_name, usable_name,
     usable_path,
 };
+use crate::base::check_segment;
+use crate::base::{FsError, FsResult};
 use crate::config::S3Config;
-use crate::vfs::path::check_segment;
-use crate::vfs::{VfsError, VfsResult};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -125,7 +125,7 @@ impl S3Api {
         query: &[(&str, &str)],
         headers: HeaderMap,
         body: Bytes,
-    ) -> VfsResult<(HeaderMap, Bytes)> {
+    ) -> FsResult<(HeaderMap, Bytes)> {
         let mut url = format!("{}/{}", self.base, utf8_percent_encode(key, KEY_SET));
         for (i, (k, v)) in query.iter().enumerate() {
             url.push(if i == 0 { '?' } else { '&' });
@@ -137,25 +137,25 @@ impl S3Api {
             .method(method.clone())
             .uri(&url)
             .body(HttpRequestBody::from(body))
-            .map_err(VfsError::storage)?;
+            .map_err(FsError::storage)?;
         *request.headers_mut() = headers;
         AwsAuthorizer::new(&self.credential, "s3", &self.region)
             .with_sign_payload(true)
             .try_authorize(&mut request, None)
-            .map_err(VfsError::from)?;
+            .map_err(FsError::from)?;
         let response = self
             .client
             .execute(request)
             .await
-            .map_err(VfsError::storage)?;
+            .map_err(FsError::storage)?;
         let status = response.status();
         let (parts, body) = response.into_parts();
-        let bytes = body.bytes().await.map_err(VfsError::storage)?;
+        let bytes = body.bytes().await.map_err(FsError::storage)?;
         match status {
             s if s.is_success() => Ok((parts.headers, bytes)),
-            StatusCode::NOT_FOUND => Err(VfsError::NotFound),
-            StatusCode::PRECONDITION_FAILED => Err(VfsError::AlreadyExists),
-            s => Err(VfsError::storage_msg(format!(
+            StatusCode::NOT_FOUND => Err(FsError::NotFound),
+            StatusCode::PRECONDITION_FAILED => Err(FsError::AlreadyExists),
+            s => Err(FsError::storage_detail(format!(
                 "S3 {method} {key:?} answered {s}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
             ))),
@@ -163,7 +163,7 @@ impl S3Api {
     }
 
     /// Writes the zero-byte `dir/` marker.
-    pub async fn put_marker(&self, dir: &str) -> VfsResult<()> {
+    pub async fn put_marker(&self, dir: &str) -> FsResult<()> {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -175,7 +175,7 @@ impl S3Api {
     }
 
     /// HEAD of any key, markers included: its Last-Modified when it exists.
-    pub async fn head(&self, key: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
+    pub async fn head(&self, key: &str) -> FsResult<Option<Option<DateTime<Utc>>>> {
         match self
             .send(Method::HEAD, key, &[], HeaderMap::new(), Bytes::new())
             .await
@@ -187,12 +187,12 @@ impl S3Api {
                     .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
                     .map(|t| t.with_timezone(&Utc)),
             )),
-            Err(VfsError::NotFound) => Ok(None),
+            Err(FsError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    pub async fn delete(&self, key: &str) -> VfsResult<()> {
+    pub async fn delete(&self, key: &str) -> FsResult<()> {
         self.send(Method::DELETE, key, &[], HeaderMap::new(), Bytes::new())
             .await
             .map(|_| ())
@@ -205,12 +205,12 @@ impl S3Api {
         from: &str,
         to: &str,
         metadata: Option<&[(&str, String)]>,
-    ) -> VfsResult<()> {
+    ) -> FsResult<()> {
         let mut headers = HeaderMap::new();
         let source = format!("/{}/{}", self.bucket, utf8_percent_encode(from, KEY_SET));
         headers.insert(
             "x-amz-copy-source",
-            HeaderValue::from_str(&source).map_err(VfsError::storage)?,
+            HeaderValue::from_str(&source).map_err(FsError::storage)?,
         );
         if let Some(meta) = metadata {
             headers.insert(
@@ -219,8 +219,8 @@ impl S3Api {
             );
             for (k, v) in meta {
                 let name = http::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes())
-                    .map_err(VfsError::storage)?;
-                headers.insert(name, HeaderValue::from_str(v).map_err(VfsError::storage)?);
+                    .map_err(FsError::storage)?;
+                headers.insert(name, HeaderValue::from_str(v).map_err(FsError::storage)?);
             }
         }
         self.send(Method::PUT, to, &[], headers, Bytes::new())
@@ -238,17 +238,17 @@ impl S3Api {
         part: usize,
         source: &str,
         range: std::ops::Range<u64>,
-    ) -> VfsResult<String> {
+    ) -> FsResult<String> {
         let mut headers = HeaderMap::new();
         let source = format!("/{}/{}", self.bucket, utf8_percent_encode(source, KEY_SET));
         headers.insert(
             "x-amz-copy-source",
-            HeaderValue::from_str(&source).map_err(VfsError::storage)?,
+            HeaderValue::from_str(&source).map_err(FsError::storage)?,
         );
         let range = format!("bytes={}-{}", range.start, range.end - 1);
         headers.insert(
             "x-amz-copy-source-range",
-            HeaderValue::from_str(&range).map_err(VfsError::storage)?,
+            HeaderValue::from_str(&range).map_err(FsError::storage)?,
         );
         let part = part.to_string();
         let query = [("partNumber", part.as_str()), ("uploadId", upload_id)];
@@ -259,7 +259,7 @@ impl S3Api {
         quick_xml::de::from_reader::<_, CopyPartResult>(body.as_ref())
             .map(|r| r.etag)
             .map_err(|_| {
-                VfsError::storage_msg(format!(
+                FsError::storage_detail(format!(
                     "S3 UploadPartCopy of {key:?} failed: {}",
                     String::from_utf8_lossy(&body[..body.len().min(300)])
                 ))
@@ -273,7 +273,7 @@ impl S3Api {
         delimiter: bool,
         token: Option<&str>,
         max_keys: usize,
-    ) -> VfsResult<ObjectList> {
+    ) -> FsResult<ObjectList> {
         let max = max_keys.to_string();
         let mut query = vec![
             ("list-type", "2"),
@@ -291,9 +291,9 @@ impl S3Api {
         let (_, body) = self
             .send(Method::GET, "", &query, HeaderMap::new(), Bytes::new())
             .await?;
-        let text = std::str::from_utf8(&body).map_err(VfsError::storage)?;
+        let text = std::str::from_utf8(&body).map_err(FsError::storage)?;
         let parsed: ListBucketResult = quick_xml::de::from_str(text)
-            .map_err(|e| VfsError::storage_msg(format!("unreadable S3 listing: {e}")))?;
+            .map_err(|e| FsError::storage_detail(format!("unreadable S3 listing: {e}")))?;
         let url_encoded = parsed.encoding_type.as_deref() == Some("url");
         let decode = |s: String| -> String {
             if url_encoded {
@@ -328,7 +328,7 @@ impl S3Api {
     }
 
     /// Every key under `prefix`, all pages.
-    pub async fn list_all(&self, prefix: &str) -> VfsResult<Vec<ListedObject>> {
+    pub async fn list_all(&self, prefix: &str) -> FsResult<Vec<ListedObject>> {
         let mut all = Vec::new();
         let mut token = None;
         loop {
@@ -364,7 +364,7 @@ fn dir_prefix(dir: &str) -> String {
 
 #[async_trait]
 impl Namespace for S3Namespace {
-    async fn list_page(&self, dir: &str, token: Option<String>) -> VfsResult<ListPage> {
+    async fn list_page(&self, dir: &str, token: Option<String>) -> FsResult<ListPage> {
         let prefix = dir_prefix(dir);
         let page = self.api.list(&prefix, true, token.as_deref(), 1000).await?;
         let mut entries = Vec::with_capacity(page.objects.len() + page.prefixes.len());
@@ -400,7 +400,7 @@ impl Namespace for S3Namespace {
         })
     }
 
-    async fn walk(&self, dir: &str) -> VfsResult<Vec<TreeEntry>> {
+    async fn walk(&self, dir: &str) -> FsResult<Vec<TreeEntry>> {
         let prefix = dir_prefix(dir);
         let objects = self.api.list_all(&prefix).await?;
         Ok(objects
@@ -420,7 +420,7 @@ impl Namespace for S3Namespace {
             .collect())
     }
 
-    async fn dir_info(&self, dir: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
+    async fn dir_info(&self, dir: &str) -> FsResult<Option<Option<DateTime<Utc>>>> {
         if dir.is_empty() {
             return Ok(Some(None));
         }
@@ -431,18 +431,18 @@ impl Namespace for S3Namespace {
         Ok(page.objects.first().map(|o| o.modified))
     }
 
-    async fn create_dir(&self, dir: &str) -> VfsResult<()> {
+    async fn create_dir(&self, dir: &str) -> FsResult<()> {
         self.api.put_marker(dir).await
     }
 
-    async fn remove_dir(&self, dir: &str) -> VfsResult<()> {
+    async fn remove_dir(&self, dir: &str) -> FsResult<()> {
         let prefix = dir_prefix(dir);
         let page = self.api.list(&prefix, false, None, 2).await?;
         if page.objects.iter().any(|o| o.key != prefix) {
-            return Err(VfsError::NotEmpty);
+            return Err(FsError::NotEmpty);
         }
         if page.objects.is_empty() {
-            return Err(VfsError::NotFound);
+            return Err(FsError::NotFound);
         }
         self.api.delete(&prefix).await
     }
@@ -452,7 +452,7 @@ impl Namespace for S3Namespace {
     /// anything is copied. A target object already identical to its source
     /// (same size and ETag: a rename interrupted after copying it) is not
     /// copied again, so running the rename again finishes it.
-    async fn rename_dir(&self, from: &str, to: &str) -> VfsResult<()> {
+    async fn rename_dir(&self, from: &str, to: &str) -> FsResult<()> {
         let from_prefix = dir_prefix(from);
         let to_prefix = dir_prefix(to);
         let objects = self.api.list_all(&from_prefix).await?;
@@ -464,7 +464,7 @@ impl Namespace for S3Namespace {
                 .flatten()
                 .map(|reason| (rest, reason))
         }) {
-            return Err(VfsError::Unsupported(format!(
+            return Err(FsError::Unsupported(format!(
                 "the folder holds an object named {:?} ({}), which cannot be moved through this gateway; move or remove it with an S3 tool first (nothing was renamed)",
                 bad.0, bad.1
             )));
@@ -493,17 +493,17 @@ impl Namespace for S3Namespace {
         Ok(())
     }
 
-    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
+    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
         self.api
             .copy(key, key, Some(&[("mtime", mtime.timestamp().to_string())]))
             .await
     }
 
-    async fn space(&self) -> VfsResult<Space> {
+    async fn space(&self) -> FsResult<Space> {
         Ok(UNBOUNDED_SPACE)
     }
 
-    async fn probe(&self) -> VfsResult<()> {
+    async fn probe(&self) -> FsResult<()> {
         self.api.list("", false, None, 1).await.map(|_| ())
     }
 }

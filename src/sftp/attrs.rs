@@ -1,7 +1,7 @@
 //! How VFS results look on the SFTP wire: attributes, `ls -l` long names,
 //! and status codes with messages a person understands.
 
-use crate::vfs::{FileStat, VfsError};
+use crate::vfs::{FileStat, FsError};
 use chrono::{DateTime, Utc};
 use russh_sftp::protocol::{File, FileAttributes, StatusCode};
 use russh_sftp::server::StatusReply;
@@ -34,16 +34,16 @@ pub fn status(code: StatusCode, message: impl Into<String>) -> StatusReply {
 }
 
 /// The one mapping from VFS errors to SFTP status codes.
-pub fn error_reply(e: &VfsError) -> StatusReply {
+pub fn error_reply(e: &FsError) -> StatusReply {
     let code = match e {
-        VfsError::NotFound => StatusCode::NoSuchFile,
-        VfsError::PermissionDenied(_) => StatusCode::PermissionDenied,
-        VfsError::AlreadyExists
-        | VfsError::NotEmpty
-        | VfsError::Unsupported(_)
-        | VfsError::InvalidName(_)
-        | VfsError::Storage(_)
-        | VfsError::Aborted(_) => StatusCode::Failure,
+        FsError::NotFound => StatusCode::NoSuchFile,
+        FsError::PermissionDenied(_) => StatusCode::PermissionDenied,
+        FsError::AlreadyExists
+        | FsError::NotEmpty
+        | FsError::Unsupported(_)
+        | FsError::InvalidName(_)
+        | FsError::Storage { .. }
+        | FsError::Aborted(_) => StatusCode::Failure,
     };
-    status(code, e.to_string())
+    status(code, e.client_message())
 }

@@ -10,7 +10,7 @@
 use super::attrs::{attributes, entry, error_reply, status};
 use crate::audit::FileOp;
 use crate::metrics::ProtocolLabel;
-use crate::vfs::{Download, FileStat, Upload, UserPath, UserVfs, Vfs, VfsError, WriteMode};
+use crate::vfs::{Download, FileStat, FsError, Upload, UserPath, UserVfs, Vfs, WriteMode};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -97,7 +97,7 @@ struct ReadFile {
     sent: u64,
     started: Instant,
     /// The first READ that failed: the download's audit line says so.
-    failed: Option<VfsError>,
+    failed: Option<FsError>,
 }
 
 struct WriteFile {
@@ -111,7 +111,7 @@ struct WriteFile {
 }
 
 struct Listing {
-    entries: BoxStream<'static, Result<FileStat, VfsError>>,
+    entries: BoxStream<'static, Result<FileStat, FsError>>,
     done: bool,
 }
 
@@ -135,7 +135,7 @@ async fn audited<T>(
     op: &'static str,
     path: &UserPath,
     to: Option<&UserPath>,
-    call: impl Future<Output = Result<T, VfsError>>,
+    call: impl Future<Output = Result<T, FsError>>,
 ) -> Reply<T> {
     crate::audit::audited(op, path, to, call)
         .await
@@ -199,7 +199,7 @@ async fn open_write(
     vfs: &UserVfs,
     path: &UserPath,
     flags: OpenFlags,
-) -> Result<WriteFile, VfsError> {
+) -> Result<WriteFile, FsError> {
     // EXCL creates or fails; TRUNC replaces; anything else keeps the bytes
     // already there (resume: FileZilla, OpenSSH reput, WinSCP, paramiko 'a').
     let mode = if flags.contains(OpenFlags::EXCLUDE) {

@@ -9,7 +9,7 @@
 //! answered one at a time, in order, by the handler.
 
 use super::attrs::error_reply;
-use crate::vfs::VfsError;
+use crate::vfs::FsError;
 use bytes::{Bytes, BytesMut};
 use russh_sftp::protocol::{Packet, Status, StatusCode};
 use russh_sftp::server::{Handler, StatusReply};
@@ -62,8 +62,7 @@ where
     let mut out = BytesMut::new();
     while let Some((mut body, permit)) = rx.recv().await {
         let reply = if let Some(id) = names_not_utf8(&body) {
-            let e =
-                VfsError::InvalidName("the name is not valid UTF-8; names must be UTF-8".into());
+            let e = FsError::InvalidName("the name is not valid UTF-8; names must be UTF-8".into());
             status_of(id, error_reply(&e))
         } else {
             match Packet::try_from(&mut body) {

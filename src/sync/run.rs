@@ -12,7 +12,7 @@ use super::tree::{Entry, Fingerprint, Tree, tree_of};
 use crate::audit::FileOp;
 use crate::config::{Location, SyncConfig};
 use crate::vfs::objects::ObjectLayer;
-use crate::vfs::{Storage, VfsError};
+use crate::vfs::{FsError, Storage};
 use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -160,7 +160,7 @@ impl Job {
             Ok(w) => w,
             // A folder not made yet holds nothing; the empty-side stop
             // catches one that vanished.
-            Err(VfsError::NotFound) => Vec::new(),
+            Err(FsError::NotFound) => Vec::new(),
             Err(e) => return Err(format!("cannot list the {side} side {loc}: {e}")),
         };
         // The gateway's own names at a remote's root (the lease folder, the
@@ -324,7 +324,7 @@ impl Job {
         if !report.errors.is_empty() {
             report.outcome = Outcome::Failed;
         }
-        let synced = std::mem::take(&mut *crate::vfs::lock(&run.synced));
+        let synced = std::mem::take(&mut *crate::base::lock(&run.synced));
         self.files.save(synced)?;
         Ok(())
     }
@@ -393,7 +393,7 @@ struct Run<'a> {
 
 type ActResult<T> = Result<T, String>;
 
-fn vfs(e: VfsError) -> String {
+fn vfs(e: FsError) -> String {
     e.to_string()
 }
 
@@ -410,7 +410,7 @@ impl Run<'_> {
         self.journal
             .settle(path, pair.clone())
             .map_err(|e| format!("writing the sync journal: {e}"))?;
-        let mut synced = crate::vfs::lock(&self.synced);
+        let mut synced = crate::base::lock(&self.synced);
         match pair {
             Some(p) => synced.insert(path.to_string(), p),
             None => synced.remove(path),
@@ -514,7 +514,7 @@ impl Run<'_> {
     }
 
     async fn copy(&self, from: Side, path: &str, then_delete: bool) -> ActResult<Done> {
-        if crate::vfs::lock(&self.not_aside).contains(path) {
+        if crate::base::lock(&self.not_aside).contains(path) {
             return Err("not copied: the conflicting file could not be moved aside first".into());
         }
         let job = self.job;
@@ -633,14 +633,14 @@ impl Run<'_> {
         let (now, etag) = match layer.head_object(key).await {
             Ok(found) => found,
             // Already gone: what the deletion wanted.
-            Err(VfsError::NotFound) => return Ok(()),
+            Err(FsError::NotFound) => return Ok(()),
             Err(e) => return Err(vfs(e)),
         };
         if !seen.unchanged(&Fingerprint::new(now.size, Some(now.modified), etag)) {
             return Err("changed since it was listed; kept".into());
         }
         match layer.remove(key).await {
-            Ok(()) | Err(VfsError::NotFound) => Ok(()),
+            Ok(()) | Err(FsError::NotFound) => Ok(()),
             Err(e) => Err(vfs(e)),
         }
     }
@@ -680,7 +680,7 @@ impl Run<'_> {
             .rename(&job.key(side, path), &job.key(side, to), false)
             .await
         {
-            let mut not_aside = crate::vfs::lock(&self.not_aside);
+            let mut not_aside = crate::base::lock(&self.not_aside);
             not_aside.insert(path.to_string());
             not_aside.insert(to.to_string());
             return Err(vfs(e));
@@ -697,7 +697,7 @@ impl Run<'_> {
                 self.settle(path, None)?;
                 Ok(Done::DirRemoved)
             }
-            Err(VfsError::NotEmpty | VfsError::NotFound) => Ok(Done::Nothing),
+            Err(FsError::NotEmpty | FsError::NotFound) => Ok(Done::Nothing),
             Err(e) => Err(vfs(e)),
         }
     }

@@ -182,7 +182,7 @@ impl Journal {
             pair,
         })?;
         line.push(b'\n');
-        let mut file = crate::vfs::lock(&self.file);
+        let mut file = crate::base::lock(&self.file);
         file.write_all(&line)?;
         file.flush()
     }

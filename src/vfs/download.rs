@@ -18,7 +18,8 @@
 //! mid-download fails the read instead of mixing two versions.
 
 use super::budget::{Budget, Held};
-use super::{FileStat, VfsError, VfsResult, lock};
+use super::{FileStat, FsError, FsResult};
+use crate::base::lock;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -51,7 +52,7 @@ struct Buffered {
     _budget: Held,
 }
 
-type Chunk = VfsResult<(Bytes, Buffered)>;
+type Chunk = FsResult<(Bytes, Buffered)>;
 
 /// Which pool of the budget a GET draws from.
 #[derive(Debug, Clone, Copy)]
@@ -415,7 +416,7 @@ impl Download {
     }
 
     /// The next bytes after `buf`, from the first segment that has any.
-    async fn refill(&mut self) -> VfsResult<bool> {
+    async fn refill(&mut self) -> FsResult<bool> {
         self.start();
         loop {
             let Some(segment) = self.segments.front_mut() else {
@@ -445,7 +446,7 @@ impl Download {
                 Some(Err(e)) => {
                     self.segments.clear();
                     return Err(match e {
-                        VfsError::AlreadyExists => VfsError::storage_msg(format!(
+                        FsError::AlreadyExists => FsError::failed(format!(
                             "{} changed while it was being read; open it again",
                             self.path
                         )),
@@ -454,7 +455,7 @@ impl Download {
                 }
                 None if self.buf_start < segment.end() => {
                     self.segments.clear();
-                    return Err(VfsError::storage_msg(format!(
+                    return Err(FsError::failed(format!(
                         "the object {} ended early",
                         self.path
                     )));
@@ -467,7 +468,7 @@ impl Download {
     }
 
     /// Up to `len` bytes at `offset`; empty at end of file.
-    pub async fn read_at(&mut self, offset: u64, len: usize) -> VfsResult<Bytes> {
+    pub async fn read_at(&mut self, offset: u64, len: usize) -> FsResult<Bytes> {
         if offset >= self.size || len == 0 {
             return Ok(Bytes::new());
         }
@@ -498,7 +499,7 @@ impl Download {
             got += take;
         }
         if got == 0 {
-            return Err(VfsError::storage_msg(format!(
+            return Err(FsError::failed(format!(
                 "the object {} ended early",
                 self.path
             )));
@@ -511,14 +512,14 @@ impl Download {
 
     /// The rest of the object from `offset` as a stream, for protocols that
     /// send a whole file (FTP RETR).
-    pub fn into_stream(self) -> impl futures::Stream<Item = VfsResult<Bytes>> {
+    pub fn into_stream(self) -> impl futures::Stream<Item = FsResult<Bytes>> {
         futures::stream::try_unfold(self, |mut d| async move {
             let offset = d.buf_start;
             if offset >= d.size {
                 return Ok(None);
             }
             let chunk = d.read_at(offset, 256 << 10).await?;
-            Ok::<_, VfsError>(Some((chunk, d)))
+            Ok::<_, FsError>(Some((chunk, d)))
         })
     }
 }

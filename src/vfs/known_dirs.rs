@@ -23,7 +23,7 @@ pub struct KnownDirs(Mutex<HashMap<String, Seen>>);
 
 impl KnownDirs {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
-        super::lock(&self.0)
+        crate::base::lock(&self.0)
     }
 
     /// `Some(mtime)` when `key` was seen as a folder within the TTL.

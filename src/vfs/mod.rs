@@ -8,23 +8,21 @@
 
 pub mod budget;
 pub mod download;
-mod error;
 mod known_dirs;
 pub mod mount;
 pub mod objects;
 pub mod path;
-mod perm;
 mod renames;
 mod resume;
 pub mod transfers;
 pub mod upload;
 
+pub use crate::base::{FsError, FsResult};
+pub use crate::config::{Permission, Permissions};
 pub use budget::Budget;
 pub use download::Download;
-pub use error::{VfsError, VfsResult};
 pub use mount::UserVfs;
 pub use path::UserPath;
-pub use perm::{Permission, Permissions};
 pub use upload::{Stored, Upload, WriteMode};
 
 use crate::remote::{Remotes, Space};
@@ -34,12 +32,6 @@ use futures::stream::BoxStream;
 use objects::ObjectLayer;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Locks state that stays consistent even if a holder panicked (maps,
-/// counters): a poisoned lock is taken over, not propagated.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A file or folder as a client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,20 +113,20 @@ impl FileStat {
 /// and jailed by the implementation.
 #[async_trait]
 pub trait Vfs: Send + Sync {
-    async fn stat(&self, path: &UserPath) -> VfsResult<FileStat>;
+    async fn stat(&self, path: &UserPath) -> FsResult<FileStat>;
     /// The entries of a folder, streamed page by page.
-    async fn list(&self, path: &UserPath) -> VfsResult<BoxStream<'static, VfsResult<FileStat>>>;
-    async fn open_read(&self, path: &UserPath, offset: u64) -> VfsResult<Download>;
-    async fn open_write(&self, path: &UserPath, mode: WriteMode) -> VfsResult<Upload>;
-    async fn mkdir(&self, path: &UserPath) -> VfsResult<()>;
+    async fn list(&self, path: &UserPath) -> FsResult<BoxStream<'static, FsResult<FileStat>>>;
+    async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download>;
+    async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload>;
+    async fn mkdir(&self, path: &UserPath) -> FsResult<()>;
     /// Refuses a folder that holds anything.
-    async fn rmdir(&self, path: &UserPath) -> VfsResult<()>;
-    async fn remove(&self, path: &UserPath) -> VfsResult<()>;
+    async fn rmdir(&self, path: &UserPath) -> FsResult<()>;
+    async fn remove(&self, path: &UserPath) -> FsResult<()>;
     /// With `overwrite` false, fails when `to` exists (SFTP RENAME); true replaces a file (posix-rename).
-    async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> VfsResult<()>;
+    async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> FsResult<()>;
     /// Accepted always; stored only where the remote has `preserve_mtime`.
-    async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> VfsResult<()>;
-    async fn statvfs(&self, path: &UserPath) -> VfsResult<Space>;
+    async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> FsResult<()>;
+    async fn statvfs(&self, path: &UserPath) -> FsResult<Space>;
 }
 
 /// The object layers of every remote, built once and shared by all sessions.

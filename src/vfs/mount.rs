@@ -5,8 +5,7 @@
 use super::objects::ObjectLayer;
 use super::path::{UserPath, join_key};
 use super::{
-    Download, FileStat, Permission, Permissions, Storage, Upload, Vfs, VfsError, VfsResult,
-    WriteMode,
+    Download, FileStat, FsError, FsResult, Permission, Permissions, Storage, Upload, Vfs, WriteMode,
 };
 use crate::config::{Location, UserConfig};
 use crate::remote::Space;
@@ -43,10 +42,10 @@ struct Resolved<'a> {
 
 impl UserVfs {
     /// Builds the user's tree; a writable mount whose folder is missing is created.
-    pub async fn for_user(user: &UserConfig, storage: &Storage) -> VfsResult<UserVfs> {
+    pub async fn for_user(user: &UserConfig, storage: &Storage) -> FsResult<UserVfs> {
         let layer = |loc: &Location| {
             storage.layer(&loc.remote).cloned().ok_or_else(|| {
-                VfsError::storage_msg(format!("remote {:?} is not configured", loc.remote))
+                FsError::failed(format!("remote {:?} is not configured", loc.remote))
             })
         };
         let mut mounts = vec![Mount {
@@ -78,7 +77,7 @@ impl UserVfs {
         &self.user
     }
 
-    fn resolve(&self, path: &UserPath) -> VfsResult<Resolved<'_>> {
+    fn resolve(&self, path: &UserPath) -> FsResult<Resolved<'_>> {
         for mount in &self.mounts {
             if let Some(rest) = path.strip_prefix(&mount.at) {
                 return Ok(Resolved {
@@ -92,16 +91,16 @@ impl UserVfs {
     }
 
     /// Resolves `path` and checks that `perm` is granted there.
-    fn allowed(&self, path: &UserPath, perm: Permission) -> VfsResult<Resolved<'_>> {
+    fn allowed(&self, path: &UserPath, perm: Permission) -> FsResult<Resolved<'_>> {
         if !self.permissions.allows(perm) {
-            return Err(VfsError::PermissionDenied(format!(
+            return Err(FsError::PermissionDenied(format!(
                 "{} is not allowed for user {}",
                 perm, self.user
             )));
         }
         let r = self.resolve(path)?;
         if r.mount.read_only && perm.writes() {
-            return Err(VfsError::PermissionDenied(format!(
+            return Err(FsError::PermissionDenied(format!(
                 "{} is read-only",
                 r.mount.at
             )));
@@ -109,14 +108,14 @@ impl UserVfs {
         Ok(r)
     }
 
-    fn changes_structure(&self, r: &Resolved<'_>, path: &UserPath) -> VfsResult<()> {
+    fn changes_structure(&self, r: &Resolved<'_>, path: &UserPath) -> FsResult<()> {
         if r.is_mount_root
             || self.mounts.iter().any(|m| {
                 m.at != "/"
                     && UserPath::parse(&m.at).is_ok_and(|p| p.strip_prefix(path.as_str()).is_some())
             })
         {
-            return Err(VfsError::PermissionDenied(format!(
+            return Err(FsError::PermissionDenied(format!(
                 "{path} is a mount point"
             )));
         }
@@ -140,7 +139,7 @@ impl UserVfs {
 
 #[async_trait]
 impl Vfs for UserVfs {
-    async fn stat(&self, path: &UserPath) -> VfsResult<FileStat> {
+    async fn stat(&self, path: &UserPath) -> FsResult<FileStat> {
         let r = self.resolve(path)?;
         let mut stat = if r.is_mount_root {
             match r.mount.layer.stat(&r.key).await {
@@ -155,10 +154,10 @@ impl Vfs for UserVfs {
         Ok(stat)
     }
 
-    async fn list(&self, path: &UserPath) -> VfsResult<BoxStream<'static, VfsResult<FileStat>>> {
+    async fn list(&self, path: &UserPath) -> FsResult<BoxStream<'static, FsResult<FileStat>>> {
         let r = self.allowed(path, Permission::List)?;
         if !r.is_mount_root && !r.mount.layer.stat(&r.key).await?.is_dir {
-            return Err(VfsError::Unsupported("not a folder".into()));
+            return Err(FsError::Unsupported("not a folder".into()));
         }
         let read_only = r.mount.read_only;
         let mounts = self.mount_points_in(path);
@@ -179,7 +178,7 @@ impl Vfs for UserVfs {
             .boxed())
     }
 
-    async fn open_read(&self, path: &UserPath, offset: u64) -> VfsResult<Download> {
+    async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download> {
         let r = self.allowed(path, Permission::Download)?;
         let mut download = r.mount.layer.open_read(&r.key, offset).await?;
         let stat = download.stat_mut();
@@ -188,57 +187,57 @@ impl Vfs for UserVfs {
         Ok(download)
     }
 
-    async fn open_write(&self, path: &UserPath, mode: WriteMode) -> VfsResult<Upload> {
+    async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
         let r = self.allowed(path, Permission::Upload)?;
         self.changes_structure(&r, path)?;
         if !self.permissions.allows(Permission::Overwrite) {
             match r.mount.layer.stat(&r.key).await {
                 Ok(_) => {
-                    return Err(VfsError::PermissionDenied(format!(
+                    return Err(FsError::PermissionDenied(format!(
                         "overwrite is not allowed for user {}",
                         self.user
                     )));
                 }
-                Err(VfsError::NotFound) => {}
+                Err(FsError::NotFound) => {}
                 Err(e) => return Err(e),
             }
         }
         r.mount.layer.open_write(&r.key, mode).await
     }
 
-    async fn mkdir(&self, path: &UserPath) -> VfsResult<()> {
+    async fn mkdir(&self, path: &UserPath) -> FsResult<()> {
         let r = self.allowed(path, Permission::Mkdir)?;
         if r.is_mount_root {
-            return Err(VfsError::AlreadyExists);
+            return Err(FsError::AlreadyExists);
         }
         r.mount.layer.mkdir(&r.key).await
     }
 
-    async fn rmdir(&self, path: &UserPath) -> VfsResult<()> {
+    async fn rmdir(&self, path: &UserPath) -> FsResult<()> {
         let r = self.allowed(path, Permission::Rmdir)?;
         self.changes_structure(&r, path)?;
         r.mount.layer.rmdir(&r.key).await
     }
 
-    async fn remove(&self, path: &UserPath) -> VfsResult<()> {
+    async fn remove(&self, path: &UserPath) -> FsResult<()> {
         let r = self.allowed(path, Permission::Delete)?;
         self.changes_structure(&r, path)?;
         r.mount.layer.remove(&r.key).await
     }
 
-    async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> VfsResult<()> {
+    async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> FsResult<()> {
         let src = self.allowed(from, Permission::Rename)?;
         let dst = self.allowed(to, Permission::Rename)?;
         self.changes_structure(&src, from)?;
         self.changes_structure(&dst, to)?;
         if !Arc::ptr_eq(&src.mount.layer, &dst.mount.layer) {
-            return Err(VfsError::Unsupported(
+            return Err(FsError::Unsupported(
                 "moving between different storage remotes is not supported; copy the file instead"
                     .into(),
             ));
         }
         if overwrite && !self.permissions.allows(Permission::Overwrite) {
-            return Err(VfsError::PermissionDenied(format!(
+            return Err(FsError::PermissionDenied(format!(
                 "overwrite is not allowed for user {}",
                 self.user
             )));
@@ -246,7 +245,7 @@ impl Vfs for UserVfs {
         src.mount.layer.rename(&src.key, &dst.key, overwrite).await
     }
 
-    async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> VfsResult<()> {
+    async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> FsResult<()> {
         let r = self.allowed(path, Permission::Setstat)?;
         if r.is_mount_root {
             return Ok(());
@@ -254,7 +253,7 @@ impl Vfs for UserVfs {
         r.mount.layer.set_mtime(&r.key, mtime).await
     }
 
-    async fn statvfs(&self, path: &UserPath) -> VfsResult<Space> {
+    async fn statvfs(&self, path: &UserPath) -> FsResult<Space> {
         self.resolve(path)?.mount.layer.space().await
     }
 }

@@ -7,7 +7,7 @@ use super::known_dirs::KnownDirs;
 use super::renames::Renames;
 use super::resume;
 use super::upload::{OpenUploads, Upload, WriteMode};
-use super::{FileStat, VfsError, VfsResult};
+use super::{FileStat, FsError, FsResult};
 use crate::config::RemoteKind;
 use crate::remote::{Remote, Space, TreeEntry};
 use chrono::{DateTime, TimeZone, Utc};
@@ -35,8 +35,8 @@ pub struct ObjectLayer {
     renames: Renames,
 }
 
-fn object_path(key: &str) -> VfsResult<Path> {
-    Path::parse(key).map_err(|e| VfsError::InvalidName(e.to_string()))
+fn object_path(key: &str) -> FsResult<Path> {
+    Path::parse(key).map_err(|e| FsError::InvalidName(e.to_string()))
 }
 
 fn name_of(key: &str) -> String {
@@ -59,7 +59,7 @@ impl ObjectLayer {
     }
 
     /// A file (an object, or an upload still open) or a folder at `key`.
-    pub async fn stat(&self, key: &str) -> VfsResult<FileStat> {
+    pub async fn stat(&self, key: &str) -> FsResult<FileStat> {
         if key.is_empty() {
             return Ok(FileStat::dir(String::new(), folder_time()));
         }
@@ -76,17 +76,17 @@ impl ObjectLayer {
         // Both questions at once: one round trip, not two, for a new name.
         let (file, dir) = tokio::join!(self.head_file(key), self.dir_info(key));
         match file {
-            Err(VfsError::NotFound) => {}
+            Err(FsError::NotFound) => {}
             other => return other,
         }
         match dir? {
             Some(t) => Ok(FileStat::dir(name_of(key), t.unwrap_or_else(folder_time))),
-            None => Err(VfsError::NotFound),
+            None => Err(FsError::NotFound),
         }
     }
 
     /// The namespace's answer, remembered when it is a folder.
-    async fn dir_info(&self, key: &str) -> VfsResult<Option<Option<DateTime<Utc>>>> {
+    async fn dir_info(&self, key: &str) -> FsResult<Option<Option<DateTime<Utc>>>> {
         if let Some(t) = self.known_dirs.get(key) {
             return Ok(Some(t));
         }
@@ -97,12 +97,12 @@ impl ObjectLayer {
         Ok(info)
     }
 
-    async fn head_file(&self, key: &str) -> VfsResult<FileStat> {
+    async fn head_file(&self, key: &str) -> FsResult<FileStat> {
         self.head_object(key).await.map(|(stat, _)| stat)
     }
 
     /// A file's stat and ETag, from one HEAD.
-    pub async fn head_object(&self, key: &str) -> VfsResult<(FileStat, Option<String>)> {
+    pub async fn head_object(&self, key: &str) -> FsResult<(FileStat, Option<String>)> {
         let head = GetOptions {
             head: true,
             ..Default::default()
@@ -129,7 +129,7 @@ impl ObjectLayer {
     }
 
     /// The entries directly inside folder `key`, a page at a time.
-    pub fn list(self: &Arc<Self>, key: &str) -> BoxStream<'static, VfsResult<FileStat>> {
+    pub fn list(self: &Arc<Self>, key: &str) -> BoxStream<'static, FsResult<FileStat>> {
         let this = self.clone();
         let dir = key.to_string();
         let pages = stream::try_unfold(Some(None), move |token: Option<Option<String>>| {
@@ -138,7 +138,7 @@ impl ObjectLayer {
             async move {
                 let Some(token) = token else { return Ok(None) };
                 let page = this.remote.namespace.list_page(&dir, token).await?;
-                let entries: Vec<VfsResult<FileStat>> = page
+                let entries: Vec<FsResult<FileStat>> = page
                     .entries
                     .into_iter()
                     .map(|e| {
@@ -158,7 +158,7 @@ impl ObjectLayer {
                         })
                     })
                     .collect();
-                Ok::<_, VfsError>(Some((stream::iter(entries), page.next.map(Some))))
+                Ok::<_, FsError>(Some((stream::iter(entries), page.next.map(Some))))
             }
         });
         pages
@@ -168,10 +168,10 @@ impl ObjectLayer {
     }
 
     /// Creates folder `key` inside an existing parent folder.
-    pub async fn mkdir(&self, key: &str) -> VfsResult<()> {
+    pub async fn mkdir(&self, key: &str) -> FsResult<()> {
         match self.stat(key).await {
-            Ok(_) => return Err(VfsError::AlreadyExists),
-            Err(VfsError::NotFound) => {}
+            Ok(_) => return Err(FsError::AlreadyExists),
+            Err(FsError::NotFound) => {}
             Err(e) => return Err(e),
         }
         self.require_dir(parent_key(key)).await?;
@@ -181,7 +181,7 @@ impl ObjectLayer {
     }
 
     /// Creates folder `key` and any missing parents: a mount's root on first login.
-    pub async fn ensure_dir_all(&self, key: &str) -> VfsResult<()> {
+    pub async fn ensure_dir_all(&self, key: &str) -> FsResult<()> {
         let mut at = String::new();
         for seg in key.split('/').filter(|s| !s.is_empty()) {
             if !at.is_empty() {
@@ -190,8 +190,8 @@ impl ObjectLayer {
             at.push_str(seg);
             match self.stat(&at).await {
                 Ok(s) if s.is_dir => {}
-                Ok(_) => return Err(VfsError::AlreadyExists),
-                Err(VfsError::NotFound) => {
+                Ok(_) => return Err(FsError::AlreadyExists),
+                Err(FsError::NotFound) => {
                     self.remote.namespace.create_dir(&at).await?;
                     self.known_dirs.insert(&at, Some(Utc::now()));
                 }
@@ -204,26 +204,26 @@ impl ObjectLayer {
     /// Makes folder `key` with as few requests as the store needs: one
     /// marker on S3 (the folders above it exist through it), the missing
     /// directories on a filesystem. An existing folder is fine.
-    pub async fn make_dir(&self, key: &str) -> VfsResult<()> {
+    pub async fn make_dir(&self, key: &str) -> FsResult<()> {
         match self.remote.namespace.create_dir(key).await {
-            Ok(()) | Err(VfsError::AlreadyExists) => {}
-            Err(VfsError::NotFound) => self.ensure_dir_all(key).await?,
+            Ok(()) | Err(FsError::AlreadyExists) => {}
+            Err(FsError::NotFound) => self.ensure_dir_all(key).await?,
             Err(e) => return Err(e),
         }
         self.known_dirs.insert(key, Some(Utc::now()));
         Ok(())
     }
 
-    async fn require_dir(&self, key: &str) -> VfsResult<()> {
+    async fn require_dir(&self, key: &str) -> FsResult<()> {
         match self.dir_info(key).await? {
             Some(_) => Ok(()),
-            None => Err(VfsError::NotFound),
+            None => Err(FsError::NotFound),
         }
     }
 
-    pub async fn rmdir(&self, key: &str) -> VfsResult<()> {
+    pub async fn rmdir(&self, key: &str) -> FsResult<()> {
         if key.is_empty() {
-            return Err(VfsError::PermissionDenied(
+            return Err(FsError::PermissionDenied(
                 "the root folder cannot be removed".into(),
             ));
         }
@@ -232,23 +232,23 @@ impl ObjectLayer {
                 self.known_dirs.forget(key);
                 self.remote.namespace.remove_dir(key).await
             }
-            _ => Err(VfsError::Unsupported(
+            _ => Err(FsError::Unsupported(
                 "not a folder: use remove for files".into(),
             )),
         }
     }
 
-    pub async fn remove(&self, key: &str) -> VfsResult<()> {
+    pub async fn remove(&self, key: &str) -> FsResult<()> {
         match self.stat(key).await? {
-            s if s.is_dir => Err(VfsError::Unsupported("is a folder: use rmdir".into())),
+            s if s.is_dir => Err(FsError::Unsupported("is a folder: use rmdir".into())),
             _ => Ok(self.remote.store.delete(&object_path(key)?).await?),
         }
     }
 
     /// Moves a file or a whole folder. With `overwrite`, a file at `to` is replaced.
-    pub async fn rename(&self, from: &str, to: &str, overwrite: bool) -> VfsResult<()> {
+    pub async fn rename(&self, from: &str, to: &str, overwrite: bool) -> FsResult<()> {
         if from.is_empty() || to.is_empty() {
-            return Err(VfsError::PermissionDenied(
+            return Err(FsError::PermissionDenied(
                 "the root folder cannot be renamed".into(),
             ));
         }
@@ -256,7 +256,7 @@ impl ObjectLayer {
             return Ok(());
         }
         if to.starts_with(&format!("{from}/")) {
-            return Err(VfsError::Unsupported(
+            return Err(FsError::Unsupported(
                 "cannot move a folder inside itself".into(),
             ));
         }
@@ -265,13 +265,13 @@ impl ObjectLayer {
         match self.stat(to).await {
             Ok(target) if source.is_dir && target.is_dir => {
                 if !self.continues_a_rename(from, to).await? {
-                    return Err(VfsError::AlreadyExists);
+                    return Err(FsError::AlreadyExists);
                 }
             }
             Ok(target) if target.is_dir || !overwrite || source.is_dir => {
-                return Err(VfsError::AlreadyExists);
+                return Err(FsError::AlreadyExists);
             }
-            Ok(_) | Err(VfsError::NotFound) => {}
+            Ok(_) | Err(FsError::NotFound) => {}
             Err(e) => return Err(e),
         }
         self.require_dir(parent_key(to)).await?;
@@ -291,7 +291,7 @@ impl ObjectLayer {
     /// `from` left: some of `from`'s files are already there, identical
     /// (same size and ETag), and none of them is there with other content.
     /// Renaming again then finishes the move instead of failing.
-    async fn continues_a_rename(&self, from: &str, to: &str) -> VfsResult<bool> {
+    async fn continues_a_rename(&self, from: &str, to: &str) -> FsResult<bool> {
         let (source, target) = tokio::join!(
             self.remote.namespace.walk(from),
             self.remote.namespace.walk(to)
@@ -316,9 +316,9 @@ impl ObjectLayer {
     }
 
     /// Stores a client-set mtime when the remote keeps them; otherwise accepted and ignored.
-    pub async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
+    pub async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
         if let Some(p) = self.uploads.get(key) {
-            *super::lock(&p.mtime) = Some(mtime);
+            *crate::base::lock(&p.mtime) = Some(mtime);
             return Ok(());
         }
         let stat = self.stat(key).await?;
@@ -328,16 +328,16 @@ impl ObjectLayer {
         self.remote.namespace.set_mtime(key, mtime).await
     }
 
-    pub async fn space(&self) -> VfsResult<Space> {
+    pub async fn space(&self) -> FsResult<Space> {
         self.remote.namespace.space().await
     }
 
     /// Reads the stored object: an upload still open to the same key is not
     /// visible until it closes. From the start, the GET itself says what
     /// the file is, so opening costs one request, not a HEAD and a GET.
-    pub async fn open_read(&self, key: &str, offset: u64) -> VfsResult<Download> {
+    pub async fn open_read(&self, key: &str, offset: u64) -> FsResult<Download> {
         if key.is_empty() {
-            return Err(VfsError::Unsupported("is a folder".into()));
+            return Err(FsError::Unsupported("is a folder".into()));
         }
         let path = object_path(key)?;
         let store = self.remote.store.clone();
@@ -345,7 +345,7 @@ impl ObjectLayer {
             store
                 .get_opts(&path, GetOptions::default())
                 .await
-                .map_err(VfsError::from)
+                .map_err(FsError::from)
                 .map(|got| {
                     let stat = self.file_stat(key, &got);
                     Download::from_response(store, path, stat, got, self.budget.clone())
@@ -356,8 +356,8 @@ impl ObjectLayer {
             })
         };
         match opened {
-            Err(VfsError::NotFound) if self.dir_info(key).await?.is_some() => {
-                Err(VfsError::Unsupported("is a folder".into()))
+            Err(FsError::NotFound) if self.dir_info(key).await?.is_some() => {
+                Err(FsError::Unsupported("is a folder".into()))
             }
             other => other,
         }
@@ -365,7 +365,7 @@ impl ObjectLayer {
 
     /// Every file and folder under folder `key`, at any depth: what a sync
     /// job compares.
-    pub async fn walk(&self, key: &str) -> VfsResult<Vec<TreeEntry>> {
+    pub async fn walk(&self, key: &str) -> FsResult<Vec<TreeEntry>> {
         self.remote.namespace.walk(key).await
     }
 
@@ -373,7 +373,7 @@ impl ObjectLayer {
     /// [`ObjectLayer::open_write`]: a sync job has listed both sides and
     /// creates the folders it needs itself, so each check would only be one
     /// more request per file.
-    pub fn overwrite(&self, key: &str) -> VfsResult<Upload> {
+    pub fn overwrite(&self, key: &str) -> FsResult<Upload> {
         Upload::new(
             self.remote.clone(),
             self.uploads.clone(),
@@ -386,14 +386,14 @@ impl ObjectLayer {
     /// Gives a copied file its source's mtime where the store keeps real
     /// file times (the filesystem), so the next sync run sees it unchanged.
     /// Object stores set their own time on write; nothing is done there.
-    pub async fn keep_mtime(&self, key: &str, mtime: DateTime<Utc>) -> VfsResult<()> {
+    pub async fn keep_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
         match self.remote.config.kind {
             RemoteKind::Filesystem { .. } => self.remote.namespace.set_mtime(key, mtime).await,
             _ => Ok(()),
         }
     }
 
-    pub async fn open_write(&self, key: &str, mode: WriteMode) -> VfsResult<Upload> {
+    pub async fn open_write(&self, key: &str, mode: WriteMode) -> FsResult<Upload> {
         // EXCL and resume need to know the file. A plain upload only needs
         // the name not to be a folder, and asks only what is known: a check
         // in S3 would be a request on the path of every upload, the cost
@@ -406,13 +406,13 @@ impl ObjectLayer {
             }
             match self.known_dirs.get(key) {
                 Some(t) => Ok(FileStat::dir(name_of(key), t.unwrap_or_else(folder_time))),
-                None => Err(VfsError::NotFound),
+                None => Err(FsError::NotFound),
             }
         };
         let (existing, parent) = tokio::join!(existing, self.require_dir(parent_key(key)));
         match existing {
-            Ok(s) if s.is_dir => return Err(VfsError::Unsupported("is a folder".into())),
-            Ok(_) if mode == WriteMode::CreateNew => return Err(VfsError::AlreadyExists),
+            Ok(s) if s.is_dir => return Err(FsError::Unsupported("is a folder".into())),
+            Ok(_) if mode == WriteMode::CreateNew => return Err(FsError::AlreadyExists),
             Ok(s) if mode == WriteMode::Append && s.size > 0 => {
                 return resume::continue_object(
                     self.remote.clone(),
@@ -423,7 +423,7 @@ impl ObjectLayer {
                 )
                 .await;
             }
-            Ok(_) | Err(VfsError::NotFound) => {}
+            Ok(_) | Err(FsError::NotFound) => {}
             Err(e) => return Err(e),
         }
         parent?;

@@ -4,10 +4,7 @@
 //! segments fold away, and a name that S3 or object_store cannot hold is
 //! refused here, before any request is made.
 
-use super::VfsError;
-
-/// S3's limit on a key, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
+use crate::base::{FsError, MAX_KEY_BYTES, check_segment};
 
 /// A normalised absolute path in a user's tree: `/` or `/a/b`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,7 +16,7 @@ impl UserPath {
     }
 
     /// Resolves `input` (absolute, or relative to `cwd`) inside the tree.
-    pub fn resolve(cwd: &UserPath, input: &str) -> Result<UserPath, VfsError> {
+    pub fn resolve(cwd: &UserPath, input: &str) -> Result<UserPath, FsError> {
         let mut parts: Vec<&str> = if input.starts_with('/') {
             Vec::new()
         } else {
@@ -32,7 +29,7 @@ impl UserPath {
                     parts.pop();
                 }
                 name => {
-                    check_segment(name).map_err(VfsError::InvalidName)?;
+                    check_segment(name).map_err(FsError::InvalidName)?;
                     parts.push(name);
                 }
             }
@@ -41,15 +38,15 @@ impl UserPath {
     }
 
     /// Parses an absolute path from the user's side.
-    pub fn parse(input: &str) -> Result<UserPath, VfsError> {
+    pub fn parse(input: &str) -> Result<UserPath, FsError> {
         Self::resolve(&Self::root(), input)
     }
 
     /// Parses the path of a file to write: a name ending in `/` names a
     /// folder, and would otherwise be stored as the file without it.
-    pub fn parse_file(input: &str) -> Result<UserPath, VfsError> {
+    pub fn parse_file(input: &str) -> Result<UserPath, FsError> {
         if input.ends_with('/') {
-            return Err(VfsError::InvalidName(format!(
+            return Err(FsError::InvalidName(format!(
                 "{input:?} ends with '/': a file name cannot"
             )));
         }
@@ -80,8 +77,8 @@ impl UserPath {
         }
     }
 
-    pub fn join(&self, name: &str) -> Result<UserPath, VfsError> {
-        check_segment(name).map_err(VfsError::InvalidName)?;
+    pub fn join(&self, name: &str) -> Result<UserPath, FsError> {
+        check_segment(name).map_err(FsError::InvalidName)?;
         Ok(if self.is_root() {
             UserPath(format!("/{name}"))
         } else {
@@ -107,44 +104,15 @@ impl std::fmt::Display for UserPath {
     }
 }
 
-/// Whether one path segment can be an S3 key segment that object_store accepts.
-pub fn check_segment(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("empty name".into());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("{name:?} cannot be a file name"));
-    }
-    if name.contains('/') {
-        return Err(format!("{name:?} contains '/'"));
-    }
-    if let Some(c) = name.chars().find(|c| c.is_control()) {
-        let what = if c == '\0' {
-            "a NUL byte".to_string()
-        } else {
-            format!("control character {:?}", c)
-        };
-        return Err(format!(
-            "{name:?} contains {what}, which object storage cannot hold"
-        ));
-    }
-    if name.len() > MAX_KEY_BYTES {
-        return Err(format!(
-            "a name longer than {MAX_KEY_BYTES} bytes cannot be stored"
-        ));
-    }
-    Ok(())
-}
-
 /// Joins a key prefix and a relative path into an object key, checking the length.
-pub fn join_key(prefix: &str, rel: &str) -> Result<String, VfsError> {
+pub fn join_key(prefix: &str, rel: &str) -> Result<String, FsError> {
     let key = match (prefix.is_empty(), rel.is_empty()) {
         (true, _) => rel.to_string(),
         (false, true) => prefix.to_string(),
         (false, false) => format!("{prefix}/{rel}"),
     };
     if key.len() + 1 > MAX_KEY_BYTES {
-        return Err(VfsError::InvalidName(format!(
+        return Err(FsError::InvalidName(format!(
             "the path is too long: object keys hold at most {MAX_KEY_BYTES} bytes"
         )));
     }
@@ -182,7 +150,7 @@ mod tests {
     fn names_object_storage_cannot_hold_are_refused() {
         for bad in ["a\0b", "tab\there", "nl\nx", "del\x7f"] {
             let err = UserPath::parse(&format!("/ok/{bad}")).unwrap_err();
-            assert!(matches!(err, VfsError::InvalidName(_)), "{bad:?}");
+            assert!(matches!(err, FsError::InvalidName(_)), "{bad:?}");
         }
         let long = "x".repeat(2000);
         assert!(UserPath::parse(&format!("/{long}")).is_err());

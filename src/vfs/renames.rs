@@ -3,7 +3,7 @@
 //! once would both copy the tree. A rename here waits until no other
 //! rename touches its source or target, at any depth, within this gateway.
 
-use super::lock;
+use crate::base::lock;
 use std::sync::Mutex;
 use tokio::sync::Notify;
 

@@ -10,7 +10,8 @@
 use super::budget::Budget;
 use super::download::Download;
 use super::upload::{OpenUploads, Upload, WriteMode};
-use super::{FileStat, VfsError, VfsResult, lock};
+use super::{FileStat, FsError, FsResult};
+use crate::base::lock;
 use crate::remote::Remote;
 use futures::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
@@ -32,14 +33,14 @@ pub(crate) async fn continue_object(
     budget: Budget,
     key: &str,
     size: u64,
-) -> VfsResult<Upload> {
+) -> FsResult<Upload> {
     if uploads.get(key).is_some() {
-        return Err(VfsError::Unsupported(
+        return Err(FsError::Unsupported(
             "the file is being uploaded by another session; resume it after that upload ends"
                 .into(),
         ));
     }
-    let path = Path::parse(key).map_err(|e| VfsError::InvalidName(e.to_string()))?;
+    let path = Path::parse(key).map_err(|e| FsError::InvalidName(e.to_string()))?;
     if let (Some(api), Some(parts)) = (&remote.s3, &remote.multipart)
         && size >= MIN_COPY
     {

@@ -9,7 +9,8 @@
 
 use super::budget::{Budget, Held};
 use super::transfers::Transfer;
-use super::{VfsError, VfsResult, lock};
+use super::{FsError, FsResult};
+use crate::base::lock;
 use crate::config::units::format_size;
 use crate::remote::Remote;
 use bytes::Bytes;
@@ -116,7 +117,7 @@ pub struct Upload {
     budget: Budget,
     slots: Vec<Held>,
     progress: Arc<Progress>,
-    failed: Option<String>,
+    failed: Option<FsError>,
     done: bool,
     /// Ends when the upload is committed, or when its abort has finished.
     transfer: Option<Transfer>,
@@ -138,8 +139,8 @@ impl Upload {
         budget: Budget,
         key: String,
         mode: WriteMode,
-    ) -> VfsResult<Self> {
-        let path = Path::parse(&key).map_err(|e| VfsError::InvalidName(e.to_string()))?;
+    ) -> FsResult<Self> {
+        let path = Path::parse(&key).map_err(|e| FsError::InvalidName(e.to_string()))?;
         let progress = uploads.register(&key);
         let part_size = remote.config.part_size as usize;
         let concurrency = remote.config.upload_concurrency;
@@ -180,7 +181,7 @@ impl Upload {
         multipart: Box<dyn MultipartUpload>,
         parts: usize,
         size: u64,
-    ) -> VfsResult<Self> {
+    ) -> FsResult<Self> {
         let mut upload = Upload::new(remote, uploads, budget, key, WriteMode::Append)?;
         upload.multipart = Some(multipart);
         upload.part_md5s = vec![None; parts];
@@ -205,12 +206,12 @@ impl Upload {
 
     /// Reports a part that already failed (SFTP fsync), without waiting on
     /// parts still in flight.
-    pub async fn check(&mut self) -> VfsResult<()> {
+    pub async fn check(&mut self) -> FsResult<()> {
         while self.in_flight.front().is_some_and(|(h, _)| h.is_finished()) {
             self.finish_oldest().await?;
         }
         match &self.failed {
-            Some(e) => Err(VfsError::storage_msg(e.clone())),
+            Some(e) => Err(e.clone()),
             None => Ok(()),
         }
     }
@@ -228,25 +229,25 @@ impl Upload {
     }
 
     /// Writes `data` at `offset`. Returns at once unless memory is at its bound.
-    pub async fn write_at(&mut self, offset: u64, data: Bytes) -> VfsResult<()> {
+    pub async fn write_at(&mut self, offset: u64, data: Bytes) -> FsResult<()> {
         // A part that failed since the last write is reported now, not at close.
         self.check().await?;
         if data.is_empty() {
             return Ok(());
         }
         let end = offset.checked_add(data.len() as u64).ok_or_else(|| {
-            VfsError::Unsupported(format!(
+            FsError::Unsupported(format!(
                 "a write at offset {offset} would end past the largest possible file"
             ))
         })?;
         if offset < self.next {
-            return Err(VfsError::Unsupported(format!(
+            return Err(FsError::Unsupported(format!(
                 "rewriting bytes at offset {offset} that were already uploaded is not supported on object storage"
             )));
         }
         if offset > self.next {
             if end - self.next > self.window() {
-                return Err(VfsError::Unsupported(format!(
+                return Err(FsError::Unsupported(format!(
                     "non-sequential write outside the {} window is not supported on object storage (write at {offset}, {} bytes received so far)",
                     format_size(self.window()),
                     self.next
@@ -258,7 +259,7 @@ impl Upload {
                 .next_back()
                 .is_some_and(|(o, d)| o + d.len() as u64 > offset);
             if overlaps {
-                return Err(VfsError::Unsupported(format!(
+                return Err(FsError::Unsupported(format!(
                     "overlapping writes at offset {offset} are not supported"
                 )));
             }
@@ -281,7 +282,7 @@ impl Upload {
     }
 
     /// Appends contiguous bytes, a part at a time.
-    async fn append(&mut self, mut data: Bytes) -> VfsResult<()> {
+    async fn append(&mut self, mut data: Bytes) -> FsResult<()> {
         while !data.is_empty() {
             let take = data.len().min(self.part_size - self.part_len);
             let piece = data.split_to(take);
@@ -303,7 +304,7 @@ impl Upload {
     /// an upload holding one can always fill and send it: uploads waiting
     /// for the budget hold nothing they need from each other. With parts
     /// in flight, one that finishes makes room when the budget has none.
-    async fn reserve(&mut self, extra: usize) -> VfsResult<()> {
+    async fn reserve(&mut self, extra: usize) -> FsResult<()> {
         while self.buffered() + extra > self.limit() && !self.in_flight.is_empty() {
             self.finish_oldest().await?;
         }
@@ -320,7 +321,7 @@ impl Upload {
         Ok(())
     }
 
-    async fn finish_oldest(&mut self) -> VfsResult<()> {
+    async fn finish_oldest(&mut self) -> FsResult<()> {
         let Some((handle, len)) = self.in_flight.pop_front() else {
             return Ok(());
         };
@@ -334,15 +335,17 @@ impl Upload {
                 self.part_md5s.push(Some(md5));
                 return Ok(());
             }
-            Ok(Err(e)) => format!("uploading a part of {:?} failed: {e}", self.key),
-            Err(e) => format!("uploading a part of {:?} failed: {e}", self.key),
+            Ok(Err(e)) => {
+                FsError::failed_with(format!("uploading a part of {:?} failed", self.key), e)
+            }
+            Err(e) => FsError::failed_with(format!("uploading a part of {:?} failed", self.key), e),
         };
         self.failed = Some(failure.clone());
-        Err(VfsError::storage_msg(failure))
+        Err(failure)
     }
 
     /// Sends the assembled part; starts the multipart upload on the first.
-    async fn send_part(&mut self) -> VfsResult<()> {
+    async fn send_part(&mut self) -> FsResult<()> {
         while self.in_flight.len() >= self.concurrency {
             self.finish_oldest().await?;
         }
@@ -353,8 +356,9 @@ impl Upload {
             };
             let started = start_multipart(self.remote.store.clone(), self.path.clone(), opts).await;
             self.multipart = Some(started.map_err(|e| {
-                self.failed = Some(e.to_string());
-                VfsError::from(e)
+                let e = FsError::from(e);
+                self.failed = Some(e.clone());
+                e
             })?);
         }
         let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
@@ -399,13 +403,13 @@ impl Upload {
 
     /// Commits the object. Until this returns `Ok`, nothing is visible.
     /// Makes the object visible; its size.
-    pub async fn close(self) -> VfsResult<u64> {
+    pub async fn close(self) -> FsResult<u64> {
         self.close_stored().await.map(|s| s.size)
     }
 
     /// As [`Upload::close`], with the ETag the store gave the new object:
     /// what a sync run records without asking again.
-    pub async fn close_stored(mut self) -> VfsResult<Stored> {
+    pub async fn close_stored(mut self) -> FsResult<Stored> {
         let result = self.commit().await;
         if result.is_err() {
             self.abort_now().await;
@@ -413,12 +417,12 @@ impl Upload {
         result
     }
 
-    async fn commit(&mut self) -> VfsResult<Stored> {
+    async fn commit(&mut self) -> FsResult<Stored> {
         if let Some(e) = &self.failed {
-            return Err(VfsError::storage_msg(e.clone()));
+            return Err(e.clone());
         }
         if let Some(gap) = self.pending.keys().next() {
-            return Err(VfsError::Unsupported(format!(
+            return Err(FsError::Unsupported(format!(
                 "the file has a hole: bytes {}..{gap} were never written",
                 self.next
             )));
@@ -500,7 +504,7 @@ async fn stored_anyway(
     size: u64,
     part_md5s: &[Option<[u8; 16]>],
     failure: object_store::Error,
-) -> VfsResult<Option<String>> {
+) -> FsResult<Option<String>> {
     let head = match store.head(path).await {
         Ok(head) => head,
         Err(_) => return Err(failure.into()),

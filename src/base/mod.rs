@@ -1,0 +1,16 @@
+//! What every layer shares and none owns: the file-operation error kind,
+//! the rules for names object storage can hold, and a poison-tolerant lock.
+//! It depends on nothing else in the crate, so the config, the remotes, the
+//! VFS and the frontends can all use it without pointing back up.
+
+mod error;
+mod names;
+
+pub use error::{FsError, FsResult};
+pub use names::{MAX_KEY_BYTES, check_segment};
+
+/// Locks state that stays consistent even if a holder panicked (maps,
+/// counters): a poisoned lock is taken over, not propagated.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
