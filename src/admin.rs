@@ -162,20 +162,10 @@ impl AdminListener {
 
     /// Answers until `stop` completes.
     pub async fn serve(self, stop: impl Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            let (socket, _) = tokio::select! {
-                _ = &mut stop => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let health = self.health.clone();
-            tokio::spawn(async move {
+        let health = self.health;
+        crate::listen::accept_until(&self.listener, "admin", stop, |socket, _| {
+            let health = health.clone();
+            async move {
                 let service = hyper::service::service_fn(move |req| {
                     let health = health.clone();
                     async move { Ok::<_, std::convert::Infallible>(answer(&health, &req)) }
@@ -184,8 +174,9 @@ impl AdminListener {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(io, service)
                     .await;
-            });
-        }
+            }
+        })
+        .await;
     }
 }
 

@@ -26,10 +26,12 @@ pub mod config;
 pub mod ftp;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod listen;
 pub mod metrics;
 pub mod proxy;
 pub mod remote;
 pub mod serve;
+pub mod session;
 pub mod sftp;
 pub mod sync;
 pub mod vfs;

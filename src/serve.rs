@@ -1,17 +1,16 @@
 //! `bucketgate serve`: builds the remotes and starts what the config
 //! enables: the listeners and the sync jobs that have an interval.
 
-use crate::auth::{NotLoggedIn, PreLogin, SessionLimits, Users};
+use crate::auth::{SessionLimits, Users};
 use crate::config::Config;
-use crate::proxy::ProxyRules;
 use crate::remote::Remotes;
+use crate::session::SessionContext;
 use crate::vfs::transfers;
 use crate::vfs::{Budget, Storage};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -24,92 +23,6 @@ pub struct Gateway {
     pub storage: Storage,
     pub users: Users,
     pub limits: SessionLimits,
-}
-
-/// What every session of every frontend shares: the users, the storage,
-/// the session slots, and the signal that ends sessions at shutdown.
-pub struct Shared {
-    pub users: Users,
-    pub storage: Storage,
-    pub limits: SessionLimits,
-    /// Cancelled when the shutdown grace period is over: sessions still
-    /// open end, and drop (abort) their unfinished uploads.
-    pub ending: CancellationToken,
-}
-
-impl Shared {
-    /// What both frontends do first with a new connection, in its own
-    /// task: the client's real address (PROXY protocol), then the ban check
-    /// and its place among the connections not logged in yet. `None`: the
-    /// connection is refused (logged).
-    pub async fn admit(
-        &self,
-        proxy: &ProxyRules,
-        socket: &mut TcpStream,
-        peer: SocketAddr,
-        protocol: &'static str,
-    ) -> Option<(SocketAddr, PreLogin)> {
-        let client = match proxy.client_address(socket, peer).await {
-            Ok(client) => client,
-            Err(e) => {
-                tracing::warn!(%peer, protocol, reason = %e, "connection refused");
-                return None;
-            }
-        };
-        match self.limits.connection(client.ip(), protocol) {
-            Ok(slot) => Some((client, slot)),
-            Err(e) => {
-                tracing::warn!(peer = %client, protocol, reason = %e, "connection refused");
-                None
-            }
-        }
-    }
-}
-
-/// Why a connection's task must end it from outside the protocol.
-#[derive(Debug, Clone, Copy)]
-pub enum Close {
-    /// Not logged in by the deadline, or closed to make room (counted
-    /// toward its source's ban where that is the source's doing).
-    NotLoggedIn(NotLoggedIn),
-    /// The shutdown grace period is over.
-    Shutdown,
-}
-
-impl std::fmt::Display for Close {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Close::NotLoggedIn(reason) => reason.fmt(f),
-            Close::Shutdown => f.write_str("the server is shutting down"),
-        }
-    }
-}
-
-impl Shared {
-    /// Resolves when a connection admitted as `pending` must be closed by
-    /// its task: login deadline, eviction, or shutdown. Logs why, and
-    /// counts a missed deadline toward the source's ban.
-    pub fn close_signal(
-        &self,
-        peer: SocketAddr,
-        pending: &PreLogin,
-    ) -> impl Future<Output = Close> + Send + 'static {
-        let (login, ending, limits) = (pending.watch(), self.ending.clone(), self.limits.clone());
-        async move {
-            let close = tokio::select! {
-                reason = login.closed() => Close::NotLoggedIn(reason),
-                _ = ending.cancelled() => Close::Shutdown,
-            };
-            match close {
-                Close::NotLoggedIn(reason) => {
-                    tracing::info!(%peer, %reason, "connection closed before login");
-                    limits.closed_before_login(peer.ip(), reason);
-                }
-                Close::Shutdown => tracing::info!(%peer, "session ended by shutdown"),
-            }
-            close
-        }
-    }
 }
 
 /// The listeners of a started gateway, with the addresses they got.
@@ -154,7 +67,7 @@ impl Gateway {
         let mut tasks = JoinSet::new();
         let ending = CancellationToken::new();
         let draining = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(SessionContext {
             users: self.users.clone(),
             storage: self.storage.clone(),
             limits: self.limits.clone(),

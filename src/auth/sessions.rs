@@ -7,10 +7,10 @@
 //! of what it counts and given back when its guard drops, however the
 //! connection ends.
 
+use super::Bans;
 use super::bans::Source;
-use super::{Bans, LoginError};
 use crate::config::{SecurityConfig, ServerConfig, UserConfig};
-use crate::metrics::{ProtocolLabel, ResultLabel};
+use crate::metrics::ProtocolLabel;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,8 @@ pub enum LimitError {
     Server(usize),
     #[error("user {0:?} has reached their max_sessions ({1})")]
     User(String, usize),
+    #[error("this connection is logged in already")]
+    LoggedIn,
 }
 
 /// A connection admitted but not logged in. It holds its place among the
@@ -154,7 +156,7 @@ pub enum Admitted {
 }
 
 impl Admitted {
-    fn peer_and_protocol(&self) -> Option<(IpAddr, &'static str)> {
+    pub fn peer_and_protocol(&self) -> Option<(IpAddr, &'static str)> {
         match self {
             Admitted::Pending(p) => Some((p.peer, p.protocol)),
             _ => None,
@@ -226,8 +228,8 @@ impl SessionLimits {
     /// A connection closed before it logged in counts as a failed login
     /// of its source: a source that keeps doing it is banned.
     pub fn closed_before_login(&self, peer: IpAddr, reason: NotLoggedIn) {
-        if reason == NotLoggedIn::Deadline && self.bans.failed(peer) {
-            tracing::warn!(source = %peer, for_secs = self.bans.ban_time().as_secs(), "source banned after repeated failed logins");
+        if reason == NotLoggedIn::Deadline {
+            self.login_failed(peer);
         }
     }
 
@@ -259,55 +261,27 @@ impl SessionLimits {
         })
     }
 
-    /// Ends a login check the same way for every frontend: the outcome goes
-    /// to the log inside the session `span` and to the source's failure
-    /// count, and an accepted user takes a session slot and names the span.
-    /// `None` means refuse.
-    pub fn conclude_login(
-        &self,
-        admitted: &mut Admitted,
-        span: &tracing::Span,
-        name: &str,
-        method: &str,
-        checked: Result<Arc<UserConfig>, LoginError>,
-    ) -> Option<Arc<UserConfig>> {
-        let _enter = span.enter();
+    /// A logged-in user's connection becomes a session: it takes a slot
+    /// within the server's and the user's limits and leaves the connections
+    /// not logged in.
+    pub fn log_in(&self, admitted: &mut Admitted, user: &UserConfig) -> Result<(), LimitError> {
         let Some((peer, protocol)) = admitted.peer_and_protocol() else {
-            tracing::warn!(
-                user = name,
-                "a second login on a logged-in connection refused"
-            );
-            return None;
-        };
-        let user = match checked {
-            Ok(user) => user,
-            Err(e) => {
-                login_result("failed");
-                tracing::warn!(user = name, method, reason = %e, "login failed");
-                if self.bans.failed(peer) {
-                    tracing::warn!(source = %peer, for_secs = self.bans.ban_time().as_secs(), "source banned after repeated failed logins");
-                }
-                return None;
-            }
+            return Err(LimitError::LoggedIn);
         };
         self.bans.succeeded(peer);
-        match self.session(protocol, &user.name, user.max_sessions) {
-            Ok(slot) => {
-                if let Admitted::Pending(p) = std::mem::replace(admitted, Admitted::Moving) {
-                    p.logged_in.cancel();
-                }
-                *admitted = Admitted::LoggedIn(slot);
-            }
-            Err(e) => {
-                login_result("refused");
-                tracing::warn!(user = name, reason = %e, "login refused");
-                return None;
-            }
+        let slot = self.session(protocol, &user.name, user.max_sessions)?;
+        if let Admitted::Pending(p) = std::mem::replace(admitted, Admitted::Moving) {
+            p.logged_in.cancel();
         }
-        login_result("ok");
-        span.record("user", user.name.as_str());
-        tracing::info!(method, "logged in");
-        Some(user)
+        *admitted = Admitted::LoggedIn(slot);
+        Ok(())
+    }
+
+    /// A failed login counts toward the ban of its source.
+    pub fn login_failed(&self, peer: IpAddr) {
+        if self.bans.failed(peer) {
+            tracing::warn!(source = %peer, for_secs = self.bans.ban_time().as_secs(), "source banned after repeated failed logins");
+        }
     }
 }
 
@@ -323,13 +297,6 @@ impl PreLogin {
     pub fn peer(&self) -> IpAddr {
         self.peer
     }
-}
-
-fn login_result(result: &'static str) {
-    crate::metrics::get()
-        .logins
-        .get_or_create(&ResultLabel { result })
-        .inc();
 }
 
 impl Drop for PreLogin {

@@ -7,7 +7,7 @@
 //! is the user the session gets.
 
 use crate::auth::{Admitted, PreLogin};
-use crate::serve::Shared;
+use crate::session::SessionContext;
 use crate::vfs::UserVfs;
 use async_trait::async_trait;
 use std::fmt;
@@ -50,7 +50,7 @@ impl UserDetail for FtpUser {}
 
 /// The login state of one connection.
 pub struct Login {
-    shared: Arc<Shared>,
+    shared: Arc<SessionContext>,
     peer: SocketAddr,
     span: tracing::Span,
     /// The connection's place among those not logged in, then its session slot.
@@ -69,7 +69,7 @@ impl fmt::Debug for Login {
 
 impl Login {
     pub fn new(
-        shared: Arc<Shared>,
+        shared: Arc<SessionContext>,
         peer: SocketAddr,
         span: tracing::Span,
         pending: PreLogin,
@@ -95,13 +95,8 @@ impl Login {
             .await;
         let user = {
             let mut admitted = crate::base::lock(&self.admitted);
-            self.shared.limits.conclude_login(
-                &mut admitted,
-                &self.span,
-                username,
-                "password",
-                checked,
-            )?
+            self.shared
+                .conclude_login(&mut admitted, &self.span, username, "password", checked)?
         };
         match UserVfs::for_user(&user, &self.shared.storage).await {
             Ok(vfs) => Some(FtpUser {

@@ -15,7 +15,7 @@ pub mod tls;
 
 use crate::config::{FtpConfig, PassiveHost, ServerConfig};
 use crate::proxy::ProxyRules;
-use crate::serve::Shared;
+use crate::session::SessionContext;
 use backend::VfsBackend;
 use libunftp::options::FtpsRequired;
 use login::{FtpUser, Login};
@@ -39,7 +39,7 @@ struct Sessions {
     config: FtpConfig,
     tls: Option<Arc<rustls::ServerConfig>>,
     idle_timeout: Duration,
-    shared: Arc<Shared>,
+    shared: Arc<SessionContext>,
 }
 
 impl FtpListener {
@@ -47,7 +47,7 @@ impl FtpListener {
     pub async fn bind(
         config: &FtpConfig,
         server: &ServerConfig,
-        shared: Arc<Shared>,
+        shared: Arc<SessionContext>,
     ) -> anyhow::Result<Self> {
         let tls = match &config.tls {
             Some((cert, key)) => Some(tls::server_config(cert, key)?),
@@ -154,26 +154,18 @@ impl Sessions {
     /// Accepts connections on `listener`, for ever; `implicit` ones begin
     /// with the TLS handshake.
     async fn accept(self: Arc<Self>, listener: TcpListener, implicit: bool) {
-        loop {
-            let (socket, peer) = match listener.accept().await {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting an FTP connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+        let protocol = if implicit { "ftps-implicit" } else { "ftp" };
+        crate::listen::accept_until(&listener, protocol, std::future::pending(), |socket, peer| {
             let sessions = self.clone();
-            tokio::spawn(async move {
+            async move {
                 let mut socket = socket;
-                let protocol = if implicit { "ftps-implicit" } else { "ftp" };
                 let proxy = ProxyRules {
                     mode: sessions.config.proxy_protocol,
                     allowed: sessions.config.proxy_allowed.clone(),
                 };
                 let Some((peer, pending)) = sessions
                     .shared
-                    .admit(&proxy, &mut socket, peer, protocol)
+                    .screen(&proxy, &mut socket, peer, protocol)
                     .await
                 else {
                     return;
@@ -181,12 +173,7 @@ impl Sessions {
                 let close = sessions.shared.close_signal(peer, &pending);
                 let close = async move { format!("Closing control connection: {}", close.await) };
                 let _ = socket.set_nodelay(true);
-                let span = tracing::info_span!(
-                    "session",
-                    protocol,
-                    %peer,
-                    user = tracing::field::Empty
-                );
+                let span = crate::session::span(protocol, peer);
                 let login = Arc::new(Login::new(
                     sessions.shared.clone(),
                     peer,
@@ -214,7 +201,8 @@ impl Sessions {
                 }
                 .instrument(span)
                 .await;
-            });
-        }
+            }
+        })
+        .await;
     }
 }

@@ -16,7 +16,7 @@ mod ssh;
 use crate::config::ServerConfig;
 use crate::config::SftpConfig;
 use crate::proxy::ProxyRules;
-use crate::serve::Shared;
+use crate::session::SessionContext;
 use russh::keys::PrivateKey;
 use russh::{MethodKind, MethodSet, SshId};
 use std::future::Future;
@@ -66,7 +66,7 @@ pub struct SftpListener {
     listener: TcpListener,
     sftp: SftpConfig,
     config: Arc<russh::server::Config>,
-    shared: Arc<Shared>,
+    shared: Arc<SessionContext>,
     proxy: ProxyRules,
 }
 
@@ -75,7 +75,7 @@ impl SftpListener {
     pub async fn bind(
         sftp: &SftpConfig,
         server: &ServerConfig,
-        shared: Arc<Shared>,
+        shared: Arc<SessionContext>,
     ) -> anyhow::Result<Self> {
         let addr = sftp.listen;
         let keys = host_keys::load_or_create(&server.keys_dir)?;
@@ -108,32 +108,20 @@ impl SftpListener {
             shared,
             proxy,
         } = self;
-        tokio::pin!(stop);
-        loop {
-            let (socket, peer) = tokio::select! {
-                _ = &mut stop => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait, do not spin.
-                        tracing::warn!(error = %e, "accepting an SFTP connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
+        crate::listen::accept_until(&listener, "sftp", stop, |socket, peer| {
             let (config, shared, proxy) = (config.clone(), shared.clone(), proxy.clone());
             let caps = ssh::ConnectionCaps::new(&sftp);
-            tokio::spawn(async move {
+            async move {
                 let mut socket = socket;
-                let Some((peer, pending)) = shared.admit(&proxy, &mut socket, peer, "sftp").await
+                let Some((peer, pending)) = shared.screen(&proxy, &mut socket, peer, "sftp").await
                 else {
                     return;
                 };
                 let _ = socket.set_nodelay(true);
                 serve_connection(config, socket, peer, pending, shared, caps).await;
-            });
-        }
+            }
+        })
+        .await;
     }
 }
 
@@ -149,7 +137,7 @@ async fn serve_connection(
     socket: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     pending: crate::auth::PreLogin,
-    shared: Arc<Shared>,
+    shared: Arc<SessionContext>,
     caps: ssh::ConnectionCaps,
 ) {
     let close = shared.close_signal(peer, &pending);

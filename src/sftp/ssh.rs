@@ -4,7 +4,7 @@
 use super::handler::SftpHandler;
 use crate::auth::{Admitted, LoginError, PreLogin};
 use crate::config::{SftpConfig, UserConfig};
-use crate::serve::Shared;
+use crate::session::SessionContext;
 use crate::vfs::UserVfs;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
@@ -36,7 +36,7 @@ impl ConnectionCaps {
 
 /// One SSH connection.
 pub struct SshSession {
-    shared: Arc<Shared>,
+    shared: Arc<SessionContext>,
     peer: SocketAddr,
     admitted: Admitted,
     user: Option<Arc<UserConfig>>,
@@ -59,17 +59,12 @@ fn reject() -> Auth {
 
 impl SshSession {
     pub fn new(
-        shared: Arc<Shared>,
+        shared: Arc<SessionContext>,
         peer: SocketAddr,
         pending: PreLogin,
         caps: ConnectionCaps,
     ) -> Self {
-        let span = tracing::info_span!(
-            "session",
-            protocol = "sftp",
-            peer = %peer,
-            user = tracing::field::Empty
-        );
+        let span = crate::session::span("sftp", peer);
         SshSession {
             shared,
             peer,
@@ -88,13 +83,10 @@ impl SshSession {
         method: &str,
         checked: Result<Arc<UserConfig>, LoginError>,
     ) -> Auth {
-        let Some(user) = self.shared.limits.conclude_login(
-            &mut self.admitted,
-            &self.span,
-            name,
-            method,
-            checked,
-        ) else {
+        let Some(user) =
+            self.shared
+                .conclude_login(&mut self.admitted, &self.span, name, method, checked)
+        else {
             return reject();
         };
         self.user = Some(user);

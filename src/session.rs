@@ -1,0 +1,154 @@
+//! What a session of either frontend needs from the gateway, and the steps
+//! every session goes through whatever its protocol: screening a new
+//! connection (PROXY header, bans, the pre-login caps), its span, its end
+//! from outside (login deadline, shutdown), and the outcome of its login.
+
+use crate::auth::{Admitted, LoginError, NotLoggedIn, PreLogin, SessionLimits, Users};
+use crate::config::UserConfig;
+use crate::proxy::ProxyRules;
+use crate::vfs::Storage;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// The span every line of one session is logged in: the user is filled in
+/// at login.
+pub fn span(protocol: &'static str, peer: SocketAddr) -> tracing::Span {
+    tracing::info_span!("session", protocol, %peer, user = tracing::field::Empty)
+}
+
+/// What every session of every frontend shares: the users, the storage,
+/// the session slots, and the signal that ends sessions at shutdown.
+pub struct SessionContext {
+    pub users: Users,
+    pub storage: Storage,
+    pub limits: SessionLimits,
+    /// Cancelled when the shutdown grace period is over: sessions still
+    /// open end, and drop (abort) their unfinished uploads.
+    pub ending: CancellationToken,
+}
+
+impl SessionContext {
+    /// What both frontends do first with a new connection, in its own
+    /// task: the client's real address (PROXY protocol), then the ban check
+    /// and its place among the connections not logged in yet. `None`: the
+    /// connection is refused (logged).
+    pub async fn screen(
+        &self,
+        proxy: &ProxyRules,
+        socket: &mut TcpStream,
+        peer: SocketAddr,
+        protocol: &'static str,
+    ) -> Option<(SocketAddr, PreLogin)> {
+        let client = match proxy.client_address(socket, peer).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(%peer, protocol, reason = %e, "connection refused");
+                return None;
+            }
+        };
+        match self.limits.connection(client.ip(), protocol) {
+            Ok(slot) => Some((client, slot)),
+            Err(e) => {
+                tracing::warn!(peer = %client, protocol, reason = %e, "connection refused");
+                None
+            }
+        }
+    }
+}
+
+/// Why a connection's task must end it from outside the protocol.
+#[derive(Debug, Clone, Copy)]
+pub enum Close {
+    /// Not logged in by the deadline, or closed to make room (counted
+    /// toward its source's ban where that is the source's doing).
+    NotLoggedIn(NotLoggedIn),
+    /// The shutdown grace period is over.
+    Shutdown,
+}
+
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Close::NotLoggedIn(reason) => reason.fmt(f),
+            Close::Shutdown => f.write_str("the server is shutting down"),
+        }
+    }
+}
+
+impl SessionContext {
+    /// Resolves when a connection admitted as `pending` must be closed by
+    /// its task: login deadline, eviction, or shutdown. Logs why, and
+    /// counts a missed deadline toward the source's ban.
+    pub fn close_signal(
+        &self,
+        peer: SocketAddr,
+        pending: &PreLogin,
+    ) -> impl Future<Output = Close> + Send + 'static {
+        let (login, ending, limits) = (pending.watch(), self.ending.clone(), self.limits.clone());
+        async move {
+            let close = tokio::select! {
+                reason = login.closed() => Close::NotLoggedIn(reason),
+                _ = ending.cancelled() => Close::Shutdown,
+            };
+            match close {
+                Close::NotLoggedIn(reason) => {
+                    tracing::info!(%peer, %reason, "connection closed before login");
+                    limits.closed_before_login(peer.ip(), reason);
+                }
+                Close::Shutdown => tracing::info!(%peer, "session ended by shutdown"),
+            }
+            close
+        }
+    }
+}
+
+impl SessionContext {
+    /// Ends a login check the same way for every frontend: the outcome goes
+    /// to the log inside the session `span`, to the login metrics and to
+    /// the source's failure count; an accepted user takes a session slot
+    /// and names the span. `None` means refuse.
+    pub fn conclude_login(
+        &self,
+        admitted: &mut Admitted,
+        span: &tracing::Span,
+        name: &str,
+        method: &str,
+        checked: Result<Arc<UserConfig>, LoginError>,
+    ) -> Option<Arc<UserConfig>> {
+        let _enter = span.enter();
+        let Some((peer, _)) = admitted.peer_and_protocol() else {
+            tracing::warn!(
+                user = name,
+                "a second login on a logged-in connection refused"
+            );
+            return None;
+        };
+        let user = match checked {
+            Ok(user) => user,
+            Err(e) => {
+                login_result("failed");
+                tracing::warn!(user = name, method, reason = %e, "login failed");
+                self.limits.login_failed(peer);
+                return None;
+            }
+        };
+        if let Err(e) = self.limits.log_in(admitted, &user) {
+            login_result("refused");
+            tracing::warn!(user = name, reason = %e, "login refused");
+            return None;
+        }
+        login_result("ok");
+        span.record("user", user.name.as_str());
+        tracing::info!(method, "logged in");
+        Some(user)
+    }
+}
+
+fn login_result(result: &'static str) {
+    crate::metrics::get()
+        .logins
+        .get_or_create(&crate::metrics::ResultLabel { result })
+        .inc();
+}
