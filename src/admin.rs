@@ -68,7 +68,7 @@ impl Health {
                     _ = tick.tick() => {}
                 }
                 let probes = remotes.iter().map(|r| async move {
-                    let result = tokio::time::timeout(PROBE_TIMEOUT, r.namespace.probe()).await;
+                    let result = tokio::time::timeout(PROBE_TIMEOUT, r.namespace().probe()).await;
                     let error = match result {
                         Ok(Ok(())) => None,
                         Ok(Err(e)) => Some(e.to_string()),

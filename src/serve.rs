@@ -50,7 +50,7 @@ impl Gateway {
     pub fn build(config: Config) -> anyhow::Result<Gateway> {
         let remotes = Remotes::build(&config)?;
         for r in remotes.iter() {
-            tracing::info!(remote = r.name(), store = %r.store, "remote ready");
+            tracing::info!(remote = r.name(), store = %r.store(), "remote ready");
         }
         Ok(Gateway {
             storage: Storage::new(&remotes, &Budget::new(config.server.memory_budget)),

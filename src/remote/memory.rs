@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions};
+use object_store::{Attributes, ObjectStore, ObjectStoreExt, PutOptions};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -190,10 +190,8 @@ impl Namespace for MemoryNamespace {
         let path = Path::from_iter(key.split('/'));
         let data = self.store.get(&path).await?.bytes().await?;
         let mut attributes = Attributes::new();
-        attributes.insert(
-            Attribute::Metadata("mtime".into()),
-            mtime.timestamp().to_string().into(),
-        );
+        let (key, value) = super::mtime_attribute(mtime);
+        attributes.insert(key, value);
         let opts = PutOptions {
             attributes,
             ..Default::default()

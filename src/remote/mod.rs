@@ -6,6 +6,7 @@
 //! directories go through a [`Namespace`]: signed S3 requests (`s3.rs`),
 //! real directories (`fs.rs`) or an in-process set (`memory.rs`).
 
+mod body;
 mod fs;
 pub mod http;
 mod memory;
@@ -14,13 +15,13 @@ mod s3;
 use crate::base::FsResult;
 use crate::config::{Config, RemoteConfig, RemoteKind};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use object_store::ObjectStore;
-use object_store::multipart::MultipartStore;
+use chrono::{DateTime, TimeZone, Utc};
+use object_store::{Attribute, AttributeValue, Attributes, ObjectStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use s3::S3Api;
+pub use body::{Body, body};
+pub use s3::Continued;
 
 /// A file or folder directly inside a listed folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,20 +90,17 @@ pub trait Namespace: Send + Sync + std::fmt::Debug {
     async fn probe(&self) -> FsResult<()>;
 }
 
-/// One configured remote, shared by every session and sync job.
+/// One configured remote, shared by every session and sync job. Its parts
+/// are its own: the layers above ask what it can do.
 pub struct Remote {
-    pub config: RemoteConfig,
-    pub store: Arc<dyn ObjectStore>,
-    pub namespace: Box<dyn Namespace>,
-    /// The signed-request client, on S3 remotes (UploadPartCopy, metadata).
-    pub s3: Option<Arc<S3Api>>,
-    /// Part-level multipart calls, on S3 remotes: a resumed upload mixes
-    /// copied parts with uploaded ones.
-    pub multipart: Option<Arc<dyn MultipartStore>>,
+    config: RemoteConfig,
+    store: Arc<dyn ObjectStore>,
+    namespace: Box<dyn Namespace>,
+    /// S3 only: what continues an upload inside the store.
+    parts: Option<s3::PartCopier>,
     /// Whether `Report.pdf` and `report.pdf` are one file here: set in the
-    /// config or probed on a filesystem, false on object stores. Sync jobs
-    /// check names before writing onto such a remote.
-    pub case_insensitive: bool,
+    /// config or probed on a filesystem, false on object stores.
+    case_insensitive: bool,
 }
 
 impl std::fmt::Debug for Remote {
@@ -114,9 +112,84 @@ impl std::fmt::Debug for Remote {
     }
 }
 
+/// The metadata key of a client-set mtime (`preserve_mtime`), in seconds
+/// since the epoch: the one rclone's S3 backend uses too.
+const MTIME_KEY: &str = "mtime";
+
+/// `mtime` as a metadata key and value.
+fn mtime_metadata(mtime: DateTime<Utc>) -> (&'static str, String) {
+    (MTIME_KEY, mtime.timestamp().to_string())
+}
+
+/// The object attribute that stores `mtime` with an upload.
+pub fn mtime_attribute(mtime: DateTime<Utc>) -> (Attribute, AttributeValue) {
+    let (key, value) = mtime_metadata(mtime);
+    (Attribute::Metadata(key.into()), value.into())
+}
+
+/// The mtime stored with an object, if any.
+pub fn stored_mtime(attributes: &Attributes) -> Option<DateTime<Utc>> {
+    let value = attributes.get(&Attribute::Metadata(MTIME_KEY.into()))?;
+    let secs = value.as_ref().parse::<f64>().ok()?;
+    Utc.timestamp_opt(secs as i64, 0).single()
+}
+
 impl Remote {
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Where the data goes: PUT, multipart, ranged GET, copy, delete.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// How folders exist here.
+    pub fn namespace(&self) -> &dyn Namespace {
+        &*self.namespace
+    }
+
+    /// The size of each part of a multipart upload.
+    pub fn part_size(&self) -> u64 {
+        self.config.part_size
+    }
+
+    /// Parts of one upload sent at once.
+    pub fn upload_concurrency(&self) -> usize {
+        self.config.upload_concurrency
+    }
+
+    /// Whether a client-set mtime is kept with the file (`preserve_mtime`).
+    pub fn keeps_client_mtimes(&self) -> bool {
+        self.config.preserve_mtime
+    }
+
+    /// Whether files here carry real times that can be set (a filesystem),
+    /// so a copy can take its source's. Object stores set their own.
+    pub fn has_file_times(&self) -> bool {
+        matches!(self.config.kind, RemoteKind::Filesystem { .. })
+    }
+
+    /// Whether an object's ETag changes exactly when its content does, so
+    /// comparing ETags needs no HEAD of the time (S3).
+    pub fn etags_identify_content(&self) -> bool {
+        self.parts.is_some()
+    }
+
+    /// Whether names that differ only in case are one file here.
+    pub fn case_insensitive(&self) -> bool {
+        self.case_insensitive
+    }
+
+    /// Starts an upload of `key` whose first `size` bytes are the object
+    /// there now, copied inside the store without passing through the
+    /// gateway; `None` where the store cannot (not S3, or under S3's 5 MiB
+    /// part minimum): the caller streams the old bytes instead.
+    pub async fn continue_in_store(&self, key: &str, size: u64) -> FsResult<Option<Continued>> {
+        match &self.parts {
+            Some(parts) if size >= s3::MIN_COPY => parts.continue_object(key, size).await.map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// Builds the store for one remote. Creates a filesystem root if missing.
@@ -132,8 +205,7 @@ impl Remote {
                     config: config.clone(),
                     namespace: Box::new(memory::MemoryNamespace::new(store.clone())),
                     store,
-                    s3: None,
-                    multipart: None,
+                    parts: None,
                     case_insensitive: false,
                 })
             }
@@ -157,43 +229,17 @@ impl Remote {
                     config: config.clone(),
                     store: Arc::new(store),
                     namespace: Box::new(fs::FsNamespace::new(root)),
-                    s3: None,
-                    multipart: None,
+                    parts: None,
                     case_insensitive,
                 })
             }
             RemoteKind::S3(s3) => {
-                let connector =
-                    http::GatewayConnector::new(&config.name, s3).map_err(|e| err(&e))?;
-                let retry = object_store::RetryConfig {
-                    max_retries: s3.retries,
-                    retry_timeout: std::time::Duration::from_secs(180),
-                    backoff: object_store::BackoffConfig {
-                        init_backoff: std::time::Duration::from_millis(100),
-                        max_backoff: std::time::Duration::from_secs(15),
-                        base: 2.0,
-                    },
-                };
-                let store = object_store::aws::AmazonS3Builder::new()
-                    .with_endpoint(&s3.endpoint)
-                    .with_bucket_name(&s3.bucket)
-                    .with_region(&s3.region)
-                    .with_access_key_id(&s3.access_key_id)
-                    .with_secret_access_key(&s3.secret_access_key)
-                    .with_virtual_hosted_style_request(!s3.path_style)
-                    .with_allow_http(s3.endpoint.starts_with("http://"))
-                    .with_retry(retry)
-                    .with_http_connector(connector.clone())
-                    .build()
-                    .map_err(|e| err(&e))?;
-                let api = Arc::new(S3Api::new(s3, connector.client()));
-                let store = Arc::new(store);
+                let (store, namespace, parts) = s3::build(&config.name, s3).map_err(|e| err(&e))?;
                 Ok(Remote {
                     config: config.clone(),
-                    namespace: Box::new(s3::S3Namespace::new(api.clone())),
-                    store: store.clone(),
-                    s3: Some(api),
-                    multipart: Some(store),
+                    store,
+                    namespace,
+                    parts: Some(parts),
                     case_insensitive: false,
                 })
             }

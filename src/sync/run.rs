@@ -181,8 +181,8 @@ impl Job {
             delete_empty_folders: self.config.delete_empty_folders,
             max_delete: self.config.max_delete,
             force,
-            local_case_insensitive: self.local.remote().case_insensitive,
-            remote_case_insensitive: self.remote.remote().case_insensitive,
+            local_case_insensitive: self.local.remote().case_insensitive(),
+            remote_case_insensitive: self.remote.remote().case_insensitive(),
         };
         let plan = plan(&Inputs {
             rules: &rules,
@@ -203,7 +203,7 @@ impl Job {
     /// Runs the job once: fails only when the lease is held elsewhere or
     /// the state folder cannot be written; everything else is in the report.
     pub async fn run(&self, force: bool, progress: &dyn Progress) -> Result<Report, SyncError> {
-        let store = self.remote.remote().store.clone();
+        let store = self.remote.remote().store().clone();
         let lease = Lease::acquire(store, &self.config.name, &holder_name()).await?;
         let span = tracing::info_span!("sync", job = self.config.name);
         let result = self
@@ -554,8 +554,8 @@ impl Run<'_> {
         // What the next listing will show of the copy. An S3 ETag decides
         // on its own (see `Fingerprint::unchanged`), so no HEAD is needed;
         // a file copy gets the source's mtime, then is asked (a local stat).
-        let target = match (&dst.remote().s3, stored.etag) {
-            (Some(_), Some(etag)) => Fingerprint::new(copied, None, Some(etag)),
+        let target = match (dst.remote().etags_identify_content(), stored.etag) {
+            (true, Some(etag)) => Fingerprint::new(copied, None, Some(etag)),
             _ => {
                 dst.keep_mtime(&dkey, stat.modified).await.map_err(vfs)?;
                 let (written, etag) = dst.head_object(&dkey).await.map_err(vfs)?;

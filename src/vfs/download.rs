@@ -20,14 +20,13 @@
 use super::budget::{Budget, Held};
 use super::{FileStat, FsError, FsResult};
 use crate::base::lock;
+use crate::remote::{Body, body};
 use bytes::Bytes;
-use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore};
+use object_store::{GetOptions, GetRange, GetResult, ObjectStore};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
@@ -102,41 +101,6 @@ impl Drop for Segment {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-type Body = BoxStream<'static, object_store::Result<Bytes>>;
-
-/// Bytes per read from a local file: within the first window.
-const FILE_READ: u64 = FIRST_WINDOW as u64;
-
-/// The body of a GET. object_store reads a local file 8 KiB per blocking
-/// task, which costs more than the bytes; here it is read 1 MiB at a time.
-fn body(got: GetResult) -> Body {
-    let (file, path) = match got.payload {
-        GetResultPayload::Stream(stream) => return stream,
-        GetResultPayload::File(file, path) => (tokio::fs::File::from_std(file), path),
-    };
-    let start = (file, got.range.start, got.range.end, false);
-    futures::stream::try_unfold(start, |(mut file, pos, end, positioned)| async move {
-        if pos >= end {
-            return Ok(None);
-        }
-        if !positioned {
-            file.seek(std::io::SeekFrom::Start(pos)).await?;
-        }
-        let mut buf = vec![0; (end - pos).min(FILE_READ) as usize];
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.truncate(n);
-        Ok(Some((Bytes::from(buf), (file, pos + n as u64, end, true))))
-    })
-    .map_err(move |e: std::io::Error| object_store::Error::Generic {
-        store: "LocalFileSystem",
-        source: format!("reading {}: {e}", path.display()).into(),
-    })
-    .boxed()
 }
 
 /// Forwards the body `open` yields, from `start` up to the segment's

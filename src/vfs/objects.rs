@@ -8,12 +8,11 @@ use super::renames::Renames;
 use super::resume;
 use super::upload::{OpenUploads, Upload, WriteMode};
 use super::{FileStat, FsError, FsResult};
-use crate::config::RemoteKind;
 use crate::remote::{Remote, Space, TreeEntry};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
-use object_store::{Attribute, GetOptions, GetResult, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetResult, ObjectStore, ObjectStoreExt};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -90,7 +89,7 @@ impl ObjectLayer {
         if let Some(t) = self.known_dirs.get(key) {
             return Ok(Some(t));
         }
-        let info = self.remote.namespace.dir_info(key).await?;
+        let info = self.remote.namespace().dir_info(key).await?;
         if let Some(t) = info {
             self.known_dirs.insert(key, t);
         }
@@ -107,7 +106,11 @@ impl ObjectLayer {
             head: true,
             ..Default::default()
         };
-        let got = self.remote.store.get_opts(&object_path(key)?, head).await?;
+        let got = self
+            .remote
+            .store()
+            .get_opts(&object_path(key)?, head)
+            .await?;
         Ok((self.file_stat(key, &got), got.meta.e_tag))
     }
 
@@ -115,12 +118,9 @@ impl ObjectLayer {
     fn file_stat(&self, key: &str, got: &GetResult) -> FileStat {
         let stored = self
             .remote
-            .config
-            .preserve_mtime
-            .then(|| got.attributes.get(&Attribute::Metadata("mtime".into())))
-            .flatten()
-            .and_then(|v| v.as_ref().parse::<f64>().ok())
-            .and_then(|secs| Utc.timestamp_opt(secs as i64, 0).single());
+            .keeps_client_mtimes()
+            .then(|| crate::remote::stored_mtime(&got.attributes))
+            .flatten();
         FileStat::file(
             name_of(key),
             got.meta.size,
@@ -137,7 +137,7 @@ impl ObjectLayer {
             let dir = dir.clone();
             async move {
                 let Some(token) = token else { return Ok(None) };
-                let page = this.remote.namespace.list_page(&dir, token).await?;
+                let page = this.remote.namespace().list_page(&dir, token).await?;
                 let entries: Vec<FsResult<FileStat>> = page
                     .entries
                     .into_iter()
@@ -175,7 +175,7 @@ impl ObjectLayer {
             Err(e) => return Err(e),
         }
         self.require_dir(parent_key(key)).await?;
-        self.remote.namespace.create_dir(key).await?;
+        self.remote.namespace().create_dir(key).await?;
         self.known_dirs.insert(key, Some(Utc::now()));
         Ok(())
     }
@@ -192,7 +192,7 @@ impl ObjectLayer {
                 Ok(s) if s.is_dir => {}
                 Ok(_) => return Err(FsError::AlreadyExists),
                 Err(FsError::NotFound) => {
-                    self.remote.namespace.create_dir(&at).await?;
+                    self.remote.namespace().create_dir(&at).await?;
                     self.known_dirs.insert(&at, Some(Utc::now()));
                 }
                 Err(e) => return Err(e),
@@ -205,7 +205,7 @@ impl ObjectLayer {
     /// marker on S3 (the folders above it exist through it), the missing
     /// directories on a filesystem. An existing folder is fine.
     pub async fn make_dir(&self, key: &str) -> FsResult<()> {
-        match self.remote.namespace.create_dir(key).await {
+        match self.remote.namespace().create_dir(key).await {
             Ok(()) | Err(FsError::AlreadyExists) => {}
             Err(FsError::NotFound) => self.ensure_dir_all(key).await?,
             Err(e) => return Err(e),
@@ -230,7 +230,7 @@ impl ObjectLayer {
         match self.stat(key).await? {
             s if s.is_dir => {
                 self.known_dirs.forget(key);
-                self.remote.namespace.remove_dir(key).await
+                self.remote.namespace().remove_dir(key).await
             }
             _ => Err(FsError::Unsupported(
                 "not a folder: use remove for files".into(),
@@ -241,7 +241,7 @@ impl ObjectLayer {
     pub async fn remove(&self, key: &str) -> FsResult<()> {
         match self.stat(key).await? {
             s if s.is_dir => Err(FsError::Unsupported("is a folder: use rmdir".into())),
-            _ => Ok(self.remote.store.delete(&object_path(key)?).await?),
+            _ => Ok(self.remote.store().delete(&object_path(key)?).await?),
         }
     }
 
@@ -277,11 +277,11 @@ impl ObjectLayer {
         self.require_dir(parent_key(to)).await?;
         if source.is_dir {
             self.known_dirs.forget(from);
-            self.remote.namespace.rename_dir(from, to).await
+            self.remote.namespace().rename_dir(from, to).await
         } else {
             Ok(self
                 .remote
-                .store
+                .store()
                 .rename(&object_path(from)?, &object_path(to)?)
                 .await?)
         }
@@ -293,8 +293,8 @@ impl ObjectLayer {
     /// Renaming again then finishes the move instead of failing.
     async fn continues_a_rename(&self, from: &str, to: &str) -> FsResult<bool> {
         let (source, target) = tokio::join!(
-            self.remote.namespace.walk(from),
-            self.remote.namespace.walk(to)
+            self.remote.namespace().walk(from),
+            self.remote.namespace().walk(to)
         );
         let target: std::collections::HashMap<_, _> = target?
             .into_iter()
@@ -322,14 +322,14 @@ impl ObjectLayer {
             return Ok(());
         }
         let stat = self.stat(key).await?;
-        if !self.remote.config.preserve_mtime || stat.is_dir {
+        if !self.remote.keeps_client_mtimes() || stat.is_dir {
             return Ok(());
         }
-        self.remote.namespace.set_mtime(key, mtime).await
+        self.remote.namespace().set_mtime(key, mtime).await
     }
 
     pub async fn space(&self) -> FsResult<Space> {
-        self.remote.namespace.space().await
+        self.remote.namespace().space().await
     }
 
     /// Reads the stored object: an upload still open to the same key is not
@@ -340,7 +340,7 @@ impl ObjectLayer {
             return Err(FsError::Unsupported("is a folder".into()));
         }
         let path = object_path(key)?;
-        let store = self.remote.store.clone();
+        let store = self.remote.store().clone();
         let opened = if offset == 0 {
             store
                 .get_opts(&path, GetOptions::default())
@@ -366,7 +366,7 @@ impl ObjectLayer {
     /// Every file and folder under folder `key`, at any depth: what a sync
     /// job compares.
     pub async fn walk(&self, key: &str) -> FsResult<Vec<TreeEntry>> {
-        self.remote.namespace.walk(key).await
+        self.remote.namespace().walk(key).await
     }
 
     /// Creates or replaces the object at `key` without the checks of
@@ -387,10 +387,10 @@ impl ObjectLayer {
     /// file times (the filesystem), so the next sync run sees it unchanged.
     /// Object stores set their own time on write; nothing is done there.
     pub async fn keep_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
-        match self.remote.config.kind {
-            RemoteKind::Filesystem { .. } => self.remote.namespace.set_mtime(key, mtime).await,
-            _ => Ok(()),
+        if self.remote.has_file_times() {
+            self.remote.namespace().set_mtime(key, mtime).await?;
         }
+        Ok(())
     }
 
     pub async fn open_write(&self, key: &str, mode: WriteMode) -> FsResult<Upload> {

@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode,
-    PutMultipartOptions, PutOptions, PutPayload,
+    Attributes, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,7 +106,7 @@ pub struct Upload {
     /// Out-of-order writes waiting for the gap before them to fill.
     pending: BTreeMap<u64, Bytes>,
     pending_len: usize,
-    multipart: Option<Box<dyn MultipartUpload>>,
+    parts_upload: Option<Box<dyn MultipartUpload>>,
     in_flight: VecDeque<(JoinHandle<object_store::Result<[u8; 16]>>, usize)>,
     /// The MD5 of each part sent and stored, in order; `None` for parts
     /// the upload did not send itself (server-side copies of a resume).
@@ -142,8 +142,8 @@ impl Upload {
     ) -> FsResult<Self> {
         let path = Path::parse(&key).map_err(|e| FsError::InvalidName(e.to_string()))?;
         let progress = uploads.register(&key);
-        let part_size = remote.config.part_size as usize;
-        let concurrency = remote.config.upload_concurrency;
+        let part_size = remote.part_size() as usize;
+        let concurrency = remote.upload_concurrency();
         Ok(Upload {
             remote,
             uploads,
@@ -157,7 +157,7 @@ impl Upload {
             part_len: 0,
             pending: BTreeMap::new(),
             pending_len: 0,
-            multipart: None,
+            parts_upload: None,
             in_flight: VecDeque::new(),
             part_md5s: Vec::new(),
             in_flight_len: 0,
@@ -172,18 +172,18 @@ impl Upload {
     }
 
     /// An upload that continues an object whose first `size` bytes are
-    /// already parts of `multipart` (server-side copies, see `resume.rs`).
+    /// already parts of `parts_upload` (server-side copies, see `resume.rs`).
     pub(crate) fn continuing(
         remote: Arc<Remote>,
         uploads: Arc<OpenUploads>,
         budget: Budget,
         key: String,
-        multipart: Box<dyn MultipartUpload>,
+        parts_upload: Box<dyn MultipartUpload>,
         parts: usize,
         size: u64,
     ) -> FsResult<Self> {
         let mut upload = Upload::new(remote, uploads, budget, key, WriteMode::Append)?;
-        upload.multipart = Some(multipart);
+        upload.parts_upload = Some(parts_upload);
         upload.part_md5s = vec![None; parts];
         upload.next = size;
         upload.progress.bytes.store(size, Ordering::Relaxed);
@@ -349,13 +349,14 @@ impl Upload {
         while self.in_flight.len() >= self.concurrency {
             self.finish_oldest().await?;
         }
-        if self.multipart.is_none() {
+        if self.parts_upload.is_none() {
             let opts = PutMultipartOptions {
                 attributes: self.attributes(),
                 ..Default::default()
             };
-            let started = start_multipart(self.remote.store.clone(), self.path.clone(), opts).await;
-            self.multipart = Some(started.map_err(|e| {
+            let started =
+                start_multipart(self.remote.store().clone(), self.path.clone(), opts).await;
+            self.parts_upload = Some(started.map_err(|e| {
                 let e = FsError::from(e);
                 self.failed = Some(e.clone());
                 e
@@ -365,7 +366,7 @@ impl Upload {
         let len = std::mem::take(&mut self.part_len);
         let hashed = payload.clone();
         let part = self
-            .multipart
+            .parts_upload
             .as_mut()
             .expect("started above")
             .put_part(payload);
@@ -393,10 +394,8 @@ impl Upload {
         let mut attributes = Attributes::new();
         let mtime = *lock(&self.progress.mtime);
         if let Some(t) = mtime {
-            attributes.insert(
-                Attribute::Metadata("mtime".into()),
-                t.timestamp().to_string().into(),
-            );
+            let (key, value) = crate::remote::mtime_attribute(t);
+            attributes.insert(key, value);
         }
         attributes
     }
@@ -428,7 +427,7 @@ impl Upload {
             )));
         }
         let mut etag;
-        if self.multipart.is_none() {
+        if self.parts_upload.is_none() {
             let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
             let mode = match self.mode {
                 WriteMode::CreateNew => PutMode::Create,
@@ -441,7 +440,7 @@ impl Upload {
             };
             let put = self
                 .remote
-                .store
+                .store()
                 .put_opts(&self.path, payload, opts)
                 .await?;
             etag = put.e_tag;
@@ -452,19 +451,19 @@ impl Upload {
             while !self.in_flight.is_empty() {
                 self.finish_oldest().await?;
             }
-            let upload = self.multipart.as_mut().expect("multipart");
+            let upload = self.parts_upload.as_mut().expect("multipart");
             etag = match upload.complete().await {
                 Ok(done) => done.e_tag,
                 Err(e) => {
-                    let (store, at) = (&*self.remote.store, (&self.path, self.key.as_str()));
+                    let (store, at) = (&**self.remote.store(), (&self.path, self.key.as_str()));
                     stored_anyway(store, at, self.next, &self.part_md5s, e).await?
                 }
             };
-            self.multipart = None;
+            self.parts_upload = None;
             // Metadata set after the upload began is stored now (a copy: a new ETag).
             let late_mtime = *lock(&self.progress.mtime);
-            if let (Some(t), true) = (late_mtime, self.remote.config.preserve_mtime) {
-                self.remote.namespace.set_mtime(&self.key, t).await?;
+            if let (Some(t), true) = (late_mtime, self.remote.keeps_client_mtimes()) {
+                self.remote.namespace().set_mtime(&self.key, t).await?;
                 etag = None;
             }
         }
@@ -480,7 +479,7 @@ impl Upload {
         for (handle, _) in self.in_flight.drain(..) {
             handle.abort();
         }
-        if let Some(mut upload) = self.multipart.take()
+        if let Some(mut upload) = self.parts_upload.take()
             && let Err(e) = upload.abort().await
         {
             tracing::warn!(key = %self.key, error = %e, "aborting a multipart upload failed; the bucket's lifecycle rules must clean it");
@@ -566,9 +565,9 @@ impl Drop for Upload {
         }
         self.uploads.unregister(&self.key, &self.progress);
         let handles: Vec<_> = self.in_flight.drain(..).map(|(h, _)| h).collect();
-        let multipart = self.multipart.take();
+        let parts_upload = self.parts_upload.take();
         let key = std::mem::take(&mut self.key);
-        if multipart.is_none() && handles.is_empty() {
+        if parts_upload.is_none() && handles.is_empty() {
             return;
         }
         let transfer = self.transfer.take();
@@ -578,7 +577,7 @@ impl Drop for Upload {
                 h.abort();
                 let _ = h.await;
             }
-            if let Some(mut upload) = multipart {
+            if let Some(mut upload) = parts_upload {
                 match upload.abort().await {
                     Ok(()) => tracing::debug!(%key, "aborted an unfinished upload"),
                     Err(e) => tracing::warn!(%key, error = %e, "aborting a dropped upload failed"),

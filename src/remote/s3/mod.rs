@@ -7,6 +7,11 @@ use super::{
     ListPage, Namespace, RawEntry, Space, TreeEntry, UNBOUNDED_SPACE, child_name, usable_name,
     usable_path,
 };
+mod parts;
+
+pub use parts::{Continued, MIN_COPY, PartCopier};
+
+use super::http::GatewayConnector;
 use crate::base::check_segment;
 use crate::base::{FsError, FsResult};
 use crate::config::S3Config;
@@ -14,6 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use object_store::ObjectStore;
 use object_store::aws::{AwsAuthorizer, AwsCredential};
 use object_store::client::{HttpClient, HttpRequestBody};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -33,6 +39,44 @@ const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+/// Builds an S3 remote's parts: object_store for data, signed requests
+/// for folders and UploadPartCopy, both through the gateway's connector
+/// (local address, timeouts, connection cap).
+pub fn build(
+    name: &str,
+    config: &S3Config,
+) -> Result<(Arc<dyn ObjectStore>, Box<dyn Namespace>, PartCopier), String> {
+    let connector = GatewayConnector::new(name, config).map_err(|e| e.to_string())?;
+    let retry = object_store::RetryConfig {
+        max_retries: config.retries,
+        retry_timeout: std::time::Duration::from_secs(180),
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(15),
+            base: 2.0,
+        },
+    };
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&config.endpoint)
+        .with_bucket_name(&config.bucket)
+        .with_region(&config.region)
+        .with_access_key_id(&config.access_key_id)
+        .with_secret_access_key(&config.secret_access_key)
+        .with_virtual_hosted_style_request(!config.path_style)
+        .with_allow_http(config.endpoint.starts_with("http://"))
+        .with_retry(retry)
+        .with_http_connector(connector.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let api = Arc::new(S3Api::new(config, connector.client()));
+    let store = Arc::new(store);
+    Ok((
+        store.clone(),
+        Box::new(S3Namespace::new(api.clone())),
+        PartCopier { api, store },
+    ))
+}
 
 /// Signed requests to one bucket.
 #[derive(Debug)]
@@ -172,24 +216,6 @@ impl S3Api {
         self.send(Method::PUT, &format!("{dir}/"), &[], headers, Bytes::new())
             .await
             .map(|_| ())
-    }
-
-    /// HEAD of any key, markers included: its Last-Modified when it exists.
-    pub async fn head(&self, key: &str) -> FsResult<Option<Option<DateTime<Utc>>>> {
-        match self
-            .send(Method::HEAD, key, &[], HeaderMap::new(), Bytes::new())
-            .await
-        {
-            Ok((headers, _)) => Ok(Some(
-                headers
-                    .get(http::header::LAST_MODIFIED)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
-                    .map(|t| t.with_timezone(&Utc)),
-            )),
-            Err(FsError::NotFound) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     pub async fn delete(&self, key: &str) -> FsResult<()> {
@@ -495,7 +521,7 @@ impl Namespace for S3Namespace {
 
     async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
         self.api
-            .copy(key, key, Some(&[("mtime", mtime.timestamp().to_string())]))
+            .copy(key, key, Some(&[super::mtime_metadata(mtime)]))
             .await
     }
 

@@ -1,0 +1,157 @@
+//! Continuing an object inside S3: its bytes become the first parts of a
+//! new multipart upload by UploadPartCopy, never passing through the
+//! gateway; the client's new bytes follow as ordinary parts.
+
+use super::S3Api;
+use crate::base::{FsResult, lock};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{MultipartId, MultipartUpload, PutPayload, PutResult, UploadPart};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+/// S3's smallest part but the last, and so the smallest prefix worth copying.
+pub const MIN_COPY: u64 = 5 << 20;
+/// S3's largest UploadPartCopy.
+const MAX_COPY: u64 = 5 << 30;
+
+/// An upload that already holds an object's bytes, copied in the store.
+pub struct Continued {
+    pub upload: Box<dyn MultipartUpload>,
+    /// How many parts the copy took: the client's bytes start after them.
+    pub parts: usize,
+}
+
+/// What continues uploads on one S3 remote.
+#[derive(Clone)]
+pub struct PartCopier {
+    pub(super) api: Arc<S3Api>,
+    pub(super) store: Arc<dyn MultipartStore>,
+}
+
+impl PartCopier {
+    /// Starts a multipart upload of `key` whose first parts are the
+    /// object's first `size` bytes (at least [`MIN_COPY`]); aborted if a
+    /// copy fails.
+    pub async fn continue_object(&self, key: &str, size: u64) -> FsResult<Continued> {
+        let path =
+            Path::parse(key).map_err(|e| crate::base::FsError::InvalidName(e.to_string()))?;
+        let id = self.store.create_multipart(&path).await?;
+        let mut copied = Vec::new();
+        for (i, range) in copy_ranges(size).into_iter().enumerate() {
+            match self.api.upload_part_copy(key, &id, i + 1, key, range).await {
+                Ok(etag) => copied.push(Some(PartId { content_id: etag })),
+                Err(e) => {
+                    if let Err(abort) = self.store.abort_multipart(&path, &id).await {
+                        tracing::warn!(%key, error = %abort, "aborting a failed resume left its upload; lifecycle rules must clean it");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let parts = copied.len();
+        Ok(Continued {
+            upload: Box::new(PartsUpload {
+                store: self.store.clone(),
+                path,
+                id,
+                parts: Arc::new(Mutex::new(copied)),
+            }),
+            parts,
+        })
+    }
+}
+
+/// Byte ranges of at most 5 GiB covering `0..size`, as even as possible so
+/// none falls under S3's 5 MiB minimum.
+fn copy_ranges(size: u64) -> Vec<Range<u64>> {
+    let count = size.div_ceil(MAX_COPY).max(1);
+    let each = size.div_ceil(count);
+    (0..count)
+        .map(|i| i * each..((i + 1) * each).min(size))
+        .collect()
+}
+
+/// A multipart upload driven part by part, so it can begin with copied parts.
+struct PartsUpload {
+    store: Arc<dyn MultipartStore>,
+    path: Path,
+    id: MultipartId,
+    /// By part index; `None` while a part is still uploading.
+    parts: Arc<Mutex<Vec<Option<PartId>>>>,
+}
+
+impl std::fmt::Debug for PartsUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartsUpload")
+            .field("path", &self.path)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for PartsUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let index = {
+            let mut parts = lock(&self.parts);
+            parts.push(None);
+            parts.len() - 1
+        };
+        let (store, path, id, parts) = (
+            self.store.clone(),
+            self.path.clone(),
+            self.id.clone(),
+            self.parts.clone(),
+        );
+        Box::pin(async move {
+            let part = store.put_part(&path, &id, index, data).await?;
+            lock(&parts)[index] = Some(part);
+            Ok(())
+        })
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let parts: Option<Vec<PartId>> = lock(&self.parts).iter().cloned().collect();
+        let parts = parts.ok_or_else(|| object_store::Error::Generic {
+            store: "S3",
+            source: "a part of the resumed upload never finished".into(),
+        })?;
+        self.store
+            .complete_multipart(&self.path, &self.id, parts)
+            .await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.store.abort_multipart(&self.path, &self.id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_ranges_cover_and_respect_limits() {
+        for size in [
+            MIN_COPY,
+            MAX_COPY,
+            MAX_COPY + 1,
+            MAX_COPY + MIN_COPY / 2,
+            3 * MAX_COPY + 7,
+        ] {
+            let ranges = copy_ranges(size);
+            assert_eq!(ranges.first().unwrap().start, 0);
+            assert_eq!(ranges.last().unwrap().end, size);
+            for w in ranges.windows(2) {
+                assert_eq!(w[0].end, w[1].start);
+            }
+            for r in &ranges {
+                assert!(
+                    r.end - r.start <= MAX_COPY && r.end - r.start >= MIN_COPY,
+                    "{r:?}"
+                );
+            }
+        }
+    }
+}
