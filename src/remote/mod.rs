@@ -233,16 +233,7 @@ impl Remote {
                     case_insensitive,
                 })
             }
-            RemoteKind::S3(s3) => {
-                let (store, namespace, parts) = s3::build(&config.name, s3).map_err(|e| err(&e))?;
-                Ok(Remote {
-                    config: config.clone(),
-                    store,
-                    namespace,
-                    parts: Some(parts),
-                    case_insensitive: false,
-                })
-            }
+            RemoteKind::S3(s3) => s3::build(config, s3).map_err(|e| err(&e)),
         }
     }
 }

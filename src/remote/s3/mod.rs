@@ -4,8 +4,8 @@
 //! `AwsAuthorizer` and sent over the remote's own HTTP client.
 
 use super::{
-    ListPage, Namespace, RawEntry, Space, TreeEntry, UNBOUNDED_SPACE, child_name, usable_name,
-    usable_path,
+    ListPage, Namespace, RawEntry, Remote, Space, TreeEntry, UNBOUNDED_SPACE, child_name,
+    usable_name, usable_path,
 };
 mod parts;
 
@@ -14,12 +14,11 @@ pub use parts::{Continued, MIN_COPY, PartCopier};
 use super::http::GatewayConnector;
 use crate::base::check_segment;
 use crate::base::{FsError, FsResult};
-use crate::config::S3Config;
+use crate::config::{RemoteConfig, S3Config};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use object_store::ObjectStore;
 use object_store::aws::{AwsAuthorizer, AwsCredential};
 use object_store::client::{HttpClient, HttpRequestBody};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -43,11 +42,8 @@ const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC
 /// Builds an S3 remote's parts: object_store for data, signed requests
 /// for folders and UploadPartCopy, both through the gateway's connector
 /// (local address, timeouts, connection cap).
-pub fn build(
-    name: &str,
-    config: &S3Config,
-) -> Result<(Arc<dyn ObjectStore>, Box<dyn Namespace>, PartCopier), String> {
-    let connector = GatewayConnector::new(name, config).map_err(|e| e.to_string())?;
+pub fn build(remote: &RemoteConfig, config: &S3Config) -> Result<Remote, String> {
+    let connector = GatewayConnector::new(&remote.name, config).map_err(|e| e.to_string())?;
     let retry = object_store::RetryConfig {
         max_retries: config.retries,
         retry_timeout: std::time::Duration::from_secs(180),
@@ -71,11 +67,13 @@ pub fn build(
         .map_err(|e| e.to_string())?;
     let api = Arc::new(S3Api::new(config, connector.client()));
     let store = Arc::new(store);
-    Ok((
-        store.clone(),
-        Box::new(S3Namespace::new(api.clone())),
-        PartCopier { api, store },
-    ))
+    Ok(Remote {
+        config: remote.clone(),
+        store: store.clone(),
+        namespace: Box::new(S3Namespace::new(api.clone())),
+        parts: Some(PartCopier { api, store }),
+        case_insensitive: false,
+    })
 }
 
 /// Signed requests to one bucket.
