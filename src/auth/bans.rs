@@ -113,15 +113,6 @@ impl Bans {
     pub fn ban_time(&self) -> Duration {
         self.ban_time
     }
-
-    /// Sources banned now (for the metrics).
-    pub fn banned_count(&self) -> usize {
-        let now = Instant::now();
-        crate::base::lock(&self.table)
-            .values()
-            .filter(|r| r.banned_until.is_some_and(|t| t > now))
-            .count()
-    }
 }
 
 /// Drops the records that no longer matter; if that is not enough, the
@@ -167,7 +158,6 @@ mod tests {
         b.succeeded(ip);
         assert!(b.banned(ip).is_some());
         assert!(b.banned("192.0.2.8".parse().unwrap()).is_none());
-        assert_eq!(b.banned_count(), 1);
     }
 
     #[test]

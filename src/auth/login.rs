@@ -56,7 +56,7 @@ impl Users {
     }
 
     /// The user, if `peer` may log in as them at all.
-    pub fn admit(&self, name: &str, peer: IpAddr) -> Result<Arc<UserConfig>, LoginError> {
+    fn may_log_in(&self, name: &str, peer: IpAddr) -> Result<Arc<UserConfig>, LoginError> {
         let user = self
             .current()
             .get(name)
@@ -80,7 +80,7 @@ impl Users {
         password: &str,
     ) -> Result<Arc<UserConfig>, LoginError> {
         let password = password.to_string();
-        let user = self.admit(name, peer).and_then(|user| {
+        let user = self.may_log_in(name, peer).and_then(|user| {
             let hash = user.password_hash.clone().ok_or(LoginError::NoPassword)?;
             Ok((user, hash))
         });
@@ -104,7 +104,7 @@ impl Users {
         peer: IpAddr,
         key: &russh::keys::PublicKey,
     ) -> Result<Arc<UserConfig>, LoginError> {
-        let user = self.admit(name, peer)?;
+        let user = self.may_log_in(name, peer)?;
         if user
             .authorized_keys
             .iter()

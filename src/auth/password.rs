@@ -1,6 +1,6 @@
 //! Password hashes: argon2id for new ones, bcrypt accepted for users brought
-//! over from other servers. Verification is slow on purpose; callers run it
-//! in `spawn_blocking`.
+//! over from other servers. Verification is slow on purpose, so sessions
+//! check through [`check_password`], off the async threads.
 
 use argon2::Argon2;
 use argon2::password_hash::{

@@ -317,10 +317,6 @@ impl Config {
             Err(sorted(problems))
         }
     }
-
-    pub fn remote(&self, name: &str) -> Option<&RemoteConfig> {
-        self.remotes.get(name)
-    }
 }
 
 fn sorted(mut problems: Vec<Problem>) -> Vec<Problem> {

@@ -94,7 +94,6 @@ async fn in_span<F: Future>(user: &FtpUser, work: F) -> F::Output {
     work.instrument(user.span.clone()).await
 }
 
-/// Runs a VFS call in the session's span.
 /// Runs a transfer until it ends or the gateway's shutdown grace is over;
 /// then it is dropped, and an upload with it is aborted.
 async fn until_ending<T, E>(

@@ -31,11 +31,11 @@ use tracing::Instrument;
 pub struct FtpListener {
     listener: TcpListener,
     implicit: Option<TcpListener>,
-    sessions: Arc<Sessions>,
+    setup: Arc<ConnectionSetup>,
 }
 
 /// How every connection of either listener is set up.
-struct Sessions {
+struct ConnectionSetup {
     config: FtpConfig,
     tls: Option<Arc<rustls::ServerConfig>>,
     idle_timeout: Duration,
@@ -74,7 +74,7 @@ impl FtpListener {
         Ok(FtpListener {
             listener,
             implicit,
-            sessions: Arc::new(Sessions {
+            setup: Arc::new(ConnectionSetup {
                 config: config.clone(),
                 tls,
                 idle_timeout: server.idle_timeout,
@@ -100,12 +100,12 @@ impl FtpListener {
         let FtpListener {
             listener,
             implicit,
-            sessions,
+            setup,
         } = self;
-        let explicit = sessions.clone().accept(listener, false);
+        let explicit = setup.clone().accept(listener, false);
         let implicit = async {
             match implicit {
-                Some(l) => sessions.clone().accept(l, true).await,
+                Some(l) => setup.clone().accept(l, true).await,
                 None => std::future::pending().await,
             }
         };
@@ -117,7 +117,7 @@ impl FtpListener {
     }
 }
 
-impl Sessions {
+impl ConnectionSetup {
     /// One libunftp server per connection: its authenticator holds that
     /// connection's slot and span.
     fn server_for(
@@ -156,31 +156,31 @@ impl Sessions {
     async fn accept(self: Arc<Self>, listener: TcpListener, implicit: bool) {
         let protocol = if implicit { "ftps-implicit" } else { "ftp" };
         crate::listen::accept_until(&listener, protocol, std::future::pending(), |socket, peer| {
-            let sessions = self.clone();
+            let setup = self.clone();
             async move {
                 let mut socket = socket;
                 let proxy = ProxyRules {
-                    mode: sessions.config.proxy_protocol,
-                    allowed: sessions.config.proxy_allowed.clone(),
+                    mode: setup.config.proxy_protocol,
+                    allowed: setup.config.proxy_allowed.clone(),
                 };
-                let Some((peer, pending)) = sessions
+                let Some((peer, pending)) = setup
                     .shared
                     .screen(&proxy, &mut socket, peer, protocol)
                     .await
                 else {
                     return;
                 };
-                let close = sessions.shared.close_signal(peer, &pending);
+                let close = setup.shared.close_signal(peer, &pending);
                 let close = async move { format!("Closing control connection: {}", close.await) };
                 let _ = socket.set_nodelay(true);
                 let span = crate::session::span(protocol, peer);
                 let login = Arc::new(Login::new(
-                    sessions.shared.clone(),
+                    setup.shared.clone(),
                     peer,
                     span.clone(),
                     pending,
                 ));
-                let server = match sessions.server_for(login) {
+                let server = match setup.server_for(login) {
                     Ok(server) => server,
                     Err(e) => {
                         tracing::error!(%peer, error = %e, "the FTP session could not be set up");

@@ -274,12 +274,6 @@ async fn renew(
     }
 }
 
-/// Whether a lease for `job` is held now, and by whom (for `sync list`).
-pub async fn holder(store: &Arc<dyn ObjectStore>, job: &str) -> Option<(String, DateTime<Utc>)> {
-    let (body, _) = read(store, &lease_path(job)).await.ok()?;
-    (body.expires > Utc::now()).then_some((body.holder, body.expires))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -302,10 +302,6 @@ impl Download {
         d
     }
 
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     pub fn stat(&self) -> &FileStat {
         &self.stat
     }

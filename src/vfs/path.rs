@@ -77,15 +77,6 @@ impl UserPath {
         }
     }
 
-    pub fn join(&self, name: &str) -> Result<UserPath, FsError> {
-        check_segment(name).map_err(FsError::InvalidName)?;
-        Ok(if self.is_root() {
-            UserPath(format!("/{name}"))
-        } else {
-            UserPath(format!("{}/{name}", self.0))
-        })
-    }
-
     /// The part of this path below `base`, without a leading `/`; `None` when outside.
     pub fn strip_prefix(&self, base: &str) -> Option<&str> {
         if base == "/" {

@@ -400,8 +400,8 @@ impl Upload {
         attributes
     }
 
-    /// Commits the object. Until this returns `Ok`, nothing is visible.
-    /// Makes the object visible; its size.
+    /// Commits the object and gives its size. Until this returns `Ok`,
+    /// nothing is visible; on an error, the upload is aborted.
     pub async fn close(self) -> FsResult<u64> {
         self.close_stored().await.map(|s| s.size)
     }
