@@ -2,24 +2,35 @@
 //!
 //! # Layout
 //!
-//! Frontends → VFS → remotes, dependencies pointing one way:
+//! Frontends → session → VFS → remotes → base, dependencies pointing one way
+//! (nothing below names anything above it):
 //!
+//! * [`base`]: what every layer shares: the error kind ([`base::FsError`]),
+//!   the rules an object name must follow, a poison-free lock.
 //! * [`config`]: gateway.toml, loaded and validated once, every problem reported with its line.
-//! * [`remote`]: one shared object store per `[remotes.X]`, plus the folder
-//!   handling object_store lacks (S3 `dir/` markers through signed requests).
-//! * [`vfs`]: what a session calls. [`vfs::UserVfs`] applies the user's mounts,
-//!   permissions and path jail; [`vfs::objects`] maps files and folders to objects,
-//!   with streaming uploads ([`vfs::upload`]) and read-ahead downloads ([`vfs::download`]).
+//! * [`remote`]: one shared object store per `[remotes.X]`, and what it can do
+//!   (capabilities, not fields): folders through S3 `dir/` markers, server-side
+//!   continuation of an upload ([`remote::s3`]), file times.
+//! * [`vfs`]: what a session calls. [`vfs::Audited`] writes the audit line of
+//!   every file operation; [`vfs::UserVfs`] applies the user's mounts,
+//!   permissions and path jail; [`vfs::objects`] maps files and folders to
+//!   objects, with streaming uploads ([`vfs::upload`]) and read-ahead
+//!   downloads ([`vfs::download`]).
+//! * [`auth`]: users, password hashes and keys, bans and session slots.
+//! * [`session`]: what every session shares (users, storage, limits, PROXY
+//!   rules) and its span; [`listen`]: the one accept loop; [`proxy`]: the
+//!   PROXY protocol header.
 //! * [`sftp`]: the SFTP frontend (russh + russh-sftp) over the VFS.
-//! * [`auth`]: users, password hashes and keys, session limits.
-//! * [`audit`]: one log line per file operation.
 //! * [`ftp`]: the FTP/FTPS frontend (libunftp) over the VFS.
 //! * [`sync`]: sync jobs — list both sides, plan (pure), act through the same object layers.
 //! * [`admin`], [`metrics`]: `/healthz` and `/metrics` for operators.
 //! * [`serve`]: starts what the config enables.
+//!
+//! An SFTP `rename` goes [`sftp::handler`] → [`vfs::Audited`] →
+//! [`vfs::UserVfs`] → [`vfs::objects`] (`rename`) → the remote's store
+//! (`copy_if_not_exists` / `rename`), one file per layer.
 
 pub mod admin;
-pub mod audit;
 pub mod auth;
 pub mod base;
 pub mod config;

@@ -222,7 +222,7 @@ fn sync_run(
             };
             let mut acting = 0;
             for a in &prepared.plan.actions {
-                if a.phase() < 5 {
+                if a.phase().changes_files() {
                     println!("{}", job.describe(a));
                     acting += 1;
                 }
@@ -257,7 +257,7 @@ fn sync_run(
 /// The progress bar of `sync run` on a terminal.
 struct Bar(Option<indicatif::ProgressBar>);
 
-impl bucketgate::sync::Progress for Bar {
+impl bucketgate::sync::RunProgress for Bar {
     fn planned(&self, _actions: usize, bytes: u64) {
         if let Some(b) = &self.0 {
             b.set_length(bytes);

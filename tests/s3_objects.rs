@@ -77,7 +77,7 @@ async fn objects_from_a_plain_client_list_as_folders() {
     );
 
     // Our marker is what other S3 tools expect: a zero-byte `dir/` object.
-    l.mkdir("made").await.unwrap();
+    l.create_dir("made").await.unwrap();
     let out = boto3(
         &endpoint,
         &format!(

@@ -179,10 +179,13 @@ async fn writes_outside_the_window_fail_clearly(kind: &str) {
 async fn folders_markers_and_rmdir(kind: &str) {
     let f = fixture(kind, "");
     let l = layer(&f);
-    l.mkdir("d").await.unwrap();
-    assert!(matches!(l.mkdir("d").await, Err(FsError::AlreadyExists)));
+    l.create_dir("d").await.unwrap();
     assert!(matches!(
-        l.mkdir("missing/child").await,
+        l.create_dir("d").await,
+        Err(FsError::AlreadyExists)
+    ));
+    assert!(matches!(
+        l.create_dir("missing/child").await,
         Err(FsError::NotFound)
     ));
     assert_eq!(names(&l, "").await, vec![("d".into(), true)]);
@@ -212,7 +215,7 @@ async fn rename_file_and_nested_folder(kind: &str) {
     let f = fixture(kind, "");
     let l = layer(&f);
     for d in ["a", "a/b", "a/empty"] {
-        l.mkdir(d).await.unwrap();
+        l.create_dir(d).await.unwrap();
     }
     put(&l, "a/b/c.txt", b"deep").await;
     put(&l, "a/x.txt", b"top").await;
@@ -336,7 +339,7 @@ async fn a_replaced_object_is_never_read_mixed(kind: &str) {
 async fn a_known_folder_is_not_overwritten_by_a_file(kind: &str) {
     let f = fixture(kind, "");
     let l = layer(&f);
-    l.mkdir("d").await.unwrap();
+    l.create_dir("d").await.unwrap();
     put(&l, "d/inside.txt", b"x").await;
     let e = l.open_write("d", WriteMode::Truncate).await.unwrap_err();
     assert!(e.to_string().contains("is a folder"), "{e}");

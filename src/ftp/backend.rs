@@ -1,15 +1,14 @@
 //! libunftp's storage back end over the VFS: each FTP command that touches
-//! files ends here, as one VFS call with its audit line.
+//! files ends here, as one call of the session's audited VFS.
 
 use super::login::FtpUser;
-use crate::audit::{FileOp, audited};
-use crate::vfs::{FileStat, FsError, FsResult, UserPath, Vfs, WriteMode};
+use crate::vfs::{FileStat, FsError, FsResult, Upload, UserPath, Vfs, WriteMode};
 use async_trait::async_trait;
 use bytes::BytesMut;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 use unftp_core::storage::{
@@ -18,6 +17,8 @@ use unftp_core::storage::{
 
 /// How much of an upload is handed to the VFS at once.
 const CHUNK: usize = 1 << 20;
+/// How much of a download is written to the data connection at once.
+const DOWNLOAD_CHUNK: usize = 256 << 10;
 
 /// The back end of every session; the user (with their VFS) comes with each call.
 #[derive(Debug, Clone, Default)]
@@ -114,27 +115,22 @@ async fn in_session<T>(
     in_span(user, call).await.map_err(ftp_error)
 }
 
-/// Resolves the path and runs `call` on it, with its audit line.
-async fn op<T, F, Fut>(
-    user: &FtpUser,
-    name: &'static str,
-    path: &Path,
-    call: F,
-) -> storage::Result<T>
+/// Resolves the path and runs `call` on it.
+async fn op<T, F, Fut>(user: &FtpUser, path: &Path, call: F) -> storage::Result<T>
 where
     F: FnOnce(UserPath) -> Fut,
     Fut: Future<Output = FsResult<T>>,
 {
     in_session(user, async {
         let path = user_path(path)?;
-        audited(name, &path, None, call(path.clone())).await
+        call(path).await
     })
     .await
 }
 
 impl VfsBackend {
     async fn entries(&self, user: &FtpUser, path: &Path) -> storage::Result<Vec<FileStat>> {
-        op(user, "list", path, |p| async move {
+        op(user, path, |p| async move {
             user.vfs.list(&p).await?.try_collect().await
         })
         .await
@@ -145,7 +141,7 @@ impl VfsBackend {
     async fn receive<R>(
         &self,
         user: &FtpUser,
-        mut input: R,
+        input: R,
         path: &UserPath,
         start_pos: u64,
     ) -> FsResult<u64>
@@ -158,35 +154,50 @@ impl VfsBackend {
             WriteMode::Append
         };
         let mut upload = user.vfs.open_write(path, mode).await?;
-        if upload.bytes_received() != start_pos {
-            return Err(FsError::Unsupported(format!(
-                "REST {start_pos}: the file holds {} bytes; uploads resume from its end",
-                upload.bytes_received()
-            )));
-        }
-        let counted = ftp_bytes(&crate::metrics::get().bytes_up);
-        let mut offset = start_pos;
-        let mut buf = BytesMut::with_capacity(CHUNK);
-        loop {
-            let n = input.read_buf(&mut buf).await.map_err(|e| {
-                FsError::Aborted(format!(
-                    "the data connection ended before the end of the file ({e})"
-                ))
-            })?;
-            if (n == 0 && !buf.is_empty()) || buf.len() >= CHUNK {
-                let chunk = buf.split().freeze();
-                let len = chunk.len() as u64;
-                counted.inc_by(len);
-                upload.write_at(offset, chunk).await?;
-                offset += len;
-                buf.reserve(CHUNK);
-            }
-            if n == 0 {
-                break;
+        let received = until_ending(user, copy_into(&mut upload, input, start_pos), |e| e).await;
+        match received {
+            Ok(n) => until_ending(user, upload.close(), |e| e).await.map(|_| n),
+            Err(e) => {
+                upload.fail(e.clone());
+                Err(e)
             }
         }
-        upload.close().await?;
-        Ok(offset - start_pos)
+    }
+}
+
+/// Writes what the data connection brings into `upload` from `start_pos`;
+/// gives the number of bytes.
+async fn copy_into<R: AsyncRead + Unpin>(
+    upload: &mut Upload,
+    mut input: R,
+    start_pos: u64,
+) -> FsResult<u64> {
+    if upload.bytes_received() != start_pos {
+        return Err(FsError::Unsupported(format!(
+            "REST {start_pos}: the file holds {} bytes; uploads resume from its end",
+            upload.bytes_received()
+        )));
+    }
+    let counted = ftp_bytes(&crate::metrics::get().bytes_up);
+    let mut offset = start_pos;
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    loop {
+        let n = input.read_buf(&mut buf).await.map_err(|e| {
+            FsError::Aborted(format!(
+                "the data connection ended before the end of the file ({e})"
+            ))
+        })?;
+        if (n == 0 && !buf.is_empty()) || buf.len() >= CHUNK {
+            let chunk = buf.split().freeze();
+            let len = chunk.len() as u64;
+            counted.inc_by(len);
+            upload.write_at(offset, chunk).await?;
+            offset += len;
+            buf.reserve(CHUNK);
+        }
+        if n == 0 {
+            return Ok(offset - start_pos);
+        }
     }
 }
 
@@ -254,36 +265,30 @@ impl StorageBackend<FtpUser> for VfsBackend {
         P: AsRef<Path> + Send + Debug,
     {
         let path = user_path(path.as_ref());
-        in_span(user, async {
-            let path = path.map_err(ftp_error)?;
-            let started = Instant::now();
-            let mut sent = 0u64;
-            let transfer = async {
-                let download = user
-                    .vfs
-                    .open_read(&path, start_pos)
-                    .await
-                    .map_err(ftp_error)?;
-                let counted = ftp_bytes(&crate::metrics::get().bytes_down);
-                let mut chunks = std::pin::pin!(download.into_stream());
-                while let Some(chunk) = chunks.next().await {
-                    let chunk = chunk.map_err(ftp_error)?;
-                    output.write_all(&chunk).await?;
+        in_session(user, async {
+            let mut download = user.vfs.open_read(&path?, start_pos).await?;
+            let counted = ftp_bytes(&crate::metrics::get().bytes_down);
+            let sending = async {
+                let mut sent = 0u64;
+                loop {
+                    let chunk = download.read_next(DOWNLOAD_CHUNK).await?;
+                    if chunk.is_empty() {
+                        return Ok(sent);
+                    }
+                    output.write_all(&chunk).await.map_err(|e| {
+                        FsError::Aborted(format!(
+                            "the data connection ended before the end of the file ({e})"
+                        ))
+                    })?;
                     sent += chunk.len() as u64;
                     counted.inc_by(chunk.len() as u64);
                 }
-                Ok(())
             };
-            let result: Result<(), Error> = until_ending(user, transfer, ftp_error).await;
-            FileOp {
-                op: "download",
-                path: path.as_str(),
-                to: None,
-                bytes: Some(sent),
-                started,
+            let result = until_ending(user, sending, |e| e).await;
+            if let Err(e) = &result {
+                download.fail(e.clone());
             }
-            .finish(result.as_ref().map(|_| ()));
-            result.map(|()| sent)
+            result
         })
         .await
     }
@@ -316,19 +321,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
     ) -> storage::Result<u64> {
         let path = file_path(path.as_ref());
         in_session(user, async {
-            let path = path?;
-            let started = Instant::now();
-            let result =
-                until_ending(user, self.receive(user, input, &path, start_pos), |e| e).await;
-            FileOp {
-                op: "upload",
-                path: path.as_str(),
-                to: None,
-                bytes: result.as_ref().ok().copied(),
-                started,
-            }
-            .finish(result.as_ref().map(|_| ()));
-            result
+            self.receive(user, input, &path?, start_pos).await
         })
         .await
     }
@@ -338,9 +331,11 @@ impl StorageBackend<FtpUser> for VfsBackend {
         user: &FtpUser,
         path: P,
     ) -> storage::Result<()> {
-        op(user, "remove", path.as_ref(), |p| async move {
-            user.vfs.remove(&p).await
-        })
+        op(
+            user,
+            path.as_ref(),
+            |p| async move { user.vfs.remove(&p).await },
+        )
         .await
     }
 
@@ -349,9 +344,11 @@ impl StorageBackend<FtpUser> for VfsBackend {
         user: &FtpUser,
         path: P,
     ) -> storage::Result<()> {
-        op(user, "mkdir", path.as_ref(), |p| async move {
-            user.vfs.mkdir(&p).await
-        })
+        op(
+            user,
+            path.as_ref(),
+            |p| async move { user.vfs.mkdir(&p).await },
+        )
         .await
     }
 
@@ -365,13 +362,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
         let (from, to) = (user_path(from.as_ref()), user_path(to.as_ref()));
         in_session(user, async {
             let (from, to) = (from?, to?);
-            audited(
-                "rename",
-                &from,
-                Some(&to),
-                user.vfs.rename(&from, &to, true),
-            )
-            .await
+            user.vfs.rename(&from, &to, true).await
         })
         .await
     }
@@ -381,9 +372,11 @@ impl StorageBackend<FtpUser> for VfsBackend {
         user: &FtpUser,
         path: P,
     ) -> storage::Result<()> {
-        op(user, "rmdir", path.as_ref(), |p| async move {
-            user.vfs.rmdir(&p).await
-        })
+        op(
+            user,
+            path.as_ref(),
+            |p| async move { user.vfs.rmdir(&p).await },
+        )
         .await
     }
 
@@ -413,7 +406,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
         path: P,
         modified: SystemTime,
     ) -> storage::Result<()> {
-        op(user, "setstat", path.as_ref(), |p| async move {
+        op(user, path.as_ref(), |p| async move {
             user.vfs.set_times(&p, modified.into()).await
         })
         .await

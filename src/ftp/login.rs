@@ -8,7 +8,7 @@
 
 use crate::auth::{Admitted, PreLogin};
 use crate::session::SessionContext;
-use crate::vfs::UserVfs;
+use crate::vfs::{Audited, UserVfs};
 use async_trait::async_trait;
 use std::fmt;
 use std::net::SocketAddr;
@@ -25,7 +25,7 @@ const FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// A logged-in FTP user: their tree and the session's span.
 pub struct FtpUser {
-    pub vfs: UserVfs,
+    pub vfs: Audited<UserVfs>,
     pub span: tracing::Span,
     /// Cancelled at shutdown past the grace period: a transfer still
     /// running ends (libunftp runs transfers in tasks of its own).
@@ -34,14 +34,14 @@ pub struct FtpUser {
 
 impl fmt::Display for FtpUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.vfs.user())
+        f.write_str(self.vfs.inner().user())
     }
 }
 
 impl fmt::Debug for FtpUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FtpUser")
-            .field("name", &self.vfs.user())
+            .field("name", &self.vfs.inner().user())
             .finish_non_exhaustive()
     }
 }
@@ -100,7 +100,7 @@ impl Login {
         };
         match UserVfs::for_user(&user, &self.shared.storage).await {
             Ok(vfs) => Some(FtpUser {
-                vfs,
+                vfs: Audited::new(vfs),
                 span: self.span.clone(),
                 ending: self.shared.ending.clone(),
             }),

@@ -50,7 +50,7 @@ pub enum OutboundError {
 pub struct GatewayConnector(Arc<Outbound>);
 
 struct Outbound {
-    pool: Client<Connect, Progress>,
+    pool: Client<Connect, WatchedBody>,
     read_timeout: Duration,
     /// With `max_connections`: a request's turn, taken before its timeout
     /// starts and held until its response body is done. A request in its
@@ -189,7 +189,7 @@ impl GatewayConnector {
         // The timeout is time without progress: an upload whose body is
         // still being sent is not cut, one that stalls is.
         let last = Arc::new(AtomicU64::new(0));
-        let request = out.pool.request(req.map(|body| Progress {
+        let request = out.pool.request(req.map(|body| WatchedBody {
             body,
             started,
             last: last.clone(),
@@ -221,14 +221,14 @@ impl GatewayConnector {
 }
 
 /// A request body that notes when it last handed data to the connection.
-struct Progress {
+struct WatchedBody {
     body: HttpRequestBody,
     started: tokio::time::Instant,
     /// Milliseconds after `started`.
     last: Arc<AtomicU64>,
 }
 
-impl hyper::body::Body for Progress {
+impl hyper::body::Body for WatchedBody {
     type Data = Bytes;
     type Error = HttpError;
 

@@ -8,9 +8,8 @@
 //! (WinSCP's `.filepart`) finds the whole file.
 
 use super::attrs::{attributes, entry, error_reply, status};
-use crate::audit::FileOp;
 use crate::metrics::ProtocolLabel;
-use crate::vfs::{Download, FileStat, FsError, Upload, UserPath, UserVfs, Vfs, WriteMode};
+use crate::vfs::{Audited, Download, FileStat, FsError, Upload, UserPath, UserVfs, Vfs, WriteMode};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -24,7 +23,6 @@ use russh_sftp::protocol::{
 use russh_sftp::server::StatusReply;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Largest READ and WRITE advertised through `limits@openssh.com`: OpenSSH
@@ -37,7 +35,7 @@ const POSIX_RENAME: &str = "posix-rename@openssh.com";
 
 /// One channel's SFTP state.
 pub struct SftpHandler {
-    vfs: UserVfs,
+    vfs: Audited<UserVfs>,
     handles: Handles,
     /// The session's byte counters, looked up once.
     bytes_up: Counter,
@@ -91,23 +89,15 @@ enum OpenHandle {
     Dir(Listing),
 }
 
+/// Read and write handles keep their path for FSETSTAT and FSTAT.
 struct ReadFile {
     path: UserPath,
     download: Download,
-    sent: u64,
-    started: Instant,
-    /// The first READ that failed: the download's audit line says so.
-    failed: Option<FsError>,
 }
 
 struct WriteFile {
     path: UserPath,
     upload: Upload,
-    /// Bytes the object had when a resume opened it: a first WRITE at
-    /// offset 0 means the client rewrites the file instead.
-    resumed_from: u64,
-    written: bool,
-    started: Instant,
 }
 
 struct Listing {
@@ -130,16 +120,9 @@ fn unknown_handle() -> StatusReply {
     status(StatusCode::Failure, "invalid handle")
 }
 
-/// Runs a VFS call with its audit line, answering as SFTP does.
-async fn audited<T>(
-    op: &'static str,
-    path: &UserPath,
-    to: Option<&UserPath>,
-    call: impl Future<Output = Result<T, FsError>>,
-) -> Reply<T> {
-    crate::audit::audited(op, path, to, call)
-        .await
-        .map_err(|e| error_reply(&e))
+/// Runs a VFS call, answering as SFTP does.
+async fn answered<T>(call: impl Future<Output = Result<T, FsError>>) -> Reply<T> {
+    call.await.map_err(|e| error_reply(&e))
 }
 
 fn mtime_of(attrs: &FileAttributes) -> Option<DateTime<Utc>> {
@@ -163,7 +146,7 @@ impl SftpHandler {
         let sftp = ProtocolLabel { protocol: "sftp" };
         let metrics = crate::metrics::get();
         SftpHandler {
-            vfs,
+            vfs: Audited::new(vfs),
             handles: Handles {
                 open: HashMap::new(),
                 slots,
@@ -196,7 +179,7 @@ impl SftpHandler {
 }
 
 async fn open_write(
-    vfs: &UserVfs,
+    vfs: &Audited<UserVfs>,
     path: &UserPath,
     flags: OpenFlags,
 ) -> Result<WriteFile, FsError> {
@@ -212,14 +195,11 @@ async fn open_write(
     let upload = vfs.open_write(path, mode).await?;
     Ok(WriteFile {
         path: path.clone(),
-        resumed_from: upload.bytes_received(),
         upload,
-        written: false,
-        started: Instant::now(),
     })
 }
 
-async fn statvfs(vfs: &UserVfs, id: u32, data: &[u8]) -> Reply<Packet> {
+async fn statvfs(vfs: &Audited<UserVfs>, id: u32, data: &[u8]) -> Reply<Packet> {
     let mut data = data;
     let path = take_string(&mut data)
         .ok_or_else(|| status(StatusCode::BadMessage, "bad statvfs request"))?;
@@ -291,64 +271,24 @@ impl russh_sftp::server::Handler for SftpHandler {
             false => self.path(&filename)?,
         };
         let slot = self.handles.slot()?;
-        let started = Instant::now();
         let opened = if writing {
             open_write(&self.vfs, &path, flags)
                 .await
                 .map(OpenHandle::Write)
         } else {
-            self.vfs.open_read(&path, 0).await.map(|download| {
-                OpenHandle::Read(ReadFile {
-                    path: path.clone(),
-                    download,
-                    sent: 0,
-                    started,
-                    failed: None,
-                })
-            })
+            self.vfs
+                .open_read(&path, 0)
+                .await
+                .map(|download| OpenHandle::Read(ReadFile { path, download }))
         };
-        match opened {
-            Ok(handle) => Ok(self.add(id, slot, handle)),
-            Err(e) => {
-                FileOp {
-                    op: if writing { "upload" } else { "download" },
-                    path: path.as_str(),
-                    to: None,
-                    bytes: None,
-                    started,
-                }
-                .finish(Err(&e));
-                Err(error_reply(&e))
-            }
-        }
+        let handle = opened.map_err(|e| error_reply(&e))?;
+        Ok(self.add(id, slot, handle))
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Reply<Status> {
         match self.handles.remove(&handle).ok_or_else(unknown_handle)? {
-            OpenHandle::Write(w) => {
-                let result = w.upload.close().await;
-                let op = FileOp {
-                    op: "upload",
-                    path: w.path.as_str(),
-                    to: None,
-                    bytes: result.as_ref().ok().copied(),
-                    started: w.started,
-                };
-                op.finish(result.as_ref().map(|_| ()));
-                result.map(|_| ok(id)).map_err(|e| error_reply(&e))
-            }
-            OpenHandle::Read(r) => {
-                FileOp {
-                    op: "download",
-                    path: r.path.as_str(),
-                    to: None,
-                    bytes: Some(r.sent),
-                    started: r.started,
-                }
-                .finish(r.failed.as_ref().map_or(Ok(()), Err));
-                Ok(ok(id))
-            }
-            OpenHandle::Dir(_) => Ok(ok(id)),
+            OpenHandle::Write(w) => answered(w.upload.close()).await.map(|_| ok(id)),
+            OpenHandle::Read(_) | OpenHandle::Dir(_) => Ok(ok(id)),
         }
     }
 
@@ -363,18 +303,10 @@ impl russh_sftp::server::Handler for SftpHandler {
             });
         };
         let len = len.min(MAX_DATA) as usize;
-        let data = match r.download.read_at(offset, len).await {
-            Ok(data) => data,
-            Err(e) => {
-                let reply = error_reply(&e);
-                r.failed.get_or_insert(e);
-                return Err(reply);
-            }
-        };
+        let data = answered(r.download.read_at(offset, len)).await?;
         if data.is_empty() {
             return Err(status(StatusCode::Eof, "end of file"));
         }
-        r.sent += data.len() as u64;
         self.bytes_down.inc_by(data.len() as u64);
         Ok(Data {
             id,
@@ -398,16 +330,6 @@ impl russh_sftp::server::Handler for SftpHandler {
                 None => unknown_handle(),
             });
         };
-        if !w.written && offset == 0 && w.resumed_from > 0 {
-            // Opened without TRUNC, yet written from the start: a rewrite.
-            w.upload = self
-                .vfs
-                .open_write(&w.path, WriteMode::Truncate)
-                .await
-                .map_err(|e| error_reply(&e))?;
-            w.resumed_from = 0;
-        }
-        w.written = true;
         self.bytes_up.inc_by(data.len() as u64);
         w.upload
             .write_at(offset, Bytes::from(data))
@@ -450,7 +372,7 @@ impl russh_sftp::server::Handler for SftpHandler {
         // Modes and owners are accepted and ignored: WinSCP stops with an
         // error prompt on OP_UNSUPPORTED.
         let result = match mtime_of(&attrs) {
-            Some(t) => audited("setstat", &path, None, self.vfs.set_times(&path, t)).await,
+            Some(t) => answered(self.vfs.set_times(&path, t)).await,
             None => self
                 .vfs
                 .stat(&path)
@@ -464,7 +386,7 @@ impl russh_sftp::server::Handler for SftpHandler {
     async fn fsetstat(&mut self, id: u32, handle: String, attrs: FileAttributes) -> Reply<Status> {
         let path = self.handle_path(&handle)?.clone();
         if let Some(t) = mtime_of(&attrs) {
-            audited("setstat", &path, None, self.vfs.set_times(&path, t)).await?;
+            answered(self.vfs.set_times(&path, t)).await?;
         }
         Ok(ok(id))
     }
@@ -472,7 +394,7 @@ impl russh_sftp::server::Handler for SftpHandler {
     async fn opendir(&mut self, id: u32, path: String) -> Reply<Handle> {
         let path = self.path(&path)?;
         let slot = self.handles.slot()?;
-        let entries = audited("list", &path, None, self.vfs.list(&path)).await?;
+        let entries = answered(self.vfs.list(&path)).await?;
         let listing = OpenHandle::Dir(Listing {
             entries,
             done: false,
@@ -504,23 +426,17 @@ impl russh_sftp::server::Handler for SftpHandler {
 
     async fn remove(&mut self, id: u32, filename: String) -> Reply<Status> {
         let path = self.path(&filename)?;
-        audited("remove", &path, None, self.vfs.remove(&path))
-            .await
-            .map(|_| ok(id))
+        answered(self.vfs.remove(&path)).await.map(|_| ok(id))
     }
 
     async fn mkdir(&mut self, id: u32, path: String, _attrs: FileAttributes) -> Reply<Status> {
         let path = self.path(&path)?;
-        audited("mkdir", &path, None, self.vfs.mkdir(&path))
-            .await
-            .map(|_| ok(id))
+        answered(self.vfs.mkdir(&path)).await.map(|_| ok(id))
     }
 
     async fn rmdir(&mut self, id: u32, path: String) -> Reply<Status> {
         let path = self.path(&path)?;
-        audited("rmdir", &path, None, self.vfs.rmdir(&path))
-            .await
-            .map(|_| ok(id))
+        answered(self.vfs.rmdir(&path)).await.map(|_| ok(id))
     }
 
     async fn realpath(&mut self, id: u32, path: String) -> Reply<Name> {
@@ -538,14 +454,9 @@ impl russh_sftp::server::Handler for SftpHandler {
     /// Plain RENAME fails when the target exists (SFTP v3, as OpenSSH).
     async fn rename(&mut self, id: u32, oldpath: String, newpath: String) -> Reply<Status> {
         let (from, to) = (self.path(&oldpath)?, self.path(&newpath)?);
-        audited(
-            "rename",
-            &from,
-            Some(&to),
-            self.vfs.rename(&from, &to, false),
-        )
-        .await
-        .map(|_| ok(id))
+        answered(self.vfs.rename(&from, &to, false))
+            .await
+            .map(|_| ok(id))
     }
 
     async fn readlink(&mut self, _id: u32, _path: String) -> Reply<Name> {
@@ -575,13 +486,7 @@ impl russh_sftp::server::Handler for SftpHandler {
                 let from = take_string(&mut rest).ok_or_else(bad)?;
                 let to = take_string(&mut rest).ok_or_else(bad)?;
                 let (from, to) = (self.path(&from)?, self.path(&to)?);
-                audited(
-                    "rename",
-                    &from,
-                    Some(&to),
-                    self.vfs.rename(&from, &to, true),
-                )
-                .await?;
+                answered(self.vfs.rename(&from, &to, true)).await?;
                 Ok(Packet::Status(ok(id)))
             }
             extensions::STATVFS => statvfs(&self.vfs, id, &data).await,

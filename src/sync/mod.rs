@@ -18,9 +18,10 @@ pub mod state;
 pub mod tree;
 
 pub use report::{Outcome, Report};
-pub use run::{Job, Progress, Quiet, SyncError};
+pub use run::{Job, Quiet, RunProgress, SyncError};
 
 use serde::{Deserialize, Serialize};
+use std::ops::{Index, IndexMut};
 
 /// The two ends of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -36,6 +37,43 @@ impl Side {
         match self {
             Side::Local => Side::Remote,
             Side::Remote => Side::Local,
+        }
+    }
+}
+
+/// One value for each side of a job, indexed by [`Side`]: what would
+/// otherwise be a `match side` in every accessor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BySide<T> {
+    pub local: T,
+    pub remote: T,
+}
+
+impl<T> BySide<T> {
+    /// Built side by side by `f`, local first.
+    pub fn new(mut f: impl FnMut(Side) -> T) -> Self {
+        BySide {
+            local: f(Side::Local),
+            remote: f(Side::Remote),
+        }
+    }
+}
+
+impl<T> Index<Side> for BySide<T> {
+    type Output = T;
+    fn index(&self, side: Side) -> &T {
+        match side {
+            Side::Local => &self.local,
+            Side::Remote => &self.remote,
+        }
+    }
+}
+
+impl<T> IndexMut<Side> for BySide<T> {
+    fn index_mut(&mut self, side: Side) -> &mut T {
+        match side {
+            Side::Local => &mut self.local,
+            Side::Remote => &mut self.remote,
         }
     }
 }

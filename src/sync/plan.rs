@@ -2,9 +2,9 @@
 //! actions that bring the sides together out. Pure — no I/O, no clock — so
 //! every rule of DESIGN §4 is a table test below.
 
-use super::Side;
 use super::state::Synced;
 use super::tree::{Entry, Fingerprint, Tree, ancestors, below, file_count};
+use super::{BySide, Side};
 use crate::config::Direction;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -20,38 +20,18 @@ pub struct Rules {
     pub max_delete: u8,
     /// `--force`: go past the max-delete and empty-side stops.
     pub force: bool,
-    pub local_case_insensitive: bool,
-    pub remote_case_insensitive: bool,
-}
-
-impl Rules {
-    fn case_insensitive(&self, side: Side) -> bool {
-        match side {
-            Side::Local => self.local_case_insensitive,
-            Side::Remote => self.remote_case_insensitive,
-        }
-    }
+    pub case_insensitive: BySide<bool>,
 }
 
 /// Everything a plan is made from.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
     pub rules: &'a Rules,
-    pub local: &'a Tree,
-    pub remote: &'a Tree,
+    pub trees: BySide<&'a Tree>,
     /// What the last successful run left in sync; `None` before the first run.
     pub state: Option<&'a Synced>,
     /// Names conflict copies.
     pub now: DateTime<Utc>,
-}
-
-impl Inputs<'_> {
-    fn tree(&self, side: Side) -> &Tree {
-        match side {
-            Side::Local => self.local,
-            Side::Remote => self.remote,
-        }
-    }
 }
 
 /// One step of a run. Paths are relative to the job's folders and the same
@@ -88,16 +68,41 @@ pub enum Action {
     Forget { path: String },
 }
 
+/// The steps of a run, in the order they run (see [`Plan::actions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    MoveAside,
+    MakeDirs,
+    Transfer,
+    Delete,
+    RemoveDirs,
+    /// State only: nothing changes on either side.
+    Record,
+}
+
+impl Phase {
+    /// Copies and deletions run `transfers` at a time; folders are made
+    /// and removed one by one, in order (parents first, children first).
+    pub fn in_parallel(self) -> bool {
+        matches!(self, Phase::Transfer | Phase::Delete)
+    }
+
+    /// Whether the phase changes files (what a dry run shows).
+    pub fn changes_files(self) -> bool {
+        self != Phase::Record
+    }
+}
+
 impl Action {
-    /// Where the action goes in a run's order (see [`Plan::actions`]).
-    pub fn phase(&self) -> u8 {
+    /// Where the action goes in a run's order.
+    pub fn phase(&self) -> Phase {
         match self {
-            Action::MoveAside { .. } => 0,
-            Action::MakeDir { .. } => 1,
-            Action::Copy { .. } | Action::VerifyThenDelete { .. } => 2,
-            Action::Delete { .. } => 3,
-            Action::RemoveDir { .. } => 4,
-            Action::Record { .. } | Action::Forget { .. } => 5,
+            Action::MoveAside { .. } => Phase::MoveAside,
+            Action::MakeDir { .. } => Phase::MakeDirs,
+            Action::Copy { .. } | Action::VerifyThenDelete { .. } => Phase::Transfer,
+            Action::Delete { .. } => Phase::Delete,
+            Action::RemoveDir { .. } => Phase::RemoveDirs,
+            Action::Record { .. } | Action::Forget { .. } => Phase::Record,
         }
     }
 
@@ -150,9 +155,9 @@ pub fn plan(input: &Inputs) -> Result<Plan, Stop> {
     if !input.rules.force {
         for side in [Side::Local, Side::Remote] {
             let had = input.state.map_or(0, |s| {
-                s.values().filter(|p| p.side(side).file().is_some()).count()
+                s.values().filter(|p| p[side].file().is_some()).count()
             });
-            if had > 0 && file_count(input.tree(side)) == 0 {
+            if had > 0 && file_count(input.trees[side]) == 0 {
                 return Err(Stop::SideEmpty { side, had });
             }
         }
@@ -173,7 +178,7 @@ pub fn plan(input: &Inputs) -> Result<Plan, Stop> {
                 .iter()
                 .filter(|a| matches!(a, Action::Delete { side: s, .. } if *s == side))
                 .count();
-            let files = file_count(input.tree(side));
+            let files = file_count(input.trees[side]);
             let max = input.rules.max_delete;
             if deletes > 0 && deletes * 100 > files * max as usize {
                 return Err(Stop::TooManyDeletes {
@@ -241,7 +246,7 @@ impl Blocked {
 /// Push or pull: copy what is missing or different on the target; never
 /// delete on the target.
 fn one_way(input: &Inputs, from: Side) -> Plan {
-    let (source, target) = (input.tree(from), input.tree(from.other()));
+    let (source, target) = (input.trees[from], input.trees[from.other()]);
     let filled = folders_with_entries(source);
     let mut plan = Plan::default();
     let mut blocked = Blocked(Vec::new());
@@ -273,7 +278,7 @@ fn one_way(input: &Inputs, from: Side) -> Plan {
             (Entry::File(f), Some(Entry::File(t))) => {
                 let record = input.state.and_then(|s| s.get(&path));
                 let recorded = record.is_some_and(|p| {
-                    matches!((p.side(from), p.side(from.other())), (Entry::File(a), Entry::File(b)) if a.unchanged(f) && b.unchanged(t))
+                    matches!((&p[from], &p[from.other()]), (Entry::File(a), Entry::File(b)) if a.unchanged(f) && b.unchanged(t))
                 });
                 if !recorded && !same_one_way(f, t) {
                     plan.actions.push(Action::Copy {
@@ -345,19 +350,20 @@ fn two_way(input: &Inputs) -> Plan {
     let no_state = Synced::new();
     let state = input.state.unwrap_or(&no_state);
     let paths: BTreeSet<&String> = input
+        .trees
         .local
         .keys()
-        .chain(input.remote.keys())
+        .chain(input.trees.remote.keys())
         .chain(state.keys())
         .collect();
     let filled = [
-        folders_with_entries(input.local),
-        folders_with_entries(input.remote),
+        folders_with_entries(input.trees.local),
+        folders_with_entries(input.trees.remote),
     ];
     // Folders deleted on one side: removed on the other if this run empties them.
     let mut gone_folders: Vec<(Side, String)> = Vec::new();
     for path in paths {
-        let (l, r) = (input.local.get(path), input.remote.get(path));
+        let (l, r) = (input.trees.local.get(path), input.trees.remote.get(path));
         if blocked.check(&mut plan, path, l, r) {
             continue;
         }
@@ -470,7 +476,7 @@ fn remove_gone_folders(input: &Inputs, plan: &mut Plan, mut gone: Vec<(Side, Str
     }
     gone.sort_by_key(|(_, p)| std::cmp::Reverse(p.matches('/').count()));
     for (side, dir) in gone {
-        let tree = input.tree(side);
+        let tree = input.trees[side];
         let empties = below(tree, &dir).all(|(p, _)| going[side as usize].contains(p));
         if empties {
             going[side as usize].insert(dir.clone());
@@ -514,7 +520,7 @@ fn remove_emptied_folders(plan: &mut Plan) {
 /// another, never two folders merged.
 fn skip_case_collisions(input: &Inputs, plan: &mut Plan) {
     for side in [Side::Local, Side::Remote] {
-        if !input.rules.case_insensitive(side) {
+        if !input.rules.case_insensitive[side] {
             continue;
         }
         let written: Vec<String> = plan
@@ -527,7 +533,7 @@ fn skip_case_collisions(input: &Inputs, plan: &mut Plan) {
             })
             .collect();
         let mut spellings: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-        for path in written.iter().chain(input.tree(side).keys()) {
+        for path in written.iter().chain(input.trees[side].keys()) {
             for at in ancestors(path) {
                 spellings.entry(at.to_lowercase()).or_default().insert(at);
             }

@@ -3,14 +3,14 @@
 //! layers the frontends use: streaming reads, multipart uploads that are
 //! visible only when complete.
 
-use super::Side;
 use super::lease::{LEASE_FOLDER, Lease, LeaseError, holder_name};
 use super::plan::{Action, Inputs, Plan, Rules, plan};
 use super::report::{Outcome, Report};
 use super::state::{JobFiles, Journal, Pair, StateError, Synced};
 use super::tree::{Entry, Fingerprint, Tree, tree_of};
-use crate::audit::FileOp;
+use super::{BySide, Side};
 use crate::config::{Location, SyncConfig};
+use crate::vfs::audited::FileOp;
 use crate::vfs::objects::ObjectLayer;
 use crate::vfs::{FsError, Storage};
 use chrono::Utc;
@@ -36,7 +36,7 @@ pub enum SyncError {
 }
 
 /// Told how a run goes, for a progress bar.
-pub trait Progress: Send + Sync {
+pub trait RunProgress: Send + Sync {
     /// The plan is made: this many actions, moving this many bytes.
     fn planned(&self, _actions: usize, _bytes: u64) {}
     /// Bytes copied since the last call.
@@ -47,14 +47,15 @@ pub trait Progress: Send + Sync {
 
 /// No progress shown (scheduled runs).
 pub struct Quiet;
-impl Progress for Quiet {}
+impl RunProgress for Quiet {}
 
 /// One configured job, ready to run.
 #[derive(Debug)]
 pub struct Job {
     pub config: SyncConfig,
-    local: Arc<ObjectLayer>,
-    remote: Arc<ObjectLayer>,
+    /// The config's two locations, by side.
+    locations: BySide<Location>,
+    layers: BySide<Arc<ObjectLayer>>,
     pub files: JobFiles,
 }
 
@@ -62,8 +63,7 @@ pub struct Job {
 #[derive(Debug)]
 pub struct Prepared {
     pub plan: Plan,
-    local: Tree,
-    remote: Tree,
+    trees: BySide<Tree>,
     state: Option<Synced>,
 }
 
@@ -75,9 +75,16 @@ impl Job {
                 .cloned()
                 .ok_or_else(|| SyncError::UnknownRemote(loc.remote.clone()))
         };
+        let locations = BySide {
+            local: config.local.clone(),
+            remote: config.remote.clone(),
+        };
         Ok(Job {
-            local: layer(&config.local)?,
-            remote: layer(&config.remote)?,
+            layers: BySide {
+                local: layer(&locations.local)?,
+                remote: layer(&locations.remote)?,
+            },
+            locations,
             files: JobFiles::of(state_dir, config),
             config: config.clone(),
         })
@@ -93,23 +100,9 @@ impl Job {
         Job::new(find(name, syncs)?, storage, state_dir)
     }
 
-    fn location(&self, side: Side) -> &Location {
-        match side {
-            Side::Local => &self.config.local,
-            Side::Remote => &self.config.remote,
-        }
-    }
-
-    fn layer(&self, side: Side) -> &Arc<ObjectLayer> {
-        match side {
-            Side::Local => &self.local,
-            Side::Remote => &self.remote,
-        }
-    }
-
     /// The object key of `path` on `side`.
     fn key(&self, side: Side, path: &str) -> String {
-        match self.location(side).prefix.as_str() {
+        match self.locations[side].prefix.as_str() {
             "" => path.to_string(),
             prefix => format!("{prefix}/{path}"),
         }
@@ -117,7 +110,7 @@ impl Job {
 
     /// `remote:/key`, as logs and the dry run name a file.
     pub fn shown(&self, side: Side, path: &str) -> String {
-        format!("{}:/{}", self.location(side).remote, self.key(side, path))
+        format!("{}:/{}", self.locations[side].remote, self.key(side, path))
     }
 
     /// One line saying what an action does, naming the files.
@@ -155,8 +148,8 @@ impl Job {
     }
 
     async fn list(&self, side: Side) -> Result<Tree, String> {
-        let loc = self.location(side);
-        let walked = match self.layer(side).walk(&loc.prefix).await {
+        let loc = &self.locations[side];
+        let walked = match self.layers[side].walk(&loc.prefix).await {
             Ok(w) => w,
             // A folder not made yet holds nothing; the empty-side stop
             // catches one that vanished.
@@ -181,29 +174,23 @@ impl Job {
             delete_empty_folders: self.config.delete_empty_folders,
             max_delete: self.config.max_delete,
             force,
-            local_case_insensitive: self.local.remote().case_insensitive(),
-            remote_case_insensitive: self.remote.remote().case_insensitive(),
+            case_insensitive: BySide::new(|side| self.layers[side].remote().case_insensitive()),
         };
+        let trees = BySide { local, remote };
         let plan = plan(&Inputs {
             rules: &rules,
-            local: &local,
-            remote: &remote,
+            trees: BySide::new(|side| &trees[side]),
             state: state.as_ref(),
             now: Utc::now(),
         })
         .map_err(|s| s.to_string())?;
-        Ok(Prepared {
-            plan,
-            local,
-            remote,
-            state,
-        })
+        Ok(Prepared { plan, trees, state })
     }
 
     /// Runs the job once: fails only when the lease is held elsewhere or
     /// the state folder cannot be written; everything else is in the report.
-    pub async fn run(&self, force: bool, progress: &dyn Progress) -> Result<Report, SyncError> {
-        let store = self.remote.remote().store().clone();
+    pub async fn run(&self, force: bool, progress: &dyn RunProgress) -> Result<Report, SyncError> {
+        let store = self.layers.remote.remote().store().clone();
         let lease = Lease::acquire(store, &self.config.name, &holder_name()).await?;
         let span = tracing::info_span!("sync", job = self.config.name);
         let result = self
@@ -218,7 +205,7 @@ impl Job {
         &self,
         force: bool,
         lease: &Lease,
-        progress: &dyn Progress,
+        progress: &dyn RunProgress,
     ) -> Result<Report, SyncError> {
         let clock = Instant::now();
         let mut report = Report::new(&self.config.name, Utc::now());
@@ -254,7 +241,7 @@ impl Job {
         &self,
         p: Prepared,
         lease: &Lease,
-        progress: &dyn Progress,
+        progress: &dyn RunProgress,
         report: &mut Report,
     ) -> Result<(), SyncError> {
         report.conflicts = p.plan.conflicts as u64;
@@ -276,8 +263,7 @@ impl Job {
         progress.planned(p.plan.actions.len(), bytes);
         let run = Run {
             job: self,
-            local: &p.local,
-            remote: &p.remote,
+            trees: BySide::new(|side| &p.trees[side]),
             journal: self.files.journal()?,
             synced: Mutex::new(p.state.unwrap_or_default()),
             lease,
@@ -293,9 +279,7 @@ impl Job {
                 .iter()
                 .position(|a| a.phase() != phase)
                 .map_or(actions.len(), |n| at + n);
-            // Copies and deletions run `transfers` at a time; folders are
-            // made and removed in order (parents first, children first).
-            let width = if matches!(phase, 2 | 3) {
+            let width = if phase.in_parallel() {
                 self.config.transfers
             } else {
                 1
@@ -380,12 +364,11 @@ impl Done {
 /// One run's acting state, shared by the transfers in flight.
 struct Run<'a> {
     job: &'a Job,
-    local: &'a Tree,
-    remote: &'a Tree,
+    trees: BySide<&'a Tree>,
     journal: Journal,
     synced: Mutex<Synced>,
     lease: &'a Lease,
-    progress: &'a dyn Progress,
+    progress: &'a dyn RunProgress,
     /// Conflicts whose older file could not be moved aside: the newer one
     /// must not be copied over it.
     not_aside: Mutex<HashSet<String>>,
@@ -398,13 +381,6 @@ fn vfs(e: FsError) -> String {
 }
 
 impl Run<'_> {
-    fn tree(&self, side: Side) -> &Tree {
-        match side {
-            Side::Local => self.local,
-            Side::Remote => self.remote,
-        }
-    }
-
     /// Notes `path` settled, in memory and in the journal.
     fn settle(&self, path: &str, pair: Option<Pair>) -> ActResult<()> {
         self.journal
@@ -449,7 +425,7 @@ impl Run<'_> {
                 *side,
                 path,
                 None,
-                self.make_dir(*side, path).await,
+                self.ensure_dir(*side, path).await,
             ),
             Action::MoveAside { side, path, to } => (
                 "sync-conflict",
@@ -474,7 +450,8 @@ impl Run<'_> {
             ),
             // State only: no file operation, no audit line.
             Action::Record { path } => {
-                let (Some(local), Some(remote)) = (self.local.get(path), self.remote.get(path))
+                let (Some(local), Some(remote)) =
+                    (self.trees.local.get(path), self.trees.remote.get(path))
                 else {
                     return Err("not on both sides".into());
                 };
@@ -518,14 +495,14 @@ impl Run<'_> {
             return Err("not copied: the conflicting file could not be moved aside first".into());
         }
         let job = self.job;
-        let (src, dst) = (job.layer(from), job.layer(from.other()));
+        let (src, dst) = (&job.layers[from], &job.layers[from.other()]);
         let (skey, dkey) = (job.key(from, path), job.key(from.other(), path));
         let download = src.open_read(&skey, 0).await.map_err(vfs)?;
         let stat = download.stat().clone();
         // What the listing showed, when this is still that file: the next
         // run compares against listings, not against what a GET says.
         let read = Fingerprint::new(stat.size, Some(stat.modified), None);
-        let source = match self.tree(from).get(path).and_then(Entry::file) {
+        let source = match self.trees[from].get(path).and_then(Entry::file) {
             Some(listed) if listed.size == read.size => listed.clone(),
             _ => read,
         };
@@ -580,11 +557,10 @@ impl Run<'_> {
     /// checked against the source's before the source goes.
     async fn verify_then_delete(&self, from: Side, path: &str) -> ActResult<Done> {
         let job = self.job;
-        let (src, dst) = (job.layer(from), job.layer(from.other()));
+        let (src, dst) = (&job.layers[from], &job.layers[from.other()]);
         let (skey, dkey) = (job.key(from, path), job.key(from.other(), path));
-        let source = self.tree(from).get(path).and_then(Entry::file).cloned();
-        let target = self
-            .tree(from.other())
+        let source = self.trees[from].get(path).and_then(Entry::file).cloned();
+        let target = self.trees[from.other()]
             .get(path)
             .and_then(Entry::file)
             .cloned();
@@ -646,20 +622,20 @@ impl Run<'_> {
     }
 
     async fn delete(&self, side: Side, path: &str) -> ActResult<Done> {
-        let Some(seen) = self.tree(side).get(path).and_then(Entry::file) else {
+        let Some(seen) = self.trees[side].get(path).and_then(Entry::file) else {
             return Err("not a file".into());
         };
-        let layer = self.job.layer(side);
+        let layer = &self.job.layers[side];
         self.delete_if_unchanged(layer, &self.job.key(side, path), seen)
             .await?;
         self.settle(path, None)?;
         Ok(Done::Deleted)
     }
 
-    async fn make_dir(&self, side: Side, path: &str) -> ActResult<Done> {
-        let layer = self.job.layer(side);
+    async fn ensure_dir(&self, side: Side, path: &str) -> ActResult<Done> {
+        let layer = &self.job.layers[side];
         layer
-            .make_dir(&self.job.key(side, path))
+            .ensure_dir(&self.job.key(side, path))
             .await
             .map_err(vfs)?;
         self.settle(
@@ -675,7 +651,7 @@ impl Run<'_> {
     /// Moves a conflict's older file aside; if that fails, the newer one
     /// must not be copied over it, nor the aside name copied across.
     async fn move_aside(&self, side: Side, path: &str, to: &str) -> ActResult<Done> {
-        let (job, layer) = (self.job, self.job.layer(side));
+        let (job, layer) = (self.job, &self.job.layers[side]);
         if let Err(e) = layer
             .rename(&job.key(side, path), &job.key(side, to), false)
             .await
@@ -692,7 +668,7 @@ impl Run<'_> {
     /// Removes a folder the run emptied; one that still holds something
     /// (a file that failed, or one added meanwhile) stays, quietly.
     async fn remove_dir(&self, side: Side, path: &str) -> ActResult<Done> {
-        match self.job.layer(side).rmdir(&self.job.key(side, path)).await {
+        match self.job.layers[side].rmdir(&self.job.key(side, path)).await {
             Ok(()) => {
                 self.settle(path, None)?;
                 Ok(Done::DirRemoved)

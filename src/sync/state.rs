@@ -10,7 +10,7 @@
 //!   conflict).
 //! * `reports.json` — the last [`KEEP_REPORTS`] run reports.
 
-use super::Side;
+use super::BySide;
 use super::report::Report;
 use super::tree::Entry;
 use crate::config::SyncConfig;
@@ -23,20 +23,7 @@ use std::path::{Path, PathBuf};
 pub const KEEP_REPORTS: usize = 20;
 
 /// One path as each side held it when it was last in sync.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pair {
-    pub local: Entry,
-    pub remote: Entry,
-}
-
-impl Pair {
-    pub fn side(&self, side: Side) -> &Entry {
-        match side {
-            Side::Local => &self.local,
-            Side::Remote => &self.remote,
-        }
-    }
-}
+pub type Pair = BySide<Entry>;
 
 /// Every path in sync after the last run.
 pub type Synced = BTreeMap<String, Pair>;

@@ -18,6 +18,7 @@
 //! mid-download fails the read instead of mixing two versions.
 
 use super::budget::{Budget, Held};
+use super::transfers::{EndHook, Ended};
 use super::{FileStat, FsError, FsResult};
 use crate::base::lock;
 use crate::remote::{Body, body};
@@ -202,6 +203,10 @@ pub struct Download {
     unstarted: Option<Unstarted>,
     budget: Budget,
     pace: Pace,
+    /// Bytes handed to the reader, and the first failure it was told of.
+    handed: u64,
+    failed: Option<FsError>,
+    end: Option<EndHook>,
     _transfer: super::transfers::Transfer,
 }
 
@@ -266,6 +271,9 @@ impl Download {
             unstarted: None,
             budget,
             pace: Pace::new(),
+            handed: 0,
+            failed: None,
+            end: None,
             _transfer: super::transfers::Transfer::start(),
         }
     }
@@ -304,6 +312,23 @@ impl Download {
 
     pub fn stat(&self) -> &FileStat {
         &self.stat
+    }
+
+    /// Sets what is told when the download is dropped: the bytes handed
+    /// out and the first failure.
+    pub fn on_end(&mut self, hook: impl FnOnce(Ended<'_>) + Send + Sync + 'static) {
+        self.end = Some(Box::new(hook));
+    }
+
+    /// Records a failure the reader met beyond the download (the client's
+    /// connection broke), unless a read already failed.
+    pub fn fail(&mut self, why: FsError) {
+        self.failed.get_or_insert(why);
+    }
+
+    /// The next `len` bytes after the last read; empty at end of file.
+    pub async fn read_next(&mut self, len: usize) -> FsResult<Bytes> {
+        self.read_at(self.buf_start, len).await
     }
 
     pub(crate) fn stat_mut(&mut self) -> &mut FileStat {
@@ -427,8 +452,18 @@ impl Download {
         }
     }
 
-    /// Up to `len` bytes at `offset`; empty at end of file.
+    /// Up to `len` bytes at `offset`; empty at end of file. A failure is
+    /// remembered for the end hook.
     pub async fn read_at(&mut self, offset: u64, len: usize) -> FsResult<Bytes> {
+        let read = self.read(offset, len).await;
+        match &read {
+            Ok(bytes) => self.handed += bytes.len() as u64,
+            Err(e) => self.fail(e.clone()),
+        }
+        read
+    }
+
+    async fn read(&mut self, offset: u64, len: usize) -> FsResult<Bytes> {
         if offset >= self.size || len == 0 {
             return Ok(Bytes::new());
         }
@@ -474,13 +509,20 @@ impl Download {
     /// send a whole file (FTP RETR).
     pub fn into_stream(self) -> impl futures::Stream<Item = FsResult<Bytes>> {
         futures::stream::try_unfold(self, |mut d| async move {
-            let offset = d.buf_start;
-            if offset >= d.size {
-                return Ok(None);
-            }
-            let chunk = d.read_at(offset, 256 << 10).await?;
-            Ok::<_, FsError>(Some((chunk, d)))
+            let chunk = d.read_next(256 << 10).await?;
+            Ok::<_, FsError>((!chunk.is_empty()).then_some((chunk, d)))
         })
+    }
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            end(Ended {
+                bytes: Some(self.handed),
+                result: self.failed.as_ref().map_or(Ok(()), Err),
+            });
+        }
     }
 }
 

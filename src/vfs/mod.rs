@@ -6,6 +6,7 @@
 //! requests on one remote: streaming uploads ([`upload`]) and read-ahead
 //! downloads ([`download`]).
 
+pub mod audited;
 pub mod budget;
 pub mod download;
 mod known_dirs;
@@ -19,6 +20,7 @@ pub mod upload;
 
 pub use crate::base::{FsError, FsResult};
 pub use crate::config::{Permission, Permissions};
+pub use audited::Audited;
 pub use budget::Budget;
 pub use download::Download;
 pub use mount::UserVfs;

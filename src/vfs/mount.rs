@@ -64,7 +64,7 @@ impl UserVfs {
         }
         mounts.sort_by_key(|m| std::cmp::Reverse(m.at.len()));
         for m in mounts.iter().filter(|m| !m.read_only) {
-            m.layer.ensure_dir_all(&m.prefix).await?;
+            m.layer.create_dir_all(&m.prefix).await?;
         }
         Ok(UserVfs {
             user: user.name.clone(),
@@ -210,7 +210,7 @@ impl Vfs for UserVfs {
         if r.is_mount_root {
             return Err(FsError::AlreadyExists);
         }
-        r.mount.layer.mkdir(&r.key).await
+        r.mount.layer.create_dir(&r.key).await
     }
 
     async fn rmdir(&self, path: &UserPath) -> FsResult<()> {

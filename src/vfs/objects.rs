@@ -167,8 +167,9 @@ impl ObjectLayer {
             .boxed()
     }
 
-    /// Creates folder `key` inside an existing parent folder.
-    pub async fn mkdir(&self, key: &str) -> FsResult<()> {
+    /// Creates folder `key` inside an existing parent folder, as mkdir(2):
+    /// an existing one is an error (SFTP MKDIR, FTP MKD).
+    pub async fn create_dir(&self, key: &str) -> FsResult<()> {
         match self.stat(key).await {
             Ok(_) => return Err(FsError::AlreadyExists),
             Err(FsError::NotFound) => {}
@@ -180,8 +181,9 @@ impl ObjectLayer {
         Ok(())
     }
 
-    /// Creates folder `key` and any missing parents: a mount's root on first login.
-    pub async fn ensure_dir_all(&self, key: &str) -> FsResult<()> {
+    /// Creates folder `key` and any missing parents, checking each level (a
+    /// file in the way is an error): a mount's root on first login.
+    pub async fn create_dir_all(&self, key: &str) -> FsResult<()> {
         let mut at = String::new();
         for seg in key.split('/').filter(|s| !s.is_empty()) {
             if !at.is_empty() {
@@ -201,13 +203,13 @@ impl ObjectLayer {
         Ok(())
     }
 
-    /// Makes folder `key` with as few requests as the store needs: one
-    /// marker on S3 (the folders above it exist through it), the missing
-    /// directories on a filesystem. An existing folder is fine.
-    pub async fn make_dir(&self, key: &str) -> FsResult<()> {
+    /// Makes sure folder `key` exists, with as few requests as the store
+    /// needs: one marker on S3 (the folders above it exist through it), the
+    /// missing directories on a filesystem (sync runs).
+    pub async fn ensure_dir(&self, key: &str) -> FsResult<()> {
         match self.remote.namespace().create_dir(key).await {
             Ok(()) | Err(FsError::AlreadyExists) => {}
-            Err(FsError::NotFound) => self.ensure_dir_all(key).await?,
+            Err(FsError::NotFound) => self.create_dir_all(key).await?,
             Err(e) => return Err(e),
         }
         self.known_dirs.insert(key, Some(Utc::now()));
@@ -420,8 +422,7 @@ impl ObjectLayer {
                     self.budget.clone(),
                     key,
                     s.size,
-                )
-                .await;
+                );
             }
             Ok(_) | Err(FsError::NotFound) => {}
             Err(e) => return Err(e),

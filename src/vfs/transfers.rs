@@ -4,8 +4,31 @@
 //! leave to be aborted, so the process exits with no multipart upload of
 //! its own left open.
 
+use super::FsError;
 use std::sync::OnceLock;
 use tokio::sync::watch;
+
+/// How an upload or download ended, told to its end hook (the audit line).
+#[derive(Debug, Clone, Copy)]
+pub struct Ended<'a> {
+    /// Bytes moved: received from the client by an upload that committed
+    /// (not the bytes of a resumed object's earlier part), handed to the
+    /// client by a download; `None` for an upload that failed.
+    pub bytes: Option<u64>,
+    pub result: Result<(), &'a FsError>,
+}
+
+impl<'a> Ended<'a> {
+    pub fn failed(e: &'a FsError) -> Self {
+        Ended {
+            bytes: None,
+            result: Err(e),
+        }
+    }
+}
+
+/// Called once, when a transfer ends however it ends.
+pub type EndHook = Box<dyn FnOnce(Ended<'_>) + Send + Sync>;
 
 fn open() -> &'static watch::Sender<usize> {
     static OPEN: OnceLock<watch::Sender<usize>> = OnceLock::new();

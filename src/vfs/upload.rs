@@ -8,13 +8,15 @@
 //! aborts the multipart upload, so no truncated object is ever visible.
 
 use super::budget::{Budget, Held};
-use super::transfers::Transfer;
+use super::resume::{OldBytes, old_bytes};
+use super::transfers::{EndHook, Ended, Transfer};
 use super::{FsError, FsResult};
 use crate::base::lock;
 use crate::config::units::format_size;
 use crate::remote::Remote;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use md5::{Digest, Md5};
 use object_store::path::Path;
 use object_store::{
@@ -28,7 +30,7 @@ use tokio::task::JoinHandle;
 
 /// What `stat` needs to know of an upload still open.
 #[derive(Debug, Default)]
-pub struct Progress {
+pub struct UploadStatus {
     pub bytes: AtomicU64,
     pub started: DateTime<Utc>,
     /// A client-set mtime to store on commit (`preserve_mtime`).
@@ -37,19 +39,19 @@ pub struct Progress {
 
 /// Open uploads of one remote, by key: shared by every session.
 #[derive(Debug, Default)]
-pub struct OpenUploads(Mutex<HashMap<String, Arc<Progress>>>);
+pub struct OpenUploads(Mutex<HashMap<String, Arc<UploadStatus>>>);
 
 impl OpenUploads {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Progress>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<UploadStatus>>> {
         lock(&self.0)
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<Progress>> {
+    pub fn get(&self, key: &str) -> Option<Arc<UploadStatus>> {
         self.map().get(key).cloned()
     }
 
-    fn register(&self, key: &str) -> Arc<Progress> {
-        let p = Arc::new(Progress {
+    fn register(&self, key: &str) -> Arc<UploadStatus> {
+        let p = Arc::new(UploadStatus {
             started: Utc::now(),
             ..Default::default()
         });
@@ -59,7 +61,7 @@ impl OpenUploads {
     }
 
     /// Called once per upload, when it commits or is dropped.
-    fn unregister(&self, key: &str, p: &Arc<Progress>) {
+    fn unregister(&self, key: &str, p: &Arc<UploadStatus>) {
         crate::metrics::get().uploads_in_flight.dec();
         let mut map = self.map();
         if map.get(key).is_some_and(|q| Arc::ptr_eq(q, p)) {
@@ -116,9 +118,15 @@ pub struct Upload {
     /// Whole parts held from the gateway's budget, enough for what is buffered.
     budget: Budget,
     slots: Vec<Held>,
-    progress: Arc<Progress>,
+    progress: Arc<UploadStatus>,
+    /// A resume not begun yet: the size of the object whose bytes come
+    /// first. The first write decides (see `resume.rs`).
+    old: Option<u64>,
+    /// Bytes of the old object this upload continues: not the client's.
+    continued: u64,
     failed: Option<FsError>,
     done: bool,
+    end: Option<EndHook>,
     /// Ends when the upload is committed, or when its abort has finished.
     transfer: Option<Transfer>,
 }
@@ -165,29 +173,67 @@ impl Upload {
             budget,
             slots: Vec::new(),
             progress,
+            old: None,
+            continued: 0,
             failed: None,
             done: false,
+            end: None,
             transfer: Some(Transfer::start()),
         })
     }
 
-    /// An upload that continues an object whose first `size` bytes are
-    /// already parts of `parts_upload` (server-side copies, see `resume.rs`).
-    pub(crate) fn continuing(
+    /// An upload that continues the `size` bytes of the object there if
+    /// the client's first write is at `size`, and replaces it if that
+    /// write is at 0. Nothing is read before.
+    pub(crate) fn resuming(
         remote: Arc<Remote>,
         uploads: Arc<OpenUploads>,
         budget: Budget,
         key: String,
-        parts_upload: Box<dyn MultipartUpload>,
-        parts: usize,
         size: u64,
     ) -> FsResult<Self> {
         let mut upload = Upload::new(remote, uploads, budget, key, WriteMode::Append)?;
-        upload.parts_upload = Some(parts_upload);
-        upload.part_md5s = vec![None; parts];
-        upload.next = size;
+        upload.old = Some(size);
         upload.progress.bytes.store(size, Ordering::Relaxed);
         Ok(upload)
+    }
+
+    /// Sets what is told when the upload ends: committed, failed, or
+    /// dropped before close.
+    pub fn on_end(&mut self, hook: impl FnOnce(Ended<'_>) + Send + Sync + 'static) {
+        self.end = Some(Box::new(hook));
+    }
+
+    /// Records why the upload cannot finish (the client's data connection
+    /// broke): close fails with it, and the end hook is told it.
+    pub fn fail(&mut self, why: FsError) {
+        self.failed.get_or_insert(why);
+    }
+
+    /// Makes the old object's bytes the start of this upload.
+    async fn continue_old(&mut self, size: u64) -> FsResult<()> {
+        let result: FsResult<()> = async {
+            match old_bytes(&self.remote, &self.budget, &self.key, size).await? {
+                OldBytes::InStore(c) => {
+                    self.parts_upload = Some(c.upload);
+                    self.part_md5s = vec![None; c.parts];
+                    self.next = size;
+                    self.progress.bytes.store(size, Ordering::Relaxed);
+                }
+                OldBytes::Streamed(mut bytes) => {
+                    while let Some(chunk) = bytes.next().await {
+                        self.append(chunk?).await?;
+                    }
+                }
+            }
+            self.continued = self.next;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = &result {
+            self.fail(e.clone());
+        }
+        result
     }
 
     /// The reorder window: how far past the contiguous end a write may land.
@@ -200,8 +246,9 @@ impl Upload {
         self.peak
     }
 
+    /// The file's size so far: where a resume continues.
     pub fn bytes_received(&self) -> u64 {
-        self.next
+        self.old.unwrap_or(self.next)
     }
 
     /// Reports a part that already failed (SFTP fsync), without waiting on
@@ -234,6 +281,14 @@ impl Upload {
         self.check().await?;
         if data.is_empty() {
             return Ok(());
+        }
+        if let Some(size) = self.old.take() {
+            if offset == 0 {
+                // Opened without truncating, written from the start: a rewrite.
+                self.mode = WriteMode::Truncate;
+            } else {
+                self.continue_old(size).await?;
+            }
         }
         let end = offset.checked_add(data.len() as u64).ok_or_else(|| {
             FsError::Unsupported(format!(
@@ -413,12 +468,32 @@ impl Upload {
         if result.is_err() {
             self.abort_now().await;
         }
+        if let Some(end) = self.end.take() {
+            end(match &result {
+                Ok(_) => Ended {
+                    bytes: Some(self.next - self.continued),
+                    result: Ok(()),
+                },
+                Err(e) => Ended::failed(e),
+            });
+        }
         result
     }
 
     async fn commit(&mut self) -> FsResult<Stored> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
+        }
+        if let Some(size) = self.old.take() {
+            // Opened to resume and closed unwritten: the object stays, with
+            // a file time the client set meanwhile.
+            let mtime = *lock(&self.progress.mtime);
+            if let (Some(t), true) = (mtime, self.remote.keeps_client_mtimes()) {
+                self.remote.namespace().set_mtime(&self.key, t).await?;
+            }
+            self.done = true;
+            self.uploads.unregister(&self.key, &self.progress);
+            return Ok(Stored { size, etag: None });
         }
         if let Some(gap) = self.pending.keys().next() {
             return Err(FsError::Unsupported(format!(
@@ -560,6 +635,12 @@ async fn start_multipart(
 impl Drop for Upload {
     /// An upload dropped before close (client gone, session ended) leaves no object.
     fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            let why = self.failed.take().unwrap_or_else(|| {
+                FsError::Aborted("the file was not closed: the upload was abandoned".into())
+            });
+            end(Ended::failed(&why));
+        }
         if self.done {
             return;
         }

@@ -46,8 +46,7 @@ fn rules(direction: Direction) -> Rules {
         delete_empty_folders: true,
         max_delete: 50,
         force: false,
-        local_case_insensitive: false,
-        remote_case_insensitive: false,
+        case_insensitive: BySide::default(),
     }
 }
 
@@ -98,8 +97,7 @@ fn planned(
 ) -> Result<Plan, Stop> {
     plan(&Inputs {
         rules,
-        local,
-        remote,
+        trees: BySide { local, remote },
         state,
         now: now(),
     })
@@ -400,7 +398,7 @@ fn a_folder_deleted_on_one_side_goes_on_the_other() {
 #[test]
 fn names_that_collide_without_case_are_skipped() {
     let mut r = rules(Direction::Pull);
-    r.local_case_insensitive = true;
+    r.case_insensitive.local = true;
     let local = tree(&[("dir", dir()), ("dir/y", file(1, 1))]);
     let remote = tree(&[
         ("Report.pdf", file(1, 1)),
@@ -434,7 +432,7 @@ fn names_that_collide_without_case_are_skipped() {
         ]
     );
     // The same names onto a case-sensitive side are copied.
-    r.local_case_insensitive = false;
+    r.case_insensitive.local = false;
     assert_eq!(planned(&r, &local, &remote, None).unwrap().actions.len(), 4);
 }
 
