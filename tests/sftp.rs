@@ -582,6 +582,48 @@ async fn resumed_uploads_continue_the_object() {
     g.stop().await;
 }
 
+/// A client that opens without TRUNC may resume or rewrite; nothing of the
+/// old object is copied or read before its first WRITE tells which. Written
+/// from 0, the file is simply replaced: no multipart upload, no GET.
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_work_waits_for_the_first_write() {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let proxy = common::fault_proxy_with(common::moto_endpoint(), move |method, query| {
+        log.lock().unwrap().push(format!("{method} ?{query}"));
+        common::Fault::Pass
+    })
+    .await;
+    let g = start_via(&format!("http://{proxy}"), "part_size = \"5MiB\"\n").await;
+    let (_ssh, s) = alice(&g).await;
+    put(&s, "/big.bin", &pattern(6 * MIB, 3)).await;
+    // What copies or reads the old object: a multipart upload (UploadPartCopy
+    // runs inside one) or a GET of the object itself.
+    let continuing = |requests: &[String]| -> Vec<String> {
+        requests
+            .iter()
+            .filter(|r| r.contains("uploads") || r.contains("uploadId=") || *r == "GET ?")
+            .cloned()
+            .collect()
+    };
+    seen.lock().unwrap().clear();
+    let h = s
+        .open("/big.bin", OpenFlags::WRITE, FileAttributes::empty())
+        .await
+        .unwrap()
+        .handle;
+    assert_eq!(s.fstat(&h).await.unwrap().attrs.size, Some(6 * MIB as u64));
+    let at_open = continuing(&seen.lock().unwrap());
+    assert!(at_open.is_empty(), "work at OPEN: {at_open:?}");
+    s.write(&h, 0, b"fresh".to_vec()).await.unwrap();
+    s.close(&h).await.unwrap();
+    let rewriting = continuing(&seen.lock().unwrap());
+    assert!(rewriting.is_empty(), "a rewrite read or copied the old object: {rewriting:?}");
+    assert_eq!(get(&s, "/big.bin").await, b"fresh");
+    g.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn status_codes_a_client_relies_on() {
     let g = start("").await;
