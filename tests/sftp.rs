@@ -619,8 +619,52 @@ async fn resume_work_waits_for_the_first_write() {
     s.write(&h, 0, b"fresh".to_vec()).await.unwrap();
     s.close(&h).await.unwrap();
     let rewriting = continuing(&seen.lock().unwrap());
-    assert!(rewriting.is_empty(), "a rewrite read or copied the old object: {rewriting:?}");
+    assert!(
+        rewriting.is_empty(),
+        "a rewrite read or copied the old object: {rewriting:?}"
+    );
     assert_eq!(get(&s, "/big.bin").await, b"fresh");
+    g.stop().await;
+}
+
+/// When S3 fails, the client is told so in the gateway's words; S3's own
+/// error body (its hosts, request ids, internals) stays in the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_error_text_does_not_reach_the_client() {
+    const BODY: &str = "<Error><Code>InternalError</Code><Message>disk 7 of rack b12 failed</Message><RequestId>REQ-INTERNAL-42</RequestId></Error>";
+    // A DELETE, or the multi-object delete (POST ?delete).
+    let proxy = common::fault_proxy_with(common::moto_endpoint(), |method, query| {
+        let delete = method == hyper::Method::DELETE
+            || (method == hyper::Method::POST && query.starts_with("delete"));
+        if delete {
+            common::Fault::Fail(500, BODY)
+        } else {
+            common::Fault::Pass
+        }
+    })
+    .await;
+    let g = start_via(&format!("http://{proxy}"), "retries = 0\n").await;
+    let (_ssh, s) = alice(&g).await;
+    put(&s, "/kept.txt", b"still here").await;
+    let (code, msg) = status_of(s.remove("/kept.txt").await.unwrap_err());
+    assert_eq!(code, StatusCode::Failure);
+    assert!(msg.starts_with("storage error"), "{msg}");
+    assert!(
+        !msg.contains("rack b12") && !msg.contains("REQ-INTERNAL"),
+        "{msg}"
+    );
+
+    let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(g.ftp)
+        .await
+        .unwrap();
+    ftp.login("alice", PASSWORD).await.unwrap();
+    let reply = ftp.rm("kept.txt").await.unwrap_err().to_string();
+    assert!(reply.contains("storage error"), "{reply}");
+    assert!(
+        !reply.contains("rack b12") && !reply.contains("REQ-INTERNAL"),
+        "{reply}"
+    );
+    assert_eq!(get(&s, "/kept.txt").await, b"still here");
     g.stop().await;
 }
 

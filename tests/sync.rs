@@ -398,8 +398,13 @@ direction = "two-way"
     write(&local, "edit-here.txt", b"edited locally");
     env.put_object("shared/edit-there.txt", b"edited in the bucket");
     write(&local, "clash.txt", b"local version");
-    // The bucket's edit is later, so it wins.
-    std::thread::sleep(Duration::from_millis(1100));
+    // The bucket's edit is later, so it wins: the local one is an hour old.
+    std::fs::File::options()
+        .write(true)
+        .open(local.join("clash.txt"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
     env.put_object("shared/clash.txt", b"bucket version!");
     std::fs::remove_file(local.join("revived.txt")).unwrap();
     env.put_object("shared/revived.txt", b"changed while deleted elsewhere");
