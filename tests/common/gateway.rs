@@ -76,6 +76,7 @@ async fn start_full(
     let bucket = unique("sftp");
     create_bucket(&endpoint, &bucket);
     let dir = tempfile::tempdir().unwrap();
+    super::host_keys_into(dir.path());
     let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
     let key_file = dir.path().join("alice_key");
     key.write_openssh_file(&key_file, russh::keys::ssh_key::LineEnding::LF)

@@ -163,20 +163,41 @@ pub fn fixture(kind: &str, extra: &str) -> Fixture {
     }
 }
 
+/// Puts SSH host keys in `dir/keys`, made once for all test runs under
+/// cargo's target folder: a 3072-bit RSA key takes seconds to make, and
+/// every gateway a test starts would otherwise make its own.
+pub fn host_keys_into(dir: &std::path::Path) {
+    static MADE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let made = MADE.get_or_init(|| {
+        let made = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("host_keys");
+        bucketgate::sftp::host_keys::load_or_create(&made).unwrap();
+        made
+    });
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for entry in std::fs::read_dir(made).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), keys.join(entry.file_name())).unwrap();
+    }
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407)
         | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    // Eight bytes per step: tests are built without optimisation, and
+    // byte-at-a-time generation of the large payloads showed in the suite's time.
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 /// What a [`fault_proxy_with`] does with one request.

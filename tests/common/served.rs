@@ -86,6 +86,7 @@ impl Served {
         let bucket = super::unique("served");
         super::create_bucket(&endpoint, &bucket);
         let dir = tempfile::tempdir().unwrap();
+        super::host_keys_into(dir.path());
         let tls = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         std::fs::write(dir.path().join("ftps.pem"), tls.cert.pem()).unwrap();
         std::fs::write(dir.path().join("ftps.key"), tls.signing_key.serialize_pem()).unwrap();
