@@ -120,6 +120,14 @@ fn unknown_handle() -> StatusReply {
     status(StatusCode::Failure, "invalid handle")
 }
 
+/// A READ on a file open for writing, or the reverse; or no such handle.
+fn wrong_handle(open: bool, how: &str) -> StatusReply {
+    match open {
+        true => status(StatusCode::Failure, format!("the file is open for {how}")),
+        false => unknown_handle(),
+    }
+}
+
 /// Runs a VFS call, answering as SFTP does.
 async fn answered<T>(call: impl Future<Output = Result<T, FsError>>) -> Reply<T> {
     call.await.map_err(|e| error_reply(&e))
@@ -293,14 +301,9 @@ impl russh_sftp::server::Handler for SftpHandler {
     }
 
     async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Reply<Data> {
-        let Some(OpenHandle::Read(r)) = self.handles.get_mut(&handle) else {
-            return Err(match self.handles.get(&handle) {
-                Some(_) => status(
-                    StatusCode::Failure,
-                    "the file is open for writing, not reading",
-                ),
-                None => unknown_handle(),
-            });
+        let r = match self.handles.get_mut(&handle) {
+            Some(OpenHandle::Read(r)) => r,
+            other => return Err(wrong_handle(other.is_some(), "writing, not reading")),
         };
         let len = len.min(MAX_DATA) as usize;
         let data = answered(r.download.read_at(offset, len)).await?;
@@ -321,14 +324,9 @@ impl russh_sftp::server::Handler for SftpHandler {
         offset: u64,
         data: Vec<u8>,
     ) -> Reply<Status> {
-        let Some(OpenHandle::Write(w)) = self.handles.get_mut(&handle) else {
-            return Err(match self.handles.get(&handle) {
-                Some(_) => status(
-                    StatusCode::Failure,
-                    "the file is open for reading, not writing",
-                ),
-                None => unknown_handle(),
-            });
+        let w = match self.handles.get_mut(&handle) {
+            Some(OpenHandle::Write(w)) => w,
+            other => return Err(wrong_handle(other.is_some(), "reading, not writing")),
         };
         self.bytes_up.inc_by(data.len() as u64);
         w.upload

@@ -99,6 +99,25 @@ fn at_end(
     }
 }
 
+/// An opened transfer gets `end` as its end hook; one that failed to open
+/// is told at once.
+fn ending<T, E: FnOnce(Ended<'_>) + Send + Sync + 'static>(
+    opened: FsResult<T>,
+    end: E,
+    set: fn(&mut T, E),
+) -> FsResult<T> {
+    match opened {
+        Ok(mut transfer) => {
+            set(&mut transfer, end);
+            Ok(transfer)
+        }
+        Err(e) => {
+            end(Ended::failed(&e));
+            Err(e)
+        }
+    }
+}
+
 #[async_trait]
 impl<V: Vfs> Vfs for Audited<V> {
     async fn stat(&self, path: &UserPath) -> FsResult<FileStat> {
@@ -110,33 +129,15 @@ impl<V: Vfs> Vfs for Audited<V> {
     }
 
     async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download> {
-        let started = Instant::now();
-        let end = at_end("download", path, started);
-        match self.0.open_read(path, offset).await {
-            Ok(mut download) => {
-                download.on_end(end);
-                Ok(download)
-            }
-            Err(e) => {
-                end(Ended::failed(&e));
-                Err(e)
-            }
-        }
+        let end = at_end("download", path, Instant::now());
+        let opened = self.0.open_read(path, offset).await;
+        ending(opened, end, Download::on_end)
     }
 
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
-        let started = Instant::now();
-        let end = at_end("upload", path, started);
-        match self.0.open_write(path, mode).await {
-            Ok(mut upload) => {
-                upload.on_end(end);
-                Ok(upload)
-            }
-            Err(e) => {
-                end(Ended::failed(&e));
-                Err(e)
-            }
-        }
+        let end = at_end("upload", path, Instant::now());
+        let opened = self.0.open_write(path, mode).await;
+        ending(opened, end, Upload::on_end)
     }
 
     async fn mkdir(&self, path: &UserPath) -> FsResult<()> {
