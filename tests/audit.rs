@@ -10,8 +10,17 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 
 /// The fields of one audit line an operator relies on: the session's
-/// protocol, then operation, path, destination, bytes and result.
-type Line = (String, String, String, Option<String>, Option<u64>, String);
+/// protocol, then operation, path, destination, bytes, the upload's
+/// SHA-256 and result.
+type Line = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<u64>,
+    Option<String>,
+    String,
+);
 
 fn audit_lines(served: &Served) -> Vec<Line> {
     let log = std::fs::read_to_string(served.dir.path().join("log")).unwrap();
@@ -26,6 +35,7 @@ fn audit_lines(served: &Served) -> Vec<Line> {
             let mut expected = vec!["ms", "op", "path", "result"];
             expected.extend(f.get("to").map(|_| "to"));
             expected.extend(f.get("bytes").map(|_| "bytes"));
+            expected.extend(f.get("sha256").map(|_| "sha256"));
             expected.sort();
             assert_eq!(keys, expected, "{l}");
             assert!(f["ms"].is_u64(), "{l}");
@@ -36,25 +46,29 @@ fn audit_lines(served: &Served) -> Vec<Line> {
                 s("path").unwrap(),
                 s("to"),
                 f["bytes"].as_u64(),
+                s("sha256"),
                 s("result").unwrap(),
             )
         })
         .collect()
 }
 
-fn line(protocol: &str, op: &str, path: &str, to: Option<&str>, bytes: Option<u64>) -> Line {
+fn line(protocol: &str, op: &str, path: &str, to: Option<&str>, bytes: Option<&[u8]>) -> Line {
+    use sha2::Digest;
     (
         protocol.into(),
         op.into(),
         path.into(),
         to.map(str::to_string),
-        bytes,
+        bytes.map(|b| b.len() as u64),
+        bytes.map(|b| bucketgate::base::hex(&sha2::Sha256::digest(b))),
         "ok".into(),
     )
 }
 
 /// An upload, a rename and a delete over SFTP, then over FTP: one line
-/// each, in order, with the same fields on both protocols.
+/// each, in order, with the same fields on both protocols; an upload's
+/// line carries the SHA-256 of the bytes it stored.
 #[tokio::test(flavor = "multi_thread")]
 async fn sftp_and_ftp_write_the_same_audit_lines() {
     let served = Served::start();
@@ -86,14 +100,14 @@ async fn sftp_and_ftp_write_the_same_audit_lines() {
     ftp.quit().await.unwrap();
 
     served.log_line("\"op\":\"remove\",\"path\":\"/f2.txt\"");
-    let n = data.len() as u64;
+    let n = Some(&data[..]);
     assert_eq!(
         audit_lines(&served),
         vec![
-            line("sftp", "upload", "/s.txt", None, Some(n)),
+            line("sftp", "upload", "/s.txt", None, n),
             line("sftp", "rename", "/s.txt", Some("/s2.txt"), None),
             line("sftp", "remove", "/s2.txt", None, None),
-            line("ftp", "upload", "/f.txt", None, Some(n)),
+            line("ftp", "upload", "/f.txt", None, n),
             line("ftp", "rename", "/f.txt", Some("/f2.txt"), None),
             line("ftp", "remove", "/f2.txt", None, None),
         ]

@@ -160,3 +160,51 @@ async fn a_failing_upload_part_fails_close_and_leaves_no_object() {
     );
     assert_eq!(out.trim(), "0", "the multipart upload is aborted");
 }
+
+/// Every upload keeps the digests of its bytes as object metadata, where a
+/// plain S3 client reads them: `md5chksum` (base64, rclone's key) and
+/// `sha256`/`sha1` (hex); a single PUT and a multipart upload alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_keep_their_digests_with_the_object() {
+    use base64::Engine;
+    use sha2::Digest;
+    let endpoint = moto_endpoint();
+    let bucket = unique("digests");
+    create_bucket(&endpoint, &bucket);
+    let l = s3_layer(
+        &endpoint,
+        &bucket,
+        "part_size = \"5MiB\"\nchecksums = [\"md5\", \"sha1\", \"sha256\"]",
+    );
+    for (key, data) in [
+        ("small.bin", pattern(1000, 1)),
+        ("multi.bin", pattern(12 << 20, 2)),
+    ] {
+        let mut up = l.open_write(key, WriteMode::Truncate).await.unwrap();
+        for (i, chunk) in data.chunks(256 << 10).enumerate() {
+            up.write_at((i * (256 << 10)) as u64, Bytes::copy_from_slice(chunk))
+                .await
+                .unwrap();
+        }
+        let stored = up.close_stored().await.unwrap();
+        let sha256 = bucketgate::base::hex(&sha2::Sha256::digest(&data));
+        assert_eq!(
+            stored.digests.sha256.map(|d| bucketgate::base::hex(&d)),
+            Some(sha256.clone())
+        );
+        let meta = boto3(
+            &endpoint,
+            &format!(
+                "m = s3.head_object(Bucket='{bucket}', Key='{key}')['Metadata']\n\
+                 print(m.get('md5chksum'), m.get('sha1'), m.get('sha256'))"
+            ),
+        );
+        let expected = format!(
+            "{} {} {}",
+            base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&data)),
+            bucketgate::base::hex(&sha1::Sha1::digest(&data)),
+            sha256
+        );
+        assert_eq!(meta.trim(), expected, "{key}");
+    }
+}

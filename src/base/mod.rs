@@ -1,11 +1,14 @@
 //! What every layer shares and none owns: the file-operation error kind,
-//! the rules for names object storage can hold, and a poison-tolerant lock.
+//! the rules for names object storage can hold, file digests, and a
+//! poison-tolerant lock.
 //! It depends on nothing else in the crate, so the config, the remotes, the
 //! VFS and the frontends can all use it without pointing back up.
 
+mod digests;
 mod error;
 mod names;
 
+pub use digests::{Algorithm, Checksums, Digests, Hashers, hex};
 pub use error::{FsError, FsResult};
 pub use names::{MAX_KEY_BYTES, check_segment};
 

@@ -10,6 +10,7 @@ mod raw;
 pub mod units;
 mod validate;
 
+pub use crate::base::Checksums;
 pub use permissions::{Permission, Permissions};
 
 use ipnet::IpNet;
@@ -117,6 +118,8 @@ pub struct RemoteConfig {
     pub part_size: u64,
     pub upload_concurrency: usize,
     pub preserve_mtime: bool,
+    /// The digests every upload to this remote computes and stores.
+    pub checksums: Checksums,
 }
 
 #[derive(Debug, Clone)]

@@ -97,6 +97,7 @@ pub struct RawRemote {
     pub part_size: S<String>,
     pub upload_concurrency: S<i64>,
     pub preserve_mtime: S<bool>,
+    pub checksums: S<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

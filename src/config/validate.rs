@@ -544,6 +544,23 @@ fn validate_remote(
     let part_size = cx.size(&r.part_size, &key("part_size"), 8 * MIB);
     let upload_concurrency = cx.count(&r.upload_concurrency, &key("upload_concurrency"), 4, 1..=64);
     let preserve_mtime = Ctx::flag(&r.preserve_mtime, false);
+    let checksums = match &r.checksums {
+        None => Checksums::DEFAULT,
+        Some(list) => {
+            list.get_ref()
+                .iter()
+                .enumerate()
+                .fold(Checksums::default(), |acc, (i, name)| {
+                    match acc.with(name.get_ref()) {
+                        Ok(set) => set,
+                        Err(e) => {
+                            cx.at(name, &format!("{}[{i}]", key("checksums")), e);
+                            acc
+                        }
+                    }
+                })
+        }
+    };
 
     // Keys that only mean something for S3.
     let s3_only: [(&str, bool); 12] = [
@@ -689,6 +706,7 @@ fn validate_remote(
         part_size,
         upload_concurrency,
         preserve_mtime,
+        checksums,
     })
 }
 

@@ -2,7 +2,7 @@
 //! directory itself, so one file with a name we cannot serve is skipped
 //! instead of failing the folder.
 
-use super::{ListPage, Namespace, RawEntry, Space, TreeEntry, usable_name};
+use super::{Kept, ListPage, Namespace, RawEntry, Space, TreeEntry, usable_name};
 use crate::base::{FsError, FsResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -93,7 +93,11 @@ impl Namespace for FsNamespace {
             .map_err(FsError::from)
     }
 
-    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
+    /// The file's own mtime; digests are not kept on a filesystem yet.
+    async fn keep(&self, key: &str, kept: &Kept) -> FsResult<()> {
+        let Some(mtime) = kept.mtime else {
+            return Ok(());
+        };
         let path = self.path(key);
         tokio::task::spawn_blocking(move || {
             std::fs::File::options()

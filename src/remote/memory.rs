@@ -1,14 +1,14 @@
 //! Folders on the memory remote: object_store's `InMemory` cannot hold a
 //! `dir/` key, so markers live in a set beside it.
 
-use super::{ListPage, Namespace, RawEntry, Space, TreeEntry, UNBOUNDED_SPACE, child_name};
+use super::{Kept, ListPage, Namespace, RawEntry, Space, TreeEntry, UNBOUNDED_SPACE, child_name};
 use crate::base::{FsError, FsResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{Attributes, ObjectStore, ObjectStoreExt, PutOptions};
+use object_store::{ObjectStore, ObjectStoreExt, PutOptions};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -186,14 +186,11 @@ impl Namespace for MemoryNamespace {
         Ok(())
     }
 
-    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
+    async fn keep(&self, key: &str, kept: &Kept) -> FsResult<()> {
         let path = Path::from_iter(key.split('/'));
         let data = self.store.get(&path).await?.bytes().await?;
-        let mut attributes = Attributes::new();
-        let (key, value) = super::mtime_attribute(mtime);
-        attributes.insert(key, value);
         let opts = PutOptions {
-            attributes,
+            attributes: kept.attributes(),
             ..Default::default()
         };
         self.store.put_opts(&path, data.into(), opts).await?;

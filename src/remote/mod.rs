@@ -12,7 +12,7 @@ pub mod http;
 mod memory;
 mod s3;
 
-use crate::base::FsResult;
+use crate::base::{Algorithm, Digests, FsResult, hex};
 use crate::config::{Config, RemoteConfig, RemoteKind};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -83,8 +83,10 @@ pub trait Namespace: Send + Sync + std::fmt::Debug {
     async fn remove_dir(&self, dir: &str) -> FsResult<()>;
     /// Moves a folder and everything under it; copies each object before deleting it.
     async fn rename_dir(&self, from: &str, to: &str) -> FsResult<()>;
-    /// Stores a client-set mtime on an existing file (`preserve_mtime`).
-    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()>;
+    /// Replaces what is kept with an existing file (a client-set mtime,
+    /// digests) by `kept`. Where the store has real file times (a
+    /// filesystem) the mtime becomes the file's own.
+    async fn keep(&self, key: &str, kept: &Kept) -> FsResult<()>;
     async fn space(&self) -> FsResult<Space>;
     /// One cheap request that shows the store answers (the health check).
     async fn probe(&self) -> FsResult<()>;
@@ -112,26 +114,82 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// The metadata key of a client-set mtime (`preserve_mtime`), in seconds
-/// since the epoch: the one rclone's S3 backend uses too.
+/// What the gateway keeps with an object besides its bytes, as object
+/// metadata (`x-amz-meta-…` on S3): a client-set mtime (`preserve_mtime`)
+/// and the digests of the upload that wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    pub mtime: Option<DateTime<Utc>>,
+    pub digests: Digests,
+}
+
+/// The metadata keys: rclone's S3 backend reads the same `mtime` (seconds
+/// since the epoch) and `md5chksum` (base64 MD5, what `rclone check` uses
+/// for multipart objects); SHA-1 and SHA-256 are lowercase hex.
 const MTIME_KEY: &str = "mtime";
+const MD5_KEY: &str = "md5chksum";
+const SHA1_KEY: &str = "sha1";
+const SHA256_KEY: &str = "sha256";
 
-/// `mtime` as a metadata key and value.
-fn mtime_metadata(mtime: DateTime<Utc>) -> (&'static str, String) {
-    (MTIME_KEY, mtime.timestamp().to_string())
-}
+impl Kept {
+    /// Metadata names (without `x-amz-meta-`) and values.
+    fn metadata(&self) -> Vec<(&'static str, String)> {
+        use base64::Engine;
+        let mut out = Vec::new();
+        if let Some(t) = self.mtime {
+            out.push((MTIME_KEY, t.timestamp().to_string()));
+        }
+        let d = &self.digests;
+        if let Some(md5) = d.md5 {
+            out.push((
+                MD5_KEY,
+                base64::engine::general_purpose::STANDARD.encode(md5),
+            ));
+        }
+        if let Some(sha1) = d.sha1 {
+            out.push((SHA1_KEY, hex(&sha1)));
+        }
+        if let Some(sha256) = d.sha256 {
+            out.push((SHA256_KEY, hex(&sha256)));
+        }
+        out
+    }
 
-/// The object attribute that stores `mtime` with an upload.
-pub fn mtime_attribute(mtime: DateTime<Utc>) -> (Attribute, AttributeValue) {
-    let (key, value) = mtime_metadata(mtime);
-    (Attribute::Metadata(key.into()), value.into())
-}
+    /// As object attributes, for a PUT or the start of a multipart upload.
+    pub fn attributes(&self) -> Attributes {
+        let mut attributes = Attributes::new();
+        for (key, value) in self.metadata() {
+            attributes.insert(Attribute::Metadata(key.into()), AttributeValue::from(value));
+        }
+        attributes
+    }
 
-/// The mtime stored with an object, if any.
-pub fn stored_mtime(attributes: &Attributes) -> Option<DateTime<Utc>> {
-    let value = attributes.get(&Attribute::Metadata(MTIME_KEY.into()))?;
-    let secs = value.as_ref().parse::<f64>().ok()?;
-    Utc.timestamp_opt(secs as i64, 0).single()
+    /// What a HEAD or GET found kept with an object; what does not parse
+    /// is left out.
+    pub fn from_attributes(attributes: &Attributes) -> Kept {
+        use base64::Engine;
+        let get = |key: &'static str| {
+            attributes
+                .get(&Attribute::Metadata(key.into()))
+                .map(|v| v.as_ref().to_string())
+        };
+        let mtime = get(MTIME_KEY)
+            .and_then(|v| v.parse::<f64>().ok())
+            .and_then(|secs| Utc.timestamp_opt(secs as i64, 0).single());
+        let mut digests = Digests {
+            md5: get(MD5_KEY)
+                .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                .and_then(|b| b.try_into().ok()),
+            ..Default::default()
+        };
+        if let Some(v) = get(SHA1_KEY) {
+            digests.set_hex(Algorithm::Sha1, &v);
+        }
+        if let Some(v) = get(SHA256_KEY) {
+            digests.set_hex(Algorithm::Sha256, &v);
+        }
+        Kept { mtime, digests }
+    }
 }
 
 impl Remote {
@@ -162,6 +220,39 @@ impl Remote {
     /// Whether a client-set mtime is kept with the file (`preserve_mtime`).
     pub fn keeps_client_mtimes(&self) -> bool {
         self.config.preserve_mtime
+    }
+
+    /// Whether objects here carry metadata ([`Kept`]): S3 and memory, not
+    /// a filesystem.
+    pub fn keeps_metadata(&self) -> bool {
+        !matches!(self.config.kind, RemoteKind::Filesystem { .. })
+    }
+
+    /// What is kept with object `key` (mtime, digests), from one HEAD.
+    pub async fn kept(&self, key: &str) -> FsResult<Kept> {
+        let head = object_store::GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        let path = object_store::path::Path::parse(key)
+            .map_err(|e| crate::base::FsError::InvalidName(e.to_string()))?;
+        let got = self.store.get_opts(&path, head).await?;
+        Ok(Kept::from_attributes(&got.attributes))
+    }
+
+    /// Stores a client-set mtime with an existing object, keeping its digests.
+    pub async fn keep_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
+        let mut kept = match self.keeps_metadata() {
+            true => self.kept(key).await?,
+            false => Kept::default(),
+        };
+        kept.mtime = Some(mtime);
+        self.namespace().keep(key, &kept).await
+    }
+
+    /// The digests uploads here compute (`checksums`).
+    pub fn checksums(&self) -> crate::base::Checksums {
+        self.config.checksums
     }
 
     /// Whether files here carry real times that can be set (a filesystem),

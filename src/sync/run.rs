@@ -472,6 +472,7 @@ impl Run<'_> {
                 Ok(Done::Copied { bytes, .. }) => Some(*bytes),
                 _ => None,
             },
+            sha256: None,
             started,
         }
         .finish(result.as_ref().map(|_| ()));

@@ -11,6 +11,7 @@
 
 use super::transfers::Ended;
 use super::{Download, FileStat, FsResult, Upload, UserPath, Vfs, WriteMode};
+use crate::base::Algorithm;
 use crate::remote::Space;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -26,6 +27,8 @@ pub struct FileOp<'a> {
     pub to: Option<&'a str>,
     /// Bytes moved by an upload or download.
     pub bytes: Option<u64>,
+    /// The SHA-256 of an upload's bytes, where its remote computes it.
+    pub sha256: Option<String>,
     pub started: Instant,
 }
 
@@ -38,6 +41,7 @@ impl FileOp<'_> {
             path = self.path,
             to = self.to,
             bytes = self.bytes,
+            sha256 = self.sha256,
             ms = self.started.elapsed().as_millis() as u64,
             result = if result.is_ok() { "ok" } else { "error" },
             error = result.err().map(tracing::field::display),
@@ -74,6 +78,7 @@ async fn line<T>(
         path: path.as_str(),
         to: to.map(UserPath::as_str),
         bytes: None,
+        sha256: None,
         started,
     }
     .finish(result.as_ref().map(|_| ()));
@@ -93,6 +98,7 @@ fn at_end(
             path: path.as_str(),
             to: None,
             bytes: ended.bytes,
+            sha256: ended.digests.and_then(|d| d.hex(Algorithm::Sha256)),
             started,
         }
         .finish(ended.result)

@@ -520,6 +520,7 @@ impl Drop for Download {
         if let Some(end) = self.end.take() {
             end(Ended {
                 bytes: Some(self.handed),
+                digests: None,
                 result: self.failed.as_ref().map_or(Ok(()), Err),
             });
         }

@@ -8,7 +8,7 @@ use super::renames::Renames;
 use super::resume;
 use super::upload::{OpenUploads, Upload, WriteMode};
 use super::{FileStat, FsError, FsResult};
-use crate::remote::{Remote, Space, TreeEntry};
+use crate::remote::{Kept, Remote, Space, TreeEntry};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
@@ -102,16 +102,17 @@ impl ObjectLayer {
 
     /// A file's stat and ETag, from one HEAD.
     pub async fn head_object(&self, key: &str) -> FsResult<(FileStat, Option<String>)> {
+        let got = self.head(key).await?;
+        Ok((self.file_stat(key, &got), got.meta.e_tag))
+    }
+
+    async fn head(&self, key: &str) -> FsResult<GetResult> {
         let head = GetOptions {
             head: true,
             ..Default::default()
         };
-        let got = self
-            .remote
-            .store()
-            .get_opts(&object_path(key)?, head)
-            .await?;
-        Ok((self.file_stat(key, &got), got.meta.e_tag))
+        let path = object_path(key)?;
+        Ok(self.remote.store().get_opts(&path, head).await?)
     }
 
     /// What a HEAD or GET says of a file; the stored mtime wins with `preserve_mtime`.
@@ -119,7 +120,7 @@ impl ObjectLayer {
         let stored = self
             .remote
             .keeps_client_mtimes()
-            .then(|| crate::remote::stored_mtime(&got.attributes))
+            .then(|| Kept::from_attributes(&got.attributes).mtime)
             .flatten();
         FileStat::file(
             name_of(key),
@@ -327,7 +328,7 @@ impl ObjectLayer {
         if !self.remote.keeps_client_mtimes() || stat.is_dir {
             return Ok(());
         }
-        self.remote.namespace().set_mtime(key, mtime).await
+        self.remote.keep_mtime(key, mtime).await
     }
 
     pub async fn space(&self) -> FsResult<Space> {
@@ -390,7 +391,11 @@ impl ObjectLayer {
     /// Object stores set their own time on write; nothing is done there.
     pub async fn keep_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
         if self.remote.has_file_times() {
-            self.remote.namespace().set_mtime(key, mtime).await?;
+            let kept = Kept {
+                mtime: Some(mtime),
+                ..Default::default()
+            };
+            self.remote.namespace().keep(key, &kept).await?;
         }
         Ok(())
     }

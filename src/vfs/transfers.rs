@@ -5,6 +5,7 @@
 //! its own left open.
 
 use super::FsError;
+use crate::base::Digests;
 use std::sync::OnceLock;
 use tokio::sync::watch;
 
@@ -15,6 +16,8 @@ pub struct Ended<'a> {
     /// (not the bytes of a resumed object's earlier part), handed to the
     /// client by a download; `None` for an upload that failed.
     pub bytes: Option<u64>,
+    /// What a committed upload computed of the object's bytes.
+    pub digests: Option<&'a Digests>,
     pub result: Result<(), &'a FsError>,
 }
 
@@ -22,6 +25,7 @@ impl<'a> Ended<'a> {
     pub fn failed(e: &'a FsError) -> Self {
         Ended {
             bytes: None,
+            digests: None,
             result: Err(e),
         }
     }

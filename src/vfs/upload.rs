@@ -11,9 +11,9 @@ use super::budget::{Budget, Held};
 use super::resume::{OldBytes, old_bytes};
 use super::transfers::{EndHook, Ended, Transfer};
 use super::{FsError, FsResult};
-use crate::base::lock;
+use crate::base::{Checksums, Digests, Hashers, lock};
 use crate::config::units::format_size;
-use crate::remote::Remote;
+use crate::remote::{Kept, Remote};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -76,6 +76,9 @@ pub struct Stored {
     pub size: u64,
     /// As the store answered the last PUT; `None` if it gave none.
     pub etag: Option<String>,
+    /// What the upload computed of the object's bytes (empty after a
+    /// resume whose old bytes were copied in the store).
+    pub digests: Digests,
 }
 
 /// How an upload treats an existing object.
@@ -127,6 +130,7 @@ pub struct Upload {
     failed: Option<FsError>,
     done: bool,
     end: Option<EndHook>,
+    hashing: Hashing,
     /// Ends when the upload is committed, or when its abort has finished.
     transfer: Option<Transfer>,
 }
@@ -150,6 +154,7 @@ impl Upload {
     ) -> FsResult<Self> {
         let path = Path::parse(&key).map_err(|e| FsError::InvalidName(e.to_string()))?;
         let progress = uploads.register(&key);
+        let hashing = Hashing::start(remote.checksums());
         let part_size = remote.part_size() as usize;
         let concurrency = remote.upload_concurrency();
         Ok(Upload {
@@ -178,6 +183,7 @@ impl Upload {
             failed: None,
             done: false,
             end: None,
+            hashing,
             transfer: Some(Transfer::start()),
         })
     }
@@ -215,6 +221,9 @@ impl Upload {
         let result: FsResult<()> = async {
             match old_bytes(&self.remote, &self.budget, &self.key, size).await? {
                 OldBytes::InStore(c) => {
+                    // The old bytes stay in the store, unread: no digest
+                    // can cover them.
+                    self.hashing = Hashing::Off;
                     self.parts_upload = Some(c.upload);
                     self.part_md5s = vec![None; c.parts];
                     self.next = size;
@@ -406,7 +415,7 @@ impl Upload {
         }
         if self.parts_upload.is_none() {
             let opts = PutMultipartOptions {
-                attributes: self.attributes(),
+                attributes: self.attributes(Digests::default()),
                 ..Default::default()
             };
             let started =
@@ -419,6 +428,7 @@ impl Upload {
         }
         let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
         let len = std::mem::take(&mut self.part_len);
+        self.hashing.feed(payload.clone());
         let hashed = payload.clone();
         let part = self
             .parts_upload
@@ -445,14 +455,21 @@ impl Upload {
         Ok(())
     }
 
-    fn attributes(&self) -> Attributes {
-        let mut attributes = Attributes::new();
+    /// What is kept with the object: the client's mtime where the remote
+    /// keeps them, and `digests`.
+    fn kept(&self, digests: Digests) -> Kept {
         let mtime = *lock(&self.progress.mtime);
-        if let Some(t) = mtime {
-            let (key, value) = crate::remote::mtime_attribute(t);
-            attributes.insert(key, value);
+        Kept {
+            mtime: mtime.filter(|_| self.remote.keeps_client_mtimes()),
+            digests,
         }
-        attributes
+    }
+
+    fn attributes(&self, digests: Digests) -> Attributes {
+        match self.remote.keeps_metadata() {
+            true => self.kept(digests).attributes(),
+            false => Attributes::new(),
+        }
     }
 
     /// Commits the object and gives its size. Until this returns `Ok`,
@@ -470,8 +487,9 @@ impl Upload {
         }
         if let Some(end) = self.end.take() {
             end(match &result {
-                Ok(_) => Ended {
+                Ok(stored) => Ended {
                     bytes: Some(self.next - self.continued),
+                    digests: Some(&stored.digests),
                     result: Ok(()),
                 },
                 Err(e) => Ended::failed(e),
@@ -489,11 +507,15 @@ impl Upload {
             // a file time the client set meanwhile.
             let mtime = *lock(&self.progress.mtime);
             if let (Some(t), true) = (mtime, self.remote.keeps_client_mtimes()) {
-                self.remote.namespace().set_mtime(&self.key, t).await?;
+                self.remote.keep_mtime(&self.key, t).await?;
             }
             self.done = true;
             self.uploads.unregister(&self.key, &self.progress);
-            return Ok(Stored { size, etag: None });
+            return Ok(Stored {
+                size,
+                etag: None,
+                digests: Digests::default(),
+            });
         }
         if let Some(gap) = self.pending.keys().next() {
             return Err(FsError::Unsupported(format!(
@@ -502,15 +524,18 @@ impl Upload {
             )));
         }
         let mut etag;
+        let digests;
         if self.parts_upload.is_none() {
             let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
+            self.hashing.feed(payload.clone());
+            digests = self.hashing.finish().await;
             let mode = match self.mode {
                 WriteMode::CreateNew => PutMode::Create,
                 WriteMode::Truncate | WriteMode::Append => PutMode::Overwrite,
             };
             let opts = PutOptions {
                 mode,
-                attributes: self.attributes(),
+                attributes: self.attributes(digests.clone()),
                 ..Default::default()
             };
             let put = self
@@ -535,11 +560,19 @@ impl Upload {
                 }
             };
             self.parts_upload = None;
-            // Metadata set after the upload began is stored now (a copy: a new ETag).
-            let late_mtime = *lock(&self.progress.mtime);
-            if let (Some(t), true) = (late_mtime, self.remote.keeps_client_mtimes()) {
-                self.remote.namespace().set_mtime(&self.key, t).await?;
-                etag = None;
+            digests = self.hashing.finish().await;
+            // What S3 cannot take at CompleteMultipartUpload, the digests and
+            // an mtime set after the upload began, is stored now (a copy onto
+            // itself: a new ETag). The object is whole already: a failure
+            // here costs the metadata, not the upload.
+            let kept = self.kept(digests.clone());
+            if self.remote.keeps_metadata() && kept != Kept::default() {
+                match self.remote.namespace().keep(&self.key, &kept).await {
+                    Ok(()) => etag = None,
+                    Err(e) => {
+                        tracing::warn!(key = %self.key, error = %e, "the object is stored, but its digests and mtime could not be kept with it")
+                    }
+                }
             }
         }
         self.done = true;
@@ -547,6 +580,7 @@ impl Upload {
         Ok(Stored {
             size: self.next,
             etag,
+            digests,
         })
     }
 
@@ -672,6 +706,61 @@ impl Drop for Upload {
             Err(_) => tracing::warn!(
                 "upload dropped outside the runtime; its multipart upload stays until the bucket's lifecycle rules remove it"
             ),
+        }
+    }
+}
+
+/// Up to this many bytes are hashed on the async thread that has them.
+const INLINE_HASH: usize = 256 << 10;
+
+/// An upload's digests, computed off the async threads a part at a time,
+/// in order: each part's hashing waits for the one before it.
+enum Hashing {
+    Off,
+    Ready(Box<Hashers>),
+    Running(JoinHandle<Option<Box<Hashers>>>),
+}
+
+impl Hashing {
+    fn start(set: Checksums) -> Self {
+        match set.any() {
+            true => Hashing::Ready(Box::new(Hashers::new(set))),
+            false => Hashing::Off,
+        }
+    }
+
+    /// Hashes `payload` after what came before it.
+    fn feed(&mut self, payload: PutPayload) {
+        let small = payload.content_length() <= INLINE_HASH;
+        let update = move |mut h: Box<Hashers>| {
+            payload.iter().for_each(|b| h.update(b));
+            h
+        };
+        *self = match std::mem::replace(self, Hashing::Off) {
+            Hashing::Off => Hashing::Off,
+            // A small file's bytes are hashed at once: cheaper than a thread hop.
+            Hashing::Ready(h) if small => Hashing::Ready(update(h)),
+            Hashing::Ready(h) => {
+                Hashing::Running(tokio::task::spawn_blocking(move || Some(update(h))))
+            }
+            Hashing::Running(before) => Hashing::Running(tokio::spawn(async move {
+                let h = before.await.ok().flatten()?;
+                tokio::task::spawn_blocking(move || update(h)).await.ok()
+            })),
+        };
+    }
+
+    /// The digests of everything fed; empty when off.
+    async fn finish(&mut self) -> Digests {
+        match std::mem::replace(self, Hashing::Off) {
+            Hashing::Off => Digests::default(),
+            Hashing::Ready(h) => h.finish(),
+            Hashing::Running(last) => last
+                .await
+                .ok()
+                .flatten()
+                .map(|h| h.finish())
+                .unwrap_or_default(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! `AwsAuthorizer` and sent over the remote's own HTTP client.
 
 use super::{
-    ListPage, Namespace, RawEntry, Remote, Space, TreeEntry, UNBOUNDED_SPACE, child_name,
+    Kept, ListPage, Namespace, RawEntry, Remote, Space, TreeEntry, UNBOUNDED_SPACE, child_name,
     usable_name, usable_path,
 };
 mod parts;
@@ -517,10 +517,8 @@ impl Namespace for S3Namespace {
         Ok(())
     }
 
-    async fn set_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
-        self.api
-            .copy(key, key, Some(&[super::mtime_metadata(mtime)]))
-            .await
+    async fn keep(&self, key: &str, kept: &Kept) -> FsResult<()> {
+        self.api.copy(key, key, Some(&kept.metadata())).await
     }
 
     async fn space(&self) -> FsResult<Space> {
