@@ -47,6 +47,12 @@ impl Checksums {
         sha256: true,
     };
 
+    pub fn only(algorithm: Algorithm) -> Self {
+        Checksums::default()
+            .with(algorithm.name())
+            .expect("a known algorithm")
+    }
+
     pub fn any(self) -> bool {
         self.md5 || self.sha1 || self.sha256
     }

@@ -120,6 +120,9 @@ pub struct RemoteConfig {
     pub preserve_mtime: bool,
     /// The digests every upload to this remote computes and stores.
     pub checksums: Checksums,
+    /// The largest file whose digest is computed by reading it, when none
+    /// was kept.
+    pub checksum_read_limit: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -98,6 +98,7 @@ pub struct RawRemote {
     pub upload_concurrency: S<i64>,
     pub preserve_mtime: S<bool>,
     pub checksums: S<Vec<Spanned<String>>>,
+    pub checksum_read_limit: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -707,6 +707,7 @@ fn validate_remote(
         upload_concurrency,
         preserve_mtime,
         checksums,
+        checksum_read_limit: cx.size(&r.checksum_read_limit, &key("checksum_read_limit"), 4 << 30),
     })
 }
 

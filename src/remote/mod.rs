@@ -250,6 +250,10 @@ impl Remote {
         self.namespace().keep(key, &kept).await
     }
 
+    pub fn checksum_read_limit(&self) -> u64 {
+        self.config.checksum_read_limit
+    }
+
     /// The digests uploads here compute (`checksums`).
     pub fn checksums(&self) -> crate::base::Checksums {
         self.config.checksums

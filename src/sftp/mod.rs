@@ -8,6 +8,7 @@
 //! * [`host_keys`]: the server's keys in `keys_dir`.
 
 mod attrs;
+mod commands;
 mod handler;
 pub mod host_keys;
 mod pump;

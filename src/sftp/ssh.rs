@@ -1,11 +1,13 @@
-//! The SSH side of a session (russh): login, session slots, and the one
-//! thing a channel may do here, the `sftp` subsystem.
+//! The SSH side of a session (russh): login, session slots, and what a
+//! channel may do here: the `sftp` subsystem, and the digest commands of
+//! [`super::commands`].
 
+use super::commands;
 use super::handler::SftpHandler;
 use crate::auth::{Admitted, LoginError, PreLogin};
 use crate::config::{SftpConfig, UserConfig};
 use crate::session::SessionContext;
-use crate::vfs::UserVfs;
+use crate::vfs::{Audited, UserVfs};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use std::collections::HashMap;
@@ -42,6 +44,9 @@ pub struct SshSession {
     user: Option<Arc<UserConfig>>,
     /// Session channels not yet given to SFTP, each with its slot.
     channels: HashMap<ChannelId, (Channel<Msg>, OwnedSemaphorePermit)>,
+    /// Channels running a command: the client's EOF ends its input, not
+    /// the channel.
+    commands: std::collections::HashSet<ChannelId>,
     caps: ConnectionCaps,
     span: tracing::Span,
 }
@@ -71,8 +76,22 @@ impl SshSession {
             admitted: Admitted::Pending(pending),
             user: None,
             channels: HashMap::new(),
+            commands: Default::default(),
             caps,
             span,
+        }
+    }
+
+    /// The user's files for one channel; `None` (logged) if the home
+    /// cannot be prepared.
+    async fn user_vfs(&self, user: &UserConfig) -> Option<UserVfs> {
+        match UserVfs::for_user(user, &self.shared.storage).await {
+            Ok(vfs) => Some(vfs),
+            Err(e) => {
+                let _enter = self.span.enter();
+                tracing::error!(error = %e, "the user's home could not be prepared");
+                None
+            }
         }
     }
 
@@ -168,6 +187,7 @@ impl russh::server::Handler for SshSession {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
+        self.commands.remove(&channel);
         Ok(())
     }
 
@@ -176,7 +196,10 @@ impl russh::server::Handler for SshSession {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.close(channel)
+        match self.commands.contains(&channel) {
+            true => Ok(()),
+            false => session.close(channel),
+        }
     }
 
     async fn shell_request(
@@ -191,13 +214,32 @@ impl russh::server::Handler for SshSession {
 
     async fn exec_request(
         &mut self,
-        channel: ChannelId,
-        _data: &[u8],
+        channel_id: ChannelId,
+        data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let _enter = self.span.enter();
-        tracing::info!("refused a command: this server offers SFTP only");
-        session.channel_failure(channel)
+        let command = std::str::from_utf8(data).ok().and_then(commands::parse);
+        let (Some(user), Some(command)) = (self.user.clone(), command) else {
+            let _enter = self.span.enter();
+            tracing::info!("refused a command: this server answers SFTP and digest commands only");
+            return session.channel_failure(channel_id);
+        };
+        let Some((channel, slot)) = self.channels.remove(&channel_id) else {
+            return session.channel_failure(channel_id);
+        };
+        let Some(vfs) = self.user_vfs(&user).await else {
+            return session.channel_failure(channel_id);
+        };
+        self.commands.insert(channel_id);
+        session.channel_success(channel_id)?;
+        tokio::spawn(
+            async move {
+                let _slot = slot;
+                commands::run(command, channel, Audited::new(vfs)).await;
+            }
+            .instrument(self.span.clone()),
+        );
+        Ok(())
     }
 
     async fn subsystem_request(
@@ -212,13 +254,8 @@ impl russh::server::Handler for SshSession {
         let Some((channel, slot)) = self.channels.remove(&channel_id) else {
             return session.channel_failure(channel_id);
         };
-        let vfs = match UserVfs::for_user(&user, &self.shared.storage).await {
-            Ok(vfs) => vfs,
-            Err(e) => {
-                let _enter = self.span.enter();
-                tracing::error!(error = %e, "the user's home could not be prepared");
-                return session.channel_failure(channel_id);
-            }
+        let Some(vfs) = self.user_vfs(&user).await else {
+            return session.channel_failure(channel_id);
         };
         session.channel_success(channel_id)?;
         let span = self.span.clone();

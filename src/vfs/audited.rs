@@ -169,4 +169,8 @@ impl<V: Vfs> Vfs for Audited<V> {
     async fn statvfs(&self, path: &UserPath) -> FsResult<Space> {
         self.0.statvfs(path).await
     }
+
+    async fn digest(&self, path: &UserPath, algorithm: Algorithm) -> FsResult<Vec<u8>> {
+        line("checksum", path, None, self.0.digest(path, algorithm)).await
+    }
 }

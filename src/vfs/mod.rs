@@ -18,7 +18,7 @@ mod resume;
 pub mod transfers;
 pub mod upload;
 
-pub use crate::base::{FsError, FsResult};
+pub use crate::base::{Algorithm, FsError, FsResult};
 pub use crate::config::{Permission, Permissions};
 pub use audited::Audited;
 pub use budget::Budget;
@@ -129,6 +129,9 @@ pub trait Vfs: Send + Sync {
     /// Accepted always; stored only where the remote has `preserve_mtime`.
     async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> FsResult<()>;
     async fn statvfs(&self, path: &UserPath) -> FsResult<Space>;
+    /// A file's digest: the one its upload kept, or one computed by reading
+    /// it (bounded memory; refused past `checksum_read_limit`).
+    async fn digest(&self, path: &UserPath, algorithm: Algorithm) -> FsResult<Vec<u8>>;
 }
 
 /// The object layers of every remote, built once and shared by all sessions.

@@ -5,7 +5,8 @@
 use super::objects::ObjectLayer;
 use super::path::{UserPath, join_key};
 use super::{
-    Download, FileStat, FsError, FsResult, Permission, Permissions, Storage, Upload, Vfs, WriteMode,
+    Algorithm, Download, FileStat, FsError, FsResult, Permission, Permissions, Storage, Upload,
+    Vfs, WriteMode,
 };
 use crate::config::{Location, UserConfig};
 use crate::remote::Space;
@@ -255,5 +256,11 @@ impl Vfs for UserVfs {
 
     async fn statvfs(&self, path: &UserPath) -> FsResult<Space> {
         self.resolve(path)?.mount.layer.space().await
+    }
+
+    /// Needs the right to download: a digest tells about the content.
+    async fn digest(&self, path: &UserPath, algorithm: Algorithm) -> FsResult<Vec<u8>> {
+        let r = self.allowed(path, Permission::Download)?;
+        r.mount.layer.digest(&r.key, algorithm).await
     }
 }

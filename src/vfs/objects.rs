@@ -8,6 +8,7 @@ use super::renames::Renames;
 use super::resume;
 use super::upload::{OpenUploads, Upload, WriteMode};
 use super::{FileStat, FsError, FsResult};
+use crate::base::{Algorithm, Checksums, Hashers};
 use crate::remote::{Kept, Remote, Space, TreeEntry};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
@@ -316,6 +317,45 @@ impl ObjectLayer {
             identical |= etag.is_some() && *etag == file.etag;
         }
         Ok(identical)
+    }
+
+    /// The digest of file `key`: kept with the object by the upload that
+    /// wrote it, or computed by reading it through (one read-ahead's worth
+    /// of memory), up to the remote's `checksum_read_limit`.
+    pub async fn digest(&self, key: &str, algorithm: Algorithm) -> FsResult<Vec<u8>> {
+        if self.remote.keeps_metadata() {
+            let kept = self.remote.kept(key).await;
+            if let Some(d) = kept.as_ref().ok().and_then(|k| k.digests.get(algorithm)) {
+                return Ok(d.to_vec());
+            }
+        }
+        let stat = self.stat(key).await?;
+        if stat.is_dir {
+            return Err(FsError::Unsupported("is a folder".into()));
+        }
+        let limit = self.remote.checksum_read_limit();
+        if stat.size > limit {
+            return Err(FsError::Unsupported(format!(
+                "no {} is kept for this file, and at {} it is larger than the {} this gateway reads to compute one (checksum_read_limit)",
+                algorithm.name(),
+                crate::config::units::format_size(stat.size),
+                crate::config::units::format_size(limit),
+            )));
+        }
+        let mut hashers = Hashers::new(Checksums::only(algorithm));
+        let mut download = self.open_read(key, 0).await?;
+        loop {
+            let chunk = download.read_next(1 << 20).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            hashers.update(&chunk);
+        }
+        let digests = hashers.finish();
+        Ok(digests
+            .get(algorithm)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default())
     }
 
     /// Stores a client-set mtime when the remote keeps them; otherwise accepted and ignored.
