@@ -6,8 +6,8 @@ mod common;
 
 use common::gateway::{TestGateway, alice, start};
 use common::pattern;
-use md5::Digest;
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use sha2::Digest;
 
 const MIB: usize = 1 << 20;
 
@@ -157,5 +157,62 @@ async fn rclone_gets_digests_over_ssh() {
     assert!(direct.contains("0 differences found"), "{direct}");
     assert!(direct.contains("2 matching files"), "{direct}");
     assert!(!direct.contains("hashes could not be checked"), "{direct}");
+    g.stop().await;
+}
+
+/// SFTP's check-file extension: paramiko's `SFTPFile.check` (by handle) and
+/// a `check-file-name` request as WinSCP sends it, answered from the digest
+/// the upload kept or by reading the file; a range is refused with a clear
+/// status.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_file_answers_paramiko_and_winscp_requests() {
+    let g = start("checksums = [\"md5\", \"sha256\"]\n").await;
+    let (_ssh, s) = alice(&g).await;
+    let data = pattern(300_000, 7);
+    let h = s
+        .open(
+            "/c.bin",
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            FileAttributes::empty(),
+        )
+        .await
+        .unwrap()
+        .handle;
+    for (i, chunk) in data.chunks(64 << 10).enumerate() {
+        s.write(&h, (i * (64 << 10)) as u64, chunk.to_vec())
+            .await
+            .unwrap();
+    }
+    s.close(h).await.unwrap();
+    let script = format!(
+        "import paramiko\n\
+         from paramiko.sftp import CMD_EXTENDED, int64\n\
+         t = paramiko.Transport(('127.0.0.1', {port}))\n\
+         t.connect(username='alice', password='{pw}')\n\
+         s = paramiko.SFTPClient.from_transport(t)\n\
+         with s.open('/c.bin', 'rb') as f:\n\
+         \x20   print('handle', f.check('sha256').hex())\n\
+         _, m = s._request(CMD_EXTENDED, 'check-file-name', '/c.bin', 'sha1,md5', int64(0), int64(0), 0)\n\
+         print('name', m.get_text(), m.get_text(), m.get_remainder().hex())\n\
+         try:\n\
+         \x20   s._request(CMD_EXTENDED, 'check-file-name', '/c.bin', 'md5', int64(10), int64(5), 0)\n\
+         except IOError as e:\n\
+         \x20   print('range', e)\n\
+         t.close()\n",
+        port = g.addr.port(),
+        pw = common::gateway::PASSWORD,
+    );
+    let (ok, out, err) = common::run("python3", &["-c", &script]).await;
+    assert!(ok, "paramiko: {out}\n{err}");
+    let sha256 = bucketgate::base::hex(&sha2::Sha256::digest(&data));
+    // The client's first choice is answered, kept or not: SHA-1 is not
+    // kept here, so it is computed by reading the file.
+    let sha1 = bucketgate::base::hex(&sha1::Sha1::digest(&data));
+    assert!(out.contains(&format!("handle {sha256}")), "{out}");
+    assert!(
+        out.contains(&format!("name check-file sha1 {sha1}")),
+        "{out}"
+    );
+    assert!(out.contains("range") && out.contains("whole file"), "{out}");
     g.stop().await;
 }

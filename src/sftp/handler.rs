@@ -9,7 +9,9 @@
 
 use super::attrs::{attributes, entry, error_reply, status};
 use crate::metrics::ProtocolLabel;
-use crate::vfs::{Audited, Download, FileStat, FsError, Upload, UserPath, UserVfs, Vfs, WriteMode};
+use crate::vfs::{
+    Algorithm, Audited, Download, FileStat, FsError, Upload, UserPath, UserVfs, Vfs, WriteMode,
+};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -32,6 +34,11 @@ pub const MAX_DATA: u32 = 255 * 1024;
 const DIR_BATCH: usize = 128;
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
+/// draft-ietf-secsh-filexfer-extensions' checksums (WinSCP), and the older
+/// `check-file` with a handle that paramiko's `SFTPFile.check` sends.
+const CHECK_FILE_HANDLE: &str = "check-file-handle";
+const CHECK_FILE_NAME: &str = "check-file-name";
+const CHECK_FILE: &str = "check-file";
 
 /// One channel's SFTP state.
 pub struct SftpHandler {
@@ -139,6 +146,13 @@ fn mtime_of(attrs: &FileAttributes) -> Option<DateTime<Utc>> {
         .and_then(|t| DateTime::from_timestamp(i64::from(t), 0))
 }
 
+/// Reads one big-endian integer of `N` bytes from an extension's payload.
+fn take_uint<const N: usize>(data: &mut &[u8]) -> Option<u64> {
+    let (n, rest) = data.split_first_chunk::<N>()?;
+    *data = rest;
+    Some(n.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+}
+
 /// Reads one SSH `string` from an extension's payload.
 fn take_string(data: &mut &[u8]) -> Option<String> {
     let (len, rest) = data.split_first_chunk::<4>()?;
@@ -207,6 +221,47 @@ async fn open_write(
     })
 }
 
+/// Answers a check-file request: the first algorithm of the client's list
+/// the gateway has, over the whole file (from the digest its upload kept).
+/// Ranges and blocks would mean reading the object again: refused.
+async fn check_file(
+    vfs: &Audited<UserVfs>,
+    id: u32,
+    path: &UserPath,
+    algorithms: &str,
+    (start, length, block): (u64, u64, u64),
+) -> Reply<Packet> {
+    let Some(algorithm) = algorithms
+        .split(',')
+        .find_map(|a| Algorithm::parse(a.trim()))
+    else {
+        return Err(status(
+            StatusCode::OpUnsupported,
+            format!("none of {algorithms:?} is available: md5, sha1 and sha256 are"),
+        ));
+    };
+    if start != 0 || length != 0 || block != 0 {
+        let size = answered(vfs.stat(path)).await?.size;
+        let whole = start == 0 && (length == 0 || length >= size) && (block == 0 || block >= size);
+        if !whole {
+            return Err(status(
+                StatusCode::OpUnsupported,
+                "only a checksum of the whole file is available",
+            ));
+        }
+    }
+    let digest = answered(vfs.digest(path, algorithm)).await?;
+    // As ProFTPD's mod_sftp answers, and paramiko and WinSCP read: the
+    // extension's name, the algorithm used, then the digest.
+    let mut data = Vec::new();
+    for s in [CHECK_FILE, algorithm.name()] {
+        data.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        data.extend_from_slice(s.as_bytes());
+    }
+    data.extend_from_slice(&digest);
+    Ok(Packet::ExtendedReply(ExtendedReply { id, data }))
+}
+
 async fn statvfs(vfs: &Audited<UserVfs>, id: u32, data: &[u8]) -> Reply<Packet> {
     let mut data = data;
     let path = take_string(&mut data)
@@ -253,6 +308,9 @@ impl russh_sftp::server::Handler for SftpHandler {
             (extensions::STATVFS, "2"),
             (extensions::FSYNC, "1"),
             (extensions::LIMITS, "1"),
+            (CHECK_FILE, "1"),
+            (CHECK_FILE_HANDLE, "1"),
+            (CHECK_FILE_NAME, "1"),
         ] {
             v.extensions.insert(name.into(), version.into());
         }
@@ -486,6 +544,27 @@ impl russh_sftp::server::Handler for SftpHandler {
                 let (from, to) = (self.path(&from)?, self.path(&to)?);
                 answered(self.vfs.rename(&from, &to, true)).await?;
                 Ok(Packet::Status(ok(id)))
+            }
+            CHECK_FILE_HANDLE | CHECK_FILE_NAME | CHECK_FILE => {
+                let target = take_string(&mut rest).ok_or_else(bad)?;
+                let path = match request.as_str() {
+                    CHECK_FILE_NAME => self.path(&target)?,
+                    _ => match self.handles.get(&target) {
+                        Some(OpenHandle::Read(r)) => r.path.clone(),
+                        Some(OpenHandle::Write(_)) => {
+                            return Err(status(
+                                StatusCode::Failure,
+                                "the file is still being written: ask once it is closed",
+                            ));
+                        }
+                        _ => return Err(unknown_handle()),
+                    },
+                };
+                let algorithms = take_string(&mut rest).ok_or_else(bad)?;
+                let (start, length) = (take_uint::<8>(&mut rest), take_uint::<8>(&mut rest));
+                let block = take_uint::<4>(&mut rest).ok_or_else(bad)?;
+                let (start, length) = (start.ok_or_else(bad)?, length.ok_or_else(bad)?);
+                check_file(&self.vfs, id, &path, &algorithms, (start, length, block)).await
             }
             extensions::STATVFS => statvfs(&self.vfs, id, &data).await,
             extensions::FSYNC => {
