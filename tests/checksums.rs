@@ -216,3 +216,64 @@ async fn check_file_answers_paramiko_and_winscp_requests() {
     assert!(out.contains("range") && out.contains("whole file"), "{out}");
     g.stop().await;
 }
+
+/// An object another S3 client wrote has no digest kept: the first ask
+/// reads it through (bounded memory), a second ask answers from what the
+/// gateway remembers for that ETag without reading it again; past
+/// `checksum_read_limit` the answer says why there is none.
+#[tokio::test(flavor = "multi_thread")]
+async fn digests_of_foreign_objects_are_computed_once_and_limited() {
+    use std::sync::{Arc, Mutex};
+    let gets = Arc::new(Mutex::new(0usize));
+    let counted = gets.clone();
+    let proxy = common::fault_proxy_with(common::moto_endpoint(), move |method, query| {
+        if method == hyper::Method::GET && query.is_empty() {
+            *counted.lock().unwrap() += 1;
+        }
+        common::Fault::Pass
+    })
+    .await;
+    let g = common::gateway::start_via(
+        &format!("http://{proxy}"),
+        "checksum_read_limit = \"2MiB\"\n",
+    )
+    .await;
+    g.s3(
+        "import random\nr = random.Random(5)\n\
+         s3.put_object(Bucket=bucket, Key='alice/foreign.bin', Body=bytes(r.getrandbits(8) for _ in range(100000)))\n\
+         s3.put_object(Bucket=bucket, Key='alice/huge.bin', Body=b'x' * (3 << 20))",
+    );
+    let expected = g.s3(
+        "import hashlib\nprint(hashlib.sha256(s3.get_object(Bucket=bucket, Key='alice/foreign.bin')['Body'].read()).hexdigest())",
+    );
+    let script = format!(
+        "import paramiko\n\
+         t = paramiko.Transport(('127.0.0.1', {port}))\n\
+         t.connect(username='alice', password='{pw}')\n\
+         for path in ['/foreign.bin', '/foreign.bin', '/huge.bin']:\n\
+         \x20   c = t.open_session()\n\
+         \x20   c.exec_command('sha256sum ' + path)\n\
+         \x20   out = c.makefile('rb').read().decode()\n\
+         \x20   err = c.makefile_stderr('rb').read().decode()\n\
+         \x20   print(repr(out), repr(err), c.recv_exit_status())\n\
+         \x20   import sys; sys.stdout.flush()\n\
+         t.close()\n",
+        port = g.addr.port(),
+        pw = common::gateway::PASSWORD,
+    );
+    let (ok, out, err) = common::run("python3", &["-c", &script]).await;
+    assert!(ok, "paramiko: {out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    let answer = format!("'{}  /foreign.bin\\n' '' 0", expected.trim());
+    assert_eq!(lines.first(), Some(&answer.as_str()), "{out}");
+    assert_eq!(lines.get(1), Some(&answer.as_str()), "{out}");
+    assert!(
+        lines
+            .get(2)
+            .is_some_and(|l| l.contains("checksum_read_limit") && l.ends_with(" 1")),
+        "{out}"
+    );
+    // One GET for the first ask (the read-through), none for the second.
+    assert_eq!(*gets.lock().unwrap(), 1, "object GETs");
+    g.stop().await;
+}

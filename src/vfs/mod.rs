@@ -8,6 +8,7 @@
 
 pub mod audited;
 pub mod budget;
+mod digest_cache;
 pub mod download;
 mod known_dirs;
 pub mod mount;

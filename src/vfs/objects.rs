@@ -2,6 +2,7 @@
 //! Knows nothing of users, mounts or permissions (that is `mount.rs`).
 
 use super::budget::Budget;
+use super::digest_cache::DigestCache;
 use super::download::Download;
 use super::known_dirs::KnownDirs;
 use super::renames::Renames;
@@ -33,6 +34,7 @@ pub struct ObjectLayer {
     /// The gateway's memory budget, which every transfer draws from.
     budget: Budget,
     renames: Renames,
+    computed: DigestCache,
 }
 
 fn object_path(key: &str) -> FsResult<Path> {
@@ -51,6 +53,7 @@ impl ObjectLayer {
             known_dirs: KnownDirs::default(),
             budget,
             renames: Renames::default(),
+            computed: DigestCache::default(),
         }
     }
 
@@ -323,16 +326,32 @@ impl ObjectLayer {
     /// wrote it, or computed by reading it through (one read-ahead's worth
     /// of memory), up to the remote's `checksum_read_limit`.
     pub async fn digest(&self, key: &str, algorithm: Algorithm) -> FsResult<Vec<u8>> {
-        if self.remote.keeps_metadata() {
-            let kept = self.remote.kept(key).await;
-            if let Some(d) = kept.as_ref().ok().and_then(|k| k.digests.get(algorithm)) {
-                return Ok(d.to_vec());
+        if key.is_empty() || self.uploads.get(key).is_some() {
+            return Err(FsError::Unsupported(
+                "not a file, or one still being written".into(),
+            ));
+        }
+        let got = match self.head(key).await {
+            Err(FsError::NotFound) if self.dir_info(key).await?.is_some() => {
+                return Err(FsError::Unsupported("is a folder".into()));
             }
+            other => other?,
+        };
+        if self.remote.keeps_metadata()
+            && let Some(d) = Kept::from_attributes(&got.attributes)
+                .digests
+                .get(algorithm)
+        {
+            return Ok(d.to_vec());
         }
-        let stat = self.stat(key).await?;
-        if stat.is_dir {
-            return Err(FsError::Unsupported("is a folder".into()));
+        let etag = got.meta.e_tag.clone();
+        if let Some(d) = etag
+            .as_deref()
+            .and_then(|e| self.computed.get(key, e, algorithm))
+        {
+            return Ok(d);
         }
+        let stat = self.file_stat(key, &got);
         let limit = self.remote.checksum_read_limit();
         if stat.size > limit {
             return Err(FsError::Unsupported(format!(
@@ -342,8 +361,17 @@ impl ObjectLayer {
                 crate::config::units::format_size(limit),
             )));
         }
+        // Pinned to the ETag seen: the digest is of that version, or none.
+        let store = self.remote.store().clone();
+        let mut download = Download::new(
+            store,
+            object_path(key)?,
+            stat,
+            etag.clone(),
+            0,
+            self.budget.clone(),
+        );
         let mut hashers = Hashers::new(Checksums::only(algorithm));
-        let mut download = self.open_read(key, 0).await?;
         loop {
             let chunk = download.read_next(1 << 20).await?;
             if chunk.is_empty() {
@@ -351,11 +379,12 @@ impl ObjectLayer {
             }
             hashers.update(&chunk);
         }
-        let digests = hashers.finish();
-        Ok(digests
-            .get(algorithm)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default())
+        let digest = hashers.finish().get(algorithm).map(<[u8]>::to_vec);
+        let digest = digest.unwrap_or_default();
+        if let Some(e) = &etag {
+            self.computed.insert(key, e, algorithm, digest.clone());
+        }
+        Ok(digest)
     }
 
     /// Stores a client-set mtime when the remote keeps them; otherwise accepted and ignored.
