@@ -12,24 +12,31 @@ const CAPACITY: usize = 4096;
 /// An object's key and ETag, and the algorithm.
 type Key = (String, String, Algorithm);
 
+/// The digests, and their keys oldest first.
 #[derive(Debug, Default)]
-pub struct DigestCache(Mutex<(HashMap<Key, Vec<u8>>, VecDeque<Key>)>);
+struct Entries {
+    map: HashMap<Key, Vec<u8>>,
+    order: VecDeque<Key>,
+}
+
+#[derive(Debug, Default)]
+pub struct DigestCache(Mutex<Entries>);
 
 impl DigestCache {
     pub fn get(&self, key: &str, etag: &str, algorithm: Algorithm) -> Option<Vec<u8>> {
         let k = (key.to_string(), etag.to_string(), algorithm);
-        lock(&self.0).0.get(&k).cloned()
+        lock(&self.0).map.get(&k).cloned()
     }
 
     pub fn insert(&self, key: &str, etag: &str, algorithm: Algorithm, digest: Vec<u8>) {
         let k = (key.to_string(), etag.to_string(), algorithm);
-        let (map, order) = &mut *lock(&self.0);
-        if map.insert(k.clone(), digest).is_none() {
-            order.push_back(k);
+        let e = &mut *lock(&self.0);
+        if e.map.insert(k.clone(), digest).is_none() {
+            e.order.push_back(k);
         }
-        while order.len() > CAPACITY {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
+        while e.order.len() > CAPACITY {
+            if let Some(old) = e.order.pop_front() {
+                e.map.remove(&old);
             }
         }
     }
