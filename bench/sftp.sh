@@ -37,10 +37,16 @@ state_dir = "$work/bg-state"
 [sftp]
 listen = "127.0.0.1:$BG_PORT"
 $(s3_remote_toml)
+$(s3_remote_toml | sed 's/^\[remotes.s3\]/[remotes.s3nodigest]/')
+checksums = []
 [[users]]
 name = "bench"
 authorized_keys = ["$(cat "$work/id.pub")"]
 home = "s3:/bucketgate"
+[[users]]
+name = "nodigest"
+authorized_keys = ["$(cat "$work/id.pub")"]
+home = "s3nodigest:/nodigest"
 EOF
 start_bucketgate "$BG_PORT"
 
@@ -51,7 +57,9 @@ pids+=($!)
 wait_port "$RC_PORT"
 py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"
 
-targets=(bucketgate rclone)
+# bucketgate-nodigest: the same gateway on a remote with `checksums = []`,
+# so the cost of the digests (SHA-256 by default) shows in one run.
+targets=(bucketgate bucketgate-nodigest rclone)
 if [ -n "$SSHD" ] && [ -n "$SFTP_SERVER" ]; then
     OS_PORT=$(free_port)
     ssh-keygen -q -t ed25519 -N '' -f "$work/sshd_host"
@@ -80,6 +88,7 @@ fi
 endpoint_of() {
     case $1 in
         bucketgate) echo "$BG_PORT bench /" ;;
+        bucketgate-nodigest) echo "$BG_PORT nodigest /" ;;
         rclone) echo "$RC_PORT bench /" ;;
         openssh) echo "$OS_PORT $(id -un) $work/local" ;;
     esac
@@ -102,7 +111,7 @@ sftp_timed() { # target, workload, batch
 # (rclone keeps listings for 5 minutes; the gateway always asks S3).
 py "
 for r in range(1, $ROUNDS + 1):
-    for prefix in ['bucketgate', 'rclone']:
+    for prefix in ['bucketgate', 'nodigest', 'rclone']:
         for i in range(1000):
             s3.put_object(Bucket='$BUCKET', Key=f'{prefix}/list{r}/e{i:04d}', Body=b'x')
 "

@@ -277,3 +277,55 @@ async fn digests_of_foreign_objects_are_computed_once_and_limited() {
     assert_eq!(*gets.lock().unwrap(), 1, "object GETs");
     g.stop().await;
 }
+
+/// A SHA-256 kept with an object that does not match its bytes (written
+/// here by boto3): a download from start to end fails at its last read,
+/// with a message the client sees; a matching one reads whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_that_does_not_match_its_kept_digest_fails() {
+    let g = start("").await;
+    let data = pattern(3 * MIB + 17, 9);
+    let good = bucketgate::base::hex(&sha2::Sha256::digest(&data));
+    std::fs::write(g.dir.path().join("body"), &data).unwrap();
+    g.s3(&format!(
+        "b = open('{body}', 'rb').read()\n\
+         s3.put_object(Bucket=bucket, Key='alice/bad.bin', Body=b, Metadata={{'sha256': '{bad}'}})\n\
+         s3.put_object(Bucket=bucket, Key='alice/good.bin', Body=b, Metadata={{'sha256': '{good}'}})",
+        body = g.dir.path().join("body").display(),
+        bad = "0".repeat(64),
+    ));
+    let (_ssh, s) = alice(&g).await;
+    for (path, intact) in [("/good.bin", true), ("/bad.bin", false)] {
+        let h = s
+            .open(path, OpenFlags::READ, FileAttributes::empty())
+            .await
+            .unwrap()
+            .handle;
+        let mut got = Vec::new();
+        let failure = loop {
+            match s.read(&h, got.len() as u64, 255 << 10).await {
+                Ok(d) if d.data.is_empty() => break None,
+                Ok(d) => got.extend_from_slice(&d.data),
+                Err(russh_sftp::client::error::Error::Status(st))
+                    if st.status_code == russh_sftp::protocol::StatusCode::Eof =>
+                {
+                    break None;
+                }
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        s.close(h).await.unwrap();
+        match intact {
+            true => {
+                assert_eq!(failure, None, "{path}");
+                assert!(got == data, "{path}: bytes differ");
+            }
+            false => {
+                let failure = failure.expect("the last read must fail");
+                assert!(failure.contains("integrity check failed"), "{failure}");
+                assert!(got.len() < data.len(), "the last read was served");
+            }
+        }
+    }
+    g.stop().await;
+}

@@ -18,12 +18,15 @@
 //! mid-download fails the read instead of mixing two versions.
 
 use super::budget::{Budget, Held};
+use super::hashing::Hashing;
 use super::transfers::{EndHook, Ended};
 use super::{FileStat, FsError, FsResult};
 use crate::base::lock;
+use crate::base::{Algorithm, Checksums, hex};
 use crate::remote::{Body, body};
 use bytes::Bytes;
 use futures::StreamExt;
+use object_store::PutPayload;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResult, ObjectStore};
 use std::sync::{Arc, Mutex};
@@ -184,6 +187,14 @@ enum Unstarted {
     At(u64),
 }
 
+/// The running check of a download against its kept SHA-256.
+struct Verify {
+    expected: [u8; 32],
+    hashing: Hashing,
+    /// Bytes hashed so far, from 0.
+    upto: u64,
+}
+
 /// An open file being read.
 pub struct Download {
     store: Arc<dyn ObjectStore>,
@@ -207,6 +218,9 @@ pub struct Download {
     handed: u64,
     failed: Option<FsError>,
     end: Option<EndHook>,
+    /// Checks a read from start to end against the SHA-256 kept with the
+    /// object; dropped at the first read out of order.
+    verify: Option<Box<Verify>>,
     _transfer: super::transfers::Transfer,
 }
 
@@ -274,6 +288,7 @@ impl Download {
             handed: 0,
             failed: None,
             end: None,
+            verify: None,
             _transfer: super::transfers::Transfer::start(),
         }
     }
@@ -453,14 +468,63 @@ impl Download {
     }
 
     /// Up to `len` bytes at `offset`; empty at end of file. A failure is
-    /// remembered for the end hook.
+    /// remembered for the end hook. When the object has a SHA-256 kept and
+    /// the file is read in order to its end, the read that reaches the end
+    /// fails if the bytes served do not match it.
     pub async fn read_at(&mut self, offset: u64, len: usize) -> FsResult<Bytes> {
-        let read = self.read(offset, len).await;
-        match &read {
-            Ok(bytes) => self.handed += bytes.len() as u64,
-            Err(e) => self.fail(e.clone()),
+        let mut read = self.read(offset, len).await;
+        if let Ok(bytes) = &read {
+            self.handed += bytes.len() as u64;
+            if let Err(e) = self.verified(offset, bytes).await {
+                read = Err(e);
+            }
+        }
+        if let Err(e) = &read {
+            self.fail(e.clone());
         }
         read
+    }
+
+    /// Verifies whole reads against `sha256` (see [`Download::read_at`]).
+    pub(crate) fn verify_against(&mut self, sha256: [u8; 32]) {
+        if self.size > 0 {
+            self.verify = Some(Box::new(Verify {
+                expected: sha256,
+                hashing: Hashing::start(Checksums::only(Algorithm::Sha256)),
+                upto: 0,
+            }));
+        }
+    }
+
+    async fn verified(&mut self, offset: u64, bytes: &Bytes) -> FsResult<()> {
+        let Some(v) = &mut self.verify else {
+            return Ok(());
+        };
+        if offset != v.upto || bytes.is_empty() {
+            self.verify = None;
+            return Ok(());
+        }
+        v.hashing.feed(PutPayload::from(bytes.clone()));
+        v.upto += bytes.len() as u64;
+        if v.upto < self.size {
+            return Ok(());
+        }
+        let (expected, got) = (v.expected, v.hashing.finish().await.sha256);
+        self.verify = None;
+        match got {
+            Some(got) if got != expected => {
+                tracing::error!(
+                    path = %self.path,
+                    kept = %hex(&expected),
+                    read = %hex(&got),
+                    "storage integrity failure: the object's bytes do not match the SHA-256 kept with it"
+                );
+                Err(FsError::failed(
+                    "integrity check failed: the file's bytes do not match the SHA-256 kept with it",
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn read(&mut self, offset: u64, len: usize) -> FsResult<Bytes> {

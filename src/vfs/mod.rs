@@ -10,6 +10,7 @@ pub mod audited;
 pub mod budget;
 mod digest_cache;
 pub mod download;
+mod hashing;
 mod known_dirs;
 pub mod mount;
 pub mod objects;

@@ -420,7 +420,13 @@ impl ObjectLayer {
                 .map_err(FsError::from)
                 .map(|got| {
                     let stat = self.file_stat(key, &got);
-                    Download::from_response(store, path, stat, got, self.budget.clone())
+                    let sha256 = Kept::from_attributes(&got.attributes).digests.sha256;
+                    let mut d =
+                        Download::from_response(store, path, stat, got, self.budget.clone());
+                    if let Some(sha256) = sha256.filter(|_| self.remote.keeps_metadata()) {
+                        d.verify_against(sha256);
+                    }
+                    d
                 })
         } else {
             self.head_object(key).await.map(|(stat, etag)| {
