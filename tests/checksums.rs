@@ -138,7 +138,14 @@ async fn rclone_gets_digests_over_ssh() {
 
     // Straight against the bucket, rclone's S3 backend reads the MD5 the
     // gateway kept (`md5chksum`) for the multipart object, whose ETag is
-    // no MD5. (The resumed one, copied in S3, has none kept: left out.)
+    // no MD5 (kept by a copy made after close answered: waited for here).
+    // The resumed one, copied in S3, has none kept: left out.
+    g.s3(
+        "import time\n\
+         for _ in range(300):\n\
+         \x20   if 'md5chksum' in s3.head_object(Bucket=bucket, Key='alice/in/multi.bin')['Metadata']: break\n\
+         \x20   time.sleep(0.1)",
+    );
     let bucket = format!(
         ":s3,provider=Other,endpoint='{}',access_key_id={},secret_access_key={}:{}/alice/in",
         g.endpoint,
@@ -327,5 +334,84 @@ async fn a_download_that_does_not_match_its_kept_digest_fails() {
             }
         }
     }
+    g.stop().await;
+}
+
+/// FTP's HASH (draft-bryan-ftp-hash, with OPTS HASH and FEAT) and the older
+/// XMD5, XSHA1 and XSHA256, over plain FTP and over TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn ftp_hash_commands_answer_with_the_digest() {
+    use suppaftp::Status;
+    let g = start("checksums = [\"md5\", \"sha256\"]\n").await;
+    let data = pattern(70_000, 11);
+    let sha256 = bucketgate::base::hex(&sha2::Sha256::digest(&data));
+    let sha1 = bucketgate::base::hex(&sha1::Sha1::digest(&data));
+    let md5 = bucketgate::base::hex(&md5::Md5::digest(&data));
+    let text = |r: suppaftp::types::Response| String::from_utf8_lossy(&r.body).trim().to_string();
+
+    let mut plain = common::ftp::ftp_plain(&g, "alice").await;
+    plain.put_file("h.bin", &mut &data[..]).await.unwrap();
+    let feat = plain.feat().await.unwrap();
+    assert_eq!(
+        feat.get("HASH"),
+        Some(&Some("SHA-256*;SHA-1;MD5".to_string())),
+        "{feat:?}"
+    );
+    assert!(feat.contains_key("XSHA256"), "{feat:?}");
+    let hash = text(
+        plain
+            .custom_command("HASH h.bin", &[Status::File])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(hash, format!("213 SHA-256 0-{} {sha256} h.bin", data.len()));
+    let chosen = text(
+        plain
+            .custom_command("OPTS HASH SHA-1", &[Status::CommandOk])
+            .await
+            .unwrap(),
+    );
+    assert!(chosen.ends_with("SHA-1"), "{chosen}");
+    let hash = text(
+        plain
+            .custom_command("HASH h.bin", &[Status::File])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(hash, format!("213 SHA-1 0-{} {sha1} h.bin", data.len()));
+    let unknown = plain
+        .custom_command("OPTS HASH CRC32", &[Status::CommandOk])
+        .await;
+    assert!(unknown.is_err(), "an unknown algorithm is refused");
+    let missing = plain
+        .custom_command("XSHA256 nothing.bin", &[Status::RequestedFileActionOk])
+        .await;
+    assert!(
+        missing.unwrap_err().to_string().contains("550"),
+        "a missing file is 550"
+    );
+
+    let mut tls = common::ftp::ftp_tls(&g, "alice").await;
+    let x = text(
+        tls.custom_command("XMD5 h.bin", &[Status::RequestedFileActionOk])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(x, format!("250 {md5}"));
+    let x = text(
+        tls.custom_command("XSHA256 /h.bin", &[Status::RequestedFileActionOk])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(x, format!("250 {sha256}"));
+    let hash = text(
+        tls.custom_command("HASH h.bin", &[Status::File])
+            .await
+            .unwrap(),
+    );
+    assert!(
+        hash.starts_with("213 SHA-256 "),
+        "each session starts with SHA-256: {hash}"
+    );
     g.stop().await;
 }

@@ -192,10 +192,15 @@ async fn uploads_keep_their_digests_with_the_object() {
             stored.digests.sha256.map(|d| bucketgate::base::hex(&d)),
             Some(sha256.clone())
         );
+        // A multipart object gets them by a copy made after close answered.
         let meta = boto3(
             &endpoint,
             &format!(
-                "m = s3.head_object(Bucket='{bucket}', Key='{key}')['Metadata']\n\
+                "import time\n\
+                 for _ in range(300):\n\
+                 \x20   m = s3.head_object(Bucket='{bucket}', Key='{key}')['Metadata']\n\
+                 \x20   if 'sha256' in m: break\n\
+                 \x20   time.sleep(0.1)\n\
                  print(m.get('md5chksum'), m.get('sha1'), m.get('sha256'))"
             ),
         );

@@ -2,7 +2,7 @@
 //! files ends here, as one call of the session's audited VFS.
 
 use super::login::FtpUser;
-use crate::vfs::{FileStat, FsError, FsResult, Upload, UserPath, Vfs, WriteMode};
+use crate::vfs::{Algorithm, FileStat, FsError, FsResult, Upload, UserPath, Vfs, WriteMode};
 use async_trait::async_trait;
 use bytes::BytesMut;
 use futures::TryStreamExt;
@@ -12,7 +12,8 @@ use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 use unftp_core::storage::{
-    self, Error, ErrorKind, FEATURE_MFMT, FEATURE_RESTART, Fileinfo, Metadata, StorageBackend,
+    self, Error, ErrorKind, FEATURE_HASH, FEATURE_MFMT, FEATURE_RESTART, Fileinfo, HashAlgorithm,
+    Metadata, StorageBackend,
 };
 
 /// How much of an upload is handed to the VFS at once.
@@ -206,7 +207,26 @@ impl StorageBackend<FtpUser> for VfsBackend {
     type Metadata = Meta;
 
     fn supported_features(&self) -> u32 {
-        FEATURE_RESTART | FEATURE_MFMT
+        FEATURE_RESTART | FEATURE_MFMT | FEATURE_HASH
+    }
+
+    /// HASH, XMD5, XSHA1, XSHA256: the digest kept with the file, or
+    /// computed by reading it (see the README's Checksums).
+    async fn hash<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        algorithm: HashAlgorithm,
+    ) -> storage::Result<String> {
+        let algorithm = match algorithm {
+            HashAlgorithm::Md5 => Algorithm::Md5,
+            HashAlgorithm::Sha1 => Algorithm::Sha1,
+            HashAlgorithm::Sha256 => Algorithm::Sha256,
+        };
+        let digest = op(user, path.as_ref(), |p| async move {
+            user.vfs.digest(&p, algorithm).await
+        });
+        digest.await.map(|d| crate::base::hex(&d))
     }
 
     async fn metadata<P: AsRef<Path> + Send + Debug>(

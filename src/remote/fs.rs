@@ -94,7 +94,7 @@ impl Namespace for FsNamespace {
     }
 
     /// The file's own mtime; digests are not kept on a filesystem yet.
-    async fn keep(&self, key: &str, kept: &Kept) -> FsResult<()> {
+    async fn keep(&self, key: &str, kept: &Kept, _if_etag: Option<&str>) -> FsResult<()> {
         let Some(mtime) = kept.mtime else {
             return Ok(());
         };

@@ -186,9 +186,13 @@ impl Namespace for MemoryNamespace {
         Ok(())
     }
 
-    async fn keep(&self, key: &str, kept: &Kept) -> FsResult<()> {
+    async fn keep(&self, key: &str, kept: &Kept, if_etag: Option<&str>) -> FsResult<()> {
         let path = Path::from_iter(key.split('/'));
-        let data = self.store.get(&path).await?.bytes().await?;
+        let opts = object_store::GetOptions {
+            if_match: if_etag.map(str::to_string),
+            ..Default::default()
+        };
+        let data = self.store.get_opts(&path, opts).await?.bytes().await?;
         let opts = PutOptions {
             attributes: kept.attributes(),
             ..Default::default()

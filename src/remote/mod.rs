@@ -86,7 +86,9 @@ pub trait Namespace: Send + Sync + std::fmt::Debug {
     /// Replaces what is kept with an existing file (a client-set mtime,
     /// digests) by `kept`. Where the store has real file times (a
     /// filesystem) the mtime becomes the file's own.
-    async fn keep(&self, key: &str, kept: &Kept) -> FsResult<()>;
+    /// With `if_etag`, only while the object is still that version (a
+    /// newer one must not get an older upload's digests).
+    async fn keep(&self, key: &str, kept: &Kept, if_etag: Option<&str>) -> FsResult<()>;
     async fn space(&self) -> FsResult<Space>;
     /// One cheap request that shows the store answers (the health check).
     async fn probe(&self) -> FsResult<()>;
@@ -247,7 +249,7 @@ impl Remote {
             false => Kept::default(),
         };
         kept.mtime = Some(mtime);
-        self.namespace().keep(key, &kept).await
+        self.namespace().keep(key, &kept, None).await
     }
 
     pub fn checksum_read_limit(&self) -> u64 {

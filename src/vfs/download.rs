@@ -191,9 +191,16 @@ enum Unstarted {
 struct Verify {
     expected: [u8; 32],
     hashing: Hashing,
-    /// Bytes hashed so far, from 0.
+    /// Bytes served so far, from 0.
     upto: u64,
+    /// Served, not yet handed to the hashing: it gets a few MiB at a time,
+    /// so the reads never wait for a hash and pay no thread hop each.
+    pending: Vec<Bytes>,
+    pending_len: usize,
 }
+
+/// How much a verified download hands to its hashing at once.
+const VERIFY_BATCH: usize = 4 << 20;
 
 /// An open file being read.
 pub struct Download {
@@ -492,6 +499,8 @@ impl Download {
                 expected: sha256,
                 hashing: Hashing::start(Checksums::only(Algorithm::Sha256)),
                 upto: 0,
+                pending: Vec::new(),
+                pending_len: 0,
             }));
         }
     }
@@ -504,9 +513,16 @@ impl Download {
             self.verify = None;
             return Ok(());
         }
-        v.hashing.feed(PutPayload::from(bytes.clone()));
+        v.pending.push(bytes.clone());
+        v.pending_len += bytes.len();
         v.upto += bytes.len() as u64;
-        if v.upto < self.size {
+        let done = v.upto >= self.size;
+        if v.pending_len >= VERIFY_BATCH || done {
+            let batch: PutPayload = std::mem::take(&mut v.pending).into_iter().collect();
+            v.pending_len = 0;
+            v.hashing.feed(batch);
+        }
+        if !done {
             return Ok(());
         }
         let (expected, got) = (v.expected, v.hashing.finish().await.sha256);

@@ -452,13 +452,14 @@ impl ObjectLayer {
     /// creates the folders it needs itself, so each check would only be one
     /// more request per file.
     pub fn overwrite(&self, key: &str) -> FsResult<Upload> {
-        Upload::new(
+        let upload = Upload::new(
             self.remote.clone(),
             self.uploads.clone(),
             self.budget.clone(),
             key.to_string(),
             WriteMode::Truncate,
-        )
+        )?;
+        Ok(upload.without_kept_digests())
     }
 
     /// Gives a copied file its source's mtime where the store keeps real
@@ -470,7 +471,7 @@ impl ObjectLayer {
                 mtime: Some(mtime),
                 ..Default::default()
             };
-            self.remote.namespace().keep(key, &kept).await?;
+            self.remote.namespace().keep(key, &kept, None).await?;
         }
         Ok(())
     }

@@ -229,6 +229,7 @@ impl S3Api {
         from: &str,
         to: &str,
         metadata: Option<&[(&str, String)]>,
+        if_etag: Option<&str>,
     ) -> FsResult<()> {
         let mut headers = HeaderMap::new();
         let source = format!("/{}/{}", self.bucket, utf8_percent_encode(from, KEY_SET));
@@ -236,6 +237,12 @@ impl S3Api {
             "x-amz-copy-source",
             HeaderValue::from_str(&source).map_err(FsError::storage)?,
         );
+        if let Some(etag) = if_etag {
+            headers.insert(
+                "x-amz-copy-source-if-match",
+                HeaderValue::from_str(etag).map_err(FsError::storage)?,
+            );
+        }
         if let Some(meta) = metadata {
             headers.insert(
                 "x-amz-metadata-directive",
@@ -507,7 +514,7 @@ impl Namespace for S3Namespace {
                 .is_some_and(|(size, etag)| *size == o.size && etag.is_some() && *etag == o.etag);
             if !copied {
                 self.api
-                    .copy(&o.key, &format!("{to_prefix}{rest}"), None)
+                    .copy(&o.key, &format!("{to_prefix}{rest}"), None, None)
                     .await?;
             }
         }
@@ -517,8 +524,10 @@ impl Namespace for S3Namespace {
         Ok(())
     }
 
-    async fn keep(&self, key: &str, kept: &Kept) -> FsResult<()> {
-        self.api.copy(key, key, Some(&kept.metadata())).await
+    async fn keep(&self, key: &str, kept: &Kept, if_etag: Option<&str>) -> FsResult<()> {
+        self.api
+            .copy(key, key, Some(&kept.metadata()), if_etag)
+            .await
     }
 
     async fn space(&self) -> FsResult<Space> {

@@ -121,6 +121,8 @@ where
     // PASV/EPSV and the end of the session end it, so that one session
     // holds at most one passive port.
     pub passive_listener: Option<tokio::task::AbortHandle>,
+    // The algorithm `HASH` uses, as `OPTS HASH` chose (SHA-256 at first).
+    pub hash_algorithm: crate::storage::HashAlgorithm,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -156,6 +158,7 @@ where
             failed_logins: None,
             binder: None,
             passive_listener: None,
+            hash_algorithm: crate::storage::HashAlgorithm::Sha256,
         }
     }
 

@@ -26,6 +26,40 @@ pub const FEATURE_SITEMD5: u32 = 0b0000_0010;
 /// Indicates that the backend implements [`StorageBackend::set_modified`],
 /// and so the FTP `MFMT` command.
 pub const FEATURE_MFMT: u32 = 0b0000_0100;
+/// Indicates that the backend implements [`StorageBackend::hash`], and so
+/// the FTP `HASH` command (draft-bryan-ftp-hash) and `XMD5`, `XSHA1`,
+/// `XSHA256`.
+pub const FEATURE_HASH: u32 = 0b0000_1000;
+
+/// A digest algorithm a client can ask for with `HASH` or `OPTS HASH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    /// MD5
+    Md5,
+    /// SHA-1
+    Sha1,
+    /// SHA-256
+    Sha256,
+}
+
+impl HashAlgorithm {
+    /// Every algorithm, in the order `FEAT` lists them.
+    pub const ALL: [HashAlgorithm; 3] = [HashAlgorithm::Sha256, HashAlgorithm::Sha1, HashAlgorithm::Md5];
+
+    /// The name FTP uses (draft-bryan-ftp-hash's registry).
+    pub fn ftp_name(self) -> &'static str {
+        match self {
+            HashAlgorithm::Md5 => "MD5",
+            HashAlgorithm::Sha1 => "SHA-1",
+            HashAlgorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    /// The algorithm named `name` (any case), if it is one.
+    pub fn from_ftp_name(name: &str) -> Option<HashAlgorithm> {
+        HashAlgorithm::ALL.into_iter().find(|a| a.ftp_name().eq_ignore_ascii_case(name))
+    }
+}
 
 /// Result type returned by storage backend operations.
 pub type Result<T> = result::Result<T, Error>;
@@ -237,6 +271,13 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
         }
 
         Ok(md5sum.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+    }
+
+    /// Returns the lowercase hexadecimal digest of the whole file at `path`
+    /// for `HASH`, `XMD5`, `XSHA1` and `XSHA256`. Enable it with
+    /// `FEATURE_HASH` in [`supported_features`](Self::supported_features).
+    async fn hash<P: AsRef<Path> + Send + Debug>(&self, _user: &User, _path: P, _algorithm: HashAlgorithm) -> Result<String> {
+        Err(Error::from(ErrorKind::CommandNotImplemented))
     }
 
     /// Returns the entries in the directory at `path`.

@@ -142,6 +142,12 @@ pub enum Command {
     Md5 {
         file: PathBuf,
     },
+    /// `HASH file` (draft-bryan-ftp-hash: the session's algorithm), or
+    /// `XMD5`, `XSHA1`, `XSHA256 file` (that algorithm).
+    Hash {
+        file: PathBuf,
+        algorithm: Option<crate::storage::HashAlgorithm>,
+    },
     /// A SITE subcommand that is not built-in (i.e. not SITE MD5). When a developer registers a
     /// handler via [`ServerBuilder::site_command`](crate::ServerBuilder::site_command) the
     /// `command` field will match the registered name.

@@ -539,6 +539,7 @@ where
             Command::Mdtm { file } => Box::new(commands::Mdtm::new(file)),
             Command::Mfmt { modified, file } => Box::new(commands::Mfmt::new(modified, file)),
             Command::Md5 { file } => Box::new(commands::Md5::new(file)),
+            Command::Hash { file, algorithm } => Box::new(commands::Hash::new(file, algorithm)),
             Command::Mlst { path } => Box::new(commands::Mlst::new(path)),
             Command::Mlsd { .. } => Box::new(commands::Mlsd),
             Command::Appe { .. } => Box::new(commands::Appe),

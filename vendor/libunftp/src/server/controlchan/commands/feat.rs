@@ -10,7 +10,7 @@ use crate::{
         },
         ftpserver::options::SiteMd5,
     },
-    storage::{FEATURE_MFMT, FEATURE_RESTART, FEATURE_SITEMD5, Metadata, StorageBackend},
+    storage::{FEATURE_HASH, FEATURE_MFMT, FEATURE_RESTART, FEATURE_SITEMD5, HashAlgorithm, Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 
@@ -26,29 +26,40 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " MLST", " MLSD"];
+        let mut feat_text: Vec<String> = [" SIZE", " MDTM", " UTF8", " EPSV", " MLST", " MLSD"].map(String::from).to_vec();
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.
         if args.tls_configured {
-            feat_text.push(" AUTH TLS");
-            feat_text.push(" PBSZ");
-            feat_text.push(" PROT");
+            feat_text.push(" AUTH TLS".into());
+            feat_text.push(" PBSZ".into());
+            feat_text.push(" PROT".into());
         }
         if args.storage_features & FEATURE_MFMT > 0 {
-            feat_text.push(" MFMT");
+            feat_text.push(" MFMT".into());
         }
         if args.storage_features & FEATURE_RESTART > 0 {
-            feat_text.push(" REST STREAM");
+            feat_text.push(" REST STREAM".into());
         }
         if args.sitemd5 != SiteMd5::None && args.storage_features & FEATURE_SITEMD5 > 0 {
-            feat_text.push(" SITE MD5");
+            feat_text.push(" SITE MD5".into());
+        }
+
+        if args.storage_features & FEATURE_HASH > 0 {
+            // draft-bryan-ftp-hash: the session's algorithm marked with `*`.
+            let chosen = args.session.lock().await.hash_algorithm;
+            let names: Vec<String> = HashAlgorithm::ALL
+                .iter()
+                .map(|a| format!("{}{}", a.ftp_name(), if *a == chosen { "*" } else { "" }))
+                .collect();
+            feat_text.push(format!(" HASH {}", names.join(";")));
+            feat_text.extend([" XMD5", " XSHA1", " XSHA256"].map(String::from));
         }
 
         // Show them in alphabetical order.
         feat_text.sort_unstable();
-        feat_text.insert(0, "Extensions supported:");
-        feat_text.push("END");
+        feat_text.insert(0, "Extensions supported:".into());
+        feat_text.push("END".into());
 
         let reply = Reply::new_multiline(ReplyCode::SystemStatus, feat_text);
         Ok(reply)

@@ -17,6 +17,7 @@ mod epsv;
 mod feat;
 mod help;
 mod list;
+mod hash;
 mod md5;
 mod mdtm;
 mod mfmt;
@@ -50,6 +51,7 @@ mod syst;
 mod type_;
 mod user;
 
+pub use self::hash::Hash;
 pub use self::md5::Md5;
 pub use abor::Abor;
 pub use acct::Acct;

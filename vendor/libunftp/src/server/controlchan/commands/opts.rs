@@ -14,7 +14,7 @@ use crate::{
         error::ControlChanError,
         handler::{CommandContext, CommandHandler},
     },
-    storage::{Metadata, StorageBackend},
+    storage::{FEATURE_HASH, HashAlgorithm, Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 
@@ -24,6 +24,8 @@ use async_trait::async_trait;
 pub enum Opt {
     /// The client wants us to enable UTF-8 encoding for file paths and such.
     Utf8 { on: bool },
+    /// `OPTS HASH [algorithm]`: choose the algorithm of `HASH`, or ask which it is.
+    Hash { name: Option<String> },
 }
 
 #[derive(Debug)]
@@ -45,10 +47,28 @@ where
     Storage::Metadata: Metadata,
 {
     #[tracing_attributes::instrument]
-    async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+    async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         match &self.option {
             Opt::Utf8 { on: true } => Ok(Reply::new(ReplyCode::CommandOkay, "Always in UTF-8 mode.")),
             Opt::Utf8 { on: false } => Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "Non UTF-8 mode not supported")),
+            Opt::Hash { .. } if args.storage_features & FEATURE_HASH == 0 => {
+                Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "HASH is not supported here"))
+            }
+            Opt::Hash { name } => {
+                let mut session = args.session.lock().await;
+                if let Some(name) = name {
+                    match HashAlgorithm::from_ftp_name(name) {
+                        Some(a) => session.hash_algorithm = a,
+                        None => {
+                            return Ok(Reply::new(
+                                ReplyCode::CommandNotImplementedForParameter,
+                                "Unknown algorithm: SHA-256, SHA-1 and MD5 are available",
+                            ));
+                        }
+                    }
+                }
+                Ok(Reply::new(ReplyCode::CommandOkay, session.hash_algorithm.ftp_name()))
+            }
         }
     }
 }

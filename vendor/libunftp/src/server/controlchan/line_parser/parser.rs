@@ -226,6 +226,14 @@ where
                 b"UTF8 OFF" | b"utf8 off" => Command::Opts {
                     option: Opt::Utf8 { on: false },
                 },
+                p if p.len() >= 4 && p[..4].eq_ignore_ascii_case(b"HASH") && (p.len() == 4 || p[4] == b' ') => {
+                    let name = utf8(&p[4..])?.trim().to_string();
+                    Command::Opts {
+                        option: Opt::Hash {
+                            name: (!name.is_empty()).then_some(name),
+                        },
+                    }
+                }
                 _ => return Err(ParseErrorKind::InvalidCommand.into()),
             }
         }
@@ -396,6 +404,22 @@ where
             Command::Mfmt {
                 modified,
                 file: file.into(),
+            }
+        }
+        "HASH" | "XMD5" | "XSHA1" | "XSHA256" => {
+            let params = parse_to_eol(cmd_params)?;
+            if params.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            let algorithm = match &*cmd_token {
+                "XMD5" => Some(crate::storage::HashAlgorithm::Md5),
+                "XSHA1" => Some(crate::storage::HashAlgorithm::Sha1),
+                "XSHA256" => Some(crate::storage::HashAlgorithm::Sha256),
+                _ => None,
+            };
+            Command::Hash {
+                file: utf8(&params)?.to_string().into(),
+                algorithm,
             }
         }
         "SITE" => {
