@@ -7,6 +7,7 @@
 //! real directories (`fs.rs`) or an in-process set (`memory.rs`).
 
 mod body;
+mod digest_cache;
 mod fs;
 pub mod http;
 mod memory;
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use body::{Body, body};
+pub use digest_cache::DigestCache;
 pub use s3::Continued;
 
 /// A file or folder directly inside a listed folder.
@@ -105,6 +107,7 @@ pub struct Remote {
     /// Whether `Report.pdf` and `report.pdf` are one file here: set in the
     /// config or probed on a filesystem, false on object stores.
     case_insensitive: bool,
+    known_digests: DigestCache,
 }
 
 impl std::fmt::Debug for Remote {
@@ -252,6 +255,11 @@ impl Remote {
         self.namespace().keep(key, &kept, None).await
     }
 
+    /// Digests known for object versions that do not carry them.
+    pub fn known_digests(&self) -> &DigestCache {
+        &self.known_digests
+    }
+
     pub fn checksum_read_limit(&self) -> u64 {
         self.config.checksum_read_limit
     }
@@ -304,6 +312,7 @@ impl Remote {
                     store,
                     parts: None,
                     case_insensitive: false,
+                    known_digests: DigestCache::default(),
                 })
             }
             RemoteKind::Filesystem {
@@ -328,6 +337,7 @@ impl Remote {
                     namespace: Box::new(fs::FsNamespace::new(root)),
                     parts: None,
                     case_insensitive,
+                    known_digests: DigestCache::default(),
                 })
             }
             RemoteKind::S3(s3) => s3::build(config, s3).map_err(|e| err(&e)),

@@ -8,7 +8,6 @@
 
 pub mod audited;
 pub mod budget;
-mod digest_cache;
 pub mod download;
 mod hashing;
 mod known_dirs;

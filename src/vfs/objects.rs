@@ -2,7 +2,6 @@
 //! Knows nothing of users, mounts or permissions (that is `mount.rs`).
 
 use super::budget::Budget;
-use super::digest_cache::DigestCache;
 use super::download::Download;
 use super::known_dirs::KnownDirs;
 use super::renames::Renames;
@@ -34,7 +33,6 @@ pub struct ObjectLayer {
     /// The gateway's memory budget, which every transfer draws from.
     budget: Budget,
     renames: Renames,
-    computed: DigestCache,
 }
 
 fn object_path(key: &str) -> FsResult<Path> {
@@ -53,7 +51,6 @@ impl ObjectLayer {
             known_dirs: KnownDirs::default(),
             budget,
             renames: Renames::default(),
-            computed: DigestCache::default(),
         }
     }
 
@@ -347,7 +344,7 @@ impl ObjectLayer {
         let etag = got.meta.e_tag.clone();
         if let Some(d) = etag
             .as_deref()
-            .and_then(|e| self.computed.get(key, e, algorithm))
+            .and_then(|e| self.remote.known_digests().get(key, e, algorithm))
         {
             return Ok(d);
         }
@@ -382,7 +379,9 @@ impl ObjectLayer {
         let digest = hashers.finish().get(algorithm).map(<[u8]>::to_vec);
         let digest = digest.unwrap_or_default();
         if let Some(e) = &etag {
-            self.computed.insert(key, e, algorithm, digest.clone());
+            self.remote
+                .known_digests()
+                .insert(key, e, algorithm, digest.clone());
         }
         Ok(digest)
     }
@@ -452,14 +451,13 @@ impl ObjectLayer {
     /// creates the folders it needs itself, so each check would only be one
     /// more request per file.
     pub fn overwrite(&self, key: &str) -> FsResult<Upload> {
-        let upload = Upload::new(
+        Upload::new(
             self.remote.clone(),
             self.uploads.clone(),
             self.budget.clone(),
             key.to_string(),
             WriteMode::Truncate,
-        )?;
-        Ok(upload.without_kept_digests())
+        )
     }
 
     /// Gives a copied file its source's mtime where the store keeps real

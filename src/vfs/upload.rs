@@ -132,9 +132,6 @@ pub struct Upload {
     done: bool,
     end: Option<EndHook>,
     hashing: Hashing,
-    /// Whether the digests are stored with the object (not for sync's
-    /// copies, which verify themselves and record the ETag they made).
-    keep_digests: bool,
     /// Ends when the upload is committed, or when its abort has finished.
     transfer: Option<Transfer>,
 }
@@ -188,7 +185,6 @@ impl Upload {
             done: false,
             end: None,
             hashing,
-            keep_digests: true,
             transfer: Some(Transfer::start()),
         })
     }
@@ -207,13 +203,6 @@ impl Upload {
         upload.old = Some(size);
         upload.progress.bytes.store(size, Ordering::Relaxed);
         Ok(upload)
-    }
-
-    /// Computes the digests but does not store them with a multipart
-    /// object, whose ETag the store would change (sync's copies).
-    pub(crate) fn without_kept_digests(mut self) -> Self {
-        self.keep_digests = false;
-        self
     }
 
     /// Sets what is told when the upload ends: committed, failed, or
@@ -573,36 +562,26 @@ impl Upload {
             };
             self.parts_upload = None;
             digests = self.hashing.finish().await;
-            // What S3 cannot take at CompleteMultipartUpload, the digests and
-            // an mtime set after the upload began, is stored by a copy of the
-            // object onto itself (a new ETag), only while it is still the
-            // object just completed. The object is whole already: a failure
-            // here costs the metadata, not the upload. A client-set mtime is
-            // stored before close answers; digests alone are stored after
-            // (the copy costs as much as the object is large), and a digest
-            // asked for meanwhile is computed by reading.
-            let kept = self.kept(if self.keep_digests {
-                digests.clone()
-            } else {
-                Digests::default()
-            });
-            if self.remote.keeps_metadata() && kept != Kept::default() {
-                let (remote, key, done) = (self.remote.clone(), self.key.clone(), etag.clone());
-                let store = async move {
-                    if let Err(e) = remote.namespace().keep(&key, &kept, done.as_deref()).await {
-                        tracing::warn!(%key, error = %e, "the object is stored, but its digests and mtime could not be kept with it");
+            // S3 takes no metadata at CompleteMultipartUpload. A client-set
+            // mtime is stored by a copy of the object onto itself (a new
+            // ETag), only while it is the object just completed, and the
+            // digests ride along. Digests alone are not worth that copy (it
+            // costs the store as much as the object is large): the remote
+            // remembers them for this version, and another gateway, or this
+            // one after a restart, computes them by reading once.
+            let kept = self.kept(digests.clone());
+            if self.remote.keeps_metadata() && kept.mtime.is_some() {
+                let done = etag.as_deref();
+                match self.remote.namespace().keep(&self.key, &kept, done).await {
+                    Ok(()) => etag = None,
+                    Err(e) => {
+                        tracing::warn!(key = %self.key, error = %e, "the object is stored, but its mtime could not be kept with it");
                     }
-                };
-                if lock(&self.progress.mtime).is_some() {
-                    store.await;
-                    etag = None;
-                } else {
-                    let transfer = self.transfer.take();
-                    tokio::spawn(async move {
-                        let _transfer = transfer;
-                        store.await;
-                    });
                 }
+            } else if let Some(e) = &etag {
+                self.remote
+                    .known_digests()
+                    .insert_all(&self.key, e, &digests);
             }
         }
         self.done = true;

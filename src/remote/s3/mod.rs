@@ -73,6 +73,7 @@ pub fn build(remote: &RemoteConfig, config: &S3Config) -> Result<Remote, String>
         namespace: Box::new(S3Namespace::new(api.clone())),
         parts: Some(PartCopier { api, store }),
         case_insensitive: false,
+        known_digests: Default::default(),
     })
 }
 

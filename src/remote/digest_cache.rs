@@ -1,8 +1,11 @@
-//! Digests the gateway computed by reading an object nobody kept digests
-//! for (written by another S3 client), remembered per ETag: a second ask
-//! costs a HEAD, not a read of the whole object. Bounded: the oldest go.
+//! Digests the gateway knows of objects that do not carry them: those of
+//! its own multipart uploads (S3 takes no metadata at completion, and a
+//! copy to add it costs as much as the object), and those it computed by
+//! reading an object another client wrote. Remembered per key and ETag, so
+//! the answer is for that version only; a second ask costs a HEAD, not a
+//! read. Bounded: the oldest go.
 
-use crate::base::{Algorithm, lock};
+use crate::base::{Algorithm, Digests, lock};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
@@ -26,6 +29,15 @@ impl DigestCache {
     pub fn get(&self, key: &str, etag: &str, algorithm: Algorithm) -> Option<Vec<u8>> {
         let k = (key.to_string(), etag.to_string(), algorithm);
         lock(&self.0).map.get(&k).cloned()
+    }
+
+    /// Every digest of `digests` for this version of `key`.
+    pub fn insert_all(&self, key: &str, etag: &str, digests: &Digests) {
+        for a in Algorithm::ALL {
+            if let Some(d) = digests.get(a) {
+                self.insert(key, etag, a, d.to_vec());
+            }
+        }
     }
 
     pub fn insert(&self, key: &str, etag: &str, algorithm: Algorithm, digest: Vec<u8>) {
