@@ -3,7 +3,7 @@
 //! instead of failing the folder.
 
 use super::{Kept, ListPage, Namespace, RawEntry, Space, TreeEntry, usable_name};
-use crate::base::{FsError, FsResult};
+use crate::base::{Algorithm, Digests, FsError, FsResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
@@ -93,21 +93,40 @@ impl Namespace for FsNamespace {
             .map_err(FsError::from)
     }
 
-    /// The file's own mtime; digests are not kept on a filesystem yet.
+    /// The file's own mtime, and the digests in an extended attribute
+    /// (those it had stay valid across a new mtime).
     async fn keep(&self, key: &str, kept: &Kept, _if_etag: Option<&str>) -> FsResult<()> {
-        let Some(mtime) = kept.mtime else {
-            return Ok(());
-        };
         let path = self.path(key);
+        let kept = kept.clone();
         tokio::task::spawn_blocking(move || {
-            std::fs::File::options()
-                .write(true)
-                .open(path)?
-                .set_modified(mtime.into())
+            let had = read_digests(&path);
+            if let Some(mtime) = kept.mtime {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)?
+                    .set_modified(mtime.into())?;
+            }
+            let digests = match kept.digests == Digests::default() {
+                true => had,
+                false => Some(kept.digests),
+            };
+            if let Some(d) = digests {
+                // A filesystem without user attributes keeps no digests:
+                // they are computed when asked.
+                let _ = write_digests(&path, &d);
+            }
+            Ok::<_, std::io::Error>(())
         })
         .await
         .map_err(FsError::storage)?
         .map_err(FsError::from)
+    }
+
+    async fn kept_digests(&self, key: &str) -> FsResult<Option<Digests>> {
+        let path = self.path(key);
+        tokio::task::spawn_blocking(move || read_digests(&path))
+            .await
+            .map_err(FsError::storage)
     }
 
     async fn space(&self) -> FsResult<Space> {
@@ -225,6 +244,46 @@ fn walk_into(
         }
     }
     Ok(())
+}
+
+/// The extended attribute that keeps a file's digests, with the size and
+/// mtime it had then: a file changed by anything but the gateway (which
+/// rewrites it whole) no longer matches, and its digests are computed anew.
+const DIGESTS_XATTR: &str = "user.bucketgate.digests";
+
+fn stamp(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{} {}.{}", meta.len(), meta.mtime(), meta.mtime_nsec())
+}
+
+fn write_digests(path: &std::path::Path, digests: &Digests) -> std::io::Result<()> {
+    let mut record = stamp(&std::fs::metadata(path)?);
+    for a in Algorithm::ALL {
+        if let Some(hex) = digests.hex(a) {
+            record.push_str(&format!(" {}={hex}", a.name()));
+        }
+    }
+    rustix::fs::setxattr(
+        path,
+        DIGESTS_XATTR,
+        record.as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )?;
+    Ok(())
+}
+
+fn read_digests(path: &std::path::Path) -> Option<Digests> {
+    let mut buf = [0u8; 512];
+    let n = rustix::fs::getxattr(path, DIGESTS_XATTR, &mut buf[..]).ok()?;
+    let record = std::str::from_utf8(&buf[..n]).ok()?;
+    let stamp_now = stamp(&std::fs::metadata(path).ok()?);
+    let rest = record.strip_prefix(&stamp_now)?.strip_prefix(' ')?;
+    let mut digests = Digests::default();
+    for entry in rest.split(' ') {
+        let (name, hex) = entry.split_once('=')?;
+        digests.set_hex(Algorithm::parse(name)?, hex);
+    }
+    Some(digests)
 }
 
 #[cfg(test)]

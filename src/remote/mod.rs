@@ -91,6 +91,11 @@ pub trait Namespace: Send + Sync + std::fmt::Debug {
     /// With `if_etag`, only while the object is still that version (a
     /// newer one must not get an older upload's digests).
     async fn keep(&self, key: &str, kept: &Kept, if_etag: Option<&str>) -> FsResult<()>;
+    /// Digests kept beside an object's metadata (a filesystem's extended
+    /// attributes); object stores keep them in [`Kept`].
+    async fn kept_digests(&self, _key: &str) -> FsResult<Option<Digests>> {
+        Ok(None)
+    }
     async fn space(&self) -> FsResult<Space>;
     /// One cheap request that shows the store answers (the health check).
     async fn probe(&self) -> FsResult<()>;

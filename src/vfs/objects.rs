@@ -334,11 +334,11 @@ impl ObjectLayer {
             }
             other => other?,
         };
-        if self.remote.keeps_metadata()
-            && let Some(d) = Kept::from_attributes(&got.attributes)
-                .digests
-                .get(algorithm)
-        {
+        let kept = match self.remote.keeps_metadata() {
+            true => Some(Kept::from_attributes(&got.attributes).digests),
+            false => self.remote.namespace().kept_digests(key).await?,
+        };
+        if let Some(d) = kept.as_ref().and_then(|d| d.get(algorithm)) {
             return Ok(d.to_vec());
         }
         let etag = got.meta.e_tag.clone();

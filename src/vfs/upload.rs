@@ -584,6 +584,14 @@ impl Upload {
                     .insert_all(&self.key, e, &digests);
             }
         }
+        // A filesystem keeps them beside the file (an extended attribute).
+        if !self.remote.keeps_metadata() && digests != Digests::default() {
+            let kept = Kept {
+                mtime: None,
+                digests: digests.clone(),
+            };
+            self.remote.namespace().keep(&self.key, &kept, None).await?;
+        }
         self.done = true;
         self.uploads.unregister(&self.key, &self.progress);
         Ok(Stored {
