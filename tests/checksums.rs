@@ -372,6 +372,17 @@ async fn ftp_hash_commands_answer_with_the_digest() {
             .unwrap(),
     );
     assert_eq!(hash, format!("213 SHA-1 0-{} {sha1} h.bin", data.len()));
+    plain
+        .custom_command("OPTS HASH MD5", &[Status::CommandOk])
+        .await
+        .unwrap();
+    let hash = text(
+        plain
+            .custom_command("HASH h.bin", &[Status::File])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(hash, format!("213 MD5 0-{} {md5} h.bin", data.len()));
     let unknown = plain
         .custom_command("OPTS HASH CRC32", &[Status::CommandOk])
         .await;
