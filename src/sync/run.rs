@@ -9,6 +9,7 @@ use super::report::{Outcome, Report};
 use super::state::{JobFiles, Journal, Pair, StateError, Synced};
 use super::tree::{Entry, Fingerprint, Tree, tree_of};
 use super::{BySide, Side};
+use crate::base::hex;
 use crate::config::{Location, SyncConfig};
 use crate::vfs::audited::FileOp;
 use crate::vfs::objects::ObjectLayer;
@@ -689,8 +690,4 @@ async fn content_md5(layer: &ObjectLayer, key: &str) -> ActResult<String> {
         md5.update(&chunk);
     }
     Ok(hex(&md5.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -656,8 +656,11 @@ fn multipart_etag(parts: &[Option<[u8; 16]>]) -> Option<String> {
     for part in parts {
         md5.update(part.as_ref()?);
     }
-    let hex: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Some(format!("{hex}-{}", parts.len()))
+    Some(format!(
+        "{}-{}",
+        crate::base::hex(&md5.finalize()),
+        parts.len()
+    ))
 }
 
 /// Starts a multipart upload in a task of its own, so that an upload
