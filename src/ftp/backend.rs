@@ -166,6 +166,13 @@ impl VfsBackend {
     }
 }
 
+/// A data connection that broke mid-transfer: the client's side, not the storage's.
+fn cut_short(e: std::io::Error) -> FsError {
+    FsError::Aborted(format!(
+        "the data connection ended before the end of the file ({e})"
+    ))
+}
+
 /// Writes what the data connection brings into `upload` from `start_pos`;
 /// gives the number of bytes.
 async fn copy_into<R: AsyncRead + Unpin>(
@@ -183,11 +190,7 @@ async fn copy_into<R: AsyncRead + Unpin>(
     let mut offset = start_pos;
     let mut buf = BytesMut::with_capacity(CHUNK);
     loop {
-        let n = input.read_buf(&mut buf).await.map_err(|e| {
-            FsError::Aborted(format!(
-                "the data connection ended before the end of the file ({e})"
-            ))
-        })?;
+        let n = input.read_buf(&mut buf).await.map_err(cut_short)?;
         if (n == 0 && !buf.is_empty()) || buf.len() >= CHUNK {
             let chunk = buf.split().freeze();
             let len = chunk.len() as u64;
@@ -295,11 +298,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
                     if chunk.is_empty() {
                         return Ok(sent);
                     }
-                    output.write_all(&chunk).await.map_err(|e| {
-                        FsError::Aborted(format!(
-                            "the data connection ended before the end of the file ({e})"
-                        ))
-                    })?;
+                    output.write_all(&chunk).await.map_err(cut_short)?;
                     sent += chunk.len() as u64;
                     counted.inc_by(chunk.len() as u64);
                 }

@@ -238,16 +238,20 @@ impl Remote {
         !matches!(self.config.kind, RemoteKind::Filesystem { .. })
     }
 
-    /// What is kept with object `key` (mtime, digests), from one HEAD.
-    pub async fn kept(&self, key: &str) -> FsResult<Kept> {
+    /// One HEAD of object `key`: its size, time, ETag and what is kept with it.
+    pub async fn head(&self, key: &str) -> FsResult<object_store::GetResult> {
         let head = object_store::GetOptions {
             head: true,
             ..Default::default()
         };
         let path = object_store::path::Path::parse(key)
             .map_err(|e| crate::base::FsError::InvalidName(e.to_string()))?;
-        let got = self.store.get_opts(&path, head).await?;
-        Ok(Kept::from_attributes(&got.attributes))
+        Ok(self.store.get_opts(&path, head).await?)
+    }
+
+    /// What is kept with object `key` (mtime, digests), from one HEAD.
+    pub async fn kept(&self, key: &str) -> FsResult<Kept> {
+        Ok(Kept::from_attributes(&self.head(key).await?.attributes))
     }
 
     /// Stores a client-set mtime with an existing object, keeping its digests.

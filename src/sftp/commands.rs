@@ -31,12 +31,8 @@ pub fn parse(line: &str) -> Option<Command> {
         return Some(Command::ShellProbe);
     }
     let (program, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-    let algorithm = match program {
-        "md5sum" => Algorithm::Md5,
-        "sha1sum" => Algorithm::Sha1,
-        "sha256sum" => Algorithm::Sha256,
-        _ => return None,
-    };
+    // coreutils' names: the algorithm's, then `sum`.
+    let algorithm = program.strip_suffix("sum").and_then(Algorithm::parse)?;
     let mut words = shell_words(rest)?;
     match words.len() {
         0 => Some(Command::Digest {
@@ -121,7 +117,6 @@ pub async fn run(command: Command, mut channel: russh::Channel<Msg>, vfs: impl V
             algorithm,
             path: Some(path),
         } => {
-            let program = program(algorithm);
             let digest = match UserPath::parse(&path) {
                 Ok(p) => vfs.digest(&p, algorithm).await,
                 Err(e) => Err(e),
@@ -134,7 +129,7 @@ pub async fn run(command: Command, mut channel: russh::Channel<Msg>, vfs: impl V
                 ),
                 Err(e) => (
                     String::new(),
-                    format!("{program}: {path}: {}\n", e.client_message()),
+                    format!("{}sum: {path}: {}\n", algorithm.name(), e.client_message()),
                     1,
                 ),
             }
@@ -150,14 +145,6 @@ pub async fn run(command: Command, mut channel: russh::Channel<Msg>, vfs: impl V
     let _ = channel.exit_status(status).await;
     let _ = channel.eof().await;
     let _ = channel.close().await;
-}
-
-fn program(algorithm: Algorithm) -> &'static str {
-    match algorithm {
-        Algorithm::Md5 => "md5sum",
-        Algorithm::Sha1 => "sha1sum",
-        Algorithm::Sha256 => "sha256sum",
-    }
 }
 
 #[cfg(test)]

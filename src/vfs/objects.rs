@@ -108,12 +108,7 @@ impl ObjectLayer {
     }
 
     async fn head(&self, key: &str) -> FsResult<GetResult> {
-        let head = GetOptions {
-            head: true,
-            ..Default::default()
-        };
-        let path = object_path(key)?;
-        Ok(self.remote.store().get_opts(&path, head).await?)
+        self.remote.head(key).await
     }
 
     /// What a HEAD or GET says of a file; the stored mtime wins with `preserve_mtime`.
@@ -368,16 +363,27 @@ impl ObjectLayer {
             0,
             self.budget.clone(),
         );
+        // Each MiB is hashed off the async threads while the read-ahead
+        // fetches the next; one at a time, so memory stays the read-ahead's.
         let mut hashers = Hashers::new(Checksums::only(algorithm));
         loop {
             let chunk = download.read_next(1 << 20).await?;
             if chunk.is_empty() {
                 break;
             }
-            hashers.update(&chunk);
+            let hashing = move || {
+                hashers.update(&chunk);
+                hashers
+            };
+            hashers = tokio::task::spawn_blocking(hashing)
+                .await
+                .map_err(FsError::storage)?;
         }
-        let digest = hashers.finish().get(algorithm).map(<[u8]>::to_vec);
-        let digest = digest.unwrap_or_default();
+        let digests = hashers.finish();
+        let digest = digests
+            .get(algorithm)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
         if let Some(e) = &etag {
             self.remote
                 .known_digests()
@@ -464,14 +470,10 @@ impl ObjectLayer {
     /// file times (the filesystem), so the next sync run sees it unchanged.
     /// Object stores set their own time on write; nothing is done there.
     pub async fn keep_mtime(&self, key: &str, mtime: DateTime<Utc>) -> FsResult<()> {
-        if self.remote.has_file_times() {
-            let kept = Kept {
-                mtime: Some(mtime),
-                ..Default::default()
-            };
-            self.remote.namespace().keep(key, &kept, None).await?;
+        match self.remote.has_file_times() {
+            true => self.remote.keep_mtime(key, mtime).await,
+            false => Ok(()),
         }
-        Ok(())
     }
 
     pub async fn open_write(&self, key: &str, mode: WriteMode) -> FsResult<Upload> {

@@ -578,7 +578,7 @@ impl Upload {
                         tracing::warn!(key = %self.key, error = %e, "the object is stored, but its mtime could not be kept with it");
                     }
                 }
-            } else if let Some(e) = &etag {
+            } else if let (true, Some(e)) = (self.remote.keeps_metadata(), &etag) {
                 self.remote
                     .known_digests()
                     .insert_all(&self.key, e, &digests);
