@@ -53,3 +53,25 @@ impl DigestCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past its capacity the cache forgets the oldest version first.
+    #[test]
+    fn holds_at_most_its_capacity() {
+        let cache = DigestCache::default();
+        for i in 0..=CAPACITY {
+            cache.insert(&format!("k{i}"), "e", Algorithm::Sha256, vec![1]);
+        }
+        assert_eq!(cache.get("k0", "e", Algorithm::Sha256), None);
+        assert_eq!(cache.get("k1", "e", Algorithm::Sha256), Some(vec![1]));
+        assert_eq!(
+            cache.get(&format!("k{CAPACITY}"), "e", Algorithm::Sha256),
+            Some(vec![1])
+        );
+        assert_eq!(cache.get("k1", "other", Algorithm::Sha256), None);
+        assert_eq!(lock(&cache.0).map.len(), CAPACITY);
+    }
+}
