@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::gateway::{TestGateway, alice, start};
+use common::gateway::{TestGateway, alice, put, start, write_all, write_flags};
 use common::pattern;
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use sha2::Digest;
@@ -77,10 +77,7 @@ async fn rclone_gets_digests_over_ssh() {
     let (_ssh, s) = alice(&g).await;
     let data = &files[2].1;
     for (flags, range) in [
-        (
-            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
-            0..6 * MIB,
-        ),
+        (write_flags(), 0..6 * MIB),
         (OpenFlags::WRITE, 6 * MIB..data.len()),
     ] {
         let h = s
@@ -88,11 +85,7 @@ async fn rclone_gets_digests_over_ssh() {
             .await
             .unwrap()
             .handle;
-        for (i, chunk) in data[range.clone()].chunks(256 << 10).enumerate() {
-            s.write(&h, (range.start + i * (256 << 10)) as u64, chunk.to_vec())
-                .await
-                .unwrap();
-        }
+        write_all(&s, &h, range.start, &data[range.clone()], 256 << 10, 8).await;
         s.close(h).await.unwrap();
     }
     std::fs::write(local.path().join("resumed.bin"), data).unwrap();
@@ -169,21 +162,7 @@ async fn check_file_answers_paramiko_and_winscp_requests() {
     let g = start("checksums = [\"md5\", \"sha256\"]\n").await;
     let (_ssh, s) = alice(&g).await;
     let data = pattern(300_000, 7);
-    let h = s
-        .open(
-            "/c.bin",
-            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
-            FileAttributes::empty(),
-        )
-        .await
-        .unwrap()
-        .handle;
-    for (i, chunk) in data.chunks(64 << 10).enumerate() {
-        s.write(&h, (i * (64 << 10)) as u64, chunk.to_vec())
-            .await
-            .unwrap();
-    }
-    s.close(h).await.unwrap();
+    put(&s, "/c.bin", &data).await;
     let script = format!(
         "import paramiko\n\
          from paramiko.sftp import CMD_EXTENDED, int64\n\

@@ -15,43 +15,12 @@ use std::time::{Duration, Instant};
 const MIB: usize = 1 << 20;
 const KIB: usize = 1 << 10;
 
-fn write_flags() -> OpenFlags {
-    OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE
-}
-
 /// The status a request failed with.
 fn status_of(e: SftpError) -> (StatusCode, String) {
     match e {
         SftpError::Status(s) => (s.status_code, s.error_message),
         other => panic!("expected a status reply, got {other:?}"),
     }
-}
-
-/// Writes `data` from `from` on with `inflight` pipelined WRITEs of `chunk` bytes.
-async fn write_all(
-    s: &RawSftpSession,
-    handle: &str,
-    from: usize,
-    data: &[u8],
-    chunk: usize,
-    inflight: usize,
-) {
-    futures::stream::iter(data.chunks(chunk).enumerate())
-        .map(|(i, c)| s.write(handle, (from + i * chunk) as u64, c.to_vec()))
-        .buffered(inflight)
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap();
-}
-
-async fn put(s: &RawSftpSession, path: &str, data: &[u8]) {
-    let h = s
-        .open(path, write_flags(), FileAttributes::empty())
-        .await
-        .unwrap()
-        .handle;
-    write_all(s, &h, 0, data, 32 * KIB, 64).await;
-    s.close(h).await.unwrap();
 }
 
 /// Reads a whole file with `inflight` pipelined READs of `chunk` bytes, then

@@ -258,3 +258,42 @@ pub async fn alice(g: &TestGateway) -> (SshHandle, RawSftpSession) {
     let s = sftp(&h).await;
     (h, s)
 }
+
+/// OPEN flags of a plain upload: create or replace.
+pub fn write_flags() -> russh_sftp::protocol::OpenFlags {
+    use russh_sftp::protocol::OpenFlags;
+    OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE
+}
+
+/// Writes `data` from `from` on with `inflight` pipelined WRITEs of `chunk` bytes.
+pub async fn write_all(
+    s: &RawSftpSession,
+    handle: &str,
+    from: usize,
+    data: &[u8],
+    chunk: usize,
+    inflight: usize,
+) {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(data.chunks(chunk).enumerate())
+        .map(|(i, c)| s.write(handle, (from + i * chunk) as u64, c.to_vec()))
+        .buffered(inflight)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+}
+
+/// Uploads `data` to `path`, 32 KiB per WRITE, 64 in flight.
+pub async fn put(s: &RawSftpSession, path: &str, data: &[u8]) {
+    let h = s
+        .open(
+            path,
+            write_flags(),
+            russh_sftp::protocol::FileAttributes::empty(),
+        )
+        .await
+        .unwrap()
+        .handle;
+    write_all(s, &h, 0, data, 32 << 10, 64).await;
+    s.close(h).await.unwrap();
+}
