@@ -32,13 +32,21 @@ state_dir = "$work/bg-state"
 listen = "127.0.0.1:$BG_PORT"
 passive_ports = "40000-40999"
 $(s3_remote_toml)
+$(s3_remote_toml | sed 's/^\[remotes.s3\]/[remotes.s3nodigest]/')
+checksums = []
 [[users]]
 name = "bench"
 password = "$HASH"
 home = "s3:/bucketgate"
+[[users]]
+name = "nodigest"
+password = "$HASH"
+home = "s3nodigest:/nodigest"
 EOF
 start_bucketgate "$BG_PORT"
-targets=(bucketgate)
+# bucketgate-nodigest: the same gateway on a remote with `checksums = []`,
+# so the cost of the digests (SHA-256 by default) shows in one run.
+targets=(bucketgate bucketgate-nodigest)
 
 # --- vsftpd: the same protocol on local disk ---------------------------------
 if [ -n "$VSFTPD" ] && [ "$(id -u)" = 0 ]; then
@@ -74,6 +82,7 @@ fi
 endpoint_of() {
     case $1 in
         bucketgate) echo "$BG_PORT bench bench /" ;;
+        bucketgate-nodigest) echo "$BG_PORT nodigest bench /" ;;
         vsftpd) echo "$VS_PORT anonymous x /up/" ;;
     esac
 }

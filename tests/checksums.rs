@@ -55,7 +55,10 @@ fn sums(out: &str) -> Vec<(String, String)> {
 /// `rclone check` compares them with the local files.
 #[tokio::test(flavor = "multi_thread")]
 async fn rclone_gets_digests_over_ssh() {
-    let g = start("part_size = \"5MiB\"\nchecksums = [\"md5\", \"sha1\", \"sha256\"]\n").await;
+    let g = start(
+        "part_size = \"5MiB\"\nchecksums = [\"md5\", \"sha1\", \"sha256\"]\nkeep_digests_by_copy = true\n",
+    )
+    .await;
     let local = tempfile::tempdir().unwrap();
     let files = [
         ("small.txt", pattern(1000, 1)),
@@ -130,8 +133,10 @@ async fn rclone_gets_digests_over_ssh() {
     assert!(!check.contains("hashes could not be checked"), "{check}");
 
     // Straight against the bucket, rclone's S3 backend reads the MD5 the
-    // gateway kept (`md5chksum`) with a single-PUT object. (Multipart ones
-    // carry none: S3 takes no metadata at completion; see the README.)
+    // gateway kept (`md5chksum`): in the PUT of the small file, and, with
+    // `keep_digests_by_copy`, in the copy that follows the multipart one's
+    // completion. (The resumed file's old bytes were copied inside S3 and
+    // never seen: it has none kept.)
     let bucket = format!(
         ":s3,provider=Other,endpoint='{}',access_key_id={},secret_access_key={}:{}/alice/in",
         g.endpoint,
@@ -141,14 +146,14 @@ async fn rclone_gets_digests_over_ssh() {
     );
     let direct = rclone(&[
         "check",
-        "--include",
-        "small.txt",
+        "--exclude",
+        "resumed.bin",
         local.path().to_str().unwrap(),
         &bucket,
     ])
     .await;
     assert!(direct.contains("0 differences found"), "{direct}");
-    assert!(direct.contains("1 matching files"), "{direct}");
+    assert!(direct.contains("2 matching files"), "{direct}");
     assert!(!direct.contains("hashes could not be checked"), "{direct}");
     g.stop().await;
 }
@@ -457,4 +462,64 @@ async fn a_filesystem_remote_keeps_digests_beside_the_file() {
         hex(&l.digest("kept.bin", Algorithm::Sha256).await.unwrap()),
         now
     );
+}
+
+/// A part damaged on its way to S3 (the proxy flips a byte of UploadPart 2
+/// and forwards it with its headers as they were) fails the upload: the
+/// client sees an error, no object appears and no multipart upload is
+/// left. moto stores whatever it gets; the gateway notices because the
+/// part's ETag is the MD5 of the bytes S3 received.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_part_damaged_on_the_way_fails_the_upload() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let damaged = AtomicBool::new(false);
+    let proxy = common::fault_proxy_with(common::moto_endpoint(), move |method, query| {
+        let query = format!("{query}&");
+        let part_two = *method == hyper::Method::PUT
+            && query.contains("partNumber=2&")
+            && query.contains("uploadId=");
+        // Only the first upload's part 2: a retry is not damaged again.
+        match part_two && !damaged.swap(true, Ordering::SeqCst) {
+            true => common::Fault::Corrupt,
+            false => common::Fault::Pass,
+        }
+    })
+    .await;
+    let g = common::gateway::start_via(&format!("http://{proxy}"), "part_size = \"5MiB\"\n").await;
+    let (_ssh, s) = alice(&g).await;
+    let data = pattern(12 * MIB, 7);
+    let h = s
+        .open("/damaged.bin", write_flags(), FileAttributes::empty())
+        .await
+        .unwrap()
+        .handle;
+    let mut failure = None;
+    for (i, chunk) in data.chunks(256 << 10).enumerate() {
+        if let Err(e) = s.write(&h, (i * (256 << 10)) as u64, chunk.to_vec()).await {
+            failure = Some(e);
+            break;
+        }
+    }
+    let closed = s.close(h).await;
+    assert!(
+        failure.is_some() || closed.is_err(),
+        "the client must be told the upload failed"
+    );
+    let out = g.s3(
+        "o = s3.list_objects_v2(Bucket=bucket, Prefix='alice/damaged').get('KeyCount', 0)\n\
+         u = len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', []))\n\
+         print(o, u)",
+    );
+    assert_eq!(out.trim(), "0 0", "no object, no upload left behind");
+
+    // Sent again, through the same proxy, the file is stored whole.
+    put(&s, "/damaged.bin", &data).await;
+    let stored = g.s3(
+        "import hashlib\nprint(hashlib.sha256(s3.get_object(Bucket=bucket, Key='alice/damaged.bin')['Body'].read()).hexdigest())",
+    );
+    assert_eq!(
+        stored.trim(),
+        bucketgate::base::hex(&sha2::Sha256::digest(&data))
+    );
+    g.stop().await;
 }

@@ -328,6 +328,47 @@ after_copy = "delete"
     assert_eq!(keys["moved/impostor.txt"].1, md5(b"yours"));
 }
 
+/// A copy found on the target is checked by SHA-256 when both sides keep
+/// one (no file is read): a kept SHA-256 that is not the source's keeps
+/// the source even though the bytes' MD5s agree; matching ones let it go.
+#[test]
+fn delete_after_copy_trusts_kept_sha256_on_both_sides() {
+    let env = Env::new();
+    let config = env.config(
+        r#"
+[[syncs]]
+name = "move"
+local = "bucket:/outbox"
+remote = "bucket:/moved"
+direction = "push"
+after_copy = "delete"
+"#,
+    );
+    // Same bytes on both sides; `told.txt`'s copy says it is other bytes.
+    boto3(
+        &env.endpoint,
+        &format!(
+            r#"import hashlib
+def put(key, body, sha):
+    s3.put_object(Bucket='{b}', Key=key, Body=body, Metadata={{'sha256': hashlib.sha256(sha).hexdigest()}})
+put('outbox/good.txt', b'good bytes', b'good bytes')
+put('moved/good.txt', b'good bytes', b'good bytes')
+put('outbox/told.txt', b'told bytes', b'told bytes')
+put('moved/told.txt', b'told bytes', b'other bytes')"#,
+            b = env.bucket
+        ),
+    );
+    let out = env.cli(&config, &["sync", "run", "move"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("told.txt") && stdout.contains("SHA-256"),
+        "{stdout}"
+    );
+    let left: Vec<String> = env.keys("outbox/").into_keys().collect();
+    assert_eq!(left, ["outbox/told.txt"]);
+}
+
 /// A dry run names every action and changes nothing: no object, no file
 /// moved, no state.
 #[test]

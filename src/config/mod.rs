@@ -151,6 +151,12 @@ pub struct S3Config {
     /// Time without progress on a request, not a cap on a whole stream.
     pub request_timeout: Duration,
     pub retries: usize,
+    /// Each PUT and part carries `x-amz-checksum-sha256`, and each part's
+    /// ETag is checked against the MD5 of what was sent.
+    pub wire_checksums: bool,
+    /// A multipart upload's digests are written into its metadata by a
+    /// copy of the object onto itself before the client is answered.
+    pub keep_digests_by_copy: bool,
 }
 
 impl fmt::Debug for S3Config {

@@ -93,6 +93,8 @@ pub struct RawRemote {
     pub connect_timeout: S<String>,
     pub request_timeout: S<String>,
     pub retries: S<i64>,
+    pub wire_checksums: S<bool>,
+    pub keep_digests_by_copy: S<bool>,
     // every kind: the upload layer uses them
     pub part_size: S<String>,
     pub upload_concurrency: S<i64>,

@@ -563,7 +563,7 @@ fn validate_remote(
     };
 
     // Keys that only mean something for S3.
-    let s3_only: [(&str, bool); 12] = [
+    let s3_only: [(&str, bool); 14] = [
         ("endpoint", r.endpoint.is_some()),
         ("bucket", r.bucket.is_some()),
         ("region", r.region.is_some()),
@@ -576,6 +576,8 @@ fn validate_remote(
         ("connect_timeout", r.connect_timeout.is_some()),
         ("request_timeout", r.request_timeout.is_some()),
         ("retries", r.retries.is_some()),
+        ("wire_checksums", r.wire_checksums.is_some()),
+        ("keep_digests_by_copy", r.keep_digests_by_copy.is_some()),
     ];
     let kind = match kind_text.get_ref().as_str() {
         "s3" => {
@@ -656,6 +658,8 @@ fn validate_remote(
                     Duration::from_secs(60),
                 ),
                 retries: cx.count(&r.retries, &key("retries"), 5, 0..=100),
+                wire_checksums: Ctx::flag(&r.wire_checksums, true),
+                keep_digests_by_copy: Ctx::flag(&r.keep_digests_by_copy, false),
             })
         }
         other @ ("filesystem" | "memory") => {

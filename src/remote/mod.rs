@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use body::{Body, body};
 pub use digest_cache::DigestCache;
-pub use s3::Continued;
+pub use s3::{Continued, PartEtags};
 
 /// A file or folder directly inside a listed folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,6 +304,38 @@ impl Remote {
             Some(parts) if size >= s3::MIN_COPY => parts.continue_object(key, size).await.map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// Starts a multipart upload of `path`. On S3 the parts' ETags come
+    /// with it, to be checked against what was sent where `wire_checksums`
+    /// is on; S3 takes the metadata later (see `Upload::commit`).
+    pub async fn start_upload(
+        &self,
+        path: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<(Box<dyn object_store::MultipartUpload>, Option<PartEtags>)> {
+        match &self.parts {
+            Some(parts) => {
+                let (upload, etags) = parts.start(path).await?;
+                Ok((
+                    Box::new(upload),
+                    Some(etags).filter(|_| self.checks_parts()),
+                ))
+            }
+            None => Ok((self.store.put_multipart_opts(path, opts).await?, None)),
+        }
+    }
+
+    /// Whether each uploaded part is checked against what S3 stored
+    /// (`wire_checksums`, S3 only).
+    pub fn checks_parts(&self) -> bool {
+        matches!(&self.config.kind, RemoteKind::S3(s3) if s3.wire_checksums)
+    }
+
+    /// Whether a multipart upload's digests are written into its metadata
+    /// by a copy of the object onto itself (`keep_digests_by_copy`).
+    pub fn keeps_digests_by_copy(&self) -> bool {
+        matches!(&self.config.kind, RemoteKind::S3(s3) if s3.keep_digests_by_copy)
     }
 
     /// Builds the store for one remote. Creates a filesystem root if missing.

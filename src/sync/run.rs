@@ -9,7 +9,7 @@ use super::report::{Outcome, Report};
 use super::state::{JobFiles, Journal, Pair, StateError, Synced};
 use super::tree::{Entry, Fingerprint, Tree, tree_of};
 use super::{BySide, Side};
-use crate::base::hex;
+use crate::base::{Algorithm, hex};
 use crate::config::{Location, SyncConfig};
 use crate::vfs::audited::FileOp;
 use crate::vfs::objects::ObjectLayer;
@@ -336,7 +336,12 @@ pub fn find<'a>(name: &str, syncs: &'a [SyncConfig]) -> Result<&'a SyncConfig, S
 
 /// What a finished action adds to the report.
 enum Done {
-    Copied { bytes: u64, source_deleted: bool },
+    Copied {
+        bytes: u64,
+        source_deleted: bool,
+        /// Of the copy's bytes, for the audit line (hex).
+        sha256: Option<String>,
+    },
     Deleted,
     DirMade,
     DirRemoved,
@@ -349,6 +354,7 @@ impl Done {
             Done::Copied {
                 bytes,
                 source_deleted,
+                ..
             } => {
                 r.copied += 1;
                 r.copied_bytes += bytes;
@@ -473,7 +479,10 @@ impl Run<'_> {
                 Ok(Done::Copied { bytes, .. }) => Some(*bytes),
                 _ => None,
             },
-            sha256: None,
+            sha256: match &result {
+                Ok(Done::Copied { sha256, .. }) => sha256.clone(),
+                _ => None,
+            },
             started,
         }
         .finish(result.as_ref().map(|_| ()));
@@ -552,6 +561,7 @@ impl Run<'_> {
         Ok(Done::Copied {
             bytes: copied,
             source_deleted: then_delete,
+            sha256: stored.digests.hex(Algorithm::Sha256),
         })
     }
 
@@ -572,8 +582,26 @@ impl Run<'_> {
         if source.size != target.size {
             return Err("the two sides differ in size".into());
         }
-        let digest = content_md5(src, &skey).await?;
-        self.check_copy(dst, &dkey, &target, &digest).await?;
+        // Both SHA-256s known (kept by the uploads that wrote them): they
+        // decide, and neither file is read. Otherwise MD5s, read where needed.
+        let sha256 = Algorithm::Sha256;
+        match (
+            src.kept_digest(&skey, sha256).await.map_err(vfs)?,
+            dst.kept_digest(&dkey, sha256).await.map_err(vfs)?,
+        ) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!(
+                    "the copy's SHA-256 {} is not the source's {}; the source is kept",
+                    hex(&b),
+                    hex(&a)
+                ));
+            }
+            (Some(_), Some(_)) => {}
+            _ => {
+                let digest = content_md5(src, &skey).await?;
+                self.check_copy(dst, &dkey, &target, &digest).await?;
+            }
+        }
         self.delete_if_unchanged(src, &skey, &source).await?;
         self.settle(path, None)?;
         Ok(Done::Deleted)

@@ -314,6 +314,37 @@ impl ObjectLayer {
         Ok(identical)
     }
 
+    /// The digest kept with file `key` or remembered for its version, from
+    /// one HEAD; `None` when only reading the file could tell.
+    pub async fn kept_digest(&self, key: &str, algorithm: Algorithm) -> FsResult<Option<Vec<u8>>> {
+        let got = self.head(key).await?;
+        self.known_digest(key, &got.meta, &got.attributes, algorithm)
+            .await
+    }
+
+    /// What a HEAD of `key` (`meta`, `attributes`) carries of
+    /// `algorithm`'s digest, or what is kept beside the file or remembered
+    /// for that ETag.
+    async fn known_digest(
+        &self,
+        key: &str,
+        meta: &object_store::ObjectMeta,
+        attributes: &object_store::Attributes,
+        algorithm: Algorithm,
+    ) -> FsResult<Option<Vec<u8>>> {
+        let kept = match self.remote.keeps_metadata() {
+            true => Some(Kept::from_attributes(attributes).digests),
+            false => self.remote.namespace().kept_digests(key).await?,
+        };
+        if let Some(d) = kept.as_ref().and_then(|d| d.get(algorithm)) {
+            return Ok(Some(d.to_vec()));
+        }
+        Ok(meta
+            .e_tag
+            .as_deref()
+            .and_then(|e| self.remote.known_digests().get(key, e, algorithm)))
+    }
+
     /// The digest of file `key`: kept with the object by the upload that
     /// wrote it, or computed by reading it through (one read-ahead's worth
     /// of memory), up to the remote's `checksum_read_limit`.
@@ -329,20 +360,13 @@ impl ObjectLayer {
             }
             other => other?,
         };
-        let kept = match self.remote.keeps_metadata() {
-            true => Some(Kept::from_attributes(&got.attributes).digests),
-            false => self.remote.namespace().kept_digests(key).await?,
-        };
-        if let Some(d) = kept.as_ref().and_then(|d| d.get(algorithm)) {
-            return Ok(d.to_vec());
-        }
-        let etag = got.meta.e_tag.clone();
-        if let Some(d) = etag
-            .as_deref()
-            .and_then(|e| self.remote.known_digests().get(key, e, algorithm))
+        if let Some(d) = self
+            .known_digest(key, &got.meta, &got.attributes, algorithm)
+            .await?
         {
             return Ok(d);
         }
+        let etag = got.meta.e_tag.clone();
         let stat = self.file_stat(key, &got);
         let limit = self.remote.checksum_read_limit();
         if stat.size > limit {

@@ -14,7 +14,7 @@ use super::transfers::{EndHook, Ended, Transfer};
 use super::{FsError, FsResult};
 use crate::base::{Digests, lock};
 use crate::config::units::format_size;
-use crate::remote::{Kept, Remote};
+use crate::remote::{Kept, PartEtags, Remote};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -113,6 +113,8 @@ pub struct Upload {
     pending: BTreeMap<u64, Bytes>,
     pending_len: usize,
     parts_upload: Option<Box<dyn MultipartUpload>>,
+    /// What S3 stored of each part, checked against what was sent.
+    part_etags: Option<PartEtags>,
     in_flight: VecDeque<(JoinHandle<object_store::Result<[u8; 16]>>, usize)>,
     /// The MD5 of each part sent and stored, in order; `None` for parts
     /// the upload did not send itself (server-side copies of a resume).
@@ -172,6 +174,7 @@ impl Upload {
             pending: BTreeMap::new(),
             pending_len: 0,
             parts_upload: None,
+            part_etags: None,
             in_flight: VecDeque::new(),
             part_md5s: Vec::new(),
             in_flight_len: 0,
@@ -226,6 +229,7 @@ impl Upload {
                     // can cover them.
                     self.hashing = Hashing::Off;
                     self.parts_upload = Some(c.upload);
+                    self.part_etags = Some(c.etags).filter(|_| self.remote.checks_parts());
                     self.part_md5s = vec![None; c.parts];
                     self.next = size;
                     self.progress.bytes.store(size, Ordering::Relaxed);
@@ -419,14 +423,17 @@ impl Upload {
                 attributes: self.attributes(Digests::default()),
                 ..Default::default()
             };
-            let started =
-                start_multipart(self.remote.store().clone(), self.path.clone(), opts).await;
-            self.parts_upload = Some(started.map_err(|e| {
+            let started = start_multipart(self.remote.clone(), self.path.clone(), opts).await;
+            let (upload, etags) = started.map_err(|e| {
                 let e = FsError::from(e);
                 self.failed = Some(e.clone());
                 e
-            })?);
+            })?;
+            self.parts_upload = Some(upload);
+            self.part_etags = etags;
         }
+        let index = self.part_md5s.len() + self.in_flight.len();
+        let etags = self.part_etags.clone();
         let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
         let len = std::mem::take(&mut self.part_len);
         self.hashing.feed(payload.clone());
@@ -446,10 +453,17 @@ impl Upload {
         });
         let sent = async move {
             part.await?;
-            md5.await.map_err(|e| object_store::Error::Generic {
+            let md5 = md5.await.map_err(|e| object_store::Error::Generic {
                 store: "multipart",
                 source: e.into(),
-            })
+            })?;
+            match etags.map_or(Ok(()), |etags| etags.check(index, &md5)) {
+                Ok(()) => Ok(md5),
+                Err(changed) => Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: changed.into(),
+                }),
+            }
         };
         self.in_flight.push_back((tokio::spawn(sent), len));
         self.in_flight_len += len;
@@ -565,20 +579,26 @@ impl Upload {
             // S3 takes no metadata at CompleteMultipartUpload. A client-set
             // mtime is stored by a copy of the object onto itself (a new
             // ETag), only while it is the object just completed, and the
-            // digests ride along. Digests alone are not worth that copy (it
-            // costs the store as much as the object is large): the remote
-            // remembers them for this version, and another gateway, or this
-            // one after a restart, computes them by reading once.
+            // digests ride along. Digests alone are worth that copy only
+            // where tools read them from the bucket (`keep_digests_by_copy`):
+            // it costs the store as much as the object is large. Otherwise
+            // the remote remembers them for this version, and another
+            // gateway, or this one after a restart, computes them by
+            // reading once.
             let kept = self.kept(digests.clone());
-            if self.remote.keeps_metadata() && kept.mtime.is_some() {
+            let by_copy = kept.mtime.is_some()
+                || (self.remote.keeps_digests_by_copy() && digests != Digests::default());
+            let mut remember = self.remote.keeps_metadata();
+            if self.remote.keeps_metadata() && by_copy {
                 let done = etag.as_deref();
                 match self.remote.namespace().keep(&self.key, &kept, done).await {
-                    Ok(()) => etag = None,
+                    Ok(()) => (etag, remember) = (None, false),
                     Err(e) => {
-                        tracing::warn!(key = %self.key, error = %e, "the object is stored, but its mtime could not be kept with it");
+                        tracing::warn!(key = %self.key, error = %e, "the object is stored, but its mtime and digests could not be written into its metadata (its digests are remembered by this gateway)");
                     }
                 }
-            } else if let (true, Some(e)) = (self.remote.keeps_metadata(), &etag) {
+            }
+            if let (true, Some(e)) = (remember, &etag) {
                 self.remote
                     .known_digests()
                     .insert_all(&self.key, e, &digests);
@@ -667,14 +687,14 @@ fn multipart_etag(parts: &[Option<[u8; 16]>]) -> Option<String> {
 /// dropped while S3 creates it (the client aborted) cannot leave it behind:
 /// the task aborts what nobody waits for any more.
 async fn start_multipart(
-    store: Arc<dyn ObjectStore>,
+    remote: Arc<Remote>,
     path: Path,
     opts: PutMultipartOptions,
-) -> object_store::Result<Box<dyn MultipartUpload>> {
+) -> object_store::Result<(Box<dyn MultipartUpload>, Option<PartEtags>)> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let started = store.put_multipart_opts(&path, opts).await;
-        if let Err(Ok(mut orphan)) = tx.send(started)
+        let started = remote.start_upload(&path, opts).await;
+        if let Err(Ok((mut orphan, _))) = tx.send(started)
             && let Err(e) = orphan.abort().await
         {
             tracing::warn!(%path, error = %e, "aborting an upload started for a client that left failed");

@@ -208,6 +208,9 @@ pub enum Fault {
     Fail(u16, &'static str),
     /// Forward it, then hold S3's answer this long before passing it on.
     Stall(Duration),
+    /// Forward it with one byte of its body changed, headers as they were:
+    /// a part damaged on the way.
+    Corrupt,
 }
 
 /// An HTTP proxy in front of `upstream` that answers 500 to every UploadPart
@@ -257,12 +260,17 @@ pub async fn fault_proxy_with(
                     let rule = rule.clone();
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body
+                        let mut body = body
                             .collect()
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
                         let fault = rule(&parts.method, parts.uri.query().unwrap_or(""));
+                        if let (Fault::Corrupt, false) = (&fault, body.is_empty()) {
+                            let mut changed = body.to_vec();
+                            changed[body.len() / 2] ^= 0x20;
+                            body = changed.into();
+                        }
                         if let Fault::Fail(status, body) = fault {
                             let resp = hyper::Response::builder()
                                 .status(status)

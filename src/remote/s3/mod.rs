@@ -9,7 +9,7 @@ use super::{
 };
 mod parts;
 
-pub use parts::{Continued, MIN_COPY, PartCopier};
+pub use parts::{Continued, MIN_COPY, PartCopier, PartEtags};
 
 use super::http::GatewayConnector;
 use crate::base::check_segment;
@@ -53,7 +53,13 @@ pub fn build(remote: &RemoteConfig, config: &S3Config) -> Result<Remote, String>
             base: 2.0,
         },
     };
-    let store = object_store::aws::AmazonS3Builder::new()
+    let mut builder = object_store::aws::AmazonS3Builder::new();
+    if config.wire_checksums {
+        // The SHA-256 object_store already computes to sign the payload,
+        // sent again where S3 checks it as the object's own checksum.
+        builder = builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+    }
+    let store = builder
         .with_endpoint(&config.endpoint)
         .with_bucket_name(&config.bucket)
         .with_region(&config.region)

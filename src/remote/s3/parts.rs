@@ -18,6 +18,7 @@ const MAX_COPY: u64 = 5 << 30;
 /// An upload that already holds an object's bytes, copied in the store.
 pub struct Continued {
     pub upload: Box<dyn MultipartUpload>,
+    pub etags: PartEtags,
     /// How many parts the copy took: the client's bytes start after them.
     pub parts: usize,
 }
@@ -30,35 +31,86 @@ pub struct PartCopier {
 }
 
 impl PartCopier {
+    /// Starts a multipart upload of `key` whose parts' ETags stay readable
+    /// ([`PartEtags`]), so each part can be checked against what was sent.
+    pub async fn start(&self, path: &Path) -> object_store::Result<(PartsUpload, PartEtags)> {
+        let id = self.store.create_multipart(path).await?;
+        let upload = PartsUpload {
+            store: self.store.clone(),
+            path: path.clone(),
+            id,
+            parts: Arc::new(Mutex::new(Vec::new())),
+        };
+        let etags = PartEtags(upload.parts.clone());
+        Ok((upload, etags))
+    }
+
     /// Starts a multipart upload of `key` whose first parts are the
     /// object's first `size` bytes (at least [`MIN_COPY`]); aborted if a
     /// copy fails.
     pub async fn continue_object(&self, key: &str, size: u64) -> FsResult<Continued> {
         let path =
             Path::parse(key).map_err(|e| crate::base::FsError::InvalidName(e.to_string()))?;
-        let id = self.store.create_multipart(&path).await?;
-        let mut copied = Vec::new();
+        let (upload, etags) = self.start(&path).await?;
         for (i, range) in copy_ranges(size).into_iter().enumerate() {
-            match self.api.upload_part_copy(key, &id, i + 1, key, range).await {
-                Ok(etag) => copied.push(Some(PartId { content_id: etag })),
+            match self
+                .api
+                .upload_part_copy(key, &upload.id, i + 1, key, range)
+                .await
+            {
+                Ok(etag) => lock(&upload.parts).push(Some(PartId { content_id: etag })),
                 Err(e) => {
-                    if let Err(abort) = self.store.abort_multipart(&path, &id).await {
+                    if let Err(abort) = self.store.abort_multipart(&path, &upload.id).await {
                         tracing::warn!(%key, error = %abort, "aborting a failed resume left its upload; lifecycle rules must clean it");
                     }
                     return Err(e);
                 }
             }
         }
-        let parts = copied.len();
+        let parts = lock(&upload.parts).len();
         Ok(Continued {
-            upload: Box::new(PartsUpload {
-                store: self.store.clone(),
-                path,
-                id,
-                parts: Arc::new(Mutex::new(copied)),
-            }),
+            upload: Box::new(upload),
+            etags,
             parts,
         })
+    }
+}
+
+/// The ETags S3 gave the parts of one upload, by part index.
+#[derive(Clone)]
+pub struct PartEtags(Arc<Mutex<Vec<Option<PartId>>>>);
+
+impl PartEtags {
+    /// Whether part `index` is stored as the bytes whose MD5 is `md5`: S3
+    /// gives a part the MD5 of the bytes it received as its ETag, so a
+    /// part changed on the way shows here before anything is visible.
+    /// `Ok` where the ETag is not an MD5 (a server's own form).
+    pub fn check(&self, index: usize, md5: &[u8; 16]) -> Result<(), String> {
+        let Some(etag) = lock(&self.0).get(index).cloned().flatten().map(part_etag) else {
+            return Ok(());
+        };
+        let etag = etag.trim_matches('"').to_ascii_lowercase();
+        let sent = crate::base::hex(md5);
+        if etag.len() != 32 || !etag.bytes().all(|b| b.is_ascii_hexdigit()) || etag == sent {
+            return Ok(());
+        }
+        Err(format!(
+            "S3 stored part {} as bytes with MD5 {etag}, but the gateway sent bytes with MD5 {sent}: the part was changed on the way (or the bucket encrypts with SSE-KMS or SSE-C, whose ETags are no MD5: set wire_checksums = false)",
+            index + 1
+        ))
+    }
+}
+
+/// The ETag in object_store's part id: plain, or inside the XML it writes
+/// when the part also carries a checksum.
+fn part_etag(part: PartId) -> String {
+    #[derive(serde::Deserialize)]
+    struct PartMetadata {
+        e_tag: String,
+    }
+    match quick_xml::de::from_str::<PartMetadata>(&part.content_id) {
+        Ok(meta) => meta.e_tag,
+        Err(_) => part.content_id,
     }
 }
 
@@ -72,8 +124,9 @@ fn copy_ranges(size: u64) -> Vec<Range<u64>> {
         .collect()
 }
 
-/// A multipart upload driven part by part, so it can begin with copied parts.
-struct PartsUpload {
+/// A multipart upload driven part by part, so it can begin with copied
+/// parts and its parts' ETags can be read.
+pub struct PartsUpload {
     store: Arc<dyn MultipartStore>,
     path: Path,
     id: MultipartId,
@@ -130,6 +183,37 @@ impl MultipartUpload for PartsUpload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_is_checked_by_its_etag_in_either_form() {
+        let md5 = [0xab; 16];
+        let sent = crate::base::hex(&md5);
+        let etags = PartEtags(Arc::new(Mutex::new(vec![
+            Some(PartId {
+                content_id: format!("\"{sent}\""),
+            }),
+            Some(PartId {
+                content_id: format!(
+                    "<PartMetadata><e_tag>\"{}\"</e_tag><checksum_sha256>x</checksum_sha256></PartMetadata>",
+                    "0".repeat(32)
+                ),
+            }),
+            Some(PartId {
+                content_id: "\"not-an-md5\"".into(),
+            }),
+            None,
+        ])));
+        assert_eq!(etags.check(0, &md5), Ok(()));
+        let changed = etags.check(1, &md5).unwrap_err();
+        assert!(
+            changed.contains("part 2") && changed.contains(&sent),
+            "{changed}"
+        );
+        // A server's own ETag form, a part not back yet, one never sent: nothing to compare.
+        assert_eq!(etags.check(2, &md5), Ok(()));
+        assert_eq!(etags.check(3, &md5), Ok(()));
+        assert_eq!(etags.check(9, &md5), Ok(()));
+    }
 
     #[test]
     fn copy_ranges_cover_and_respect_limits() {
