@@ -523,3 +523,57 @@ async fn a_part_damaged_on_the_way_fails_the_upload() {
     );
     g.stop().await;
 }
+
+/// What the storage server is given to check each body against: a single
+/// PUT carries `Content-MD5` and `x-amz-checksum-sha256` of its bytes, each
+/// UploadPart `x-amz-checksum-sha256` of its own; with `wire_checksums =
+/// false`, only `Content-MD5`.
+#[tokio::test(flavor = "multi_thread")]
+async fn puts_and_parts_carry_checksums_of_their_bytes() {
+    use base64::Engine;
+    use std::sync::{Arc, Mutex};
+    for wire in [true, false] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let proxy = common::fault_proxy_seeing(
+            common::moto_endpoint(),
+            move |method, query, headers, body| {
+                if *method == hyper::Method::PUT
+                    && !body.is_empty()
+                    && !headers.contains_key("x-amz-copy-source")
+                {
+                    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+                    let matches = |name: &str, want: String| {
+                        headers.get(name).map(|v| v.to_str().unwrap() == want)
+                    };
+                    record.lock().unwrap().push((
+                        if query.contains("uploadId=") {
+                            "part"
+                        } else {
+                            "object"
+                        },
+                        matches("content-md5", b64(&md5::Md5::digest(body))),
+                        matches("x-amz-checksum-sha256", b64(&sha2::Sha256::digest(body))),
+                    ));
+                }
+                common::Fault::Pass
+            },
+        )
+        .await;
+        let extra = format!("part_size = \"5MiB\"\nwire_checksums = {wire}\n");
+        let g = common::gateway::start_via(&format!("http://{proxy}"), &extra).await;
+        let (_ssh, s) = alice(&g).await;
+        put(&s, "/small.txt", &pattern(1000, 1)).await;
+        put(&s, "/multi.bin", &pattern(11 * MIB, 2)).await;
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        let sha = Some(true).filter(|_| wire);
+        let part = ("part", None, sha);
+        assert_eq!(
+            seen,
+            [("object", Some(true), sha), part, part, part],
+            "wire_checksums = {wire}"
+        );
+        g.stop().await;
+    }
+}

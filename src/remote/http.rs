@@ -141,9 +141,27 @@ impl HttpConnector for GatewayConnector {
     }
 }
 
+/// A PUT's `Content-MD5`, which object_store has no option for: the PUT's
+/// extensions carry it to the connector, which sets the header. It is
+/// left out of the signature (SigV4 signs the headers it lists, and S3
+/// checks Content-MD5 against the body all the same).
+#[derive(Debug, Clone)]
+pub struct ContentMd5(http::HeaderValue);
+
+impl ContentMd5 {
+    pub fn of(md5: &[u8; 16]) -> ContentMd5 {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(md5);
+        ContentMd5(http::HeaderValue::from_str(&b64).expect("base64 is a valid header value"))
+    }
+}
+
 #[async_trait::async_trait]
 impl HttpService for GatewayConnector {
-    async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+    async fn call(&self, mut req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        if let Some(ContentMd5(md5)) = req.extensions_mut().remove::<ContentMd5>() {
+            req.headers_mut().insert("content-md5", md5);
+        }
         let out = &self.0;
         let copy = req.headers().contains_key("x-amz-copy-source");
         let operation = crate::metrics::s3_operation(req.method(), req.uri(), copy);

@@ -332,6 +332,13 @@ impl Remote {
         matches!(&self.config.kind, RemoteKind::S3(s3) if s3.wire_checksums)
     }
 
+    /// Whether a single PUT carries `Content-MD5`, which every S3 server
+    /// checks against the body (S3 only: the others are not reached over
+    /// HTTP).
+    pub fn sends_content_md5(&self) -> bool {
+        self.parts.is_some()
+    }
+
     /// Whether a multipart upload's digests are written into its metadata
     /// by a copy of the object onto itself (`keep_digests_by_copy`).
     pub fn keeps_digests_by_copy(&self) -> bool {

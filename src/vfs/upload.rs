@@ -14,6 +14,7 @@ use super::transfers::{EndHook, Ended, Transfer};
 use super::{FsError, FsResult};
 use crate::base::{Digests, lock};
 use crate::config::units::format_size;
+use crate::remote::http::ContentMd5;
 use crate::remote::{Kept, PartEtags, Remote};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -444,13 +445,9 @@ impl Upload {
             .expect("started above")
             .put_part(payload);
         // The part's MD5, hashed off the async threads while it uploads: what
-        // the object's ETag must be if a failed CompleteMultipartUpload
-        // turns out to have stored it after all.
-        let md5 = tokio::task::spawn_blocking(move || {
-            let mut md5 = Md5::new();
-            hashed.iter().for_each(|b| md5.update(b));
-            <[u8; 16]>::from(md5.finalize())
-        });
+        // S3's ETag for the part must be, and the object's if a failed
+        // CompleteMultipartUpload turns out to have stored it after all.
+        let md5 = md5_of(hashed);
         let sent = async move {
             part.await?;
             let md5 = md5.await.map_err(|e| object_store::Error::Generic {
@@ -548,11 +545,19 @@ impl Upload {
                 WriteMode::CreateNew => PutMode::Create,
                 WriteMode::Truncate | WriteMode::Append => PutMode::Overwrite,
             };
-            let opts = PutOptions {
+            let mut opts = PutOptions {
                 mode,
                 attributes: self.attributes(digests.clone()),
                 ..Default::default()
             };
+            if self.remote.sends_content_md5() {
+                // The object is the payload: its MD5 is the file's.
+                let md5 = match digests.md5 {
+                    Some(md5) => md5,
+                    None => md5_of(payload.clone()).await.map_err(FsError::storage)?,
+                };
+                opts.extensions.insert(ContentMd5::of(&md5));
+            }
             let put = self
                 .remote
                 .store()
@@ -681,6 +686,15 @@ fn multipart_etag(parts: &[Option<[u8; 16]>]) -> Option<String> {
         crate::base::hex(&md5.finalize()),
         parts.len()
     ))
+}
+
+/// The MD5 of `payload`, hashed on the blocking pool.
+fn md5_of(payload: PutPayload) -> JoinHandle<[u8; 16]> {
+    tokio::task::spawn_blocking(move || {
+        let mut md5 = Md5::new();
+        payload.iter().for_each(|b| md5.update(b));
+        <[u8; 16]>::from(md5.finalize())
+    })
 }
 
 /// Starts a multipart upload in a task of its own, so that an upload

@@ -237,6 +237,15 @@ pub async fn fault_proxy_with(
     upstream: String,
     rule: impl Fn(&hyper::Method, &str) -> Fault + Send + Sync + 'static,
 ) -> SocketAddr {
+    fault_proxy_seeing(upstream, move |method, query, _, _| rule(method, query)).await
+}
+
+/// As [`fault_proxy_with`], the rule also seeing each request's headers
+/// and body as the gateway sent them.
+pub async fn fault_proxy_seeing(
+    upstream: String,
+    rule: impl Fn(&hyper::Method, &str, &http::HeaderMap, &[u8]) -> Fault + Send + Sync + 'static,
+) -> SocketAddr {
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
@@ -265,7 +274,8 @@ pub async fn fault_proxy_with(
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        let fault = rule(&parts.method, parts.uri.query().unwrap_or(""));
+                        let query = parts.uri.query().unwrap_or("");
+                        let fault = rule(&parts.method, query, &parts.headers, &body);
                         if let (Fault::Corrupt, false) = (&fault, body.is_empty()) {
                             let mut changed = body.to_vec();
                             changed[body.len() / 2] ^= 0x20;
