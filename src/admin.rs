@@ -36,17 +36,21 @@ pub struct Health {
     /// Set at SIGTERM during `shutdown_drain`: the balancer should stop
     /// sending new connections here.
     draining: Arc<AtomicBool>,
+    /// Shown, never judged: a receiver that is down is not the gateway's failure.
+    events: Arc<crate::events::Events>,
 }
 
 impl Health {
     /// Starts probing every remote until `stop` completes.
     pub fn start(
         remotes: &Remotes,
+        events: Arc<crate::events::Events>,
         draining: Arc<AtomicBool>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Self {
         let health = Health {
             draining,
+            events,
             ..Health::default()
         };
         for r in remotes.iter() {
@@ -131,6 +135,7 @@ impl Health {
             "status": if draining { "draining" } else if healthy { "ok" } else { "unhealthy" },
             "listeners": if draining { "draining" } else { "up" },
             "remotes": remotes,
+            "webhooks": self.events.backlog().into_iter().collect::<BTreeMap<_, _>>(),
         });
         let status = if healthy {
             StatusCode::OK

@@ -23,6 +23,8 @@
 //! * [`sftp`]: the SFTP frontend (russh + russh-sftp) over the VFS.
 //! * [`ftp`]: the FTP/FTPS frontend (libunftp) over the VFS.
 //! * [`sync`]: sync jobs — list both sides, plan (pure), act through the same object layers.
+//! * [`events`]: `[[webhooks]]`: each event spooled on disk before the
+//!   client's reply, delivered signed and retried until a 2xx.
 //! * [`admin`], [`metrics`]: `/healthz` and `/metrics` for operators.
 //! * [`serve`]: starts what the config enables.
 //!
@@ -34,6 +36,7 @@ pub mod admin;
 pub mod auth;
 pub mod base;
 pub mod config;
+pub mod events;
 pub mod ftp;
 #[doc(hidden)]
 pub mod fuzzing;

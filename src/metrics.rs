@@ -39,6 +39,11 @@ pub struct SyncLabel {
     pub outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabel {
+    pub webhook: String,
+}
+
 type Latency = Family<OperationLabel, Histogram, fn() -> Histogram>;
 
 /// Every metric the gateway exports.
@@ -63,6 +68,20 @@ pub struct Metrics {
     /// Bytes held from the memory budget (read-ahead and upload parts).
     pub buffered_bytes: Gauge,
     pub sync_runs: Family<SyncLabel, Counter>,
+    /// Events taken into a webhook's spool.
+    pub events_emitted: Family<WebhookLabel, Counter>,
+    /// Events a receiver answered 2xx.
+    pub events_delivered: Family<WebhookLabel, Counter>,
+    /// Delivery attempts that failed (the event is retried).
+    pub event_attempts_failed: Family<WebhookLabel, Counter>,
+    /// Events refused because the webhook's spool was full.
+    pub events_refused: Family<WebhookLabel, Counter>,
+    /// Events given up after `retry_for` (kept in failed.jsonl).
+    pub events_given_up: Family<WebhookLabel, Counter>,
+    /// Events waiting for delivery.
+    pub events_pending: Family<WebhookLabel, Gauge>,
+    /// Age of the oldest event waiting, seconds.
+    pub events_oldest_pending_seconds: Family<WebhookLabel, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -85,6 +104,13 @@ impl Metrics {
             uploads_in_flight: Gauge::default(),
             buffered_bytes: Gauge::default(),
             sync_runs: Family::default(),
+            events_emitted: Family::default(),
+            events_delivered: Family::default(),
+            event_attempts_failed: Family::default(),
+            events_refused: Family::default(),
+            events_given_up: Family::default(),
+            events_pending: Family::default(),
+            events_oldest_pending_seconds: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -137,6 +163,46 @@ impl Metrics {
             "sync_runs",
             "Sync runs, by job and outcome",
             m.sync_runs.clone(),
+        );
+        let events: [(&str, &str, &Family<WebhookLabel, Counter>); 5] = [
+            (
+                "events_emitted",
+                "Events taken into a webhook's spool",
+                &m.events_emitted,
+            ),
+            (
+                "events_delivered",
+                "Events a webhook's receiver accepted (2xx)",
+                &m.events_delivered,
+            ),
+            (
+                "event_attempts_failed",
+                "Webhook delivery attempts that failed (retried)",
+                &m.event_attempts_failed,
+            ),
+            (
+                "events_refused",
+                "Events refused because the webhook's spool was full",
+                &m.events_refused,
+            ),
+            (
+                "events_given_up",
+                "Events given up after retry_for (kept in failed.jsonl)",
+                &m.events_given_up,
+            ),
+        ];
+        for (name, help, family) in events {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "events_pending",
+            "Events waiting for delivery, by webhook",
+            m.events_pending.clone(),
+        );
+        registry.register(
+            "events_oldest_pending_seconds",
+            "Age of the oldest event waiting for delivery, by webhook",
+            m.events_oldest_pending_seconds.clone(),
         );
         // The series a dashboard expects exist from the start, at zero.
         for protocol in ["sftp", "ftp", "ftps-implicit"] {

@@ -3,6 +3,7 @@
 
 use crate::auth::{SessionLimits, Users};
 use crate::config::Config;
+use crate::events::Events;
 use crate::remote::Remotes;
 use crate::session::SessionContext;
 use crate::vfs::transfers;
@@ -43,6 +44,8 @@ pub struct Running {
     ending: CancellationToken,
     /// Makes /healthz answer 503 during `shutdown_drain`.
     draining: Arc<AtomicBool>,
+    /// The webhooks, reloaded with the users.
+    pub events: Arc<Events>,
 }
 
 impl Gateway {
@@ -67,10 +70,12 @@ impl Gateway {
         let mut tasks = JoinSet::new();
         let ending = CancellationToken::new();
         let draining = Arc::new(AtomicBool::new(false));
+        let events = Events::start(&self.config.webhooks, &self.config.server.state_dir)?;
         let shared = Arc::new(SessionContext {
             users: self.users.clone(),
             storage: self.storage.clone(),
             limits: self.limits.clone(),
+            events: events.clone(),
             ending: ending.clone(),
         });
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
@@ -103,6 +108,7 @@ impl Gateway {
         if let Some(admin) = &self.config.admin {
             let health = crate::admin::Health::start(
                 &self.remotes,
+                events.clone(),
                 draining.clone(),
                 until_stopped(stopped.clone()),
             );
@@ -115,7 +121,8 @@ impl Gateway {
             });
         }
         // A job's failures are its own: logged by the job, never the gateway's.
-        let jobs = crate::sync::schedule::start(&self.config, &self.storage, &stopped, &ending);
+        let jobs =
+            crate::sync::schedule::start(&self.config, &self.storage, &events, &stopped, &ending);
         Ok(Running {
             sftp: sftp_addr,
             ftp: ftp_addr,
@@ -125,6 +132,7 @@ impl Gateway {
             jobs,
             ending,
             draining,
+            events,
             tasks,
         })
     }
@@ -202,6 +210,7 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     let (users, remotes) = (gateway.config.users.len(), gateway.config.remotes.len());
     let live_users = gateway.users.clone();
     let running = gateway.start().await?;
+    let events = running.events.clone();
     tracing::info!(
         users,
         remotes,
@@ -211,7 +220,7 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
-            _ = hangup.recv() => reload_users(path, &live_users),
+            _ = hangup.recv() => reload(path, &live_users, &events),
         }
     }
     tracing::info!("stopping");
@@ -220,13 +229,17 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP: the users of the config file replace the running ones; sessions
-/// already logged in go on. A config with problems changes nothing.
-fn reload_users(path: &std::path::Path, users: &Users) {
+/// SIGHUP: the users and webhooks of the config file replace the running
+/// ones; sessions already logged in go on. A config with problems changes
+/// nothing.
+fn reload(path: &std::path::Path, users: &Users, events: &Events) {
     match Config::load(path) {
         Ok(config) => {
             users.replace(&config.users);
-            tracing::info!(users = config.users.len(), file = %path.display(), "users reloaded");
+            if let Err(e) = events.reload(&config.webhooks) {
+                tracing::error!("webhooks not reloaded: {e}");
+            }
+            tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), file = %path.display(), "users and webhooks reloaded");
         }
         Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
     }

@@ -4,9 +4,12 @@
 //! from outside (login deadline, shutdown), and the outcome of its login.
 
 use crate::auth::{Admitted, LoginError, NotLoggedIn, PreLogin, SessionLimits, Users};
+use crate::config::EventKind;
 use crate::config::UserConfig;
+use crate::events::{Event, Events, Origin};
 use crate::proxy::ProxyRules;
-use crate::vfs::Storage;
+use crate::vfs::audited::Audited;
+use crate::vfs::{Storage, UserVfs};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -24,12 +27,30 @@ pub struct SessionContext {
     pub users: Users,
     pub storage: Storage,
     pub limits: SessionLimits,
+    /// Where events go (`[[webhooks]]`).
+    pub events: Arc<Events>,
     /// Cancelled when the shutdown grace period is over: sessions still
     /// open end, and drop (abort) their unfinished uploads.
     pub ending: CancellationToken,
 }
 
 impl SessionContext {
+    /// A logged-in user's files as every frontend serves them: audited,
+    /// and telling the webhooks what happens, from this origin.
+    pub fn audited(
+        &self,
+        vfs: UserVfs,
+        protocol: &'static str,
+        ip: std::net::IpAddr,
+    ) -> Audited<UserVfs> {
+        let origin = Origin {
+            protocol,
+            user: vfs.user().to_string(),
+            ip,
+        };
+        Audited::new(vfs, self.events.clone(), origin)
+    }
+
     /// What both frontends do first with a new connection, in its own
     /// task: the client's real address (PROXY protocol), then the ban check
     /// and its place among the connections not logged in yet. `None`: the
@@ -87,6 +108,7 @@ impl SessionContext {
         pending: &PreLogin,
     ) -> impl Future<Output = Close> + Send + 'static {
         let (login, ending, limits) = (pending.watch(), self.ending.clone(), self.limits.clone());
+        let events = self.events.clone();
         async move {
             let close = tokio::select! {
                 reason = login.closed() => Close::NotLoggedIn(reason),
@@ -95,7 +117,9 @@ impl SessionContext {
             match close {
                 Close::NotLoggedIn(reason) => {
                     tracing::info!(%peer, %reason, "connection closed before login");
-                    limits.closed_before_login(peer.ip(), reason);
+                    if limits.closed_before_login(peer.ip(), reason) {
+                        let _ = events.emit(ban(peer.ip(), None));
+                    }
                 }
                 Close::Shutdown => tracing::info!(%peer, "session ended by shutdown"),
             }
@@ -118,7 +142,7 @@ impl SessionContext {
         checked: Result<Arc<UserConfig>, LoginError>,
     ) -> Option<Arc<UserConfig>> {
         let _enter = span.enter();
-        let Some((peer, _)) = admitted.peer_and_protocol() else {
+        let Some((peer, protocol)) = admitted.peer_and_protocol() else {
             tracing::warn!(
                 user = name,
                 "a second login on a logged-in connection refused"
@@ -130,7 +154,16 @@ impl SessionContext {
             Err(e) => {
                 login_result("failed");
                 tracing::warn!(user = name, method, reason = %e, "login failed");
-                self.limits.login_failed(peer);
+                let failed = Event {
+                    protocol: Some(protocol),
+                    user: Some(name.to_string()),
+                    ip: Some(peer.to_string()),
+                    ..Event::new(EventKind::LoginFailed)
+                };
+                let _ = self.events.emit(failed.failed(Some(e.to_string())));
+                if self.limits.login_failed(peer) {
+                    let _ = self.events.emit(ban(peer, Some(protocol)));
+                }
                 return None;
             }
         };
@@ -142,7 +175,22 @@ impl SessionContext {
         login_result("ok");
         span.record("user", user.name.as_str());
         tracing::info!(method, "logged in");
+        let origin = Origin {
+            protocol,
+            user: user.name.clone(),
+            ip: peer,
+        };
+        let _ = self.events.emit(origin.event(EventKind::Login));
         Some(user)
+    }
+}
+
+/// The event of a source banned now.
+fn ban(ip: std::net::IpAddr, protocol: Option<&'static str>) -> Event {
+    Event {
+        protocol,
+        ip: Some(ip.to_string()),
+        ..Event::new(EventKind::Ban)
     }
 }
 

@@ -226,11 +226,10 @@ impl SessionLimits {
     }
 
     /// A connection closed before it logged in counts as a failed login
-    /// of its source: a source that keeps doing it is banned.
-    pub fn closed_before_login(&self, peer: IpAddr, reason: NotLoggedIn) {
-        if reason == NotLoggedIn::Deadline {
-            self.login_failed(peer);
-        }
+    /// of its source: a source that keeps doing it is banned. True when
+    /// this one banned it.
+    pub fn closed_before_login(&self, peer: IpAddr, reason: NotLoggedIn) -> bool {
+        reason == NotLoggedIn::Deadline && self.login_failed(peer)
     }
 
     /// A session slot for `user`, within the server's and the user's limits.
@@ -277,11 +276,14 @@ impl SessionLimits {
         Ok(())
     }
 
-    /// A failed login counts toward the ban of its source.
-    pub fn login_failed(&self, peer: IpAddr) {
-        if self.bans.failed(peer) {
+    /// A failed login counts toward the ban of its source. True when
+    /// this one banned it.
+    pub fn login_failed(&self, peer: IpAddr) -> bool {
+        let banned = self.bans.failed(peer);
+        if banned {
             tracing::warn!(source = %peer, for_secs = self.bans.ban_time().as_secs(), "source banned after repeated failed logins");
         }
+        banned
     }
 }
 

@@ -9,9 +9,11 @@ mod permissions;
 mod raw;
 pub mod units;
 mod validate;
+mod webhooks;
 
 pub use crate::base::Checksums;
 pub use permissions::{Permission, Permissions};
+pub use webhooks::{EventKind, WebhookConfig};
 
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -33,6 +35,7 @@ pub struct Config {
     pub remotes: BTreeMap<String, RemoteConfig>,
     pub users: Vec<UserConfig>,
     pub syncs: Vec<SyncConfig>,
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub remotes: BTreeMap<String, Spanned<RawRemote>>,
     pub users: Vec<Spanned<RawUser>>,
     pub syncs: Vec<Spanned<RawSync>>,
+    pub webhooks: Vec<Spanned<RawWebhook>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,4 +137,20 @@ pub struct RawSync {
     pub transfers: S<i64>,
     pub max_delete: S<i64>,
     pub delete_empty_folders: S<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawWebhook {
+    pub name: S<String>,
+    pub url: S<String>,
+    pub events: S<Vec<Spanned<String>>>,
+    pub users: Vec<Spanned<String>>,
+    pub paths: Vec<Spanned<String>>,
+    pub secret: S<String>,
+    pub timeout: S<String>,
+    pub retry_for: S<String>,
+    pub concurrency: S<i64>,
+    pub spool_limit: S<String>,
+    pub ca_file: S<String>,
 }

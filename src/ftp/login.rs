@@ -52,6 +52,8 @@ impl UserDetail for FtpUser {}
 pub struct Login {
     shared: Arc<SessionContext>,
     peer: SocketAddr,
+    /// `ftp` or `ftps-implicit`, as the session's span says.
+    protocol: &'static str,
     span: tracing::Span,
     /// The connection's place among those not logged in, then its session slot.
     admitted: Mutex<Admitted>,
@@ -71,12 +73,14 @@ impl Login {
     pub fn new(
         shared: Arc<SessionContext>,
         peer: SocketAddr,
+        protocol: &'static str,
         span: tracing::Span,
         pending: PreLogin,
     ) -> Self {
         Login {
             shared,
             peer,
+            protocol,
             span,
             admitted: Mutex::new(Admitted::Pending(pending)),
             checked: Mutex::new(None),
@@ -100,7 +104,7 @@ impl Login {
         };
         match UserVfs::for_user(&user, &self.shared.storage).await {
             Ok(vfs) => Some(FtpUser {
-                vfs: Audited::new(vfs),
+                vfs: self.shared.audited(vfs, self.protocol, self.peer.ip()),
                 span: self.span.clone(),
                 ending: self.shared.ending.clone(),
             }),

@@ -177,6 +177,7 @@ impl ConnectionSetup {
                 let login = Arc::new(Login::new(
                     setup.shared.clone(),
                     peer,
+                    protocol,
                     span.clone(),
                     pending,
                 ));

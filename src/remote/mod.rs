@@ -217,6 +217,14 @@ impl Remote {
         &*self.namespace
     }
 
+    /// The S3 bucket, for events; `None` for other kinds.
+    pub fn bucket(&self) -> Option<&str> {
+        match &self.config.kind {
+            RemoteKind::S3(s3) => Some(&s3.bucket),
+            _ => None,
+        }
+    }
+
     /// The size of each part of a multipart upload.
     pub fn part_size(&self) -> u64 {
         self.config.part_size

@@ -164,11 +164,11 @@ fn take_string(data: &mut &[u8]) -> Option<String> {
 
 impl SftpHandler {
     /// A channel's handler; `slots` are its connection's handle slots, `max` their number.
-    pub fn new(vfs: UserVfs, slots: Arc<Semaphore>, max: usize) -> Self {
+    pub fn new(vfs: Audited<UserVfs>, slots: Arc<Semaphore>, max: usize) -> Self {
         let sftp = ProtocolLabel { protocol: "sftp" };
         let metrics = crate::metrics::get();
         SftpHandler {
-            vfs: Audited::new(vfs),
+            vfs,
             handles: Handles {
                 open: HashMap::new(),
                 slots,

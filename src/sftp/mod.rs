@@ -59,6 +59,12 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let handles = Arc::new(tokio::sync::Semaphore::new(64));
+    let origin = crate::events::Origin {
+        protocol: "sftp",
+        user: vfs.user().to_string(),
+        ip: std::net::Ipv4Addr::LOCALHOST.into(),
+    };
+    let vfs = crate::vfs::audited::Audited::new(vfs, crate::events::Events::none(), origin);
     pump::run(stream, handler::SftpHandler::new(vfs, handles, 64)).await;
 }
 

@@ -84,9 +84,9 @@ impl SshSession {
 
     /// The user's files for one channel; `None` (logged) if the home
     /// cannot be prepared.
-    async fn user_vfs(&self, user: &UserConfig) -> Option<UserVfs> {
+    async fn user_vfs(&self, user: &UserConfig) -> Option<Audited<UserVfs>> {
         match UserVfs::for_user(user, &self.shared.storage).await {
-            Ok(vfs) => Some(vfs),
+            Ok(vfs) => Some(self.shared.audited(vfs, "sftp", self.peer.ip())),
             Err(e) => {
                 let _enter = self.span.enter();
                 tracing::error!(error = %e, "the user's home could not be prepared");
@@ -235,7 +235,7 @@ impl russh::server::Handler for SshSession {
         tokio::spawn(
             async move {
                 let _slot = slot;
-                commands::run(command, channel, Audited::new(vfs)).await;
+                commands::run(command, channel, vfs).await;
             }
             .instrument(self.span.clone()),
         );

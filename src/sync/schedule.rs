@@ -4,8 +4,10 @@
 //! (the next waits for the last, then for the interval).
 
 use super::lease::LeaseError;
+use super::report::Outcome;
 use super::{Job, Quiet, SyncError};
-use crate::config::Config;
+use crate::config::{Config, EventKind};
+use crate::events::{Event, Events};
 use crate::vfs::Storage;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -18,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub fn start(
     config: &Config,
     storage: &Storage,
+    events: &Arc<Events>,
     stopped: &watch::Receiver<bool>,
     ending: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -35,7 +38,7 @@ pub fn start(
         };
         tracing::info!(job = sync.name, every = %humantime::format_duration(interval), "sync job scheduled");
         let mut stopped = stopped.clone();
-        let ending = ending.clone();
+        let (ending, events) = (ending.clone(), events.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let mut run = tokio::spawn({
@@ -43,7 +46,11 @@ pub fn start(
                     async move { job.run(false, &Quiet).await }
                 });
                 tokio::select! {
-                    result = &mut run => log_result(&job, result),
+                    result = &mut run => {
+                        if let Some(event) = log_result(&job, result) {
+                            events.emit(event).wait().await;
+                        }
+                    }
                     _ = ending.cancelled() => {
                         run.abort();
                         tracing::warn!(job = job.config.name, "sync run ended by shutdown; the next run finishes it");
@@ -60,15 +67,46 @@ pub fn start(
     tasks
 }
 
-fn log_result(job: &Job, result: Result<Result<super::Report, SyncError>, tokio::task::JoinError>) {
+/// Logs how a run ended and gives its `sync_run` event: none for a run
+/// another gateway holds the job for.
+fn log_result(
+    job: &Job,
+    result: Result<Result<super::Report, SyncError>, tokio::task::JoinError>,
+) -> Option<Event> {
     let name = &job.config.name;
-    match result {
+    let event = Event {
+        job: Some(name.clone()),
+        ..Event::new(EventKind::SyncRun)
+    };
+    let error = match result {
         // The report has been logged by the run.
-        Ok(Ok(_)) => {}
-        Ok(Err(SyncError::Lease(LeaseError::Busy { holder, until }))) => {
-            tracing::info!(job = name, %holder, %until, "sync run skipped: the job is running on another gateway")
+        Ok(Ok(report)) => {
+            let error = match &report.outcome {
+                Outcome::Done => None,
+                Outcome::Failed => Some(format!("{} file(s) failed", report.errors.len())),
+                Outcome::Stopped(why) => Some(why.clone()),
+            };
+            return Some(
+                Event {
+                    duration_ms: Some((report.seconds * 1000.0) as u64),
+                    report: serde_json::to_value(&report).ok(),
+                    ..event
+                }
+                .failed(error),
+            );
         }
-        Ok(Err(e)) => tracing::error!(job = name, error = %e, "sync run failed"),
-        Err(e) => tracing::error!(job = name, error = %e, "sync run crashed; serving goes on"),
-    }
+        Ok(Err(SyncError::Lease(LeaseError::Busy { holder, until }))) => {
+            tracing::info!(job = name, %holder, %until, "sync run skipped: the job is running on another gateway");
+            return None;
+        }
+        Ok(Err(e)) => {
+            tracing::error!(job = name, error = %e, "sync run failed");
+            e.to_string()
+        }
+        Err(e) => {
+            tracing::error!(job = name, error = %e, "sync run crashed; serving goes on");
+            e.to_string()
+        }
+    };
+    Some(event.failed(Some(error)))
 }

@@ -8,14 +8,22 @@
 //! adds only what happened: operation, path, bytes, duration, result. Sync
 //! runs, which act on object layers rather than a user's VFS, write their
 //! lines with the same [`FileOp`].
+//!
+//! The same place emits the file events of `[[webhooks]]` (upload,
+//! download, delete, rename, mkdir, rmdir), and the operation's reply
+//! waits until its event is in the spool: an upload's when its close
+//! commits the object, never for one aborted.
 
 use super::transfers::Ended;
 use super::{Download, FileStat, FsResult, Upload, UserPath, Vfs, WriteMode};
 use crate::base::Algorithm;
+use crate::config::EventKind;
+use crate::events::{Event, Events, Origin, Receipt};
 use crate::remote::Space;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What one finished file operation did.
@@ -49,65 +57,123 @@ impl FileOp<'_> {
     }
 }
 
-/// A session's VFS with its audit line on every file operation.
+/// A session's VFS with its audit line on every file operation, and its
+/// events.
 #[derive(Debug)]
-pub struct Audited<V>(V);
+pub struct Audited<V> {
+    vfs: V,
+    events: Arc<Events>,
+    origin: Origin,
+}
 
 impl<V: Vfs> Audited<V> {
-    pub fn new(vfs: V) -> Self {
-        Audited(vfs)
+    pub fn new(vfs: V, events: Arc<Events>, origin: Origin) -> Self {
+        Audited {
+            vfs,
+            events,
+            origin,
+        }
     }
 
     /// The VFS below, for what is not a file operation (the user's name).
     pub fn inner(&self) -> &V {
-        &self.0
+        &self.vfs
     }
-}
 
-/// Runs one call and writes its line.
-async fn line<T>(
-    op: &'static str,
-    path: &UserPath,
-    to: Option<&UserPath>,
-    call: impl Future<Output = FsResult<T>>,
-) -> FsResult<T> {
-    let started = Instant::now();
-    let result = call.await;
-    FileOp {
-        op,
-        path: path.as_str(),
-        to: to.map(UserPath::as_str),
-        bytes: None,
-        sha256: None,
-        started,
+    /// What a finished operation tells the webhooks; `None` for an
+    /// operation no event names.
+    fn event(&self, op: &'static str, path: &UserPath, to: Option<&UserPath>) -> Option<Event> {
+        let kind = match op {
+            "upload" => EventKind::Upload,
+            "download" => EventKind::Download,
+            "remove" => EventKind::Delete,
+            "rename" => EventKind::Rename,
+            "mkdir" => EventKind::Mkdir,
+            "rmdir" => EventKind::Rmdir,
+            _ => return None,
+        };
+        let at = self.vfs.locate(path).unwrap_or_default();
+        Some(Event {
+            path: Some(path.to_string()),
+            to: to.map(UserPath::to_string),
+            to_key: to.and_then(|t| self.vfs.locate(t)).map(|l| l.key),
+            remote: Some(at.remote).filter(|r| !r.is_empty()),
+            bucket: at.bucket,
+            key: Some(at.key).filter(|k| !k.is_empty()),
+            ..self.origin.event(kind)
+        })
     }
-    .finish(result.as_ref().map(|_| ()));
-    result
-}
 
-/// The hook that writes a transfer's line when it ends.
-fn at_end(
-    op: &'static str,
-    path: &UserPath,
-    started: Instant,
-) -> impl FnOnce(Ended<'_>) + Send + Sync + 'static + use<> {
-    let path = path.clone();
-    move |ended| {
+    /// Runs one call, writes its line and spools its event.
+    async fn line<T>(
+        &self,
+        op: &'static str,
+        path: &UserPath,
+        to: Option<&UserPath>,
+        call: impl Future<Output = FsResult<T>>,
+    ) -> FsResult<T> {
+        let started = Instant::now();
+        let result = call.await;
         FileOp {
             op,
             path: path.as_str(),
-            to: None,
-            bytes: ended.bytes,
-            sha256: ended.digests.and_then(|d| d.hex(Algorithm::Sha256)),
+            to: to.map(UserPath::as_str),
+            bytes: None,
+            sha256: None,
             started,
         }
-        .finish(ended.result)
+        .finish(result.as_ref().map(|_| ()));
+        if let Some(event) = self.event(op, path, to) {
+            let event = Event {
+                duration_ms: Some(started.elapsed().as_millis() as u64),
+                ..event
+            };
+            let error = result.as_ref().err().map(|e| e.client_message());
+            self.events.emit(event.failed(error)).wait().await;
+        }
+        result
+    }
+
+    /// The hook that writes a transfer's line and spools its event when it
+    /// ends.
+    fn at_end(
+        &self,
+        op: &'static str,
+        path: &UserPath,
+        started: Instant,
+    ) -> impl FnOnce(Ended<'_>) -> Receipt + Send + Sync + 'static + use<V> {
+        let path = path.clone();
+        let (events, event) = (self.events.clone(), self.event(op, &path, None));
+        move |ended| {
+            FileOp {
+                op,
+                path: path.as_str(),
+                to: None,
+                bytes: ended.bytes,
+                sha256: ended.digests.and_then(|d| d.hex(Algorithm::Sha256)),
+                started,
+            }
+            .finish(ended.result);
+            let Some(event) = event else {
+                return Receipt::none();
+            };
+            let digest = |a| ended.digests.and_then(|d| d.hex(a));
+            let event = Event {
+                size: ended.bytes,
+                md5: digest(Algorithm::Md5),
+                sha1: digest(Algorithm::Sha1),
+                sha256: digest(Algorithm::Sha256),
+                duration_ms: Some(started.elapsed().as_millis() as u64),
+                ..event
+            };
+            events.emit(event.failed(ended.result.err().map(|e| e.client_message())))
+        }
     }
 }
 
 /// An opened transfer gets `end` as its end hook; one that failed to open
 /// is told at once.
-fn ending<T, E: FnOnce(Ended<'_>) + Send + Sync + 'static>(
+async fn ending<T, E: FnOnce(Ended<'_>) -> Receipt + Send + Sync + 'static>(
     opened: FsResult<T>,
     end: E,
     set: fn(&mut T, E),
@@ -118,7 +184,7 @@ fn ending<T, E: FnOnce(Ended<'_>) + Send + Sync + 'static>(
             Ok(transfer)
         }
         Err(e) => {
-            end(Ended::failed(&e));
+            end(Ended::failed(&e)).wait().await;
             Err(e)
         }
     }
@@ -127,50 +193,58 @@ fn ending<T, E: FnOnce(Ended<'_>) + Send + Sync + 'static>(
 #[async_trait]
 impl<V: Vfs> Vfs for Audited<V> {
     async fn stat(&self, path: &UserPath) -> FsResult<FileStat> {
-        self.0.stat(path).await
+        self.vfs.stat(path).await
     }
 
     async fn list(&self, path: &UserPath) -> FsResult<BoxStream<'static, FsResult<FileStat>>> {
-        line("list", path, None, self.0.list(path)).await
+        self.line("list", path, None, self.vfs.list(path)).await
     }
 
     async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download> {
-        let end = at_end("download", path, Instant::now());
-        let opened = self.0.open_read(path, offset).await;
-        ending(opened, end, Download::on_end)
+        let end = self.at_end("download", path, Instant::now());
+        let opened = self.vfs.open_read(path, offset).await;
+        ending(opened, end, Download::on_end).await
     }
 
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
-        let end = at_end("upload", path, Instant::now());
-        let opened = self.0.open_write(path, mode).await;
-        ending(opened, end, Upload::on_end)
+        let end = self.at_end("upload", path, Instant::now());
+        let opened = self.vfs.open_write(path, mode).await;
+        ending(opened, end, Upload::on_end).await
     }
 
     async fn mkdir(&self, path: &UserPath) -> FsResult<()> {
-        line("mkdir", path, None, self.0.mkdir(path)).await
+        self.line("mkdir", path, None, self.vfs.mkdir(path)).await
     }
 
     async fn rmdir(&self, path: &UserPath) -> FsResult<()> {
-        line("rmdir", path, None, self.0.rmdir(path)).await
+        self.line("rmdir", path, None, self.vfs.rmdir(path)).await
     }
 
     async fn remove(&self, path: &UserPath) -> FsResult<()> {
-        line("remove", path, None, self.0.remove(path)).await
+        self.line("remove", path, None, self.vfs.remove(path)).await
     }
 
     async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> FsResult<()> {
-        line("rename", from, Some(to), self.0.rename(from, to, overwrite)).await
+        self.line(
+            "rename",
+            from,
+            Some(to),
+            self.vfs.rename(from, to, overwrite),
+        )
+        .await
     }
 
     async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> FsResult<()> {
-        line("setstat", path, None, self.0.set_times(path, mtime)).await
+        self.line("setstat", path, None, self.vfs.set_times(path, mtime))
+            .await
     }
 
     async fn statvfs(&self, path: &UserPath) -> FsResult<Space> {
-        self.0.statvfs(path).await
+        self.vfs.statvfs(path).await
     }
 
     async fn digest(&self, path: &UserPath, algorithm: Algorithm) -> FsResult<Vec<u8>> {
-        line("checksum", path, None, self.0.digest(path, algorithm)).await
+        self.line("checksum", path, None, self.vfs.digest(path, algorithm))
+            .await
     }
 }

@@ -338,7 +338,10 @@ impl Download {
 
     /// Sets what is told when the download is dropped: the bytes handed
     /// out and the first failure.
-    pub fn on_end(&mut self, hook: impl FnOnce(Ended<'_>) + Send + Sync + 'static) {
+    pub fn on_end(
+        &mut self,
+        hook: impl FnOnce(Ended<'_>) -> crate::events::Receipt + Send + Sync + 'static,
+    ) {
         self.end = Some(Box::new(hook));
     }
 
@@ -598,7 +601,8 @@ impl Download {
 impl Drop for Download {
     fn drop(&mut self) {
         if let Some(end) = self.end.take() {
-            end(Ended {
+            // Spooled all the same; nothing waits for a download's event.
+            let _ = end(Ended {
                 bytes: Some(self.handed),
                 digests: None,
                 result: self.failed.as_ref().map_or(Ok(()), Err),

@@ -133,6 +133,18 @@ pub trait Vfs: Send + Sync {
     /// A file's digest: the one its upload kept, or one computed by reading
     /// it (bounded memory; refused past `checksum_read_limit`).
     async fn digest(&self, path: &UserPath, algorithm: Algorithm) -> FsResult<Vec<u8>>;
+    /// Where `path` is stored, for an event; `None` where it cannot say.
+    fn locate(&self, _path: &UserPath) -> Option<Located> {
+        None
+    }
+}
+
+/// Where a user path is stored: the remote, its bucket (S3), the key.
+#[derive(Debug, Clone, Default)]
+pub struct Located {
+    pub remote: String,
+    pub bucket: Option<String>,
+    pub key: String,
 }
 
 /// The object layers of every remote, built once and shared by all sessions.

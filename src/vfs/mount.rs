@@ -263,4 +263,14 @@ impl Vfs for UserVfs {
         let r = self.allowed(path, Permission::Download)?;
         r.mount.layer.digest(&r.key, algorithm).await
     }
+
+    fn locate(&self, path: &UserPath) -> Option<super::Located> {
+        let r = self.resolve(path).ok()?;
+        let remote = r.mount.layer.remote();
+        Some(super::Located {
+            remote: remote.name().to_string(),
+            bucket: remote.bucket().map(str::to_string),
+            key: r.key,
+        })
+    }
 }

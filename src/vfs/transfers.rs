@@ -6,6 +6,7 @@
 
 use super::FsError;
 use crate::base::Digests;
+use crate::events::Receipt;
 use std::sync::OnceLock;
 use tokio::sync::watch;
 
@@ -31,8 +32,10 @@ impl<'a> Ended<'a> {
     }
 }
 
-/// Called once, when a transfer ends however it ends.
-pub type EndHook = Box<dyn FnOnce(Ended<'_>) + Send + Sync>;
+/// Called once, when a transfer ends however it ends; what it returns is
+/// waited for before a committed upload's close is answered (its event on
+/// disk).
+pub type EndHook = Box<dyn FnOnce(Ended<'_>) -> Receipt + Send + Sync>;
 
 fn open() -> &'static watch::Sender<usize> {
     static OPEN: OnceLock<watch::Sender<usize>> = OnceLock::new();

@@ -211,7 +211,10 @@ impl Upload {
 
     /// Sets what is told when the upload ends: committed, failed, or
     /// dropped before close.
-    pub fn on_end(&mut self, hook: impl FnOnce(Ended<'_>) + Send + Sync + 'static) {
+    pub fn on_end(
+        &mut self,
+        hook: impl FnOnce(Ended<'_>) -> crate::events::Receipt + Send + Sync + 'static,
+    ) {
         self.end = Some(Box::new(hook));
     }
 
@@ -498,6 +501,7 @@ impl Upload {
             self.abort_now().await;
         }
         if let Some(end) = self.end.take() {
+            // The close is answered once its event is on disk.
             end(match &result {
                 Ok(stored) => Ended {
                     bytes: Some(self.next - self.continued),
@@ -505,7 +509,9 @@ impl Upload {
                     result: Ok(()),
                 },
                 Err(e) => Ended::failed(e),
-            });
+            })
+            .wait()
+            .await;
         }
         result
     }
@@ -727,7 +733,7 @@ impl Drop for Upload {
             let why = self.failed.take().unwrap_or_else(|| {
                 FsError::Aborted("the file was not closed: the upload was abandoned".into())
             });
-            end(Ended::failed(&why));
+            let _ = end(Ended::failed(&why));
         }
         if self.done {
             return;

@@ -1,0 +1,416 @@
+//! One webhook: its filters, its spool, and the task that posts what the
+//! spool holds, `concurrency` at a time, oldest due first. A failed
+//! attempt (no answer within `timeout`, or anything but a 2xx; redirects
+//! are not followed) is retried after 1 s, 2 s, 4 s … up to 5 min, with
+//! ±25 % jitter, until `retry_for` has passed since the event happened;
+//! then it is given up (logged, counted, kept in `failed.jsonl`).
+
+use super::spool::{Owner, Spool};
+use super::{Backlog, Event, parse_time, wanted};
+use crate::base::lock;
+use crate::config::WebhookConfig;
+use crate::metrics::WebhookLabel;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use hmac::{KeyInit, Mac};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::time::Instant;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// `v1=` and the hex HMAC-SHA256, keyed by `secret`, of the timestamp, a
+/// `.` and the body: what the `Bucketgate-Signature` header carries.
+pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1={}", crate::base::hex(&mac.finalize().into_bytes()))
+}
+
+/// An event waiting for delivery.
+struct Item {
+    body: Bytes,
+    attempts: u32,
+    /// When it happened: `retry_for` counts from here.
+    born: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: HashMap<String, Item>,
+    /// Items to attempt, by when: (due, order of arrival, id). An item
+    /// being attempted is in `items` but not here.
+    due: BTreeSet<(Instant, u64, String)>,
+    arrivals: u64,
+    /// Bytes of every undelivered event, those still being spooled too.
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    wake: Notify,
+}
+
+impl Queue {
+    fn insert(&self, id: String, body: Bytes, attempts: u32, at: Instant) {
+        let born = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("time").and_then(|t| t.as_str()).and_then(parse_time))
+            .unwrap_or_else(Utc::now);
+        let mut s = lock(&self.state);
+        s.arrivals += 1;
+        let order = s.arrivals;
+        s.due.insert((at, order, id.clone()));
+        s.items.insert(
+            id,
+            Item {
+                body,
+                attempts,
+                born,
+            },
+        );
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Waits for the next item due, and takes it out of the schedule.
+    async fn next_due(&self) -> (String, Bytes, u32) {
+        loop {
+            let wait_until = {
+                let mut s = lock(&self.state);
+                match s.due.first().cloned() {
+                    Some((at, _, id)) if at <= Instant::now() => {
+                        s.due.pop_first();
+                        let item = &s.items[&id];
+                        return (id, item.body.clone(), item.attempts);
+                    }
+                    Some((at, _, _)) => Some(at),
+                    None => None,
+                }
+            };
+            match wait_until {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = self.wake.notified() => {}
+                    }
+                }
+                None => self.wake.notified().await,
+            }
+        }
+    }
+
+    /// A delivered (or given-up) item leaves.
+    fn remove(&self, id: &str) {
+        let mut s = lock(&self.state);
+        if let Some(item) = s.items.remove(id) {
+            s.bytes = s.bytes.saturating_sub(item.body.len() as u64);
+        }
+    }
+
+    /// A failed item is tried again at `at`; `Err(born)` if it is older
+    /// than `retry_for` and must be given up instead.
+    fn retry(&self, id: &str, retry_for: Duration) -> Result<u32, ()> {
+        let mut s = lock(&self.state);
+        let Some(item) = s.items.get_mut(id) else {
+            return Err(());
+        };
+        item.attempts += 1;
+        let attempts = item.attempts;
+        let age = (Utc::now() - item.born).to_std().unwrap_or_default();
+        if age > retry_for {
+            return Err(());
+        }
+        let delay = backoff(attempts);
+        s.arrivals += 1;
+        let order = s.arrivals;
+        s.due
+            .insert((Instant::now() + delay, order, id.to_string()));
+        drop(s);
+        self.wake.notify_one();
+        Ok(attempts)
+    }
+
+    fn backlog(&self) -> Backlog {
+        let s = lock(&self.state);
+        let oldest = s.items.values().map(|i| i.born).min();
+        Backlog {
+            pending: s.items.len(),
+            oldest_seconds: oldest
+                .map(|t| (Utc::now() - t).num_seconds().max(0) as u64)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s … after the first, second, third failure, at most
+/// [`MAX_BACKOFF`], each within ±25 %.
+fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_secs(1)
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    base.mul_f64(rand::random_range(0.75..1.25))
+}
+
+impl Owner for Arc<Queue> {
+    fn stored(&self, id: String, body: Bytes) {
+        self.insert(id, body, 0, Instant::now());
+    }
+
+    fn undelivered(&self) -> Vec<(String, Bytes)> {
+        let s = lock(&self.state);
+        let mut items: Vec<_> = s.items.iter().collect();
+        items.sort_by_key(|(_, item)| item.born);
+        items
+            .into_iter()
+            .map(|(id, item)| (id.clone(), item.body.clone()))
+            .collect()
+    }
+}
+
+/// A running webhook.
+pub struct Webhook {
+    config: Mutex<Arc<WebhookConfig>>,
+    client: Mutex<reqwest::Client>,
+    queue: Arc<Queue>,
+    spool: Spool,
+    /// Removed from the config: takes no new events.
+    retired: AtomicBool,
+    label: WebhookLabel,
+}
+
+impl Webhook {
+    /// Opens the spool in `dir` and starts delivering.
+    pub fn start(config: WebhookConfig, dir: &Path) -> std::io::Result<Arc<Webhook>> {
+        let client = client(&config)?;
+        let queue = Arc::new(Queue::default());
+        let (spool, undelivered) = Spool::open(dir, queue.clone())?;
+        {
+            let mut s = lock(&queue.state);
+            s.bytes = undelivered.iter().map(|(_, b)| b.len() as u64).sum();
+        }
+        for (id, body) in undelivered {
+            queue.insert(id, body, 0, Instant::now());
+        }
+        let hook = Arc::new(Webhook {
+            label: WebhookLabel {
+                webhook: config.name.clone(),
+            },
+            config: Mutex::new(Arc::new(config)),
+            client: Mutex::new(client),
+            queue,
+            spool,
+            retired: AtomicBool::new(false),
+        });
+        tokio::spawn(hook.clone().deliver());
+        tokio::spawn(hook.clone().gauges());
+        Ok(hook)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.label.webhook
+    }
+
+    fn config(&self) -> Arc<WebhookConfig> {
+        lock(&self.config).clone()
+    }
+
+    pub fn update(&self, config: WebhookConfig) {
+        match client(&config) {
+            Ok(c) => *lock(&self.client) = c,
+            Err(e) => {
+                tracing::error!(webhook = config.name, error = %e, "webhook reload: the receiver's CA file cannot be read; the old client stays")
+            }
+        }
+        *lock(&self.config) = Arc::new(config);
+        self.retired.store(false, Ordering::Relaxed);
+    }
+
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    pub fn wants(&self, event: &Event) -> bool {
+        !self.retired.load(Ordering::Relaxed) && wanted(&self.config(), event)
+    }
+
+    pub fn backlog(&self) -> Backlog {
+        self.queue.backlog()
+    }
+
+    /// Spools `event` (its JSON `body`); the receiver resolves once it is
+    /// on disk. A full spool refuses it, loudly.
+    pub fn take(&self, event: &Event, body: Bytes) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let limit = self.config().spool_limit;
+        let metrics = crate::metrics::get();
+        {
+            let mut s = lock(&self.queue.state);
+            if s.bytes + body.len() as u64 > limit {
+                drop(s);
+                metrics.events_refused.get_or_create(&self.label).inc();
+                tracing::error!(
+                    webhook = self.name(),
+                    event = event.event.name(),
+                    id = event.id,
+                    path = event.path,
+                    limit = crate::config::units::format_size(limit),
+                    "EVENT DROPPED: the webhook's spool is full (spool_limit): its receiver has not taken events for a while"
+                );
+                let _ = tx.send(());
+                return rx;
+            }
+            s.bytes += body.len() as u64;
+        }
+        metrics.events_emitted.get_or_create(&self.label).inc();
+        self.spool.append(event.id.clone(), body, tx);
+        rx
+    }
+
+    /// Posts what is due, `concurrency` at a time, for ever.
+    async fn deliver(self: Arc<Webhook>) {
+        let slots = Arc::new(Semaphore::new(self.config().concurrency));
+        loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (id, body, attempts) = self.queue.next_due().await;
+            let hook = self.clone();
+            tokio::spawn(async move {
+                hook.attempt(id, body, attempts).await;
+                drop(slot);
+            });
+        }
+    }
+
+    async fn attempt(&self, id: String, body: Bytes, attempts: u32) {
+        let config = self.config();
+        let client = lock(&self.client).clone();
+        let timestamp = Utc::now().timestamp();
+        let sent = client
+            .post(config.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("Bucketgate-Event-Id", &id)
+            .header("Bucketgate-Timestamp", timestamp.to_string())
+            .header(
+                "Bucketgate-Signature",
+                sign(&config.secret, timestamp, &body),
+            )
+            .body(body.clone())
+            .send()
+            .await;
+        let failure = match sent {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) if r.status().is_redirection() => Some(format!(
+                "answered {} (redirects are not followed)",
+                r.status()
+            )),
+            Ok(r) => Some(format!("answered {}", r.status())),
+            Err(e) => Some(e.without_url().to_string()),
+        };
+        let metrics = crate::metrics::get();
+        let Some(why) = failure else {
+            self.queue.remove(&id);
+            self.spool.ack(id.clone());
+            metrics.events_delivered.get_or_create(&self.label).inc();
+            tracing::debug!(
+                webhook = self.name(),
+                id,
+                attempts = attempts + 1,
+                "event delivered"
+            );
+            return;
+        };
+        metrics
+            .event_attempts_failed
+            .get_or_create(&self.label)
+            .inc();
+        match self.queue.retry(&id, config.retry_for) {
+            Ok(attempt) => tracing::warn!(
+                webhook = self.name(),
+                url = config.shown_url(),
+                id,
+                attempt,
+                error = why,
+                "webhook delivery failed; it will be retried"
+            ),
+            Err(()) => {
+                self.queue.remove(&id);
+                self.spool.give_up(id.clone(), body);
+                metrics.events_given_up.get_or_create(&self.label).inc();
+                tracing::error!(webhook = self.name(), url = config.shown_url(), id, error = why, retry_for = %humantime::format_duration(config.retry_for), "EVENT GIVEN UP after retry_for: kept in the spool's failed.jsonl");
+            }
+        }
+    }
+
+    /// Keeps the pending gauges current, once a second.
+    async fn gauges(self: Arc<Webhook>) {
+        let metrics = crate::metrics::get();
+        loop {
+            let b = self.backlog();
+            metrics
+                .events_pending
+                .get_or_create(&self.label)
+                .set(b.pending as i64);
+            metrics
+                .events_oldest_pending_seconds
+                .get_or_create(&self.label)
+                .set(b.oldest_seconds as i64);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// The HTTP client of one webhook: its timeout, no redirects, the system's
+/// CA roots and the webhook's `ca_file`.
+fn client(config: &WebhookConfig) -> std::io::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("bucketgate/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &config.ca_file {
+        let pem = std::fs::read(path)?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(std::io::Error::other)?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes_with_jitter() {
+        for (attempts, base) in [
+            (1, 1.0),
+            (2, 2.0),
+            (3, 4.0),
+            (9, 256.0),
+            (10, 300.0),
+            (40, 300.0),
+        ] {
+            let d = backoff(attempts).as_secs_f64();
+            assert!(d >= base * 0.75 && d <= base * 1.25, "{attempts}: {d}");
+        }
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // Python: hmac.new(b'Jefe', b'1700000000.{"id":"evt_1"}', hashlib.sha256).hexdigest()
+        assert_eq!(
+            sign("Jefe", 1_700_000_000, br#"{"id":"evt_1"}"#),
+            "v1=ae90bb4509f017c63ec08005a4e4a0eb80caf1e18d7ad32b33c33403be906199"
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! Events: what happened (an upload committed, a login, a sync run), told
+//! to the `[[webhooks]]` that asked for it, at least once.
+//!
+//! [`Events::emit`] hands an event to every webhook whose filters match;
+//! each appends it to its own spool in `state_dir/webhooks/NAME/`
+//! (`spool.rs`, fsync batched over the events that arrive together) and
+//! the returned [`Receipt`] resolves once it is on disk: the layer that
+//! emits waits for it before the client's reply. Delivery (`delivery.rs`)
+//! runs in the background, signed, retried with backoff until a 2xx or
+//! `retry_for`, so a slow or absent receiver never slows a client.
+
+mod delivery;
+mod spool;
+
+use crate::config::{EventKind, WebhookConfig};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use delivery::sign;
+
+/// One event, as its JSON body is posted (fields without a value are left
+/// out). The README's "Events and webhooks" shows an example.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// The receiver's idempotency key: the same on every attempt.
+    pub id: String,
+    pub time: String,
+    #[serde(serialize_with = "kind_name")]
+    pub event: EventKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A rename's destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A rename's destination key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_key: Option<String>,
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// A sync run's job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// A sync run's report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
+}
+
+fn kind_name<S: serde::Serializer>(kind: &EventKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.name())
+}
+
+impl Event {
+    /// An event of `kind` happening now, with a new id; the rest is filled
+    /// in by whoever emits it.
+    pub fn new(kind: EventKind) -> Event {
+        let id: u128 = rand::random();
+        Event {
+            id: format!("evt_{id:032x}"),
+            time: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            event: kind,
+            protocol: None,
+            user: None,
+            ip: None,
+            path: None,
+            to: None,
+            size: None,
+            md5: None,
+            sha1: None,
+            sha256: None,
+            remote: None,
+            bucket: None,
+            key: None,
+            to_key: None,
+            result: "ok",
+            error: None,
+            duration_ms: None,
+            job: None,
+            report: None,
+        }
+    }
+
+    /// Records a failure: `result = "error"` and its message.
+    pub fn failed(mut self, error: Option<String>) -> Event {
+        if let Some(e) = error {
+            self.result = "error";
+            self.error = Some(e);
+        }
+        self
+    }
+}
+
+/// Where a session's events come from: protocol, user, client address.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub protocol: &'static str,
+    pub user: String,
+    pub ip: std::net::IpAddr,
+}
+
+impl Origin {
+    /// An event of `kind` from this session.
+    pub fn event(&self, kind: EventKind) -> Event {
+        Event {
+            protocol: Some(self.protocol),
+            user: Some(self.user.clone()),
+            ip: Some(self.ip.to_string()),
+            ..Event::new(kind)
+        }
+    }
+}
+
+/// Resolves when an emitted event is in every matching webhook's spool on
+/// disk (or was refused there, which is logged).
+#[must_use = "the event is durable only once the receipt resolves"]
+pub struct Receipt(Vec<tokio::sync::oneshot::Receiver<()>>);
+
+impl Receipt {
+    pub fn none() -> Receipt {
+        Receipt(Vec::new())
+    }
+
+    pub async fn wait(self) {
+        for r in self.0 {
+            let _ = r.await;
+        }
+    }
+}
+
+/// Every configured webhook, shared by the sessions and the sync jobs.
+#[derive(Default)]
+pub struct Events {
+    hooks: Mutex<Vec<Arc<delivery::Webhook>>>,
+    state_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+/// A webhook whose spool could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("webhook {name:?}: its spool in {dir} cannot be used: {source}")]
+pub struct SpoolError {
+    pub name: String,
+    pub dir: String,
+    pub source: std::io::Error,
+}
+
+/// What `/healthz` shows of one webhook.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backlog {
+    pub pending: usize,
+    pub oldest_seconds: u64,
+}
+
+impl Events {
+    /// No webhooks: events go nowhere (the CLI's sync runs, tests).
+    pub fn none() -> Arc<Events> {
+        Arc::new(Events::default())
+    }
+
+    /// Opens each webhook's spool under `state_dir` (what a previous run
+    /// left undelivered is sent first) and starts its deliveries. Needs
+    /// the runtime.
+    pub fn start(configs: &[WebhookConfig], state_dir: &Path) -> Result<Arc<Events>, SpoolError> {
+        let events = Events {
+            hooks: Mutex::new(Vec::new()),
+            state_dir: state_dir.to_path_buf(),
+        };
+        events.reload(configs)?;
+        Ok(Arc::new(events))
+    }
+
+    /// SIGHUP: webhooks keep their spools and deliveries by name and take
+    /// the new settings; new ones start; removed ones take no new events
+    /// and deliver what they hold.
+    pub fn reload(&self, configs: &[WebhookConfig]) -> Result<(), SpoolError> {
+        let mut hooks = crate::base::lock(&self.hooks);
+        for hook in hooks.iter() {
+            if !configs.iter().any(|c| c.name == hook.name()) {
+                hook.retire();
+            }
+        }
+        for config in configs {
+            match hooks.iter().find(|h| h.name() == config.name) {
+                Some(hook) => hook.update(config.clone()),
+                None => {
+                    let dir = self.state_dir.join("webhooks").join(&config.name);
+                    let hook =
+                        delivery::Webhook::start(config.clone(), &dir).map_err(|source| {
+                            SpoolError {
+                                name: config.name.clone(),
+                                dir: dir.display().to_string(),
+                                source,
+                            }
+                        })?;
+                    tracing::info!(
+                        webhook = config.name,
+                        url = config.shown_url(),
+                        pending = hook.backlog().pending,
+                        "webhook ready"
+                    );
+                    hooks.push(hook);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands `event` to every webhook that wants it.
+    pub fn emit(&self, event: Event) -> Receipt {
+        let hooks = crate::base::lock(&self.hooks);
+        if hooks.is_empty() {
+            return Receipt::none();
+        }
+        let mut body = None;
+        let mut receipts = Vec::new();
+        for hook in hooks.iter().filter(|h| h.wants(&event)) {
+            let body = body.get_or_insert_with(|| {
+                bytes::Bytes::from(serde_json::to_vec(&event).expect("an event serialises"))
+            });
+            receipts.push(hook.take(&event, body.clone()));
+        }
+        Receipt(receipts)
+    }
+
+    /// Each webhook's backlog, by name.
+    pub fn backlog(&self) -> Vec<(String, Backlog)> {
+        crate::base::lock(&self.hooks)
+            .iter()
+            .map(|h| (h.name().to_string(), h.backlog()))
+            .collect()
+    }
+}
+
+/// Whether `config`'s filters let `event` through.
+fn wanted(config: &WebhookConfig, event: &Event) -> bool {
+    if !config.events.contains(&event.event) {
+        return false;
+    }
+    if !config.users.is_empty()
+        && !event
+            .user
+            .as_ref()
+            .is_some_and(|u| config.users.contains(u))
+    {
+        return false;
+    }
+    match (&config.paths, event.event.has_path()) {
+        (Some(globs), true) => [&event.path, &event.to]
+            .into_iter()
+            .flatten()
+            .any(|p| globs.is_match(p)),
+        _ => true,
+    }
+}
+
+/// When `time` (an event's RFC 3339 `time`) was.
+fn parse_time(time: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(time)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(toml: &str) -> WebhookConfig {
+        let text = format!(
+            "[[webhooks]]\nname = \"h\"\nurl = \"http://127.0.0.1:1/\"\nsecret = \"s\"\n{toml}"
+        );
+        crate::config::Config::parse(&text, &|_| None)
+            .unwrap()
+            .webhooks
+            .remove(0)
+    }
+
+    fn upload(user: &str, path: &str) -> Event {
+        Event {
+            user: Some(user.into()),
+            path: Some(path.into()),
+            ..Event::new(EventKind::Upload)
+        }
+    }
+
+    #[test]
+    fn filters_by_kind_user_and_path_glob() {
+        let any = hook("");
+        assert!(wanted(&any, &upload("bob", "/x.txt")));
+        assert!(!wanted(&any, &Event::new(EventKind::Delete)));
+        let some =
+            hook("events = [\"upload\", \"login\"]\nusers = [\"alice\"]\npaths = [\"/in/**\"]");
+        assert!(wanted(&some, &upload("alice", "/in/a/b.csv")));
+        assert!(!wanted(&some, &upload("alice", "/out/b.csv")));
+        assert!(!wanted(&some, &upload("bob", "/in/b.csv")));
+        // `*` stays inside one folder; events without a path ignore `paths`.
+        let star = hook("paths = [\"/in/*.csv\"]");
+        assert!(wanted(&star, &upload("x", "/in/b.csv")));
+        assert!(!wanted(&star, &upload("x", "/in/deep/b.csv")));
+        let login = Event {
+            user: Some("alice".into()),
+            ..Event::new(EventKind::Login)
+        };
+        assert!(wanted(&some, &login));
+    }
+
+    #[test]
+    fn an_event_leaves_out_what_it_has_not() {
+        let json = serde_json::to_value(upload("alice", "/a")).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(keys, ["event", "id", "path", "result", "time", "user"]);
+        assert_eq!(json["event"], "upload");
+        assert!(parse_time(json["time"].as_str().unwrap()).is_some());
+    }
+}

@@ -1,0 +1,322 @@
+//! A webhook's events on disk, in `state_dir/webhooks/NAME/`:
+//! `events.jsonl` (each event's body, a line, appended), `acked` (the ids
+//! delivered since the last compaction) and `failed.jsonl` (events given
+//! up). What is in `events.jsonl` and not in `acked` is undelivered.
+//!
+//! One writer thread owns the files. It takes every operation waiting at
+//! once and ends the batch with one `fdatasync`, so a burst of small
+//! uploads pays one sync, not one each, and each event is told it is on
+//! disk only after that sync. Acks are written without a sync: one lost in
+//! a crash means the event is sent once more, which at-least-once allows.
+
+use bytes::Bytes;
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use tokio::sync::{mpsc, oneshot};
+
+/// Compaction waits for this many lines, and for half of them acked.
+const COMPACT_AFTER: usize = 1024;
+
+/// What the writer thread is asked to do.
+enum Op {
+    Append {
+        id: String,
+        body: Bytes,
+        done: oneshot::Sender<()>,
+    },
+    Ack(String),
+    GiveUp {
+        id: String,
+        body: Bytes,
+    },
+}
+
+/// What the writer needs from the queue: where a stored event goes, and
+/// every event still undelivered (for compaction).
+pub trait Owner: Send + Sync + 'static {
+    fn stored(&self, id: String, body: Bytes);
+    fn undelivered(&self) -> Vec<(String, Bytes)>;
+}
+
+/// The handle to one webhook's spool.
+pub struct Spool {
+    ops: mpsc::UnboundedSender<Op>,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir` and gives what it holds
+    /// undelivered, oldest first, after rewriting the files to hold only
+    /// that.
+    pub fn open(dir: &Path, owner: impl Owner) -> io::Result<(Spool, Vec<(String, Bytes)>)> {
+        std::fs::create_dir_all(dir)?;
+        let files = Files::new(dir);
+        let undelivered = files.load()?;
+        files.rewrite(&undelivered)?;
+        let mut writer = Writer {
+            events: files.append(&files.events)?,
+            acked: files.append(&files.acked)?,
+            lines: undelivered.len(),
+            acked_lines: 0,
+            files,
+        };
+        let (ops, mut rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("event-spool".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut batch = vec![first];
+                    while let Ok(op) = rx.try_recv() {
+                        batch.push(op);
+                    }
+                    writer.apply(batch, &owner);
+                }
+            })?;
+        Ok((Spool { ops }, undelivered))
+    }
+
+    /// Appends an event; `done` is told once it is on disk.
+    pub fn append(&self, id: String, body: Bytes, done: oneshot::Sender<()>) {
+        let _ = self.ops.send(Op::Append { id, body, done });
+    }
+
+    pub fn ack(&self, id: String) {
+        let _ = self.ops.send(Op::Ack(id));
+    }
+
+    /// Moves an event to `failed.jsonl`: it is not sent again.
+    pub fn give_up(&self, id: String, body: Bytes) {
+        let _ = self.ops.send(Op::GiveUp { id, body });
+    }
+}
+
+struct Files {
+    dir: PathBuf,
+    events: PathBuf,
+    acked: PathBuf,
+    failed: PathBuf,
+}
+
+impl Files {
+    fn new(dir: &Path) -> Files {
+        Files {
+            dir: dir.to_path_buf(),
+            events: dir.join("events.jsonl"),
+            acked: dir.join("acked"),
+            failed: dir.join("failed.jsonl"),
+        }
+    }
+
+    fn append(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().create(true).append(true).open(path)
+    }
+
+    /// The events not acked, in the order they were appended. A line that
+    /// does not parse (the tail of a write a crash cut short, which was
+    /// never confirmed) is skipped.
+    fn load(&self) -> io::Result<Vec<(String, Bytes)>> {
+        let acked: HashSet<String> = match File::open(&self.acked) {
+            Ok(f) => io::BufReader::new(f).lines().collect::<io::Result<_>>()?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => HashSet::new(),
+            Err(e) => return Err(e),
+        };
+        let file = match File::open(&self.events) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for line in io::BufReader::new(file).split(b'\n') {
+            let line = line?;
+            let id = serde_json::from_slice::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
+            match id {
+                Some(id) if !acked.contains(&id) && seen.insert(id.clone()) => {
+                    out.push((id, Bytes::from(line)));
+                }
+                Some(_) => {}
+                None if line.is_empty() => {}
+                None => {
+                    tracing::warn!(spool = %self.dir.display(), "skipping an unreadable line of the event spool (a write cut short)")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces `events.jsonl` by `events` and empties `acked`: written
+    /// beside, synced, renamed over, so a crash leaves one or the other.
+    fn rewrite(&self, events: &[(String, Bytes)]) -> io::Result<()> {
+        let tmp = self.dir.join("events.jsonl.tmp");
+        let mut f = File::create(&tmp)?;
+        let mut out = io::BufWriter::new(&mut f);
+        for (_, body) in events {
+            out.write_all(body)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        drop(out);
+        f.sync_data()?;
+        std::fs::rename(&tmp, &self.events)?;
+        File::open(&self.dir)?.sync_all()?;
+        File::create(&self.acked)?;
+        Ok(())
+    }
+}
+
+struct Writer {
+    files: Files,
+    events: File,
+    acked: File,
+    /// Lines in `events.jsonl`, and ids in `acked`.
+    lines: usize,
+    acked_lines: usize,
+}
+
+impl Writer {
+    fn apply(&mut self, batch: Vec<Op>, owner: &impl Owner) {
+        let mut events = Vec::new();
+        let mut stored = Vec::new();
+        let mut acks = Vec::new();
+        let mut failed = Vec::new();
+        for op in batch {
+            match op {
+                Op::Append { id, body, done } => {
+                    events.extend_from_slice(&body);
+                    events.push(b'\n');
+                    stored.push((id, body, done));
+                }
+                Op::Ack(id) => {
+                    acks.extend_from_slice(id.as_bytes());
+                    acks.push(b'\n');
+                    self.acked_lines += 1;
+                }
+                Op::GiveUp { id, body } => {
+                    failed.extend_from_slice(&body);
+                    failed.push(b'\n');
+                    acks.extend_from_slice(id.as_bytes());
+                    acks.push(b'\n');
+                    self.acked_lines += 1;
+                }
+            }
+        }
+        if !failed.is_empty()
+            && let Err(e) = self.write_failed(&failed)
+        {
+            tracing::error!(spool = %self.files.dir.display(), error = %e, "cannot keep given-up events in failed.jsonl");
+        }
+        if !acks.is_empty()
+            && let Err(e) = self.acked.write_all(&acks)
+        {
+            tracing::warn!(spool = %self.files.dir.display(), error = %e, "cannot record delivered events; they may be sent again after a restart");
+        }
+        if !events.is_empty() {
+            let written = self
+                .events
+                .write_all(&events)
+                .and_then(|()| self.events.sync_data());
+            match written {
+                Ok(()) => self.lines += stored.len(),
+                Err(e) => {
+                    tracing::error!(spool = %self.files.dir.display(), error = %e, events = stored.len(), "EVENTS NOT SPOOLED: the webhook spool cannot be written; these events are delivered only if this process keeps running");
+                }
+            }
+            // Delivered either way: an event that could not be written
+            // is still sent while the process lives.
+            for (id, body, done) in stored {
+                owner.stored(id, body);
+                let _ = done.send(());
+            }
+        }
+        if self.lines >= COMPACT_AFTER && self.acked_lines * 2 >= self.lines {
+            self.compact(owner);
+        }
+    }
+
+    fn write_failed(&self, lines: &[u8]) -> io::Result<()> {
+        let mut f = self.files.append(&self.files.failed)?;
+        f.write_all(lines)?;
+        f.sync_data()
+    }
+
+    /// Rewrites the spool with only what is undelivered.
+    fn compact(&mut self, owner: &impl Owner) {
+        let undelivered = owner.undelivered();
+        let reopened = self.files.rewrite(&undelivered).and_then(|()| {
+            Ok((
+                self.files.append(&self.files.events)?,
+                self.files.append(&self.files.acked)?,
+            ))
+        });
+        match reopened {
+            Ok((events, acked)) => {
+                (self.events, self.acked) = (events, acked);
+                (self.lines, self.acked_lines) = (undelivered.len(), 0);
+            }
+            Err(e) => {
+                tracing::warn!(spool = %self.files.dir.display(), error = %e, "compacting the event spool failed; it goes on growing");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<(String, Bytes)>>);
+
+    impl Owner for std::sync::Arc<Kept> {
+        fn stored(&self, id: String, body: Bytes) {
+            self.0.lock().unwrap().push((id, body));
+        }
+        fn undelivered(&self) -> Vec<(String, Bytes)> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn body(id: &str) -> Bytes {
+        Bytes::from(format!("{{\"id\":\"{id}\"}}"))
+    }
+
+    #[tokio::test]
+    async fn what_was_not_acked_comes_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = std::sync::Arc::new(Kept::default());
+        let (spool, before) = Spool::open(dir.path(), kept.clone()).unwrap();
+        assert!(before.is_empty());
+        let mut done = Vec::new();
+        for id in ["a", "b", "c"] {
+            let (tx, rx) = oneshot::channel();
+            spool.append(id.into(), body(id), tx);
+            done.push(rx);
+        }
+        for rx in done {
+            rx.await.unwrap();
+        }
+        spool.ack("b".into());
+        spool.give_up("c".into(), body("c"));
+        // The writer has taken the acks once a later append is confirmed.
+        let (tx, rx) = oneshot::channel();
+        spool.append("d".into(), body("d"), tx);
+        rx.await.unwrap();
+        drop(spool);
+        // A torn last line, as a crash mid-write leaves.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("events.jsonl"))
+            .unwrap();
+        f.write_all(b"{\"id\":\"e").unwrap();
+
+        let (_spool, after) = Spool::open(dir.path(), kept).unwrap();
+        let ids: Vec<&str> = after.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["a", "d"]);
+        let failed = std::fs::read_to_string(dir.path().join("failed.jsonl")).unwrap();
+        assert_eq!(failed, "{\"id\":\"c\"}\n");
+    }
+}
