@@ -343,4 +343,5 @@ pub async fn fault_proxy_seeing(
 
 pub mod ftp;
 pub mod gateway;
+pub mod receiver;
 pub mod served;

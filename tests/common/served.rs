@@ -103,13 +103,7 @@ impl Served {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"));
-        command
-            .args(["--log-format", "json", "serve", "--config"])
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(log);
+        let mut command = serve_command(dir.path());
         if let Some(max) = max_file {
             unsafe {
                 use std::os::unix::process::CommandExt;
@@ -136,15 +130,30 @@ impl Served {
             sftp: "0.0.0.0:0".parse().unwrap(),
             ftp: "0.0.0.0:0".parse().unwrap(),
         };
+        served.find_listeners();
+        served
+    }
+
+    /// Kills the process (SIGKILL: nothing runs at exit) and starts it
+    /// again on the same config and folder, its log started anew.
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let old = self.dir.path().join("log");
+        std::fs::rename(&old, self.dir.path().join("log.before")).unwrap();
+        self.child = serve_command(self.dir.path()).spawn().unwrap();
+        self.find_listeners();
+    }
+
+    fn find_listeners(&mut self) {
         let listen = |line: String| {
             let at = line.find("\"listen\":\"").unwrap() + 10;
             line[at..line[at..].find('"').unwrap() + at]
                 .parse()
                 .unwrap()
         };
-        served.sftp = listen(served.log_line("\"message\":\"SFTP listening\""));
-        served.ftp = listen(served.log_line("\"message\":\"FTP listening\""));
-        served
+        self.sftp = listen(self.log_line("\"message\":\"SFTP listening\""));
+        self.ftp = listen(self.log_line("\"message\":\"FTP listening\""));
     }
 
     /// Waits for the log line containing `text`.
@@ -173,6 +182,18 @@ impl Served {
             &format!("bucket = '{}'\n{script}", self.bucket),
         )
     }
+}
+
+/// `bucketgate serve` on `dir/gateway.toml`, its JSON log to `dir/log`.
+fn serve_command(dir: &std::path::Path) -> std::process::Command {
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"));
+    command
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(dir.join("gateway.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    command
 }
 
 impl Served {

@@ -1,0 +1,185 @@
+//! A webhook receiver on loopback: a real HTTP server that records every
+//! request and can be told to fail, and a signature check written here
+//! (HMAC-SHA256 by its definition, not the gateway's code).
+
+use http_body_util::{BodyExt, Full};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One request as it arrived, with what was answered.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub at: Instant,
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Request {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .unwrap()
+    }
+
+    /// Whether `Bucketgate-Signature` is `v1=` + HMAC-SHA256(secret,
+    /// timestamp + "." + body).
+    pub fn signed_with(&self, secret: &str) -> bool {
+        let mut message = self.header("bucketgate-timestamp").as_bytes().to_vec();
+        message.push(b'.');
+        message.extend_from_slice(&self.body);
+        let mac = hmac_sha256(secret.as_bytes(), &message);
+        self.header("bucketgate-signature") == format!("v1={}", bucketgate::base::hex(&mac))
+    }
+}
+
+/// HMAC (RFC 2104) over SHA-256.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Request>>>,
+    failing: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        Receiver::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// On `addr`, which must be free.
+    pub async fn start_on(addr: SocketAddr) -> Receiver {
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let failing = Arc::new(AtomicUsize::new(0));
+        let (seen_by, failing_by) = (seen.clone(), failing.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (seen, failing) = (seen_by.clone(), failing_by.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (seen, failing) = (seen.clone(), failing.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let fail = failing
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok();
+                            let status = if fail { 500 } else { 200 };
+                            seen.lock().unwrap().push(Request {
+                                at: Instant::now(),
+                                status,
+                                headers: parts.headers,
+                                body,
+                            });
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(Full::new(bytes::Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver {
+            addr,
+            seen,
+            failing,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hooks", self.addr)
+    }
+
+    /// The next `n` requests are answered 500.
+    pub fn fail_next(&self, n: usize) {
+        self.failing.store(n, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The requests answered 2xx.
+    pub fn accepted(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.status == 200)
+            .collect()
+    }
+
+    /// Waits (at most 30 s) until an accepted event satisfies `which`.
+    pub async fn event(&self, which: impl Fn(&serde_json::Value) -> bool) -> Request {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(r) = self.accepted().into_iter().find(|r| which(&r.json())) {
+                return r;
+            }
+            let seen: Vec<String> = self
+                .requests()
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.body).to_string())
+                .collect();
+            assert!(
+                Instant::now() < deadline,
+                "the event never came; seen: {seen:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (at most `within`) until `n` events were accepted.
+    pub async fn wait_for_count(&self, n: usize, within: Duration) -> Vec<Request> {
+        let deadline = Instant::now() + within;
+        loop {
+            let accepted = self.accepted();
+            if accepted.len() >= n {
+                return accepted;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} events arrived: {:#?}",
+                accepted.len(),
+                accepted.iter().map(|r| r.json()).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
