@@ -80,6 +80,8 @@ pub struct Metrics {
     pub events_given_up: Family<WebhookLabel, Counter>,
     /// Events waiting for delivery.
     pub events_pending: Family<WebhookLabel, Gauge>,
+    /// Syncs of webhook spools: fewer than events when events come together.
+    pub event_spool_syncs: Family<WebhookLabel, Counter>,
     /// Age of the oldest event waiting, seconds.
     pub events_oldest_pending_seconds: Family<WebhookLabel, Gauge>,
 }
@@ -111,6 +113,7 @@ impl Metrics {
             events_given_up: Family::default(),
             events_pending: Family::default(),
             events_oldest_pending_seconds: Family::default(),
+            event_spool_syncs: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -164,7 +167,12 @@ impl Metrics {
             "Sync runs, by job and outcome",
             m.sync_runs.clone(),
         );
-        let events: [(&str, &str, &Family<WebhookLabel, Counter>); 5] = [
+        let events: [(&str, &str, &Family<WebhookLabel, Counter>); 6] = [
+            (
+                "event_spool_syncs",
+                "Syncs to disk of webhook spools (one per batch of events)",
+                &m.event_spool_syncs,
+            ),
             (
                 "events_emitted",
                 "Events taken into a webhook's spool",

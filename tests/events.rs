@@ -215,6 +215,13 @@ async fn a_failing_receiver_gets_every_event_once_with_backoff() {
     let g = start_with_tables(&webhook(&receiver.url(), "")).await;
     let (_ssh, s) = alice(&g).await;
     put(&s, "/first.txt", b"first").await;
+    // While the receiver fails, the gateway is healthy and says what waits.
+    let health = reqwest::get(format!("http://{}/healthz", g.admin))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let health: serde_json::Value = serde_json::from_str(&health.text().await.unwrap()).unwrap();
+    assert_eq!(health["webhooks"]["erp"]["pending"], 1, "{health}");
     let first = receiver.event(|e| e["path"] == "/first.txt").await;
     let id = first.json()["id"].clone();
     let attempts: Vec<Request> = receiver
@@ -327,5 +334,27 @@ async fn a_sync_run_posts_its_report() {
     assert_eq!(report["job"], "mirror");
     assert_eq!(report["copied_bytes"], 5);
     assert_eq!(report["outcome"]["kind"], "done");
+    g.stop().await;
+}
+
+/// A receiver's redirect is not followed (it could send events, signed,
+/// to another host): the attempt fails and is retried at the receiver.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_is_not_followed() {
+    let (receiver, elsewhere) = (Receiver::start().await, Receiver::start().await);
+    receiver.redirect_to(Some(elsewhere.url()));
+    let g = start_with_tables(&webhook(&receiver.url(), "")).await;
+    let (_ssh, s) = alice(&g).await;
+    put(&s, "/moved.txt", b"x").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no attempt came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    receiver.redirect_to(None);
+    receiver.event(|e| e["path"] == "/moved.txt").await;
+    let statuses: Vec<u16> = receiver.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [302, 200]);
+    assert!(elsewhere.requests().is_empty(), "the redirect was followed");
     g.stop().await;
 }

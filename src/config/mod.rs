@@ -308,9 +308,17 @@ impl Config {
             });
         for segments in unknown {
             let line = span_of(&keep, &segments).map_or(0, |s| lines.line(s.start));
+            // Array indexes as the other problems show them: `users[0].colour`.
+            let key = segments.iter().fold(String::new(), |key, s| {
+                match (s.parse::<usize>(), key.is_empty()) {
+                    (Ok(i), false) => format!("{key}[{i}]"),
+                    (_, true) => s.clone(),
+                    _ => format!("{key}.{s}"),
+                }
+            });
             problems.push(Problem {
                 line,
-                key: segments.join("."),
+                key,
                 message: "unknown key".into(),
             });
         }

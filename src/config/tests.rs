@@ -283,3 +283,58 @@ fn hardening_limits_parse_and_the_budget_must_fit_parts() {
         problems[0].message
     );
 }
+
+#[test]
+fn webhook_problems_name_their_key_and_line() {
+    let text = r#"[[webhooks]]
+name = "erp"
+url = "ftp://erp.example/"
+events = ["upload", "uploaded"]
+paths = ["/in/[", "in/**"]
+colour = "blue"
+
+[[webhooks]]
+name = "erp"
+url = "https://user:pw@erp.example/hooks?token=t"
+secret = "env:NOT_SET_ANYWHERE"
+"#;
+    let problems = parse(text).unwrap_err();
+    let expect = [
+        (1, "webhooks[0].secret", "is required"),
+        (3, "webhooks[0].url", "http:// or https://"),
+        (
+            4,
+            "webhooks[0].events[1]",
+            "\"uploaded\" is not one of upload",
+        ),
+        (5, "webhooks[0].paths[0]", "unclosed"),
+        (5, "webhooks[0].paths[1]", "starts with /"),
+        (6, "webhooks[0].colour", "unknown key"),
+        (9, "webhooks[1].name", "duplicate webhook name"),
+        (11, "webhooks[1].secret", "NOT_SET_ANYWHERE is not set"),
+    ];
+    for (line, key, message) in expect {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.line == line && p.key == key && p.message.contains(message)),
+            "no problem at line {line} for {key} containing {message:?}; got:\n{problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+}
+
+#[test]
+fn a_webhook_shows_no_secret_and_no_url_credentials() {
+    let text = "[[webhooks]]\nname = \"erp\"\nurl = \"https://user:pw@erp.example/hooks?token=t\"\nsecret = \"s3cr3t\"\n";
+    let config = parse(text).unwrap();
+    let shown = format!("{:?}", config.webhooks[0]);
+    assert!(shown.contains("https://erp.example/hooks"), "{shown}");
+    for secret in ["s3cr3t", "pw", "token"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert_eq!(
+        config.webhooks[0].events,
+        [crate::config::EventKind::Upload]
+    );
+}

@@ -60,11 +60,8 @@ struct Queue {
 }
 
 impl Queue {
-    fn insert(&self, id: String, body: Bytes, attempts: u32, at: Instant) {
-        let born = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("time").and_then(|t| t.as_str()).and_then(parse_time))
-            .unwrap_or_else(Utc::now);
+    fn insert(&self, id: String, body: Bytes, born: DateTime<Utc>) {
+        let at = Instant::now();
         let mut s = lock(&self.state);
         s.arrivals += 1;
         let order = s.arrivals;
@@ -73,7 +70,7 @@ impl Queue {
             id,
             Item {
                 body,
-                attempts,
+                attempts: 0,
                 born,
             },
         );
@@ -161,8 +158,8 @@ fn backoff(attempts: u32) -> Duration {
 }
 
 impl Owner for Arc<Queue> {
-    fn stored(&self, id: String, body: Bytes) {
-        self.insert(id, body, 0, Instant::now());
+    fn stored(&self, id: String, body: Bytes, born: DateTime<Utc>) {
+        self.insert(id, body, born);
     }
 
     fn undelivered(&self) -> Vec<(String, Bytes)> {
@@ -192,18 +189,27 @@ impl Webhook {
     pub fn start(config: WebhookConfig, dir: &Path) -> std::io::Result<Arc<Webhook>> {
         let client = client(&config)?;
         let queue = Arc::new(Queue::default());
-        let (spool, undelivered) = Spool::open(dir, queue.clone())?;
+        let label = WebhookLabel {
+            webhook: config.name.clone(),
+        };
+        let syncs = crate::metrics::get()
+            .event_spool_syncs
+            .get_or_create(&label)
+            .clone();
+        let (spool, undelivered) = Spool::open(dir, queue.clone(), syncs)?;
         {
             let mut s = lock(&queue.state);
             s.bytes = undelivered.iter().map(|(_, b)| b.len() as u64).sum();
         }
         for (id, body) in undelivered {
-            queue.insert(id, body, 0, Instant::now());
+            let born = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("time").and_then(|t| t.as_str()).and_then(parse_time))
+                .unwrap_or_else(Utc::now);
+            queue.insert(id, body, born);
         }
         let hook = Arc::new(Webhook {
-            label: WebhookLabel {
-                webhook: config.name.clone(),
-            },
+            label,
             config: Mutex::new(Arc::new(config)),
             client: Mutex::new(client),
             queue,
@@ -271,7 +277,8 @@ impl Webhook {
             s.bytes += body.len() as u64;
         }
         metrics.events_emitted.get_or_create(&self.label).inc();
-        self.spool.append(event.id.clone(), body, tx);
+        let born = parse_time(&event.time).unwrap_or_else(Utc::now);
+        self.spool.append(event.id.clone(), body, born, tx);
         rx
     }
 

@@ -10,6 +10,7 @@
 //! a crash means the event is sent once more, which at-least-once allows.
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Write};
@@ -24,6 +25,7 @@ enum Op {
     Append {
         id: String,
         body: Bytes,
+        born: DateTime<Utc>,
         done: oneshot::Sender<()>,
     },
     Ack(String),
@@ -36,7 +38,7 @@ enum Op {
 /// What the writer needs from the queue: where a stored event goes, and
 /// every event still undelivered (for compaction).
 pub trait Owner: Send + Sync + 'static {
-    fn stored(&self, id: String, body: Bytes);
+    fn stored(&self, id: String, body: Bytes, born: DateTime<Utc>);
     fn undelivered(&self) -> Vec<(String, Bytes)>;
 }
 
@@ -49,7 +51,11 @@ impl Spool {
     /// Opens (or creates) the spool in `dir` and gives what it holds
     /// undelivered, oldest first, after rewriting the files to hold only
     /// that.
-    pub fn open(dir: &Path, owner: impl Owner) -> io::Result<(Spool, Vec<(String, Bytes)>)> {
+    pub fn open(
+        dir: &Path,
+        owner: impl Owner,
+        syncs: prometheus_client::metrics::counter::Counter,
+    ) -> io::Result<(Spool, Vec<(String, Bytes)>)> {
         std::fs::create_dir_all(dir)?;
         let files = Files::new(dir);
         let undelivered = files.load()?;
@@ -60,6 +66,7 @@ impl Spool {
             lines: undelivered.len(),
             acked_lines: 0,
             files,
+            syncs,
         };
         let (ops, mut rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
@@ -76,9 +83,15 @@ impl Spool {
         Ok((Spool { ops }, undelivered))
     }
 
-    /// Appends an event; `done` is told once it is on disk.
-    pub fn append(&self, id: String, body: Bytes, done: oneshot::Sender<()>) {
-        let _ = self.ops.send(Op::Append { id, body, done });
+    /// Appends an event that happened at `born`; `done` is told once it
+    /// is on disk.
+    pub fn append(&self, id: String, body: Bytes, born: DateTime<Utc>, done: oneshot::Sender<()>) {
+        let _ = self.ops.send(Op::Append {
+            id,
+            body,
+            born,
+            done,
+        });
     }
 
     pub fn ack(&self, id: String) {
@@ -174,6 +187,8 @@ struct Writer {
     /// Lines in `events.jsonl`, and ids in `acked`.
     lines: usize,
     acked_lines: usize,
+    /// Counts the syncs: fewer than events when they come together.
+    syncs: prometheus_client::metrics::counter::Counter,
 }
 
 impl Writer {
@@ -184,10 +199,15 @@ impl Writer {
         let mut failed = Vec::new();
         for op in batch {
             match op {
-                Op::Append { id, body, done } => {
+                Op::Append {
+                    id,
+                    body,
+                    born,
+                    done,
+                } => {
                     events.extend_from_slice(&body);
                     events.push(b'\n');
-                    stored.push((id, body, done));
+                    stored.push((id, body, born, done));
                 }
                 Op::Ack(id) => {
                     acks.extend_from_slice(id.as_bytes());
@@ -218,6 +238,7 @@ impl Writer {
                 .events
                 .write_all(&events)
                 .and_then(|()| self.events.sync_data());
+            self.syncs.inc();
             match written {
                 Ok(()) => self.lines += stored.len(),
                 Err(e) => {
@@ -226,8 +247,8 @@ impl Writer {
             }
             // Delivered either way: an event that could not be written
             // is still sent while the process lives.
-            for (id, body, done) in stored {
-                owner.stored(id, body);
+            for (id, body, born, done) in stored {
+                owner.stored(id, body, born);
                 let _ = done.send(());
             }
         }
@@ -272,7 +293,7 @@ mod tests {
     struct Kept(Mutex<Vec<(String, Bytes)>>);
 
     impl Owner for std::sync::Arc<Kept> {
-        fn stored(&self, id: String, body: Bytes) {
+        fn stored(&self, id: String, body: Bytes, _: DateTime<Utc>) {
             self.0.lock().unwrap().push((id, body));
         }
         fn undelivered(&self) -> Vec<(String, Bytes)> {
@@ -288,12 +309,13 @@ mod tests {
     async fn what_was_not_acked_comes_back_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let kept = std::sync::Arc::new(Kept::default());
-        let (spool, before) = Spool::open(dir.path(), kept.clone()).unwrap();
+        let syncs = prometheus_client::metrics::counter::Counter::default();
+        let (spool, before) = Spool::open(dir.path(), kept.clone(), syncs.clone()).unwrap();
         assert!(before.is_empty());
         let mut done = Vec::new();
         for id in ["a", "b", "c"] {
             let (tx, rx) = oneshot::channel();
-            spool.append(id.into(), body(id), tx);
+            spool.append(id.into(), body(id), Utc::now(), tx);
             done.push(rx);
         }
         for rx in done {
@@ -303,7 +325,7 @@ mod tests {
         spool.give_up("c".into(), body("c"));
         // The writer has taken the acks once a later append is confirmed.
         let (tx, rx) = oneshot::channel();
-        spool.append("d".into(), body("d"), tx);
+        spool.append("d".into(), body("d"), Utc::now(), tx);
         rx.await.unwrap();
         drop(spool);
         // A torn last line, as a crash mid-write leaves.
@@ -313,7 +335,12 @@ mod tests {
             .unwrap();
         f.write_all(b"{\"id\":\"e").unwrap();
 
-        let (_spool, after) = Spool::open(dir.path(), kept).unwrap();
+        assert!(
+            syncs.get() <= 3,
+            "three appends sent at once, {} syncs",
+            syncs.get()
+        );
+        let (_spool, after) = Spool::open(dir.path(), kept, syncs).unwrap();
         let ids: Vec<&str> = after.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["a", "d"]);
         let failed = std::fs::read_to_string(dir.path().join("failed.jsonl")).unwrap();

@@ -66,6 +66,8 @@ pub struct Receiver {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Request>>>,
     failing: Arc<AtomicUsize>,
+    /// While set, requests are answered 302 to this URL.
+    redirect: Arc<Mutex<Option<String>>>,
 }
 
 impl Receiver {
@@ -81,13 +83,16 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let failing = Arc::new(AtomicUsize::new(0));
-        let (seen_by, failing_by) = (seen.clone(), failing.clone());
+        let redirect = Arc::new(Mutex::new(None::<String>));
+        let (seen_by, failing_by, redirect_by) = (seen.clone(), failing.clone(), redirect.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (seen, failing) = (seen_by.clone(), failing_by.clone());
+                let (seen, failing, redirect) =
+                    (seen_by.clone(), failing_by.clone(), redirect_by.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (seen, failing) = (seen.clone(), failing.clone());
+                        let (seen, failing, redirect) =
+                            (seen.clone(), failing.clone(), redirect.clone());
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.unwrap().to_bytes();
@@ -96,18 +101,24 @@ impl Receiver {
                                     n.checked_sub(1)
                                 })
                                 .is_ok();
-                            let status = if fail { 500 } else { 200 };
+                            let to = redirect.lock().unwrap().clone();
+                            let status = match (&to, fail) {
+                                (Some(_), _) => 302,
+                                (None, true) => 500,
+                                (None, false) => 200,
+                            };
                             seen.lock().unwrap().push(Request {
                                 at: Instant::now(),
                                 status,
                                 headers: parts.headers,
                                 body,
                             });
+                            let mut answer = hyper::Response::builder().status(status);
+                            if let Some(to) = to {
+                                answer = answer.header("location", to);
+                            }
                             Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .status(status)
-                                    .body(Full::new(bytes::Bytes::new()))
-                                    .unwrap(),
+                                answer.body(Full::new(bytes::Bytes::new())).unwrap(),
                             )
                         }
                     });
@@ -121,6 +132,7 @@ impl Receiver {
             addr,
             seen,
             failing,
+            redirect,
         }
     }
 
@@ -131,6 +143,11 @@ impl Receiver {
     /// The next `n` requests are answered 500.
     pub fn fail_next(&self, n: usize) {
         self.failing.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers 302 to `to` until told `None`.
+    pub fn redirect_to(&self, to: Option<String>) {
+        *self.redirect.lock().unwrap() = to;
     }
 
     pub fn requests(&self) -> Vec<Request> {
