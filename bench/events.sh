@@ -8,17 +8,23 @@
 #   bench/events.sh               # moto_server on loopback as the S3 endpoint
 #
 # Needs: a release build (cargo build --release), OpenSSH sftp, python3
-# with boto3 (pip install 'moto[server]'). Variables: ROUNDS (3), FILES (1000).
+# with boto3 (pip install 'moto[server]'). Variables: ROUNDS (3), FILES (1000),
+# SESSIONS (1: one client uploading file after file; more split the files
+# between that many sessions at once, where events share spool syncs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 FILES=${FILES:-1000}
+SESSIONS=${SESSIONS:-1}
 source bench/lib.sh
 need sftp ssh-keygen python3
 
-mkdir -p "$work/in/small"
-for i in $(seq -w 1 "$FILES"); do head -c 4096 /dev/urandom > "$work/in/small/f$i"; done
+for i in $(seq -w 1 "$FILES"); do
+    part=$((10#$i % SESSIONS))
+    mkdir -p "$work/in/s$part"
+    head -c 4096 /dev/urandom > "$work/in/s$part/f$i"
+done
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 
 # The receiver: appends each event's id to a file, answers 200.
@@ -45,12 +51,15 @@ pids+=($!)
 wait_port "$RX_PORT"
 
 BG_PORT=$(free_port)
+ADMIN_PORT=$(free_port)
 cat > "$work/gateway.toml" <<EOF
 [server]
 keys_dir = "$work/bg-keys"
 state_dir = "$work/bg-state"
 [sftp]
 listen = "127.0.0.1:$BG_PORT"
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
 $(s3_remote_toml)
 [[users]]
 name = "hooked"
@@ -76,6 +85,16 @@ sftp_run() { # user, batch text
         -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
         -o IdentitiesOnly=yes "$1@127.0.0.1" >/dev/null)
 }
+# SESSIONS sessions at once, each putting its share of the files.
+put_all() { # user, round
+    local p sessions=()
+    for p in $(seq 0 $((SESSIONS - 1))); do
+        sftp_run "$1" "mkdir r$2-$p
+put -r in/s$p/* r$2-$p/" &
+        sessions+=($!)
+    done
+    for p in "${sessions[@]}"; do wait "$p"; done
+}
 # Names bucketgate (webhook on) and bucketgate-nohook for the table.
 target_user() { case $1 in bucketgate) echo hooked ;; bucketgate-nohook) echo plain ;; esac; }
 
@@ -83,8 +102,7 @@ target_user() { case $1 in bucketgate) echo hooked ;; bucketgate-nohook) echo pl
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
     for t in bucketgate bucketgate-nohook; do
-        timed "$work/times" "$t" "put_${FILES}_small" sftp_run "$(target_user "$t")" "mkdir r$round
-put -r in/small/* r$round/"
+        timed "$work/times" "$t" "put_${FILES}_small" put_all "$(target_user "$t")" "$round"
     done
     # Every upload of the hooked user is one event, delivered.
     want=$((round * FILES))
@@ -97,4 +115,5 @@ put -r in/small/* r$round/"
 done
 
 medians "$work/times" bucketgate bucketgate-nohook
-echo "events delivered: $(wc -l < "$work/received") ($(sort -u "$work/received" | wc -l) distinct) for $((ROUNDS * FILES)) uploads"
+echo "events delivered: $(wc -l < "$work/received") ($(sort -u "$work/received" | wc -l) distinct) for $((ROUNDS * FILES)) uploads in $SESSIONS session(s) at once"
+echo "spool syncs: $(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^bucketgate_event_spool_syncs_total/ {print $2}')"

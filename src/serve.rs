@@ -239,7 +239,7 @@ fn reload(path: &std::path::Path, users: &Users, events: &Events) {
             if let Err(e) = events.reload(&config.webhooks) {
                 tracing::error!("webhooks not reloaded: {e}");
             }
-            tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), file = %path.display(), "users and webhooks reloaded");
+            tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), file = %path.display(), "users reloaded (and webhooks)");
         }
         Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
     }

@@ -358,3 +358,76 @@ async fn a_redirect_is_not_followed() {
     assert!(elsewhere.requests().is_empty(), "the redirect was followed");
     g.stop().await;
 }
+
+/// A full spool refuses new events (counted, logged) and the clients see
+/// nothing; what it holds is delivered when the receiver comes up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_spool_refuses_events_not_uploads() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // Its own name: the metrics are the test binary's, shared by the tests.
+    let hook = webhook(&format!("http://{port}/hooks"), "spool_limit = \"1KiB\"")
+        .replace("name = \"erp\"", "name = \"tiny\"");
+    let g = start_with_tables(&hook).await;
+    let (_ssh, s) = alice(&g).await;
+    for i in 0..6 {
+        put(&s, &format!("/f{i}.txt"), b"uploads go on").await;
+    }
+    let metrics = reqwest::get(format!("http://{}/metrics", g.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{webhook=\"tiny\"}}")))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let (taken, refused) = (
+        count("bucketgate_events_emitted_total"),
+        count("bucketgate_events_refused_total"),
+    );
+    assert_eq!(taken + refused, 6, "{metrics}");
+    assert!(taken >= 1 && refused >= 1, "{taken} taken, {refused} refused");
+    let listing = g.s3("print(s3.list_objects_v2(Bucket=bucket, Prefix='alice/f')['KeyCount'])");
+    assert_eq!(listing.trim(), "6");
+    let receiver = Receiver::start_on(port).await;
+    receiver.wait_for_count(taken as usize, Duration::from_secs(30)).await;
+    g.stop().await;
+}
+
+/// SIGHUP reloads the webhooks with the users: a changed URL takes the
+/// next event.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_webhooks() {
+    let (before, after) = (Receiver::start().await, Receiver::start().await);
+    let users = user("alice");
+    let served = Served::start_with("", &format!("{users}\n{}", webhook(&before.url(), "")));
+    let upload = |path: &'static str| {
+        let addr = served.sftp;
+        async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let h = ssh_password(stream, "alice", PASSWORD).await.ok().unwrap();
+            put(&common::gateway::sftp(&h).await, path, b"x").await;
+        }
+    };
+    upload("/one.txt").await;
+    before.event(|e| e["path"] == "/one.txt").await;
+    let config = common::served::served_config(
+        served.dir.path(),
+        &served.endpoint,
+        &served.bucket,
+        "",
+        "",
+        &format!("{users}\n{}", webhook(&after.url(), "")),
+    );
+    std::fs::write(served.dir.path().join("gateway.toml"), config).unwrap();
+    served.signal(libc::SIGHUP);
+    served.log_line("users reloaded");
+    upload("/two.txt").await;
+    after.event(|e| e["path"] == "/two.txt").await;
+    assert_eq!(before.requests().len(), 1);
+}

@@ -234,6 +234,12 @@ impl Events {
         Ok(())
     }
 
+    /// Whether any webhook is configured: without one, emitters need not
+    /// build their events.
+    pub fn any(&self) -> bool {
+        !crate::base::lock(&self.hooks).is_empty()
+    }
+
     /// Hands `event` to every webhook that wants it.
     pub fn emit(&self, event: Event) -> Receipt {
         let hooks = crate::base::lock(&self.hooks);

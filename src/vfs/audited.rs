@@ -83,6 +83,9 @@ impl<V: Vfs> Audited<V> {
     /// What a finished operation tells the webhooks; `None` for an
     /// operation no event names.
     fn event(&self, op: &'static str, path: &UserPath, to: Option<&UserPath>) -> Option<Event> {
+        if !self.events.any() {
+            return None;
+        }
         let kind = match op {
             "upload" => EventKind::Upload,
             "download" => EventKind::Download,
