@@ -363,7 +363,10 @@ async fn a_redirect_is_not_followed() {
 /// nothing; what it holds is delivered when the receiver comes up.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_spool_refuses_events_not_uploads() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     // Its own name: the metrics are the test binary's, shared by the tests.
     let hook = webhook(&format!("http://{port}/hooks"), "spool_limit = \"1KiB\"")
         .replace("name = \"erp\"", "name = \"tiny\"");
@@ -391,11 +394,16 @@ async fn a_full_spool_refuses_events_not_uploads() {
         count("bucketgate_events_refused_total"),
     );
     assert_eq!(taken + refused, 6, "{metrics}");
-    assert!(taken >= 1 && refused >= 1, "{taken} taken, {refused} refused");
+    assert!(
+        taken >= 1 && refused >= 1,
+        "{taken} taken, {refused} refused"
+    );
     let listing = g.s3("print(s3.list_objects_v2(Bucket=bucket, Prefix='alice/f')['KeyCount'])");
     assert_eq!(listing.trim(), "6");
     let receiver = Receiver::start_on(port).await;
-    receiver.wait_for_count(taken as usize, Duration::from_secs(30)).await;
+    receiver
+        .wait_for_count(taken as usize, Duration::from_secs(30))
+        .await;
     g.stop().await;
 }
 
