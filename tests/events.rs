@@ -375,12 +375,7 @@ async fn a_full_spool_refuses_events_not_uploads() {
     for i in 0..6 {
         put(&s, &format!("/f{i}.txt"), b"uploads go on").await;
     }
-    let metrics = reqwest::get(format!("http://{}/metrics", g.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.metrics().await;
     let count = |name: &str| {
         metrics
             .lines()

@@ -92,12 +92,7 @@ async fn silent_connections_do_not_lock_users_out() {
     sftp_login_works(&g).await;
     ftp_login_works(&g).await;
 
-    let metrics = reqwest::get(format!("http://{}/metrics", g.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.metrics().await;
     let waiting: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("bucketgate_unauthenticated_connections "))

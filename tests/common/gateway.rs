@@ -172,6 +172,16 @@ allowed_ips = ["192.0.2.0/24"]
 }
 
 impl TestGateway {
+    /// What `GET /metrics` answers now.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Runs a boto3 snippet with `s3` and `bucket` defined.
     pub fn s3(&self, script: &str) -> String {
         boto3(
