@@ -434,3 +434,31 @@ async fn sighup_reloads_the_webhooks() {
     after.event(|e| e["path"] == "/two.txt").await;
     assert_eq!(before.requests().len(), 1);
 }
+
+/// A receiver that does not answer holds up no client: with the first
+/// delivery unanswered (and one at a time), every upload still completes;
+/// the events follow once the receiver answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_receiver_never_slows_an_upload() {
+    let receiver = Receiver::start().await;
+    receiver.hold();
+    let g = start_with_tables(&webhook(&receiver.url(), "concurrency = 1")).await;
+    let (_ssh, s) = alice(&g).await;
+    put(&s, "/one.txt", b"1").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.arrived() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no delivery began");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..5 {
+        put(&s, &format!("/more{i}.txt"), b"not held up").await;
+    }
+    assert_eq!(
+        receiver.arrived(),
+        1,
+        "the first delivery is still unanswered"
+    );
+    receiver.release();
+    receiver.wait_for_count(6, Duration::from_secs(30)).await;
+    g.stop().await;
+}

@@ -68,6 +68,8 @@ pub struct Receiver {
     failing: Arc<AtomicUsize>,
     /// While set, requests are answered 302 to this URL.
     redirect: Arc<Mutex<Option<String>>>,
+    /// While true, requests wait before they are answered.
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 impl Receiver {
@@ -84,15 +86,24 @@ impl Receiver {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let failing = Arc::new(AtomicUsize::new(0));
         let redirect = Arc::new(Mutex::new(None::<String>));
+        let (held, hold) = tokio::sync::watch::channel(false);
         let (seen_by, failing_by, redirect_by) = (seen.clone(), failing.clone(), redirect.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (seen, failing, redirect) =
-                    (seen_by.clone(), failing_by.clone(), redirect_by.clone());
+                let (seen, failing, redirect, hold) = (
+                    seen_by.clone(),
+                    failing_by.clone(),
+                    redirect_by.clone(),
+                    hold.clone(),
+                );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (seen, failing, redirect) =
-                            (seen.clone(), failing.clone(), redirect.clone());
+                        let (seen, failing, redirect, mut hold) = (
+                            seen.clone(),
+                            failing.clone(),
+                            redirect.clone(),
+                            hold.clone(),
+                        );
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.unwrap().to_bytes();
@@ -113,6 +124,8 @@ impl Receiver {
                                 headers: parts.headers,
                                 body,
                             });
+                            // Recorded on arrival, answered once released.
+                            let _ = hold.wait_for(|held| !held).await;
                             let mut answer = hyper::Response::builder().status(status);
                             if let Some(to) = to {
                                 answer = answer.header("location", to);
@@ -133,7 +146,23 @@ impl Receiver {
             seen,
             failing,
             redirect,
+            held,
         }
+    }
+
+    /// Requests from now on wait, unanswered, until [`Receiver::release`]:
+    /// a receiver that is slow.
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.held.send_replace(false);
+    }
+
+    /// How many requests arrived, answered or not.
+    pub fn arrived(&self) -> usize {
+        self.seen.lock().unwrap().len()
     }
 
     pub fn url(&self) -> String {
