@@ -86,8 +86,10 @@ impl Queue {
                 match s.due.first().cloned() {
                     Some((at, _, id)) if at <= Instant::now() => {
                         s.due.pop_first();
-                        let item = &s.items[&id];
-                        return (id, item.body.clone(), item.attempts);
+                        if let Some(item) = s.items.get(&id) {
+                            return (id, item.body.clone(), item.attempts);
+                        }
+                        continue;
                     }
                     Some((at, _, _)) => Some(at),
                     None => None,
