@@ -87,6 +87,37 @@ start_bucketgate() {
     wait_port "$1"
 }
 
+# start_sshd PUBKEY: OpenSSH's sshd with its sftp-server on local disk, on
+# loopback port OS_PORT, for the key PUBKEY: the local-disk peer. Fails
+# (with a note) when openssh-server is not installed.
+start_sshd() {
+    local sshd sftp_server
+    sftp_server=$(ls /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server 2>/dev/null | head -1 || true)
+    sshd=$(command -v sshd || ls /usr/sbin/sshd 2>/dev/null || true)
+    if [ -z "$sshd" ] || [ -z "$sftp_server" ]; then
+        echo "(openssh-server not installed: the local-disk column is left out)" >&2
+        return 1
+    fi
+    OS_PORT=$(free_port)
+    ssh-keygen -q -t ed25519 -N '' -f "$work/sshd_host"
+    cp "$1" "$work/authorized_keys"
+    mkdir -p /run/sshd
+    cat > "$work/sshd_config" <<EOF
+Port $OS_PORT
+ListenAddress 127.0.0.1
+HostKey $work/sshd_host
+AuthorizedKeysFile $work/authorized_keys
+PermitRootLogin yes
+PasswordAuthentication no
+StrictModes no
+UsePAM no
+Subsystem sftp $sftp_server
+EOF
+    "$sshd" -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
+    pids+=($!)
+    wait_port "$OS_PORT"
+}
+
 # rclone against the endpoint. It refuses AWS_CA_BUNDLE with its own HTTP
 # transport (the endpoint is plain HTTP here anyway).
 : > "$work/rclone.conf"

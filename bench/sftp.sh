@@ -19,8 +19,6 @@ SIZE_MIB=${SIZE_MIB:-256}
 PARALLEL=${PARALLEL:-8}
 source bench/lib.sh
 need sftp rclone python3
-SFTP_SERVER=$(ls /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server 2>/dev/null | head -1 || true)
-SSHD=$(command -v sshd || ls /usr/sbin/sshd 2>/dev/null || true)
 
 # --- Files ------------------------------------------------------------------
 mkdir -p "$work/in/small" "$work/local"
@@ -60,28 +58,8 @@ py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"
 # bucketgate-nodigest: the same gateway on a remote with `checksums = []`,
 # so the cost of the digests (SHA-256 by default) shows in one run.
 targets=(bucketgate bucketgate-nodigest rclone)
-if [ -n "$SSHD" ] && [ -n "$SFTP_SERVER" ]; then
-    OS_PORT=$(free_port)
-    ssh-keygen -q -t ed25519 -N '' -f "$work/sshd_host"
-    cp "$work/id.pub" "$work/authorized_keys"
-    mkdir -p /run/sshd
-    cat > "$work/sshd_config" <<EOF
-Port $OS_PORT
-ListenAddress 127.0.0.1
-HostKey $work/sshd_host
-AuthorizedKeysFile $work/authorized_keys
-PermitRootLogin yes
-PasswordAuthentication no
-StrictModes no
-UsePAM no
-Subsystem sftp $SFTP_SERVER
-EOF
-    "$SSHD" -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
-    pids+=($!)
-    wait_port "$OS_PORT"
+if start_sshd "$work/id.pub"; then
     targets+=(openssh)
-else
-    echo "(openssh-server not installed: the local-disk column is left out)" >&2
 fi
 
 # target -> "port user remote-dir"

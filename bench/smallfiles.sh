@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Folders of small files fetched the way FileZilla, WinSCP and `sftp get -r`
+# do it, one file after another, over an S3 endpoint with real first-byte
+# latency: a relay (bench/latency_relay.py) holds each S3 response DELAY_MS
+# (20 ms, a typical S3 first byte) before passing it on. Through bucketgate
+# and rclone serve sftp over the same bucket, and OpenSSH's sftp-server on
+# local disk; rounds interleaved, medians and ratios.
+#
+#   bench/smallfiles.sh          # moto_server on loopback behind the relay
+#
+# Workloads: `get -r` of SMALL files (200) of 4 KiB in one folder, and of
+# TREE files (2000) in 20 folders. Needs: a release build, OpenSSH sftp
+# (and sshd for the local-disk column), rclone, python3 with boto3.
+# Variables: ROUNDS (2), DELAY_MS (20), SMALL (200), TREE (2000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-2}
+DELAY_MS=${DELAY_MS:-20}
+SMALL=${SMALL:-200}
+TREE=${TREE:-2000}
+source bench/lib.sh
+need sftp ssh-keygen rclone python3
+
+# The same files in the bucket for each S3 target, and on local disk.
+py "
+import os
+def files():
+    for i in range($SMALL):
+        yield f'small/f{i:04d}', os.urandom(4096)
+    for i in range($TREE):
+        yield f'tree/d{i % 20:02d}/f{i:05d}', os.urandom(4096)
+for name, body in files():
+    for prefix in ['bucketgate', 'rclone']:
+        s3.put_object(Bucket='$BUCKET', Key=f'{prefix}/{name}', Body=body)
+    path = os.path.join('$work/local', name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, 'wb').write(body)
+"
+
+RELAY_PORT=$(free_port)
+python3 bench/latency_relay.py "$RELAY_PORT" "${S3_ENDPOINT#http://}" "$DELAY_MS" &
+pids+=($!)
+wait_port "$RELAY_PORT"
+# From here on, the gateway and rclone reach S3 through the relay.
+S3_ENDPOINT="http://127.0.0.1:$RELAY_PORT"
+
+ssh-keygen -q -t ed25519 -N '' -f "$work/id"
+BG_PORT=$(free_port)
+cat > "$work/gateway.toml" <<EOF
+[server]
+keys_dir = "$work/bg-keys"
+state_dir = "$work/bg-state"
+[sftp]
+listen = "127.0.0.1:$BG_PORT"
+$(s3_remote_toml)
+[[users]]
+name = "bench"
+authorized_keys = ["$(cat "$work/id.pub")"]
+home = "s3:/bucketgate"
+EOF
+start_bucketgate "$BG_PORT"
+
+RC_PORT=$(free_port)
+rclone_s3 serve sftp ":s3:$BUCKET/rclone" --addr "127.0.0.1:$RC_PORT" \
+    --authorized-keys "$work/id.pub" --cache-dir "$work/rclone-cache" -q &
+pids+=($!)
+wait_port "$RC_PORT"
+
+targets=(bucketgate rclone)
+if start_sshd "$work/id.pub"; then
+    targets+=(openssh)
+fi
+
+endpoint_of() { # target -> "port user remote-dir"
+    case $1 in
+        bucketgate) echo "$BG_PORT bench /" ;;
+        rclone) echo "$RC_PORT bench /" ;;
+        openssh) echo "$OS_PORT $(id -un) $work/local" ;;
+    esac
+}
+sftp_run() { # target, batch text
+    read -r port user dir < <(endpoint_of "$1")
+    local batch
+    batch=$(mktemp "$work/batch.XXXXXX")
+    printf 'cd %s\n%s\n' "$dir" "$2" > "$batch"
+    (cd "$work" && sftp -q -b "$batch" -P "$port" -i "$work/id" \
+        -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        -o IdentitiesOnly=yes "$user@127.0.0.1" >/dev/null)
+}
+check() { # target, folder
+    diff -r -q "$work/local/$2" "$work/out/$2" >/dev/null \
+        || { echo "$1: the files of $2 differ" >&2; exit 1; }
+}
+
+: > "$work/times"
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round/$ROUNDS" >&2
+    for t in "${targets[@]}"; do
+        rm -rf "$work/out"; mkdir -p "$work/out"
+        timed "$work/times" "$t" "get_${SMALL}_small" sftp_run "$t" "get -r small out/"
+        check "$t" small
+        timed "$work/times" "$t" "get_${TREE}_in_20" sftp_run "$t" "get -r tree out/"
+        check "$t" tree
+    done
+done
+
+medians "$work/times" "${targets[@]}"
+echo "S3 responses delayed ${DELAY_MS} ms by the relay"
