@@ -462,3 +462,25 @@ async fn a_slow_receiver_never_slows_an_upload() {
     receiver.wait_for_count(6, Duration::from_secs(30)).await;
     g.stop().await;
 }
+
+/// An https receiver whose certificate only the webhook's `ca_file`
+/// vouches for gets its events over TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_receiver_is_trusted_through_ca_file() {
+    let tls = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (tls.cert.pem(), tls.signing_key.serialize_pem());
+    let receiver = Receiver::start_tls(&cert, &key).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("receiver-ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let hook = webhook(
+        &receiver.https_url(),
+        &format!("ca_file = \"{}\"", ca.display()),
+    );
+    let g = start_with_tables(&hook).await;
+    let (_ssh, s) = alice(&g).await;
+    put(&s, "/over-tls.txt", b"secret order").await;
+    let r = receiver.event(|e| e["path"] == "/over-tls.txt").await;
+    assert!(r.signed_with(SECRET));
+    g.stop().await;
+}

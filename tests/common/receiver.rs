@@ -79,6 +79,28 @@ impl Receiver {
 
     /// On `addr`, which must be free.
     pub async fn start_on(addr: SocketAddr) -> Receiver {
+        Receiver::start_full(addr, None).await
+    }
+
+    /// HTTPS with this certificate chain and key (PEM), on a free port.
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> Receiver {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Receiver::start_full("127.0.0.1:0".parse().unwrap(), Some(acceptor)).await
+    }
+
+    async fn start_full(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         use hyper::service::service_fn;
         use hyper_util::rt::TokioIo;
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -90,11 +112,12 @@ impl Receiver {
         let (seen_by, failing_by, redirect_by) = (seen.clone(), failing.clone(), redirect.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (seen, failing, redirect, hold) = (
+                let (seen, failing, redirect, hold, tls) = (
                     seen_by.clone(),
                     failing_by.clone(),
                     redirect_by.clone(),
                     hold.clone(),
+                    tls.clone(),
                 );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -135,9 +158,17 @@ impl Receiver {
                             )
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -167,6 +198,11 @@ impl Receiver {
 
     pub fn url(&self) -> String {
         format!("http://{}/hooks", self.addr)
+    }
+
+    /// The URL of a receiver started with [`Receiver::start_tls`] for "localhost".
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}/hooks", self.addr.port())
     }
 
     /// The next `n` requests are answered 500.
