@@ -77,14 +77,7 @@ users = ["hooked"]
 EOF
 start_bucketgate "$BG_PORT"
 
-sftp_run() { # user, batch text
-    local batch
-    batch=$(mktemp "$work/batch.XXXXXX")
-    printf '%s\n' "$2" > "$batch"
-    (cd "$work" && sftp -q -b "$batch" -P "$BG_PORT" -i "$work/id" \
-        -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-        -o IdentitiesOnly=yes "$1@127.0.0.1" >/dev/null)
-}
+sftp_run() { sftp_batch "$BG_PORT" "$1" "$2"; } # user, batch text
 # SESSIONS sessions at once, each putting its share of the files.
 put_all() { # user, round
     local p sessions=()

@@ -118,6 +118,17 @@ EOF
     wait_port "$OS_PORT"
 }
 
+# sftp_batch PORT USER TEXT: OpenSSH sftp on loopback as USER with the key
+# $work/id, running the batch TEXT from $work; quiet unless it fails.
+sftp_batch() {
+    local batch
+    batch=$(mktemp "$work/batch.XXXXXX")
+    printf '%s\n' "$3" > "$batch"
+    (cd "$work" && sftp -q -b "$batch" -P "$1" -i "$work/id" \
+        -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        -o IdentitiesOnly=yes "$2@127.0.0.1" >/dev/null)
+}
+
 # rclone against the endpoint. It refuses AWS_CA_BUNDLE with its own HTTP
 # transport (the endpoint is plain HTTP here anyway).
 : > "$work/rclone.conf"

@@ -81,12 +81,8 @@ endpoint_of() { # target -> "port user remote-dir"
 }
 sftp_run() { # target, batch text
     read -r port user dir < <(endpoint_of "$1")
-    local batch
-    batch=$(mktemp "$work/batch.XXXXXX")
-    printf 'cd %s\n%s\n' "$dir" "$2" > "$batch"
-    (cd "$work" && sftp -q -b "$batch" -P "$port" -i "$work/id" \
-        -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-        -o IdentitiesOnly=yes "$user@127.0.0.1" >/dev/null)
+    sftp_batch "$port" "$user" "cd $dir
+$2"
 }
 check() { # target, folder
     diff -r -q "$work/local/$2" "$work/out/$2" >/dev/null \

@@ -149,17 +149,18 @@ impl SessionContext {
             );
             return None;
         };
+        // Where this login's events come from, as the name was given.
+        let origin = |user: &str| Origin {
+            protocol,
+            user: user.to_string(),
+            ip: peer,
+        };
         let user = match checked {
             Ok(user) => user,
             Err(e) => {
                 login_result("failed");
                 tracing::warn!(user = name, method, reason = %e, "login failed");
-                let failed = Event {
-                    protocol: Some(protocol),
-                    user: Some(name.to_string()),
-                    ip: Some(peer.to_string()),
-                    ..Event::new(EventKind::LoginFailed)
-                };
+                let failed = origin(name).event(EventKind::LoginFailed);
                 let _ = self.events.emit(failed.failed(Some(e.to_string())));
                 if self.limits.login_failed(peer) {
                     let _ = self.events.emit(ban(peer, Some(protocol)));
@@ -175,12 +176,7 @@ impl SessionContext {
         login_result("ok");
         span.record("user", user.name.as_str());
         tracing::info!(method, "logged in");
-        let origin = Origin {
-            protocol,
-            user: user.name.clone(),
-            ip: peer,
-        };
-        let _ = self.events.emit(origin.event(EventKind::Login));
+        let _ = self.events.emit(origin(&user.name).event(EventKind::Login));
         Some(user)
     }
 }

@@ -309,7 +309,11 @@ impl Remote {
     /// part minimum): the caller streams the old bytes instead.
     pub async fn continue_in_store(&self, key: &str, size: u64) -> FsResult<Option<Continued>> {
         match &self.parts {
-            Some(parts) if size >= s3::MIN_COPY => parts.continue_object(key, size).await.map(Some),
+            Some(parts) if size >= s3::MIN_COPY => {
+                let mut continued = parts.continue_object(key, size).await?;
+                continued.etags = continued.etags.filter(|_| self.checks_parts());
+                Ok(Some(continued))
+            }
             _ => Ok(None),
         }
     }

@@ -233,7 +233,7 @@ impl Upload {
                     // can cover them.
                     self.hashing = Hashing::Off;
                     self.parts_upload = Some(c.upload);
-                    self.part_etags = Some(c.etags).filter(|_| self.remote.checks_parts());
+                    self.part_etags = c.etags;
                     self.part_md5s = vec![None; c.parts];
                     self.next = size;
                     self.progress.bytes.store(size, Ordering::Relaxed);

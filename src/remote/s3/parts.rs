@@ -18,7 +18,8 @@ const MAX_COPY: u64 = 5 << 30;
 /// An upload that already holds an object's bytes, copied in the store.
 pub struct Continued {
     pub upload: Box<dyn MultipartUpload>,
-    pub etags: PartEtags,
+    /// What S3 stores of each part, where they are checked (`wire_checksums`).
+    pub etags: Option<PartEtags>,
     /// How many parts the copy took: the client's bytes start after them.
     pub parts: usize,
 }
@@ -70,7 +71,7 @@ impl PartCopier {
         let parts = lock(&upload.parts).len();
         Ok(Continued {
             upload: Box::new(upload),
-            etags,
+            etags: Some(etags),
             parts,
         })
     }
