@@ -84,6 +84,14 @@ pub struct Metrics {
     pub event_spool_syncs: Family<WebhookLabel, Counter>,
     /// Age of the oldest event waiting, seconds.
     pub events_oldest_pending_seconds: Family<WebhookLabel, Gauge>,
+    /// Small files fetched ahead of a client walking a listing.
+    pub prefetch_fetched: Counter,
+    /// Opens of a listed small file answered from its prefetch.
+    pub prefetch_hits: Counter,
+    /// Opens of a listed small file that had to ask the store.
+    pub prefetch_misses: Counter,
+    /// Bytes prefetched and never served (expired, passed over, changed).
+    pub prefetch_wasted_bytes: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -114,6 +122,10 @@ impl Metrics {
             events_pending: Family::default(),
             events_oldest_pending_seconds: Family::default(),
             event_spool_syncs: Family::default(),
+            prefetch_fetched: Counter::default(),
+            prefetch_hits: Counter::default(),
+            prefetch_misses: Counter::default(),
+            prefetch_wasted_bytes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -212,6 +224,31 @@ impl Metrics {
             "Age of the oldest event waiting for delivery, by webhook",
             m.events_oldest_pending_seconds.clone(),
         );
+        let prefetch: [(&str, &str, &Counter); 4] = [
+            (
+                "prefetch_fetched",
+                "Small files fetched ahead of a client walking a listing",
+                &m.prefetch_fetched,
+            ),
+            (
+                "prefetch_hits",
+                "Opens of a listed small file answered from its prefetch",
+                &m.prefetch_hits,
+            ),
+            (
+                "prefetch_misses",
+                "Opens of a listed small file that had to ask the store",
+                &m.prefetch_misses,
+            ),
+            (
+                "prefetch_wasted_bytes",
+                "Bytes prefetched and never served (expired, passed over or changed)",
+                &m.prefetch_wasted_bytes,
+            ),
+        ];
+        for (name, help, counter) in prefetch {
+            registry.register(name, help, counter.clone());
+        }
         // The series a dashboard expects exist from the start, at zero.
         for protocol in ["sftp", "ftp", "ftps-implicit"] {
             let label = ProtocolLabel { protocol };

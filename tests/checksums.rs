@@ -535,30 +535,28 @@ async fn puts_and_parts_carry_checksums_of_their_bytes() {
     for wire in [true, false] {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
-        let proxy = common::fault_proxy_seeing(
-            common::moto_endpoint(),
-            move |method, query, headers, body| {
-                if *method == hyper::Method::PUT
-                    && !body.is_empty()
-                    && !headers.contains_key("x-amz-copy-source")
-                {
-                    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
-                    let matches = |name: &str, want: String| {
-                        headers.get(name).map(|v| v.to_str().unwrap() == want)
-                    };
-                    record.lock().unwrap().push((
-                        if query.contains("uploadId=") {
-                            "part"
-                        } else {
-                            "object"
-                        },
-                        matches("content-md5", b64(&md5::Md5::digest(body))),
-                        matches("x-amz-checksum-sha256", b64(&sha2::Sha256::digest(body))),
-                    ));
-                }
-                common::Fault::Pass
-            },
-        )
+        let proxy = common::fault_proxy_seeing(common::moto_endpoint(), move |req, body| {
+            let (query, headers) = (req.uri.query().unwrap_or(""), &req.headers);
+            if req.method == hyper::Method::PUT
+                && !body.is_empty()
+                && !headers.contains_key("x-amz-copy-source")
+            {
+                let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+                let matches = |name: &str, want: String| {
+                    headers.get(name).map(|v| v.to_str().unwrap() == want)
+                };
+                record.lock().unwrap().push((
+                    if query.contains("uploadId=") {
+                        "part"
+                    } else {
+                        "object"
+                    },
+                    matches("content-md5", b64(&md5::Md5::digest(body))),
+                    matches("x-amz-checksum-sha256", b64(&sha2::Sha256::digest(body))),
+                ));
+            }
+            common::Fault::Pass
+        })
         .await;
         let extra = format!("part_size = \"5MiB\"\nwire_checksums = {wire}\n");
         let g = common::gateway::start_via(&format!("http://{proxy}"), &extra).await;

@@ -24,7 +24,7 @@ fn s3_layer(endpoint: &str, bucket: &str, extra: &str) -> Arc<ObjectLayer> {
 async fn listing(layer: &Arc<ObjectLayer>, key: &str) -> Vec<(String, bool, u64)> {
     let mut v: Vec<_> = layer
         .list(key)
-        .map_ok(|s| (s.name, s.is_dir, s.size))
+        .map_ok(|(s, _)| (s.name, s.is_dir, s.size))
         .try_collect()
         .await
         .unwrap();

@@ -43,7 +43,7 @@ async fn get(layer: &ObjectLayer, key: &str) -> Vec<u8> {
 async fn names(layer: &Arc<ObjectLayer>, key: &str) -> Vec<(String, bool)> {
     let mut v: Vec<(String, bool)> = layer
         .list(key)
-        .map_ok(|s: FileStat| (s.name, s.is_dir))
+        .map_ok(|(s, _): (FileStat, _)| (s.name, s.is_dir))
         .try_collect()
         .await
         .unwrap();

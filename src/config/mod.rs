@@ -126,6 +126,9 @@ pub struct RemoteConfig {
     /// The largest file whose digest is computed by reading it, when none
     /// was kept.
     pub checksum_read_limit: u64,
+    /// How long a small file fetched ahead of a client that walks a
+    /// listing may be served to it; zero turns the prefetch off.
+    pub prefetch_window: Duration,
 }
 
 #[derive(Debug, Clone)]

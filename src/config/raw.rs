@@ -102,6 +102,7 @@ pub struct RawRemote {
     pub preserve_mtime: S<bool>,
     pub checksums: S<Vec<Spanned<String>>>,
     pub checksum_read_limit: S<String>,
+    pub prefetch_window: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -48,6 +48,26 @@ impl Ctx<'_> {
         }
     }
 
+    /// A duration no longer than `most`.
+    fn duration_at_most(
+        &mut self,
+        v: &S<String>,
+        key: &str,
+        default: Duration,
+        most: Duration,
+    ) -> Duration {
+        let d = self.duration(v, key, default);
+        if let Some(s) = v.as_ref().filter(|_| d > most) {
+            self.at(
+                s,
+                key,
+                format!("is at most {}", humantime::format_duration(most)),
+            );
+            return default;
+        }
+        d
+    }
+
     fn size(&mut self, v: &S<String>, key: &str, default: u64) -> u64 {
         match v {
             None => default,
@@ -865,6 +885,12 @@ fn validate_remote(
         preserve_mtime,
         checksums,
         checksum_read_limit: cx.size(&r.checksum_read_limit, &key("checksum_read_limit"), 4 << 30),
+        prefetch_window: cx.duration_at_most(
+            &r.prefetch_window,
+            &key("prefetch_window"),
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        ),
     })
 }
 

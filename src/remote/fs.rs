@@ -49,6 +49,8 @@ impl Namespace for FsNamespace {
                     size: l.size(),
                     modified: l.modified(),
                     name: l.name,
+                    // Local disk has no first-byte latency to hide.
+                    etag: None,
                 })
                 .collect(),
             next: None,

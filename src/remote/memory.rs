@@ -56,6 +56,7 @@ impl Namespace for MemoryNamespace {
                     is_dir: true,
                     size: 0,
                     modified: None,
+                    etag: None,
                 },
             );
         }
@@ -69,6 +70,7 @@ impl Namespace for MemoryNamespace {
                         is_dir: true,
                         size: 0,
                         modified: Some(*t),
+                        etag: None,
                     },
                 );
             }
@@ -82,6 +84,7 @@ impl Namespace for MemoryNamespace {
                     is_dir: false,
                     size: o.size,
                     modified: Some(o.last_modified),
+                    etag: o.e_tag,
                 },
             );
         }

@@ -33,6 +33,9 @@ pub struct RawEntry {
     pub size: u64,
     /// `None` for a folder known only as a common prefix.
     pub modified: Option<DateTime<Utc>>,
+    /// The file's version as the listing saw it, where the store has ETags
+    /// that a GET answers alike (S3, memory); what a prefetch is checked by.
+    pub etag: Option<String>,
 }
 
 /// A file or folder anywhere under a walked folder: what a sync job compares.
@@ -279,6 +282,12 @@ impl Remote {
 
     pub fn checksum_read_limit(&self) -> u64 {
         self.config.checksum_read_limit
+    }
+
+    /// How long a file fetched ahead of a client may be served to it;
+    /// zero: never fetched ahead.
+    pub fn prefetch_window(&self) -> std::time::Duration {
+        self.config.prefetch_window
     }
 
     /// The digests uploads here compute (`checksums`).

@@ -51,7 +51,8 @@ const SLOW: u64 = 96 << 20;
 /// bytes of the gateway's budget.
 #[derive(Debug)]
 struct Buffered {
-    _window: OwnedSemaphorePermit,
+    /// `None` for a body read whole before the download opened.
+    _window: Option<OwnedSemaphorePermit>,
     _budget: Held,
 }
 
@@ -160,7 +161,7 @@ fn spawn_segment(
                 Pool::Ahead => budget.take_ahead(chunk.len()).await,
             };
             let held = Buffered {
-                _window: window,
+                _window: Some(window),
                 _budget: budget,
             };
             if tx.send(Ok((chunk, held))).is_err() {
@@ -176,6 +177,18 @@ fn spawn_segment(
         window_size: FIRST_WINDOW,
         taken: 0,
     }
+}
+
+/// A small file read whole before a client asked for it (`prefetch.rs`).
+#[derive(Debug)]
+pub struct Whole {
+    pub stat: FileStat,
+    pub etag: Option<String>,
+    /// Kept with the object: what the served bytes are checked against.
+    pub sha256: Option<[u8; 32]>,
+    pub body: Bytes,
+    /// The body's bytes of the gateway's budget.
+    pub held: Held,
 }
 
 /// Where a download starts once it is first read.
@@ -328,6 +341,26 @@ impl Download {
         let mut d = Download::idle(store, path, stat, etag, budget);
         if d.size > 0 {
             d.unstarted = Some(Unstarted::Response(std::sync::Mutex::new(response)));
+        }
+        d
+    }
+
+    /// Serves a body already in memory; a read elsewhere than where the
+    /// last one ended asks the store for that version, as any download.
+    pub(crate) fn from_whole(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        whole: Whole,
+        budget: Budget,
+    ) -> Self {
+        let mut d = Download::idle(store, path, whole.stat, whole.etag, budget);
+        d.buf = whole.body;
+        d.buf_permit = Some(Buffered {
+            _window: None,
+            _budget: whole.held,
+        });
+        if let Some(sha256) = whole.sha256 {
+            d.verify_against(sha256);
         }
         d
     }

@@ -14,10 +14,12 @@ mod known_dirs;
 pub mod mount;
 pub mod objects;
 pub mod path;
+mod prefetch;
 mod renames;
 mod resume;
 pub mod transfers;
 pub mod upload;
+mod watches;
 
 pub use crate::base::{Algorithm, FsError, FsResult};
 pub use crate::config::{Permission, Permissions};

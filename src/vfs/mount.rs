@@ -2,8 +2,10 @@
 //! Every path a client sends ends up in [`UserVfs::resolve`], which maps it
 //! to one remote and key; nothing outside the mounts is reachable.
 
+use super::download::Whole;
 use super::objects::ObjectLayer;
 use super::path::{UserPath, join_key};
+use super::prefetch::{Found, Prefetch};
 use super::{
     Algorithm, Download, FileStat, FsError, FsResult, Permission, Permissions, Storage, Upload,
     Vfs, WriteMode,
@@ -31,6 +33,7 @@ pub struct UserVfs {
     permissions: Permissions,
     /// Longest mount path first, so the deepest mount wins.
     mounts: Vec<Mount>,
+    prefetch: Arc<Prefetch>,
 }
 
 /// Where a user path lands.
@@ -71,6 +74,7 @@ impl UserVfs {
             user: user.name.clone(),
             permissions: user.permissions,
             mounts,
+            prefetch: Arc::default(),
         })
     }
 
@@ -123,6 +127,24 @@ impl UserVfs {
         Ok(())
     }
 
+    /// What was fetched ahead for an open from the start (`prefetch.rs`).
+    async fn prefetched(&self, r: &Resolved<'_>, offset: u64) -> Option<Whole> {
+        if offset != 0 {
+            return None;
+        }
+        let m = crate::metrics::get();
+        let body = match self.prefetch.open(&r.mount.layer, &r.key) {
+            Found::Unlisted => return None,
+            Found::Listed(None) => None,
+            Found::Listed(Some(pending)) => pending.body().await,
+        };
+        match body.is_some() {
+            true => m.prefetch_hits.inc(),
+            false => m.prefetch_misses.inc(),
+        };
+        body
+    }
+
     /// Mount points directly inside `dir`, shown as folders in its listing.
     fn mount_points_in(&self, dir: &UserPath) -> Vec<FileStat> {
         self.mounts
@@ -163,9 +185,13 @@ impl Vfs for UserVfs {
         let read_only = r.mount.read_only;
         let mounts = self.mount_points_in(path);
         let hidden: Vec<String> = mounts.iter().map(|m| m.name.clone()).collect();
+        let recorder = self.prefetch.listing(&r.mount.layer, &r.key);
         let entries = r.mount.layer.list(&r.key).filter_map(move |e| {
             let keep = match e {
-                Ok(mut s) if !hidden.contains(&s.name) => {
+                Ok((mut s, etag)) if !hidden.contains(&s.name) => {
+                    if let Some(r) = &recorder {
+                        r.saw(&s.name, s.is_dir, s.size, etag.as_deref());
+                    }
                     s.read_only = read_only;
                     Some(Ok(s))
                 }
@@ -181,7 +207,10 @@ impl Vfs for UserVfs {
 
     async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download> {
         let r = self.allowed(path, Permission::Download)?;
-        let mut download = r.mount.layer.open_read(&r.key, offset).await?;
+        let mut download = match self.prefetched(&r, offset).await {
+            Some(whole) => r.mount.layer.open_whole(&r.key, whole)?,
+            None => r.mount.layer.open_read(&r.key, offset).await?,
+        };
         let stat = download.stat_mut();
         stat.name = path.file_name().to_string();
         stat.read_only = r.mount.read_only;
@@ -189,6 +218,7 @@ impl Vfs for UserVfs {
     }
 
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
+        self.prefetch.forget();
         let r = self.allowed(path, Permission::Upload)?;
         self.changes_structure(&r, path)?;
         if !self.permissions.allows(Permission::Overwrite) {
@@ -207,6 +237,7 @@ impl Vfs for UserVfs {
     }
 
     async fn mkdir(&self, path: &UserPath) -> FsResult<()> {
+        self.prefetch.forget();
         let r = self.allowed(path, Permission::Mkdir)?;
         if r.is_mount_root {
             return Err(FsError::AlreadyExists);
@@ -215,18 +246,21 @@ impl Vfs for UserVfs {
     }
 
     async fn rmdir(&self, path: &UserPath) -> FsResult<()> {
+        self.prefetch.forget();
         let r = self.allowed(path, Permission::Rmdir)?;
         self.changes_structure(&r, path)?;
         r.mount.layer.rmdir(&r.key).await
     }
 
     async fn remove(&self, path: &UserPath) -> FsResult<()> {
+        self.prefetch.forget();
         let r = self.allowed(path, Permission::Delete)?;
         self.changes_structure(&r, path)?;
         r.mount.layer.remove(&r.key).await
     }
 
     async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> FsResult<()> {
+        self.prefetch.forget();
         let src = self.allowed(from, Permission::Rename)?;
         let dst = self.allowed(to, Permission::Rename)?;
         self.changes_structure(&src, from)?;
@@ -247,6 +281,7 @@ impl Vfs for UserVfs {
     }
 
     async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> FsResult<()> {
+        self.prefetch.forget();
         let r = self.allowed(path, Permission::Setstat)?;
         if r.is_mount_root {
             return Ok(());

@@ -1,12 +1,13 @@
 //! The object layer: files and folders over one remote, by object key.
 //! Knows nothing of users, mounts or permissions (that is `mount.rs`).
 
-use super::budget::Budget;
-use super::download::Download;
+use super::budget::{Budget, Held};
+use super::download::{Download, Whole};
 use super::known_dirs::KnownDirs;
 use super::renames::Renames;
 use super::resume;
 use super::upload::{OpenUploads, Upload, WriteMode};
+use super::watches::{Watch, Watches};
 use super::{FileStat, FsError, FsResult};
 use crate::base::{Algorithm, Checksums, Hashers};
 use crate::remote::{Kept, Remote, Space, TreeEntry};
@@ -33,6 +34,8 @@ pub struct ObjectLayer {
     /// The gateway's memory budget, which every transfer draws from.
     budget: Budget,
     renames: Renames,
+    /// Keys a prefetched body depends on, told of every change here.
+    watches: Arc<Watches>,
 }
 
 fn object_path(key: &str) -> FsResult<Path> {
@@ -45,17 +48,28 @@ fn name_of(key: &str) -> String {
 
 impl ObjectLayer {
     pub fn new(remote: Arc<Remote>, budget: Budget) -> Self {
+        let watches = Arc::new(Watches::default());
         ObjectLayer {
             remote,
-            uploads: Arc::default(),
+            uploads: Arc::new(OpenUploads::new(watches.clone())),
             known_dirs: KnownDirs::default(),
             budget,
             renames: Renames::default(),
+            watches,
         }
     }
 
     pub fn remote(&self) -> &Arc<Remote> {
         &self.remote
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Watches `key` for a change made through this gateway.
+    pub fn watch(&self, key: &str) -> Watch {
+        self.watches.watch(key)
     }
 
     /// A file (an object, or an upload still open) or a folder at `key`.
@@ -125,8 +139,12 @@ impl ObjectLayer {
         )
     }
 
-    /// The entries directly inside folder `key`, a page at a time.
-    pub fn list(self: &Arc<Self>, key: &str) -> BoxStream<'static, FsResult<FileStat>> {
+    /// The entries directly inside folder `key`, a page at a time, each
+    /// with the ETag the listing gave, where it gave one.
+    pub fn list(
+        self: &Arc<Self>,
+        key: &str,
+    ) -> BoxStream<'static, FsResult<(FileStat, Option<String>)>> {
         let this = self.clone();
         let dir = key.to_string();
         let pages = stream::try_unfold(Some(None), move |token: Option<Option<String>>| {
@@ -135,7 +153,7 @@ impl ObjectLayer {
             async move {
                 let Some(token) = token else { return Ok(None) };
                 let page = this.remote.namespace().list_page(&dir, token).await?;
-                let entries: Vec<FsResult<FileStat>> = page
+                let entries: Vec<FsResult<(FileStat, Option<String>)>> = page
                     .entries
                     .into_iter()
                     .map(|e| {
@@ -149,9 +167,9 @@ impl ObjectLayer {
                             this.known_dirs.insert(&child, e.modified);
                         }
                         Ok(if e.is_dir {
-                            FileStat::dir(e.name, t)
+                            (FileStat::dir(e.name, t), None)
                         } else {
-                            FileStat::file(e.name, e.size, t)
+                            (FileStat::file(e.name, e.size, t), e.etag)
                         })
                     })
                     .collect();
@@ -240,7 +258,11 @@ impl ObjectLayer {
     pub async fn remove(&self, key: &str) -> FsResult<()> {
         match self.stat(key).await? {
             s if s.is_dir => Err(FsError::Unsupported("is a folder: use rmdir".into())),
-            _ => Ok(self.remote.store().delete(&object_path(key)?).await?),
+            _ => {
+                let deleted = self.remote.store().delete(&object_path(key)?).await;
+                self.watches.changed(key);
+                Ok(deleted?)
+            }
         }
     }
 
@@ -274,16 +296,25 @@ impl ObjectLayer {
             Err(e) => return Err(e),
         }
         self.require_dir(parent_key(to)).await?;
-        if source.is_dir {
+        let renamed = if source.is_dir {
             self.known_dirs.forget(from);
             self.remote.namespace().rename_dir(from, to).await
         } else {
-            Ok(self
-                .remote
+            self.remote
                 .store()
                 .rename(&object_path(from)?, &object_path(to)?)
-                .await?)
+                .await
+                .map_err(FsError::from)
+        };
+        // Failed or not, some of it may have moved.
+        if source.is_dir {
+            self.watches.changed_under(from);
+            self.watches.changed_under(to);
+        } else {
+            self.watches.changed(from);
+            self.watches.changed(to);
         }
+        renamed
     }
 
     /// Whether folder `to`, which exists, is what an interrupted rename of
@@ -426,7 +457,9 @@ impl ObjectLayer {
         if !self.remote.keeps_client_mtimes() || stat.is_dir {
             return Ok(());
         }
-        self.remote.keep_mtime(key, mtime).await
+        let kept = self.remote.keep_mtime(key, mtime).await;
+        self.watches.changed(key);
+        kept
     }
 
     pub async fn space(&self) -> FsResult<Space> {
@@ -449,10 +482,10 @@ impl ObjectLayer {
                 .map_err(FsError::from)
                 .map(|got| {
                     let stat = self.file_stat(key, &got);
-                    let sha256 = Kept::from_attributes(&got.attributes).digests.sha256;
+                    let sha256 = self.kept_sha256(&got);
                     let mut d =
                         Download::from_response(store, path, stat, got, self.budget.clone());
-                    if let Some(sha256) = sha256.filter(|_| self.remote.keeps_metadata()) {
+                    if let Some(sha256) = sha256 {
                         d.verify_against(sha256);
                     }
                     d
@@ -468,6 +501,69 @@ impl ObjectLayer {
             }
             other => other,
         }
+    }
+
+    /// The SHA-256 kept with the object a GET answered, which the bytes
+    /// served are checked against.
+    fn kept_sha256(&self, got: &GetResult) -> Option<[u8; 32]> {
+        Kept::from_attributes(&got.attributes)
+            .digests
+            .sha256
+            .filter(|_| self.remote.keeps_metadata())
+    }
+
+    /// Reads file `key` whole while it is the version `etag`, into
+    /// `held` bytes of the budget; `None` when it has changed or no longer
+    /// fits them. One conditional GET: a file replaced by a large one is
+    /// not fetched.
+    pub async fn read_whole(&self, key: &str, etag: &str, held: Held) -> FsResult<Option<Whole>> {
+        let options = GetOptions {
+            if_match: Some(etag.to_string()),
+            ..Default::default()
+        };
+        let got = match self
+            .remote
+            .store()
+            .get_opts(&object_path(key)?, options)
+            .await
+        {
+            Ok(got) => got,
+            Err(object_store::Error::Precondition { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if got.meta.size > held.bytes() as u64 {
+            return Ok(None);
+        }
+        let (stat, sha256) = (self.file_stat(key, &got), self.kept_sha256(&got));
+        let etag = got.meta.e_tag.clone();
+        let mut body = Vec::with_capacity(stat.size as usize);
+        let mut stream = crate::remote::body(got);
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk?);
+            if body.len() as u64 > stat.size {
+                return Ok(None);
+            }
+        }
+        if body.len() as u64 != stat.size {
+            return Err(FsError::failed(format!("the object {key} ended early")));
+        }
+        Ok(Some(Whole {
+            stat,
+            etag,
+            sha256,
+            body: body.into(),
+            held,
+        }))
+    }
+
+    /// A download served from a body read whole.
+    pub fn open_whole(&self, key: &str, whole: Whole) -> FsResult<Download> {
+        Ok(Download::from_whole(
+            self.remote.store().clone(),
+            object_path(key)?,
+            whole,
+            self.budget.clone(),
+        ))
     }
 
     /// Every file and folder under folder `key`, at any depth: what a sync

@@ -11,6 +11,7 @@ use super::budget::{Budget, Held};
 use super::hashing::Hashing;
 use super::resume::{OldBytes, old_bytes};
 use super::transfers::{EndHook, Ended, Transfer};
+use super::watches::Watches;
 use super::{FsError, FsResult};
 use crate::base::{Digests, lock};
 use crate::config::units::format_size;
@@ -41,11 +42,22 @@ pub struct UploadStatus {
 
 /// Open uploads of one remote, by key: shared by every session.
 #[derive(Debug, Default)]
-pub struct OpenUploads(Mutex<HashMap<String, Arc<UploadStatus>>>);
+pub struct OpenUploads {
+    open: Mutex<HashMap<String, Arc<UploadStatus>>>,
+    /// Told when an upload ends: its object may have changed.
+    watches: Arc<Watches>,
+}
 
 impl OpenUploads {
+    pub fn new(watches: Arc<Watches>) -> Self {
+        OpenUploads {
+            open: Mutex::default(),
+            watches,
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<UploadStatus>>> {
-        lock(&self.0)
+        lock(&self.open)
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<UploadStatus>> {
@@ -65,10 +77,15 @@ impl OpenUploads {
     /// Called once per upload, when it commits or is dropped.
     fn unregister(&self, key: &str, p: &Arc<UploadStatus>) {
         crate::metrics::get().uploads_in_flight.dec();
-        let mut map = self.map();
-        if map.get(key).is_some_and(|q| Arc::ptr_eq(q, p)) {
-            map.remove(key);
+        {
+            let mut map = self.map();
+            if map.get(key).is_some_and(|q| Arc::ptr_eq(q, p)) {
+                map.remove(key);
+            }
         }
+        // After the commit, committed or not: a prefetch that raced it
+        // may hold the old bytes.
+        self.watches.changed(key);
     }
 }
 

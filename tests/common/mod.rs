@@ -237,14 +237,64 @@ pub async fn fault_proxy_with(
     upstream: String,
     rule: impl Fn(&hyper::Method, &str) -> Fault + Send + Sync + 'static,
 ) -> SocketAddr {
-    fault_proxy_seeing(upstream, move |method, query, _, _| rule(method, query)).await
+    fault_proxy_seeing(upstream, move |req, _| {
+        rule(&req.method, req.uri.query().unwrap_or(""))
+    })
+    .await
+}
+
+/// The S3 requests a [`counting_proxy`] forwarded, in order: method and
+/// path with its query (`/bucket/key?…`).
+#[derive(Clone, Default)]
+pub struct Seen(Arc<std::sync::Mutex<Vec<(hyper::Method, String)>>>);
+
+impl Seen {
+    /// GETs of object `key` (no listings, no HEADs).
+    pub fn gets_of(&self, bucket: &str, key: &str) -> usize {
+        let path = format!("/{bucket}/{key}");
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, p)| *m == hyper::Method::GET && *p == path)
+            .count()
+    }
+
+    /// Object GETs of any key under `prefix`.
+    pub fn gets_under(&self, bucket: &str, prefix: &str) -> usize {
+        let start = format!("/{bucket}/{prefix}");
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, p)| *m == hyper::Method::GET && p.starts_with(&start) && !p.contains('?'))
+            .count()
+    }
+}
+
+/// A proxy in front of `upstream` that forwards everything and records
+/// each request.
+pub async fn counting_proxy(upstream: String) -> (SocketAddr, Seen) {
+    let seen = Seen::default();
+    let record = seen.clone();
+    let addr = fault_proxy_seeing(upstream, move |req, _| {
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        record
+            .0
+            .lock()
+            .unwrap()
+            .push((req.method.clone(), path.to_string()));
+        Fault::Pass
+    })
+    .await;
+    (addr, seen)
 }
 
 /// As [`fault_proxy_with`], the rule also seeing each request's headers
 /// and body as the gateway sent them.
 pub async fn fault_proxy_seeing(
     upstream: String,
-    rule: impl Fn(&hyper::Method, &str, &http::HeaderMap, &[u8]) -> Fault + Send + Sync + 'static,
+    rule: impl Fn(&http::request::Parts, &[u8]) -> Fault + Send + Sync + 'static,
 ) -> SocketAddr {
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
@@ -274,8 +324,7 @@ pub async fn fault_proxy_seeing(
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        let query = parts.uri.query().unwrap_or("");
-                        let fault = rule(&parts.method, query, &parts.headers, &body);
+                        let fault = rule(&parts, &body);
                         if let (Fault::Corrupt, false) = (&fault, body.is_empty()) {
                             let mut changed = body.to_vec();
                             changed[body.len() / 2] ^= 0x20;

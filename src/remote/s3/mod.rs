@@ -414,6 +414,7 @@ impl Namespace for S3Namespace {
                     is_dir: true,
                     size: 0,
                     modified: None,
+                    etag: None,
                 });
             }
         }
@@ -429,6 +430,7 @@ impl Namespace for S3Namespace {
                     is_dir: false,
                     size: o.size,
                     modified: o.modified,
+                    etag: o.etag,
                 });
             }
         }

@@ -1,0 +1,337 @@
+//! Listing-driven prefetch of small files.
+//!
+//! `sftp get -r`, FileZilla, WinSCP and `lftp mirror` list a folder, then
+//! fetch its files one after another: open, read, close. Each open would
+//! wait one S3 first byte (15–40 ms), in series, so a folder of small
+//! files downloads at a few dozen files a second whatever the bandwidth.
+//! The session has just listed the folder, so the gateway knows what the
+//! client will ask for next: after an open of a listed file, the next
+//! small files of that listing are fetched, several at once, and an open
+//! of one of them is answered from memory.
+//!
+//! How far ahead grows like the read-ahead of a download: two files after
+//! an open, doubled at each open the prefetch had ready, back to two at an
+//! open it did not. A client that lists a thousand files and fetches one
+//! costs two GETs more.
+//!
+//! Bounds, per session: files of at most [`MAX_FILE`], at most
+//! [`MAX_AHEAD`] fetched or in flight (4 MiB), every byte drawn from the
+//! gateway's memory budget, never waited for (when the budget is short,
+//! nothing is prefetched); names of recent listings up to
+//! [`LISTED_BYTES`]. Everything goes when the session ends.
+//!
+//! Never stale beyond the remote's `prefetch_window`, never wrong: a body
+//! is fetched by a GET conditional on the ETag the listing showed, served
+//! only while that GET is younger than the window, and never once any
+//! session of this gateway has written, moved or deleted the file
+//! (`watches.rs`). A session's own change drops all its prefetches.
+
+use super::download::Whole;
+use super::objects::{ObjectLayer, parent_key};
+use super::watches::Watch;
+use crate::base::lock;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// The largest file fetched ahead.
+pub const MAX_FILE: u64 = 256 << 10;
+/// Files fetched ahead or in flight at once, per session.
+pub const MAX_AHEAD: usize = 16;
+/// How far ahead after an open the prefetch did not have ready.
+const FIRST_DEPTH: usize = 2;
+/// Bytes of names kept of recent listings, per session.
+pub const LISTED_BYTES: usize = 1 << 20;
+
+/// One session's prefetch: the listings it saw and the files fetched ahead.
+#[derive(Default)]
+pub struct Prefetch(Mutex<State>);
+
+impl std::fmt::Debug for Prefetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prefetch").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Oldest first.
+    listings: VecDeque<Listing>,
+    listed_bytes: usize,
+    next_id: u64,
+    /// By listing and place in it.
+    ahead: HashMap<(u64, usize), Ahead>,
+    depth: usize,
+}
+
+struct Listing {
+    id: u64,
+    layer: Arc<ObjectLayer>,
+    dir: String,
+    /// The small files with an ETag, in the listing's order.
+    files: Vec<Listed>,
+    bytes: usize,
+    /// Where the last open was found: the next one is usually just after.
+    cursor: usize,
+}
+
+struct Listed {
+    name: String,
+    size: u64,
+    etag: String,
+}
+
+impl Listed {
+    fn cost(&self) -> usize {
+        self.name.len() + self.etag.len() + std::mem::size_of::<Listed>()
+    }
+}
+
+/// A file fetched ahead, or being fetched: the task fills the slot, holding
+/// its lock until then, so an open that comes early waits for that GET
+/// instead of sending its own.
+struct Ahead {
+    slot: Arc<tokio::sync::Mutex<Option<Ready>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A body fetched ahead; counted as wasted if it is dropped unserved.
+struct Ready {
+    whole: Option<Whole>,
+    fetched: Instant,
+    watch: Watch,
+}
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        if let Some(w) = &self.whole {
+            crate::metrics::get()
+                .prefetch_wasted_bytes
+                .inc_by(w.body.len() as u64);
+        }
+    }
+}
+
+/// Records the files of a listing as the client reads it.
+pub struct Recorder {
+    prefetch: Weak<Prefetch>,
+    id: u64,
+}
+
+impl Recorder {
+    /// A listed entry: a small file with an ETag is remembered.
+    pub fn saw(&self, name: &str, is_dir: bool, size: u64, etag: Option<&str>) {
+        let (Some(etag), false, true) = (etag, is_dir, size <= MAX_FILE) else {
+            return;
+        };
+        let Some(prefetch) = self.prefetch.upgrade() else {
+            return;
+        };
+        let listed = Listed {
+            name: name.to_string(),
+            size,
+            etag: etag.to_string(),
+        };
+        let mut s = lock(&prefetch.0);
+        let cost = listed.cost();
+        // Room from the oldest other listings; this one stops growing
+        // when it alone fills the bound.
+        while s.listed_bytes + cost > LISTED_BYTES
+            && s.listings.front().is_some_and(|l| l.id != self.id)
+        {
+            s.drop_oldest();
+        }
+        if s.listed_bytes + cost > LISTED_BYTES {
+            return;
+        }
+        let Some(l) = s.listings.iter_mut().rev().find(|l| l.id == self.id) else {
+            return;
+        };
+        l.files.push(listed);
+        l.bytes += cost;
+        s.listed_bytes += cost;
+    }
+}
+
+impl State {
+    fn drop_oldest(&mut self) {
+        if let Some(l) = self.listings.pop_front() {
+            self.listed_bytes -= l.bytes;
+            self.ahead.retain(|(id, _), _| *id != l.id);
+        }
+    }
+}
+
+/// What an open found.
+pub enum Found {
+    /// The file is in no listing this session keeps.
+    Unlisted,
+    /// Listed; fetched ahead if `Some`.
+    Listed(Option<Pending>),
+}
+
+/// A prefetch taken by an open: ready, or still on its way.
+pub struct Pending {
+    ahead: Ahead,
+    window: Duration,
+}
+
+impl Pending {
+    /// The body, if it came, is still fresh and nothing changed it since.
+    pub async fn body(self) -> Option<Whole> {
+        let mut ready = self.ahead.slot.lock().await.take()?;
+        if ready.fetched.elapsed() >= self.window || ready.watch.changed() {
+            return None;
+        }
+        ready.whole.take()
+    }
+}
+
+impl Prefetch {
+    /// Starts remembering a listing of folder `dir` on `layer`; `None`
+    /// where the remote's `prefetch_window` is zero.
+    pub fn listing(self: &Arc<Self>, layer: &Arc<ObjectLayer>, dir: &str) -> Option<Recorder> {
+        if layer.remote().prefetch_window().is_zero() {
+            return None;
+        }
+        let mut s = lock(&self.0);
+        // A new listing of a folder replaces the last one.
+        if let Some(at) = s
+            .listings
+            .iter()
+            .position(|l| Arc::ptr_eq(&l.layer, layer) && l.dir == dir)
+            && let Some(old) = s.listings.remove(at)
+        {
+            s.listed_bytes -= old.bytes;
+            s.ahead.retain(|(id, _), _| *id != old.id);
+        }
+        let id = s.next_id;
+        s.next_id += 1;
+        s.listings.push_back(Listing {
+            id,
+            layer: layer.clone(),
+            dir: dir.to_string(),
+            files: Vec::new(),
+            bytes: 0,
+            cursor: 0,
+        });
+        Some(Recorder {
+            prefetch: Arc::downgrade(self),
+            id,
+        })
+    }
+
+    /// An open for reading of `key` from its start: takes what was fetched
+    /// ahead for it and fetches ahead of it.
+    pub fn open(&self, layer: &Arc<ObjectLayer>, key: &str) -> Found {
+        let (dir, name) = (parent_key(key), key.rsplit('/').next().unwrap_or(key));
+        let mut s = lock(&self.0);
+        let Some(l) = s
+            .listings
+            .iter_mut()
+            .rev()
+            .find(|l| Arc::ptr_eq(&l.layer, layer) && l.dir == dir)
+        else {
+            return Found::Unlisted;
+        };
+        let at = match l.files.get(l.cursor) {
+            Some(f) if f.name == name => Some(l.cursor),
+            _ => l.files.iter().position(|f| f.name == name),
+        };
+        let Some(at) = at else {
+            return Found::Unlisted;
+        };
+        l.cursor = at + 1;
+        let id = l.id;
+        let window = layer.remote().prefetch_window();
+        let wanted: Vec<(usize, String, u64, String)> = l
+            .files
+            .iter()
+            .enumerate()
+            .skip(at + 1)
+            .take(MAX_AHEAD)
+            .map(|(i, f)| (i, join(dir, &f.name), f.size, f.etag.clone()))
+            .collect();
+        let taken = s.ahead.remove(&(id, at));
+        // Passed over: the client went past them.
+        s.ahead.retain(|(lid, i), _| *lid != id || *i > at);
+        s.depth = match taken {
+            Some(_) => (s.depth * 2).clamp(FIRST_DEPTH, MAX_AHEAD),
+            None => FIRST_DEPTH,
+        };
+        let depth = s.depth;
+        for (i, key, size, etag) in wanted.into_iter().take(depth) {
+            if s.ahead.len() >= MAX_AHEAD {
+                break;
+            }
+            if s.ahead.contains_key(&(id, i)) {
+                continue;
+            }
+            let Some(held) = layer.budget().try_take(size.max(1) as usize) else {
+                break;
+            };
+            s.ahead
+                .insert((id, i), fetch(layer.clone(), key, etag, held, window));
+        }
+        Found::Listed(taken.map(|ahead| Pending { ahead, window }))
+    }
+
+    /// The session changed something: what was fetched ahead may be
+    /// what it changed.
+    pub fn forget(&self) {
+        lock(&self.0).ahead.clear();
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    match dir {
+        "" => name.to_string(),
+        _ => format!("{dir}/{name}"),
+    }
+}
+
+/// Fetches `key` ahead, holding it for `window` at most.
+fn fetch(
+    layer: Arc<ObjectLayer>,
+    key: String,
+    etag: String,
+    held: super::budget::Held,
+    window: Duration,
+) -> Ahead {
+    let slot = Arc::new(tokio::sync::Mutex::new(None));
+    let mut filling = slot
+        .clone()
+        .try_lock_owned()
+        .expect("a new slot is not locked");
+    // Before the GET: a change from here on must be seen.
+    let watch = layer.watch(&key);
+    let expiring = slot.clone();
+    crate::metrics::get().prefetch_fetched.inc();
+    let task = tokio::spawn(async move {
+        let fetched = Instant::now();
+        let whole = match layer.read_whole(&key, &etag, held).await {
+            Ok(Some(whole)) => whole,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(%key, error = %e, "prefetch failed; the open will ask again");
+                return;
+            }
+        };
+        *filling = Some(Ready {
+            whole: Some(whole),
+            fetched,
+            watch,
+        });
+        drop(filling);
+        tokio::time::sleep_until((fetched + window).into()).await;
+        expiring.lock().await.take();
+    });
+    Ahead { slot, task }
+}

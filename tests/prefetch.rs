@@ -1,0 +1,320 @@
+//! Listing-driven prefetch of small files, over SFTP (russh) and FTP
+//! (suppaftp), with the gateway reaching S3 (moto_server) through a proxy
+//! that records every request: what a client reads, and what the bucket
+//! was asked for it.
+//!
+//! The prefetch counters are process-wide, so the tests here run one at
+//! a time (`serial`) and compare counters before and after.
+
+mod common;
+
+use common::Seen;
+use common::ftp::*;
+use common::gateway::*;
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+/// One test at a time: the counters compared are the process's.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// A gateway reaching S3 through a recording proxy.
+async fn gateway(extra_remote: &str) -> (TestGateway, Seen) {
+    let (proxy, seen) = common::counting_proxy(common::moto_endpoint()).await;
+    let g = start_via(&format!("http://{proxy}"), extra_remote).await;
+    (g, seen)
+}
+
+/// `n` small files `f000`… under alice's `dir`, straight into the bucket,
+/// each its own bytes.
+fn small_files(g: &TestGateway, dir: &str, n: usize) -> Vec<Vec<u8>> {
+    g.s3(&format!(
+        "for i in range({n}):\n    \
+         s3.put_object(Bucket=bucket, Key='alice/{dir}/f%03d' % i, Body=(b'%03d' % i) * (100 + i))"
+    ));
+    (0..n)
+        .map(|i| format!("{i:03}").repeat(100 + i).into_bytes())
+        .collect()
+}
+
+fn name(i: usize) -> String {
+    format!("f{i:03}")
+}
+
+/// A counter of the gateway's metrics.
+async fn counter(g: &TestGateway, name: &str) -> u64 {
+    let text = g.metrics().await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("bucketgate_{name}_total ")))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics")) as u64
+}
+
+#[derive(Debug, PartialEq)]
+struct Counts {
+    fetched: u64,
+    hits: u64,
+    misses: u64,
+    wasted: u64,
+}
+
+async fn counts(g: &TestGateway) -> Counts {
+    Counts {
+        fetched: counter(g, "prefetch_fetched").await,
+        hits: counter(g, "prefetch_hits").await,
+        misses: counter(g, "prefetch_misses").await,
+        wasted: counter(g, "prefetch_wasted_bytes").await,
+    }
+}
+
+impl std::ops::Sub for Counts {
+    type Output = Counts;
+    fn sub(self, b: Counts) -> Counts {
+        Counts {
+            fetched: self.fetched - b.fetched,
+            hits: self.hits - b.hits,
+            misses: self.misses - b.misses,
+            wasted: self.wasted - b.wasted,
+        }
+    }
+}
+
+/// Lists `dir` to its end, as a client does before fetching.
+async fn list(s: &RawSftpSession, dir: &str) -> Vec<String> {
+    let h = s.opendir(dir).await.unwrap().handle;
+    let mut out = Vec::new();
+    while let Ok(page) = s.readdir(&h).await {
+        out.extend(page.files.into_iter().map(|f| f.filename));
+    }
+    s.close(h).await.unwrap();
+    out.retain(|n| n != "." && n != "..");
+    out
+}
+
+/// Open, read to the end, close: how `sftp get` fetches one file.
+async fn fetch(s: &RawSftpSession, path: &str) -> Result<Vec<u8>, StatusCode> {
+    let h = match s.open(path, OpenFlags::READ, FileAttributes::empty()).await {
+        Ok(h) => h.handle,
+        Err(SftpError::Status(st)) => return Err(st.status_code),
+        Err(e) => panic!("open {path}: {e:?}"),
+    };
+    let mut out = Vec::new();
+    loop {
+        match s.read(&h, out.len() as u64, 32 << 10).await {
+            Ok(d) => out.extend(d.data),
+            Err(SftpError::Status(st)) if st.status_code == StatusCode::Eof => break,
+            Err(e) => panic!("read {path}: {e:?}"),
+        }
+    }
+    s.close(h).await.unwrap();
+    Ok(out)
+}
+
+/// Waits, bounded, until S3 has been asked `n` GETs under alice's `dir`.
+async fn until_gets(g: &TestGateway, seen: &Seen, dir: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.gets_under(&g.bucket, &format!("alice/{dir}/")) < n {
+        assert!(Instant::now() < deadline, "S3 never got {n} GETs");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `sftp get -r`: each file of the listing is asked of S3 once, all but
+/// the first are answered from the prefetch, and nothing is wasted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_fetched_file_after_file_is_served_ahead() {
+    let _one = serial().await;
+    let (g, seen) = gateway("").await;
+    let files = small_files(&g, "docs", 40);
+    let (_h, s) = alice(&g).await;
+    let before = counts(&g).await;
+    let listed = list(&s, "/docs").await;
+    assert_eq!(listed, (0..40).map(name).collect::<Vec<_>>());
+    for (i, want) in files.iter().enumerate() {
+        let got = fetch(&s, &format!("/docs/{}", name(i))).await.unwrap();
+        assert!(got == *want, "{} came back different", name(i));
+    }
+    let moved = counts(&g).await - before;
+    assert_eq!(
+        moved,
+        Counts {
+            fetched: 39,
+            hits: 39,
+            misses: 1,
+            wasted: 0
+        }
+    );
+    for i in 0..40 {
+        let key = format!("alice/docs/{}", name(i));
+        assert_eq!(seen.gets_of(&g.bucket, &key), 1, "GETs of {key}");
+    }
+}
+
+/// The same walk over FTP: LIST, then RETR after RETR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ftp_retr_after_a_listing_is_served_ahead() {
+    let _one = serial().await;
+    let (g, seen) = gateway("").await;
+    let files = small_files(&g, "docs", 20);
+    client(async {
+        let mut ftp = ftp_plain(&g, "alice").await;
+        let before = counts(&g).await;
+        assert_eq!(ftp.nlst(Some("docs")).await.unwrap().len(), 20);
+        for (i, want) in files.iter().enumerate() {
+            let mut stream = ftp
+                .retr_as_stream(&format!("docs/{}", name(i)))
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            stream.read_to_end(&mut got).await.unwrap();
+            stream.finish().await.unwrap();
+            assert!(got == *want, "{} came back different", name(i));
+        }
+        let moved = counts(&g).await - before;
+        assert_eq!((moved.hits, moved.misses), (19, 1));
+    })
+    .await;
+    assert_eq!(seen.gets_under(&g.bucket, "alice/docs/"), 20);
+}
+
+/// A client that lists 1000 files and fetches one costs two GETs more,
+/// not a folder's worth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_a_thousand_and_fetching_one_costs_two_more_gets() {
+    let _one = serial().await;
+    let (g, seen) = gateway("").await;
+    let files = small_files(&g, "many", 1000);
+    let (_h, s) = alice(&g).await;
+    let before = counts(&g).await;
+    assert_eq!(list(&s, "/many").await.len(), 1000);
+    let got = fetch(&s, "/many/f500").await.unwrap();
+    assert!(got == files[500]);
+    let fetched = (counts(&g).await - before).fetched;
+    assert_eq!(fetched, 2, "files fetched ahead");
+    // Every GET the gateway started has reached S3: those are all.
+    until_gets(&g, &seen, "many", 1 + fetched as usize).await;
+    drop(s);
+    let bucket = g.bucket.clone();
+    g.stop().await;
+    assert_eq!(seen.gets_under(&bucket, "alice/many/"), 3);
+}
+
+/// Replaced by another session right after the listing, while its
+/// prefetch is held: read new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_through_the_gateway_is_read_new() {
+    let _one = serial().await;
+    let (g, seen) = gateway("").await;
+    let files = small_files(&g, "docs", 4);
+    let (_h, s) = alice(&g).await;
+    list(&s, "/docs").await;
+    assert!(fetch(&s, "/docs/f000").await.unwrap() == files[0]);
+    // f001 and f002 are fetched ahead; then another session replaces f001.
+    until_gets(&g, &seen, "docs", 3).await;
+    let (_h2, other) = alice(&g).await;
+    put(&other, "/docs/f001", b"new bytes").await;
+    let got = fetch(&s, "/docs/f001").await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), "new bytes");
+    assert!(fetch(&s, "/docs/f002").await.unwrap() == files[2]);
+}
+
+/// Replaced by another S3 client after the prefetch: once the window has
+/// passed, read new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_in_s3_is_read_new_after_the_window() {
+    let _one = serial().await;
+    let (g, seen) = gateway("prefetch_window = \"1s\"").await;
+    let files = small_files(&g, "docs", 3);
+    let (_h, s) = alice(&g).await;
+    list(&s, "/docs").await;
+    assert!(fetch(&s, "/docs/f000").await.unwrap() == files[0]);
+    until_gets(&g, &seen, "docs", 3).await;
+    g.s3("s3.put_object(Bucket=bucket, Key='alice/docs/f001', Body=b'replaced in S3')");
+    let before = counts(&g).await;
+    // The window is what a prefetch may be served for; past it, never.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let got = fetch(&s, "/docs/f001").await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), "replaced in S3");
+    let moved = counts(&g).await - before;
+    assert_eq!((moved.hits, moved.misses), (0, 1));
+    assert!(moved.wasted > 0, "the expired body counts as wasted");
+}
+
+/// Deleted after the listing, in S3 before its prefetch or through the
+/// gateway after it: NO_SUCH_FILE over SFTP, 550 over FTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_deleted_after_the_listing_is_not_found() {
+    let _one = serial().await;
+    let (g, seen) = gateway("").await;
+    let files = small_files(&g, "docs", 4);
+    let (_h, s) = alice(&g).await;
+    list(&s, "/docs").await;
+    g.s3("s3.delete_object(Bucket=bucket, Key='alice/docs/f001')");
+    assert!(fetch(&s, "/docs/f000").await.unwrap() == files[0]);
+    until_gets(&g, &seen, "docs", 3).await;
+    let (_h2, other) = alice(&g).await;
+    other.remove("/docs/f002").await.unwrap();
+    assert_eq!(fetch(&s, "/docs/f001").await, Err(StatusCode::NoSuchFile));
+    assert_eq!(fetch(&s, "/docs/f002").await, Err(StatusCode::NoSuchFile));
+    assert!(fetch(&s, "/docs/f003").await.unwrap() == files[3]);
+
+    client(async {
+        let mut ftp = ftp_plain(&g, "alice").await;
+        ftp.nlst(Some("docs")).await.unwrap();
+        let mut got = ftp.retr_as_stream("docs/f000").await.unwrap();
+        got.read_to_end(&mut Vec::new()).await.unwrap();
+        got.finish().await.unwrap();
+        other.remove("/docs/f003").await.unwrap();
+        let e = match ftp.retr_as_stream("docs/f003").await {
+            Err(e) => e,
+            Ok(mut stream) => {
+                let mut got = Vec::new();
+                let _ = stream.read_to_end(&mut got).await;
+                assert!(got.is_empty(), "bytes of a deleted file were served");
+                stream
+                    .finish()
+                    .await
+                    .expect_err("RETR of a deleted file succeeded")
+            }
+        };
+        assert!(e.to_string().contains("550"), "{e}");
+    })
+    .await;
+}
+
+/// `prefetch_window = "0"`: the requests of today, each GET sent only
+/// when the client opens its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_off_asks_for_each_file_when_it_is_opened() {
+    let _one = serial().await;
+    let (g, seen) = gateway("prefetch_window = \"0\"").await;
+    let files = small_files(&g, "docs", 10);
+    let (_h, s) = alice(&g).await;
+    let before = counts(&g).await;
+    list(&s, "/docs").await;
+    for (i, want) in files.iter().enumerate() {
+        assert_eq!(
+            seen.gets_under(&g.bucket, "alice/docs/"),
+            i,
+            "before opening {}",
+            name(i)
+        );
+        assert!(fetch(&s, &format!("/docs/{}", name(i))).await.unwrap() == *want);
+    }
+    assert_eq!(seen.gets_under(&g.bucket, "alice/docs/"), 10);
+    let moved = counts(&g).await - before;
+    assert_eq!(
+        moved,
+        Counts {
+            fetched: 0,
+            hits: 0,
+            misses: 0,
+            wasted: 0
+        }
+    );
+}
