@@ -3,8 +3,11 @@
 # do it, one file after another, over an S3 endpoint with real first-byte
 # latency: a relay (bench/latency_relay.py) holds each S3 response DELAY_MS
 # (20 ms, a typical S3 first byte) before passing it on. Through bucketgate
-# and rclone serve sftp over the same bucket, and OpenSSH's sftp-server on
-# local disk; rounds interleaved, medians and ratios.
+# (with its listing-driven prefetch, and as `bg-noprefetch` with
+# prefetch_window = "0"), rclone serve sftp over the same bucket, and
+# OpenSSH's sftp-server on local disk; rounds interleaved, medians and
+# ratios, then the prefetching gateway's peak RSS against its
+# memory_budget (BUDGET, 64MiB) and its prefetch counters.
 #
 #   bench/smallfiles.sh          # moto_server on loopback behind the relay
 #
@@ -46,19 +49,31 @@ wait_port "$RELAY_PORT"
 S3_ENDPOINT="http://127.0.0.1:$RELAY_PORT"
 
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
-BG_PORT=$(free_port)
-cat > "$work/gateway.toml" <<EOF
+BUDGET=${BUDGET:-64MiB}
+# gateway_toml PORT NAME WINDOW ADMIN_PORT: a gateway serving the bucketgate prefix.
+gateway_toml() {
+    cat <<EOF
 [server]
-keys_dir = "$work/bg-keys"
-state_dir = "$work/bg-state"
+keys_dir = "$work/$2-keys"
+state_dir = "$work/$2-state"
+memory_budget = "$BUDGET"
 [sftp]
-listen = "127.0.0.1:$BG_PORT"
+listen = "127.0.0.1:$1"
+[admin]
+listen = "127.0.0.1:$4"
 $(s3_remote_toml)
+prefetch_window = "$3"
 [[users]]
 name = "bench"
 authorized_keys = ["$(cat "$work/id.pub")"]
 home = "s3:/bucketgate"
 EOF
+}
+OFF_PORT=$(free_port) OFF_ADMIN=$(free_port)
+gateway_toml "$OFF_PORT" off 0 "$OFF_ADMIN" > "$work/gateway.toml"
+start_bucketgate "$OFF_PORT"
+BG_PORT=$(free_port) BG_ADMIN=$(free_port)
+gateway_toml "$BG_PORT" bg 5s "$BG_ADMIN" > "$work/gateway.toml"
 start_bucketgate "$BG_PORT"
 
 RC_PORT=$(free_port)
@@ -67,7 +82,7 @@ rclone_s3 serve sftp ":s3:$BUCKET/rclone" --addr "127.0.0.1:$RC_PORT" \
 pids+=($!)
 wait_port "$RC_PORT"
 
-targets=(bucketgate rclone)
+targets=(bucketgate bg-noprefetch rclone)
 if start_sshd "$work/id.pub"; then
     targets+=(openssh)
 fi
@@ -75,6 +90,7 @@ fi
 endpoint_of() { # target -> "port user remote-dir"
     case $1 in
         bucketgate) echo "$BG_PORT bench /" ;;
+        bg-noprefetch) echo "$OFF_PORT bench /" ;;
         rclone) echo "$RC_PORT bench /" ;;
         openssh) echo "$OS_PORT $(id -un) $work/local" ;;
     esac
@@ -103,3 +119,5 @@ done
 
 medians "$work/times" "${targets[@]}"
 echo "S3 responses delayed ${DELAY_MS} ms by the relay"
+echo "bucketgate (prefetch on) peak RSS: $(awk '/VmHWM/ {printf "%d MiB", $2/1024}' "/proc/$BG_PID/status"), memory_budget $BUDGET"
+curl -s "http://127.0.0.1:$BG_ADMIN/metrics" | grep '^bucketgate_prefetch' || true

@@ -10,15 +10,19 @@
 //! of one of them is answered from memory.
 //!
 //! How far ahead grows like the read-ahead of a download: two files after
-//! an open, doubled at each open the prefetch had ready, back to two at an
-//! open it did not. A client that lists a thousand files and fetches one
+//! the session's first open, doubled at each open the prefetch had ready,
+//! back to two at an open out of the listing's order; the first open in
+//! another folder keeps the pace (`get -r` of a tree does not start slow
+//! in each folder). A client that lists a thousand files and fetches one
 //! costs two GETs more.
 //!
 //! Bounds, per session: files of at most [`MAX_FILE`], at most
 //! [`MAX_AHEAD`] fetched or in flight (4 MiB), every byte drawn from the
 //! gateway's memory budget, never waited for (when the budget is short,
 //! nothing is prefetched); names of recent listings up to
-//! [`LISTED_BYTES`]. Everything goes when the session ends.
+//! [`LISTED_BYTES`]. What the client has gone past, in this listing or by
+//! opening a file of another, is dropped; everything goes when the
+//! session ends.
 //!
 //! Never stale beyond the remote's `prefetch_window`, never wrong: a body
 //! is fetched by a GET conditional on the ETag the listing showed, served
@@ -212,6 +216,10 @@ impl Prefetch {
             s.listed_bytes -= old.bytes;
             s.ahead.retain(|(id, _), _| *id != old.id);
         }
+        let bytes = dir.len() + std::mem::size_of::<Listing>();
+        while s.listed_bytes + bytes > LISTED_BYTES && !s.listings.is_empty() {
+            s.drop_oldest();
+        }
         let id = s.next_id;
         s.next_id += 1;
         s.listings.push_back(Listing {
@@ -219,9 +227,10 @@ impl Prefetch {
             layer: layer.clone(),
             dir: dir.to_string(),
             files: Vec::new(),
-            bytes: 0,
+            bytes,
             cursor: 0,
         });
+        s.listed_bytes += bytes;
         Some(Recorder {
             prefetch: Arc::downgrade(self),
             id,
@@ -259,13 +268,18 @@ impl Prefetch {
             .take(MAX_AHEAD)
             .map(|(i, f)| (i, join(dir, &f.name), f.size, f.etag.clone()))
             .collect();
+        let walking = s.ahead.keys().any(|(lid, _)| *lid == id);
         let taken = s.ahead.remove(&(id, at));
-        // Passed over: the client went past them.
-        s.ahead.retain(|(lid, i), _| *lid != id || *i > at);
-        s.depth = match taken {
-            Some(_) => (s.depth * 2).clamp(FIRST_DEPTH, MAX_AHEAD),
-            None => FIRST_DEPTH,
-        };
+        // The client went past these, or on to another folder.
+        s.ahead.retain(|(lid, i), _| *lid == id && *i > at);
+        s.depth = match (&taken, walking) {
+            (Some(_), _) => s.depth * 2,
+            // The first open in a folder keeps the pace of the last one.
+            (None, false) => s.depth,
+            // Out of the listing's order: start again.
+            (None, true) => FIRST_DEPTH,
+        }
+        .clamp(FIRST_DEPTH, MAX_AHEAD);
         let depth = s.depth;
         for (i, key, size, etag) in wanted.into_iter().take(depth) {
             if s.ahead.len() >= MAX_AHEAD {
