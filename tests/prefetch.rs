@@ -318,3 +318,36 @@ async fn prefetch_off_asks_for_each_file_when_it_is_opened() {
         }
     );
 }
+
+/// `get -r` of a tree: from the second folder on, the first files are
+/// fetched as the folder is listed, so only the very first open waits
+/// for S3; a folder listed and not opened makes the next listing fetch
+/// nothing ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_walk_keeps_its_pace_and_browsing_stops_it() {
+    let _one = serial().await;
+    let (g, _seen) = gateway("").await;
+    let trees: Vec<_> = (0..4)
+        .map(|d| small_files(&g, &format!("tree/d{d}"), 10))
+        .collect();
+    let (_h, s) = alice(&g).await;
+    let before = counts(&g).await;
+    assert_eq!(list(&s, "/tree").await, ["d0", "d1", "d2", "d3"]);
+    for (d, files) in trees.iter().enumerate().take(2) {
+        list(&s, &format!("/tree/d{d}")).await;
+        for (i, want) in files.iter().enumerate() {
+            let got = fetch(&s, &format!("/tree/d{d}/{}", name(i))).await.unwrap();
+            assert!(got == *want, "d{d}/{} came back different", name(i));
+        }
+    }
+    let walked = counts(&g).await - before;
+    assert_eq!((walked.hits, walked.misses, walked.wasted), (19, 1, 0));
+    // Listed, not opened: its files were fetched ahead, then the next
+    // listing (the client browses) fetches none.
+    let before = counts(&g).await;
+    list(&s, "/tree/d2").await;
+    assert_eq!((counts(&g).await - before).fetched, 10);
+    let before = counts(&g).await;
+    list(&s, "/tree/d3").await;
+    assert_eq!((counts(&g).await - before).fetched, 0);
+}

@@ -11,13 +11,15 @@
 //!
 //! How far ahead grows like the read-ahead of a download: two files after
 //! the session's first open, doubled at each open the prefetch had ready,
-//! back to two at an open out of the listing's order; the first open in
-//! another folder keeps the pace (`get -r` of a tree does not start slow
-//! in each folder). A client that lists a thousand files and fetches one
-//! costs two GETs more.
+//! back to two at an open out of the listing's order. A session walking a
+//! tree keeps its pace from folder to folder: the first files of the next
+//! folder it lists are fetched as they are listed, so `get -r` does not
+//! wait for each folder's first file; a listing whose files it then does
+//! not open sets it back to two. A client that lists a thousand files and
+//! fetches one costs two GETs more.
 //!
 //! Bounds, per session: files of at most [`MAX_FILE`], at most
-//! [`MAX_AHEAD`] fetched or in flight (4 MiB), every byte drawn from the
+//! [`MAX_AHEAD`] fetched or in flight (8 MiB), every byte drawn from the
 //! gateway's memory budget, never waited for (when the budget is short,
 //! nothing is prefetched); names of recent listings up to
 //! [`LISTED_BYTES`]. What the client has gone past, in this listing or by
@@ -41,8 +43,9 @@ use tokio::task::JoinHandle;
 
 /// The largest file fetched ahead.
 pub const MAX_FILE: u64 = 256 << 10;
-/// Files fetched ahead or in flight at once, per session.
-pub const MAX_AHEAD: usize = 16;
+/// Files fetched ahead or in flight at once, per session: at S3's 20–40 ms
+/// per small GET, enough to keep up with a client on loopback.
+pub const MAX_AHEAD: usize = 32;
 /// How far ahead after an open the prefetch did not have ready.
 const FIRST_DEPTH: usize = 2;
 /// Bytes of names kept of recent listings, per session.
@@ -78,6 +81,10 @@ struct Listing {
     bytes: usize,
     /// Where the last open was found: the next one is usually just after.
     cursor: usize,
+    /// Whether its first files were fetched ahead as it was listed, and
+    /// whether the client opened any of its files since.
+    started_ahead: bool,
+    opened: bool,
 }
 
 struct Listed {
@@ -160,7 +167,21 @@ impl Recorder {
         };
         l.files.push(listed);
         l.bytes += cost;
+        let listed = l.files.len();
         s.listed_bytes += cost;
+        if listed == s.depth {
+            s.start_walk(self.id);
+        }
+    }
+}
+
+impl Drop for Recorder {
+    /// The listing ended (or the client stopped reading it) with fewer
+    /// small files than the session fetches ahead.
+    fn drop(&mut self) {
+        if let Some(prefetch) = self.prefetch.upgrade() {
+            lock(&prefetch.0).start_walk(self.id);
+        }
     }
 }
 
@@ -169,6 +190,53 @@ impl State {
         if let Some(l) = self.listings.pop_front() {
             self.listed_bytes -= l.bytes;
             self.ahead.retain(|(id, _), _| *id != l.id);
+        }
+    }
+
+    /// A session that is walking a tree (its last opens were served
+    /// ahead) will open the first files of the folder it just listed:
+    /// they are fetched as they are listed, not after the first open.
+    fn start_walk(&mut self, id: u64) {
+        if self.depth <= FIRST_DEPTH {
+            return;
+        }
+        let Some(l) = self.listings.iter_mut().rev().find(|l| l.id == id) else {
+            return;
+        };
+        if l.started_ahead || l.opened || l.files.is_empty() {
+            return;
+        }
+        l.started_ahead = true;
+        self.fetch_ahead(id, 0);
+    }
+
+    /// Fetches the files of listing `id` from place `from` on, as far as
+    /// the session's depth and bounds allow.
+    fn fetch_ahead(&mut self, id: u64, from: usize) {
+        let Some(l) = self.listings.iter().rev().find(|l| l.id == id) else {
+            return;
+        };
+        let (layer, window) = (l.layer.clone(), l.layer.remote().prefetch_window());
+        let wanted: Vec<(usize, String, u64, String)> = l
+            .files
+            .iter()
+            .enumerate()
+            .skip(from)
+            .take(self.depth)
+            .map(|(i, f)| (i, join(&l.dir, &f.name), f.size, f.etag.clone()))
+            .collect();
+        for (i, key, size, etag) in wanted {
+            if self.ahead.len() >= MAX_AHEAD {
+                break;
+            }
+            if self.ahead.contains_key(&(id, i)) {
+                continue;
+            }
+            let Some(held) = layer.budget().try_take(size.max(1) as usize) else {
+                break;
+            };
+            self.ahead
+                .insert((id, i), fetch(layer.clone(), key, etag, held, window));
         }
     }
 }
@@ -206,6 +274,14 @@ impl Prefetch {
             return None;
         }
         let mut s = lock(&self.0);
+        // The client listed again without opening what the last listing
+        // had fetched ahead: it browses rather than walks.
+        if s.listings
+            .back()
+            .is_some_and(|l| l.started_ahead && !l.opened)
+        {
+            s.depth = FIRST_DEPTH;
+        }
         // A new listing of a folder replaces the last one.
         if let Some(at) = s
             .listings
@@ -229,6 +305,8 @@ impl Prefetch {
             files: Vec::new(),
             bytes,
             cursor: 0,
+            started_ahead: false,
+            opened: false,
         });
         s.listed_bytes += bytes;
         Some(Recorder {
@@ -258,16 +336,9 @@ impl Prefetch {
             return Found::Unlisted;
         };
         l.cursor = at + 1;
+        l.opened = true;
         let id = l.id;
         let window = layer.remote().prefetch_window();
-        let wanted: Vec<(usize, String, u64, String)> = l
-            .files
-            .iter()
-            .enumerate()
-            .skip(at + 1)
-            .take(MAX_AHEAD)
-            .map(|(i, f)| (i, join(dir, &f.name), f.size, f.etag.clone()))
-            .collect();
         let walking = s.ahead.keys().any(|(lid, _)| *lid == id);
         let taken = s.ahead.remove(&(id, at));
         // The client went past these, or on to another folder.
@@ -280,20 +351,7 @@ impl Prefetch {
             (None, true) => FIRST_DEPTH,
         }
         .clamp(FIRST_DEPTH, MAX_AHEAD);
-        let depth = s.depth;
-        for (i, key, size, etag) in wanted.into_iter().take(depth) {
-            if s.ahead.len() >= MAX_AHEAD {
-                break;
-            }
-            if s.ahead.contains_key(&(id, i)) {
-                continue;
-            }
-            let Some(held) = layer.budget().try_take(size.max(1) as usize) else {
-                break;
-            };
-            s.ahead
-                .insert((id, i), fetch(layer.clone(), key, etag, held, window));
-        }
+        s.fetch_ahead(id, at + 1);
         Found::Listed(taken.map(|ahead| Pending { ahead, window }))
     }
 
