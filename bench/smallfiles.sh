@@ -14,7 +14,8 @@
 # Workloads: `get -r` of SMALL files (200) of 4 KiB in one folder, and of
 # TREE files (2000) in 20 folders. Needs: a release build, OpenSSH sftp
 # (and sshd for the local-disk column), rclone, python3 with boto3.
-# Variables: ROUNDS (2), DELAY_MS (20), SMALL (200), TREE (2000).
+# Variables: ROUNDS (2), DELAY_MS (20), SMALL (200), TREE (2000), TARGETS
+# (all: "bucketgate bg-noprefetch rclone openssh").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,9 +83,9 @@ rclone_s3 serve sftp ":s3:$BUCKET/rclone" --addr "127.0.0.1:$RC_PORT" \
 pids+=($!)
 wait_port "$RC_PORT"
 
-targets=(bucketgate bg-noprefetch rclone)
-if start_sshd "$work/id.pub"; then
-    targets+=(openssh)
+targets=(${TARGETS:-bucketgate bg-noprefetch rclone openssh})
+if [[ " ${targets[*]} " == *" openssh "* ]] && ! start_sshd "$work/id.pub"; then
+    targets=("${targets[@]/openssh}")
 fi
 
 endpoint_of() { # target -> "port user remote-dir"

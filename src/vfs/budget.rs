@@ -12,9 +12,10 @@
 //!   upload holding a part can always finish and send it) and the first
 //!   GET of a download, whose bytes the reader frees as it goes;
 //! * the **ahead** pool (a quarter) feeds the extra ranged GETs a fast
-//!   download adds further along the object. Their bytes wait until the
-//!   reader gets there, so they must never take the memory the reader
-//!   needs to get there.
+//!   download adds further along the object, and the small files fetched
+//!   ahead of a client walking a folder (`prefetch.rs`). Their bytes wait
+//!   until the reader gets there, so they must never take the memory the
+//!   reader needs to get there.
 
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -51,6 +52,13 @@ impl Pool {
             .await
             .expect("the budget's semaphores are never closed");
         held(permit)
+    }
+}
+
+impl Pool {
+    fn try_take(&self, bytes: usize) -> Option<Held> {
+        let n = u32::try_from(bytes).ok()?;
+        self.free.clone().try_acquire_many_owned(n).ok().map(held)
     }
 }
 
@@ -106,12 +114,13 @@ impl Budget {
 
     /// `bytes` from the main pool if they are free now.
     pub fn try_take(&self, bytes: usize) -> Option<Held> {
-        let n = u32::try_from(bytes).ok()?;
-        self.main
-            .free
-            .clone()
-            .try_acquire_many_owned(n)
-            .ok()
-            .map(held)
+        self.main.try_take(bytes)
+    }
+
+    /// `bytes` from the read-ahead pool if they are free now: for bytes
+    /// fetched before anyone asked (small files fetched ahead), which
+    /// must never wait nor take what a transfer needs to move.
+    pub fn try_take_ahead(&self, bytes: usize) -> Option<Held> {
+        self.ahead.try_take(bytes)
     }
 }

@@ -19,9 +19,9 @@
 //! fetches one costs two GETs more.
 //!
 //! Bounds, per session: files of at most [`MAX_FILE`], at most
-//! [`MAX_AHEAD`] fetched or in flight (8 MiB), every byte drawn from the
-//! gateway's memory budget, never waited for (when the budget is short,
-//! nothing is prefetched); names of recent listings up to
+//! [`MAX_AHEAD`] fetched or in flight (16 MiB), every byte drawn from the
+//! read-ahead pool of the gateway's memory budget, never waited for (when
+//! it is short, nothing is prefetched); names of recent listings up to
 //! [`LISTED_BYTES`]. What the client has gone past, in this listing or by
 //! opening a file of another, is dropped; everything goes when the
 //! session ends.
@@ -45,7 +45,7 @@ use tokio::task::JoinHandle;
 pub const MAX_FILE: u64 = 256 << 10;
 /// Files fetched ahead or in flight at once, per session: at S3's 20–40 ms
 /// per small GET, enough to keep up with a client on loopback.
-pub const MAX_AHEAD: usize = 32;
+pub const MAX_AHEAD: usize = 64;
 /// How far ahead after an open the prefetch did not have ready.
 const FIRST_DEPTH: usize = 2;
 /// Bytes of names kept of recent listings, per session.
@@ -232,7 +232,7 @@ impl State {
             if self.ahead.contains_key(&(id, i)) {
                 continue;
             }
-            let Some(held) = layer.budget().try_take(size.max(1) as usize) else {
+            let Some(held) = layer.budget().try_take_ahead(size.max(1) as usize) else {
                 break;
             };
             self.ahead
