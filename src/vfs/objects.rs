@@ -531,7 +531,11 @@ impl ObjectLayer {
             Err(object_store::Error::Precondition { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        if got.meta.size > held.bytes() as u64 {
+        // Also where the server ignores If-Match.
+        let unquoted = |e: &str| e.trim_matches('"').to_string();
+        if got.meta.size > held.bytes() as u64
+            || got.meta.e_tag.as_deref().map(unquoted) != Some(unquoted(etag))
+        {
             return Ok(None);
         }
         let (stat, sha256) = (self.file_stat(key, &got), self.kept_sha256(&got));
