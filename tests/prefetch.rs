@@ -351,3 +351,55 @@ async fn a_tree_walk_keeps_its_pace_and_browsing_stops_it() {
     list(&s, "/tree/d3").await;
     assert_eq!((counts(&g).await - before).fetched, 0);
 }
+
+/// With the read-ahead pool of the memory budget spent (here: a budget of
+/// a few bytes), nothing is fetched ahead and every file is served as
+/// without prefetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_fetches_nothing_ahead() {
+    use bucketgate::vfs::{Budget, Storage, UserPath, UserVfs, Vfs, WriteMode};
+    use futures::TryStreamExt;
+    let _one = serial().await;
+    let config = common::parse_config(&format!(
+        "[remotes.mem]\nkind = \"memory\"\n\n[[users]]\nname = \"alice\"\npassword = \"{HASH}\"\nhome = \"mem:/alice\"\n"
+    ));
+    let remotes = bucketgate::remote::Remotes::build(&config).unwrap();
+    let storage = Storage::new(&remotes, &Budget::new(8));
+    let vfs = UserVfs::for_user(&config.users[0], &storage).await.unwrap();
+    let p = |s: &str| UserPath::parse(s).unwrap();
+    vfs.mkdir(&p("/docs")).await.unwrap();
+    for i in 0..20 {
+        let mut up = vfs
+            .open_write(&p(&format!("/docs/{}", name(i))), WriteMode::Truncate)
+            .await
+            .unwrap();
+        up.write_at(0, format!("file {i}").into_bytes().into())
+            .await
+            .unwrap();
+        up.close().await.unwrap();
+    }
+    let m = bucketgate::metrics::get();
+    let (fetched, misses) = (m.prefetch_fetched.get(), m.prefetch_misses.get());
+    let listed: Vec<_> = vfs
+        .list(&p("/docs"))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 20);
+    for i in 0..20 {
+        let mut d = vfs
+            .open_read(&p(&format!("/docs/{}", name(i))), 0)
+            .await
+            .unwrap();
+        let got = d.read_next(1 << 20).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), format!("file {i}"));
+    }
+    assert_eq!(
+        m.prefetch_fetched.get() - fetched,
+        0,
+        "nothing fits the budget"
+    );
+    assert_eq!(m.prefetch_misses.get() - misses, 20);
+}
