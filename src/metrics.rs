@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -211,9 +211,7 @@ impl Metrics {
                 &m.events_given_up,
             ),
         ];
-        for (name, help, family) in events {
-            registry.register(name, help, family.clone());
-        }
+        register_each(&mut registry, events);
         registry.register(
             "events_pending",
             "Events waiting for delivery, by webhook",
@@ -246,9 +244,7 @@ impl Metrics {
                 &m.prefetch_wasted_bytes,
             ),
         ];
-        for (name, help, counter) in prefetch {
-            registry.register(name, help, counter.clone());
-        }
+        register_each(&mut registry, prefetch);
         // The series a dashboard expects exist from the start, at zero.
         for protocol in ["sftp", "ftp", "ftps-implicit"] {
             let label = ProtocolLabel { protocol };
@@ -268,6 +264,16 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Registers each `(name, help, metric)` of a table.
+fn register_each<'a, M: Metric + Clone>(
+    registry: &mut Registry,
+    table: impl IntoIterator<Item = (&'static str, &'static str, &'a M)>,
+) {
+    for (name, help, metric) in table {
+        registry.register(name, help, metric.clone());
     }
 }
 

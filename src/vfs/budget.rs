@@ -53,9 +53,8 @@ impl Pool {
             .expect("the budget's semaphores are never closed");
         held(permit)
     }
-}
 
-impl Pool {
+    /// `bytes` if they are free now.
     fn try_take(&self, bytes: usize) -> Option<Held> {
         let n = u32::try_from(bytes).ok()?;
         self.free.clone().try_acquire_many_owned(n).ok().map(held)

@@ -95,8 +95,13 @@ impl UserVfs {
         unreachable!("the home is mounted at /")
     }
 
-    /// Resolves `path` and checks that `perm` is granted there.
+    /// Resolves `path` and checks that `perm` is granted there. A change
+    /// the session tries drops what it fetched ahead, which may be what
+    /// it changes.
     fn allowed(&self, path: &UserPath, perm: Permission) -> FsResult<Resolved<'_>> {
+        if perm.writes() {
+            self.prefetch.forget();
+        }
         if !self.permissions.allows(perm) {
             return Err(FsError::PermissionDenied(format!(
                 "{} is not allowed for user {}",
@@ -218,7 +223,6 @@ impl Vfs for UserVfs {
     }
 
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
-        self.prefetch.forget();
         let r = self.allowed(path, Permission::Upload)?;
         self.changes_structure(&r, path)?;
         if !self.permissions.allows(Permission::Overwrite) {
@@ -237,7 +241,6 @@ impl Vfs for UserVfs {
     }
 
     async fn mkdir(&self, path: &UserPath) -> FsResult<()> {
-        self.prefetch.forget();
         let r = self.allowed(path, Permission::Mkdir)?;
         if r.is_mount_root {
             return Err(FsError::AlreadyExists);
@@ -246,21 +249,18 @@ impl Vfs for UserVfs {
     }
 
     async fn rmdir(&self, path: &UserPath) -> FsResult<()> {
-        self.prefetch.forget();
         let r = self.allowed(path, Permission::Rmdir)?;
         self.changes_structure(&r, path)?;
         r.mount.layer.rmdir(&r.key).await
     }
 
     async fn remove(&self, path: &UserPath) -> FsResult<()> {
-        self.prefetch.forget();
         let r = self.allowed(path, Permission::Delete)?;
         self.changes_structure(&r, path)?;
         r.mount.layer.remove(&r.key).await
     }
 
     async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> FsResult<()> {
-        self.prefetch.forget();
         let src = self.allowed(from, Permission::Rename)?;
         let dst = self.allowed(to, Permission::Rename)?;
         self.changes_structure(&src, from)?;
@@ -281,7 +281,6 @@ impl Vfs for UserVfs {
     }
 
     async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> FsResult<()> {
-        self.prefetch.forget();
         let r = self.allowed(path, Permission::Setstat)?;
         if r.is_mount_root {
             return Ok(());

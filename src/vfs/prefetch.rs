@@ -187,7 +187,12 @@ impl Drop for Recorder {
 
 impl State {
     fn drop_oldest(&mut self) {
-        if let Some(l) = self.listings.pop_front() {
+        self.remove_listing(0);
+    }
+
+    /// Forgets the listing at `at`, and what was fetched ahead of it.
+    fn remove_listing(&mut self, at: usize) {
+        if let Some(l) = self.listings.remove(at) {
             self.listed_bytes -= l.bytes;
             self.ahead.retain(|(id, _), _| *id != l.id);
         }
@@ -287,10 +292,8 @@ impl Prefetch {
             .listings
             .iter()
             .position(|l| Arc::ptr_eq(&l.layer, layer) && l.dir == dir)
-            && let Some(old) = s.listings.remove(at)
         {
-            s.listed_bytes -= old.bytes;
-            s.ahead.retain(|(id, _), _| *id != old.id);
+            s.remove_listing(at);
         }
         let bytes = dir.len() + std::mem::size_of::<Listing>();
         while s.listed_bytes + bytes > LISTED_BYTES && !s.listings.is_empty() {
