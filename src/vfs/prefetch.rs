@@ -410,3 +410,60 @@ fn fetch(
     });
     Ahead { slot, task }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::remote::Remote;
+    use crate::vfs::Budget;
+
+    fn layer() -> Arc<ObjectLayer> {
+        let config = Config::parse(
+            "[remotes.mem]\nkind = \"memory\"\n[[users]]\nname = \"a\"\npassword = \"$argon2id$v=19$m=19456,t=2,p=1$zbURedr/3LNZOR44c0aY6A$+xFJJgF1BW2u2HQD7E1eR9O5gcRrh9Fhtk/e5e317mI\"\nhome = \"mem:/a\"\n",
+            &|_| None,
+        )
+        .expect("a memory remote");
+        let remote = Arc::new(Remote::build(&config.remotes["mem"]).expect("built"));
+        Arc::new(ObjectLayer::new(remote, Budget::new(64 << 20)))
+    }
+
+    /// Whatever a client lists, the names kept stay within
+    /// [`LISTED_BYTES`]; however it walks, at most [`MAX_AHEAD`] files are
+    /// fetched ahead at once, and a steady walk reaches that many.
+    #[tokio::test]
+    async fn listings_and_fetches_stay_within_their_bounds() {
+        let (p, layer) = (Arc::new(Prefetch::default()), layer());
+        let long = "n".repeat(200);
+        for d in 0..300 {
+            let r = p.listing(&layer, &format!("d{d}")).expect("on");
+            for i in 0..100 {
+                r.saw(&format!("{long}{i}"), false, 10, Some("\"etag\""));
+            }
+            drop(r);
+            let listed = lock(&p.0).listed_bytes;
+            assert!(listed <= LISTED_BYTES, "{listed} bytes of names kept");
+        }
+        assert!(
+            lock(&p.0).listed_bytes > LISTED_BYTES / 2,
+            "the bound was reached"
+        );
+        let r = p.listing(&layer, "walk").expect("on");
+        for i in 0..1000 {
+            r.saw(&format!("f{i:04}"), false, 10, Some("\"etag\""));
+        }
+        drop(r);
+        let mut most = 0;
+        for i in 0..1000 {
+            // The files do not exist: each fetch ahead fails and the open
+            // asks the store; the bound is on what was started.
+            if let Found::Listed(Some(pending)) = p.open(&layer, &format!("walk/f{i:04}")) {
+                assert!(pending.body().await.is_none());
+            }
+            let ahead = lock(&p.0).ahead.len();
+            assert!(ahead <= MAX_AHEAD, "{ahead} fetched ahead at once");
+            most = most.max(ahead);
+        }
+        assert_eq!(most, MAX_AHEAD);
+    }
+}
