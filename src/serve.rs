@@ -58,7 +58,7 @@ impl Gateway {
         Ok(Gateway {
             storage: Storage::new(&remotes, &Budget::new(config.server.memory_budget)),
             remotes,
-            users: Users::new(&config.users),
+            users: Users::new(&config)?,
             limits: SessionLimits::new(&config.server, &config.security),
             config: Arc::new(config),
         })
@@ -235,7 +235,10 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
 fn reload(path: &std::path::Path, users: &Users, events: &Events) {
     match Config::load(path) {
         Ok(config) => {
-            users.replace(&config.users);
+            if let Err(e) = users.replace(&config) {
+                tracing::error!("reload refused, nothing changed: {e}");
+                return;
+            }
             if let Err(e) = events.reload(&config.webhooks) {
                 tracing::error!("webhooks not reloaded: {e}");
             }

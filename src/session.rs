@@ -3,7 +3,7 @@
 //! connection (PROXY header, bans, the pre-login caps), its span, its end
 //! from outside (login deadline, shutdown), and the outcome of its login.
 
-use crate::auth::{Admitted, LoginError, NotLoggedIn, PreLogin, SessionLimits, Users};
+use crate::auth::{Admitted, Identified, LoginError, NotLoggedIn, PreLogin, SessionLimits, Users};
 use crate::config::EventKind;
 use crate::config::UserConfig;
 use crate::events::{Event, Events, Origin};
@@ -139,7 +139,7 @@ impl SessionContext {
         span: &tracing::Span,
         name: &str,
         method: &str,
-        checked: Result<Arc<UserConfig>, LoginError>,
+        checked: Result<Identified, LoginError>,
     ) -> Option<Arc<UserConfig>> {
         let _enter = span.enter();
         let Some((peer, protocol)) = admitted.peer_and_protocol() else {
@@ -155,19 +155,25 @@ impl SessionContext {
             user: user.to_string(),
             ip: peer,
         };
-        let user = match checked {
-            Ok(user) => user,
+        let identified = match checked {
+            Ok(identified) => identified,
             Err(e) => {
                 login_result("failed");
-                tracing::warn!(user = name, method, reason = %e, "login failed");
+                match e {
+                    LoginError::Unavailable { .. } | LoginError::BadDefinition { .. } => {
+                        tracing::error!(user = name, method, reason = %e, "login failed")
+                    }
+                    _ => tracing::warn!(user = name, method, reason = %e, "login failed"),
+                }
                 let failed = origin(name).event(EventKind::LoginFailed);
                 let _ = self.events.emit(failed.failed(Some(e.to_string())));
-                if self.limits.login_failed(peer) {
+                if e.counts_toward_ban() && self.limits.login_failed(peer) {
                     let _ = self.events.emit(ban(peer, Some(protocol)));
                 }
                 return None;
             }
         };
+        let user = identified.user;
         if let Err(e) = self.limits.log_in(admitted, &user) {
             login_result("refused");
             tracing::warn!(user = name, reason = %e, "login refused");
@@ -175,7 +181,8 @@ impl SessionContext {
         }
         login_result("ok");
         span.record("user", user.name.as_str());
-        tracing::info!(method, "logged in");
+        let source = identified.source.name();
+        tracing::info!(method, source, cached = identified.cached, "logged in");
         let _ = self.events.emit(origin(&user.name).event(EventKind::Login));
         Some(user)
     }

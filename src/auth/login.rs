@@ -1,9 +1,12 @@
-//! Login checks in the order a frontend needs them: the user exists, the
-//! peer's address is allowed, then the password or key matches.
+//! Who a login is: the identity sources asked in `[auth] order` (the
+//! users file, an LDAP directory, an HTTP hook), the first that knows the
+//! name deciding; then the peer's address against the user's allowed_ips.
 
-use super::check_password;
-use crate::config::UserConfig;
-use std::collections::HashMap;
+use super::cache::{Credential, LoginCache};
+use super::file::FileUsers;
+use super::hook::HookSource;
+use super::ldap::LdapSource;
+use crate::config::{Config, SourceKind, UserConfig};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
@@ -21,100 +24,223 @@ pub enum LoginError {
     NoPassword,
     #[error("key not in the user's authorized_keys")]
     UnknownKey,
+    #[error("{0}")]
+    Refused(String),
+    /// The source that owns the name could not be asked: nobody else is.
+    #[error("identity source {which} is unavailable: {reason}")]
+    Unavailable { which: &'static str, reason: String },
+    /// What the source answered does not make a user (an operator's
+    /// mistake in a template or the hook).
+    #[error("{which} defines no valid user: {reason}")]
+    BadDefinition { which: &'static str, reason: String },
 }
 
-type ByName = HashMap<String, Arc<UserConfig>>;
+impl LoginError {
+    /// Whether the client is to blame, so the failure counts toward the
+    /// ban of its address: not when a source is down or misconfigured.
+    pub fn counts_toward_ban(&self) -> bool {
+        !matches!(
+            self,
+            LoginError::Unavailable { .. } | LoginError::BadDefinition { .. }
+        )
+    }
+}
 
-/// The configured users, by name; every clone sees a reload (SIGHUP).
-/// A session keeps the user it logged in as until it ends.
-#[derive(Debug, Clone, Default)]
-pub struct Users(Arc<RwLock<Arc<ByName>>>);
+/// What one source says about a login.
+pub enum Answer {
+    /// It does not know the name: the next source is asked.
+    Unknown,
+    /// It owns the name and has decided.
+    Decided(Result<Arc<UserConfig>, LoginError>),
+}
 
-fn by_name(users: &[UserConfig]) -> Arc<ByName> {
-    Arc::new(
-        users
-            .iter()
-            .map(|u| (u.name.clone(), Arc::new(u.clone())))
-            .collect(),
-    )
+/// An accepted login: the user, and who vouched for them.
+#[derive(Debug, Clone)]
+pub struct Identified {
+    pub user: Arc<UserConfig>,
+    pub source: SourceKind,
+    /// Accepted from the cache of an earlier answer of the source.
+    pub cached: bool,
+}
+
+/// How a login reached the gateway, as the HTTP hook is told.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    pub peer: IpAddr,
+    pub protocol: &'static str,
+}
+
+struct Sources {
+    order: Vec<SourceKind>,
+    file: FileUsers,
+    ldap: Option<LdapSource>,
+    hook: Option<HookSource>,
+    cache: LoginCache,
+}
+
+/// The identity sources; every clone sees a reload (SIGHUP). A session
+/// keeps the user it logged in as until it ends.
+#[derive(Clone)]
+pub struct Users(Arc<RwLock<Arc<Sources>>>);
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users").finish_non_exhaustive()
+    }
+}
+
+/// A source that cannot be set up (its CA file, its TLS settings).
+#[derive(Debug, thiserror::Error)]
+#[error("[auth.{which}]: {reason}")]
+pub struct SourceError {
+    pub which: &'static str,
+    pub reason: String,
+}
+
+fn sources(config: &Config) -> Result<Arc<Sources>, SourceError> {
+    let remotes = config.remotes.keys().cloned().collect();
+    let auth = &config.auth;
+    let ldap = auth
+        .ldap
+        .as_ref()
+        .map(|l| LdapSource::new(l, &auth.templates, &remotes))
+        .transpose()
+        .map_err(|reason| SourceError {
+            which: "ldap",
+            reason,
+        })?;
+    let hook = auth
+        .http
+        .as_ref()
+        .map(|h| HookSource::new(h, &remotes))
+        .transpose()
+        .map_err(|reason| SourceError {
+            which: "http",
+            reason,
+        })?;
+    Ok(Arc::new(Sources {
+        order: auth.order.clone(),
+        file: FileUsers::new(&config.users),
+        ldap,
+        hook,
+        cache: LoginCache::new(auth.cache_time),
+    }))
 }
 
 impl Users {
-    pub fn new(users: &[UserConfig]) -> Self {
+    pub fn new(config: &Config) -> Result<Self, SourceError> {
         // Made now, not at the first failed login, which would take twice as long.
         dummy_hash();
-        Users(Arc::new(RwLock::new(by_name(users))))
+        Ok(Users(Arc::new(RwLock::new(sources(config)?))))
     }
 
-    /// Replaces the users for logins from now on.
-    pub fn replace(&self, users: &[UserConfig]) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = by_name(users);
+    /// Replaces the sources for logins from now on, and forgets what the
+    /// old ones accepted.
+    pub fn replace(&self, config: &Config) -> Result<(), SourceError> {
+        let new = sources(config)?;
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(())
     }
 
-    fn current(&self) -> Arc<ByName> {
+    /// How many users the users file holds.
+    pub fn file_users(&self) -> usize {
+        self.current().file.len()
+    }
+
+    fn current(&self) -> Arc<Sources> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The user, if `peer` may log in as them at all.
-    fn may_log_in(&self, name: &str, peer: IpAddr) -> Result<Arc<UserConfig>, LoginError> {
-        let user = self
-            .current()
-            .get(name)
-            .cloned()
-            .ok_or(LoginError::UnknownUser)?;
-        let peer = canonical(peer);
-        if !user.allowed_ips.is_empty() && !user.allowed_ips.iter().any(|n| n.contains(&peer)) {
-            return Err(LoginError::AddressNotAllowed(peer));
-        }
-        Ok(user.clone())
-    }
-
-    /// Checks a password off the async threads: hashes are slow on purpose.
-    /// A name that cannot log in by password (unknown, not from this
-    /// address, no password) is checked against a dummy hash of the same
-    /// cost, so the time of the answer does not tell which names exist.
+    /// A password login. A name no source knows, or a file user without a
+    /// password, is checked against a dummy hash of the cost of a real
+    /// one, so the time of the answer does not tell which names exist.
     pub async fn password(
         &self,
         name: &str,
-        peer: IpAddr,
+        attempt: Attempt,
         password: &str,
-    ) -> Result<Arc<UserConfig>, LoginError> {
-        let password = password.to_string();
-        let user = self.may_log_in(name, peer).and_then(|user| {
-            let hash = user.password_hash.clone().ok_or(LoginError::NoPassword)?;
-            Ok((user, hash))
-        });
-        match user {
-            Ok((user, hash)) => match check_password(hash, password).await {
-                true => Ok(user),
-                false => Err(LoginError::WrongPassword),
-            },
-            Err(e) => {
-                check_password(dummy_hash().to_string(), password).await;
-                Err(e)
-            }
+    ) -> Result<Identified, LoginError> {
+        let checked = self
+            .current()
+            .check(name, attempt, &Credential::Password(password))
+            .await;
+        if matches!(
+            checked,
+            Err(LoginError::UnknownUser | LoginError::NoPassword)
+        ) {
+            super::check_password(dummy_hash().to_string(), password.to_string()).await;
         }
+        checked
     }
 
-    /// Whether `key` is one of the user's authorized keys (comments and
-    /// options do not take part).
-    pub fn public_key(
+    /// A public-key login: whether `key` is one the user may log in with
+    /// (its signature is the frontend's to check).
+    pub async fn public_key(
         &self,
         name: &str,
-        peer: IpAddr,
+        attempt: Attempt,
         key: &russh::keys::PublicKey,
-    ) -> Result<Arc<UserConfig>, LoginError> {
-        let user = self.may_log_in(name, peer)?;
-        if user
-            .authorized_keys
-            .iter()
-            .any(|k| k.key_data() == key.key_data())
-        {
-            Ok(user)
-        } else {
-            Err(LoginError::UnknownKey)
-        }
+    ) -> Result<Identified, LoginError> {
+        self.current()
+            .check(name, attempt, &Credential::Key(key))
+            .await
     }
+}
+
+impl Sources {
+    async fn check(
+        &self,
+        name: &str,
+        attempt: Attempt,
+        credential: &Credential<'_>,
+    ) -> Result<Identified, LoginError> {
+        for &source in &self.order {
+            let answer = match source {
+                SourceKind::File => self.file.check(name, credential).await,
+                SourceKind::Ldap | SourceKind::Http => {
+                    if let Some(user) = self.cache.get(source, name, credential) {
+                        return admit(user, source, true, attempt.peer);
+                    }
+                    let answer = match (source, &self.ldap, &self.hook) {
+                        (SourceKind::Ldap, Some(ldap), _) => ldap.check(name, credential).await,
+                        (SourceKind::Http, _, Some(hook)) => {
+                            hook.check(name, credential, attempt).await
+                        }
+                        _ => Answer::Unknown,
+                    };
+                    match &answer {
+                        Answer::Decided(Ok(user)) => self.cache.put(source, credential, user),
+                        Answer::Unknown => self.cache.forget(source, name),
+                        Answer::Decided(Err(_)) => {}
+                    }
+                    answer
+                }
+            };
+            match answer {
+                Answer::Unknown => continue,
+                Answer::Decided(checked) => return admit(checked?, source, false, attempt.peer),
+            }
+        }
+        Err(LoginError::UnknownUser)
+    }
+}
+
+/// An accepted user, if `peer` may log in as them at all.
+fn admit(
+    user: Arc<UserConfig>,
+    source: SourceKind,
+    cached: bool,
+    peer: IpAddr,
+) -> Result<Identified, LoginError> {
+    let peer = canonical(peer);
+    if !user.allowed_ips.is_empty() && !user.allowed_ips.iter().any(|n| n.contains(&peer)) {
+        return Err(LoginError::AddressNotAllowed(peer));
+    }
+    Ok(Identified {
+        user,
+        source,
+        cached,
+    })
 }
 
 /// A hash no password matches, made with the parameters of

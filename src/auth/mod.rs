@@ -1,13 +1,19 @@
-//! Who may log in and how many at once: password hashes, authorized keys,
-//! address rules and session slots, shared by the SFTP and FTP frontends.
+//! Who may log in and how many at once: the identity sources (the users
+//! file, LDAP, an HTTP hook) and their cache, password hashes, address
+//! rules, bans and session slots, shared by the SFTP and FTP frontends.
 
 mod bans;
+mod cache;
+mod file;
+mod hook;
+mod ldap;
 mod login;
 mod password;
 mod sessions;
 
 pub use bans::Bans;
-pub use login::{LoginError, Users};
+pub use cache::MAX_NAMES as MAX_CACHED_LOGINS;
+pub use login::{Attempt, Identified, LoginError, SourceError, Users};
 pub use password::{check_password, hash_password, verify_password};
 pub use sessions::{
     Admitted, LimitError, LoginWatch, NotLoggedIn, PreLogin, SessionLimits, SessionSlot,

@@ -7,10 +7,12 @@
 mod digests;
 mod error;
 mod names;
+mod outbound;
 
 pub use digests::{Algorithm, Checksums, Digests, Hashers, hex};
 pub use error::{FsError, FsResult};
 pub use names::{MAX_KEY_BYTES, check_segment};
+pub use outbound::{http_client, tls_client_config};
 
 /// Locks state that stays consistent even if a holder panicked (maps,
 /// counters): a poisoned lock is taken over, not propagated.

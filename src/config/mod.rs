@@ -5,6 +5,7 @@
 //! structs (`raw.rs`, unknown keys collected), then validation into the types
 //! below (`validate.rs`), which the rest of the gateway uses.
 
+mod auth;
 mod permissions;
 mod raw;
 pub mod units;
@@ -12,6 +13,10 @@ mod validate;
 mod webhooks;
 
 pub use crate::base::Checksums;
+pub use auth::{
+    AuthConfig, HookConfig, LdapConfig, LdapFind, MountDefinition, SourceKind, TemplateConfig,
+    UserDefinition, fill,
+};
 pub use permissions::{Permission, Permissions};
 pub use webhooks::{EventKind, WebhookConfig};
 
@@ -36,6 +41,7 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     pub syncs: Vec<SyncConfig>,
     pub webhooks: Vec<WebhookConfig>,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub users: Vec<Spanned<RawUser>>,
     pub syncs: Vec<Spanned<RawSync>>,
     pub webhooks: Vec<Spanned<RawWebhook>>,
+    pub auth: Option<Spanned<RawAuth>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,7 +106,7 @@ pub struct RawRemote {
     pub prefetch_window: S<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawUser {
     pub name: S<String>,
@@ -118,7 +119,7 @@ pub struct RawUser {
     pub mounts: Vec<Spanned<RawMount>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawMount {
     pub path: S<String>,
@@ -154,4 +155,52 @@ pub struct RawWebhook {
     pub concurrency: S<i64>,
     pub spool_limit: S<String>,
     pub ca_file: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawAuth {
+    pub order: S<Vec<Spanned<String>>>,
+    pub cache_time: S<String>,
+    pub ldap: Option<Spanned<RawLdap>>,
+    pub http: Option<Spanned<RawHook>>,
+    pub templates: Vec<Spanned<RawTemplate>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawLdap {
+    pub url: S<String>,
+    pub starttls: S<bool>,
+    pub ca_file: S<String>,
+    pub user_dn: S<String>,
+    pub bind_dn: S<String>,
+    pub bind_password: S<String>,
+    pub base: S<String>,
+    pub filter: S<String>,
+    pub key_attribute: S<String>,
+    pub group_base: S<String>,
+    pub group_filter: S<String>,
+    pub timeout: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawHook {
+    pub url: S<String>,
+    pub secret: S<String>,
+    pub timeout: S<String>,
+    pub ca_file: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawTemplate {
+    pub name: S<String>,
+    pub ldap_groups: Vec<Spanned<String>>,
+    pub home: S<String>,
+    pub permissions: S<Vec<Spanned<String>>>,
+    pub max_sessions: S<i64>,
+    pub allowed_ips: S<Vec<Spanned<String>>>,
+    pub mounts: Vec<Spanned<RawMount>>,
 }

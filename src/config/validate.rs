@@ -9,6 +9,11 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+mod auth;
+
+/// The names of the configured remotes, which a location must use.
+pub(super) type RemoteNames = std::collections::BTreeSet<String>;
+
 const MIB: u64 = 1 << 20;
 /// S3 refuses parts under 5 MiB (except the last) and over 5 GiB.
 const S3_MIN_PART: u64 = 5 * MIB;
@@ -121,6 +126,59 @@ impl Ctx<'_> {
         }
     }
 
+    /// A file the gateway reads at start (a CA bundle): it must be there.
+    fn file(&mut self, v: &S<String>, key: &str) -> Option<PathBuf> {
+        v.as_ref().map(|c| {
+            let path = PathBuf::from(c.get_ref());
+            if !path.is_file() {
+                self.at(c, key, format!("{} is not a readable file", path.display()));
+            }
+            path
+        })
+    }
+
+    /// A required secret: an `env:` variable set to nothing is refused.
+    fn secret(&mut self, v: &S<String>, key: &str, table_line: usize, required: &str) -> String {
+        match v {
+            Some(s) if !s.get_ref().is_empty() => s.get_ref().clone(),
+            Some(s) => {
+                self.at(s, key, "is empty (an env: variable that is not set?)");
+                String::new()
+            }
+            None => {
+                self.problem(table_line, key, required);
+                String::new()
+            }
+        }
+    }
+
+    /// A required `http://` or `https://` URL of `whose` server.
+    fn http_url(
+        &mut self,
+        v: &S<String>,
+        key: &str,
+        table_line: usize,
+        whose: &str,
+    ) -> Option<url::Url> {
+        match v {
+            None => {
+                self.problem(
+                    table_line,
+                    key,
+                    format!("is required: {whose} http:// or https:// URL"),
+                );
+                None
+            }
+            Some(u) => match url::Url::parse(u.get_ref()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+                _ => {
+                    self.at(u, key, "is not an http:// or https:// URL");
+                    None
+                }
+            },
+        }
+    }
+
     fn flag(v: &S<bool>, default: bool) -> bool {
         v.as_ref().map_or(default, |b| *b.get_ref())
     }
@@ -182,7 +240,7 @@ impl Ctx<'_> {
         v: &S<String>,
         key: &str,
         table_line: usize,
-        remotes: &BTreeMap<String, Spanned<RawRemote>>,
+        remotes: &RemoteNames,
     ) -> Option<Location> {
         let Some(s) = v else {
             self.problem(
@@ -203,8 +261,8 @@ impl Ctx<'_> {
             );
             return None;
         };
-        if !remotes.contains_key(remote) {
-            let known: Vec<&str> = remotes.keys().map(String::as_str).collect();
+        if !remotes.contains(remote) {
+            let known: Vec<&str> = remotes.iter().map(String::as_str).collect();
             self.at(
                 s,
                 key,
@@ -325,11 +383,12 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         .collect();
 
     budget_fits_parts(&mut cx, &raw.server, server.memory_budget, &remotes);
+    let names: RemoteNames = raw.remotes.keys().cloned().collect();
     let users = raw
         .users
         .iter()
         .enumerate()
-        .filter_map(|(i, u)| validate_user(&mut cx, i, u, &raw.remotes))
+        .filter_map(|(i, u)| validate_user(&mut cx, &format!("users[{i}]"), u, &names, true))
         .collect();
     let user_names = raw.users.iter().map(|u| &u.get_ref().name);
     duplicates(&mut cx, user_names, "users", "user");
@@ -337,7 +396,7 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         .syncs
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| validate_sync(&mut cx, i, s, &raw.remotes))
+        .filter_map(|(i, s)| validate_sync(&mut cx, i, s, &names))
         .collect();
     duplicates(
         &mut cx,
@@ -359,7 +418,9 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         "webhook",
     );
 
+    let auth = auth::validate_auth(&mut cx, &raw.auth, &names, raw.users.len());
     Config {
+        auth,
         server,
         security,
         sftp,
@@ -395,23 +456,7 @@ fn validate_webhook(
             return None;
         }
     };
-    let url = match &w.url {
-        None => {
-            cx.problem(
-                line,
-                &key("url"),
-                "is required: the receiver's http:// or https:// URL",
-            );
-            None
-        }
-        Some(u) => match url::Url::parse(u.get_ref()) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
-            _ => {
-                cx.at(u, &key("url"), "is not an http:// or https:// URL");
-                None
-            }
-        },
-    };
+    let url = cx.http_url(&w.url, &key("url"), line, "the receiver's");
     let events = match &w.events {
         None => vec![EventKind::Upload],
         Some(list) => {
@@ -462,36 +507,13 @@ fn validate_webhook(
         true => None,
         false => globs.build().ok(),
     };
-    let secret = match &w.secret {
-        Some(s) if !s.get_ref().is_empty() => s.get_ref().clone(),
-        Some(s) => {
-            cx.at(
-                s,
-                &key("secret"),
-                "is empty (an env: variable that is not set?)",
-            );
-            String::new()
-        }
-        None => {
-            cx.problem(
-                line,
-                &key("secret"),
-                "is required: the key receivers check the signature with (use env:NAME)",
-            );
-            String::new()
-        }
-    };
-    let ca_file = w.ca_file.as_ref().map(|c| {
-        let path = PathBuf::from(c.get_ref());
-        if !path.is_file() {
-            cx.at(
-                c,
-                &key("ca_file"),
-                format!("{} is not a readable file", path.display()),
-            );
-        }
-        path
-    });
+    let secret = cx.secret(
+        &w.secret,
+        &key("secret"),
+        line,
+        "is required: the key receivers check the signature with (use env:NAME)",
+    );
+    let ca_file = cx.file(&w.ca_file, &key("ca_file"));
     Some(WebhookConfig {
         name,
         url: url?,
@@ -894,15 +916,19 @@ fn validate_remote(
     })
 }
 
+/// A user table at `table` (`users[3]`; empty for a definition from an
+/// identity source). `own_login`: the table holds the user's password or
+/// keys, as the users file does; a directory's user logs in by the source.
 fn validate_user(
     cx: &mut Ctx<'_>,
-    i: usize,
+    table: &str,
     spanned: &Spanned<RawUser>,
-    remotes: &BTreeMap<String, Spanned<RawRemote>>,
+    remotes: &RemoteNames,
+    own_login: bool,
 ) -> Option<UserConfig> {
     let line = cx.lines.of(spanned);
     let u = spanned.get_ref();
-    let key = |k: &str| format!("users[{i}].{k}");
+    let key = |k: &str| join_key(table, k);
     let name = match &u.name {
         Some(n) if !n.get_ref().is_empty() && !n.get_ref().contains([':', '/', ' ']) => {
             n.get_ref().clone()
@@ -949,7 +975,7 @@ fn validate_user(
             }
         })
         .collect();
-    if u.password.is_none() && u.authorized_keys.is_empty() {
+    if own_login && u.password.is_none() && u.authorized_keys.is_empty() {
         cx.problem(
             line,
             &key("password"),
@@ -986,7 +1012,7 @@ fn validate_user(
     for (m, spanned_mount) in u.mounts.iter().enumerate() {
         let mline = cx.lines.of(spanned_mount);
         let mount = spanned_mount.get_ref();
-        let mkey = |k: &str| format!("users[{i}].mounts[{m}].{k}");
+        let mkey = |k: &str| join_key(table, &format!("mounts[{m}].{k}"));
         let path = match &mount.path {
             None => {
                 cx.problem(mline, &mkey("path"), "is required");
@@ -1044,7 +1070,7 @@ fn validate_sync(
     cx: &mut Ctx<'_>,
     i: usize,
     spanned: &Spanned<RawSync>,
-    remotes: &BTreeMap<String, Spanned<RawRemote>>,
+    remotes: &RemoteNames,
 ) -> Option<SyncConfig> {
     let line = cx.lines.of(spanned);
     let s = spanned.get_ref();

@@ -378,21 +378,9 @@ impl Webhook {
     }
 }
 
-/// The HTTP client of one webhook: its timeout, no redirects, the system's
-/// CA roots and the webhook's `ca_file`.
+/// The HTTP client of one webhook.
 fn client(config: &WebhookConfig) -> std::io::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("bucketgate/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &config.ca_file {
-        let pem = std::fs::read(path)?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(std::io::Error::other)?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder.build().map_err(std::io::Error::other)
+    crate::base::http_client(config.timeout, config.ca_file.as_deref())
 }
 
 #[cfg(test)]

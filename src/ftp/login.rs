@@ -6,7 +6,7 @@
 //! both parts, so the user it checked, with the connection's slot and span,
 //! is the user the session gets.
 
-use crate::auth::{Admitted, PreLogin};
+use crate::auth::{Admitted, Attempt, PreLogin};
 use crate::session::SessionContext;
 use crate::vfs::{Audited, UserVfs};
 use async_trait::async_trait;
@@ -93,7 +93,10 @@ impl Login {
             .users
             .password(
                 username,
-                self.peer.ip(),
+                Attempt {
+                    peer: self.peer.ip(),
+                    protocol: self.protocol,
+                },
                 creds.password.as_deref().unwrap_or(""),
             )
             .await;

@@ -119,18 +119,7 @@ impl GatewayConnector {
 const RESPONSE_BUFFER: usize = 64 << 10;
 
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, OutboundError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    if found.certs.is_empty() {
-        return Err(OutboundError::Roots(format!("{:?}", found.errors)));
-    }
-    roots.add_parsable_certificates(found.certs);
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| OutboundError::Roots(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = crate::base::tls_client_config(None).map_err(OutboundError::Roots)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }

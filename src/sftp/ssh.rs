@@ -4,7 +4,7 @@
 
 use super::commands;
 use super::handler::SftpHandler;
-use crate::auth::{Admitted, LoginError, PreLogin};
+use crate::auth::{Admitted, Attempt, Identified, LoginError, PreLogin};
 use crate::config::{SftpConfig, UserConfig};
 use crate::session::SessionContext;
 use crate::vfs::{Audited, UserVfs};
@@ -95,12 +95,19 @@ impl SshSession {
         }
     }
 
+    fn attempt(&self) -> Attempt {
+        Attempt {
+            peer: self.peer.ip(),
+            protocol: "sftp",
+        }
+    }
+
     /// Turns a login check into russh's answer, taking the user's session slot.
     fn conclude(
         &mut self,
         name: &str,
         method: &str,
-        checked: Result<Arc<UserConfig>, LoginError>,
+        checked: Result<Identified, LoginError>,
     ) -> Auth {
         let Some(user) =
             self.shared
@@ -124,7 +131,7 @@ impl russh::server::Handler for SshSession {
         let checked = self
             .shared
             .users
-            .password(user, self.peer.ip(), password)
+            .password(user, self.attempt(), password)
             .await;
         Ok(self.conclude(user, "password", checked))
     }
@@ -139,7 +146,8 @@ impl russh::server::Handler for SshSession {
             match self
                 .shared
                 .users
-                .public_key(user, self.peer.ip(), offer.public_key)
+                .public_key(user, self.attempt(), offer.public_key)
+                .await
             {
                 Ok(_) => Auth::Accept,
                 Err(_) => reject(),
@@ -155,7 +163,8 @@ impl russh::server::Handler for SshSession {
         let checked = self
             .shared
             .users
-            .public_key(user, self.peer.ip(), key.public_key);
+            .public_key(user, self.attempt(), key.public_key)
+            .await;
         Ok(self.conclude(user, "publickey", checked))
     }
 
