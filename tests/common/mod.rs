@@ -392,5 +392,6 @@ pub async fn fault_proxy_seeing(
 
 pub mod ftp;
 pub mod gateway;
+pub mod ldap;
 pub mod receiver;
 pub mod served;

@@ -70,7 +70,12 @@ pub struct Receiver {
     redirect: Arc<Mutex<Option<String>>>,
     /// While true, requests wait before they are answered.
     held: tokio::sync::watch::Sender<bool>,
+    /// While set, what a request is answered (status and JSON body).
+    answer: Arc<Mutex<Option<Answerer>>>,
 }
+
+/// Chooses the answer to a request from its body: an identity hook.
+pub type Answerer = Arc<dyn Fn(&serde_json::Value) -> (u16, String) + Send + Sync>;
 
 impl Receiver {
     pub async fn start() -> Receiver {
@@ -109,23 +114,31 @@ impl Receiver {
         let failing = Arc::new(AtomicUsize::new(0));
         let redirect = Arc::new(Mutex::new(None::<String>));
         let (held, hold) = tokio::sync::watch::channel(false);
-        let (seen_by, failing_by, redirect_by) = (seen.clone(), failing.clone(), redirect.clone());
+        let answer = Arc::new(Mutex::new(None::<Answerer>));
+        let (seen_by, failing_by, redirect_by, answer_by) = (
+            seen.clone(),
+            failing.clone(),
+            redirect.clone(),
+            answer.clone(),
+        );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (seen, failing, redirect, hold, tls) = (
+                let (seen, failing, redirect, hold, tls, answer) = (
                     seen_by.clone(),
                     failing_by.clone(),
                     redirect_by.clone(),
                     hold.clone(),
                     tls.clone(),
+                    answer_by.clone(),
                 );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (seen, failing, redirect, mut hold) = (
+                        let (seen, failing, redirect, mut hold, answer) = (
                             seen.clone(),
                             failing.clone(),
                             redirect.clone(),
                             hold.clone(),
+                            answer.clone(),
                         );
                         async move {
                             let (parts, body) = req.into_parts();
@@ -136,10 +149,14 @@ impl Receiver {
                                 })
                                 .is_ok();
                             let to = redirect.lock().unwrap().clone();
-                            let status = match (&to, fail) {
-                                (Some(_), _) => 302,
-                                (None, true) => 500,
-                                (None, false) => 200,
+                            let answerer = answer.lock().unwrap().clone();
+                            let (status, text) = match (&to, fail, answerer) {
+                                (Some(_), _, _) => (302, String::new()),
+                                (None, true, _) => (500, String::new()),
+                                (None, false, Some(f)) => {
+                                    f(&serde_json::from_slice(&body).unwrap_or_default())
+                                }
+                                (None, false, None) => (200, String::new()),
                             };
                             seen.lock().unwrap().push(Request {
                                 at: Instant::now(),
@@ -154,7 +171,7 @@ impl Receiver {
                                 answer = answer.header("location", to);
                             }
                             Ok::<_, std::convert::Infallible>(
-                                answer.body(Full::new(bytes::Bytes::new())).unwrap(),
+                                answer.body(Full::new(bytes::Bytes::from(text))).unwrap(),
                             )
                         }
                     });
@@ -178,7 +195,16 @@ impl Receiver {
             failing,
             redirect,
             held,
+            answer,
         }
+    }
+
+    /// From now on each request is answered what `f` says of its JSON body.
+    pub fn answer_with(
+        &self,
+        f: impl Fn(&serde_json::Value) -> (u16, String) + Send + Sync + 'static,
+    ) {
+        *self.answer.lock().unwrap() = Some(Arc::new(f));
     }
 
     /// Requests from now on wait, unanswered, until [`Receiver::release`]:
