@@ -6,7 +6,7 @@
 //! asked. Anything else, or no answer within `timeout`: the login fails.
 
 use super::cache::Credential;
-use super::login::{Answer, Attempt, LoginError};
+use super::login::{Answer, Attempt, LoginError, MAX_QUESTIONS};
 use crate::config::{HookConfig, UserConfig, UserDefinition};
 use futures::StreamExt;
 use std::collections::BTreeSet;
@@ -19,6 +19,7 @@ pub struct HookSource {
     config: HookConfig,
     client: reqwest::Client,
     remotes: BTreeSet<String>,
+    turns: tokio::sync::Semaphore,
 }
 
 #[derive(serde::Serialize)]
@@ -41,6 +42,7 @@ impl HookSource {
             config: config.clone(),
             client,
             remotes: remotes.clone(),
+            turns: tokio::sync::Semaphore::new(MAX_QUESTIONS),
         })
     }
 
@@ -59,7 +61,20 @@ impl HookSource {
             protocol: attempt.protocol,
             ip: attempt.peer.to_string(),
         };
-        let decided = match self.ask(&question).await {
+        let asked = async {
+            let _turn = self.turns.acquire().await;
+            self.ask(&question).await
+        };
+        let timeout = self.config.timeout;
+        let answered = tokio::time::timeout(timeout, asked)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                ))
+            });
+        let decided = match answered {
             Err(reason) => Err(LoginError::Unavailable {
                 which: "http",
                 reason,

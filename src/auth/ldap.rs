@@ -13,7 +13,7 @@
 //! that reaches it, and public-key login is refused.
 
 use super::cache::Credential;
-use super::login::{Answer, LoginError};
+use super::login::{Answer, LoginError, MAX_QUESTIONS};
 use crate::config::{LdapConfig, LdapFind, TemplateConfig, UserConfig};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
 use std::collections::BTreeSet;
@@ -30,6 +30,7 @@ pub struct LdapSource {
     tls: Arc<rustls::ClientConfig>,
     templates: Vec<TemplateConfig>,
     remotes: BTreeSet<String>,
+    turns: tokio::sync::Semaphore,
 }
 
 /// Why the directory could not answer: the login fails, nobody else is asked.
@@ -107,6 +108,7 @@ impl LdapSource {
             tls: Arc::new(tls),
             templates: templates.to_vec(),
             remotes: remotes.clone(),
+            turns: tokio::sync::Semaphore::new(MAX_QUESTIONS),
         })
     }
 
@@ -118,7 +120,11 @@ impl LdapSource {
                 reason,
             }))
         };
-        match tokio::time::timeout(timeout, self.exchange(name, credential)).await {
+        let asked = async {
+            let _turn = self.turns.acquire().await;
+            self.exchange(name, credential).await
+        };
+        match tokio::time::timeout(timeout, asked).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => unavailable(e.to_string()),
             Err(_) => unavailable(format!(

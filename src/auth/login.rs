@@ -46,6 +46,11 @@ impl LoginError {
     }
 }
 
+/// Questions one source (the directory, the hook) is asked at once. A
+/// flood of logins waits for a turn within the source's timeout rather
+/// than opening a connection each to the directory.
+pub const MAX_QUESTIONS: usize = 32;
+
 /// What one source says about a login.
 pub enum Answer {
     /// It does not know the name: the next source is asked.
