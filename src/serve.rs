@@ -208,12 +208,14 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     let (drain, grace) = (config.server.shutdown_drain, config.server.shutdown_grace);
     let gateway = Gateway::build(config)?;
     let (users, remotes) = (gateway.config.users.len(), gateway.config.remotes.len());
+    let identity = sources_shown(&gateway.config);
     let live_users = gateway.users.clone();
     let running = gateway.start().await?;
     let events = running.events.clone();
     tracing::info!(
         users,
         remotes,
+        identity,
         "bucketgate is running; Ctrl-C stops it, SIGHUP reloads the users"
     );
     loop {
@@ -229,6 +231,12 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The identity sources in the order they are asked: `file, ldap`.
+fn sources_shown(config: &Config) -> String {
+    let names: Vec<&str> = config.auth.order.iter().map(|s| s.name()).collect();
+    names.join(", ")
+}
+
 /// SIGHUP: the users and webhooks of the config file replace the running
 /// ones; sessions already logged in go on. A config with problems changes
 /// nothing.
@@ -242,7 +250,7 @@ fn reload(path: &std::path::Path, users: &Users, events: &Events) {
             if let Err(e) = events.reload(&config.webhooks) {
                 tracing::error!("webhooks not reloaded: {e}");
             }
-            tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), file = %path.display(), "users reloaded (and webhooks)");
+            tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), identity = sources_shown(&config), file = %path.display(), "users reloaded (and webhooks, identity sources)");
         }
         Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
     }

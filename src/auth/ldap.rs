@@ -27,7 +27,8 @@ const INVALID_CREDENTIALS: u32 = 49;
 
 pub struct LdapSource {
     config: LdapConfig,
-    tls: Arc<rustls::ClientConfig>,
+    /// For `ldaps://` and StartTLS; plain `ldap://` needs no CA roots.
+    tls: Option<Arc<rustls::ClientConfig>>,
     templates: Vec<TemplateConfig>,
     remotes: BTreeSet<String>,
     turns: tokio::sync::Semaphore,
@@ -102,10 +103,15 @@ impl LdapSource {
         templates: &[TemplateConfig],
         remotes: &BTreeSet<String>,
     ) -> std::result::Result<Self, String> {
-        let tls = crate::base::tls_client_config(config.ca_file.as_deref())?;
+        let tls = match config.starttls || config.url.starts_with("ldaps://") {
+            true => Some(Arc::new(crate::base::tls_client_config(
+                config.ca_file.as_deref(),
+            )?)),
+            false => None,
+        };
         Ok(LdapSource {
             config: config.clone(),
-            tls: Arc::new(tls),
+            tls,
             templates: templates.to_vec(),
             remotes: remotes.clone(),
             turns: tokio::sync::Semaphore::new(MAX_QUESTIONS),
@@ -135,10 +141,12 @@ impl LdapSource {
     }
 
     async fn connect(&self) -> Result<Ldap> {
-        let settings = LdapConnSettings::new()
+        let mut settings = LdapConnSettings::new()
             .set_conn_timeout(self.config.timeout)
-            .set_starttls(self.config.starttls)
-            .set_config(self.tls.clone());
+            .set_starttls(self.config.starttls);
+        if let Some(tls) = &self.tls {
+            settings = settings.set_config(tls.clone());
+        }
         let (conn, ldap) = LdapConnAsync::with_settings(settings, &self.config.url).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {
