@@ -25,7 +25,9 @@
 //! * [`sync`]: sync jobs — list both sides, plan (pure), act through the same object layers.
 //! * [`events`]: `[[webhooks]]`: each event spooled on disk before the
 //!   client's reply, delivered signed and retried until a 2xx.
-//! * [`admin`], [`metrics`]: `/healthz` and `/metrics` for operators.
+//! * [`live`]: the sessions and transfers of now, and the latest file
+//!   operations, which the audited VFS reports and the console shows.
+//! * [`admin`], [`metrics`]: `/healthz`, `/metrics`, the console and `/api/v1` for operators.
 //! * [`serve`]: starts what the config enables.
 //!
 //! An SFTP `rename` goes [`sftp::handler`] → [`vfs::Audited`] →
@@ -41,6 +43,7 @@ pub mod ftp;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod listen;
+pub mod live;
 pub mod metrics;
 pub mod proxy;
 pub mod remote;

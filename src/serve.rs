@@ -77,6 +77,7 @@ impl Gateway {
             limits: self.limits.clone(),
             events: events.clone(),
             ending: ending.clone(),
+            live: crate::live::Live::new(),
         });
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|s| *s).await;

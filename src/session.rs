@@ -7,6 +7,7 @@ use crate::auth::{Admitted, Identified, LoginError, NotLoggedIn, PreLogin, Sessi
 use crate::config::EventKind;
 use crate::config::UserConfig;
 use crate::events::{Event, Events, Origin};
+use crate::live::{Live, LiveSession, SessionEntry};
 use crate::proxy::ProxyRules;
 use crate::vfs::audited::Audited;
 use crate::vfs::{Storage, UserVfs};
@@ -32,23 +33,35 @@ pub struct SessionContext {
     /// Cancelled when the shutdown grace period is over: sessions still
     /// open end, and drop (abort) their unfinished uploads.
     pub ending: CancellationToken,
+    /// The sessions of now and the latest file operations (the console).
+    pub live: Arc<Live>,
+}
+
+/// A connection past its screening: the client's address, and what ends
+/// it from outside (shutdown, or an operator), a child of `ending`.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub end: CancellationToken,
+}
+
+/// A session that logged in: its user, and its place among the live
+/// sessions, held until it ends.
+pub struct LoggedIn {
+    pub user: Arc<UserConfig>,
+    pub live: SessionEntry,
 }
 
 impl SessionContext {
     /// A logged-in user's files as every frontend serves them: audited,
     /// and telling the webhooks what happens, from this origin.
-    pub fn audited(
-        &self,
-        vfs: UserVfs,
-        protocol: &'static str,
-        ip: std::net::IpAddr,
-    ) -> Audited<UserVfs> {
+    pub fn audited(&self, vfs: UserVfs, live: &Arc<LiveSession>) -> Audited<UserVfs> {
         let origin = Origin {
-            protocol,
+            protocol: live.protocol,
             user: vfs.user().to_string(),
-            ip,
+            ip: live.peer.ip(),
         };
-        Audited::new(vfs, self.events.clone(), origin)
+        Audited::new(vfs, self.events.clone(), origin).watched(live.clone())
     }
 
     /// What both frontends do first with a new connection, in its own
@@ -61,7 +74,7 @@ impl SessionContext {
         socket: &mut TcpStream,
         peer: SocketAddr,
         protocol: &'static str,
-    ) -> Option<(SocketAddr, PreLogin)> {
+    ) -> Option<(Connection, PreLogin)> {
         let client = match proxy.client_address(socket, peer).await {
             Ok(client) => client,
             Err(e) => {
@@ -70,7 +83,13 @@ impl SessionContext {
             }
         };
         match self.limits.connection(client.ip(), protocol) {
-            Ok(slot) => Some((client, slot)),
+            Ok(slot) => Some((
+                Connection {
+                    peer: client,
+                    end: self.ending.child_token(),
+                },
+                slot,
+            )),
             Err(e) => {
                 tracing::warn!(peer = %client, protocol, reason = %e, "connection refused");
                 None
@@ -87,6 +106,8 @@ pub enum Close {
     NotLoggedIn(NotLoggedIn),
     /// The shutdown grace period is over.
     Shutdown,
+    /// An operator ended the session (the console or `/api/v1`).
+    Ended,
 }
 
 impl std::fmt::Display for Close {
@@ -94,6 +115,7 @@ impl std::fmt::Display for Close {
         match self {
             Close::NotLoggedIn(reason) => reason.fmt(f),
             Close::Shutdown => f.write_str("the server is shutting down"),
+            Close::Ended => f.write_str("the session was ended by an operator"),
         }
     }
 }
@@ -104,15 +126,19 @@ impl SessionContext {
     /// counts a missed deadline toward the source's ban.
     pub fn close_signal(
         &self,
-        peer: SocketAddr,
+        connection: &Connection,
         pending: &PreLogin,
     ) -> impl Future<Output = Close> + Send + 'static {
         let (login, ending, limits) = (pending.watch(), self.ending.clone(), self.limits.clone());
+        let (peer, end) = (connection.peer, connection.end.clone());
         let events = self.events.clone();
         async move {
             let close = tokio::select! {
                 reason = login.closed() => Close::NotLoggedIn(reason),
-                _ = ending.cancelled() => Close::Shutdown,
+                _ = end.cancelled() => match ending.is_cancelled() {
+                    true => Close::Shutdown,
+                    false => Close::Ended,
+                },
             };
             match close {
                 Close::NotLoggedIn(reason) => {
@@ -122,6 +148,7 @@ impl SessionContext {
                     }
                 }
                 Close::Shutdown => tracing::info!(%peer, "session ended by shutdown"),
+                Close::Ended => tracing::info!(%peer, "session ended by an operator"),
             }
             close
         }
@@ -136,11 +163,12 @@ impl SessionContext {
     pub fn conclude_login(
         &self,
         admitted: &mut Admitted,
+        connection: &Connection,
         span: &tracing::Span,
         name: &str,
         method: &str,
         checked: Result<Identified, LoginError>,
-    ) -> Option<Arc<UserConfig>> {
+    ) -> Option<LoggedIn> {
         let _enter = span.enter();
         let Some((peer, protocol)) = admitted.peer_and_protocol() else {
             tracing::warn!(
@@ -184,7 +212,10 @@ impl SessionContext {
         let source = identified.source.name();
         tracing::info!(method, source, cached = identified.cached, "logged in");
         let _ = self.events.emit(origin(&user.name).event(EventKind::Login));
-        Some(user)
+        let live = self
+            .live
+            .register(&user.name, protocol, connection.peer, connection.end.clone());
+        Some(LoggedIn { user, live })
     }
 }
 

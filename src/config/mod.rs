@@ -117,6 +117,41 @@ pub struct FtpConfig {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// Certificate and key PEM files: the console and API over HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `/metrics` asks for a token or a console login too.
+    pub protect_metrics: bool,
+    /// Console logins; with none and no token, the console and API are off.
+    pub users: Vec<AdminUser>,
+    /// API tokens: `hash` is `sha256:` and the hex digest of the token.
+    pub tokens: Vec<AdminUser>,
+}
+
+/// What an admin may do: read everything, or also change things (end a
+/// session, lift a ban, run a job, reload the users, retry a webhook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminRole {
+    Admin,
+    ReadOnly,
+}
+
+#[derive(Clone)]
+pub struct AdminUser {
+    pub name: String,
+    /// An argon2/bcrypt PHC string (users) or `sha256:<hex>` (tokens).
+    pub hash: String,
+    pub role: AdminRole,
+}
+
+impl fmt::Debug for AdminUser {
+    /// Hand-written so no hash reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminUser")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -73,6 +73,21 @@ pub struct RawFtp {
 #[serde(default)]
 pub struct RawAdmin {
     pub listen: S<String>,
+    pub tls_cert: S<String>,
+    pub tls_key: S<String>,
+    pub protect_metrics: S<bool>,
+    pub users: Vec<Spanned<RawAdminUser>>,
+    pub tokens: Vec<Spanned<RawAdminUser>>,
+}
+
+/// An `[[admin.users]]` (password) or `[[admin.tokens]]` (token hash) entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawAdminUser {
+    pub name: S<String>,
+    pub password: S<String>,
+    pub hash: S<String>,
+    pub role: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -105,7 +105,7 @@ async fn until_ending<T, E>(
 ) -> Result<T, E> {
     tokio::select! {
         done = transfer => done,
-        _ = user.ending.cancelled() => Err(error(FsError::failed("the gateway is shutting down"))),
+        _ = user.ending.cancelled() => Err(error(FsError::failed("the session is being closed (shutdown, or ended by an operator)"))),
     }
 }
 

@@ -7,7 +7,8 @@
 //! is the user the session gets.
 
 use crate::auth::{Admitted, Attempt, PreLogin};
-use crate::session::SessionContext;
+use crate::live::SessionEntry;
+use crate::session::{Connection, SessionContext};
 use crate::vfs::{Audited, UserVfs};
 use async_trait::async_trait;
 use std::fmt;
@@ -27,9 +28,12 @@ const FAILURE_DELAY: Duration = Duration::from_secs(1);
 pub struct FtpUser {
     pub vfs: Audited<UserVfs>,
     pub span: tracing::Span,
-    /// Cancelled at shutdown past the grace period: a transfer still
-    /// running ends (libunftp runs transfers in tasks of its own).
+    /// Cancelled at shutdown past the grace period, or when an operator
+    /// ends the session: a transfer still running ends (libunftp runs
+    /// transfers in tasks of its own).
     pub ending: tokio_util::sync::CancellationToken,
+    /// The session's place among the live ones, for as long as it lasts.
+    pub _live: SessionEntry,
 }
 
 impl fmt::Display for FtpUser {
@@ -51,6 +55,7 @@ impl UserDetail for FtpUser {}
 /// The login state of one connection.
 pub struct Login {
     shared: Arc<SessionContext>,
+    connection: Connection,
     peer: SocketAddr,
     /// `ftp` or `ftps-implicit`, as the session's span says.
     protocol: &'static str,
@@ -72,14 +77,15 @@ impl fmt::Debug for Login {
 impl Login {
     pub fn new(
         shared: Arc<SessionContext>,
-        peer: SocketAddr,
+        connection: Connection,
         protocol: &'static str,
         span: tracing::Span,
         pending: PreLogin,
     ) -> Self {
         Login {
             shared,
-            peer,
+            peer: connection.peer,
+            connection,
             protocol,
             span,
             admitted: Mutex::new(Admitted::Pending(pending)),
@@ -100,16 +106,23 @@ impl Login {
                 creds.password.as_deref().unwrap_or(""),
             )
             .await;
-        let user = {
+        let logged_in = {
             let mut admitted = crate::base::lock(&self.admitted);
-            self.shared
-                .conclude_login(&mut admitted, &self.span, username, "password", checked)?
+            self.shared.conclude_login(
+                &mut admitted,
+                &self.connection,
+                &self.span,
+                username,
+                "password",
+                checked,
+            )?
         };
-        match UserVfs::for_user(&user, &self.shared.storage).await {
+        match UserVfs::for_user(&logged_in.user, &self.shared.storage).await {
             Ok(vfs) => Some(FtpUser {
-                vfs: self.shared.audited(vfs, self.protocol, self.peer.ip()),
+                vfs: self.shared.audited(vfs, &logged_in.live.0),
                 span: self.span.clone(),
-                ending: self.shared.ending.clone(),
+                ending: self.connection.end.clone(),
+                _live: logged_in.live,
             }),
             Err(e) => {
                 let _enter = self.span.enter();

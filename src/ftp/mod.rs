@@ -163,20 +163,21 @@ impl ConnectionSetup {
                     mode: setup.config.proxy_protocol,
                     allowed: setup.config.proxy_allowed.clone(),
                 };
-                let Some((peer, pending)) = setup
+                let Some((connection, pending)) = setup
                     .shared
                     .screen(&proxy, &mut socket, peer, protocol)
                     .await
                 else {
                     return;
                 };
-                let close = setup.shared.close_signal(peer, &pending);
+                let peer = connection.peer;
+                let close = setup.shared.close_signal(&connection, &pending);
                 let close = async move { format!("Closing control connection: {}", close.await) };
                 let _ = socket.set_nodelay(true);
                 let span = crate::session::span(protocol, peer);
                 let login = Arc::new(Login::new(
                     setup.shared.clone(),
-                    peer,
+                    connection,
                     protocol,
                     span.clone(),
                     pending,

@@ -120,12 +120,13 @@ impl SftpListener {
             let caps = ssh::ConnectionCaps::new(&sftp);
             async move {
                 let mut socket = socket;
-                let Some((peer, pending)) = shared.screen(&proxy, &mut socket, peer, "sftp").await
+                let Some((connection, pending)) =
+                    shared.screen(&proxy, &mut socket, peer, "sftp").await
                 else {
                     return;
                 };
                 let _ = socket.set_nodelay(true);
-                serve_connection(config, socket, peer, pending, shared, caps).await;
+                serve_connection(config, socket, connection, pending, shared, caps).await;
             }
         })
         .await;
@@ -142,16 +143,17 @@ impl SftpListener {
 async fn serve_connection(
     config: Arc<russh::server::Config>,
     socket: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
+    connection: crate::session::Connection,
     pending: crate::auth::PreLogin,
     shared: Arc<SessionContext>,
     caps: ssh::ConnectionCaps,
 ) {
-    let close = shared.close_signal(peer, &pending);
+    let peer = connection.peer;
+    let close = shared.close_signal(&connection, &pending);
     tokio::pin!(close);
     let kill = tokio_util::sync::CancellationToken::new();
     let socket = Closable::new(socket, kill.clone());
-    let handler = ssh::SshSession::new(shared, peer, pending, caps);
+    let handler = ssh::SshSession::new(shared, connection, pending, caps);
     let running = tokio::select! {
         running = russh::server::run_stream(config, socket, handler) => running,
         _ = &mut close => return,

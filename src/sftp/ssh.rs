@@ -6,7 +6,8 @@ use super::commands;
 use super::handler::SftpHandler;
 use crate::auth::{Admitted, Attempt, Identified, LoginError, PreLogin};
 use crate::config::{SftpConfig, UserConfig};
-use crate::session::SessionContext;
+use crate::live::SessionEntry;
+use crate::session::{Connection, SessionContext};
 use crate::vfs::{Audited, UserVfs};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
@@ -39,9 +40,12 @@ impl ConnectionCaps {
 /// One SSH connection.
 pub struct SshSession {
     shared: Arc<SessionContext>,
+    connection: Connection,
     peer: SocketAddr,
     admitted: Admitted,
+    /// Set at login, with the session's place among the live ones.
     user: Option<Arc<UserConfig>>,
+    live: Option<SessionEntry>,
     /// Session channels not yet given to SFTP, each with its slot.
     channels: HashMap<ChannelId, (Channel<Msg>, OwnedSemaphorePermit)>,
     /// Channels running a command: the client's EOF ends its input, not
@@ -65,16 +69,19 @@ fn reject() -> Auth {
 impl SshSession {
     pub fn new(
         shared: Arc<SessionContext>,
-        peer: SocketAddr,
+        connection: Connection,
         pending: PreLogin,
         caps: ConnectionCaps,
     ) -> Self {
+        let peer = connection.peer;
         let span = crate::session::span("sftp", peer);
         SshSession {
             shared,
+            connection,
             peer,
             admitted: Admitted::Pending(pending),
             user: None,
+            live: None,
             channels: HashMap::new(),
             commands: Default::default(),
             caps,
@@ -85,8 +92,9 @@ impl SshSession {
     /// The user's files for one channel; `None` (logged) if the home
     /// cannot be prepared.
     async fn user_vfs(&self, user: &UserConfig) -> Option<Audited<UserVfs>> {
+        let live = &self.live.as_ref()?.0;
         match UserVfs::for_user(user, &self.shared.storage).await {
-            Ok(vfs) => Some(self.shared.audited(vfs, "sftp", self.peer.ip())),
+            Ok(vfs) => Some(self.shared.audited(vfs, live)),
             Err(e) => {
                 let _enter = self.span.enter();
                 tracing::error!(error = %e, "the user's home could not be prepared");
@@ -109,13 +117,18 @@ impl SshSession {
         method: &str,
         checked: Result<Identified, LoginError>,
     ) -> Auth {
-        let Some(user) =
-            self.shared
-                .conclude_login(&mut self.admitted, &self.span, name, method, checked)
-        else {
+        let Some(logged_in) = self.shared.conclude_login(
+            &mut self.admitted,
+            &self.connection,
+            &self.span,
+            name,
+            method,
+            checked,
+        ) else {
             return reject();
         };
-        self.user = Some(user);
+        self.user = Some(logged_in.user);
+        self.live = Some(logged_in.live);
         Auth::Accept
     }
 }
@@ -268,12 +281,13 @@ impl russh::server::Handler for SshSession {
         };
         session.channel_success(channel_id)?;
         let span = self.span.clone();
-        let ending = self.shared.ending.clone();
+        let ending = self.connection.end.clone();
         let (handles, max_handles) = (self.caps.handles.clone(), self.caps.max_handles);
         tokio::spawn(
             async move {
-                // At shutdown, past the grace period, the handler is dropped
-                // here: its open uploads are aborted.
+                // At shutdown past the grace period, or when an operator
+                // ends the session, the handler is dropped here: its open
+                // uploads are aborted.
                 let _slot = slot;
                 let handler = SftpHandler::new(vfs, handles, max_handles);
                 tokio::select! {

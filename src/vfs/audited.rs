@@ -14,7 +14,8 @@
 //! waits until its event is in the spool: an upload's when its close
 //! commits the object, never for one aborted.
 
-use super::transfers::Ended;
+use super::transfers::{Ended, Progress};
+use crate::live::{Direction, LiveSession, RecentOp};
 use super::{Download, FileStat, FsResult, Upload, UserPath, Vfs, WriteMode};
 use crate::base::Algorithm;
 use crate::config::EventKind;
@@ -64,6 +65,9 @@ pub struct Audited<V> {
     vfs: V,
     events: Arc<Events>,
     origin: Origin,
+    /// The session as the console sees it: its transfers in flight, and
+    /// the ring of recent operations each line also goes to.
+    live: Option<Arc<LiveSession>>,
 }
 
 impl<V: Vfs> Audited<V> {
@@ -72,7 +76,21 @@ impl<V: Vfs> Audited<V> {
             vfs,
             events,
             origin,
+            live: None,
         }
+    }
+
+    /// Shows the session's transfers and operations to the console.
+    pub fn watched(mut self, live: Arc<LiveSession>) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    /// Counts a transfer's bytes into its session as they move; it leaves
+    /// the session's list when the transfer is dropped.
+    fn meter(&self, path: &UserPath, direction: Direction, total: Option<u64>) -> Option<Progress> {
+        let entry = self.live.as_ref()?.transfer(path.as_str(), direction, total);
+        Some(Arc::new(move |n| entry.meter.add(n)))
     }
 
     /// The VFS below, for what is not a file operation (the user's name).
@@ -126,6 +144,11 @@ impl<V: Vfs> Audited<V> {
             started,
         }
         .finish(result.as_ref().map(|_| ()));
+        if let Some(live) = &self.live
+            && op != "list"
+        {
+            live.record(recent(&self.origin, op, path, to, None, started, result.as_ref().err()));
+        }
         if let Some(event) = self.event(op, path, to) {
             let event = Event {
                 duration_ms: Some(started.elapsed().as_millis() as u64),
@@ -147,6 +170,7 @@ impl<V: Vfs> Audited<V> {
     ) -> impl FnOnce(Ended<'_>) -> Receipt + Send + Sync + 'static + use<V> {
         let path = path.clone();
         let (events, event) = (self.events.clone(), self.event(op, &path, None));
+        let (live, origin) = (self.live.clone(), self.origin.clone());
         move |ended| {
             FileOp {
                 op,
@@ -157,6 +181,9 @@ impl<V: Vfs> Audited<V> {
                 started,
             }
             .finish(ended.result);
+            if let Some(live) = live {
+                live.record(recent(&origin, op, &path, None, ended.bytes, started, ended.result.err()));
+            }
             let Some(event) = event else {
                 return Receipt::none();
             };
@@ -171,6 +198,30 @@ impl<V: Vfs> Audited<V> {
             };
             events.emit(event.failed(ended.result.err().map(|e| e.client_message())))
         }
+    }
+}
+
+/// A finished operation as the console's ring keeps it.
+fn recent(
+    origin: &Origin,
+    op: &'static str,
+    path: &UserPath,
+    to: Option<&UserPath>,
+    bytes: Option<u64>,
+    started: Instant,
+    error: Option<&super::FsError>,
+) -> RecentOp {
+    RecentOp {
+        time: Utc::now(),
+        user: origin.user.clone(),
+        protocol: origin.protocol,
+        op,
+        path: path.to_string(),
+        to: to.map(UserPath::to_string),
+        bytes,
+        ms: started.elapsed().as_millis() as u64,
+        result: if error.is_none() { "ok" } else { "error" },
+        error: error.map(|e| e.client_message()),
     }
 }
 
@@ -205,13 +256,23 @@ impl<V: Vfs> Vfs for Audited<V> {
 
     async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download> {
         let end = self.at_end("download", path, Instant::now());
-        let opened = self.vfs.open_read(path, offset).await;
+        let mut opened = self.vfs.open_read(path, offset).await;
+        if let Ok(d) = &mut opened
+            && let Some(meter) = self.meter(path, Direction::Download, Some(d.stat().size))
+        {
+            d.on_progress(meter);
+        }
         ending(opened, end, Download::on_end).await
     }
 
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
         let end = self.at_end("upload", path, Instant::now());
-        let opened = self.vfs.open_write(path, mode).await;
+        let mut opened = self.vfs.open_write(path, mode).await;
+        if let Ok(u) = &mut opened
+            && let Some(meter) = self.meter(path, Direction::Upload, None)
+        {
+            u.on_progress(meter);
+        }
         ending(opened, end, Upload::on_end).await
     }
 

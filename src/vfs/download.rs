@@ -238,6 +238,7 @@ pub struct Download {
     handed: u64,
     failed: Option<FsError>,
     end: Option<EndHook>,
+    progress: Option<super::transfers::Progress>,
     /// Checks a read from start to end against the SHA-256 kept with the
     /// object; dropped at the first read out of order.
     verify: Option<Box<Verify>>,
@@ -308,6 +309,7 @@ impl Download {
             handed: 0,
             failed: None,
             end: None,
+            progress: None,
             verify: None,
             _transfer: super::transfers::Transfer::start(),
         }
@@ -376,6 +378,11 @@ impl Download {
         hook: impl FnOnce(Ended<'_>) -> crate::events::Receipt + Send + Sync + 'static,
     ) {
         self.end = Some(Box::new(hook));
+    }
+
+    /// Sets what is told the bytes of each read handed out.
+    pub fn on_progress(&mut self, progress: super::transfers::Progress) {
+        self.progress = Some(progress);
     }
 
     /// Records a failure the reader met beyond the download (the client's
@@ -518,6 +525,9 @@ impl Download {
         let mut read = self.read(offset, len).await;
         if let Ok(bytes) = &read {
             self.handed += bytes.len() as u64;
+            if let Some(progress) = &self.progress {
+                progress(bytes.len() as u64);
+            }
             if let Err(e) = self.verified(offset, bytes).await {
                 read = Err(e);
             }

@@ -32,6 +32,10 @@ impl<'a> Ended<'a> {
     }
 }
 
+/// Told the bytes of each write or read as it is done: the console's
+/// live transfers.
+pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
 /// Called once, when a transfer ends however it ends; what it returns is
 /// waited for before a committed upload's close is answered (its event on
 /// disk).

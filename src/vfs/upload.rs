@@ -151,6 +151,7 @@ pub struct Upload {
     failed: Option<FsError>,
     done: bool,
     end: Option<EndHook>,
+    meter: Option<super::transfers::Progress>,
     hashing: Hashing,
     /// Ends when the upload is committed, or when its abort has finished.
     transfer: Option<Transfer>,
@@ -205,6 +206,7 @@ impl Upload {
             failed: None,
             done: false,
             end: None,
+            meter: None,
             hashing,
             transfer: Some(Transfer::start()),
         })
@@ -233,6 +235,11 @@ impl Upload {
         hook: impl FnOnce(Ended<'_>) -> crate::events::Receipt + Send + Sync + 'static,
     ) {
         self.end = Some(Box::new(hook));
+    }
+
+    /// Sets what is told the bytes of each write accepted.
+    pub fn on_progress(&mut self, meter: super::transfers::Progress) {
+        self.meter = Some(meter);
     }
 
     /// Records why the upload cannot finish (the client's data connection
@@ -312,6 +319,15 @@ impl Upload {
 
     /// Writes `data` at `offset`. Returns at once unless memory is at its bound.
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> FsResult<()> {
+        let len = data.len() as u64;
+        let written = self.write(offset, data).await;
+        if let (Ok(()), Some(meter)) = (&written, &self.meter) {
+            meter(len);
+        }
+        written
+    }
+
+    async fn write(&mut self, offset: u64, data: Bytes) -> FsResult<()> {
         // A part that failed since the last write is reported now, not at close.
         self.check().await?;
         if data.is_empty() {
