@@ -213,23 +213,20 @@ fn sync_run(
     runtime.block_on(async {
         let job = sync_job(&config, name)?;
         if dry_run {
-            let prepared = match job.prepare(force).await {
+            let plan = match job.dry_run(force).await {
                 Ok(p) => p,
                 Err(reason) => {
                     eprintln!("{name}: the run would stop: {reason}");
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            let mut acting = 0;
-            for a in &prepared.plan.actions {
-                if a.phase().changes_files() {
-                    println!("{}", job.describe(a));
-                    acting += 1;
-                }
+            for a in &plan.actions {
+                println!("{a}");
             }
-            for s in &prepared.plan.skipped {
-                println!("skip {}: {}", s.path, s.reason);
+            for s in &plan.skipped {
+                println!("skip {s}");
             }
+            let acting = plan.actions.len();
             println!("{name}: dry run, {acting} action(s); nothing was changed");
             return Ok(ExitCode::SUCCESS);
         }

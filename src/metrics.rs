@@ -367,3 +367,42 @@ mod tests {
         }
     }
 }
+
+/// Requests to one remote with one operation, for the console.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Calls {
+    pub requests: u64,
+    /// No response, or a 5xx.
+    pub errors: u64,
+    /// Mean seconds from sending to the response's head.
+    pub mean_seconds: f64,
+}
+
+/// Requests by remote and operation (the Prometheus families above are
+/// by operation only, across remotes).
+#[derive(Default)]
+pub struct RemoteCalls(std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), Calls>>);
+
+impl RemoteCalls {
+    pub fn count(&self, remote: &str, operation: &'static str, failed: bool, took: std::time::Duration) {
+        let mut calls = crate::base::lock(&self.0);
+        let c = calls.entry((remote.to_string(), operation)).or_default();
+        c.mean_seconds = (c.mean_seconds * c.requests as f64 + took.as_secs_f64()) / (c.requests + 1) as f64;
+        c.requests += 1;
+        c.errors += failed as u64;
+    }
+
+    /// One remote's, by operation.
+    pub fn of(&self, remote: &str) -> std::collections::BTreeMap<&'static str, Calls> {
+        crate::base::lock(&self.0)
+            .iter()
+            .filter(|((r, _), _)| r == remote)
+            .map(|((_, op), c)| (*op, *c))
+            .collect()
+    }
+}
+
+pub fn calls() -> &'static RemoteCalls {
+    static CALLS: std::sync::OnceLock<RemoteCalls> = std::sync::OnceLock::new();
+    CALLS.get_or_init(RemoteCalls::default)
+}

@@ -122,8 +122,13 @@ impl Gateway {
             });
         }
         // A job's failures are its own: logged by the job, never the gateway's.
-        let jobs =
-            crate::sync::schedule::start(&self.config, &self.storage, &events, &stopped, &ending);
+        let (sync_jobs, jobs) = crate::sync::schedule::Jobs::start(
+            &self.config,
+            &self.storage,
+            &events,
+            &stopped,
+            &ending,
+        );
         Ok(Running {
             sftp: sftp_addr,
             ftp: ftp_addr,

@@ -23,6 +23,37 @@ pub enum Source {
     V6Net(u64),
 }
 
+impl std::fmt::Display for Source {
+    /// `192.0.2.7`, or `2001:db8:1:2::/64`: what the console shows and
+    /// what lifting a ban names.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::V4(v4) => write!(f, "{}", std::net::Ipv4Addr::from(*v4)),
+            Source::V6Net(net) => {
+                write!(f, "{}/64", std::net::Ipv6Addr::from((*net as u128) << 64))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Source {
+    type Err = String;
+    /// What `Display` writes; an IPv6 address also names its /64.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let ip = text.strip_suffix("/64").unwrap_or(text);
+        ip.parse::<IpAddr>()
+            .map(Source::from)
+            .map_err(|_| format!("{text:?} is not an IPv4 address or an IPv6 /64"))
+    }
+}
+
+/// A source banned now, as the console lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Banned {
+    pub source: String,
+    pub seconds_left: u64,
+}
+
 impl From<IpAddr> for Source {
     fn from(ip: IpAddr) -> Self {
         match ip {
@@ -113,6 +144,39 @@ impl Bans {
     pub fn ban_time(&self) -> Duration {
         self.ban_time
     }
+
+    /// The sources banned now, the longest left first.
+    pub fn list(&self) -> Vec<Banned> {
+        let now = Instant::now();
+        let table = crate::base::lock(&self.table);
+        let mut banned: Vec<Banned> = table
+            .iter()
+            .filter_map(|(source, r)| {
+                let until = r.banned_until.filter(|t| *t > now)?;
+                Some(Banned {
+                    source: source.to_string(),
+                    seconds_left: (until - now).as_secs().max(1),
+                })
+            })
+            .collect();
+        banned.sort_by(|a, b| b.seconds_left.cmp(&a.seconds_left).then(a.source.cmp(&b.source)));
+        banned
+    }
+
+    /// Lifts the ban of `source` (and forgets its failures): false if it
+    /// was not banned.
+    pub fn lift(&self, source: Source) -> bool {
+        let now = Instant::now();
+        let mut table = crate::base::lock(&self.table);
+        let banned = table
+            .get(&source)
+            .and_then(|r| r.banned_until)
+            .is_some_and(|t| t > now);
+        if banned {
+            table.remove(&source);
+        }
+        banned
+    }
 }
 
 /// Drops the records that no longer matter; if that is not enough, the
@@ -171,6 +235,19 @@ mod tests {
         b.failed("::ffff:192.0.2.1".parse().unwrap());
         b.failed("192.0.2.1".parse().unwrap());
         assert!(b.banned("192.0.2.1".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn a_ban_is_listed_by_its_source_and_lifted() {
+        let b = bans(1);
+        b.failed("192.0.2.9".parse().unwrap());
+        b.failed("2001:db8:1:2::1".parse().unwrap());
+        let listed: Vec<String> = b.list().into_iter().map(|x| x.source).collect();
+        assert_eq!(listed, ["192.0.2.9", "2001:db8:1:2::/64"]);
+        assert!(b.lift("2001:db8:1:2::/64".parse().unwrap()));
+        assert!(b.banned("2001:db8:1:2::5".parse().unwrap()).is_none());
+        assert!(!b.lift("2001:db8:1:2::/64".parse().unwrap()));
+        assert!("nonsense".parse::<Source>().is_err());
     }
 
     #[test]

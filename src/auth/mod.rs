@@ -11,7 +11,7 @@ mod login;
 mod password;
 mod sessions;
 
-pub use bans::Bans;
+pub use bans::{Banned, Bans, Source};
 pub use cache::MAX_NAMES as MAX_CACHED_LOGINS;
 pub use login::{Attempt, Identified, LoginError, SourceError, Users};
 pub use password::{check_password, hash_password, verify_password};

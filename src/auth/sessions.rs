@@ -263,6 +263,11 @@ impl SessionLimits {
     /// A logged-in user's connection becomes a session: it takes a slot
     /// within the server's and the user's limits and leaves the connections
     /// not logged in.
+    /// The failure table, which the console lists and lifts bans in.
+    pub fn bans(&self) -> &Bans {
+        &self.bans
+    }
+
     pub fn log_in(&self, admitted: &mut Admitted, user: &UserConfig) -> Result<(), LimitError> {
         let Some((peer, protocol)) = admitted.peer_and_protocol() else {
             return Err(LimitError::LoggedIn);

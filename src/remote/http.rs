@@ -50,6 +50,7 @@ pub enum OutboundError {
 pub struct GatewayConnector(Arc<Outbound>);
 
 struct Outbound {
+    remote: String,
     pool: Client<Connect, WatchedBody>,
     read_timeout: Duration,
     /// With `max_connections`: a request's turn, taken before its timeout
@@ -102,6 +103,7 @@ impl GatewayConnector {
             .http1_max_buf_size(RESPONSE_BUFFER)
             .build(connect);
         Ok(GatewayConnector(Arc::new(Outbound {
+            remote: remote.to_string(),
             pool,
             read_timeout: config.request_timeout,
             turns: (config.max_connections > 0)
@@ -180,6 +182,8 @@ impl HttpService for GatewayConnector {
             .s3_latency
             .get_or_create(&crate::metrics::OperationLabel { operation })
             .observe(started.elapsed().as_secs_f64());
+        let failed = !matches!(&response, Ok(r) if !r.status().is_server_error());
+        crate::metrics::calls().count(&out.remote, operation, failed, started.elapsed());
         let read_timeout = out.read_timeout;
         Ok(response?.map(|body| HttpResponseBody::new(Stalling::new(body, read_timeout, turn))))
     }

@@ -60,6 +60,13 @@ pub struct Job {
     pub files: JobFiles,
 }
 
+/// What a run would do (see [`Job::dry_run`]).
+#[derive(Debug, serde::Serialize)]
+pub struct DryRun {
+    pub actions: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
 /// Both sides listed and planned.
 #[derive(Debug)]
 pub struct Prepared {
@@ -186,6 +193,28 @@ impl Job {
         })
         .map_err(|s| s.to_string())?;
         Ok(Prepared { plan, trees, state })
+    }
+
+    /// What a run would do, in words, acting on nothing: the actions that
+    /// change files, and the paths it would leave alone with why. `Err`
+    /// says why a run would stop.
+    pub async fn dry_run(&self, force: bool) -> Result<DryRun, String> {
+        let prepared = self.prepare(force).await?;
+        Ok(DryRun {
+            actions: prepared
+                .plan
+                .actions
+                .iter()
+                .filter(|a| a.phase().changes_files())
+                .map(|a| self.describe(a))
+                .collect(),
+            skipped: prepared
+                .plan
+                .skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.path, s.reason))
+                .collect(),
+        })
     }
 
     /// Runs the job once: fails only when the lease is held elsewhere or
