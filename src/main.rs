@@ -48,6 +48,9 @@ enum Command {
     },
     /// Read a password (one line on stdin, or prompted twice on a terminal) and print its argon2id hash.
     HashPassword,
+    /// Make an API token for the admin console: prints the token (give it to
+    /// the script) and the hash line for [[admin.tokens]] (put it in the config).
+    AdminToken,
     /// Sync jobs: run one now, list them, show a job's recent runs.
     Sync {
         #[command(subcommand)]
@@ -107,6 +110,12 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(&config),
         Command::CheckConfig { config } => check_config(&config),
         Command::HashPassword => hash_password(),
+        Command::AdminToken => {
+            let (token, hash) = bucketgate::admin::access::new_token();
+            println!("token: {token}");
+            println!("hash = \"{hash}\"");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sync { command } => match command {
             SyncCommand::Run {
                 name,
@@ -150,11 +159,17 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     match Config::load(path) {
         Ok(c) => {
             // The files the config names are read at start; read them now too.
-            if let Some((cert, key)) = c.ftp.as_ref().and_then(|f| f.tls.as_ref())
-                && let Err(e) = bucketgate::ftp::tls::server_config(cert, key)
-            {
-                eprintln!("{}: {e}", path.display());
-                return Ok(ExitCode::FAILURE);
+            let pairs = [
+                ("ftp", c.ftp.as_ref().and_then(|f| f.tls.as_ref())),
+                ("admin", c.admin.as_ref().and_then(|a| a.tls.as_ref())),
+            ];
+            for (table, pair) in pairs {
+                if let Some((cert, key)) = pair
+                    && let Err(e) = bucketgate::base::server_config(table, cert, key)
+                {
+                    eprintln!("{}: {e}", path.display());
+                    return Ok(ExitCode::FAILURE);
+                }
             }
             println!(
                 "{}: ok ({} remote(s), {} user(s), {} sync job(s))",

@@ -24,6 +24,9 @@ pub struct Gateway {
     pub storage: Storage,
     pub users: Users,
     pub limits: SessionLimits,
+    /// The file the config came from: what SIGHUP and the console's
+    /// reload read again.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// The listeners of a started gateway, with the addresses they got.
@@ -61,6 +64,7 @@ impl Gateway {
             users: Users::new(&config)?,
             limits: SessionLimits::new(&config.server, &config.security),
             config: Arc::new(config),
+            config_path: None,
         })
     }
 
@@ -105,22 +109,6 @@ impl Gateway {
                 Ok(())
             });
         }
-        let mut admin_addr = None;
-        if let Some(admin) = &self.config.admin {
-            let health = crate::admin::Health::start(
-                &self.remotes,
-                events.clone(),
-                draining.clone(),
-                until_stopped(stopped.clone()),
-            );
-            let listener = crate::admin::AdminListener::bind(admin.listen, health).await?;
-            admin_addr = Some(listener.local_addr()?);
-            let stop = until_stopped(stopped.clone());
-            tasks.spawn(async move {
-                listener.serve(stop).await;
-                Ok(())
-            });
-        }
         // A job's failures are its own: logged by the job, never the gateway's.
         let (sync_jobs, jobs) = crate::sync::schedule::Jobs::start(
             &self.config,
@@ -129,6 +117,47 @@ impl Gateway {
             &stopped,
             &ending,
         );
+        let mut admin_addr = None;
+        if let Some(admin) = &self.config.admin {
+            let health = crate::admin::Health::start(
+                &self.remotes,
+                events.clone(),
+                draining.clone(),
+                until_stopped(stopped.clone()),
+            );
+            let tls = admin
+                .tls
+                .as_ref()
+                .map(|(cert, key)| crate::base::server_config("admin", cert, key))
+                .transpose()?;
+            let access = crate::admin::access::Access::new(admin, self.limits.bans().clone());
+            let (path, users, hooks) = (self.config_path.clone(), self.users.clone(), events.clone());
+            let reload: crate::admin::Reload = Arc::new(move || match &path {
+                Some(path) => reload(path, &users, &hooks),
+                None => Err("this gateway was not started from a config file".into()),
+            });
+            let console = access.map(|access| crate::admin::Console {
+                access,
+                shared: shared.clone(),
+                jobs: sync_jobs.clone(),
+                remotes: self.remotes.clone(),
+                health: health.clone(),
+                reload,
+            });
+            let answers = crate::admin::Admin {
+                health,
+                console,
+                protect_metrics: admin.protect_metrics,
+                tls,
+            };
+            let listener = crate::admin::AdminListener::bind(admin.listen, answers).await?;
+            admin_addr = Some(listener.local_addr()?);
+            let stop = until_stopped(stopped.clone());
+            tasks.spawn(async move {
+                listener.serve(stop).await;
+                Ok(())
+            });
+        }
         Ok(Running {
             sftp: sftp_addr,
             ftp: ftp_addr,
@@ -212,7 +241,8 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let (drain, grace) = (config.server.shutdown_drain, config.server.shutdown_grace);
-    let gateway = Gateway::build(config)?;
+    let mut gateway = Gateway::build(config)?;
+    gateway.config_path = Some(path.to_path_buf());
     let (users, remotes) = (gateway.config.users.len(), gateway.config.remotes.len());
     let identity = sources_shown(&gateway.config);
     let live_users = gateway.users.clone();
@@ -228,7 +258,9 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
-            _ = hangup.recv() => reload(path, &live_users, &events),
+            _ = hangup.recv() => {
+                let _ = reload(path, &live_users, &events);
+            }
         }
     }
     tracing::info!("stopping");
@@ -246,18 +278,27 @@ fn sources_shown(config: &Config) -> String {
 /// SIGHUP: the users and webhooks of the config file replace the running
 /// ones; sessions already logged in go on. A config with problems changes
 /// nothing.
-fn reload(path: &std::path::Path, users: &Users, events: &Events) {
-    match Config::load(path) {
-        Ok(config) => {
-            if let Err(e) = users.replace(&config) {
-                tracing::error!("reload refused, nothing changed: {e}");
-                return;
-            }
-            if let Err(e) = events.reload(&config.webhooks) {
-                tracing::error!("webhooks not reloaded: {e}");
-            }
-            tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), identity = sources_shown(&config), file = %path.display(), "users reloaded (and webhooks, identity sources)");
-        }
-        Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+fn reload(path: &std::path::Path, users: &Users, events: &Events) -> Result<String, String> {
+    let refused = |e: String| {
+        tracing::error!("reload refused, nothing changed: {e}");
+        Err(format!("reload refused, nothing changed: {e}"))
+    };
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => return refused(e.to_string()),
+    };
+    if let Err(e) = users.replace(&config) {
+        return refused(e.to_string());
     }
+    if let Err(e) = events.reload(&config.webhooks) {
+        tracing::error!("webhooks not reloaded: {e}");
+    }
+    tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), identity = sources_shown(&config), file = %path.display(), "users reloaded (and webhooks, identity sources)");
+    Ok(format!(
+        "{} user(s), {} webhook(s), identity sources {} from {}",
+        config.users.len(),
+        config.webhooks.len(),
+        sources_shown(&config),
+        path.display()
+    ))
 }

@@ -23,6 +23,13 @@ impl FileUsers {
         self.0.len()
     }
 
+    /// Every user, by name.
+    pub fn all(&self) -> Vec<Arc<UserConfig>> {
+        let mut users: Vec<_> = self.0.values().cloned().collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        users
+    }
+
     /// Checks a password off the async threads (hashes are slow on
     /// purpose); a key by its data, comments and options aside.
     pub async fn check(&self, name: &str, credential: &Credential<'_>) -> Answer {

@@ -152,6 +152,12 @@ impl Users {
         self.current().file.len()
     }
 
+    /// The users of the file, and the sources in the order they are asked.
+    pub fn listed(&self) -> (Vec<Arc<UserConfig>>, Vec<SourceKind>) {
+        let sources = self.current();
+        (sources.file.all(), sources.order.clone())
+    }
+
     fn current(&self) -> Arc<Sources> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -250,7 +256,7 @@ fn admit(
 
 /// A hash no password matches, made with the parameters of
 /// `hash-password`: what a login for a name without a password hash costs.
-fn dummy_hash() -> &'static str {
+pub fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| super::hash_password(&format!("{:x}", rand::random::<u128>())))
 }

@@ -13,7 +13,7 @@ mod sessions;
 
 pub use bans::{Banned, Bans, Source};
 pub use cache::MAX_NAMES as MAX_CACHED_LOGINS;
-pub use login::{Attempt, Identified, LoginError, SourceError, Users};
+pub use login::{Attempt, Identified, LoginError, SourceError, Users, dummy_hash};
 pub use password::{check_password, hash_password, verify_password};
 pub use sessions::{
     Admitted, LimitError, LoginWatch, NotLoggedIn, PreLogin, SessionLimits, SessionSlot,

@@ -8,11 +8,13 @@ mod digests;
 mod error;
 mod names;
 mod outbound;
+mod tls_server;
 
 pub use digests::{Algorithm, Checksums, Digests, Hashers, hex};
 pub use error::{FsError, FsResult};
 pub use names::{MAX_KEY_BYTES, check_segment};
 pub use outbound::{http_client, tls_client_config};
+pub use tls_server::{TlsError, server_config};
 
 /// Locks state that stays consistent even if a holder panicked (maps,
 /// counters): a poisoned lock is taken over, not propagated.

@@ -86,6 +86,15 @@ impl Permissions {
             })
     }
 
+    /// The names of what is allowed, in the order of [`Permission::ALL`].
+    pub fn names(self) -> Vec<&'static str> {
+        Permission::ALL
+            .into_iter()
+            .filter(|p| self.allows(*p))
+            .map(Permission::name)
+            .collect()
+    }
+
     pub fn union(self, other: Permissions) -> Permissions {
         Permissions(self.0 | other.0)
     }

@@ -3,15 +3,14 @@
 //!
 //! * [`backend`]: libunftp's storage back end, one VFS call per command;
 //! * [`login`]: USER/PASS with the gateway's users, slots and spans;
-//! * [`tls`]: the certificate and the rustls config shared by control and
-//!   data connections.
+//! * the certificate and its rustls config, shared by control and data
+//!   connections, come from [`crate::base::server_config`].
 //!
 //! The gateway accepts connections itself and hands each to libunftp:
 //! that is where the server-wide session limit and the session span begin.
 
 mod backend;
 mod login;
-pub mod tls;
 
 use crate::config::{FtpConfig, PassiveHost, ServerConfig};
 use crate::proxy::ProxyRules;
@@ -50,7 +49,7 @@ impl FtpListener {
         shared: Arc<SessionContext>,
     ) -> anyhow::Result<Self> {
         let tls = match &config.tls {
-            Some((cert, key)) => Some(tls::server_config(cert, key)?),
+            Some((cert, key)) => Some(crate::base::server_config("ftp", cert, key)?),
             None => None,
         };
         let bind = |addr: SocketAddr| async move {

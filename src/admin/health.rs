@@ -1,20 +1,13 @@
-//! The admin listener (`[admin].listen`): `GET /healthz` for load
-//! balancers and orchestrators, `GET /metrics` for Prometheus.
-//!
-//! Health is answered from what a background prober last saw — one cheap
+//! `GET /healthz` for load balancers and orchestrators. Health is answered from what a background prober last saw — one cheap
 //! request per remote every [`PROBE_EVERY`] — so a health check never waits
 //! on S3 and a flood of checks never reaches it.
 
 use crate::remote::Remotes;
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Request, Response, StatusCode};
+use hyper::StatusCode;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 
 /// How often each remote is probed.
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
@@ -27,6 +20,8 @@ const STALE: Duration = Duration::from_secs(15);
 struct Probe {
     last_ok: Option<Instant>,
     error: Option<String>,
+    /// How long the last probe took.
+    took: Option<Duration>,
 }
 
 /// What the prober has seen of each remote.
@@ -59,6 +54,7 @@ impl Health {
                 Probe {
                     last_ok: None,
                     error: Some("not probed yet".into()),
+                    took: None,
                 },
             );
         }
@@ -72,20 +68,24 @@ impl Health {
                     _ = tick.tick() => {}
                 }
                 let probes = remotes.iter().map(|r| async move {
+                    let started = Instant::now();
                     let result = tokio::time::timeout(PROBE_TIMEOUT, r.namespace().probe()).await;
+                    let took = started.elapsed();
                     let error = match result {
                         Ok(Ok(())) => None,
                         Ok(Err(e)) => Some(e.to_string()),
                         Err(_) => Some(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
                     };
-                    (r.name().to_string(), error)
+                    (r.name().to_string(), error, took)
                 });
-                for (name, error) in futures::future::join_all(probes).await {
+                for (name, error, took) in futures::future::join_all(probes).await {
                     let mut seen = crate::base::lock(&state.remotes);
                     let probe = seen.entry(name.clone()).or_insert(Probe {
                         last_ok: None,
                         error: None,
+                        took: None,
                     });
+                    probe.took = Some(took);
                     match error {
                         None => {
                             if probe.error.is_some() && probe.last_ok.is_some() {
@@ -94,6 +94,7 @@ impl Health {
                             *probe = Probe {
                                 last_ok: Some(Instant::now()),
                                 error: None,
+                                took: Some(took),
                             };
                         }
                         Some(e) => {
@@ -109,28 +110,39 @@ impl Health {
         health
     }
 
-    /// 200 with every remote healthy, else 503 (and while draining); the
-    /// body names each remote.
-    fn report(&self) -> (StatusCode, String) {
-        let seen = crate::base::lock(&self.remotes);
-        let draining = self.draining.load(Ordering::Relaxed);
-        let mut healthy = !draining;
-        let remotes: serde_json::Map<String, serde_json::Value> = seen
+    /// Each remote as the prober last saw it: healthy, seconds since its
+    /// last good probe, how long the last probe took, its error.
+    pub fn remotes(&self) -> BTreeMap<String, serde_json::Value> {
+        crate::base::lock(&self.remotes)
             .iter()
             .map(|(name, p)| {
                 let fresh = p.last_ok.is_some_and(|t| t.elapsed() < STALE);
-                let ok = fresh && p.error.is_none();
-                healthy &= ok;
-                let mut v = serde_json::json!({ "ok": ok });
+                let mut v = serde_json::json!({ "ok": fresh && p.error.is_none() });
                 if let Some(t) = p.last_ok {
                     v["last_ok_seconds_ago"] = t.elapsed().as_secs().into();
+                }
+                if let Some(took) = p.took {
+                    v["probe_ms"] = (took.as_millis() as u64).into();
                 }
                 if let Some(e) = &p.error {
                     v["error"] = e.clone().into();
                 }
                 (name.clone(), v)
             })
-            .collect();
+            .collect()
+    }
+
+    /// The webhooks' backlogs, by name.
+    pub fn webhooks(&self) -> Vec<(String, crate::events::Backlog)> {
+        self.events.backlog()
+    }
+
+    /// 200 with every remote healthy, else 503 (and while draining); the
+    /// body names each remote.
+    pub fn report(&self) -> (StatusCode, String) {
+        let draining = self.draining.load(Ordering::Relaxed);
+        let remotes = self.remotes();
+        let healthy = !draining && remotes.values().all(|v| v["ok"] == true);
         let body = serde_json::json!({
             "status": if draining { "draining" } else if healthy { "ok" } else { "unhealthy" },
             "listeners": if draining { "draining" } else { "up" },
@@ -146,65 +158,3 @@ impl Health {
     }
 }
 
-/// The admin listener, bound.
-pub struct AdminListener {
-    listener: TcpListener,
-    health: Health,
-}
-
-impl AdminListener {
-    pub async fn bind(addr: SocketAddr, health: Health) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("[admin] listen = {addr}: {e}"))?;
-        tracing::info!(listen = %listener.local_addr()?, "admin endpoint listening (/healthz, /metrics)");
-        Ok(AdminListener { listener, health })
-    }
-
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Answers until `stop` completes.
-    pub async fn serve(self, stop: impl Future<Output = ()>) {
-        let health = self.health;
-        crate::listen::accept_until(&self.listener, "admin", stop, |socket, _| {
-            let health = health.clone();
-            async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let health = health.clone();
-                    async move { Ok::<_, std::convert::Infallible>(answer(&health, &req)) }
-                });
-                let io = hyper_util::rt::TokioIo::new(socket);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            }
-        })
-        .await;
-    }
-}
-
-fn answer<B>(health: &Health, req: &Request<B>) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&hyper::Method::GET, "/healthz") => {
-            let (status, body) = health.report();
-            (status, "application/json", body)
-        }
-        (&hyper::Method::GET, "/metrics") => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            crate::metrics::get().render(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "GET /healthz or /metrics\n".to_string(),
-        ),
-    };
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .expect("a valid response")
-}

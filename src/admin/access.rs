@@ -1,0 +1,246 @@
+//! Who may use the console and `/api/v1`: `[[admin.users]]` log in with a
+//! password and get a cookie session; `[[admin.tokens]]` send
+//! `Authorization: Bearer`. A cookie session's state-changing requests
+//! carry its CSRF token in `X-CSRF-Token`; a token needs none (a browser
+//! never sends it by itself). Failed console logins count toward the
+//! source's ban, as SFTP and FTP logins do, and are answered a fixed time
+//! after they began.
+
+use crate::auth::{Bans, check_password};
+use crate::base::{hex, lock};
+use crate::config::{AdminConfig, AdminRole, AdminUser};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The cookie of a console session.
+pub const COOKIE: &str = "bucketgate_console";
+/// A console session ends after this long without a request…
+const IDLE: Duration = Duration::from_secs(30 * 60);
+/// …and after this long in any case.
+const LONGEST: Duration = Duration::from_secs(12 * 3600);
+/// Console sessions kept at most; past it the oldest ends.
+const MAX_SESSIONS: usize = 1000;
+/// A failed login is answered this long after it began.
+const FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+/// Who is asking, and how they proved it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: AdminRole,
+    /// The CSRF token of a cookie session; `None` for a bearer token.
+    pub csrf: Option<String>,
+}
+
+struct ConsoleSession {
+    name: String,
+    role: AdminRole,
+    csrf: String,
+    created: Instant,
+    seen: Instant,
+}
+
+pub struct Access {
+    users: Vec<AdminUser>,
+    tokens: Vec<AdminUser>,
+    /// By the SHA-256 of the cookie's value: a memory dump holds no
+    /// usable cookie.
+    sessions: Mutex<HashMap<String, ConsoleSession>>,
+    pub secure: bool,
+    bans: Bans,
+}
+
+/// Why a console login failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginFailure {
+    Wrong,
+    Banned(Duration),
+}
+
+fn digest(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+fn random_token() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// A new API token and the line that goes into `[[admin.tokens]] hash`.
+pub fn new_token() -> (String, String) {
+    let token = format!("bgt_{}", random_token());
+    let hash = format!("sha256:{}", digest(&token));
+    (token, hash)
+}
+
+impl Access {
+    /// `None` when no admin user or token is configured: the console and
+    /// API are off.
+    pub fn new(config: &AdminConfig, bans: Bans) -> Option<Access> {
+        if config.users.is_empty() && config.tokens.is_empty() {
+            return None;
+        }
+        Some(Access {
+            users: config.users.clone(),
+            tokens: config.tokens.clone(),
+            sessions: Mutex::default(),
+            secure: config.tls.is_some(),
+            bans,
+        })
+    }
+
+    /// The caller a request's bearer token or cookie proves, if any.
+    pub fn caller(&self, headers: &http::HeaderMap) -> Option<Caller> {
+        if let Some(auth) = headers.get(http::header::AUTHORIZATION) {
+            let token = auth.to_str().ok()?.strip_prefix("Bearer ")?.trim();
+            let hash = format!("sha256:{}", digest(token));
+            let found = self.tokens.iter().find(|t| t.hash == hash)?;
+            return Some(Caller {
+                name: found.name.clone(),
+                role: found.role,
+                csrf: None,
+            });
+        }
+        let cookie = cookie(headers, COOKIE)?;
+        let now = Instant::now();
+        let mut sessions = lock(&self.sessions);
+        let key = digest(&cookie);
+        let s = sessions.get_mut(&key)?;
+        if now.duration_since(s.seen) > IDLE || now.duration_since(s.created) > LONGEST {
+            sessions.remove(&key);
+            return None;
+        }
+        s.seen = now;
+        Some(Caller {
+            name: s.name.clone(),
+            role: s.role,
+            csrf: Some(s.csrf.clone()),
+        })
+    }
+
+    /// Checks a console login; on success the new cookie's value and the
+    /// caller (with its CSRF token).
+    pub async fn login(
+        &self,
+        peer: IpAddr,
+        name: &str,
+        password: &str,
+    ) -> Result<(String, Caller), LoginFailure> {
+        let started = tokio::time::Instant::now();
+        if let Some(left) = self.bans.banned(peer) {
+            return Err(LoginFailure::Banned(left));
+        }
+        let user = self.users.iter().find(|u| u.name == name);
+        // An unknown name costs a real check too: the time does not tell.
+        let hash = user.map_or_else(|| crate::auth::dummy_hash().to_string(), |u| u.hash.clone());
+        let right = check_password(hash, password.to_string()).await && user.is_some();
+        let Some(user) = user.filter(|_| right) else {
+            tracing::warn!(user = name, %peer, "console login failed");
+            if self.bans.failed(peer) {
+                tracing::warn!(source = %peer, "source banned after repeated failed logins");
+            }
+            tokio::time::sleep_until(started + FAILURE_DELAY).await;
+            return Err(LoginFailure::Wrong);
+        };
+        self.bans.succeeded(peer);
+        let (cookie, csrf) = (random_token(), random_token());
+        let now = Instant::now();
+        let mut sessions = lock(&self.sessions);
+        sessions.retain(|_, s| {
+            now.duration_since(s.seen) <= IDLE && now.duration_since(s.created) <= LONGEST
+        });
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.created)
+                .map(|(k, _)| k.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(
+            digest(&cookie),
+            ConsoleSession {
+                name: user.name.clone(),
+                role: user.role,
+                csrf: csrf.clone(),
+                created: now,
+                seen: now,
+            },
+        );
+        tracing::info!(user = name, %peer, "console login");
+        let caller = Caller {
+            name: user.name.clone(),
+            role: user.role,
+            csrf: Some(csrf),
+        };
+        Ok((cookie, caller))
+    }
+
+    pub fn logout(&self, headers: &http::HeaderMap) {
+        if let Some(cookie) = cookie(headers, COOKIE) {
+            lock(&self.sessions).remove(&digest(&cookie));
+        }
+    }
+
+    /// The `Set-Cookie` of a session (or, with `None`, of its end).
+    pub fn set_cookie(&self, value: Option<&str>) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        match value {
+            Some(v) => format!(
+                "{COOKIE}={v}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+                LONGEST.as_secs()
+            ),
+            None => format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}"),
+        }
+    }
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_known_by_its_hash_only() {
+        let (token, hash) = new_token();
+        assert!(token.starts_with("bgt_") && token.len() > 40);
+        assert_eq!(hash, format!("sha256:{}", digest(&token)));
+        let config = AdminConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            protect_metrics: false,
+            users: Vec::new(),
+            tokens: vec![AdminUser {
+                name: "bot".into(),
+                hash,
+                role: AdminRole::ReadOnly,
+            }],
+        };
+        let bans = Bans::new(&crate::config::SecurityConfig {
+            ban_threshold: 5,
+            ban_window: Duration::from_secs(60),
+            ban_time: Duration::from_secs(60),
+        });
+        let access = Access::new(&config, bans).unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let caller = access.caller(&headers).unwrap();
+        assert_eq!((caller.name.as_str(), caller.role), ("bot", AdminRole::ReadOnly));
+        headers.insert("authorization", "Bearer bgt_wrong".parse().unwrap());
+        assert!(access.caller(&headers).is_none());
+    }
+}
