@@ -384,10 +384,17 @@ pub struct Calls {
 pub struct RemoteCalls(std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), Calls>>);
 
 impl RemoteCalls {
-    pub fn count(&self, remote: &str, operation: &'static str, failed: bool, took: std::time::Duration) {
+    pub fn count(
+        &self,
+        remote: &str,
+        operation: &'static str,
+        failed: bool,
+        took: std::time::Duration,
+    ) {
         let mut calls = crate::base::lock(&self.0);
         let c = calls.entry((remote.to_string(), operation)).or_default();
-        c.mean_seconds = (c.mean_seconds * c.requests as f64 + took.as_secs_f64()) / (c.requests + 1) as f64;
+        c.mean_seconds =
+            (c.mean_seconds * c.requests as f64 + took.as_secs_f64()) / (c.requests + 1) as f64;
         c.requests += 1;
         c.errors += failed as u64;
     }

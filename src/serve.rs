@@ -131,7 +131,8 @@ impl Gateway {
                 .map(|(cert, key)| crate::base::server_config("admin", cert, key))
                 .transpose()?;
             let access = crate::admin::access::Access::new(admin, self.limits.bans().clone());
-            let (path, users, hooks) = (self.config_path.clone(), self.users.clone(), events.clone());
+            let (path, users, hooks) =
+                (self.config_path.clone(), self.users.clone(), events.clone());
             let reload: crate::admin::Reload = Arc::new(move || match &path {
                 Some(path) => reload(path, &users, &hooks),
                 None => Err("this gateway was not started from a config file".into()),

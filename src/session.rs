@@ -212,9 +212,12 @@ impl SessionContext {
         let source = identified.source.name();
         tracing::info!(method, source, cached = identified.cached, "logged in");
         let _ = self.events.emit(origin(&user.name).event(EventKind::Login));
-        let live = self
-            .live
-            .register(&user.name, protocol, connection.peer, connection.end.clone());
+        let live = self.live.register(
+            &user.name,
+            protocol,
+            connection.peer,
+            connection.end.clone(),
+        );
         Some(LoggedIn { user, live })
     }
 }

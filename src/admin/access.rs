@@ -239,7 +239,10 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
         let caller = access.caller(&headers).unwrap();
-        assert_eq!((caller.name.as_str(), caller.role), ("bot", AdminRole::ReadOnly));
+        assert_eq!(
+            (caller.name.as_str(), caller.role),
+            ("bot", AdminRole::ReadOnly)
+        );
         headers.insert("authorization", "Bearer bgt_wrong".parse().unwrap());
         assert!(access.caller(&headers).is_none());
     }

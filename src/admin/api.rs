@@ -91,7 +91,10 @@ impl Console {
         };
         if call.method != Method::GET {
             if let Some(csrf) = &caller.csrf {
-                let sent = call.headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+                let sent = call
+                    .headers
+                    .get("x-csrf-token")
+                    .and_then(|v| v.to_str().ok());
                 if sent != Some(csrf.as_str()) {
                     return error(
                         StatusCode::FORBIDDEN,
@@ -101,7 +104,10 @@ impl Console {
             }
             let logout = matches!(segments.as_slice(), ["logout"]);
             if caller.role == AdminRole::ReadOnly && !logout {
-                return error(StatusCode::FORBIDDEN, "a read-only admin cannot change anything");
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "a read-only admin cannot change anything",
+                );
             }
         }
         match (call.method, segments.as_slice()) {
@@ -130,7 +136,10 @@ impl Console {
                 Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
             },
             (&Method::GET, ["webhooks"]) => ok(self.webhooks()),
-            _ => error(StatusCode::NOT_FOUND, "no such endpoint: see /api/v1/openapi.json"),
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint: see /api/v1/openapi.json",
+            ),
         }
     }
 
@@ -156,7 +165,11 @@ impl Console {
                 );
             }
         };
-        match self.access.login(call.peer, &login.name, &login.password).await {
+        match self
+            .access
+            .login(call.peer, &login.name, &login.password)
+            .await
+        {
             Ok((cookie, caller)) => Answer {
                 cookie: Some(self.access.set_cookie(Some(&cookie))),
                 ..ok(me(&caller))
@@ -175,7 +188,11 @@ impl Console {
     fn end_session(&self, caller: &Caller, id: &str) -> Answer {
         match id.parse::<u64>() {
             Ok(id) if self.shared.live.end(id) => {
-                tracing::info!(admin = caller.name, session = id, "session ended from the console");
+                tracing::info!(
+                    admin = caller.name,
+                    session = id,
+                    "session ended from the console"
+                );
                 ok(json!({ "ended": id }))
             }
             _ => error(StatusCode::NOT_FOUND, format!("no session {id}")),
@@ -191,9 +208,7 @@ impl Console {
             .unwrap_or(100)
             .clamp(1, crate::live::RECENT);
         let ops = self.shared.live.recent(
-            |op| {
-                user.is_none_or(|u| op.user == u) && path.is_none_or(|p| op.path.contains(p))
-            },
+            |op| user.is_none_or(|u| op.user == u) && path.is_none_or(|p| op.path.contains(p)),
             limit,
         );
         json!({ "operations": ops })
@@ -239,7 +254,12 @@ impl Console {
             [] => false,
             body => match serde_json::from_slice::<Value>(body) {
                 Ok(v) => v["dry_run"].as_bool().unwrap_or(false),
-                Err(_) => return error(StatusCode::BAD_REQUEST, "the body is JSON {\"dry_run\": bool}, or empty"),
+                Err(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "the body is JSON {\"dry_run\": bool}, or empty",
+                    );
+                }
             },
         };
         if dry_run {
@@ -248,12 +268,19 @@ impl Console {
             };
             return match s.job.dry_run(false).await {
                 Ok(plan) => ok(json!({ "dry_run": plan })),
-                Err(reason) => error(StatusCode::CONFLICT, format!("the run would stop: {reason}")),
+                Err(reason) => error(
+                    StatusCode::CONFLICT,
+                    format!("the run would stop: {reason}"),
+                ),
             };
         }
         match self.jobs.run_now(name) {
             Ok(()) => {
-                tracing::info!(admin = caller.name, job = name, "sync run started from the console");
+                tracing::info!(
+                    admin = caller.name,
+                    job = name,
+                    "sync run started from the console"
+                );
                 Answer {
                     status: StatusCode::ACCEPTED,
                     ..ok(json!({ "started": name }))

@@ -157,4 +157,3 @@ impl Health {
         (status, body.to_string())
     }
 }
-

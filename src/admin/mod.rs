@@ -58,8 +58,12 @@ impl AdminListener {
         let scheme = if admin.tls.is_some() { "https" } else { "http" };
         let local = listener.local_addr()?;
         match admin.console {
-            Some(_) => tracing::info!(listen = %local, "admin endpoint listening: console at {scheme}://{local}/, API at /api/v1, /healthz, /metrics"),
-            None => tracing::info!(listen = %local, "admin endpoint listening (/healthz, /metrics); the console and /api/v1 are off until [[admin.users]] (a password from `bucketgate hash-password`) or [[admin.tokens]] (from `bucketgate admin-token`) are configured"),
+            Some(_) => {
+                tracing::info!(listen = %local, "admin endpoint listening: console at {scheme}://{local}/, API at /api/v1, /healthz, /metrics")
+            }
+            None => {
+                tracing::info!(listen = %local, "admin endpoint listening (/healthz, /metrics); the console and /api/v1 are off until [[admin.users]] (a password from `bucketgate hash-password`) or [[admin.tokens]] (from `bucketgate admin-token`) are configured")
+            }
         }
         Ok(AdminListener {
             listener,
@@ -193,7 +197,10 @@ impl Admin {
     fn secured(&self, mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
         let h = response.headers_mut();
         h.insert("content-security-policy", HeaderValue::from_static(CSP));
-        h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        h.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
         h.insert("x-frame-options", HeaderValue::from_static("DENY"));
         h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
         if self.tls.is_some() {
@@ -215,11 +222,7 @@ fn plain(status: StatusCode, content_type: &'static str, body: String) -> Respon
 }
 
 fn json(answer: api::Answer) -> Response<Full<Bytes>> {
-    let mut response = plain(
-        answer.status,
-        "application/json",
-        answer.body.to_string(),
-    );
+    let mut response = plain(answer.status, "application/json", answer.body.to_string());
     if answer.status == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()

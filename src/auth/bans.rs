@@ -159,7 +159,11 @@ impl Bans {
                 })
             })
             .collect();
-        banned.sort_by(|a, b| b.seconds_left.cmp(&a.seconds_left).then(a.source.cmp(&b.source)));
+        banned.sort_by(|a, b| {
+            b.seconds_left
+                .cmp(&a.seconds_left)
+                .then(a.source.cmp(&b.source))
+        });
         banned
     }
 

@@ -684,7 +684,11 @@ fn validate_admin(cx: &mut Ctx<'_>, spanned: &Spanned<RawAdmin>) -> AdminConfig 
                 None | Some((_, "admin")) => AdminRole::Admin,
                 Some((_, "read-only")) => AdminRole::ReadOnly,
                 Some((r, other)) => {
-                    cx.at(r, &key("role"), format!("{other:?} is not one of admin, read-only"));
+                    cx.at(
+                        r,
+                        &key("role"),
+                        format!("{other:?} is not one of admin, read-only"),
+                    );
                     continue;
                 }
             };
@@ -693,16 +697,32 @@ fn validate_admin(cx: &mut Ctx<'_>, spanned: &Spanned<RawAdmin>) -> AdminConfig 
                 false => (&u.password, &u.hash),
             };
             if let Some(w) = wrong {
-                let (here, there) = if token { ("password", "hash") } else { ("hash", "password") };
-                cx.at(w, &key(here), format!("is not a key of this table: use {there}"));
+                let (here, there) = if token {
+                    ("password", "hash")
+                } else {
+                    ("hash", "password")
+                };
+                cx.at(
+                    w,
+                    &key(here),
+                    format!("is not a key of this table: use {there}"),
+                );
             }
             let hash = match field {
                 None if token => {
-                    cx.problem(eline, &key("hash"), "is required: the sha256: line `bucketgate admin-token` prints");
+                    cx.problem(
+                        eline,
+                        &key("hash"),
+                        "is required: the sha256: line `bucketgate admin-token` prints",
+                    );
                     continue;
                 }
                 None => {
-                    cx.problem(eline, &key("password"), "is required: a hash from `bucketgate hash-password`");
+                    cx.problem(
+                        eline,
+                        &key("password"),
+                        "is required: a hash from `bucketgate hash-password`",
+                    );
                     continue;
                 }
                 Some(h) => {
@@ -723,8 +743,18 @@ fn validate_admin(cx: &mut Ctx<'_>, spanned: &Spanned<RawAdmin>) -> AdminConfig 
     };
     let users = entries(&t.users, "users", false);
     let tokens = entries(&t.tokens, "tokens", true);
-    duplicates(cx, t.users.iter().map(|u| &u.get_ref().name), "admin.users", "admin user");
-    duplicates(cx, t.tokens.iter().map(|u| &u.get_ref().name), "admin.tokens", "token");
+    duplicates(
+        cx,
+        t.users.iter().map(|u| &u.get_ref().name),
+        "admin.users",
+        "admin user",
+    );
+    duplicates(
+        cx,
+        t.tokens.iter().map(|u| &u.get_ref().name),
+        "admin.tokens",
+        "token",
+    );
     AdminConfig {
         listen: cx.listen(&t.listen, "admin.listen", "127.0.0.1:9100"),
         tls,
@@ -739,7 +769,10 @@ fn validate_admin(cx: &mut Ctx<'_>, spanned: &Spanned<RawAdmin>) -> AdminConfig 
 fn is_token_hash(text: &str) -> Result<(), String> {
     match text.strip_prefix("sha256:") {
         Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(()),
-        _ => Err("is not a token hash: `bucketgate admin-token` prints a token and its sha256: line".into()),
+        _ => Err(
+            "is not a token hash: `bucketgate admin-token` prints a token and its sha256: line"
+                .into(),
+        ),
     }
 }
 

@@ -15,11 +15,11 @@
 //! commits the object, never for one aborted.
 
 use super::transfers::{Ended, Progress};
-use crate::live::{Direction, LiveSession, RecentOp};
 use super::{Download, FileStat, FsResult, Upload, UserPath, Vfs, WriteMode};
 use crate::base::Algorithm;
 use crate::config::EventKind;
 use crate::events::{Event, Events, Origin, Receipt};
+use crate::live::{Direction, LiveSession, RecentOp};
 use crate::remote::Space;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -89,7 +89,10 @@ impl<V: Vfs> Audited<V> {
     /// Counts a transfer's bytes into its session as they move; it leaves
     /// the session's list when the transfer is dropped.
     fn meter(&self, path: &UserPath, direction: Direction, total: Option<u64>) -> Option<Progress> {
-        let entry = self.live.as_ref()?.transfer(path.as_str(), direction, total);
+        let entry = self
+            .live
+            .as_ref()?
+            .transfer(path.as_str(), direction, total);
         Some(Arc::new(move |n| entry.meter.add(n)))
     }
 
@@ -147,7 +150,15 @@ impl<V: Vfs> Audited<V> {
         if let Some(live) = &self.live
             && op != "list"
         {
-            live.record(recent(&self.origin, op, path, to, None, started, result.as_ref().err()));
+            live.record(recent(
+                &self.origin,
+                op,
+                path,
+                to,
+                None,
+                started,
+                result.as_ref().err(),
+            ));
         }
         if let Some(event) = self.event(op, path, to) {
             let event = Event {
@@ -182,7 +193,15 @@ impl<V: Vfs> Audited<V> {
             }
             .finish(ended.result);
             if let Some(live) = live {
-                live.record(recent(&origin, op, &path, None, ended.bytes, started, ended.result.err()));
+                live.record(recent(
+                    &origin,
+                    op,
+                    &path,
+                    None,
+                    ended.bytes,
+                    started,
+                    ended.result.err(),
+                ));
             }
             let Some(event) = event else {
                 return Receipt::none();

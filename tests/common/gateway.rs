@@ -39,23 +39,28 @@ pub async fn start(extra_remote: &str) -> TestGateway {
 
 /// As [`start`], with extra `[server]` keys.
 pub async fn start_with(extra_server: &str, extra_remote: &str) -> TestGateway {
-    start_full(extra_server, None, extra_remote, "", "").await
+    start_full(extra_server, None, extra_remote, "", "", "").await
 }
 
 /// As [`start`], with more tables after the users (remotes, `[[syncs]]`).
 pub async fn start_with_tables(tables: &str) -> TestGateway {
-    start_full("", None, "", "", tables).await
+    start_full("", None, "", "", tables, "").await
+}
+
+/// As [`start_with_tables`], with extra `[admin]` keys (its certificate).
+pub async fn start_admin_tls(extra_admin: &str, tables: &str) -> TestGateway {
+    start_full("", None, "", "", tables, extra_admin).await
 }
 
 /// As [`start`], with extra `[ftp]` keys.
 pub async fn start_ftp(extra_ftp: &str) -> TestGateway {
-    start_full("", None, "", extra_ftp, "").await
+    start_full("", None, "", extra_ftp, "", "").await
 }
 
 /// As [`start`], with the gateway reaching S3 through `via` (a fault
 /// proxy); checks with [`TestGateway::s3`] still go to S3 directly.
 pub async fn start_via(via: &str, extra_remote: &str) -> TestGateway {
-    start_full("", Some(via), extra_remote, "", "").await
+    start_full("", Some(via), extra_remote, "", "", "").await
 }
 
 async fn start_full(
@@ -64,6 +69,7 @@ async fn start_full(
     extra_remote: &str,
     extra_ftp: &str,
     tables: &str,
+    extra_admin: &str,
 ) -> TestGateway {
     // TEST_LOG=debug shows the gateway's log (with libunftp's) on stderr.
     if let Ok(filter) = std::env::var("TEST_LOG") {
@@ -103,6 +109,7 @@ listen = "127.0.0.1:0"
 
 [admin]
 listen = "127.0.0.1:0"
+{extra_admin}
 
 [ftp]
 listen = "127.0.0.1:0"

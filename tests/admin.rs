@@ -1,0 +1,632 @@
+//! The operator's console and `/api/v1`, over real HTTP (reqwest), with
+//! the answers checked against the OpenAPI document by schemathesis and
+//! the page driven in headless Chromium by Playwright
+//! (`tests/browser/console.py`).
+
+mod common;
+
+use common::gateway::{
+    HASH, PASSWORD, TestGateway, put, sftp, ssh_password, start_with_tables, write_flags,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpSocket, TcpStream};
+
+const TOKEN: &str = "bgt_test-admin-token";
+const READ_TOKEN: &str = "bgt_test-read-only-token";
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    bucketgate::base::hex(&sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// Admin users ops (admin) and viewer (read-only), both with password
+/// "demo"; a token of each role; a push job from `out/` to `in/`.
+fn console_tables(extra: &str) -> String {
+    format!(
+        r#"
+[[admin.users]]
+name = "ops"
+password = "{HASH}"
+
+[[admin.users]]
+name = "viewer"
+password = "{HASH}"
+role = "read-only"
+
+[[admin.tokens]]
+name = "bot"
+hash = "sha256:{admin}"
+
+[[admin.tokens]]
+name = "dashboard"
+hash = "sha256:{read}"
+role = "read-only"
+
+[[syncs]]
+name = "nightly"
+local = "store:/out"
+remote = "store:/in"
+direction = "push"
+
+{extra}
+"#,
+        admin = sha256(TOKEN),
+        read = sha256(READ_TOKEN),
+    )
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(g: &TestGateway) -> Api {
+        Api {
+            base: format!("http://{}", g.admin),
+            http: reqwest::Client::builder().build().unwrap(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1/{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(Method::GET, path, Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+}
+
+async fn connect_from(from: IpAddr, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Bans 127.0.0.2 by failing `ban_threshold` (5) SFTP logins from it.
+async fn ban_127_0_0_2(g: &TestGateway) {
+    let from: IpAddr = "127.0.0.2".parse().unwrap();
+    for _ in 0..5 {
+        let stream = connect_from(from, g.addr).await;
+        assert!(ssh_password(stream, "alice", "wrong").await.is_err());
+    }
+}
+
+/// Waits (at most 30 s) until `f` holds.
+async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f().await {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_a_token_and_refuses_without_one() {
+    let g = start_with_tables(&console_tables("")).await;
+    let api = Api::new(&g);
+    let reads = [
+        "me",
+        "sessions",
+        "operations",
+        "syncs",
+        "bans",
+        "remotes",
+        "users",
+        "webhooks",
+    ];
+    for path in reads {
+        let (status, body) = api.call(Method::GET, path, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        let (status, _) = api
+            .call(Method::GET, path, Some("bgt_not-a-token"), None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        let (status, body) = api.call(Method::GET, path, Some(READ_TOKEN), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    assert_eq!(api.get("me").await, json!({"name": "bot", "role": "admin"}));
+    assert_eq!(api.get("users").await["users"][0]["name"], "alice");
+    assert!(
+        !api.get("users").await.to_string().contains("argon2"),
+        "a hash was shown"
+    );
+    assert_eq!(api.get("syncs").await["syncs"][0]["name"], "nightly");
+    assert_eq!(api.get("remotes").await["remotes"][0]["name"], "store");
+
+    let changes = [
+        (Method::DELETE, "sessions/1"),
+        (Method::POST, "syncs/nightly/run"),
+        (Method::DELETE, "bans/192.0.2.1"),
+        (Method::POST, "users/reload"),
+    ];
+    for (method, path) in changes {
+        let (status, body) = api.call(method.clone(), path, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
+        let (status, body) = api.call(method.clone(), path, Some(READ_TOKEN), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+    }
+    // With the admin token: what each says when there is nothing to act on.
+    let (status, _) = api
+        .call(Method::DELETE, "sessions/999", Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .call(Method::DELETE, "bans/192.0.2.1", Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .call(Method::DELETE, "bans/nonsense", Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = api
+        .call(Method::POST, "users/reload", Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = api
+        .call(Method::POST, "syncs/nope/run", Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A dry run plans, a run runs, and its report shows.
+    g.s3("s3.put_object(Bucket=bucket, Key='out/order.csv', Body=b'1,2,3')");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "syncs/nightly/run",
+            Some(TOKEN),
+            Some(json!({"dry_run": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["dry_run"]["actions"].as_array().unwrap().len(),
+        1,
+        "{body}"
+    );
+    let (status, body) = api
+        .call(Method::POST, "syncs/nightly/run", Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    until("the run's report", async || {
+        api.get("syncs").await["syncs"][0]["reports"][0]["outcome"]["kind"] == "done"
+    })
+    .await;
+    assert_eq!(
+        g.s3("print(s3.get_object(Bucket=bucket, Key='in/order.csv')['Body'].read())")
+            .trim(),
+        "b'1,2,3'"
+    );
+
+    // Bans: listed, lifted.
+    ban_127_0_0_2(&g).await;
+    assert_eq!(api.get("bans").await["bans"][0]["source"], "127.0.0.2");
+    let (status, _) = api
+        .call(Method::DELETE, "bans/127.0.0.2", Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.get("bans").await["bans"], json!([]));
+    let stream = connect_from("127.0.0.2".parse().unwrap(), g.addr).await;
+    ssh_password(stream, "alice", PASSWORD).await.unwrap();
+
+    // The latest operations, newest first, filtered by user and path.
+    let stream = TcpStream::connect(g.addr).await.unwrap();
+    let h = ssh_password(stream, "bob", PASSWORD).await.unwrap();
+    put(&sftp(&h).await, "/report.txt", b"bob's").await;
+    until("bob's upload in the ring", async || {
+        api.get("operations?user=bob").await["operations"][0]["path"] == "/report.txt"
+    })
+    .await;
+    let ops = api.get("operations?user=alice").await;
+    assert_eq!(ops["operations"], json!([]), "{ops}");
+    let ops = api.get("operations?path=report").await;
+    assert_eq!(ops["operations"][0]["op"], "upload");
+    assert_eq!(ops["operations"][0]["bytes"], 5);
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_session_needs_its_csrf_token_to_change_anything() {
+    let g = start_with_tables(&console_tables("")).await;
+    let base = format!("http://{}", g.admin);
+    let http = reqwest::Client::builder().build().unwrap();
+    let login = |name: &str, password: &str| {
+        http.post(format!("{base}/api/v1/login"))
+            .header("content-type", "application/json")
+            .body(json!({"name": name, "password": password}).to_string())
+            .send()
+    };
+    let response = login("ops", PASSWORD).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let me: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let csrf = me["csrf"].as_str().unwrap().to_string();
+    assert_eq!(me["role"], "admin");
+
+    let with = |req: reqwest::RequestBuilder| req.header("cookie", &session);
+    let got = with(http.get(format!("{base}/api/v1/sessions")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    // A state-changing request without the session's CSRF token, or with another, is refused.
+    for token in [None, Some("forged")] {
+        let mut req = with(http.post(format!("{base}/api/v1/syncs/nightly/run")));
+        if let Some(t) = token {
+            req = req.header("x-csrf-token", t);
+        }
+        assert_eq!(req.send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    }
+    let ran = with(http.post(format!("{base}/api/v1/syncs/nightly/run")))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ran.status(), StatusCode::ACCEPTED);
+    // A form post (not JSON) cannot log in.
+    let form = http
+        .post(format!("{base}/api/v1/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=ops&password=demo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::BAD_REQUEST);
+    // The read-only console user may look and not act.
+    let viewer = login("viewer", PASSWORD).await.unwrap();
+    let viewer_cookie = viewer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let viewer_me: Value = serde_json::from_str(&viewer.text().await.unwrap()).unwrap();
+    let viewer_csrf = viewer_me["csrf"].as_str().unwrap().to_string();
+    let refused = http
+        .post(format!("{base}/api/v1/users/reload"))
+        .header("cookie", &viewer_cookie)
+        .header("x-csrf-token", &viewer_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    // Logging out ends the session.
+    let out = with(http.post(format!("{base}/api/v1/logout")))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    let after = with(http.get(format!("{base}/api/v1/me")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+
+    // The page carries a strict CSP, and its script is its own file.
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert!(
+        !page.text().await.unwrap().contains("<script>"),
+        "an inline script"
+    );
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_logins_are_banned_like_sftp_logins() {
+    let g = start_with_tables(&console_tables("")).await;
+    let api = Api::new(&g);
+    let started = Instant::now();
+    let wrong = futures::future::join_all((0..5).map(|_| {
+        api.call(
+            Method::POST,
+            "login",
+            None,
+            Some(json!({"name": "ops", "password": "guess"})),
+        )
+    }))
+    .await;
+    assert!(
+        wrong.iter().all(|(s, _)| *s == StatusCode::UNAUTHORIZED),
+        "{wrong:?}"
+    );
+    // Each failure was answered a second after it began, not at once.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "login",
+            None,
+            Some(json!({"name": "ops", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // The same table as SFTP's: the source is refused there too.
+    let stream = TcpStream::connect(g.addr).await.unwrap();
+    assert!(ssh_password(stream, "alice", PASSWORD).await.is_err());
+    assert_eq!(api.get("bans").await["bans"][0]["source"], "127.0.0.1");
+    let (status, _) = api
+        .call(Method::DELETE, "bans/127.0.0.1", Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "login",
+            None,
+            Some(json!({"name": "ops", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    g.stop().await;
+}
+
+/// An upload alice keeps open, writing 256 KiB every 50 ms up to 64 MiB,
+/// never closing; ends when the session does.
+async fn held_upload(g: &TestGateway) -> tokio::task::JoinHandle<String> {
+    let stream = TcpStream::connect(g.addr).await.unwrap();
+    let h = ssh_password(stream, "alice", PASSWORD).await.unwrap();
+    tokio::spawn(async move {
+        let s = sftp(&h).await;
+        let handle = s
+            .open("/big.bin", write_flags(), Default::default())
+            .await
+            .unwrap()
+            .handle;
+        let chunk = vec![7u8; 256 << 10];
+        for i in 0..256u64 {
+            if let Err(e) = s
+                .write(&handle, i * chunk.len() as u64, chunk.clone())
+                .await
+            {
+                return format!("write failed: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(h);
+        "wrote 64 MiB and the session was never ended".into()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_session_aborts_its_upload_and_leaves_no_object() {
+    let g = start_with_tables(&console_tables("")).await;
+    let api = Api::new(&g);
+    let upload = held_upload(&g).await;
+    let mut seen = Vec::new();
+    until("the upload moving", async || {
+        let sessions = api.get("sessions").await;
+        let t = &sessions["sessions"][0]["transfers"][0];
+        if t["path"] == "/big.bin" {
+            seen.push(t["bytes"].as_u64().unwrap());
+        }
+        seen.len() >= 2 && seen[seen.len() - 1] > seen[0] && seen[0] > 0
+    })
+    .await;
+    let sessions = api.get("sessions").await;
+    let session = &sessions["sessions"][0];
+    assert_eq!(session["user"], "alice");
+    assert_eq!(session["transfers"][0]["direction"], "upload");
+    assert!(session["bytes_in"].as_u64().unwrap() > 0);
+    let id = session["id"].as_u64().unwrap();
+    let (status, _) = api
+        .call(Method::DELETE, &format!("sessions/{id}"), Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ended = tokio::time::timeout(Duration::from_secs(30), upload)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ended.starts_with("write failed"), "{ended}");
+    until("the session gone", async || {
+        api.get("sessions").await["sessions"] == json!([])
+    })
+    .await;
+    let state = || {
+        g.s3("r = s3.list_objects_v2(Bucket=bucket, Prefix='alice/big')\n\
+              print(r.get('KeyCount', 0), len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))")
+    };
+    until("the multipart upload aborted", async || {
+        state().trim() == "0 0"
+    })
+    .await;
+    let ops = api.get("operations?path=big.bin").await;
+    assert_eq!(ops["operations"][0]["result"], "error", "{ops}");
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_admin_users_the_console_is_off_and_metrics_can_be_protected() {
+    let g = start_with_tables("").await;
+    let base = format!("http://{}", g.admin);
+    for path in ["/", "/api/v1/sessions"] {
+        let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(r.text().await.unwrap().contains("admin.users"));
+    }
+    assert_eq!(
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    g.stop().await;
+
+    let g = start_with_tables(&console_tables("")).await;
+    let r = reqwest::get(format!("http://{}/metrics", g.admin))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "metrics stay open unless protected"
+    );
+    g.stop().await;
+
+    let g = common::gateway::start_admin_tls("protect_metrics = true", &console_tables("")).await;
+    let metrics = format!("http://{}/metrics", g.admin);
+    assert_eq!(
+        reqwest::get(&metrics).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let with = reqwest::Client::new()
+        .get(&metrics)
+        .header("authorization", format!("Bearer {READ_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with.status(), StatusCode::OK);
+    assert!(with.text().await.unwrap().contains("bucketgate_"));
+    // /healthz stays open for the load balancer.
+    let health = reqwest::get(format!("http://{}/healthz", g.admin))
+        .await
+        .unwrap();
+    assert_ne!(health.status(), StatusCode::UNAUTHORIZED);
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_matches_the_openapi_document() {
+    let g = start_with_tables(&console_tables("")).await;
+    let api = Api::new(&g);
+    // Something in every list: a session with a transfer, a ban, a report, an operation.
+    let upload = held_upload(&g).await;
+    ban_127_0_0_2(&g).await;
+    g.s3("s3.put_object(Bucket=bucket, Key='out/a.txt', Body=b'a')");
+    api.call(Method::POST, "syncs/nightly/run", Some(TOKEN), None)
+        .await;
+    until("a report", async || {
+        !api.get("syncs").await["syncs"][0]["reports"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let url = format!("http://{}/api/v1", g.admin);
+    // Logins are left out: each failure waits a second and counts toward a ban.
+    let out = tokio::process::Command::new("schemathesis")
+        .args([
+            "run",
+            &format!("{url}/openapi.json"),
+            "--url",
+            &url,
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            "--checks",
+            "status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
+            "--max-examples",
+            "20",
+            "--exclude-path",
+            "/login",
+            "--exclude-path",
+            "/sessions/{id}",
+            "--seed",
+            "1",
+        ])
+        .output()
+        .await
+        .expect("schemathesis must be installed: pip install schemathesis (.ci/run does it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("passed"), "{text}");
+    upload.abort();
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_over_https_sets_a_secure_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("admin.pem"), tls.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("admin.key"),
+        tls.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let g = common::gateway::start_admin_tls(
+        &format!(
+            "tls_cert = \"{0}/admin.pem\"\ntls_key = \"{0}/admin.key\"",
+            dir.path().display()
+        ),
+        &console_tables(""),
+    )
+    .await;
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(tls.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", g.admin.port());
+    let r = http
+        .post(format!("{base}/api/v1/login"))
+        .header("content-type", "application/json")
+        .body(json!({"name": "ops", "password": PASSWORD}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
+    assert!(r.headers().contains_key("strict-transport-security"));
+    // Plain HTTP on that port gets no answer.
+    assert!(
+        reqwest::get(format!("http://{}/healthz", g.admin))
+            .await
+            .is_err()
+    );
+    g.stop().await;
+}
