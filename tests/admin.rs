@@ -630,3 +630,60 @@ async fn the_console_over_https_sets_a_secure_cookie() {
     );
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_chromium_ends_a_session_runs_a_job_and_lifts_a_ban() {
+    let g = start_with_tables(&console_tables("")).await;
+    let api = Api::new(&g);
+    let upload = held_upload(&g).await;
+    ban_127_0_0_2(&g).await;
+    g.s3("s3.put_object(Bucket=bucket, Key='out/from-the-console.txt', Body=b'run from the page')");
+    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/console-screenshots");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/console.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("CONSOLE_URL", format!("http://{}/", g.admin))
+        .env("SHOTS", shots)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed (screenshots in {shots}):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the page did, seen from outside it.
+    let ended = tokio::time::timeout(Duration::from_secs(30), upload)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ended.starts_with("write failed"), "{ended}");
+    let state = || {
+        g.s3("r = s3.list_objects_v2(Bucket=bucket, Prefix='alice/big')\n\
+              print(r.get('KeyCount', 0), len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))")
+    };
+    until("the multipart upload aborted", async || {
+        state().trim() == "0 0"
+    })
+    .await;
+    assert_eq!(
+        g.s3("print(s3.get_object(Bucket=bucket, Key='in/from-the-console.txt')['Body'].read())")
+            .trim(),
+        "b'run from the page'"
+    );
+    assert_eq!(api.get("bans").await["bans"], json!([]));
+    for shot in [
+        "dashboard",
+        "sessions",
+        "session-ended",
+        "transfers",
+        "sync-report",
+        "ban-lifted",
+        "phone",
+    ] {
+        let png = std::fs::read(format!("{shots}/{shot}.png")).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{shot}");
+    }
+    g.stop().await;
+}

@@ -176,7 +176,7 @@ const views = {
         el("pre", {}, state.dryRun.plan.actions.concat(state.dryRun.plan.skipped.map((x) => "skip " + x)).join("\n") || "nothing to do")) : null;
       return el("div", { class: "card", "data-job": job.name },
         el("h2", {}, job.name),
-        el("p", {}, job.direction + ": " + job.local + " ⇄ " + job.remote + " · " +
+        el("p", {}, job.direction + ": " + job.local + ({ push: " → ", pull: " ← " }[job.direction] || " ⇄ ") + job.remote + " · " +
           (job.interval_seconds ? "every " + duration(job.interval_seconds) : "on demand") + " · after copy: " + job.after_copy),
         running ? el("p", { class: "running" }, "Running since " + ago(running.started) + " (" + running.by + "): " +
           running.done + " of " + running.actions + " action(s), " + size(running.copied_bytes) + " of " + size(running.bytes)) : null,
