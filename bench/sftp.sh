@@ -9,8 +9,10 @@
 #
 # Needs: a release build (cargo build --release), openssh-client,
 # openssh-server (for sftp-server), rclone, python3 with boto3
-# (pip install 'moto[server]'). Variables: ROUNDS (3), SIZE_MIB (256),
-# PARALLEL (8, for the memory check).
+# (pip install 'moto[server]'); for the bucketgate-console column, chromium
+# and playwright (as .ci/run installs them). Variables: ROUNDS (3),
+# SIZE_MIB (256), PARALLEL (8, for the memory check), CONSOLE (1; 0 leaves
+# the console column out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,12 +30,19 @@ ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 
 # --- Targets ----------------------------------------------------------------
 BG_PORT=$(free_port)
+ADMIN_PORT=$(free_port)
+ADMIN_HASH=$(echo bench | "$BIN" hash-password)
 cat > "$work/gateway.toml" <<EOF
 [server]
 keys_dir = "$work/bg-keys"
 state_dir = "$work/bg-state"
 [sftp]
 listen = "127.0.0.1:$BG_PORT"
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+[[admin.users]]
+name = "ops"
+password = "$ADMIN_HASH"
 $(s3_remote_toml)
 $(s3_remote_toml | sed 's/^\[remotes.s3\]/[remotes.s3nodigest]/')
 checksums = []
@@ -57,7 +66,13 @@ py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"
 
 # bucketgate-nodigest: the same gateway on a remote with `checksums = []`,
 # so the cost of the digests (SHA-256 by default) shows in one run.
+# bucketgate-console: the same gateway while the admin console is open in
+# headless Chromium on its live sessions view (CONSOLE=0 leaves it out).
 targets=(bucketgate bucketgate-nodigest rclone)
+if [ "${CONSOLE:-1}" = 1 ] && command -v chromium >/dev/null \
+    && python3 -c 'import playwright' 2>/dev/null; then
+    targets+=(bucketgate-console)
+fi
 if start_sshd "$work/id.pub"; then
     targets+=(openssh)
 fi
@@ -65,7 +80,7 @@ fi
 # target -> "port user remote-dir"
 endpoint_of() {
     case $1 in
-        bucketgate) echo "$BG_PORT bench /" ;;
+        bucketgate | bucketgate-console) echo "$BG_PORT bench /" ;;
         bucketgate-nodigest) echo "$BG_PORT nodigest /" ;;
         rclone) echo "$RC_PORT bench /" ;;
         openssh) echo "$OS_PORT $(id -un) $work/local" ;;
@@ -111,6 +126,11 @@ for round in $(seq 1 "$ROUNDS"); do
     raw_s3
     for t in "${targets[@]}"; do
         rm -rf "$work/out"; mkdir -p "$work/out"
+        if [ "$t" = bucketgate-console ]; then
+            python3 bench/console_open.py "http://127.0.0.1:$ADMIN_PORT/" ops bench > "$work/console.out" &
+            console_pid=$!
+            until grep -q open "$work/console.out" 2>/dev/null; do sleep 0.2; done
+        fi
         sftp_timed "$t" put_big "put in/big.bin big.bin"
         sftp_timed "$t" get_big "get big.bin out/big.bin"
         cmp -s "$work/in/big.bin" "$work/out/big.bin" || { echo "$t: downloaded bytes differ" >&2; exit 1; }
@@ -119,6 +139,7 @@ put -r in/small/* small$round/"
         sftp_timed "$t" get_small "get -r small$round out/small"
         sftp_timed "$t" list_1000 "ls -l list$round"
         sftp_run "$t" "rm big.bin"
+        if [ "$t" = bucketgate-console ]; then kill "$console_pid"; wait "$console_pid" 2>/dev/null || true; fi
     done
 done
 

@@ -687,3 +687,43 @@ async fn the_console_in_chromium_ends_a_session_runs_a_job_and_lifts_a_ban() {
     }
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_up_webhook_events_are_retried_from_the_api() {
+    let r = common::receiver::Receiver::start().await;
+    r.fail_next(usize::MAX);
+    let hook = format!(
+        "[[webhooks]]\nname = \"erp\"\nurl = \"{}\"\nsecret = \"s\"\nretry_for = \"1s\"\n",
+        r.url()
+    );
+    let g = start_with_tables(&console_tables(&hook)).await;
+    let api = Api::new(&g);
+    let stream = TcpStream::connect(g.addr).await.unwrap();
+    let h = ssh_password(stream, "alice", PASSWORD).await.unwrap();
+    put(&sftp(&h).await, "/order.csv", b"1,2").await;
+    until("the event given up", async || {
+        api.get("webhooks").await["webhooks"][0]["given_up"] == 1
+    })
+    .await;
+    assert_eq!(api.get("webhooks").await["webhooks"][0]["pending"], 0);
+    let (status, _) = api
+        .call(Method::POST, "webhooks/erp/retry", Some(READ_TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api
+        .call(Method::POST, "webhooks/nope/retry", Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    r.fail_next(0);
+    let (status, body) = api
+        .call(Method::POST, "webhooks/erp/retry", Some(TOKEN), None)
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"retried": 1})));
+    let delivered = r
+        .event(|e| e["event"] == "upload" && e["path"] == "/order.csv")
+        .await;
+    assert_eq!(delivered.status, 200);
+    let hooks = api.get("webhooks").await;
+    assert_eq!(hooks["webhooks"][0]["given_up"], 0, "{hooks}");
+    g.stop().await;
+}

@@ -136,6 +136,21 @@ impl Console {
                 Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
             },
             (&Method::GET, ["webhooks"]) => ok(self.webhooks()),
+            (&Method::POST, ["webhooks", name, "retry"]) => {
+                match self.shared.events.retry(name).await {
+                    None => error(StatusCode::NOT_FOUND, format!("no webhook named {name:?}")),
+                    Some(Ok(n)) => {
+                        tracing::info!(
+                            admin = caller.name,
+                            webhook = *name,
+                            events = n,
+                            "given-up events retried from the console"
+                        );
+                        ok(json!({ "retried": n }))
+                    }
+                    Some(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
             _ => error(
                 StatusCode::NOT_FOUND,
                 "no such endpoint: see /api/v1/openapi.json",
@@ -353,7 +368,12 @@ impl Console {
             .webhooks()
             .into_iter()
             .map(|(name, b)| {
-                json!({ "name": name, "pending": b.pending, "oldest_seconds": b.oldest_seconds })
+                json!({
+                    "name": name,
+                    "pending": b.pending,
+                    "oldest_seconds": b.oldest_seconds,
+                    "given_up": b.given_up,
+                })
             })
             .collect();
         json!({ "webhooks": hooks })

@@ -146,6 +146,7 @@ impl Queue {
             oldest_seconds: oldest
                 .map(|t| (Utc::now() - t).num_seconds().max(0) as u64)
                 .unwrap_or(0),
+            given_up: 0,
         }
     }
 }
@@ -162,6 +163,11 @@ fn backoff(attempts: u32) -> Duration {
 impl Owner for Arc<Queue> {
     fn stored(&self, id: String, body: Bytes, born: DateTime<Utc>) {
         self.insert(id, body, born);
+    }
+
+    fn retried(&self, id: String, body: Bytes) {
+        lock(&self.state).bytes += body.len() as u64;
+        self.insert(id, body, Utc::now());
     }
 
     fn undelivered(&self) -> Vec<(String, Bytes)> {
@@ -181,6 +187,8 @@ pub struct Webhook {
     client: Mutex<reqwest::Client>,
     queue: Arc<Queue>,
     spool: Spool,
+    /// How many events `failed.jsonl` holds (counted at start, then kept).
+    given_up: std::sync::atomic::AtomicUsize,
     /// Removed from the config: takes no new events.
     retired: AtomicBool,
     label: WebhookLabel,
@@ -216,6 +224,10 @@ impl Webhook {
             client: Mutex::new(client),
             queue,
             spool,
+            given_up: std::sync::atomic::AtomicUsize::new(
+                std::fs::read(dir.join("failed.jsonl"))
+                    .map_or(0, |t| t.iter().filter(|b| **b == b'\n').count()),
+            ),
             retired: AtomicBool::new(false),
         });
         tokio::spawn(hook.clone().deliver());
@@ -251,7 +263,30 @@ impl Webhook {
     }
 
     pub fn backlog(&self) -> Backlog {
-        self.queue.backlog()
+        Backlog {
+            given_up: self.given_up.load(Ordering::Relaxed),
+            ..self.queue.backlog()
+        }
+    }
+
+    /// Puts the events given up back to be delivered; how many.
+    pub async fn retry_given_up(&self) -> std::io::Result<usize> {
+        let n = self
+            .spool
+            .retry_failed()
+            .await
+            .map_err(|_| std::io::Error::other("the spool's writer has stopped"))??;
+        let _ = self
+            .given_up
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |g| {
+                Some(g.saturating_sub(n))
+            });
+        tracing::info!(
+            webhook = self.name(),
+            events = n,
+            "given-up events put back to be delivered"
+        );
+        Ok(n)
     }
 
     /// Spools `event` (its JSON `body`); the receiver resolves once it is
@@ -354,6 +389,7 @@ impl Webhook {
             Err(()) => {
                 self.queue.remove(&id);
                 self.spool.give_up(id.clone(), body);
+                self.given_up.fetch_add(1, Ordering::Relaxed);
                 metrics.events_given_up.get_or_create(&self.label).inc();
                 tracing::error!(webhook = self.name(), url = config.shown_url(), id, error = why, retry_for = %humantime::format_duration(config.retry_for), "EVENT GIVEN UP after retry_for: kept in the spool's failed.jsonl");
             }

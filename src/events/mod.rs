@@ -178,6 +178,8 @@ pub struct SpoolError {
 pub struct Backlog {
     pub pending: usize,
     pub oldest_seconds: u64,
+    /// Kept in `failed.jsonl` after `retry_for`.
+    pub given_up: usize,
 }
 
 impl Events {
@@ -255,6 +257,16 @@ impl Events {
             receipts.push(hook.take(&event, body.clone()));
         }
         Receipt(receipts)
+    }
+
+    /// Puts webhook `name`'s given-up events back to be delivered: `None`
+    /// if there is no such webhook.
+    pub async fn retry(&self, name: &str) -> Option<std::io::Result<usize>> {
+        let hook = crate::base::lock(&self.hooks)
+            .iter()
+            .find(|h| h.name() == name)
+            .cloned()?;
+        Some(hook.retry_given_up().await)
     }
 
     /// Each webhook's backlog, by name.

@@ -33,12 +33,17 @@ enum Op {
         id: String,
         body: Bytes,
     },
+    /// Puts the given-up events back to be delivered; answers how many.
+    Retry(oneshot::Sender<io::Result<usize>>),
 }
 
 /// What the writer needs from the queue: where a stored event goes, and
 /// every event still undelivered (for compaction).
 pub trait Owner: Send + Sync + 'static {
     fn stored(&self, id: String, body: Bytes, born: DateTime<Utc>);
+    /// A given-up event put back: it counts toward the backlog again, and
+    /// its `retry_for` starts over.
+    fn retried(&self, id: String, body: Bytes);
     fn undelivered(&self) -> Vec<(String, Bytes)>;
 }
 
@@ -96,6 +101,15 @@ impl Spool {
 
     pub fn ack(&self, id: String) {
         let _ = self.ops.send(Op::Ack(id));
+    }
+
+    /// Puts every event of `failed.jsonl` back to be delivered: they are
+    /// in `events.jsonl`, synced, before `failed.jsonl` is emptied (a
+    /// crash between the two keeps them twice, which at-least-once allows).
+    pub fn retry_failed(&self) -> oneshot::Receiver<io::Result<usize>> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.ops.send(Op::Retry(tx));
+        rx
     }
 
     /// Moves an event to `failed.jsonl`: it is not sent again.
@@ -197,6 +211,7 @@ impl Writer {
         let mut stored = Vec::new();
         let mut acks = Vec::new();
         let mut failed = Vec::new();
+        let mut retries = Vec::new();
         for op in batch {
             match op {
                 Op::Append {
@@ -221,6 +236,7 @@ impl Writer {
                     acks.push(b'\n');
                     self.acked_lines += 1;
                 }
+                Op::Retry(done) => retries.push(done),
             }
         }
         if !failed.is_empty()
@@ -252,9 +268,42 @@ impl Writer {
                 let _ = done.send(());
             }
         }
+        for done in retries {
+            let _ = done.send(self.retry(owner));
+        }
         if self.lines >= COMPACT_AFTER && self.acked_lines * 2 >= self.lines {
             self.compact(owner);
         }
+    }
+
+    fn retry(&mut self, owner: &impl Owner) -> io::Result<usize> {
+        let text = match std::fs::read(&self.files.failed) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let events: Vec<(String, Bytes)> = text
+            .split(|b| *b == b'\n')
+            .filter_map(|line| {
+                let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+                let id = v.get("id")?.as_str()?.to_string();
+                Some((id, Bytes::copy_from_slice(line)))
+            })
+            .collect();
+        let mut lines = Vec::new();
+        for (_, body) in &events {
+            lines.extend_from_slice(body);
+            lines.push(b'\n');
+        }
+        self.events.write_all(&lines)?;
+        self.events.sync_data()?;
+        File::create(&self.files.failed)?.sync_data()?;
+        self.lines += events.len();
+        let n = events.len();
+        for (id, body) in events {
+            owner.retried(id, body);
+        }
+        Ok(n)
     }
 
     fn write_failed(&self, lines: &[u8]) -> io::Result<()> {
@@ -298,6 +347,9 @@ mod tests {
         }
         fn undelivered(&self) -> Vec<(String, Bytes)> {
             self.0.lock().unwrap().clone()
+        }
+        fn retried(&self, id: String, body: Bytes) {
+            self.0.lock().unwrap().push((id, body));
         }
     }
 
@@ -345,5 +397,28 @@ mod tests {
         assert_eq!(ids, ["a", "d"]);
         let failed = std::fs::read_to_string(dir.path().join("failed.jsonl")).unwrap();
         assert_eq!(failed, "{\"id\":\"c\"}\n");
+    }
+
+    #[tokio::test]
+    async fn a_given_up_event_put_back_is_undelivered_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = std::sync::Arc::new(Kept::default());
+        let syncs = prometheus_client::metrics::counter::Counter::default();
+        let (spool, _) = Spool::open(dir.path(), kept.clone(), syncs.clone()).unwrap();
+        let (tx, rx) = oneshot::channel();
+        spool.append("a".into(), body("a"), Utc::now(), tx);
+        rx.await.unwrap();
+        spool.give_up("a".into(), body("a"));
+        assert_eq!(spool.retry_failed().await.unwrap().unwrap(), 1);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("failed.jsonl")).unwrap(),
+            ""
+        );
+        assert_eq!(spool.retry_failed().await.unwrap().unwrap(), 0);
+        drop(spool);
+        // After a restart it is still there to deliver.
+        let (_spool, after) = Spool::open(dir.path(), kept, syncs).unwrap();
+        let ids: Vec<&str> = after.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["a"]);
     }
 }
