@@ -51,6 +51,10 @@ name = "bench"
 authorized_keys = ["$(cat "$work/id.pub")"]
 home = "s3:/bucketgate"
 [[users]]
+name = "console"
+authorized_keys = ["$(cat "$work/id.pub")"]
+home = "s3:/bgconsole"
+[[users]]
 name = "nodigest"
 authorized_keys = ["$(cat "$work/id.pub")"]
 home = "s3nodigest:/nodigest"
@@ -80,7 +84,8 @@ fi
 # target -> "port user remote-dir"
 endpoint_of() {
     case $1 in
-        bucketgate | bucketgate-console) echo "$BG_PORT bench /" ;;
+        bucketgate) echo "$BG_PORT bench /" ;;
+        bucketgate-console) echo "$BG_PORT console /" ;;
         bucketgate-nodigest) echo "$BG_PORT nodigest /" ;;
         rclone) echo "$RC_PORT bench /" ;;
         openssh) echo "$OS_PORT $(id -un) $work/local" ;;
@@ -100,7 +105,7 @@ sftp_timed() { # target, workload, batch
 # (rclone keeps listings for 5 minutes; the gateway always asks S3).
 py "
 for r in range(1, $ROUNDS + 1):
-    for prefix in ['bucketgate', 'nodigest', 'rclone']:
+    for prefix in ['bucketgate', 'bgconsole', 'nodigest', 'rclone']:
         for i in range(1000):
             s3.put_object(Bucket='$BUCKET', Key=f'{prefix}/list{r}/e{i:04d}', Body=b'x')
 "
@@ -129,6 +134,7 @@ for round in $(seq 1 "$ROUNDS"); do
         if [ "$t" = bucketgate-console ]; then
             python3 bench/console_open.py "http://127.0.0.1:$ADMIN_PORT/" ops bench > "$work/console.out" &
             console_pid=$!
+            pids+=("$console_pid")
             until grep -q open "$work/console.out" 2>/dev/null; do sleep 0.2; done
         fi
         sftp_timed "$t" put_big "put in/big.bin big.bin"

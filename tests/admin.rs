@@ -727,3 +727,58 @@ async fn given_up_webhook_events_are_retried_from_the_api() {
     assert_eq!(hooks["webhooks"][0]["given_up"], 0, "{hooks}");
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_an_ftp_session_aborts_its_upload_too() {
+    use tokio::io::AsyncWriteExt;
+    let g = start_with_tables(&console_tables("")).await;
+    let api = Api::new(&g);
+    common::ftp::client(async {
+        let mut ftp = common::ftp::ftp_plain(&g, "bob").await;
+        let mut data = ftp.put_with_stream("held.bin").await.unwrap();
+        let chunk = vec![1u8; 256 << 10];
+        let mut seen = 0;
+        until("the FTP upload moving", async || {
+            data.write_all(&chunk).await.unwrap();
+            let sessions = api.get("sessions").await;
+            let t = &sessions["sessions"][0]["transfers"][0];
+            seen = t["bytes"].as_u64().unwrap_or(0);
+            t["path"] == "/held.bin" && seen > 0
+        })
+        .await;
+        let id = api.get("sessions").await["sessions"][0]["id"]
+            .as_u64()
+            .unwrap();
+        let (status, _) = api
+            .call(Method::DELETE, &format!("sessions/{id}"), Some(TOKEN), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        // The client finds out: writing or finishing the upload fails.
+        let mut failed = false;
+        for _ in 0..200 {
+            if data.write_all(&chunk).await.is_err() {
+                failed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !failed {
+            failed = data.finish().await.is_err();
+        }
+        assert!(failed, "the upload went on after its session was ended");
+    })
+    .await;
+    until("the session gone", async || {
+        api.get("sessions").await["sessions"] == json!([])
+    })
+    .await;
+    let state = || {
+        g.s3("r = s3.list_objects_v2(Bucket=bucket, Prefix='bob/held')\n\
+              print(r.get('KeyCount', 0), len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))")
+    };
+    until("no object and no multipart upload", async || {
+        state().trim() == "0 0"
+    })
+    .await;
+    g.stop().await;
+}

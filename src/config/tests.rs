@@ -465,3 +465,47 @@ home = "store:/partners/{user}"
             .contains("home")
     );
 }
+
+#[test]
+fn admin_problems_name_their_key_and_line() {
+    let text = r#"[admin]
+listen = "127.0.0.1:9100"
+tls_cert = "/nonexistent/admin.pem"
+protect_metrics = true
+
+[[admin.users]]
+name = "ops"
+password = "plain"
+role = "root"
+
+[[admin.tokens]]
+name = "bot"
+hash = "0123"
+"#;
+    let problems = parse(text).unwrap_err();
+    let expect = [
+        (1, "admin.tls_cert", "tls_cert and tls_key go together"),
+        (
+            8,
+            "admin.users[0].password",
+            "plain-text passwords are not accepted",
+        ),
+        (
+            9,
+            "admin.users[0].role",
+            "\"root\" is not one of admin, read-only",
+        ),
+        (13, "admin.tokens[0].hash", "is not a token hash"),
+    ];
+    for (line, key, message) in expect {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.line == line && p.key == key && p.message.contains(message)),
+            "no problem at line {line} for {key} containing {message:?}; got:\n{problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+    let alone = parse("[admin]\nprotect_metrics = true\n").unwrap_err();
+    assert_eq!(alone[0].key, "admin.protect_metrics", "{alone:#?}");
+}

@@ -681,15 +681,15 @@ fn validate_admin(cx: &mut Ctx<'_>, spanned: &Spanned<RawAdmin>) -> AdminConfig 
                 }
             };
             let role = match u.role.as_ref().map(|r| (r, r.get_ref().as_str())) {
-                None | Some((_, "admin")) => AdminRole::Admin,
-                Some((_, "read-only")) => AdminRole::ReadOnly,
+                None | Some((_, "admin")) => Some(AdminRole::Admin),
+                Some((_, "read-only")) => Some(AdminRole::ReadOnly),
                 Some((r, other)) => {
                     cx.at(
                         r,
                         &key("role"),
                         format!("{other:?} is not one of admin, read-only"),
                     );
-                    continue;
+                    None
                 }
             };
             let (field, wrong) = match token {
@@ -737,7 +737,9 @@ fn validate_admin(cx: &mut Ctx<'_>, spanned: &Spanned<RawAdmin>) -> AdminConfig 
                     h.get_ref().clone()
                 }
             };
-            out.push(AdminUser { name, hash, role });
+            if let Some(role) = role {
+                out.push(AdminUser { name, hash, role });
+            }
         }
         out
     };
@@ -755,10 +757,21 @@ fn validate_admin(cx: &mut Ctx<'_>, spanned: &Spanned<RawAdmin>) -> AdminConfig 
         "admin.tokens",
         "token",
     );
+    let protect_metrics = Ctx::flag(&t.protect_metrics, false);
+    if let Some(p) = t.protect_metrics.as_ref().filter(|_| protect_metrics)
+        && t.users.is_empty()
+        && t.tokens.is_empty()
+    {
+        cx.at(
+            p,
+            "admin.protect_metrics",
+            "asks for a token on /metrics, and no [[admin.tokens]] or [[admin.users]] is configured",
+        );
+    }
     AdminConfig {
         listen: cx.listen(&t.listen, "admin.listen", "127.0.0.1:9100"),
         tls,
-        protect_metrics: Ctx::flag(&t.protect_metrics, false),
+        protect_metrics,
         users,
         tokens,
     }
