@@ -187,9 +187,12 @@ impl Files {
         out.flush()?;
         drop(out);
         f.sync_data()?;
+        // Acks go first: a crash before the rename leaves the old events
+        // with no acks, sent again (at least once), never an id acked in
+        // the new file that is still to deliver (a retried event).
+        File::create(&self.acked)?.sync_data()?;
         std::fs::rename(&tmp, &self.events)?;
         File::open(&self.dir)?.sync_all()?;
-        File::create(&self.acked)?;
         Ok(())
     }
 }
@@ -276,6 +279,10 @@ impl Writer {
         }
     }
 
+    /// The events of `failed.jsonl` back in the queue, then the spool
+    /// rewritten with everything undelivered (their ids were acked when
+    /// they were given up), then `failed.jsonl` emptied: a crash at any
+    /// point keeps each event in one file or both, never in none.
     fn retry(&mut self, owner: &impl Owner) -> io::Result<usize> {
         let text = match std::fs::read(&self.files.failed) {
             Ok(t) => t,
@@ -290,19 +297,12 @@ impl Writer {
                 Some((id, Bytes::copy_from_slice(line)))
             })
             .collect();
-        let mut lines = Vec::new();
-        for (_, body) in &events {
-            lines.extend_from_slice(body);
-            lines.push(b'\n');
-        }
-        self.events.write_all(&lines)?;
-        self.events.sync_data()?;
-        File::create(&self.files.failed)?.sync_data()?;
-        self.lines += events.len();
         let n = events.len();
         for (id, body) in events {
             owner.retried(id, body);
         }
+        self.rewrite(owner)?;
+        File::create(&self.files.failed)?.sync_data()?;
         Ok(n)
     }
 
@@ -314,22 +314,18 @@ impl Writer {
 
     /// Rewrites the spool with only what is undelivered.
     fn compact(&mut self, owner: &impl Owner) {
-        let undelivered = owner.undelivered();
-        let reopened = self.files.rewrite(&undelivered).and_then(|()| {
-            Ok((
-                self.files.append(&self.files.events)?,
-                self.files.append(&self.files.acked)?,
-            ))
-        });
-        match reopened {
-            Ok((events, acked)) => {
-                (self.events, self.acked) = (events, acked);
-                (self.lines, self.acked_lines) = (undelivered.len(), 0);
-            }
-            Err(e) => {
-                tracing::warn!(spool = %self.files.dir.display(), error = %e, "compacting the event spool failed; it goes on growing");
-            }
+        if let Err(e) = self.rewrite(owner) {
+            tracing::warn!(spool = %self.files.dir.display(), error = %e, "compacting the event spool failed; it goes on growing");
         }
+    }
+
+    fn rewrite(&mut self, owner: &impl Owner) -> io::Result<()> {
+        let undelivered = owner.undelivered();
+        self.files.rewrite(&undelivered)?;
+        self.events = self.files.append(&self.files.events)?;
+        self.acked = self.files.append(&self.files.acked)?;
+        (self.lines, self.acked_lines) = (undelivered.len(), 0);
+        Ok(())
     }
 }
 
@@ -349,7 +345,9 @@ mod tests {
             self.0.lock().unwrap().clone()
         }
         fn retried(&self, id: String, body: Bytes) {
-            self.0.lock().unwrap().push((id, body));
+            let mut kept = self.0.lock().unwrap();
+            kept.retain(|(i, _)| *i != id);
+            kept.push((id, body));
         }
     }
 
