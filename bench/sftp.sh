@@ -12,7 +12,7 @@
 # (pip install 'moto[server]'); for the bucketgate-console column, chromium
 # and playwright (as .ci/run installs them). Variables: ROUNDS (3),
 # SIZE_MIB (256), PARALLEL (8, for the memory check), CONSOLE (1; 0 leaves
-# the console column out).
+# the console column out; poll: the page's requests without a browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,10 +71,13 @@ py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"
 # bucketgate-nodigest: the same gateway on a remote with `checksums = []`,
 # so the cost of the digests (SHA-256 by default) shows in one run.
 # bucketgate-console: the same gateway while the admin console is open in
-# headless Chromium on its live sessions view (CONSOLE=0 leaves it out).
+# headless Chromium on its live sessions view; CONSOLE=poll makes the
+# page's requests without a browser (the gateway's cost alone), CONSOLE=0
+# leaves the column out.
+CONSOLE=${CONSOLE:-browser}
 targets=(bucketgate bucketgate-nodigest rclone)
-if [ "${CONSOLE:-1}" = 1 ] && command -v chromium >/dev/null \
-    && python3 -c 'import playwright' 2>/dev/null; then
+if [ "$CONSOLE" = poll ] || { [ "$CONSOLE" = browser ] && command -v chromium >/dev/null \
+    && python3 -c 'import playwright' 2>/dev/null; }; then
     targets+=(bucketgate-console)
 fi
 if start_sshd "$work/id.pub"; then
@@ -132,7 +135,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for t in "${targets[@]}"; do
         rm -rf "$work/out"; mkdir -p "$work/out"
         if [ "$t" = bucketgate-console ]; then
-            python3 bench/console_open.py "http://127.0.0.1:$ADMIN_PORT/" ops bench > "$work/console.out" &
+            python3 bench/console_open.py "http://127.0.0.1:$ADMIN_PORT/" ops bench "$CONSOLE" > "$work/console.out" &
             console_pid=$!
             pids+=("$console_pid")
             until grep -q open "$work/console.out" 2>/dev/null; do sleep 0.2; done
