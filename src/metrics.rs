@@ -378,34 +378,40 @@ pub struct Calls {
     pub mean_seconds: f64,
 }
 
-/// Requests by remote and operation (the Prometheus families above are
-/// by operation only, across remotes).
+/// One remote's requests, by operation: held by its connection pool,
+/// which counts each request without a lookup by name.
 #[derive(Default)]
-pub struct RemoteCalls(std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), Calls>>);
+pub struct OpCalls(std::sync::Mutex<std::collections::BTreeMap<&'static str, Calls>>);
 
-impl RemoteCalls {
-    pub fn count(
-        &self,
-        remote: &str,
-        operation: &'static str,
-        failed: bool,
-        took: std::time::Duration,
-    ) {
+impl OpCalls {
+    pub fn count(&self, operation: &'static str, failed: bool, took: std::time::Duration) {
         let mut calls = crate::base::lock(&self.0);
-        let c = calls.entry((remote.to_string(), operation)).or_default();
+        let c = calls.entry(operation).or_default();
         c.mean_seconds =
             (c.mean_seconds * c.requests as f64 + took.as_secs_f64()) / (c.requests + 1) as f64;
         c.requests += 1;
         c.errors += failed as u64;
     }
 
-    /// One remote's, by operation.
-    pub fn of(&self, remote: &str) -> std::collections::BTreeMap<&'static str, Calls> {
+    pub fn by_operation(&self) -> std::collections::BTreeMap<&'static str, Calls> {
+        crate::base::lock(&self.0).clone()
+    }
+}
+
+/// Requests by remote and operation (the Prometheus families above are
+/// by operation only, across remotes), for the console.
+#[derive(Default)]
+pub struct RemoteCalls(
+    std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<OpCalls>>>,
+);
+
+impl RemoteCalls {
+    /// The counters of `remote`, made at its first call.
+    pub fn of(&self, remote: &str) -> std::sync::Arc<OpCalls> {
         crate::base::lock(&self.0)
-            .iter()
-            .filter(|((r, _), _)| r == remote)
-            .map(|((_, op), c)| (*op, *c))
-            .collect()
+            .entry(remote.to_string())
+            .or_default()
+            .clone()
     }
 }
 

@@ -407,6 +407,28 @@ async fn console_logins_are_banned_like_sftp_logins() {
     g.stop().await;
 }
 
+/// Waits until the bucket holds no object under `prefix` and no
+/// multipart upload at all: an ended session's upload was aborted.
+async fn nothing_left_under(g: &TestGateway, prefix: &str) {
+    let script = format!(
+        "r = s3.list_objects_v2(Bucket=bucket, Prefix='{prefix}')\n\
+         print(r.get('KeyCount', 0), len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))"
+    );
+    until("no object and no multipart upload", async || {
+        g.s3(&script).trim() == "0 0"
+    })
+    .await;
+}
+
+/// The held upload's client saw its writes fail (within 30 s).
+async fn assert_cut_off(upload: tokio::task::JoinHandle<String>) {
+    let ended = tokio::time::timeout(Duration::from_secs(30), upload)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ended.starts_with("write failed"), "{ended}");
+}
+
 /// An upload alice keeps open, writing 256 KiB every 50 ms up to 64 MiB,
 /// never closing; ends when the session does.
 async fn held_upload(g: &TestGateway) -> tokio::task::JoinHandle<String> {
@@ -459,23 +481,12 @@ async fn ending_a_session_aborts_its_upload_and_leaves_no_object() {
         .call(Method::DELETE, &format!("sessions/{id}"), Some(TOKEN), None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let ended = tokio::time::timeout(Duration::from_secs(30), upload)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(ended.starts_with("write failed"), "{ended}");
+    assert_cut_off(upload).await;
     until("the session gone", async || {
         api.get("sessions").await["sessions"] == json!([])
     })
     .await;
-    let state = || {
-        g.s3("r = s3.list_objects_v2(Bucket=bucket, Prefix='alice/big')\n\
-              print(r.get('KeyCount', 0), len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))")
-    };
-    until("the multipart upload aborted", async || {
-        state().trim() == "0 0"
-    })
-    .await;
+    nothing_left_under(&g, "alice/big").await;
     let ops = api.get("operations?path=big.bin").await;
     assert_eq!(ops["operations"][0]["result"], "error", "{ops}");
     g.stop().await;
@@ -654,19 +665,8 @@ async fn the_console_in_chromium_ends_a_session_runs_a_job_and_lifts_a_ban() {
         String::from_utf8_lossy(&out.stderr)
     );
     // What the page did, seen from outside it.
-    let ended = tokio::time::timeout(Duration::from_secs(30), upload)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(ended.starts_with("write failed"), "{ended}");
-    let state = || {
-        g.s3("r = s3.list_objects_v2(Bucket=bucket, Prefix='alice/big')\n\
-              print(r.get('KeyCount', 0), len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))")
-    };
-    until("the multipart upload aborted", async || {
-        state().trim() == "0 0"
-    })
-    .await;
+    assert_cut_off(upload).await;
+    nothing_left_under(&g, "alice/big").await;
     assert_eq!(
         g.s3("print(s3.get_object(Bucket=bucket, Key='in/from-the-console.txt')['Body'].read())")
             .trim(),
@@ -772,13 +772,6 @@ async fn ending_an_ftp_session_aborts_its_upload_too() {
         api.get("sessions").await["sessions"] == json!([])
     })
     .await;
-    let state = || {
-        g.s3("r = s3.list_objects_v2(Bucket=bucket, Prefix='bob/held')\n\
-              print(r.get('KeyCount', 0), len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))")
-    };
-    until("no object and no multipart upload", async || {
-        state().trim() == "0 0"
-    })
-    .await;
+    nothing_left_under(&g, "bob/held").await;
     g.stop().await;
 }

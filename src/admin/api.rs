@@ -249,11 +249,7 @@ impl Console {
                     "name": c.name,
                     "local": c.local.to_string(),
                     "remote": c.remote.to_string(),
-                    "direction": match c.direction {
-                        crate::config::Direction::Push => "push",
-                        crate::config::Direction::Pull => "pull",
-                        crate::config::Direction::TwoWay => "two-way",
-                    },
+                    "direction": c.direction.name(),
                     "after_copy": if c.delete_after_copy { "delete" } else { "keep" },
                     "interval_seconds": c.interval.map(|i| i.as_secs()),
                     "running": running,
@@ -330,7 +326,7 @@ impl Console {
                     "store": r.store().to_string(),
                     "bucket": r.bucket(),
                     "health": health.get(r.name()).cloned().unwrap_or(Value::Null),
-                    "calls": crate::metrics::calls().of(r.name()),
+                    "calls": crate::metrics::calls().of(r.name()).by_operation(),
                 })
             })
             .collect();

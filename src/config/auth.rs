@@ -2,6 +2,7 @@
 //! directory, an HTTP hook), the order they are asked in, and the
 //! templates that turn a directory's user into a user of the gateway.
 
+use crate::base::check_segment;
 use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -183,7 +184,7 @@ pub fn fill(text: &str, value: &dyn Fn(&str) -> Option<String>) -> Result<String
             ));
         }
         let v = value(name).ok_or_else(|| format!("{{{name}}} has no value for this user"))?;
-        plain_segment(&v).map_err(|e| format!("{{{name}}} is {v:?}, which {e}"))?;
+        plain_segment(&v).map_err(|e| format!("{{{name}}} is {v:?}: {e}"))?;
         out.push_str(&v);
         rest = &rest[open + close + 1..];
     }
@@ -191,20 +192,19 @@ pub fn fill(text: &str, value: &dyn Fn(&str) -> Option<String>) -> Result<String
     Ok(out)
 }
 
-fn plain_segment(v: &str) -> Result<(), &'static str> {
-    if v.is_empty() {
-        Err("is empty")
-    } else if v.contains("..") {
-        Err("contains '..'")
-    } else if v.contains(['/', '\\']) {
-        Err("contains a '/' or '\\'")
-    } else if v.chars().any(char::is_control) {
-        Err("contains a control character")
-    } else if v.len() > 255 {
-        Err("is longer than 255 bytes")
-    } else {
-        Ok(())
+/// A name object storage can hold as one segment ([`check_segment`]),
+/// and stricter: no `..` anywhere, no `\\`, at most 255 bytes.
+fn plain_segment(v: &str) -> Result<(), String> {
+    if v.contains("..") {
+        return Err("it contains '..'".into());
     }
+    if v.contains('\\') {
+        return Err("it contains a '\\'".into());
+    }
+    if v.len() > 255 {
+        return Err("it is longer than 255 bytes".into());
+    }
+    check_segment(v)
 }
 
 #[cfg(test)]

@@ -262,6 +262,19 @@ pub enum Direction {
     TwoWay,
 }
 
+impl Direction {
+    pub const ALL: [Direction; 3] = [Direction::Push, Direction::Pull, Direction::TwoWay];
+
+    /// The name in `[[syncs]] direction`, and in the console's API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Push => "push",
+            Direction::Pull => "pull",
+            Direction::TwoWay => "two-way",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
     pub name: String,

@@ -12,6 +12,25 @@ fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     Config::parse(text, &env)
 }
 
+/// `problems` are exactly `expect`: each (line, key, part of the message)
+/// found, and no other.
+fn assert_problems(problems: &[Problem], expect: &[(usize, &str, &str)]) {
+    for &(line, key, message) in expect {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.line == line && p.key == key && p.message.contains(message)),
+            "no problem at line {line} for {key} containing {message:?}; got:\n{}",
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+}
+
 /// The contract example of DESIGN §2, with real hash and key.
 fn full_example() -> String {
     format!(
@@ -210,20 +229,7 @@ part_size = "1MiB"
         ),
         (53, "remotes.box.part_size", "5 MiB"),
     ];
-    for (line, key, message) in expect {
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.line == line && p.key == key && p.message.contains(message)),
-            "no problem at line {line} for {key} containing {message:?}; got:\n{}",
-            problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+    assert_problems(&problems, &expect);
 }
 
 #[test]
@@ -313,15 +319,7 @@ secret = "env:NOT_SET_ANYWHERE"
         (9, "webhooks[1].name", "duplicate webhook name"),
         (11, "webhooks[1].secret", "NOT_SET_ANYWHERE is not set"),
     ];
-    for (line, key, message) in expect {
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.line == line && p.key == key && p.message.contains(message)),
-            "no problem at line {line} for {key} containing {message:?}; got:\n{problems:#?}"
-        );
-    }
-    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+    assert_problems(&problems, &expect);
 }
 
 #[test]
@@ -400,15 +398,7 @@ target = "store:/{ou}"
         (24, "auth.templates[1].permissions[0]", "fly"),
         (27, "auth.templates[1].mounts[0].path", "cannot be \"/\""),
     ];
-    for (line, key, message) in expect {
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.line == line && p.key == key && p.message.contains(message)),
-            "no problem at line {line} for {key} containing {message:?}; got:\n{problems:#?}"
-        );
-    }
-    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+    assert_problems(&problems, &expect);
 }
 
 #[test]
@@ -497,15 +487,7 @@ hash = "0123"
         ),
         (13, "admin.tokens[0].hash", "is not a token hash"),
     ];
-    for (line, key, message) in expect {
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.line == line && p.key == key && p.message.contains(message)),
-            "no problem at line {line} for {key} containing {message:?}; got:\n{problems:#?}"
-        );
-    }
-    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+    assert_problems(&problems, &expect);
     let alone = parse("[admin]\nprotect_metrics = true\n").unwrap_err();
     assert_eq!(alone[0].key, "admin.protect_metrics", "{alone:#?}");
 }

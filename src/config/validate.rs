@@ -1220,11 +1220,11 @@ fn validate_sync(
     };
     let local = cx.location(&s.local, &key("local"), line, remotes);
     let remote = cx.location(&s.remote, &key("remote"), line, remotes);
-    let direction = match s.direction.as_ref().map(|d| (d, d.get_ref().as_str())) {
-        Some((_, "push")) => Direction::Push,
-        Some((_, "pull")) => Direction::Pull,
-        Some((_, "two-way")) => Direction::TwoWay,
-        Some((d, other)) => {
+    let named = |d: &str| Direction::ALL.into_iter().find(|k| k.name() == d);
+    let direction = match s.direction.as_ref().map(|d| (d, named(d.get_ref()))) {
+        Some((_, Some(direction))) => direction,
+        Some((d, None)) => {
+            let other = d.get_ref();
             cx.at(
                 d,
                 &key("direction"),

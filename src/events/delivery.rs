@@ -224,9 +224,11 @@ impl Webhook {
             client: Mutex::new(client),
             queue,
             spool,
+            // Counted as it is read: the file may be large.
             given_up: std::sync::atomic::AtomicUsize::new(
-                std::fs::read(dir.join("failed.jsonl"))
-                    .map_or(0, |t| t.iter().filter(|b| **b == b'\n').count()),
+                std::fs::File::open(dir.join("failed.jsonl")).map_or(0, |f| {
+                    std::io::BufRead::split(std::io::BufReader::new(f), b'\n').count()
+                }),
             ),
             retired: AtomicBool::new(false),
         });

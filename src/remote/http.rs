@@ -50,7 +50,8 @@ pub enum OutboundError {
 pub struct GatewayConnector(Arc<Outbound>);
 
 struct Outbound {
-    remote: String,
+    /// This remote's requests by operation, for the console.
+    calls: Arc<crate::metrics::OpCalls>,
     pool: Client<Connect, WatchedBody>,
     read_timeout: Duration,
     /// With `max_connections`: a request's turn, taken before its timeout
@@ -103,7 +104,7 @@ impl GatewayConnector {
             .http1_max_buf_size(RESPONSE_BUFFER)
             .build(connect);
         Ok(GatewayConnector(Arc::new(Outbound {
-            remote: remote.to_string(),
+            calls: crate::metrics::calls().of(remote),
             pool,
             read_timeout: config.request_timeout,
             turns: (config.max_connections > 0)
@@ -183,7 +184,7 @@ impl HttpService for GatewayConnector {
             .get_or_create(&crate::metrics::OperationLabel { operation })
             .observe(started.elapsed().as_secs_f64());
         let failed = !matches!(&response, Ok(r) if !r.status().is_server_error());
-        crate::metrics::calls().count(&out.remote, operation, failed, started.elapsed());
+        out.calls.count(operation, failed, started.elapsed());
         let read_timeout = out.read_timeout;
         Ok(response?.map(|body| HttpResponseBody::new(Stalling::new(body, read_timeout, turn))))
     }
