@@ -19,10 +19,6 @@ impl FileUsers {
         )
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
     /// Every user, by name.
     pub fn all(&self) -> Vec<Arc<UserConfig>> {
         let mut users: Vec<_> = self.0.values().cloned().collect();

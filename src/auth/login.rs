@@ -147,11 +147,6 @@ impl Users {
         Ok(())
     }
 
-    /// How many users the users file holds.
-    pub fn file_users(&self) -> usize {
-        self.current().file.len()
-    }
-
     /// The users of the file, and the sources in the order they are asked.
     pub fn listed(&self) -> (Vec<Arc<UserConfig>>, Vec<SourceKind>) {
         let sources = self.current();

@@ -18,7 +18,7 @@ pub mod state;
 pub mod tree;
 
 pub use report::{Outcome, Report};
-pub use run::{DryRun, Job, Quiet, RunProgress, SyncError};
+pub use run::{DryRun, Job, RunProgress, SyncError};
 
 use serde::{Deserialize, Serialize};
 use std::ops::{Index, IndexMut};

@@ -46,10 +46,6 @@ pub trait RunProgress: Send + Sync {
     fn finished(&self, _action: &str) {}
 }
 
-/// No progress shown (scheduled runs).
-pub struct Quiet;
-impl RunProgress for Quiet {}
-
 /// One configured job, ready to run.
 #[derive(Debug)]
 pub struct Job {
