@@ -242,3 +242,55 @@ impl LiveSession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(i: usize) -> RecentOp {
+        RecentOp {
+            time: Utc::now(),
+            user: "alice".into(),
+            protocol: "sftp",
+            op: "upload",
+            path: format!("/f{i}"),
+            to: None,
+            bytes: Some(1),
+            ms: 0,
+            result: "ok",
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_the_latest_operations_newest_first() {
+        let live = Live::new();
+        for i in 0..RECENT + 10 {
+            live.record(op(i));
+        }
+        let all = live.recent(|_| true, usize::MAX);
+        assert_eq!(all.len(), RECENT);
+        assert_eq!(all[0].path, format!("/f{}", RECENT + 9));
+        assert_eq!(all[RECENT - 1].path, "/f10");
+    }
+
+    #[test]
+    fn a_session_and_its_transfers_leave_when_their_entries_drop() {
+        let live = Live::new();
+        let entry = live.register(
+            "alice",
+            "sftp",
+            "127.0.0.1:1".parse().unwrap(),
+            CancellationToken::new(),
+        );
+        let transfer = entry.0.transfer("/a", Direction::Upload, None);
+        transfer.meter.add(5);
+        assert_eq!(entry.0.bytes_in.load(Ordering::Relaxed), 5);
+        assert_eq!(entry.0.transfers().len(), 1);
+        drop(transfer);
+        assert!(entry.0.transfers().is_empty());
+        assert!(live.end(entry.0.id));
+        drop(entry);
+        assert!(live.sessions().is_empty());
+    }
+}

@@ -144,3 +144,54 @@ impl LoginCache {
         lock(&self.entries).remove(&(source, name.to_string()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Location, Permissions};
+
+    fn user(name: &str) -> Arc<UserConfig> {
+        Arc::new(UserConfig {
+            name: name.into(),
+            password_hash: None,
+            authorized_keys: Vec::new(),
+            home: Location {
+                remote: "store".into(),
+                prefix: name.into(),
+            },
+            permissions: Permissions::all(),
+            max_sessions: 1,
+            allowed_ips: Vec::new(),
+            mounts: Vec::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_cache_keeps_at_most_its_names_and_only_accepted_credentials() {
+        let cache = LoginCache::new(Duration::from_secs(60));
+        let pw = Credential::Password("right");
+        for i in 0..MAX_NAMES + 50 {
+            cache.put(SourceKind::Http, &pw, &user(&format!("u{i}")));
+        }
+        assert_eq!(lock(&cache.entries).len(), MAX_NAMES);
+        let last = format!("u{}", MAX_NAMES + 49);
+        assert!(cache.get(SourceKind::Http, &last, &pw).is_some());
+        assert!(
+            cache
+                .get(SourceKind::Http, &last, &Credential::Password("wrong"))
+                .is_none()
+        );
+        assert!(cache.get(SourceKind::Ldap, &last, &pw).is_none());
+        for i in 0..10 {
+            cache.put(
+                SourceKind::Http,
+                &Credential::Password(&format!("p{i}")),
+                &user("many"),
+            );
+        }
+        let proofs = lock(&cache.entries)[&(SourceKind::Http, "many".to_string())]
+            .proofs
+            .len();
+        assert_eq!(proofs, MAX_PROOFS);
+    }
+}
