@@ -24,7 +24,7 @@ pub struct AnonymousAuthenticator;
 #[async_trait]
 impl Authenticator for AnonymousAuthenticator {
     #[allow(clippy::type_complexity)]
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn authenticate(&self, username: &str, _creds: &Credentials) -> Result<Principal, AuthenticationError> {
         Ok(Principal {
             username: username.to_string(),

@@ -5,7 +5,7 @@ use super::{
     controlchan::{Reply, ReplyCode},
     tls::FtpsConfig,
 };
-use crate::server::session::SharedSession;
+use crate::server::session::{SharedSession, resolve};
 use crate::{
     auth::UserDetail,
     storage::{Error, ErrorKind, Metadata, StorageBackend},
@@ -32,6 +32,7 @@ where
     pub control_msg_tx: Sender<ControlChanMsg>,
     pub storage: Arc<Storage>,
     pub cwd: PathBuf,
+    pub mlst_facts: crate::server::controlchan::commands::MlstFacts,
     pub ftps_mode: FtpsConfig,
     pub logger: slog::Logger,
     pub data_cmd_rx: Option<Receiver<DataChanCmd>>,
@@ -205,14 +206,14 @@ where
                 let _ = ack.send(false);
             },
             _ = &mut timeout_delay => {
-                slog::warn!(self.logger, "Data channel connection timed out");
+                slog::info!(self.logger, "Data channel connection timed out");
             }
         };
         let mut session = session_arc.lock().await;
         session.data_busy = false;
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle_incoming(self, incoming: DataChanMsg, start_pos: u64) {
         match incoming {
             DataChanMsg::Abort => {
@@ -226,7 +227,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn execute_command(self, cmd: DataChanCmd, start_pos: u64) {
         match cmd {
             DataChanCmd::Retr { path } => {
@@ -250,9 +251,9 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn exec_retr(self, path: String, start_pos: u64) {
-        let path = self.cwd.join(path);
+        let path = resolve(&self.cwd, path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
         let Some(mut output) = Self::writer(self.socket, self.ftps_mode, "retr", &tx, &self.logger).await else {
             return;
@@ -309,7 +310,7 @@ where
 
                 if io_error_kind == Some(std::io::ErrorKind::BrokenPipe) {
                     if start_pos == 0 {
-                        slog::warn!(
+                        slog::debug!(
                             self.logger,
                             "Client halted RETR transfer (BrokenPipe). Certain FTP clients may do this to download file sections separately, in which case RESTarts may occur and will be logged at DEBUG level. Refer to your FTP client's documentation if this causes issues. Path {:?}; Duration {} (number of bytes copied unknown).",
                             &path,
@@ -325,7 +326,7 @@ where
                         );
                     }
                 } else {
-                    slog::warn!(
+                    slog::debug!(
                         self.logger,
                         "Error during RETR {:?} transfer after {}: {:?}; start_pos={}",
                         &path,
@@ -347,9 +348,9 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn exec_stor(self, path: String, start_pos: u64) {
-        let path = self.cwd.join(path);
+        let path = resolve(&self.cwd, path);
         let tx = self.control_msg_tx.clone();
         let Some(input) = Self::reader(self.socket, self.ftps_mode, "stor", &tx, &self.logger).await else {
             return;
@@ -395,7 +396,7 @@ where
                 }
             }
             Err(err) => {
-                slog::warn!(self.logger, "Error during STOR transfer after {}: {:?}", HumanDuration(duration), err);
+                slog::debug!(self.logger, "Error during STOR transfer after {}: {:?}", HumanDuration(duration), err);
 
                 // only register transfer errors for a single file transfer once
                 if start_pos == 0 {
@@ -409,9 +410,9 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn exec_appe(self, path: String) {
-        let path = self.cwd.join(&path);
+        let path = resolve(&self.cwd, &path);
         let tx = self.control_msg_tx.clone();
 
         // Get current file size, or 0 if file doesn't exist
@@ -460,7 +461,7 @@ where
                 }
             }
             Err(err) => {
-                slog::warn!(self.logger, "Error during APPE transfer after {}: {:?}", HumanDuration(duration), err);
+                slog::debug!(self.logger, "Error during APPE transfer after {}: {:?}", HumanDuration(duration), err);
 
                 categorize_and_register_error(&self.logger, &err, "appe");
 
@@ -471,7 +472,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
@@ -526,7 +527,7 @@ where
                     }
                     Err(e) => {
                         let duration = start_time.elapsed();
-                        slog::warn!(
+                        slog::debug!(
                             self.logger,
                             "Failed to send directory list for path {:?} ({} command) after {}: {:?}",
                             path,
@@ -542,8 +543,11 @@ where
             }
             Err(err) => {
                 let duration = start_time.elapsed();
+                // Closed with TLS's close_notify: a client reads the end of
+                // the listing cleanly, then the reply that says why.
+                let _ = output.shutdown().await;
 
-                slog::warn!(
+                slog::debug!(
                     self.logger,
                     "Failed to retrieve directory list for path {:?} ({} command) from storage backend after {}: {:?}",
                     path,
@@ -561,7 +565,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
@@ -585,7 +589,7 @@ where
                         .map(|component| component.as_os_str().to_string_lossy())
                         .unwrap_or("unknown".into());
 
-                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata);
+                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata, self.mlst_facts);
                     let line = format!("{} {}", facts_str, filename);
                     buffer.push_str(&line);
                     buffer.push_str("\r\n");
@@ -641,7 +645,8 @@ where
             }
             Err(err) => {
                 let duration = start_time.elapsed();
-                slog::warn!(
+                let _ = output.shutdown().await;
+                slog::debug!(
                     self.logger,
                     "Failed to retrieve directory list for path {:?} (MLSD command) from storage backend after {}: {:?}",
                     path,
@@ -658,7 +663,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn writer(
         socket: TcpStream,
         ftps_mode: FtpsConfig,
@@ -677,7 +682,7 @@ where
 
     /// The upload's data connection; its end of file waits for the control
     /// loop (see [`EofBarrier`]).
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn reader(
         socket: TcpStream,
         ftps_mode: FtpsConfig,
@@ -718,7 +723,7 @@ where
         match TlsAcceptor::from(tls_config).accept(socket).await {
             Ok(tls_stream) => Some(tls_stream),
             Err(err) => {
-                slog::warn!(logger, "TLS handshake on the data connection failed: {}", err);
+                slog::info!(logger, "TLS handshake on the data connection failed: {}", err);
                 let reply = Reply::new(ReplyCode::CantOpenDataConnection, "TLS handshake on the data connection failed");
                 if let Err(err) = control.send(ControlChanMsg::CommandChannelReply(reply)).await {
                     slog::warn!(logger, "Could not notify control channel of the failed TLS handshake: {:?}", err);
@@ -729,16 +734,7 @@ where
     }
 
     fn resolve_path(&self, path: Option<String>) -> PathBuf {
-        match path {
-            Some(path) => {
-                if path == "." {
-                    self.cwd.clone()
-                } else {
-                    self.cwd.join(path)
-                }
-            }
-            None => self.cwd.clone(),
-        }
+        resolve(&self.cwd, path.unwrap_or_default())
     }
 }
 
@@ -749,7 +745,7 @@ where
 /// logger: logger set up with needed context for use by the data channel.
 /// session_arc: the user session that is also shared with the control channel.
 /// socket: the data socket we'll be working with.
-#[tracing_attributes::instrument]
+#[tracing_attributes::instrument(skip_all)]
 pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, mut socket: TcpStream)
 where
     Storage: StorageBackend<User> + 'static,
@@ -821,6 +817,7 @@ where
             control_msg_tx,
             storage: Arc::clone(&session.storage),
             cwd: session.cwd.clone(),
+            mlst_facts: session.mlst_facts,
             ftps_mode,
             logger,
             data_abort_rx: Some(data_abort_rx),

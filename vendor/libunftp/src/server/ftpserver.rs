@@ -934,7 +934,7 @@ where
     /// drop(rt);
     /// ```
     ///
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     pub async fn listen<T: Into<String> + Debug>(self, bind_address: T) -> std::result::Result<(), ServerError> {
         let logger = self.logger.clone();
         let bind_address: SocketAddr = bind_address.into().parse()?;
@@ -1058,6 +1058,15 @@ where
         config.implicit_tls = implicit_tls;
         let result = controlchan::spawn_loop::<Storage, User>(config, tcp_stream, None, None, shutdown_listener, failed_logins.clone(), close).await;
         match result {
+            // A balancer's probe, a client gone before the greeting or
+            // before its implicit TLS handshake: the client's doing.
+            Err(err) if matches!(err.kind(), controlchan::ControlChanErrorKind::IoError) => {
+                slog::info!(
+                    self.logger,
+                    "the connection ended before its session started: {}",
+                    std::error::Error::source(&err).map_or_else(|| err.to_string(), |e| e.to_string())
+                );
+            }
             Err(err) => {
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);
             }

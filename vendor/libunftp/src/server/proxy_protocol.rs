@@ -42,7 +42,7 @@ impl PartialEq for ProxyError {
 /// If the header size is invalid, or the header does not end with a CR-LF sequence, the function returns a `ProxyError`
 /// with the reason for the failure. If there is a problem reading from the TCP stream, the function returns a `ProxyError::ReadError`.
 /// If the header cannot be parsed, the function returns a `ProxyError::DecodeError`.
-#[tracing_attributes::instrument]
+#[tracing_attributes::instrument(skip_all)]
 async fn read_proxy_header(tcp_stream: &mut tokio::net::TcpStream) -> Result<ProxyHeader, ProxyError> {
     // Create two vectors to hold the data read from the TCP stream
     let mut pbuf = vec![0; 108]; // peek buffer
@@ -99,7 +99,7 @@ async fn read_proxy_header(tcp_stream: &mut tokio::net::TcpStream) -> Result<Pro
 
 /// Takes a tcp stream and reads the proxy protocol header
 /// Sends the extracted proxy connection information (source ip+port, destination ip+port) to the proxy loop
-#[tracing_attributes::instrument]
+#[tracing_attributes::instrument(skip_all)]
 pub(super) fn spawn_proxy_header_parsing(logger: slog::Logger, mut tcp_stream: tokio::net::TcpStream, tx: Sender<ProxyHeaderReceived>) {
     tokio::spawn(async move {
         match read_proxy_header(&mut tcp_stream).await {

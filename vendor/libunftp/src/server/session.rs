@@ -123,6 +123,8 @@ where
     pub passive_listener: Option<tokio::task::AbortHandle>,
     // The algorithm `HASH` uses, as `OPTS HASH` chose (SHA-256 at first).
     pub hash_algorithm: crate::storage::HashAlgorithm,
+    // The facts MLST and MLSD send, as chosen by `OPTS MLST` (RFC 3659 §7.9).
+    pub mlst_facts: crate::server::controlchan::commands::MlstFacts,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -159,7 +161,14 @@ where
             binder: None,
             passive_listener: None,
             hash_algorithm: crate::storage::HashAlgorithm::Sha256,
+            mlst_facts: Default::default(),
         }
+    }
+
+    /// `path` as the client means it: relative to the working directory
+    /// unless it starts with `/`. Every command that takes a path uses this.
+    pub fn resolve<P: AsRef<std::path::Path>>(&self, path: P) -> PathBuf {
+        resolve(&self.cwd, path)
     }
 
     pub fn ftps(mut self, mode: FtpsConfig) -> Self {
@@ -209,4 +218,22 @@ where
             metrics::dec_session();
         }
     }
+}
+
+/// `path` joined to `cwd` with `.` and `..` resolved as names: PWD after
+/// `CWD ..` shows the folder the client is in, not `/a/..`, and `MLST f`
+/// after `CWD /in` is `/in/f`. `..` at the root stays at the root.
+pub(crate) fn resolve<P: AsRef<std::path::Path>>(cwd: &std::path::Path, path: P) -> PathBuf {
+    use std::path::Component;
+    let mut normal = PathBuf::from("/");
+    for component in cwd.join(path).components() {
+        match component {
+            Component::Normal(name) => normal.push(name),
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    normal
 }

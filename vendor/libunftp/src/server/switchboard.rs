@@ -115,7 +115,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     pub async fn get_session_by_connection_pair(&mut self, connection: &SocketAddrPair) -> Option<SharedSession<S, U>> {
         let key: SwitchboardKey = connection.into();
 
@@ -125,7 +125,7 @@ where
     /// Find the next available port within the specified range (inclusive of the upper limit).
     /// The reserved port is associated with the source ip of the client and the associated session, using a hashmap
     ///
-    //#[tracing_attributes::instrument]
+    //#[tracing_attributes::instrument(skip_all)]
     pub async fn reserve(&mut self, session_arc: SharedSession<S, U>) -> Result<u16, SwitchboardError> {
         let range_size = self.port_range.end() - self.port_range.start();
 

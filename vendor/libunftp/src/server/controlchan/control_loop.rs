@@ -83,7 +83,7 @@ where
 pub type CloseSignal = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
 
 /// Does TCP processing when an FTP client connects
-#[tracing_attributes::instrument(skip(close))]
+#[tracing_attributes::instrument(skip_all)]
 pub(crate) async fn spawn<Storage, User>(
     config: Config<Storage, User>,
     tcp_stream: TcpStream,
@@ -312,7 +312,7 @@ where
                                         Box::new(stream)
                                     }
                                     Err(err) => {
-                                        slog::warn!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
+                                        slog::info!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
                                         return;
                                     }
                                 };
@@ -329,11 +329,17 @@ where
                         return;
                     }
                 }
+                Some(Err(e)) if matches!(e.kind(), ControlChanErrorKind::IoError) => {
+                    // The client went away (reset, or TLS without its
+                    // close_notify, as wget leaves): nobody to answer.
+                    slog::info!(logger, "Control connection ended: {}", std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()));
+                    return;
+                }
                 Some(Err(e)) => {
                     let (reply, close_connection) = handle_control_channel_error(logger.clone(), e);
                     let result = reply_sink.send(reply).await;
                     if result.is_err() {
-                        slog::warn!(logger, "Could not send error reply to client");
+                        slog::debug!(logger, "Could not send error reply to client");
                         return;
                     }
                     if close_connection {
@@ -349,7 +355,17 @@ where
 
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
-    slog::warn!(logger, "Control channel error: {:?}", error);
+    // What a client sent wrong, or its idle timeout, is the client's doing
+    // and is answered; the rest is the server's.
+    match error.kind() {
+        ControlChanErrorKind::UnknownCommand { .. }
+        | ControlChanErrorKind::Utf8Error
+        | ControlChanErrorKind::InvalidCommand
+        | ControlChanErrorKind::LineTooLong
+        | ControlChanErrorKind::ParseError
+        | ControlChanErrorKind::ControlChannelTimeout => slog::info!(logger, "Control channel: {}", error),
+        _ => slog::warn!(logger, "Control channel error: {:?}", error),
+    }
     match error.kind() {
         ControlChanErrorKind::UnknownCommand { .. } => (Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented"), false),
         ControlChanErrorKind::Utf8Error => (
@@ -399,7 +415,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle_internal_msg(&self, msg: ControlChanMsg) -> Result<Reply, ControlChanError> {
         use self::ControlChanMsg::*;
         use SessionState::*;
@@ -441,7 +457,10 @@ where
                 session.cmd_tls = false;
                 Ok(Reply::none())
             }
-            MkDirSuccess { path } => Ok(Reply::new_with_string(ReplyCode::DirCreated, path)),
+            MkDirSuccess { path } => Ok(Reply::new_with_string(
+                ReplyCode::DirCreated,
+                format!("{} created", super::reply::quoted_path(&path)),
+            )),
             MkdirFail => Ok(Reply::new(ReplyCode::FileError, "Failed to create directory")),
             RenameSuccess { .. } => Ok(Reply::new(ReplyCode::FileActionOkay, "Renamed")),
             AuthSuccess { .. } => {
@@ -480,7 +499,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle_command(&self, cmd: Command) -> Result<Reply, ControlChanError> {
         let args = CommandContext {
             parsed_command: cmd.clone(),

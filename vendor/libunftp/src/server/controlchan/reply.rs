@@ -222,3 +222,10 @@ impl Reply {
         }
     }
 }
+
+/// A path in a 257 reply (PWD, MKD): in double quotes, with each quote in
+/// it doubled (RFC 959, appendix II). Python's ftplib and others read the
+/// path only from between the quotes.
+pub fn quoted_path(path: &str) -> String {
+    format!("\"{}\"", path.replace('"', "\"\""))
+}

@@ -30,7 +30,7 @@ where
     Storage::Metadata: Metadata,
     User: UserDetail + 'static,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let (abort_tx, waiting_rx) = {
             let mut session = args.session.lock().await;

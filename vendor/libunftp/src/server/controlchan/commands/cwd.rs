@@ -40,18 +40,18 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let storage: Arc<Storage> = Arc::clone(&session.storage);
-        let path = session.cwd.join(self.path.clone());
+        let path = session.resolve(&self.path);
         let tx_success = args.tx_control_chan.clone();
         let tx_fail = args.tx_control_chan.clone();
         let logger = args.logger;
 
         match storage.cwd((*session.user).as_ref().unwrap(), path.clone()).await {
             Err(err) => {
-                slog::warn!(logger, "CWD: Failed to change directory {:?}: {} ", path, err);
+                slog::debug!(logger, "CWD: Failed to change directory {:?}: {} ", path, err);
                 let r = tx_fail.send(ControlChanMsg::StorageError(err)).await;
                 if let Err(e) = r {
                     slog::warn!(logger, "CWD: Could not send internal message to notify of CWD error: {}", e);
@@ -59,7 +59,7 @@ where
             }
             _ => {
                 let r = tx_success.send(ControlChanMsg::CwdSuccess).await;
-                session.cwd = lexically_normal(&path);
+                session.cwd = path;
                 if let Err(e) = r {
                     slog::warn!(logger, "CWD: Could not send internal message to notify of CWD success: {}", e);
                 }
@@ -68,22 +68,4 @@ where
 
         Ok(Reply::none())
     }
-}
-
-/// `path` with `.` and `..` resolved as names, so that PWD after `CWD ..`
-/// shows the folder the client is in, not `/a/..`. `..` at the root stays
-/// at the root.
-fn lexically_normal(path: &std::path::Path) -> std::path::PathBuf {
-    use std::path::Component;
-    let mut normal = std::path::PathBuf::from("/");
-    for component in path.components() {
-        match component {
-            Component::Normal(name) => normal.push(name),
-            Component::ParentDir => {
-                normal.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    normal
 }

@@ -39,12 +39,12 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let session = args.session.lock().await;
         let storage = Arc::clone(&session.storage);
         let user = session.user.clone();
-        let path = session.cwd.join(self.path.clone());
+        let path = session.resolve(&self.path);
         let path_str = path.to_string_lossy().to_string();
         let tx_success: Sender<ControlChanMsg> = args.tx_control_chan.clone();
         let tx_fail: Sender<ControlChanMsg> = args.tx_control_chan.clone();

@@ -24,9 +24,12 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mut feat_text: Vec<String> = [" SIZE", " MDTM", " UTF8", " EPSV", " MLST", " MLSD"].map(String::from).to_vec();
+        let facts = args.session.lock().await.mlst_facts.feat();
+        let mut feat_text: Vec<String> = [" SIZE", " MDTM", " UTF8", " EPSV", " MLSD"].map(String::from).to_vec();
+        // RFC 3659 §7.8: the facts offered, `*` on those sent.
+        feat_text.push(format!(" MLST {facts}"));
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.

@@ -36,7 +36,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         if args.storage_features & FEATURE_HASH == 0 {
             return Ok(Reply::new(ReplyCode::CommandNotImplemented, "Not supported by the selected storage back-end."));
@@ -44,7 +44,7 @@ where
         let session = args.session.lock().await;
         let user = session.user.clone();
         let storage = Arc::clone(&session.storage);
-        let path = session.cwd.join(&self.path);
+        let path = session.resolve(&self.path);
         let (algorithm, draft) = match self.algorithm {
             Some(a) => (a, false),
             None => (session.hash_algorithm, true),

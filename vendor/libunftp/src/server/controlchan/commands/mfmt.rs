@@ -37,11 +37,11 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: 'static + Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let (user, storage, path) = {
             let session = args.session.lock().await;
-            (session.user.clone(), session.storage.clone(), session.cwd.join(&self.file))
+            (session.user.clone(), session.storage.clone(), session.resolve(&self.file))
         };
         let Some(user) = user.as_ref() else {
             return Ok(Reply::new(ReplyCode::NotLoggedIn, "Please authenticate"));
@@ -52,7 +52,7 @@ where
                 format!("Modify={}; {}", self.modified.format("%Y%m%d%H%M%S"), self.file.display()),
             )),
             Err(err) => {
-                slog::warn!(args.logger, "MFMT: could not set the time of {:?}: {}", path, err);
+                slog::debug!(args.logger, "MFMT: could not set the time of {:?}: {}", path, err);
                 // The control loop turns the error into its reply; it is the
                 // receiver, so the message is sent from outside it.
                 let (tx, logger) = (args.tx_control_chan.clone(), args.logger.clone());

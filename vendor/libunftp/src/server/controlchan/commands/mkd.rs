@@ -39,19 +39,19 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let session = args.session.lock().await;
         let user = session.user.clone();
         let storage = Arc::clone(&session.storage);
-        let path: PathBuf = session.cwd.join(self.path.clone());
+        let path: PathBuf = session.resolve(&self.path);
         let path_str = path.to_string_lossy().to_string();
         let tx: Sender<ControlChanMsg> = args.tx_control_chan.clone();
         let logger = args.logger;
         tokio::spawn(async move {
             match storage.mkd((*user).as_ref().unwrap(), &path).await {
                 Err(err) => {
-                    slog::warn!(logger, "MKD: Failure creating directory {:?} {}", path_str, err);
+                    slog::debug!(logger, "MKD: Failure creating directory {:?} {}", path_str, err);
                     if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
                         slog::warn!(logger, "MKD: Could not send internal message to notify of MKD failure: {}", err);
                     }

@@ -35,14 +35,13 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let (user, storage, cwd) = {
+        let (user, storage, path, facts) = {
             let session = args.session.lock().await;
-            (session.user.clone(), Arc::clone(&session.storage), session.cwd.clone())
+            let path = session.resolve(self.path.as_deref().unwrap_or_default());
+            (session.user.clone(), Arc::clone(&session.storage), path, session.mlst_facts)
         };
-
-        let path = if let Some(p) = &self.path { p.clone().into() } else { cwd };
 
         let metadata = match storage.metadata((*user).as_ref().unwrap(), &path).await {
             Ok(m) => m,
@@ -54,45 +53,82 @@ where
             }
         };
 
-        let facts_str = format_facts(&metadata);
+        let facts_str = format_facts(&metadata, facts);
         let response = format!(" {} {}", facts_str, path.display());
         Ok(Reply::new_multiline(ReplyCode::FileActionOkay, vec![" Listing", &response, "End"]))
     }
 }
 
-/// Format metadata into machine-readable facts string
-///
-/// Returns a semicolon-separated list of facts in the format defined by RFC 3659.
-/// Both MLST and MLSD use the same fact format, so this function provides
-/// consistent formatting for both commands.
-///
-/// # Arguments
-/// * `metadata` - The file/directory metadata to format
-///
-/// # Returns
-/// A string containing semicolon-separated facts like "type=file;size=1234;modify=20231201120000"
-pub fn format_facts<M: Metadata>(metadata: &M) -> String {
-    let mut facts = Vec::new();
+/// The facts MLST and MLSD send (RFC 3659 §7.9): all by default, or those
+/// a client chose with `OPTS MLST`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlstFacts {
+    pub type_: bool,
+    pub size: bool,
+    pub modify: bool,
+}
 
-    facts.push(if metadata.is_dir() { "type=dir" } else { "type=file" }.to_string());
+impl Default for MlstFacts {
+    fn default() -> Self {
+        MlstFacts {
+            type_: true,
+            size: true,
+            modify: true,
+        }
+    }
+}
 
-    facts.push(format!("size={}", metadata.len()));
-
-    if let Ok(modified) = metadata.modified() {
-        let dt: DateTime<Utc> = modified.into();
-        facts.push(format!("modify={}", dt.format("%Y%m%d%H%M%S")));
+impl MlstFacts {
+    /// What FEAT lists after `MLST`: each fact offered, `*` if it is sent.
+    pub fn feat(&self) -> String {
+        let mark = |on: bool| if on { "*" } else { "" };
+        format!("type{};size{};modify{};", mark(self.type_), mark(self.size), mark(self.modify))
     }
 
-    // Choosing not to implement create, unique, perm, lang, media-type, charset or most of the
-    // UNIX.*, MACOS.* etc ones.
-
-    if metadata.uid() > 0 {
-        facts.push(format!("unix.uid={}", metadata.uid()));
+    /// The facts named in `OPTS MLST type;size;`, case-insensitively;
+    /// names the server does not offer are left out, as the RFC says.
+    pub fn chosen(list: &str) -> Self {
+        let mut facts = MlstFacts {
+            type_: false,
+            size: false,
+            modify: false,
+        };
+        for name in list.split(';').map(str::trim) {
+            match name.to_ascii_lowercase().as_str() {
+                "type" => facts.type_ = true,
+                "size" => facts.size = true,
+                "modify" => facts.modify = true,
+                _ => {}
+            }
+        }
+        facts
     }
 
-    if metadata.gid() > 0 {
-        facts.push(format!("unix.gid={}", metadata.gid()));
+    /// The reply's list: the facts now sent, each followed by `;`.
+    pub fn names(&self) -> String {
+        [("type", self.type_), ("size", self.size), ("modify", self.modify)]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| format!("{name};"))
+            .collect()
     }
+}
 
-    format!("{};", facts.join(";"))
+/// The facts of `metadata` that `facts` selects, in RFC 3659's syntax:
+/// `type=file;size=1234;modify=20231201120000;`. MLST and MLSD both use it.
+pub fn format_facts<M: Metadata>(metadata: &M, facts: MlstFacts) -> String {
+    let mut out = String::new();
+    if facts.type_ {
+        out.push_str(if metadata.is_dir() { "type=dir;" } else { "type=file;" });
+    }
+    if facts.size {
+        out.push_str(&format!("size={};", metadata.len()));
+    }
+    if facts.modify {
+        if let Ok(modified) = metadata.modified() {
+            let dt: DateTime<Utc> = modified.into();
+            out.push_str(&format!("modify={};", dt.format("%Y%m%d%H%M%S")));
+        }
+    }
+    out
 }

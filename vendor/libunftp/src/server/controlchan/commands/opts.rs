@@ -26,6 +26,8 @@ pub enum Opt {
     Utf8 { on: bool },
     /// `OPTS HASH [algorithm]`: choose the algorithm of `HASH`, or ask which it is.
     Hash { name: Option<String> },
+    /// `OPTS MLST fact;fact;`: the facts MLST and MLSD send (RFC 3659 §7.9).
+    Mlst { facts: String },
 }
 
 #[derive(Debug)]
@@ -46,11 +48,19 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         match &self.option {
             Opt::Utf8 { on: true } => Ok(Reply::new(ReplyCode::CommandOkay, "Always in UTF-8 mode.")),
             Opt::Utf8 { on: false } => Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "Non UTF-8 mode not supported")),
+            Opt::Mlst { facts } => {
+                let mut session = args.session.lock().await;
+                session.mlst_facts = crate::server::controlchan::commands::MlstFacts::chosen(facts);
+                Ok(Reply::new_with_string(
+                    ReplyCode::CommandOkay,
+                    format!("MLST OPTS {}", session.mlst_facts.names()),
+                ))
+            }
             Opt::Hash { .. } if args.storage_features & FEATURE_HASH == 0 => {
                 Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "HASH is not supported here"))
             }

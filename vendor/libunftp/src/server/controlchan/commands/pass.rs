@@ -45,7 +45,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let session = args.session.lock().await;
         let logger = args.logger;
@@ -128,16 +128,16 @@ where
                                     }
                                 }
                             } else {
-                                slog::warn!(logger, "PASS: User {} authenticated but account is disabled", user);
+                                slog::debug!(logger, "PASS: User {} authenticated but account is disabled", user);
                                 ControlChanMsg::AuthFailed
                             }
                         }
                         Err(unftp_core::auth::AuthenticationError::BadUser) => {
-                            slog::warn!(logger, "PASS: Login attempt for unknown user {}", username);
+                            slog::debug!(logger, "PASS: Login attempt for unknown user {}", username);
                             ControlChanMsg::AuthFailed
                         }
                         Err(err) => {
-                            slog::warn!(logger, "PASS: Failed login attempt for user {}, reason={}", username, err);
+                            slog::debug!(logger, "PASS: Failed login attempt for user {}, reason={}", username, err);
                             if let Some(failed_logins) = failed_logins {
                                 let result = failed_logins.failed(source_ip, username.clone()).await;
                                 if let Some(state) = result {

@@ -24,12 +24,10 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let session = args.session.lock().await;
-        // TODO: properly escape double quotes in `cwd`
-
-        let result = format!("\"{}\"", session.cwd.as_path().display());
+        let result = crate::server::controlchan::reply::quoted_path(&session.cwd.as_path().display().to_string());
 
         // On Windows systems, the path will be formatted with Windows style separators ('\')
         // Most FTP clients expect normal UNIX separators ('/'), and they have trouble handling

@@ -29,7 +29,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let CommandContext {
             logger,
@@ -42,7 +42,7 @@ where
 
         let (from, to) = match session.rename_from.take() {
             Some(from) => {
-                let to = session.cwd.join(self.path.clone());
+                let to = session.resolve(&self.path);
                 (from, to)
             }
             None => return Ok(Reply::new(ReplyCode::TransientFileError, "Please tell me what file you want to rename first")),

@@ -50,7 +50,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, context: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let Some(handler) = context.site_handlers.get(&self.command) else {
             return Ok(Reply::new(ReplyCode::CommandNotImplemented, "Unknown SITE command"));

@@ -32,12 +32,12 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: 'static + Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let session = args.session.lock().await;
         let user = session.user.clone();
         let storage: Arc<Storage> = Arc::clone(&session.storage);
-        let path = session.cwd.join(self.path.clone());
+        let path = session.resolve(&self.path);
         let tx_success: Sender<ControlChanMsg> = args.tx_control_chan.clone();
         let tx_fail: Sender<ControlChanMsg> = args.tx_control_chan.clone();
         let logger = args.logger;
@@ -58,7 +58,7 @@ where
                     }
                 }
                 Err(err) => {
-                    slog::warn!(logger, "SIZE: Command failed for file {:?}: {}", &path, err);
+                    slog::debug!(logger, "SIZE: Command failed for file {:?}: {}", &path, err);
                     if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(err)).await {
                         slog::warn!(logger, "SIZE: Could not send internal message to notify of SIZE failure: {}", err);
                     }

@@ -25,12 +25,12 @@ where
     Storager: StorageBackend<User> + 'static,
     Storager::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)]
     async fn handle(&self, args: CommandContext<Storager, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let uuid: String = Uuid::new_v4().to_string();
         let filename: &Path = std::path::Path::new(&uuid);
-        let path: String = session.cwd.join(filename).to_string_lossy().to_string();
+        let path: String = session.resolve(filename).to_string_lossy().to_string();
         let logger = args.logger;
         match session.data_cmd_tx.take() {
             Some(tx) => {

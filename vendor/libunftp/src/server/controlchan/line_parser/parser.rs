@@ -131,39 +131,17 @@ where
         }
         "LIST" => {
             let line = parse_to_eol(cmd_params)?;
-            let line_str = utf8(&line)?;
-            // RFC 3659 section 2.2: "Any additional spaces form part
-            // of the pathname." split_token_params already consumed the
-            // command separator. Consume only one separator per option too.
-            // https://www.rfc-editor.org/rfc/rfc3659#section-2.2
-            let mut remaining: &str = line_str.as_ref();
-            while remaining.starts_with('-') {
-                if remaining == "--" {
-                    remaining = "";
-                    break;
-                }
-                if let Some(rest) = remaining.strip_prefix("-- ") {
-                    remaining = rest;
-                    break;
-                }
-                if let Some(pos) = remaining.find(' ') {
-                    remaining = &remaining[pos + 1..];
-                } else {
-                    remaining = "";
-                }
-            }
-            let path = if remaining.is_empty() { None } else { Some(remaining.to_string()) };
             // Note that currently we just throw arguments away.
-            Command::List { options: None, path }
+            Command::List {
+                options: None,
+                path: path_after_ls_options(&utf8(&line)?),
+            }
         }
         "NLST" => {
-            let path = parse_to_eol(cmd_params)?;
-            let path = if path.is_empty() {
-                None
-            } else {
-                Some(utf8(&path)?.to_string())
-            };
-            Command::Nlst { path }
+            let line = parse_to_eol(cmd_params)?;
+            Command::Nlst {
+                path: path_after_ls_options(&utf8(&line)?),
+            }
         }
         "MLST" => {
             let path = parse_to_eol(cmd_params)?;
@@ -225,6 +203,11 @@ where
                 },
                 b"UTF8 OFF" | b"utf8 off" => Command::Opts {
                     option: Opt::Utf8 { on: false },
+                },
+                p if p.len() >= 4 && p[..4].eq_ignore_ascii_case(b"MLST") && (p.len() == 4 || p[4] == b' ') => Command::Opts {
+                    option: Opt::Mlst {
+                        facts: utf8(&p[4..])?.trim().to_string(),
+                    },
                 },
                 p if p.len() >= 4 && p[..4].eq_ignore_ascii_case(b"HASH") && (p.len() == 4 || p[4] == b' ') => {
                     let name = utf8(&p[4..])?.trim().to_string();
@@ -520,4 +503,24 @@ fn parse_fact_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         return None;
     }
     chrono::NaiveDateTime::parse_from_str(whole, "%Y%m%d%H%M%S").ok().map(|t| t.and_utc())
+}
+
+/// The path of a LIST or NLST line, after the `ls`-style options clients
+/// send (`-a`, `-l`, `-1`, `-la`; ncftp, lftp), which vsftpd and proftpd
+/// ignore too. RFC 3659 §2.2: "Any additional spaces form part of the
+/// pathname", so one separator is consumed per option; `--` ends them.
+fn path_after_ls_options(line: &str) -> Option<String> {
+    let mut remaining = line;
+    while remaining.starts_with('-') {
+        if remaining == "--" {
+            remaining = "";
+            break;
+        }
+        if let Some(rest) = remaining.strip_prefix("-- ") {
+            remaining = rest;
+            break;
+        }
+        remaining = remaining.split_once(' ').map_or("", |(_, rest)| rest);
+    }
+    (!remaining.is_empty()).then(|| remaining.to_string())
 }
