@@ -94,17 +94,9 @@ fn main() -> ExitCode {
             command: SyncCommand::Run { dry_run: false, .. }
         }
     ) && std::io::stderr().is_terminal();
-    // What clients do that is normal, but the libraries log as warnings,
-    // stays out of the operator's log: rustls's SNI complaints (lftp sends
-    // an IP as host name), russh's unknown channel requests (PuTTY's
-    // `simple@putty.projects.tartarus.org`).
     init_logs(
         cli.log_format,
-        if bar {
-            "warn"
-        } else {
-            "info,libunftp=error,rustls::msgs::handshake=error,russh::server::encrypted=error"
-        },
+        if bar { "warn" } else { "info,libunftp=error" },
     );
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
@@ -136,9 +128,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// What clients do that is normal, but the libraries log as warnings: kept
+/// out of the operator's log at any `RUST_LOG` that does not name the
+/// target. rustls's SNI complaint (lftp and Python send an IP as host
+/// name), russh's unknown channel requests (PuTTY's
+/// `simple@putty.projects.tartarus.org`).
+const QUIET: [&str; 2] = [
+    "rustls::msgs::handshake=error",
+    "russh::server::encrypted=error",
+];
+
 fn init_logs(format: LogFormat, default: &str) {
-    let filter =
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    for quiet in QUIET {
+        let target = quiet.split('=').next().unwrap_or(quiet);
+        if !asked.contains(target) {
+            filter = filter.add_directive(quiet.parse().expect("a valid directive"));
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -205,3 +205,179 @@ f.quit()
     assert!(std::fs::read(d.join("py.out")).unwrap() == data);
     g.stop().await;
 }
+
+/// Every command that takes a path resolves a relative one against the
+/// working directory (MLST used the path as given, from `/`), and `ls`
+/// options before a LIST or NLST path are not part of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn relative_paths_and_ls_options_with_ftplib() {
+    let g = start("").await;
+    let d = g.dir.path();
+    write(&d.join("f.txt"), b"hello");
+    let script = format!(
+        r#"
+import ftplib, io
+f = ftplib.FTP()
+f.connect("127.0.0.1", {port})
+f.login("alice", "{PASSWORD}")
+def say(label, call):
+    try:
+        print(label, call())
+    except ftplib.all_errors as e:
+        print(label, "ERR", e)
+say("mkd-abs", lambda: f.mkd("/in"))
+say("cwd", lambda: f.cwd("in"))
+say("mkd", lambda: f.mkd("sub"))
+say("stor", lambda: f.storbinary("STOR f.txt", open("{d}/f.txt", "rb")))
+say("appe", lambda: f.storbinary("APPE f.txt", io.BytesIO(b" world")))
+say("size", lambda: f.size("f.txt"))
+say("mdtm", lambda: f.sendcmd("MDTM f.txt")[:3])
+say("mfmt", lambda: f.sendcmd("MFMT 20200102030405 f.txt")[:3])
+say("mlst", lambda: f.sendcmd("MLST f.txt").splitlines()[1])
+say("hash", lambda: f.sendcmd("HASH f.txt")[:3])
+out = io.BytesIO()
+say("retr", lambda: f.retrbinary("RETR f.txt", out.write) and out.getvalue())
+say("nlst", lambda: sorted(f.nlst()))
+say("nlst-1", lambda: sorted(f.nlst("-1")))
+say("nlst-a", lambda: sorted(f.nlst("-a")))
+say("nlst-1-sub", lambda: f.nlst("-1", "sub"))
+lines = []
+say("list-la", lambda: f.retrlines("LIST -la", lines.append)[:3])
+print("listed", sorted(l.split()[-1] for l in lines))
+say("mlsd", lambda: sorted(n for n, _ in f.mlsd("sub")))
+say("rnfr", lambda: f.sendcmd("RNFR f.txt")[:3])
+say("rnto", lambda: f.sendcmd("RNTO sub/g.txt")[:3])
+say("cwd-sub", lambda: f.cwd("sub"))
+say("pwd", lambda: f.pwd())
+say("mlst-up", lambda: f.sendcmd("MLST ../sub/g.txt").splitlines()[1])
+say("cwd-up", lambda: f.cwd(".."))
+say("opts", lambda: f.sendcmd("OPTS MLST type;size;"))
+say("feat", lambda: [l.strip() for l in f.sendcmd("FEAT").splitlines() if "MLST" in l])
+say("mlst-chosen", lambda: f.sendcmd("MLST sub/g.txt").splitlines()[1])
+say("dele", lambda: f.delete("sub/g.txt"))
+say("rmd", lambda: f.rmd("sub"))
+say("mkd-quote", lambda: f.mkd('say "hi"'))
+say("cwd-quote", lambda: f.cwd('say "hi"'))
+say("pwd-quote", lambda: f.pwd())
+say("mlst-missing", lambda: f.sendcmd("MLST gone.txt"))
+f.quit()
+"#,
+        port = g.ftp.port(),
+        d = d.display(),
+    );
+    let (ok, out, err) = run("python3", &["-c", &script]).await;
+    assert!(ok, "ftplib failed:\n{out}\n{err}");
+    let said = |label: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{label} ")))
+            .unwrap_or_else(|| panic!("no {label} line in:\n{out}"))
+            .to_string()
+    };
+    assert_eq!(said("mkd"), "/in/sub", "{out}");
+    // A quote in a 257 reply is doubled (RFC 959): ftplib reads it back.
+    assert_eq!(said("mkd-quote"), "/in/say \"hi\"", "{out}");
+    assert_eq!(said("pwd-quote"), "/in/say \"hi\"", "{out}");
+    assert_eq!(said("size"), "11", "{out}");
+    for code in ["mdtm", "mfmt", "hash", "rnfr"] {
+        assert!(!said(code).contains("ERR"), "{code}: {out}");
+    }
+    assert!(
+        said("mlst").starts_with(" type=file;size=11;modify="),
+        "{out}"
+    );
+    assert!(said("mlst").ends_with(" /in/f.txt"), "{out}");
+    assert_eq!(said("retr"), "b'hello world'", "{out}");
+    assert_eq!(said("nlst"), "['f.txt', 'sub']", "{out}");
+    assert_eq!(said("nlst-1"), "['f.txt', 'sub']", "{out}");
+    assert_eq!(said("nlst-a"), "['f.txt', 'sub']", "{out}");
+    assert_eq!(said("nlst-1-sub"), "[]", "{out}");
+    assert_eq!(said("listed"), "['f.txt', 'sub']", "{out}");
+    assert_eq!(said("mlsd"), "[]", "{out}");
+    assert_eq!(said("rnto"), "250", "{out}");
+    assert_eq!(said("pwd"), "/in/sub", "{out}");
+    assert!(said("mlst-up").ends_with(" /in/sub/g.txt"), "{out}");
+    assert_eq!(said("opts"), "200 MLST OPTS type;size;", "{out}");
+    assert_eq!(said("feat"), "['MLST type*;size*;modify;']", "{out}");
+    assert_eq!(
+        said("mlst-chosen"),
+        " type=file;size=11; /in/sub/g.txt",
+        "{out}"
+    );
+    assert!(said("mlst-missing").starts_with("ERR 550"), "{out}");
+    let left = g.s3(
+        "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))",
+    );
+    assert_eq!(
+        left.trim(),
+        "['alice/', 'alice/in/', 'alice/in/say \"hi\"/']",
+        "{out}"
+    );
+    g.stop().await;
+}
+
+/// Apache Commons Net's `mlistFile` of a name relative to the working
+/// directory, over explicit FTPS (it answered 550 and the client got null).
+#[tokio::test(flavor = "multi_thread")]
+async fn commons_net_mlist_file_relative_to_the_working_directory() {
+    let g = start("").await;
+    let big = g.dir.path().join("big.bin");
+    write(&big, &pattern(3 * MIB + 1, 8));
+    g.s3(&format!(
+        "s3.upload_file('{}', bucket, 'alice/in/big.bin')",
+        big.display()
+    ));
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/Mlst.java");
+    let port = g.ftp.port().to_string();
+    let (ok, out, err) = run(
+        "java",
+        &[
+            "-cp",
+            "/usr/share/java/commons-net.jar",
+            source,
+            &port,
+            "alice",
+            PASSWORD,
+        ],
+    )
+    .await;
+    assert!(ok, "Commons Net failed:\n{out}\n{err}");
+    let size = (3 * MIB + 1).to_string();
+    assert!(out.contains(&format!("relative {size}")), "{out}");
+    assert!(out.contains(&format!("absolute {size}")), "{out}");
+    assert!(out.contains(&format!("entry big.bin {size}")), "{out}");
+    g.stop().await;
+}
+
+/// ncftp's `ncftpls -1` sends `NLST -1`: the option is not a path.
+#[tokio::test(flavor = "multi_thread")]
+async fn ncftpls_one_per_line() {
+    let g = start("").await;
+    let f = g.dir.path().join("a.txt");
+    write(&f, b"a");
+    for key in ["alice/inbox/a.txt", "alice/inbox/b.txt"] {
+        g.s3(&format!(
+            "s3.upload_file('{}', bucket, '{key}')",
+            f.display()
+        ));
+    }
+    let port = g.ftp.port().to_string();
+    let (ok, out, err) = run(
+        "ncftpls",
+        &[
+            "-u",
+            "alice",
+            "-p",
+            PASSWORD,
+            "-P",
+            &port,
+            "-1",
+            "ftp://127.0.0.1/inbox/",
+        ],
+    )
+    .await;
+    assert!(ok, "ncftpls failed:\n{out}\n{err}");
+    let mut names: Vec<&str> = out.split_whitespace().collect();
+    names.sort();
+    assert_eq!(names, ["a.txt", "b.txt"], "{out}\n{err}");
+    g.stop().await;
+}

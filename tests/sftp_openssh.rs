@@ -158,3 +158,63 @@ async fn openssh_wrong_password_is_refused() {
     assert!(err.contains("Permission denied"), "{err}");
     g.stop().await;
 }
+
+/// OpenSSH 9's `scp` speaks SFTP and exits with the status the server
+/// sends when the subsystem ends: without one it printed nothing and exited
+/// 1 after every whole transfer, failing every cron job that uses it.
+#[tokio::test(flavor = "multi_thread")]
+async fn openssh_scp_over_sftp_exits_zero() {
+    let g = start("part_size = \"5MiB\"\n").await;
+    let d = g.dir.path();
+    let data = pattern(6 * MIB + 77, 5);
+    write(d, "up.bin", &data);
+    let port = g.addr.port().to_string();
+    let scp = |from: String, to: String| {
+        let mut cmd = tokio::process::Command::new("scp");
+        cmd.current_dir(d)
+            .args(["-q", "-P", &port, "-i"])
+            .arg(&g.key_file)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
+            .args([from, to]);
+        cmd
+    };
+    let up = scp("up.bin".into(), "alice@127.0.0.1:up.bin".into())
+        .output()
+        .await
+        .expect("OpenSSH scp must be installed (openssh-client)");
+    assert!(
+        up.status.success(),
+        "scp upload: {}\n{}",
+        up.status,
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let stored = g.s3("print(s3.head_object(Bucket=bucket, Key='alice/up.bin')['ContentLength'])");
+    assert_eq!(stored.trim(), data.len().to_string());
+    let down = scp("alice@127.0.0.1:up.bin".into(), "down.bin".into())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        down.status.success(),
+        "scp download: {}\n{}",
+        down.status,
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(read(d, "down.bin") == data, "downloaded bytes differ");
+    // A failure is still a failure.
+    let missing = scp("alice@127.0.0.1:missing.bin".into(), "m.bin".into())
+        .output()
+        .await
+        .unwrap();
+    assert!(!missing.status.success());
+    g.stop().await;
+}

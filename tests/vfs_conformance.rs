@@ -337,6 +337,35 @@ async fn resumed_upload_continues_the_object(kind: &str) {
     assert_eq!(get(&l, "new.bin").await, b"fresh");
 }
 
+/// SFTP `APPEND`: every write lands at the end of the file, whatever
+/// offset the client gave (asyncssh writes at 0), small and large objects.
+async fn appending_writes_land_at_the_end(kind: &str) {
+    let f = fixture(kind, small_parts());
+    let l = layer(&f);
+    for (key, old_len) in [("small.bin", 1000), ("large.bin", 6 * MIB + 5)] {
+        let data = pattern(old_len + MIB + 300, old_len as u64 + 1);
+        put(&l, key, &data[..old_len]).await;
+        let mut up = l.open_write(key, WriteMode::Append).await.unwrap();
+        for chunk in data[old_len..].chunks(64 << 10) {
+            up.write_at_end(Bytes::copy_from_slice(chunk))
+                .await
+                .unwrap();
+        }
+        up.close().await.unwrap();
+        let got = get(&l, key).await;
+        assert_eq!(got.len(), data.len(), "{key}: appended size");
+        assert!(got == data, "{key}: appended bytes differ");
+    }
+    // Onto nothing, it is the file.
+    let mut up = l.open_write("none.bin", WriteMode::Append).await.unwrap();
+    up.write_at_end(Bytes::from_static(b"first")).await.unwrap();
+    up.write_at_end(Bytes::from_static(b" second"))
+        .await
+        .unwrap();
+    up.close().await.unwrap();
+    assert_eq!(get(&l, "none.bin").await, b"first second");
+}
+
 async fn a_replaced_object_is_never_read_mixed(kind: &str) {
     let f = fixture(kind, "");
     let l = layer(&f);
@@ -407,6 +436,7 @@ conformance!(
     exclusive_create_refuses_existing,
     set_times_is_a_noop_unless_preserved,
     resumed_upload_continues_the_object,
+    appending_writes_land_at_the_end,
     a_replaced_object_is_never_read_mixed,
     a_known_folder_is_not_overwritten_by_a_file,
     a_large_sequential_read_is_whole_however_it_is_split,

@@ -105,6 +105,10 @@ struct ReadFile {
 struct WriteFile {
     path: UserPath,
     upload: Upload,
+    /// Opened with `SSH_FXF_APPEND`: every write goes to the end of the
+    /// file, whatever its offset (draft-ietf-secsh-filexfer-02 §6.3;
+    /// asyncssh writes at 0 and relies on it).
+    append: bool,
 }
 
 struct Listing {
@@ -218,6 +222,7 @@ async fn open_write(
     Ok(WriteFile {
         path: path.clone(),
         upload,
+        append: flags.contains(OpenFlags::APPEND),
     })
 }
 
@@ -387,10 +392,12 @@ impl russh_sftp::server::Handler for SftpHandler {
             other => return Err(wrong_handle(other.is_some(), "reading, not writing")),
         };
         self.bytes_up.inc_by(data.len() as u64);
-        w.upload
-            .write_at(offset, Bytes::from(data))
-            .await
-            .map_err(|e| error_reply(&e))?;
+        let data = Bytes::from(data);
+        let written = match w.append {
+            true => w.upload.write_at_end(data).await,
+            false => w.upload.write_at(offset, data).await,
+        };
+        written.map_err(|e| error_reply(&e))?;
         Ok(ok(id))
     }
 

@@ -26,8 +26,10 @@ const COALESCE: usize = 32 << 10;
 
 type Queued = (Bytes, OwnedSemaphorePermit);
 
-/// Serves SFTP on `stream` until the client closes it.
-pub async fn run<S, H>(stream: S, mut handler: H)
+/// Serves SFTP on `stream` until the client closes it. `true` when the
+/// client ended it between requests and every reply went out: what the
+/// session reports as exit status 0.
+pub async fn run<S, H>(stream: S, mut handler: H) -> bool
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
     H: Handler<Error = StatusReply> + Send,
@@ -39,27 +41,28 @@ where
         loop {
             let len = match rd.read_u32().await {
                 Ok(len) => len,
-                Err(_) => return,
+                Err(e) => return e.kind() == std::io::ErrorKind::UnexpectedEof,
             };
             if len == 0 || len > MAX_REQUEST {
                 tracing::info!(
                     len,
                     "SFTP request of {len} bytes (must be 1 to {MAX_REQUEST}); closing the session"
                 );
-                return;
+                return false;
             }
             let cost = (len as usize).max(64) as u32;
             let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
-                return;
+                return false;
             };
             let mut body = vec![0; len as usize];
             if rd.read_exact(&mut body).await.is_err() || tx.send((body.into(), permit)).is_err() {
-                return;
+                return false;
             }
         }
     });
 
     let mut out = BytesMut::new();
+    let mut sent_all = true;
     while let Some((mut body, permit)) = rx.recv().await {
         let reply = if let Some(id) = names_not_utf8(&body) {
             let e = FsError::InvalidName("the name is not valid UTF-8; names must be UTF-8".into());
@@ -91,11 +94,14 @@ where
             !(rx.is_empty() || out.len() >= COALESCE) || wr.write_all(&out.split()).await.is_ok()
         };
         if !sent {
+            sent_all = false;
             break;
         }
     }
     reader.abort();
+    let flushed = out.is_empty() || wr.write_all(&out.split()).await.is_ok();
     let _ = wr.shutdown().await;
+    sent_all && flushed && matches!(reader.await, Ok(true))
 }
 
 /// The request id of a request whose path names are not UTF-8.

@@ -327,6 +327,12 @@ impl Upload {
         written
     }
 
+    /// Writes `data` after the last byte of the file (SFTP `APPEND`): a
+    /// resume's first write continues the old object, as FTP `APPE` does.
+    pub async fn write_at_end(&mut self, data: Bytes) -> FsResult<()> {
+        self.write_at(self.bytes_received(), data).await
+    }
+
     async fn write(&mut self, offset: u64, data: Bytes) -> FsResult<()> {
         // A part that failed since the last write is reported now, not at close.
         self.check().await?;
