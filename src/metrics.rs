@@ -56,6 +56,10 @@ pub struct Metrics {
     pub logins: Family<ResultLabel, Counter>,
     /// Connections dropped at accept because their source is banned.
     pub banned_connections: Counter,
+    /// Accepts that failed (out of file descriptors and the like).
+    pub accept_errors: Counter,
+    /// Admin connections closed at accept: the listener's caps were full.
+    pub admin_refused: Counter,
     /// File bytes received from clients, by protocol.
     pub bytes_up: Family<ProtocolLabel, Counter>,
     /// File bytes sent to clients, by protocol.
@@ -107,6 +111,8 @@ impl Metrics {
             unauthenticated: Gauge::default(),
             logins: Family::default(),
             banned_connections: Counter::default(),
+            accept_errors: Counter::default(),
+            admin_refused: Counter::default(),
             bytes_up: Family::default(),
             bytes_down: Family::default(),
             s3_requests: Family::default(),
@@ -143,6 +149,16 @@ impl Metrics {
             "banned_connections",
             "Connections dropped at accept because their source is banned",
             m.banned_connections.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Accepts that failed (out of file descriptors and the like)",
+            m.accept_errors.clone(),
+        );
+        registry.register(
+            "admin_connections_refused",
+            "Admin connections closed at accept: the listener's connection caps were full",
+            m.admin_refused.clone(),
         );
         registry.register(
             "bytes_received",

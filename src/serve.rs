@@ -241,6 +241,7 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
+    crate::listen::raise_open_files_limit();
     let (drain, grace) = (config.server.shutdown_drain, config.server.shutdown_grace);
     let mut gateway = Gateway::build(config)?;
     gateway.config_path = Some(path.to_path_buf());

@@ -3,7 +3,9 @@
 //! connection (PROXY header, bans, the pre-login caps), its span, its end
 //! from outside (login deadline, shutdown), and the outcome of its login.
 
-use crate::auth::{Admitted, Identified, LoginError, NotLoggedIn, PreLogin, SessionLimits, Users};
+use crate::auth::{
+    Admitted, Attempt, Identified, LoginError, NotLoggedIn, PreLogin, SessionLimits, Turn, Users,
+};
 use crate::config::EventKind;
 use crate::config::UserConfig;
 use crate::events::{Event, Events, Origin};
@@ -43,6 +45,22 @@ pub struct SessionContext {
 pub struct Connection {
     pub peer: SocketAddr,
     pub end: CancellationToken,
+}
+
+/// What a login's check found, holding its source's turn (a password
+/// check's) until [`SessionContext::conclude_login`] has counted it.
+pub struct Checked {
+    result: Result<Identified, LoginError>,
+    _turn: Option<Turn>,
+}
+
+impl From<Result<Identified, LoginError>> for Checked {
+    fn from(result: Result<Identified, LoginError>) -> Self {
+        Checked {
+            result,
+            _turn: None,
+        }
+    }
 }
 
 /// A session that logged in: its user, and its place among the live
@@ -156,6 +174,20 @@ impl SessionContext {
 }
 
 impl SessionContext {
+    /// A password login of any frontend, in its source's turn: a burst of
+    /// guesses from one source is checked at most `ban_threshold` times and
+    /// two at once (see [`crate::auth::Bans::turn`]).
+    pub async fn password(&self, name: &str, attempt: Attempt, password: &str) -> Checked {
+        let turn = match self.limits.bans().turn(attempt.peer).await {
+            Ok(turn) => turn,
+            Err(e) => return Err(LoginError::NoTurn(e)).into(),
+        };
+        Checked {
+            result: self.users.password(name, attempt, password).await,
+            _turn: Some(turn),
+        }
+    }
+
     /// Ends a login check the same way for every frontend: the outcome goes
     /// to the log inside the session `span`, to the login metrics and to
     /// the source's failure count; an accepted user takes a session slot
@@ -167,7 +199,7 @@ impl SessionContext {
         span: &tracing::Span,
         name: &str,
         method: &str,
-        checked: Result<Identified, LoginError>,
+        checked: Checked,
     ) -> Option<LoggedIn> {
         let _enter = span.enter();
         let Some((peer, protocol)) = admitted.peer_and_protocol() else {
@@ -183,13 +215,16 @@ impl SessionContext {
             user: user.to_string(),
             ip: peer,
         };
-        let identified = match checked {
+        let identified = match checked.result {
             Ok(identified) => identified,
             Err(e) => {
                 login_result("failed");
                 match e {
                     LoginError::Unavailable { .. } | LoginError::BadDefinition { .. } => {
                         tracing::error!(user = name, method, reason = %e, "login failed")
+                    }
+                    LoginError::NoTurn(_) => {
+                        tracing::info!(user = name, method, reason = %e, "login refused unchecked")
                     }
                     _ => tracing::warn!(user = name, method, reason = %e, "login failed"),
                 }

@@ -407,6 +407,111 @@ async fn console_logins_are_banned_like_sftp_logins() {
     g.stop().await;
 }
 
+/// 300 console logins from one address, 60 at a time (the attack of
+/// issue 30): the source's turns let at most `ban_threshold` (5) be
+/// checked, two at a time; the rest are refused unchecked (429), the right
+/// password afterwards too, and another address logs in over SFTP meanwhile.
+/// Before, all 300 were checked and a right guess among them got a session.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_console_logins_is_checked_at_most_the_threshold() {
+    let g = start_with_tables(&console_tables("")).await;
+    let api = Api::new(&g);
+    // 60 connections at once (the listener's cap per source is 64), each
+    // sending 5 guesses.
+    let burst = futures::future::join_all((0..60).map(|i| {
+        let api = &api;
+        async move {
+            let mut answers = Vec::new();
+            for j in 0..5 {
+                let guess = json!({"name": "ops", "password": format!("guess-{i}-{j}")});
+                answers.push(api.call(Method::POST, "login", None, Some(guess)).await);
+            }
+            answers
+        }
+    }));
+    let other = async {
+        let stream = connect_from("127.0.0.2".parse().unwrap(), g.addr).await;
+        ssh_password(stream, "alice", PASSWORD).await.is_ok()
+    };
+    let (answers, other_logged_in) = tokio::join!(burst, other);
+    let answers: Vec<_> = answers.into_iter().flatten().collect();
+    let checked = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(checked <= 5, "{checked} passwords checked of 300");
+    assert_eq!(checked + refused, 300, "{answers:?}");
+    assert!(other_logged_in, "another address logs in during the burst");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "login",
+            None,
+            Some(json!({"name": "ops", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    g.stop().await;
+}
+
+/// Logs in to the console as `name`; the cookie header of the session.
+async fn console_cookie(api: &Api, name: &str) -> String {
+    let response = api
+        .http
+        .post(format!("{}/api/v1/login", api.base))
+        .header("content-type", "application/json")
+        .body(json!({"name": name, "password": PASSWORD}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let set = response.headers()["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
+/// A read-only console user logging in again and again ends only their
+/// own oldest sessions, never an admin's (1000 logins used to push every
+/// other session out).
+#[tokio::test(flavor = "multi_thread")]
+async fn console_sessions_are_capped_per_user() {
+    let g = start_with_tables(&console_tables("")).await;
+    let api = Api::new(&g);
+    let me = async |cookie: &str| {
+        let response = api
+            .http
+            .get(format!("{}/api/v1/me", api.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        response.status()
+    };
+    let ops = console_cookie(&api, "ops").await;
+    let first_viewer = console_cookie(&api, "viewer").await;
+    for _ in 0..500 {
+        let logins = [
+            console_cookie(&api, "viewer"),
+            console_cookie(&api, "viewer"),
+        ];
+        futures::future::join_all(logins).await;
+    }
+    assert_eq!(
+        me(&ops).await,
+        StatusCode::OK,
+        "the admin's session survives"
+    );
+    assert_eq!(
+        me(&first_viewer).await,
+        StatusCode::UNAUTHORIZED,
+        "the viewer's oldest went"
+    );
+    g.stop().await;
+}
+
 /// Waits until the bucket holds no object under `prefix` and no
 /// multipart upload at all: an ended session's upload was aborted.
 async fn nothing_left_under(g: &TestGateway, prefix: &str) {

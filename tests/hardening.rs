@@ -728,13 +728,22 @@ async fn sftp_put(
 /// left. A WRITE whose end would pass 2^64 is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn write_failures_reach_the_client_at_the_next_write() {
-    use common::served::{Served, user};
+    use common::served::{Process, Served, user};
     let users = format!(
         "{}\n[remotes.disk]\nkind = \"filesystem\"\nroot = \"{{dir}}/disk\"\npart_size = \"5MiB\"\n\n[[users]]\nname = \"erin\"\npassword = \"{}\"\nhome = \"disk:/erin\"\n",
         user("alice"),
         gateway::HASH
     );
-    let served = Served::start_limited("", "", &users, Some(6 << 20));
+    let served = Served::start_limited(
+        "",
+        "",
+        "",
+        &users,
+        Process {
+            max_file: Some(6 << 20),
+            ..Default::default()
+        },
+    );
     let stream = TcpStream::connect(served.sftp).await.unwrap();
     let h = gateway::ssh_password(stream, "erin", PASSWORD)
         .await

@@ -6,7 +6,7 @@
 //! source's ban, as SFTP and FTP logins do, and are answered a fixed time
 //! after they began.
 
-use crate::auth::{Bans, check_password};
+use crate::auth::{Bans, NoTurn, check_password};
 use crate::base::{hex, lock};
 use crate::config::{AdminConfig, AdminRole, AdminUser};
 use sha2::{Digest, Sha256};
@@ -23,6 +23,9 @@ const IDLE: Duration = Duration::from_secs(30 * 60);
 const LONGEST: Duration = Duration::from_secs(12 * 3600);
 /// Console sessions kept at most; past it the oldest ends.
 const MAX_SESSIONS: usize = 1000;
+/// Console sessions of one console user; a new login past it ends that
+/// user's oldest.
+pub const MAX_SESSIONS_PER_USER: usize = 16;
 /// A failed login is answered this long after it began.
 const FAILURE_DELAY: Duration = Duration::from_secs(1);
 
@@ -58,6 +61,8 @@ pub struct Access {
 pub enum LoginFailure {
     Wrong,
     Banned(Duration),
+    /// The source has logins enough in progress: nothing was checked.
+    Busy,
 }
 
 fn digest(text: &str) -> String {
@@ -130,9 +135,12 @@ impl Access {
         password: &str,
     ) -> Result<(String, Caller), LoginFailure> {
         let started = tokio::time::Instant::now();
-        if let Some(left) = self.bans.banned(peer) {
-            return Err(LoginFailure::Banned(left));
-        }
+        // The source's turn, as for SFTP and FTP logins: held until a
+        // failure is counted, so a burst is checked at most the threshold.
+        let turn = self.bans.turn(peer).await.map_err(|e| match e {
+            NoTurn::Banned(left) => LoginFailure::Banned(left),
+            NoTurn::Busy => LoginFailure::Busy,
+        })?;
         let user = self.users.iter().find(|u| u.name == name);
         // An unknown name costs a real check too: the time does not tell.
         let hash = user.map_or_else(|| crate::auth::dummy_hash().to_string(), |u| u.hash.clone());
@@ -142,9 +150,11 @@ impl Access {
             if self.bans.failed(peer) {
                 tracing::warn!(source = %peer, "source banned after repeated failed logins");
             }
+            drop(turn);
             tokio::time::sleep_until(started + FAILURE_DELAY).await;
             return Err(LoginFailure::Wrong);
         };
+        drop(turn);
         self.bans.succeeded(peer);
         let (cookie, csrf) = (random_token(), random_token());
         let now = Instant::now();
@@ -152,13 +162,20 @@ impl Access {
         sessions.retain(|_, s| {
             now.duration_since(s.seen) <= IDLE && now.duration_since(s.created) <= LONGEST
         });
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions
+        // A user past their share makes room from their own sessions: a
+        // read-only login repeated cannot push out an admin's.
+        let theirs = sessions.values().filter(|s| s.name == user.name).count();
+        let mine = |s: &ConsoleSession| s.name == user.name;
+        if theirs >= MAX_SESSIONS_PER_USER || sessions.len() >= MAX_SESSIONS {
+            let crowded = theirs >= MAX_SESSIONS_PER_USER;
+            if let Some(oldest) = sessions
                 .iter()
+                .filter(|(_, s)| !crowded || mine(s))
                 .min_by_key(|(_, s)| s.created)
                 .map(|(k, _)| k.clone())
-        {
-            sessions.remove(&oldest);
+            {
+                sessions.remove(&oldest);
+            }
         }
         sessions.insert(
             digest(&cookie),

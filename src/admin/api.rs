@@ -197,6 +197,10 @@ impl Console {
                     left.as_secs().max(1)
                 ),
             ),
+            Err(LoginFailure::Busy) => error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many logins from this address at once: try again",
+            ),
         }
     }
 

@@ -16,6 +16,7 @@ mod health;
 pub use api::{Console, Reload};
 pub use health::{Health, PROBE_EVERY};
 
+use crate::listen::ConnectionCap;
 use http::{HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -75,37 +76,71 @@ impl AdminListener {
         self.listener.local_addr()
     }
 
-    /// Answers until `stop` completes.
+    /// Answers until `stop` completes; then the connections still open
+    /// finish the request in progress and close.
     pub async fn serve(self, stop: impl Future<Output = ()>) {
         let admin = self.admin;
         let tls = admin.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-        crate::listen::accept_until(&self.listener, "admin", stop, |socket, peer| {
-            let (admin, tls) = (admin.clone(), tls.clone());
+        let cap = ConnectionCap::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
+        let closing = tokio_util::sync::CancellationToken::new();
+        let serve = crate::listen::accept_until(&self.listener, "admin", stop, |socket, peer| {
+            let (admin, tls, closing) = (admin.clone(), tls.clone(), closing.clone());
+            let admitted = cap.admit(peer);
             async move {
+                let Some(_admitted) = admitted else {
+                    crate::metrics::get().admin_refused.inc();
+                    return;
+                };
                 let service = hyper::service::service_fn(move |req| {
                     let admin = admin.clone();
                     async move { Ok::<_, std::convert::Infallible>(admin.answer(peer, req).await) }
                 });
-                let http = hyper::server::conn::http1::Builder::new();
                 match tls {
-                    None => {
-                        let io = hyper_util::rt::TokioIo::new(socket);
-                        let _ = http.serve_connection(io, service).await;
-                    }
+                    None => serve_http(socket, service, closing).await,
                     Some(acceptor) => {
-                        let handshake = tokio::time::timeout(
-                            std::time::Duration::from_secs(10),
-                            acceptor.accept(socket),
-                        );
+                        let handshake = tokio::time::timeout(READ_TIMEOUT, acceptor.accept(socket));
                         if let Ok(Ok(stream)) = handshake.await {
-                            let io = hyper_util::rt::TokioIo::new(stream);
-                            let _ = http.serve_connection(io, service).await;
+                            serve_http(stream, service, closing).await;
                         }
                     }
                 }
             }
-        })
-        .await;
+        });
+        serve.await;
+        closing.cancel();
+    }
+}
+
+/// The admin listener's connections at once, in all and from one source:
+/// 1500 slow clients would otherwise hold 27 KiB each outside the memory
+/// budget, and a file descriptor each.
+pub const MAX_CONNECTIONS: usize = 256;
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 64;
+
+/// How long a client has to send a request's headers (an idle keep-alive
+/// connection is waiting for them too), and its body.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves HTTP/1 on one connection until it closes, a header or body read
+/// outlasts [`READ_TIMEOUT`], or `closing` (the listener stops).
+async fn serve_http<IO, S>(io: IO, service: S, closing: tokio_util::sync::CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = Full<Bytes>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .max_buf_size(64 << 10);
+    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = closing.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(READ_TIMEOUT, conn).await;
+        }
     }
 }
 
@@ -124,9 +159,16 @@ impl Admin {
             }
             (&Method::GET, "/metrics") => self.metrics(&parts.headers),
             (_, p) if p.starts_with("/api/v1/") => {
-                let body = match Limited::new(body, MAX_BODY).collect().await {
-                    Ok(b) => b.to_bytes(),
+                let read = tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect());
+                let body = match read.await {
+                    Ok(Ok(b)) => b.to_bytes(),
                     Err(_) => {
+                        return self.secured(json(api::error(
+                            StatusCode::REQUEST_TIMEOUT,
+                            format!("the request body did not arrive within {}s", READ_TIMEOUT.as_secs()),
+                        )));
+                    }
+                    Ok(Err(_)) => {
                         return self.secured(json(api::error(
                             StatusCode::PAYLOAD_TOO_LARGE,
                             format!("a request body is at most {MAX_BODY} bytes"),

@@ -6,6 +6,13 @@
 //! network: a host can pick any address of its /64). The table holds at
 //! most [`MAX_SOURCES`] sources: past that, the one that failed longest
 //! ago makes room, so an attacker spraying addresses cannot grow memory.
+//!
+//! A password check takes a [`Turn`] of its source first: at most
+//! [`CHECKS_PER_SOURCE`] at once, and never more in flight than the
+//! failures the source has left before its ban. A burst of guesses
+//! released together is then checked at most `ban_threshold` times, not
+//! once each, and cannot hold more than two of the password checker
+//! threads every other login shares.
 
 use crate::config::SecurityConfig;
 use std::collections::{HashMap, VecDeque};
@@ -15,6 +22,13 @@ use std::time::{Duration, Instant};
 
 /// Sources the table keeps at most.
 pub const MAX_SOURCES: usize = 65_536;
+
+/// Password checks of one source in flight at once.
+pub const CHECKS_PER_SOURCE: usize = 2;
+
+/// Logins of one source waiting for a turn; past that they are refused at
+/// once, so a burst from one source queues no further.
+pub const WAITING_PER_SOURCE: usize = 8;
 
 /// An IPv4 address, or the /64 an IPv6 address is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,11 +85,66 @@ struct Record {
     /// Failures within the window, oldest first; never more than the threshold.
     failures: VecDeque<Instant>,
     banned_until: Option<Instant>,
+    /// Password checks in flight ([`Turn`]s held).
+    checking: usize,
+    /// Logins waiting for a turn.
+    waiting: usize,
 }
 
 impl Record {
     fn last_seen(&self) -> Option<Instant> {
         self.failures.back().copied().max(self.banned_until)
+    }
+
+    fn forget_old(&mut self, now: Instant, window: Duration) {
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.failures.pop_front();
+        }
+    }
+
+    /// Whether the record says anything a later login needs.
+    fn matters(&self, now: Instant) -> bool {
+        self.banned_until.is_some_and(|t| t > now)
+            || !self.failures.is_empty()
+            || self.checking > 0
+            || self.waiting > 0
+    }
+}
+
+/// Why a login got no turn to check its password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoTurn {
+    #[error("the source is banned for {}s more", .0.as_secs().max(1))]
+    Banned(Duration),
+    #[error("too many logins from this source at once")]
+    Busy,
+}
+
+/// A password check of one source in flight: held until the check's
+/// failure, if it failed, has been counted ([`Bans::failed`]); dropping it
+/// lets the next login of the source take its turn.
+#[derive(Debug)]
+#[must_use = "the turn ends when it is dropped"]
+pub struct Turn {
+    bans: Bans,
+    source: Source,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut table = crate::base::lock(&self.bans.table);
+        if let Some(r) = table.get_mut(&self.source) {
+            r.checking = r.checking.saturating_sub(1);
+            if !r.matters(Instant::now()) {
+                table.remove(&self.source);
+            }
+        }
+        drop(table);
+        self.bans.turns.notify_waiters();
     }
 }
 
@@ -86,6 +155,8 @@ pub struct Bans {
     window: Duration,
     ban_time: Duration,
     table: Arc<Mutex<HashMap<Source, Record>>>,
+    /// Told whenever a turn ends.
+    turns: Arc<tokio::sync::Notify>,
 }
 
 impl Bans {
@@ -95,7 +166,56 @@ impl Bans {
             window: config.ban_window,
             ban_time: config.ban_time,
             table: Arc::default(),
+            turns: Arc::default(),
         }
+    }
+
+    /// Waits for the turn of `ip` to check a password: one of
+    /// [`CHECKS_PER_SOURCE`], and only while the checks in flight, all
+    /// failing, would not pass the source's ban threshold.
+    pub async fn turn(&self, ip: IpAddr) -> Result<Turn, NoTurn> {
+        let source = Source::from(ip);
+        let mut queued = false;
+        let result = loop {
+            let notified = self.turns.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let now = Instant::now();
+                let mut table = crate::base::lock(&self.table);
+                if !table.contains_key(&source) && table.len() >= MAX_SOURCES {
+                    make_room(&mut table, now);
+                }
+                let r = table.entry(source).or_default();
+                r.forget_old(now, self.window);
+                if let Some(until) = r.banned_until.filter(|t| *t > now) {
+                    break Err(NoTurn::Banned(until - now));
+                }
+                if r.checking < CHECKS_PER_SOURCE && r.failures.len() + r.checking < self.threshold
+                {
+                    r.checking += 1;
+                    break Ok(Turn {
+                        bans: self.clone(),
+                        source,
+                    });
+                }
+                if !queued {
+                    if r.waiting >= WAITING_PER_SOURCE {
+                        break Err(NoTurn::Busy);
+                    }
+                    r.waiting += 1;
+                    queued = true;
+                }
+            }
+            notified.await;
+        };
+        if queued {
+            let mut table = crate::base::lock(&self.table);
+            if let Some(r) = table.get_mut(&source) {
+                r.waiting -= 1;
+            }
+        }
+        result
     }
 
     /// How much longer `ip` is banned, if it is.
@@ -115,13 +235,7 @@ impl Bans {
             make_room(&mut table, now);
         }
         let record = table.entry(source).or_default();
-        while record
-            .failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.window)
-        {
-            record.failures.pop_front();
-        }
+        record.forget_old(now, self.window);
         record.failures.push_back(now);
         if record.failures.len() >= self.threshold {
             record.failures.clear();
@@ -133,12 +247,20 @@ impl Bans {
 
     /// A login from `ip` succeeded: its failures are forgotten.
     pub fn succeeded(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let source = Source::from(ip);
         let mut table = crate::base::lock(&self.table);
-        if let Some(r) = table.get(&Source::from(ip))
-            && r.banned_until.is_none_or(|t| t <= Instant::now())
+        if let Some(r) = table.get_mut(&source)
+            && r.banned_until.is_none_or(|t| t <= now)
         {
-            table.remove(&Source::from(ip));
+            r.failures.clear();
+            r.banned_until = None;
+            if !r.matters(now) {
+                table.remove(&source);
+            }
         }
+        drop(table);
+        self.turns.notify_waiters();
     }
 
     pub fn ban_time(&self) -> Duration {
@@ -176,8 +298,12 @@ impl Bans {
             .get(&source)
             .and_then(|r| r.banned_until)
             .is_some_and(|t| t > now);
-        if banned {
-            table.remove(&source);
+        if banned && let Some(r) = table.get_mut(&source) {
+            r.failures.clear();
+            r.banned_until = None;
+            if !r.matters(now) {
+                table.remove(&source);
+            }
         }
         banned
     }
@@ -187,13 +313,13 @@ impl Bans {
 /// eighth of the table seen longest ago (in one sweep, so a flood of new
 /// sources costs one sweep per eight thousand, not one per failure).
 fn make_room(table: &mut HashMap<Source, Record>, now: Instant) {
-    table.retain(|_, r| r.banned_until.is_some_and(|t| t > now) || !r.failures.is_empty());
+    table.retain(|_, r| r.matters(now));
     if table.len() >= MAX_SOURCES {
         let mut seen: Vec<Option<Instant>> = table.values().map(Record::last_seen).collect();
         let cut = seen.len() / 8;
         let (_, oldest_kept, _) = seen.select_nth_unstable(cut);
         let cutoff = *oldest_kept;
-        table.retain(|_, r| r.last_seen() > cutoff);
+        table.retain(|_, r| r.last_seen() > cutoff || r.checking > 0 || r.waiting > 0);
     }
 }
 
@@ -261,5 +387,76 @@ mod tests {
             b.failed(IpAddr::V4((0x0a00_0000 + i).into()));
         }
         assert!(crate::base::lock(&b.table).len() <= MAX_SOURCES);
+    }
+
+    /// 300 guesses released together: at most the threshold are checked
+    /// before the source is banned, at most two at once, and the rest are
+    /// refused without a check.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_burst_of_guesses_is_checked_at_most_threshold_times() {
+        let b = bans(5);
+        let ip: IpAddr = "192.0.2.50".parse().unwrap();
+        let checked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let at_once = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut guesses = tokio::task::JoinSet::new();
+        for _ in 0..300 {
+            let (b, checked, at_once, most) =
+                (b.clone(), checked.clone(), at_once.clone(), most.clone());
+            guesses.spawn(async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                let turn = b.turn(ip).await?;
+                checked.fetch_add(1, SeqCst);
+                let now = at_once.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                at_once.fetch_sub(1, SeqCst);
+                b.failed(ip);
+                drop(turn);
+                Ok::<(), NoTurn>(())
+            });
+        }
+        let mut refused = 0;
+        while let Some(r) = guesses.join_next().await {
+            if r.unwrap().is_err() {
+                refused += 1;
+            }
+        }
+        use std::sync::atomic::Ordering::SeqCst;
+        assert_eq!(checked.load(SeqCst), 5, "checked");
+        assert_eq!(refused, 295);
+        assert!(most.load(SeqCst) <= CHECKS_PER_SOURCE);
+        assert!(b.banned(ip).is_some());
+        // Another source is not held up.
+        let other = b.turn("192.0.2.51".parse().unwrap()).await;
+        assert!(other.is_ok());
+    }
+
+    /// Past the checks in flight and the waiting room, a login is refused
+    /// at once; a success frees the source's turns.
+    #[tokio::test]
+    async fn waiting_is_bounded_per_source() {
+        let b = bans(100);
+        let ip: IpAddr = "192.0.2.60".parse().unwrap();
+        let first = b.turn(ip).await.unwrap();
+        let second = b.turn(ip).await.unwrap();
+        let mut waiting = Vec::new();
+        for _ in 0..WAITING_PER_SOURCE {
+            let b = b.clone();
+            waiting.push(tokio::spawn(async move { b.turn(ip).await.map(drop) }));
+        }
+        while crate::base::lock(&b.table)[&Source::from(ip)].waiting < WAITING_PER_SOURCE {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(b.turn(ip).await.unwrap_err(), NoTurn::Busy);
+        b.succeeded(ip);
+        drop((first, second));
+        for w in waiting {
+            w.await.unwrap().unwrap();
+        }
+        assert!(
+            crate::base::lock(&b.table).get(&Source::from(ip)).is_none(),
+            "nothing left to remember"
+        );
     }
 }

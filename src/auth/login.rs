@@ -33,6 +33,10 @@ pub enum LoginError {
     /// mistake in a template or the hook).
     #[error("{which} defines no valid user: {reason}")]
     BadDefinition { which: &'static str, reason: String },
+    /// The password was not checked: the source is banned, or has logins
+    /// enough in progress.
+    #[error("{0}")]
+    NoTurn(super::NoTurn),
 }
 
 impl LoginError {
@@ -41,7 +45,9 @@ impl LoginError {
     pub fn counts_toward_ban(&self) -> bool {
         !matches!(
             self,
-            LoginError::Unavailable { .. } | LoginError::BadDefinition { .. }
+            LoginError::Unavailable { .. }
+                | LoginError::BadDefinition { .. }
+                | LoginError::NoTurn(_)
         )
     }
 }

@@ -96,7 +96,6 @@ impl Login {
     async fn check(&self, username: &str, creds: &Credentials) -> Option<FtpUser> {
         let checked = self
             .shared
-            .users
             .password(
                 username,
                 Attempt {

@@ -4,10 +4,10 @@
 
 use super::commands;
 use super::handler::SftpHandler;
-use crate::auth::{Admitted, Attempt, Identified, LoginError, PreLogin};
+use crate::auth::{Admitted, Attempt, PreLogin};
 use crate::config::{SftpConfig, UserConfig};
 use crate::live::SessionEntry;
-use crate::session::{Connection, SessionContext};
+use crate::session::{Checked, Connection, SessionContext};
 use crate::vfs::{Audited, UserVfs};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
@@ -48,9 +48,10 @@ pub struct SshSession {
     live: Option<SessionEntry>,
     /// Session channels not yet given to SFTP, each with its slot.
     channels: HashMap<ChannelId, (Channel<Msg>, OwnedSemaphorePermit)>,
-    /// Channels running a command: the client's EOF ends its input, not
-    /// the channel.
-    commands: std::collections::HashSet<ChannelId>,
+    /// Channels running a command or the SFTP subsystem: the client's EOF
+    /// ends their input, and the task serving each closes it once it has
+    /// answered everything, with an exit status (`scp` reads it).
+    running: std::collections::HashSet<ChannelId>,
     caps: ConnectionCaps,
     span: tracing::Span,
 }
@@ -83,7 +84,7 @@ impl SshSession {
             user: None,
             live: None,
             channels: HashMap::new(),
-            commands: Default::default(),
+            running: Default::default(),
             caps,
             span,
         }
@@ -111,12 +112,7 @@ impl SshSession {
     }
 
     /// Turns a login check into russh's answer, taking the user's session slot.
-    fn conclude(
-        &mut self,
-        name: &str,
-        method: &str,
-        checked: Result<Identified, LoginError>,
-    ) -> Auth {
+    fn conclude(&mut self, name: &str, method: &str, checked: Checked) -> Auth {
         let Some(logged_in) = self.shared.conclude_login(
             &mut self.admitted,
             &self.connection,
@@ -141,11 +137,7 @@ impl russh::server::Handler for SshSession {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let checked = self
-            .shared
-            .users
-            .password(user, self.attempt(), password)
-            .await;
+        let checked = self.shared.password(user, self.attempt(), password).await;
         Ok(self.conclude(user, "password", checked))
     }
 
@@ -178,7 +170,7 @@ impl russh::server::Handler for SshSession {
             .users
             .public_key(user, self.attempt(), key.public_key)
             .await;
-        Ok(self.conclude(user, "publickey", checked))
+        Ok(self.conclude(user, "publickey", checked.into()))
     }
 
     async fn channel_open_session(
@@ -209,7 +201,7 @@ impl russh::server::Handler for SshSession {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
-        self.commands.remove(&channel);
+        self.running.remove(&channel);
         Ok(())
     }
 
@@ -218,7 +210,7 @@ impl russh::server::Handler for SshSession {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        match self.commands.contains(&channel) {
+        match self.running.contains(&channel) {
             true => Ok(()),
             false => session.close(channel),
         }
@@ -252,7 +244,7 @@ impl russh::server::Handler for SshSession {
         let Some(vfs) = self.user_vfs(&user).await else {
             return session.channel_failure(channel_id);
         };
-        self.commands.insert(channel_id);
+        self.running.insert(channel_id);
         session.channel_success(channel_id)?;
         tokio::spawn(
             async move {
@@ -279,10 +271,12 @@ impl russh::server::Handler for SshSession {
         let Some(vfs) = self.user_vfs(&user).await else {
             return session.channel_failure(channel_id);
         };
+        self.running.insert(channel_id);
         session.channel_success(channel_id)?;
         let span = self.span.clone();
         let ending = self.connection.end.clone();
         let (handles, max_handles) = (self.caps.handles.clone(), self.caps.max_handles);
+        let session = session.handle();
         tokio::spawn(
             async move {
                 // At shutdown past the grace period, or when an operator
@@ -291,8 +285,12 @@ impl russh::server::Handler for SshSession {
                 let _slot = slot;
                 let handler = SftpHandler::new(vfs, handles, max_handles);
                 tokio::select! {
-                    _ = super::pump::run(channel.into_stream(), handler) => {
-                        tracing::debug!("sftp channel closed");
+                    clean = super::pump::run(channel.into_stream(), handler) => {
+                        tracing::debug!(clean, "sftp channel closed");
+                        // As OpenSSH's sftp-server exiting: OpenSSH 9's
+                        // `scp` (SFTP mode) exits 1 without a status.
+                        let _ = session.exit_status_request(channel_id, u32::from(!clean)).await;
+                        let _ = session.close(channel_id).await;
                     }
                     _ = ending.cancelled() => {}
                 }

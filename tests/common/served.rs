@@ -1,6 +1,17 @@
 //! `bucketgate serve` as a child process, for what only a process shows:
 //! signals, the JSON log, its own memory.
 
+/// How the process runs: its limits (soft and hard alike), its log filter.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Process {
+    /// `RUST_LOG`, as an operator may set it (default: the binary's own filter).
+    pub rust_log: Option<&'static str>,
+    /// RLIMIT_FSIZE: a write past it fails with EFBIG, as on a full disk.
+    pub max_file: Option<u64>,
+    /// RLIMIT_NOFILE.
+    pub open_files: Option<u64>,
+}
+
 /// `bucketgate serve` as a process, on a config file it can reload.
 pub struct Served {
     pub child: std::process::Child,
@@ -19,6 +30,19 @@ pub fn served_config(
     bucket: &str,
     server: &str,
     listeners: &str,
+    users: &str,
+) -> String {
+    served_config_ftp(dir, endpoint, bucket, server, listeners, "", users)
+}
+
+/// As [`served_config`], with `ftp` keys for `[ftp]` alone.
+pub fn served_config_ftp(
+    dir: &std::path::Path,
+    endpoint: &str,
+    bucket: &str,
+    server: &str,
+    listeners: &str,
+    ftp: &str,
     users: &str,
 ) -> String {
     format!(
@@ -41,6 +65,7 @@ passive_ports = "30000-39999"
 tls_cert = "{dir}/ftps.pem"
 tls_key = "{dir}/ftps.key"
 {listeners}
+{ftp}
 
 {remote}
 
@@ -69,18 +94,18 @@ impl Served {
 
     /// With more `[server]` keys too.
     pub fn start_full(server: &str, listeners: &str, users: &str) -> Served {
-        Served::start_limited(server, listeners, users, None)
+        Served::start_limited(server, listeners, "", users, Process::default())
     }
 
-    /// As [`Served::start_full`]; `{dir}` in `users` is the gateway's own
-    /// folder (for a filesystem remote), and the process may write no file
-    /// larger than `max_file` bytes (RLIMIT_FSIZE: such a write fails with
-    /// EFBIG, as on a full disk).
+    /// As [`Served::start_full`], with `ftp` keys for `[ftp]` alone;
+    /// `{dir}` in `users` is the gateway's own folder (for a filesystem
+    /// remote), and the process runs as `limits` says.
     pub fn start_limited(
         server: &str,
         listeners: &str,
+        ftp: &str,
         users: &str,
-        max_file: Option<u64>,
+        limits: Process,
     ) -> Served {
         let endpoint = super::moto_endpoint();
         let bucket = super::unique("served");
@@ -93,33 +118,45 @@ impl Served {
         let config = dir.path().join("gateway.toml");
         std::fs::write(
             &config,
-            served_config(
+            served_config_ftp(
                 dir.path(),
                 &endpoint,
                 &bucket,
                 server,
                 listeners,
+                &ftp.replace("{dir}", &dir.path().display().to_string()),
                 &users.replace("{dir}", &dir.path().display().to_string()),
             ),
         )
         .unwrap();
         let mut command = serve_command(dir.path());
-        if let Some(max) = max_file {
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                command.pre_exec(move || {
+        match limits.rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(move || {
+                let set = |resource, max: u64| {
                     let limit = libc::rlimit {
                         rlim_cur: max,
                         rlim_max: max,
                     };
+                    match libc::setrlimit(resource, &limit) {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                };
+                if let Some(max) = limits.max_file {
                     // A write past the limit fails instead of killing the process.
                     libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+                    set(libc::RLIMIT_FSIZE, max)?;
+                }
+                if let Some(max) = limits.open_files {
+                    set(libc::RLIMIT_NOFILE, max)?;
+                }
+                Ok(())
+            });
         }
         let child = command.spawn().unwrap();
         let mut served = Served {

@@ -1,0 +1,134 @@
+//! The attacks of issue 30 on the surfaces added last (the admin listener,
+//! webhooks, checksums, LDAP, prefetch), each in the shape it was found,
+//! against `bucketgate serve` as a process or the gateway in-process.
+
+mod common;
+
+use common::gateway::{self, PASSWORD};
+use common::served::{Process, Served, user};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Raises this process's own open-file limit: the attack needs more
+/// sockets than a default soft limit of 1024.
+fn raise_own_open_files() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max.min(65_536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+/// The admin address from the "admin endpoint listening" line.
+fn admin_addr(served: &Served) -> SocketAddr {
+    let line = served.log_line("admin endpoint listening");
+    let at = line.find("\"listen\":\"").unwrap() + 10;
+    line[at..at + line[at..].find('"').unwrap()]
+        .parse()
+        .unwrap()
+}
+
+/// 1500 connections to the admin listener, each dripping a header byte
+/// (slowloris), under `ulimit -n 512`: the listener keeps at most its cap
+/// of them and cuts those at the header timeout, SFTP and FTP go on
+/// accepting and logging in throughout, and the admin endpoint answers
+/// again once they are gone. Before, all 1500 stayed open and, with 1024
+/// descriptors, the other listeners failed with EMFILE.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_admin_connections_are_capped_and_cut() {
+    raise_own_open_files();
+    let served = Served::start_limited(
+        "",
+        "",
+        "",
+        &format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", user("alice")),
+        Process {
+            open_files: Some(512),
+            ..Default::default()
+        },
+    );
+    let admin = admin_addr(&served);
+    // Opened all at once; a connect the kernel leaves unanswered (a full
+    // backlog behind a listener that cannot accept) counts as not opened.
+    let opened = futures::future::join_all((0..1500).map(|_| async move {
+        let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(admin))
+            .await
+            .ok()?
+            .ok()?;
+        let _ = stream.write_all(b"G").await;
+        Some(stream)
+    }))
+    .await;
+    let mut slow: Vec<TcpStream> = opened.into_iter().flatten().collect();
+    // A drip on every connection the gateway kept.
+    for stream in &mut slow {
+        let _ = stream.write_all(b"E").await;
+    }
+    // Meanwhile the session listeners accept and log in.
+    // (Bounded: a listener out of file descriptors never answers.)
+    let login = async {
+        let stream = TcpStream::connect(served.sftp).await.unwrap();
+        gateway::ssh_password(stream, "alice", PASSWORD)
+            .await
+            .is_ok()
+    };
+    let logged_in = tokio::time::timeout(Duration::from_secs(30), login).await;
+    assert_eq!(logged_in, Ok(true), "an SFTP login during the flood");
+    let greeting = async {
+        let mut ftp = TcpStream::connect(served.ftp).await.unwrap();
+        let mut greeting = [0u8; 3];
+        ftp.read_exact(&mut greeting).await.map(|_| greeting)
+    };
+    let greeting = tokio::time::timeout(Duration::from_secs(30), greeting).await;
+    assert!(
+        matches!(greeting, Ok(Ok(g)) if &g == b"220"),
+        "an FTP greeting during the flood"
+    );
+    // Every slow connection ends: refused at once past the cap, or cut at
+    // the header timeout.
+    let slow_count = slow.len();
+    assert!(slow_count > 1000, "{slow_count} connections opened");
+    let mut ended = 0;
+    for mut stream in slow {
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(60), stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    ended += 1;
+                    break;
+                }
+                Ok(Ok(_)) => continue,
+                Err(_) => panic!("a slow admin connection was still open after 60 s"),
+            }
+        }
+    }
+    assert_eq!(ended, slow_count);
+    let health = reqwest::get(format!("http://{admin}/healthz"))
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("bucketgate_admin_connections_refused_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap();
+    assert!(refused >= 1000.0, "{refused} refused at accept");
+    let log = std::fs::read_to_string(served.dir.path().join("log")).unwrap();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"WARN\""))
+        .count();
+    assert!(warnings <= 3, "{warnings} WARN lines:\n{log}");
+}
