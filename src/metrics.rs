@@ -80,6 +80,12 @@ pub struct Metrics {
     pub event_attempts_failed: Family<WebhookLabel, Counter>,
     /// Events refused because the webhook's spool was full.
     pub events_refused: Family<WebhookLabel, Counter>,
+    /// Events of unauthenticated sources (login_failed, ban) dropped: the
+    /// webhook's budget for them was spent.
+    pub events_anonymous_dropped: Family<WebhookLabel, Counter>,
+    /// Events of unauthenticated sources dropped because their source sent
+    /// more than its rate.
+    pub events_rate_limited: Counter,
     /// Events given up after `retry_for` (kept in failed.jsonl).
     pub events_given_up: Family<WebhookLabel, Counter>,
     /// Events waiting for delivery.
@@ -124,6 +130,8 @@ impl Metrics {
             events_delivered: Family::default(),
             event_attempts_failed: Family::default(),
             events_refused: Family::default(),
+            events_anonymous_dropped: Family::default(),
+            events_rate_limited: Counter::default(),
             events_given_up: Family::default(),
             events_pending: Family::default(),
             events_oldest_pending_seconds: Family::default(),
@@ -195,7 +203,7 @@ impl Metrics {
             "Sync runs, by job and outcome",
             m.sync_runs.clone(),
         );
-        let events: [(&str, &str, &Family<WebhookLabel, Counter>); 6] = [
+        let events: [(&str, &str, &Family<WebhookLabel, Counter>); 7] = [
             (
                 "event_spool_syncs",
                 "Syncs to disk of webhook spools (one per batch of events)",
@@ -222,12 +230,22 @@ impl Metrics {
                 &m.events_refused,
             ),
             (
+                "events_anonymous_dropped",
+                "Events of unauthenticated sources (login_failed, ban) dropped: their share of the spool was spent",
+                &m.events_anonymous_dropped,
+            ),
+            (
                 "events_given_up",
                 "Events given up after retry_for (kept in failed.jsonl)",
                 &m.events_given_up,
             ),
         ];
         register_each(&mut registry, events);
+        registry.register(
+            "events_rate_limited",
+            "Events of unauthenticated sources dropped: their source passed its rate",
+            m.events_rate_limited.clone(),
+        );
         registry.register(
             "events_pending",
             "Events waiting for delivery, by webhook",

@@ -132,3 +132,85 @@ async fn slow_admin_connections_are_capped_and_cut() {
         .count();
     assert!(warnings <= 3, "{warnings} WARN lines:\n{log}");
 }
+
+/// 100 failed FTP logins with 4000-byte user names from 20 addresses,
+/// the receiver down, a 256 KiB spool: the events of unauthenticated
+/// sources stay within their share of the spool (and their names within
+/// 256 bytes), so every one of alice's next uploads is told. Before, the
+/// failures filled the spool and upload events were dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_failed_logins_never_crowds_out_upload_events() {
+    use common::receiver::Receiver;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let hook = format!(
+        "[[webhooks]]\nname = \"flood\"\nurl = \"http://{port}/hooks\"\nsecret = \"s\"\nevents = [\"upload\", \"login_failed\"]\nspool_limit = \"256KiB\"\n"
+    );
+    let g = gateway::start_with_tables(&hook).await;
+    let name = "x".repeat(4000);
+    let failures = futures::future::join_all((0..100u8).map(|i| {
+        let (name, ftp) = (&name, g.ftp);
+        async move {
+            let from = std::net::IpAddr::from([127, 0, 1, i % 20 + 1]);
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(from, 0)).unwrap();
+            let Ok(stream) = socket.connect(ftp).await else {
+                return false;
+            };
+            let mut control = tokio::io::BufReader::new(stream);
+            let mut line = String::new();
+            use tokio::io::AsyncBufReadExt;
+            if control.read_line(&mut line).await.is_err() || !line.starts_with("220") {
+                return false;
+            }
+            let login = format!("USER {name}\r\nPASS wrong\r\n");
+            let _ = control.get_mut().write_all(login.as_bytes()).await;
+            let mut replies = String::new();
+            while control.read_line(&mut replies).await.is_ok_and(|n| n > 0) {
+                if replies.contains("530") {
+                    return true;
+                }
+            }
+            false
+        }
+    }))
+    .await;
+    let failed = failures.iter().filter(|f| **f).count();
+    assert!(failed >= 80, "{failed} logins failed as asked");
+    let (_ssh, s) = gateway::alice(&g).await;
+    for i in 0..10 {
+        gateway::put(&s, &format!("/up{i}.txt"), b"after the flood").await;
+    }
+    let receiver = Receiver::start_on(port).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let uploads = loop {
+        let accepted = receiver.accepted();
+        let uploads: std::collections::BTreeSet<String> = accepted
+            .iter()
+            .map(|r| r.json())
+            .filter(|e| e["event"] == "upload")
+            .map(|e| e["path"].as_str().unwrap().to_string())
+            .collect();
+        if uploads.len() == 10 || std::time::Instant::now() > deadline {
+            break uploads;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(uploads.len(), 10, "upload events delivered: {uploads:?}");
+    let failed_events: Vec<serde_json::Value> = receiver
+        .accepted()
+        .iter()
+        .map(|r| r.json())
+        .filter(|e| e["event"] == "login_failed")
+        .collect();
+    assert!(!failed_events.is_empty());
+    assert!(
+        failed_events
+            .iter()
+            .all(|e| e["user"].as_str().unwrap().len() <= 256),
+        "user names are cut to 256 bytes"
+    );
+    g.stop().await;
+}

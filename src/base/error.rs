@@ -28,6 +28,10 @@ pub enum FsError {
     /// The client's side of a transfer ended early: not the storage's doing.
     #[error("transfer aborted: {0}")]
     Aborted(String),
+    /// A bound of the gateway is reached for now (the webhook spool, the
+    /// checksum reads in progress): the same request may work later.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 /// What a client is told when the storage's own error is for the log only.

@@ -54,6 +54,25 @@ impl EventKind {
         EventKind::ALL.into_iter().find(|k| k.name() == name)
     }
 
+    /// Whether anyone can cause it without logging in: its events share a
+    /// small budget of the spool and are the ones dropped when it is spent.
+    pub fn unauthenticated(self) -> bool {
+        matches!(self, EventKind::LoginFailed | EventKind::Ban)
+    }
+
+    /// Whether it tells of a change to the files: room for it is taken in
+    /// the spool before the change, so it is never dropped.
+    pub fn changes_files(self) -> bool {
+        matches!(
+            self,
+            EventKind::Upload
+                | EventKind::Delete
+                | EventKind::Rename
+                | EventKind::Mkdir
+                | EventKind::Rmdir
+        )
+    }
+
     /// Whether the event is about a path (the `paths` filter applies).
     pub fn has_path(self) -> bool {
         !matches!(

@@ -23,6 +23,14 @@ use tokio::time::Instant;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// The share of `spool_limit` that events of unauthenticated sources
+/// (login_failed, ban) may hold: a flood of failed logins cannot crowd out
+/// the file events.
+const ANONYMOUS_SHARE: u64 = 16;
+
+/// How often a webhook logs that its deliveries fail, or that it drops.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// `v1=` and the hex HMAC-SHA256, keyed by `secret`, of the timestamp, a
 /// `.` and the body: what the `Bucketgate-Signature` header carries.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -51,6 +59,32 @@ struct QueueState {
     arrivals: u64,
     /// Bytes of every undelivered event, those still being spooled too.
     bytes: u64,
+    /// Of which events of unauthenticated sources, by id.
+    anonymous: std::collections::HashSet<String>,
+    anonymous_bytes: u64,
+    /// Room held for events not yet emitted (uploads in progress).
+    reserved: u64,
+}
+
+/// A log line at most once per [`WARN_EVERY`], with how many times it was
+/// held back.
+#[derive(Default)]
+struct Every {
+    last: Mutex<Option<Instant>>,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl Every {
+    /// `Some(n)` when a line is due now, n being the times held back since.
+    fn due(&self) -> Option<u64> {
+        let mut last = lock(&self.last);
+        if last.is_some_and(|t| t.elapsed() < WARN_EVERY) {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(self.held.swap(0, Ordering::Relaxed))
+    }
 }
 
 #[derive(Default)]
@@ -111,7 +145,11 @@ impl Queue {
     fn remove(&self, id: &str) {
         let mut s = lock(&self.state);
         if let Some(item) = s.items.remove(id) {
-            s.bytes = s.bytes.saturating_sub(item.body.len() as u64);
+            let len = item.body.len() as u64;
+            s.bytes = s.bytes.saturating_sub(len);
+            if s.anonymous.remove(id) {
+                s.anonymous_bytes = s.anonymous_bytes.saturating_sub(len);
+            }
         }
     }
 
@@ -192,6 +230,8 @@ pub struct Webhook {
     /// Removed from the config: takes no new events.
     retired: AtomicBool,
     label: WebhookLabel,
+    failing: Every,
+    dropping: Every,
 }
 
 impl Webhook {
@@ -207,15 +247,25 @@ impl Webhook {
             .get_or_create(&label)
             .clone();
         let (spool, undelivered) = Spool::open(dir, queue.clone(), syncs)?;
-        {
-            let mut s = lock(&queue.state);
-            s.bytes = undelivered.iter().map(|(_, b)| b.len() as u64).sum();
-        }
         for (id, body) in undelivered {
-            let born = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
+            let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
+            let born = json
+                .as_ref()
                 .and_then(|v| v.get("time").and_then(|t| t.as_str()).and_then(parse_time))
                 .unwrap_or_else(Utc::now);
+            let anonymous = json
+                .as_ref()
+                .and_then(|v| v.get("event").and_then(|e| e.as_str()))
+                .and_then(crate::config::EventKind::parse)
+                .is_some_and(|k| k.unauthenticated());
+            {
+                let mut s = lock(&queue.state);
+                s.bytes += body.len() as u64;
+                if anonymous {
+                    s.anonymous_bytes += body.len() as u64;
+                    s.anonymous.insert(id.clone());
+                }
+            }
             queue.insert(id, body, born);
         }
         let hook = Arc::new(Webhook {
@@ -231,6 +281,8 @@ impl Webhook {
                 }),
             ),
             retired: AtomicBool::new(false),
+            failing: Every::default(),
+            dropping: Every::default(),
         });
         tokio::spawn(hook.clone().deliver());
         tokio::spawn(hook.clone().gauges());
@@ -291,29 +343,85 @@ impl Webhook {
         Ok(n)
     }
 
-    /// Spools `event` (its JSON `body`); the receiver resolves once it is
-    /// on disk. A full spool refuses it, loudly.
-    pub fn take(&self, event: &Event, body: Bytes) -> oneshot::Receiver<()> {
+    /// Holds `room` bytes of the spool for an event to come ([`Webhook::take`]
+    /// with it); false when the spool has no such room for file events.
+    pub fn reserve(&self, room: u64) -> bool {
+        let limit = self.config().spool_limit;
+        let mut s = lock(&self.queue.state);
+        let files = s.bytes - s.anonymous_bytes + s.reserved;
+        if files + room > limit - limit / ANONYMOUS_SHARE {
+            drop(s);
+            crate::metrics::get()
+                .events_refused
+                .get_or_create(&self.label)
+                .inc();
+            if let Some(held) = self.dropping.due() {
+                tracing::error!(
+                    webhook = self.name(),
+                    limit = crate::config::units::format_size(limit),
+                    refused_since_last_line = held,
+                    "the webhook's spool is full (spool_limit): operations whose events it cannot take are refused until its receiver takes events"
+                );
+            }
+            return false;
+        }
+        s.reserved += room;
+        true
+    }
+
+    /// Gives back room held and not used.
+    pub fn release(&self, room: u64) {
+        let mut s = lock(&self.queue.state);
+        s.reserved = s.reserved.saturating_sub(room);
+    }
+
+    /// Spools `event` (its JSON `body`) into `reserved` bytes held for it,
+    /// if any; the receiver resolves once it is on disk. An event with room
+    /// held is always taken. Without, a file event takes what room is left;
+    /// an event of an unauthenticated source only its small share, and is
+    /// the one dropped (counted) when that is spent.
+    pub fn take(&self, event: &Event, body: Bytes, reserved: u64) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         let limit = self.config().spool_limit;
+        let len = body.len() as u64;
+        let anonymous = event.event.unauthenticated();
         let metrics = crate::metrics::get();
         {
             let mut s = lock(&self.queue.state);
-            if s.bytes + body.len() as u64 > limit {
+            let fits = if reserved > 0 {
+                s.reserved = s.reserved.saturating_sub(reserved);
+                true
+            } else if anonymous {
+                s.anonymous_bytes + len <= limit / ANONYMOUS_SHARE
+            } else {
+                s.bytes - s.anonymous_bytes + s.reserved + len <= limit - limit / ANONYMOUS_SHARE
+            };
+            if !fits {
                 drop(s);
-                metrics.events_refused.get_or_create(&self.label).inc();
-                tracing::error!(
-                    webhook = self.name(),
-                    event = event.event.name(),
-                    id = event.id,
-                    path = event.path,
-                    limit = crate::config::units::format_size(limit),
-                    "EVENT DROPPED: the webhook's spool is full (spool_limit): its receiver has not taken events for a while"
-                );
+                match anonymous {
+                    true => &metrics.events_anonymous_dropped,
+                    false => &metrics.events_refused,
+                }
+                .get_or_create(&self.label)
+                .inc();
+                if let Some(held) = self.dropping.due() {
+                    tracing::error!(
+                        webhook = self.name(),
+                        event = event.event.name(),
+                        id = event.id,
+                        limit = crate::config::units::format_size(limit),
+                        dropped_since_last_line = held,
+                        "EVENT DROPPED: the webhook's spool is full (spool_limit): its receiver has not taken events for a while"
+                    );
+                }
                 let _ = tx.send(());
                 return rx;
             }
-            s.bytes += body.len() as u64;
+            s.bytes += len;
+            if anonymous {
+                s.anonymous_bytes += len;
+                s.anonymous.insert(event.id.clone());
+            }
         }
         metrics.events_emitted.get_or_create(&self.label).inc();
         let born = parse_time(&event.time).unwrap_or_else(Utc::now);
@@ -380,14 +488,24 @@ impl Webhook {
             .get_or_create(&self.label)
             .inc();
         match self.queue.retry(&id, config.retry_for) {
-            Ok(attempt) => tracing::warn!(
-                webhook = self.name(),
-                url = config.shown_url(),
-                id,
-                attempt,
-                error = why,
-                "webhook delivery failed; it will be retried"
-            ),
+            Ok(attempt) => match self.failing.due() {
+                Some(held) => tracing::warn!(
+                    webhook = self.name(),
+                    url = config.shown_url(),
+                    id,
+                    attempt,
+                    error = why,
+                    failed_since_last_line = held,
+                    "webhook deliveries fail; they are retried (this line at most once a minute)"
+                ),
+                None => tracing::debug!(
+                    webhook = self.name(),
+                    id,
+                    attempt,
+                    error = why,
+                    "webhook delivery failed; it will be retried"
+                ),
+            },
             Err(()) => {
                 self.queue.remove(&id);
                 self.spool.give_up(id.clone(), body);

@@ -122,15 +122,98 @@ pub struct Origin {
     pub ip: std::net::IpAddr,
 }
 
+/// The most of a user name an event carries: a failed FTP login may
+/// bring 4 KiB of it.
+pub const MAX_USER_BYTES: usize = 256;
+
 impl Origin {
     /// An event of `kind` from this session.
     pub fn event(&self, kind: EventKind) -> Event {
+        let mut end = self.user.len().min(MAX_USER_BYTES);
+        while !self.user.is_char_boundary(end) {
+            end -= 1;
+        }
         Event {
             protocol: Some(self.protocol),
-            user: Some(self.user.clone()),
+            user: Some(self.user[..end].to_string()),
             ip: Some(self.ip.to_string()),
             ..Event::new(kind)
         }
+    }
+}
+
+/// What an event's end may add to it (size, digests, duration, an error):
+/// held with the room of an event reserved before it happens.
+const END_ROOM: u64 = 1024;
+
+/// Room held in the spool of every webhook that wants an event which has
+/// not happened yet (an upload's, until its close; a delete's, until the
+/// object is gone): the event is then never dropped for a full spool.
+/// Dropped unused, the room is given back.
+#[must_use = "the room is given back when dropped"]
+pub struct Reservation {
+    held: Vec<(Arc<delivery::Webhook>, u64)>,
+}
+
+impl Reservation {
+    /// Spools `event` into the room held for it.
+    pub fn emit(mut self, event: Event) -> Receipt {
+        if self.held.is_empty() {
+            return Receipt::none();
+        }
+        let body = bytes::Bytes::from(serde_json::to_vec(&event).expect("an event serialises"));
+        let receipts = self
+            .held
+            .drain(..)
+            .map(|(hook, room)| hook.take(&event, body.clone(), room.max(1)))
+            .collect();
+        Receipt(receipts)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        for (hook, room) in self.held.drain(..) {
+            hook.release(room);
+        }
+    }
+}
+
+/// Events of unauthenticated sources one source may cause per minute.
+pub const ANONYMOUS_PER_MINUTE: u32 = 10;
+
+/// Counts the events of unauthenticated sources by source, per minute.
+#[derive(Default)]
+struct AnonymousRate {
+    seen: Mutex<std::collections::HashMap<crate::auth::Source, (std::time::Instant, u32)>>,
+}
+
+impl AnonymousRate {
+    /// The sources it keeps at most: past that a new one waits for the
+    /// table to age.
+    const MAX_SOURCES: usize = 4096;
+
+    fn allow(&self, ip: &str) -> bool {
+        let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+            return true;
+        };
+        let source = crate::auth::Source::from(ip);
+        let now = std::time::Instant::now();
+        let minute = std::time::Duration::from_secs(60);
+        let mut seen = crate::base::lock(&self.seen);
+        if !seen.contains_key(&source) && seen.len() >= Self::MAX_SOURCES {
+            seen.retain(|_, (since, _)| now.duration_since(*since) < minute);
+            if seen.len() >= Self::MAX_SOURCES {
+                return false;
+            }
+        }
+        let (since, count) = seen.entry(source).or_insert((now, 0));
+        if now.duration_since(*since) >= minute {
+            *since = now;
+            *count = 0;
+        }
+        *count += 1;
+        *count <= ANONYMOUS_PER_MINUTE
     }
 }
 
@@ -156,6 +239,7 @@ impl Receipt {
 pub struct Events {
     hooks: Mutex<Vec<Arc<delivery::Webhook>>>,
     state_dir: PathBuf,
+    anonymous: AnonymousRate,
 }
 
 impl std::fmt::Debug for Events {
@@ -193,8 +277,8 @@ impl Events {
     /// the runtime.
     pub fn start(configs: &[WebhookConfig], state_dir: &Path) -> Result<Arc<Events>, SpoolError> {
         let events = Events {
-            hooks: Mutex::new(Vec::new()),
             state_dir: state_dir.to_path_buf(),
+            ..Events::default()
         };
         events.reload(configs)?;
         Ok(Arc::new(events))
@@ -242,10 +326,21 @@ impl Events {
         !crate::base::lock(&self.hooks).is_empty()
     }
 
-    /// Hands `event` to every webhook that wants it.
+    /// Hands `event` to every webhook that wants it, within the room its
+    /// spool has. An event of an unauthenticated source past its source's
+    /// rate ([`ANONYMOUS_PER_MINUTE`]) is dropped, counted.
     pub fn emit(&self, event: Event) -> Receipt {
         let hooks = crate::base::lock(&self.hooks);
         if hooks.is_empty() {
+            return Receipt::none();
+        }
+        if event.event.unauthenticated()
+            && !event
+                .ip
+                .as_deref()
+                .is_none_or(|ip| self.anonymous.allow(ip))
+        {
+            crate::metrics::get().events_rate_limited.inc();
             return Receipt::none();
         }
         let mut body = None;
@@ -254,9 +349,31 @@ impl Events {
             let body = body.get_or_insert_with(|| {
                 bytes::Bytes::from(serde_json::to_vec(&event).expect("an event serialises"))
             });
-            receipts.push(hook.take(&event, body.clone()));
+            receipts.push(hook.take(&event, body.clone(), 0));
         }
         Receipt(receipts)
+    }
+
+    /// Holds room for `event` (as it is known before it happens) in the
+    /// spool of every webhook that wants it; a webhook without that room
+    /// refuses, and the operation must not happen.
+    pub fn reserve(&self, event: &Event) -> Result<Reservation, crate::base::FsError> {
+        let hooks = crate::base::lock(&self.hooks);
+        let mut reservation = Reservation { held: Vec::new() };
+        let mut room = None;
+        for hook in hooks.iter().filter(|h| h.wants(event)) {
+            let room = *room.get_or_insert_with(|| {
+                serde_json::to_vec(event).map_or(0, |b| b.len() as u64) + END_ROOM
+            });
+            if !hook.reserve(room) {
+                return Err(crate::base::FsError::Busy(format!(
+                    "webhook {:?} cannot take the event of this operation (its spool is full); try again later",
+                    hook.name()
+                )));
+            }
+            reservation.held.push((hook.clone(), room));
+        }
+        Ok(reservation)
     }
 
     /// Puts webhook `name`'s given-up events back to be delivered: `None`

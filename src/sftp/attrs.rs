@@ -43,7 +43,8 @@ pub fn error_reply(e: &FsError) -> StatusReply {
         | FsError::Unsupported(_)
         | FsError::InvalidName(_)
         | FsError::Storage { .. }
-        | FsError::Aborted(_) => StatusCode::Failure,
+        | FsError::Aborted(_)
+        | FsError::Busy(_) => StatusCode::Failure,
     };
     status(code, e.client_message())
 }

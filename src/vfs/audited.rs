@@ -18,7 +18,7 @@ use super::transfers::{Ended, Progress};
 use super::{Download, FileStat, FsResult, Upload, UserPath, Vfs, WriteMode};
 use crate::base::Algorithm;
 use crate::config::EventKind;
-use crate::events::{Event, Events, Origin, Receipt};
+use crate::events::{Event, Events, Origin, Receipt, Reservation};
 use crate::live::{Direction, LiveSession, RecentOp};
 use crate::remote::Space;
 use async_trait::async_trait;
@@ -137,7 +137,16 @@ impl<V: Vfs> Audited<V> {
         call: impl Future<Output = FsResult<T>>,
     ) -> FsResult<T> {
         let started = Instant::now();
-        let result = call.await;
+        let event = self.event(op, path, to);
+        // A change is told for sure: room for its event first, or no change.
+        let reserved = match &event {
+            Some(e) if e.event.changes_files() => self.events.reserve(e).map(Some),
+            _ => Ok(None),
+        };
+        let result = match &reserved {
+            Ok(_) => call.await,
+            Err(e) => Err(e.clone()),
+        };
         FileOp {
             op,
             path: path.as_str(),
@@ -160,13 +169,18 @@ impl<V: Vfs> Audited<V> {
                 result.as_ref().err(),
             ));
         }
-        if let Some(event) = self.event(op, path, to) {
+        if let (Some(event), Ok(reserved)) = (event, reserved) {
             let event = Event {
                 duration_ms: Some(started.elapsed().as_millis() as u64),
                 ..event
             };
-            let error = result.as_ref().err().map(|e| e.client_message());
-            self.events.emit(event.failed(error)).wait().await;
+            let event = event.failed(result.as_ref().err().map(|e| e.client_message()));
+            match reserved {
+                Some(room) => room.emit(event),
+                None => self.events.emit(event),
+            }
+            .wait()
+            .await;
         }
         result
     }
@@ -178,6 +192,7 @@ impl<V: Vfs> Audited<V> {
         op: &'static str,
         path: &UserPath,
         started: Instant,
+        reserved: Option<Reservation>,
     ) -> impl FnOnce(Ended<'_>) -> Receipt + Send + Sync + 'static + use<V> {
         let path = path.clone();
         let (events, event) = (self.events.clone(), self.event(op, &path, None));
@@ -215,7 +230,11 @@ impl<V: Vfs> Audited<V> {
                 duration_ms: Some(started.elapsed().as_millis() as u64),
                 ..event
             };
-            events.emit(event.failed(ended.result.err().map(|e| e.client_message())))
+            let event = event.failed(ended.result.err().map(|e| e.client_message()));
+            match reserved {
+                Some(room) => room.emit(event),
+                None => events.emit(event),
+            }
         }
     }
 }
@@ -274,7 +293,7 @@ impl<V: Vfs> Vfs for Audited<V> {
     }
 
     async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download> {
-        let end = self.at_end("download", path, Instant::now());
+        let end = self.at_end("download", path, Instant::now(), None);
         let mut opened = self.vfs.open_read(path, offset).await;
         if let Ok(d) = &mut opened
             && let Some(meter) = self.meter(path, Direction::Download, Some(d.stat().size))
@@ -285,8 +304,23 @@ impl<V: Vfs> Vfs for Audited<V> {
     }
 
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
-        let end = self.at_end("upload", path, Instant::now());
-        let mut opened = self.vfs.open_write(path, mode).await;
+        let started = Instant::now();
+        // The upload's event has its room before a byte moves: a close
+        // never finds the spool full, and a full spool refuses the upload.
+        let reserved = match self.event("upload", path, None) {
+            Some(e) => Some(self.events.reserve(&e)),
+            None => None,
+        }
+        .transpose();
+        let (reserved, refused) = match reserved {
+            Ok(r) => (r, None),
+            Err(e) => (None, Some(e)),
+        };
+        let end = self.at_end("upload", path, started, reserved);
+        let mut opened = match refused {
+            Some(e) => Err(e),
+            None => self.vfs.open_write(path, mode).await,
+        };
         if let Ok(u) = &mut opened
             && let Some(meter) = self.meter(path, Direction::Upload, None)
         {
