@@ -307,11 +307,10 @@ impl<V: Vfs> Vfs for Audited<V> {
         let started = Instant::now();
         // The upload's event has its room before a byte moves: a close
         // never finds the spool full, and a full spool refuses the upload.
-        let reserved = match self.event("upload", path, None) {
-            Some(e) => Some(self.events.reserve(&e)),
-            None => None,
-        }
-        .transpose();
+        let reserved = self
+            .event("upload", path, None)
+            .map(|e| self.events.reserve(&e))
+            .transpose();
         let (reserved, refused) = match reserved {
             Ok(r) => (r, None),
             Err(e) => (None, Some(e)),
