@@ -67,7 +67,13 @@ where
                     Reply::new_with_string(ReplyCode::FileActionOkay, digest)
                 })
             };
-            let msg = match answer.await {
+            // The control loop gone (the client left), nobody waits for the
+            // answer: the read that computes it stops.
+            let answer = tokio::select! {
+                answer = answer => answer,
+                _ = tx.closed() => return,
+            };
+            let msg = match answer {
                 Ok(reply) => ControlChanMsg::CommandChannelReply(reply),
                 Err(err) => ControlChanMsg::StorageError(err),
             };
