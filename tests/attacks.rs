@@ -214,3 +214,157 @@ async fn a_flood_of_failed_logins_never_crowds_out_upload_events() {
     );
     g.stop().await;
 }
+
+/// Runs `sha256sum PATH` on a new channel of `h`; what it printed (stdout
+/// and stderr) and its exit status.
+async fn sha256sum(h: &gateway::SshHandle, path: &str) -> (String, u32) {
+    let mut channel = h.channel_open_session().await.unwrap();
+    channel
+        .exec(true, format!("sha256sum {path}"))
+        .await
+        .unwrap();
+    let mut printed = Vec::new();
+    let mut status = u32::MAX;
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            russh::ChannelMsg::Data { data } | russh::ChannelMsg::ExtendedData { data, .. } => {
+                printed.extend_from_slice(&data)
+            }
+            russh::ChannelMsg::ExitStatus { exit_status } => status = exit_status,
+            _ => {}
+        }
+    }
+    (String::from_utf8_lossy(&printed).to_string(), status)
+}
+
+/// Digests read through (no digest kept with the object): ten requests for
+/// one object at once cost one read, as many GETs as that object alone;
+/// a user's third read at once is refused as busy; and reads whose
+/// clients have left stop, freeing their places long before the S3
+/// answers they waited for. Before, each request read the whole object,
+/// detached, to its end.
+#[tokio::test(flavor = "multi_thread")]
+async fn digest_reads_are_shared_bounded_and_cancelled() {
+    let seen = common::Seen::default();
+    let record = seen.clone();
+    // GETs of shared/ref are held 1 s (the ten requests meet on one read);
+    // those of slow* are held 30 s (clients leave while they wait).
+    let proxy = common::fault_proxy_seeing(common::moto_endpoint(), move |req, _| {
+        let path = req
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let get = req.method == hyper::Method::GET && !path.contains('?');
+        record.push(req.method.clone(), path.clone());
+        match get {
+            true if path.contains("/alice/slow") => common::Fault::Stall(Duration::from_secs(30)),
+            true if path.contains("/alice/shared") || path.contains("/alice/ref") => {
+                common::Fault::Stall(Duration::from_secs(1))
+            }
+            _ => common::Fault::Pass,
+        }
+    })
+    .await;
+    let g = gateway::start_via(&format!("http://{proxy}"), "").await;
+    g.s3("import os\nbody = os.urandom(40 << 20)\n\
+         for k in ['shared.bin', 'ref.bin', 'slow1.bin', 'slow2.bin', 'slow3.bin']:\n\
+         \x20   s3.put_object(Bucket=bucket, Key='alice/' + k, Body=body)");
+    let expected = g.s3(
+        "import hashlib\nprint(hashlib.sha256(s3.get_object(Bucket=bucket, Key='alice/ref.bin')['Body'].read()).hexdigest())",
+    );
+    let connect = || async {
+        let stream = TcpStream::connect(g.addr).await.unwrap();
+        gateway::ssh_password(stream, "alice", PASSWORD)
+            .await
+            .unwrap()
+    };
+    // One read alone: the GETs it costs.
+    let h = connect().await;
+    let (out, status) = sha256sum(&h, "/ref.bin").await;
+    assert_eq!(
+        (out.split_whitespace().next(), status),
+        (Some(expected.trim()), 0),
+        "{out}"
+    );
+    let one_read = seen.gets_of(&g.bucket, "alice/ref.bin");
+    // Ten at once, over two connections, for one object.
+    let h2 = connect().await;
+    let asks = (0..10).map(|i| sha256sum(if i % 2 == 0 { &h } else { &h2 }, "/shared.bin"));
+    for (out, status) in futures::future::join_all(asks).await {
+        assert_eq!(
+            (out.split_whitespace().next(), status),
+            (Some(expected.trim()), 0),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        seen.gets_of(&g.bucket, "alice/shared.bin"),
+        one_read,
+        "ten asks, one read"
+    );
+
+    // Two slow reads: alice's places are taken; a third is refused at once.
+    let leaving = connect().await;
+    let slow = [
+        sha256sum(&leaving, "/slow1.bin"),
+        sha256sum(&leaving, "/slow2.bin"),
+    ];
+    let slow = futures::future::join_all(slow);
+    let held = async {
+        while seen.gets_of(&g.bucket, "alice/slow1.bin")
+            + seen.gets_of(&g.bucket, "alice/slow2.bin")
+            < 2
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let asked_at = std::time::Instant::now();
+        let (out, status) = sha256sum(&h2, "/slow3.bin").await;
+        assert_ne!(status, 0);
+        assert!(out.contains("busy"), "{out}");
+        asked_at
+    };
+    let asked_at = tokio::select! {
+        at = held => at,
+        _ = slow => panic!("the slow reads ended while S3 held their answers"),
+    };
+    // The client leaves: its reads stop and give their places back, while
+    // S3 still holds the answers they were waiting for.
+    leaving
+        .disconnect(russh::Disconnect::ByApplication, "", "")
+        .await
+        .unwrap();
+    drop(leaving);
+    loop {
+        let mut channel = h2.channel_open_session().await.unwrap();
+        channel.exec(true, "sha256sum /slow3.bin").await.unwrap();
+        let mut printed = Vec::new();
+        let mut waited = false;
+        // Busy is answered at once; an accepted read waits on S3's 30 s.
+        let first = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(msg) = channel.wait().await {
+                if let russh::ChannelMsg::ExtendedData { data, .. } = msg {
+                    printed.extend_from_slice(&data);
+                }
+            }
+        })
+        .await;
+        if first.is_err() {
+            waited = true;
+        }
+        if waited {
+            break;
+        }
+        assert!(
+            String::from_utf8_lossy(&printed).contains("busy"),
+            "{}",
+            String::from_utf8_lossy(&printed)
+        );
+        assert!(
+            asked_at.elapsed() < Duration::from_secs(25),
+            "the left reads kept their places until S3 answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    g.stop().await;
+}

@@ -449,7 +449,10 @@ async fn a_filesystem_remote_keeps_digests_beside_the_file() {
     let fresh = Arc::new(Remote::build(&f.config.remotes["store"]).unwrap());
     let l = ObjectLayer::new(fresh, budget);
     assert_eq!(
-        hex(&l.digest("kept.bin", Algorithm::Sha256).await.unwrap()),
+        hex(&l
+            .digest("kept.bin", Algorithm::Sha256, "test")
+            .await
+            .unwrap()),
         sha256
     );
 
@@ -459,7 +462,10 @@ async fn a_filesystem_remote_keeps_digests_beside_the_file() {
     std::fs::write(&file, &changed).unwrap();
     let now = hex(&sha2::Sha256::digest(&changed));
     assert_eq!(
-        hex(&l.digest("kept.bin", Algorithm::Sha256).await.unwrap()),
+        hex(&l
+            .digest("kept.bin", Algorithm::Sha256, "test")
+            .await
+            .unwrap()),
         now
     );
 }

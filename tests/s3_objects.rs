@@ -211,11 +211,11 @@ async fn uploads_keep_their_digests() {
         };
         assert_eq!(meta.trim(), expected, "{key}");
         assert_eq!(
-            hex(&l.digest(key, Algorithm::Sha256).await.unwrap()),
+            hex(&l.digest(key, Algorithm::Sha256, "test").await.unwrap()),
             sha256
         );
         assert_eq!(
-            hex(&l.digest(key, Algorithm::Md5).await.unwrap()),
+            hex(&l.digest(key, Algorithm::Md5, "test").await.unwrap()),
             hex(&md5)
         );
     }

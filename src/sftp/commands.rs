@@ -94,6 +94,15 @@ fn shell_words(text: &str) -> Option<Vec<String>> {
     Some(words)
 }
 
+/// Returns once the client has closed `channel`, or its session ended.
+async fn closed(channel: &mut russh::Channel<Msg>) {
+    while let Some(msg) = channel.wait().await {
+        if matches!(msg, ChannelMsg::Close) {
+            return;
+        }
+    }
+}
+
 /// Runs `command` on `channel`: its output, exit status, end.
 pub async fn run(command: Command, mut channel: russh::Channel<Msg>, vfs: impl Vfs) {
     let (out, err, status) = match command {
@@ -117,9 +126,17 @@ pub async fn run(command: Command, mut channel: russh::Channel<Msg>, vfs: impl V
             algorithm,
             path: Some(path),
         } => {
-            let digest = match UserPath::parse(&path) {
-                Ok(p) => vfs.digest(&p, algorithm).await,
-                Err(e) => Err(e),
+            let digest = async {
+                match UserPath::parse(&path) {
+                    Ok(p) => vfs.digest(&p, algorithm).await,
+                    Err(e) => Err(e),
+                }
+            };
+            // A client that closes the channel (or whose session ends) before
+            // the answer stops the read that computes it.
+            let digest = tokio::select! {
+                digest = digest => digest,
+                _ = closed(&mut channel) => return,
             };
             match digest {
                 Ok(d) => (

@@ -8,6 +8,7 @@
 
 pub mod audited;
 pub mod budget;
+mod digest_reads;
 pub mod download;
 mod hashing;
 mod known_dirs;
@@ -158,11 +159,13 @@ pub struct Storage {
 impl Storage {
     /// Every remote's object layer, all drawing from one memory `budget`.
     pub fn new(remotes: &Remotes, budget: &Budget) -> Self {
+        let digest_reads = digest_reads::DigestReads::default();
         Storage {
             layers: remotes
                 .iter()
                 .map(|r| {
-                    let layer = ObjectLayer::new(r.clone(), budget.clone());
+                    let layer = ObjectLayer::new(r.clone(), budget.clone())
+                        .with_digest_reads(digest_reads.clone());
                     (r.name().to_string(), Arc::new(layer))
                 })
                 .collect(),

@@ -295,7 +295,7 @@ impl Vfs for UserVfs {
     /// Needs the right to download: a digest tells about the content.
     async fn digest(&self, path: &UserPath, algorithm: Algorithm) -> FsResult<Vec<u8>> {
         let r = self.allowed(path, Permission::Download)?;
-        r.mount.layer.digest(&r.key, algorithm).await
+        r.mount.layer.digest(&r.key, algorithm, self.user()).await
     }
 
     fn locate(&self, path: &UserPath) -> Option<super::Located> {

@@ -2,6 +2,7 @@
 //! Knows nothing of users, mounts or permissions (that is `mount.rs`).
 
 use super::budget::{Budget, Held};
+use super::digest_reads::DigestReads;
 use super::download::{Download, Whole};
 use super::known_dirs::KnownDirs;
 use super::renames::Renames;
@@ -12,6 +13,7 @@ use super::{FileStat, FsError, FsResult};
 use crate::base::{Algorithm, Checksums, Hashers};
 use crate::remote::{Kept, Remote, Space, TreeEntry};
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetResult, ObjectStore, ObjectStoreExt};
@@ -36,6 +38,7 @@ pub struct ObjectLayer {
     renames: Renames,
     /// Keys a prefetched body depends on, told of every change here.
     watches: Arc<Watches>,
+    digest_reads: DigestReads,
 }
 
 fn object_path(key: &str) -> FsResult<Path> {
@@ -56,6 +59,7 @@ impl ObjectLayer {
             budget,
             renames: Renames::default(),
             watches,
+            digest_reads: DigestReads::default(),
         }
     }
 
@@ -65,6 +69,12 @@ impl ObjectLayer {
 
     pub fn budget(&self) -> &Budget {
         &self.budget
+    }
+
+    /// Shares the gateway's bounds on digest reads (otherwise the layer's own).
+    pub fn with_digest_reads(mut self, reads: DigestReads) -> Self {
+        self.digest_reads = reads;
+        self
     }
 
     /// Watches `key` for a change made through this gateway.
@@ -378,8 +388,10 @@ impl ObjectLayer {
 
     /// The digest of file `key`: kept with the object by the upload that
     /// wrote it, or computed by reading it through (one read-ahead's worth
-    /// of memory), up to the remote's `checksum_read_limit`.
-    pub async fn digest(&self, key: &str, algorithm: Algorithm) -> FsResult<Vec<u8>> {
+    /// of memory), up to the remote's `checksum_read_limit`, for `reader`:
+    /// such reads are shared, bounded and stopped when nobody waits for
+    /// them ([`DigestReads`]).
+    pub async fn digest(&self, key: &str, algorithm: Algorithm, reader: &str) -> FsResult<Vec<u8>> {
         if key.is_empty() || self.uploads.get(key).is_some() {
             return Err(FsError::Unsupported(
                 "not a file, or one still being written".into(),
@@ -408,43 +420,50 @@ impl ObjectLayer {
                 crate::config::units::format_size(limit),
             )));
         }
-        // Pinned to the ETag seen: the digest is of that version, or none.
-        let store = self.remote.store().clone();
-        let mut download = Download::new(
-            store,
-            object_path(key)?,
-            stat,
-            etag.clone(),
-            0,
-            self.budget.clone(),
+        let version = (
+            self.remote.name().to_string(),
+            key.to_string(),
+            etag.clone().unwrap_or_default(),
+            algorithm,
         );
-        // Each MiB is hashed off the async threads while the read-ahead
-        // fetches the next; one at a time, so memory stays the read-ahead's.
-        let mut hashers = Hashers::new(Checksums::only(algorithm));
-        loop {
-            let chunk = download.read_next(1 << 20).await?;
-            if chunk.is_empty() {
-                break;
+        let (remote, budget, path) = (self.remote.clone(), self.budget.clone(), object_path(key)?);
+        let key = key.to_string();
+        let read = move || {
+            async move {
+                // Pinned to the ETag seen: the digest is of that version, or none.
+                let store = remote.store().clone();
+                let mut download = Download::new(store, path, stat, etag.clone(), 0, budget);
+                // Each MiB is hashed off the async threads while the read-ahead
+                // fetches the next; one at a time, so memory stays the read-ahead's.
+                let mut hashers = Hashers::new(Checksums::only(algorithm));
+                loop {
+                    let chunk = download.read_next(1 << 20).await?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    let hashing = move || {
+                        hashers.update(&chunk);
+                        hashers
+                    };
+                    hashers = tokio::task::spawn_blocking(hashing)
+                        .await
+                        .map_err(FsError::storage)?;
+                }
+                let digest = hashers
+                    .finish()
+                    .get(algorithm)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
+                if let Some(e) = &etag {
+                    remote
+                        .known_digests()
+                        .insert(&key, e, algorithm, digest.clone());
+                }
+                Ok(digest)
             }
-            let hashing = move || {
-                hashers.update(&chunk);
-                hashers
-            };
-            hashers = tokio::task::spawn_blocking(hashing)
-                .await
-                .map_err(FsError::storage)?;
-        }
-        let digests = hashers.finish();
-        let digest = digests
-            .get(algorithm)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default();
-        if let Some(e) = &etag {
-            self.remote
-                .known_digests()
-                .insert(key, e, algorithm, digest.clone());
-        }
-        Ok(digest)
+            .boxed()
+        };
+        self.digest_reads.digest(reader, version, read).await
     }
 
     /// Stores a client-set mtime when the remote keeps them; otherwise accepted and ignored.

@@ -249,6 +249,11 @@ pub async fn fault_proxy_with(
 pub struct Seen(Arc<std::sync::Mutex<Vec<(hyper::Method, String)>>>);
 
 impl Seen {
+    /// Records a request, for a proxy rule of a test's own.
+    pub fn push(&self, method: hyper::Method, path: String) {
+        self.0.lock().unwrap().push((method, path));
+    }
+
     /// GETs of object `key` (no listings, no HEADs).
     pub fn gets_of(&self, bucket: &str, key: &str) -> usize {
         let path = format!("/{bucket}/{key}");
@@ -279,11 +284,7 @@ pub async fn counting_proxy(upstream: String) -> (SocketAddr, Seen) {
     let record = seen.clone();
     let addr = fault_proxy_seeing(upstream, move |req, _| {
         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        record
-            .0
-            .lock()
-            .unwrap()
-            .push((req.method.clone(), path.to_string()));
+        record.push(req.method.clone(), path.to_string());
         Fault::Pass
     })
     .await;
