@@ -215,6 +215,14 @@ async fn a_flood_of_failed_logins_never_crowds_out_upload_events() {
     g.stop().await;
 }
 
+/// alice, logged in over SSH with her password.
+async fn alice_over_ssh(addr: SocketAddr) -> gateway::SshHandle {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    gateway::ssh_password(stream, "alice", PASSWORD)
+        .await
+        .unwrap()
+}
+
 /// Runs `sha256sum PATH` on a new channel of `h`; what it printed (stdout
 /// and stderr) and its exit status.
 async fn sha256sum(h: &gateway::SshHandle, path: &str) -> (String, u32) {
@@ -273,12 +281,7 @@ async fn digest_reads_are_shared_bounded_and_cancelled() {
     let expected = g.s3(
         "import hashlib\nprint(hashlib.sha256(s3.get_object(Bucket=bucket, Key='alice/ref.bin')['Body'].read()).hexdigest())",
     );
-    let connect = || async {
-        let stream = TcpStream::connect(g.addr).await.unwrap();
-        gateway::ssh_password(stream, "alice", PASSWORD)
-            .await
-            .unwrap()
-    };
+    let connect = || alice_over_ssh(g.addr);
     // One read alone: the GETs it costs.
     let h = connect().await;
     let (out, status) = sha256sum(&h, "/ref.bin").await;
