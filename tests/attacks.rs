@@ -371,3 +371,54 @@ async fn digest_reads_are_shared_bounded_and_cancelled() {
     }
     g.stop().await;
 }
+
+/// A directory that answers a bind with a message announcing 2 GiB and
+/// streams it: the gateway takes at most 4 MiB of it (plus what sockets
+/// hold) before it cuts the connection, and the login fails. Before,
+/// ldap3 buffered the message (1 GiB within the 5 s timeout, 32 logins at
+/// once). The fake counts what it managed to send.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_streaming_a_huge_answer_is_cut() {
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ldap://{}", fake.local_addr().unwrap());
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = sent.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = fake.accept().await else {
+                return;
+            };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                // The bind request, whatever it is, then the answer's header:
+                // SEQUENCE of 0x7fffffff bytes, and zeros for ever.
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                let header = [0x30u8, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01];
+                if stream.write_all(&header).await.is_err() {
+                    return;
+                }
+                let chunk = vec![0u8; 64 << 10];
+                while stream.write_all(&chunk).await.is_ok() {
+                    counted.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let tables = format!(
+        "[auth.ldap]\nurl = \"{url}\"\nstarttls = false\nuser_dn = \"uid={{user}},ou=people,dc=example,dc=com\"\ngroup_base = \"ou=groups,dc=example,dc=com\"\ntimeout = \"5s\"\n\n[[auth.templates]]\nname = \"partners\"\nldap_groups = [\"partners\"]\nhome = \"store:/ldap/{{user}}\"\n"
+    );
+    let g = gateway::start_with_tables(&tables).await;
+    let stream = TcpStream::connect(g.addr).await.unwrap();
+    let login = gateway::ssh_password(stream, "lena", "any password").await;
+    assert!(login.is_err(), "a login with no directory answer");
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        sent < 32 << 20,
+        "the fake directory pushed {} MiB into one login",
+        sent >> 20
+    );
+    // A user of the file still logs in.
+    gateway::alice(&g).await;
+    g.stop().await;
+}

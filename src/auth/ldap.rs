@@ -20,6 +20,71 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::Arc;
 
+/// The most one login's connection takes from the directory. ldap3 holds
+/// a whole message in memory before decoding it, whatever length it
+/// announces: a directory (or anyone in the path of a plain `ldap://`)
+/// streaming a 2 GiB answer made one login buffer 1 GiB within its
+/// timeout. A login needs a few kilobytes.
+pub const MAX_ANSWER: u64 = 4 << 20;
+
+/// A connection to the directory at `url` that ldap3 speaks over (TLS and
+/// all, so it still checks the directory's name): a loopback socket whose
+/// other end a relay joins to the directory, counting what the directory
+/// sends and cutting both past [`MAX_ANSWER`].
+async fn bounded(url: &str) -> Result<std::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let url = url::Url::parse(url).map_err(|e| DirectoryError::Answer(format!("the url: {e}")))?;
+    let port = url
+        .port()
+        .unwrap_or(if url.scheme() == "ldaps" { 636 } else { 389 });
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .unwrap_or("localhost");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let directory = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(LdapError::from)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(LdapError::from)?;
+    let at = listener.local_addr().map_err(LdapError::from)?;
+    let (ours, theirs) = tokio::join!(tokio::net::TcpStream::connect(at), listener.accept());
+    let ours = ours.map_err(LdapError::from)?;
+    let (theirs, peer) = theirs.map_err(LdapError::from)?;
+    // Only the socket made here, not another local process.
+    if Some(peer) != ours.local_addr().ok() {
+        return Err(DirectoryError::Answer(
+            "the relay to the directory was joined by another process".into(),
+        ));
+    }
+    tokio::spawn(async move {
+        let (mut from_dir, mut to_dir) = directory.into_split();
+        let (mut from_us, mut to_us) = theirs.into_split();
+        let down = async {
+            let mut limited = tokio::io::AsyncReadExt::take(&mut from_dir, MAX_ANSWER);
+            let n = tokio::io::copy(&mut limited, &mut to_us).await.unwrap_or(0);
+            if n >= MAX_ANSWER {
+                tracing::error!(
+                    limit = MAX_ANSWER,
+                    "the directory sent more than 4 MiB on one login's connection; cut (a directory this large an answer is broken, or someone is in its path)"
+                );
+            }
+            let _ = to_us.shutdown().await;
+        };
+        let up = async {
+            let _ = tokio::io::copy(&mut from_us, &mut to_dir).await;
+            let _ = to_dir.shutdown().await;
+        };
+        // Either side ending ends the relay.
+        tokio::select! {
+            _ = down => {}
+            _ = up => {}
+        }
+    });
+    ours.into_std().map_err(|e| LdapError::from(e).into())
+}
+
 /// LDAP result codes the login reads (RFC 4511, appendix A).
 const SUCCESS: u32 = 0;
 const NO_SUCH_OBJECT: u32 = 32;
@@ -141,9 +206,15 @@ impl LdapSource {
     }
 
     async fn connect(&self) -> Result<Ldap> {
+        let stream = tokio::time::timeout(self.config.timeout, bounded(&self.config.url))
+            .await
+            .map_err(|_| {
+                DirectoryError::Answer("the directory did not accept a connection in time".into())
+            })??;
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(self.config.timeout)
-            .set_starttls(self.config.starttls);
+            .set_starttls(self.config.starttls)
+            .set_std_stream(ldap3::StdStream::Tcp(stream));
         if let Some(tls) = &self.tls {
             settings = settings.set_config(tls.clone());
         }
