@@ -27,8 +27,10 @@ pub const MAX_SOURCES: usize = 65_536;
 pub const CHECKS_PER_SOURCE: usize = 2;
 
 /// Logins of one source waiting for a turn; past that they are refused at
-/// once, so a burst from one source queues no further.
-pub const WAITING_PER_SOURCE: usize = 8;
+/// once, so a burst from one source queues no further. (An office behind
+/// one address logging in at nine: the session listeners already hold at
+/// most `max_unauthenticated_per_source`, 16, connections of a source.)
+pub const WAITING_PER_SOURCE: usize = 32;
 
 /// An IPv4 address, or the /64 an IPv6 address is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

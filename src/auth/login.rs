@@ -16,6 +16,10 @@ use std::sync::{Arc, RwLock};
 pub enum LoginError {
     #[error("no such user")]
     UnknownUser,
+    /// The name breaks the rule of user names ([`crate::base::check_user_name`]):
+    /// no source is asked.
+    #[error("not a user name: {0}")]
+    BadName(String),
     #[error("address {0} is not in the user's allowed_ips")]
     AddressNotAllowed(IpAddr),
     #[error("wrong password")]
@@ -178,7 +182,7 @@ impl Users {
             .await;
         if matches!(
             checked,
-            Err(LoginError::UnknownUser | LoginError::NoPassword)
+            Err(LoginError::UnknownUser | LoginError::NoPassword | LoginError::BadName(_))
         ) {
             super::check_password(dummy_hash().to_string(), password.to_string()).await;
         }
@@ -206,6 +210,7 @@ impl Sources {
         attempt: Attempt,
         credential: &Credential<'_>,
     ) -> Result<Identified, LoginError> {
+        crate::base::check_user_name(name).map_err(LoginError::BadName)?;
         for &source in &self.order {
             let answer = match source {
                 SourceKind::File => self.file.check(name, credential).await,

@@ -12,7 +12,7 @@ mod tls_server;
 
 pub use digests::{Algorithm, Checksums, Digests, Hashers, hex};
 pub use error::{FsError, FsResult};
-pub use names::{MAX_KEY_BYTES, check_segment};
+pub use names::{MAX_KEY_BYTES, MAX_USER_NAME, check_segment, check_user_name};
 pub use outbound::{http_client, tls_client_config};
 pub use tls_server::{TlsError, server_config};
 

@@ -1066,17 +1066,13 @@ fn validate_user(
     let u = spanned.get_ref();
     let key = |k: &str| join_key(table, k);
     let name = match &u.name {
-        Some(n) if !n.get_ref().is_empty() && !n.get_ref().contains([':', '/', ' ']) => {
-            n.get_ref().clone()
-        }
-        Some(n) => {
-            cx.at(
-                n,
-                &key("name"),
-                "must be non-empty, without ':', '/' or spaces",
-            );
-            return None;
-        }
+        Some(n) => match crate::base::check_user_name(n.get_ref()) {
+            Ok(()) => n.get_ref().clone(),
+            Err(e) => {
+                cx.at(n, &key("name"), &e);
+                return None;
+            }
+        },
         None => {
             cx.problem(line, &key("name"), "is required");
             return None;
