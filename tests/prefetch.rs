@@ -403,3 +403,43 @@ async fn a_spent_budget_fetches_nothing_ahead() {
     );
     assert_eq!(m.prefetch_misses.get() - misses, 20);
 }
+
+/// The attack of issue 30: sessions that ramp their prefetch up in one
+/// folder, then list other folders and open one file in each. The pace
+/// does not carry over to a folder the client only glanced at, and a
+/// session's fetches ahead stay paid for by its opens: S3 GETs at most
+/// twice the opens plus the allowance of each session (`MAX_DEBT`, 64).
+/// Before, 20 sessions made 700 opens cost 5 702 GETs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramp_then_a_jump_costs_at_most_twice_the_opens() {
+    let _one = serial().await;
+    let (g, seen) = gateway("").await;
+    small_files(&g, "ramp", 100);
+    for d in 0..10 {
+        small_files(&g, &format!("jump{d}"), 100);
+    }
+    let before = seen.gets_under(&g.bucket, "alice/");
+    let mut opens = 0;
+    let sessions = 3;
+    for _ in 0..sessions {
+        let (_h, s) = alice(&g).await;
+        list(&s, "/ramp").await;
+        for i in 0..30 {
+            fetch(&s, &format!("/ramp/{}", name(i))).await.unwrap();
+            opens += 1;
+        }
+        for d in 0..10 {
+            list(&s, &format!("/jump{d}")).await;
+            fetch(&s, &format!("/jump{d}/{}", name(50))).await.unwrap();
+            opens += 1;
+        }
+    }
+    let bucket = g.bucket.clone();
+    g.stop().await;
+    let gets = seen.gets_under(&bucket, "alice/") - before;
+    let bound = 2 * opens + sessions * 64;
+    assert!(
+        gets <= bound,
+        "{gets} GETs for {opens} opens (at most {bound})"
+    );
+}

@@ -14,12 +14,16 @@
 //! back to two at an open out of the listing's order. A session walking a
 //! tree keeps its pace from folder to folder: the first files of the next
 //! folder it lists are fetched as they are listed, so `get -r` does not
-//! wait for each folder's first file; a listing whose files it then does
-//! not open sets it back to two. A client that lists a thousand files and
+//! wait for each folder's first file. The pace carries over only from a
+//! folder the client walked through (it opened at least half of what was
+//! fetched ahead there): one that lists and opens little starts each
+//! folder at two. A client that lists a thousand files and
 //! fetches one costs two GETs more.
 //!
 //! Bounds, per session: files of at most [`MAX_FILE`], at most
-//! [`MAX_AHEAD`] fetched or in flight (16 MiB), every byte drawn from the
+//! [`MAX_AHEAD`] fetched or in flight (16 MiB), at most [`MAX_DEBT`]
+//! fetched that its opens have not paid for (so its GETs stay within
+//! twice its opens plus that, however it browses), every byte drawn from the
 //! read-ahead pool of the gateway's memory budget, never waited for (when
 //! it is short, nothing is prefetched); names of recent listings up to
 //! [`LISTED_BYTES`]. What the client has gone past, in this listing or by
@@ -70,7 +74,16 @@ struct State {
     /// By listing and place in it.
     ahead: HashMap<(u64, usize), Ahead>,
     depth: usize,
+    /// Files fetched ahead that no open has paid for yet: each fetch adds
+    /// one, each open of a listed file takes one away, and one more when
+    /// it was fetched ahead. At [`MAX_DEBT`] nothing more is fetched.
+    debt: usize,
 }
+
+/// The most a session fetches ahead beyond what its opens paid for: its
+/// prefetch GETs stay within twice its opens plus this, whatever it does
+/// (ramp up in one folder, then list others and open little).
+pub const MAX_DEBT: usize = MAX_AHEAD;
 
 struct Listing {
     id: u64,
@@ -85,6 +98,9 @@ struct Listing {
     /// whether the client opened any of its files since.
     started_ahead: bool,
     opened: bool,
+    /// Files of it fetched ahead, and of those the ones an open took.
+    fetched: usize,
+    hits: usize,
 }
 
 struct Listed {
@@ -218,7 +234,7 @@ impl State {
     /// Fetches the files of listing `id` from place `from` on, as far as
     /// the session's depth and bounds allow.
     fn fetch_ahead(&mut self, id: u64, from: usize) {
-        let Some(l) = self.listings.iter().rev().find(|l| l.id == id) else {
+        let Some(l) = self.listings.iter_mut().rev().find(|l| l.id == id) else {
             return;
         };
         let (layer, window) = (l.layer.clone(), l.layer.remote().prefetch_window());
@@ -230,8 +246,9 @@ impl State {
             .take(self.depth)
             .map(|(i, f)| (i, join(&l.dir, &f.name), f.size, f.etag.clone()))
             .collect();
+        let mut started = 0;
         for (i, key, size, etag) in wanted {
-            if self.ahead.len() >= MAX_AHEAD {
+            if self.ahead.len() >= MAX_AHEAD || self.debt >= MAX_DEBT {
                 break;
             }
             if self.ahead.contains_key(&(id, i)) {
@@ -242,6 +259,11 @@ impl State {
             };
             self.ahead
                 .insert((id, i), fetch(layer.clone(), key, etag, held, window));
+            self.debt += 1;
+            started += 1;
+        }
+        if let Some(l) = self.listings.iter_mut().rev().find(|l| l.id == id) {
+            l.fetched += started;
         }
     }
 }
@@ -279,11 +301,12 @@ impl Prefetch {
             return None;
         }
         let mut s = lock(&self.0);
-        // The client listed again without opening what the last listing
-        // had fetched ahead: it browses rather than walks.
+        // The pace carries over to a new folder only from one the client
+        // walked through: it opened most of what was fetched ahead there.
+        // Otherwise it browses, and opens little of what it lists.
         if s.listings
             .back()
-            .is_some_and(|l| l.started_ahead && !l.opened)
+            .is_some_and(|l| l.fetched > 0 && l.hits * 2 < l.fetched)
         {
             s.depth = FIRST_DEPTH;
         }
@@ -310,6 +333,8 @@ impl Prefetch {
             cursor: 0,
             started_ahead: false,
             opened: false,
+            fetched: 0,
+            hits: 0,
         });
         s.listed_bytes += bytes;
         Some(Recorder {
@@ -344,6 +369,14 @@ impl Prefetch {
         let window = layer.remote().prefetch_window();
         let walking = s.ahead.keys().any(|(lid, _)| *lid == id);
         let taken = s.ahead.remove(&(id, at));
+        // This open pays for one fetch ahead; one it took, for another.
+        let paid = 1 + usize::from(taken.is_some());
+        s.debt = s.debt.saturating_sub(paid);
+        if taken.is_some()
+            && let Some(l) = s.listings.iter_mut().rev().find(|l| l.id == id)
+        {
+            l.hits += 1;
+        }
         // The client went past these, or on to another folder.
         s.ahead.retain(|(lid, i), _| *lid == id && *i > at);
         s.depth = match (&taken, walking) {
