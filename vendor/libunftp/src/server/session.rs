@@ -223,10 +223,14 @@ where
 /// `path` joined to `cwd` with `.` and `..` resolved as names: PWD after
 /// `CWD ..` shows the folder the client is in, not `/a/..`, and `MLST f`
 /// after `CWD /in` is `/in/f`. `..` at the root stays at the root.
+/// A trailing `/` is kept: the storage back end decides what a name
+/// ending in `/` means (bucketgate refuses it as a file name).
 pub(crate) fn resolve<P: AsRef<std::path::Path>>(cwd: &std::path::Path, path: P) -> PathBuf {
     use std::path::Component;
     let mut normal = PathBuf::from("/");
-    for component in cwd.join(path).components() {
+    let trailing = path.as_ref().as_os_str().as_encoded_bytes().ends_with(b"/");
+    let joined = cwd.join(path);
+    for component in joined.components() {
         match component {
             Component::Normal(name) => normal.push(name),
             Component::ParentDir => {
@@ -234,6 +238,9 @@ pub(crate) fn resolve<P: AsRef<std::path::Path>>(cwd: &std::path::Path, path: P)
             }
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
+    }
+    if trailing && normal.as_os_str() != "/" {
+        normal.as_mut_os_string().push("/");
     }
     normal
 }

@@ -44,7 +44,8 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let storage: Arc<Storage> = Arc::clone(&session.storage);
-        let path = session.resolve(&self.path);
+        // A folder is where the client is: `CWD sub/` is `sub`.
+        let path = session.resolve(self.path.components().as_path());
         let tx_success = args.tx_control_chan.clone();
         let tx_fail = args.tx_control_chan.clone();
         let logger = args.logger;
