@@ -34,6 +34,8 @@
 //! [`vfs::UserVfs`] → [`vfs::objects`] (`rename`) → the remote's store
 //! (`copy_if_not_exists` / `rename`), one file per layer.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod auth;
 pub mod base;
