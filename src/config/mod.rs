@@ -6,6 +6,7 @@
 //! below (`validate.rs`), which the rest of the gateway uses.
 
 mod auth;
+mod memory;
 mod permissions;
 mod raw;
 pub mod units;

@@ -1,6 +1,7 @@
 //! Raw config → validated [`Config`], collecting every problem with its line.
 //! Defaults live here, one place, next to the check of each key.
 
+use super::memory::{MIN_MEMORY_BUDGET, default_memory_budget};
 use super::raw::*;
 use super::units::{parse_duration, parse_size};
 use super::*;
@@ -632,23 +633,6 @@ fn validate_server(cx: &mut Ctx<'_>, s: &RawServer) -> ServerConfig {
             }
         },
     }
-}
-
-/// The smallest memory budget accepted: a few default parts.
-const MIN_MEMORY_BUDGET: u64 = 32 * MIB;
-
-/// A quarter of the machine's memory (at least [`MIN_MEMORY_BUDGET`]):
-/// what the gateway's buffers may take when the config does not say.
-pub fn default_memory_budget() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(4 << 30, |kib| kib << 10);
-    (total / 4).max(MIN_MEMORY_BUDGET)
 }
 
 fn validate_admin(cx: &mut Ctx<'_>, spanned: &Spanned<RawAdmin>) -> AdminConfig {
