@@ -4,7 +4,8 @@
 //! from outside (login deadline, shutdown), and the outcome of its login.
 
 use crate::auth::{
-    Admitted, Attempt, Identified, LoginError, NotLoggedIn, PreLogin, SessionLimits, Turn, Users,
+    Admitted, Attempt, Identified, LimitError, LoginError, NotLoggedIn, PreLogin, SessionLimits,
+    Turn, Users,
 };
 use crate::config::EventKind;
 use crate::config::UserConfig;
@@ -108,8 +109,17 @@ impl SessionContext {
                 },
                 slot,
             )),
+            // The ban was logged when it began; of its refusals, the first
+            // (the rest are counted in `banned_connections`). A source past
+            // its connections not logged in is the client's doing.
+            Err(e @ LimitError::Banned(_)) => {
+                if self.limits.bans().first_refusal(client.ip()) {
+                    tracing::info!(peer = %client, protocol, reason = %e, "connection refused; further refusals of this ban are counted, not logged");
+                }
+                None
+            }
             Err(e) => {
-                tracing::warn!(peer = %client, protocol, reason = %e, "connection refused");
+                tracing::info!(peer = %client, protocol, reason = %e, "connection refused");
                 None
             }
         }

@@ -422,3 +422,34 @@ async fn a_directory_streaming_a_huge_answer_is_cut() {
     gateway::alice(&g).await;
     g.stop().await;
 }
+
+/// A banned source that keeps connecting: its refusals are counted, and
+/// one of them logged per ban, not one line each (a flood filled the log
+/// with a WARN per connection).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_banned_flood_is_logged_once() {
+    let served = Served::start_with("", &user("alice"));
+    // The served config bans after 2 failures.
+    for _ in 0..2 {
+        let stream = TcpStream::connect(served.sftp).await.unwrap();
+        assert!(
+            gateway::ssh_password(stream, "alice", "wrong")
+                .await
+                .is_err()
+        );
+    }
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(served.sftp).await.unwrap();
+        let mut buf = [0u8; 64];
+        // Closed before any banner.
+        assert_eq!(stream.read(&mut buf).await.unwrap_or(0), 0);
+    }
+    served.log_line("further refusals of this ban are counted");
+    let log = std::fs::read_to_string(served.dir.path().join("log")).unwrap();
+    let refused = log
+        .lines()
+        .filter(|l| l.contains("connection refused"))
+        .count();
+    assert_eq!(refused, 1, "{log}");
+    assert!(!log.contains("\"level\":\"WARN\",\"fields\":{\"message\":\"connection refused"));
+}

@@ -91,6 +91,8 @@ struct Record {
     checking: usize,
     /// Logins waiting for a turn.
     waiting: usize,
+    /// Whether a connection refused during the current ban was logged.
+    refusal_logged: bool,
 }
 
 impl Record {
@@ -242,9 +244,23 @@ impl Bans {
         if record.failures.len() >= self.threshold {
             record.failures.clear();
             record.banned_until = Some(now + self.ban_time);
+            record.refusal_logged = false;
             return true;
         }
         false
+    }
+
+    /// Whether a connection of banned `ip` refused now is the first of its
+    /// ban: only that one is logged, so a flood does not fill the log.
+    pub fn first_refusal(&self, ip: IpAddr) -> bool {
+        let mut table = crate::base::lock(&self.table);
+        match table.get_mut(&Source::from(ip)) {
+            Some(r) if !r.refusal_logged => {
+                r.refusal_logged = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A login from `ip` succeeded: its failures are forgotten.
