@@ -312,10 +312,12 @@ async fn unknown_users_and_wrong_passwords_take_the_same_time() {
         ("FTP", ftp_known, ftp_unknown),
         ("SSH", ssh_known, ssh_unknown),
     ] {
+        // A ratio, not a time (DESIGN §5): without the dummy hash an
+        // unknown user's SSH refusal came in a fiftieth of the time.
         let (k, u) = (median(known.clone()), median(unknown.clone()));
-        let gap = k.abs_diff(u);
+        let ratio = u.as_secs_f64() / k.as_secs_f64();
         assert!(
-            gap < Duration::from_millis(15),
+            (0.5..2.0).contains(&ratio),
             "{what}: wrong password {k:?} (all {known:?}), unknown user {u:?} (all {unknown:?})"
         );
     }
@@ -326,7 +328,7 @@ async fn unknown_users_and_wrong_passwords_take_the_same_time() {
 /// time: another user's transfers still get theirs, and so does its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_session_cannot_take_every_passive_port() {
-    let g = gateway::start_ftp("passive_ports = \"41000-41004\"").await;
+    let g = gateway::start_ftp("passive_ports = \"31000-31004\"").await;
     let mut hog = RawFtp::login(&g, "alice").await;
     for i in 0..200 {
         let reply = hog.cmd(if i % 2 == 0 { "PASV" } else { "EPSV" }).await;

@@ -180,11 +180,12 @@ impl russh::server::Handler for SshSession {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Ok(slot) = self.caps.channels.clone().try_acquire_owned() else {
-            let _enter = self.span.enter();
-            tracing::info!(
-                max_channels = self.caps.max_channels,
-                "refused a channel: the connection has max_channels open"
-            );
+            self.span.in_scope(|| {
+                tracing::info!(
+                    max_channels = self.caps.max_channels,
+                    "refused a channel: the connection has max_channels open"
+                )
+            });
             reply
                 .reject(russh::ChannelOpenFailure::ResourceShortage)
                 .await;

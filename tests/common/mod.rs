@@ -14,43 +14,87 @@ pub const ACCESS_KEY: &str = "testing";
 pub const SECRET_KEY: &str = "testing-secret";
 
 /// One moto_server per test binary, on a free loopback port. It dies with us
-/// (PR_SET_PDEATHSIG), so no server outlives a test run.
+/// (PR_SET_PDEATHSIG), so no server outlives a test run. The port is
+/// picked by binding and letting go, so another process may take it
+/// first: then moto exits, or another server answers, and the start is
+/// tried again on another port.
 pub fn moto_endpoint() -> String {
     static MOTO: OnceLock<String> = OnceLock::new();
     MOTO.get_or_init(|| {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        // PR_SET_PDEATHSIG follows the spawning *thread*: spawn from one that lives as long as the process.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut cmd = Command::new("moto_server");
-            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
+        for _ in 0..5 {
+            if let Some(endpoint) = start_moto() {
+                return endpoint;
             }
-            let spawned: Result<Child, String> = cmd
-                .spawn()
-                .map_err(|e| format!("moto_server must be installed for the S3 tests: pip install 'moto[server]' (.ci/run does it): {e}"));
-            let ok = spawned.is_ok();
-            tx.send(spawned.map(|_| ())).unwrap();
-            if ok {
-                loop {
-                    std::thread::park();
-                }
-            }
-        });
-        rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(100));
         }
-        format!("http://127.0.0.1:{port}")
+        panic!("moto_server did not start on any of 5 ports");
     })
     .clone()
+}
+
+/// One try: moto on a free port, once it answers as moto; `None` if it
+/// exited (its port was taken) or another server answers there.
+fn start_moto() -> Option<String> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let exited = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // PR_SET_PDEATHSIG follows the spawning *thread*: spawn from one that lives as long as the process.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watch = exited.clone();
+    std::thread::spawn(move || {
+        let mut cmd = Command::new("moto_server");
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let spawned: Result<Child, String> = cmd.spawn().map_err(|e| {
+            format!("moto_server must be installed for the S3 tests: scripts/test installs it: {e}")
+        });
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => return tx.send(Err(e)).unwrap(),
+        };
+        tx.send(Ok(())).unwrap();
+        // Lives as long as the process, noting if moto ends.
+        loop {
+            if !matches!(child.try_wait(), Ok(None)) {
+                watch.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if exited.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            // moto's own API answers: not another server on the port.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let asked = stream.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: x\r\n\r\n");
+            let mut answer = String::new();
+            let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+            return (asked.is_ok()
+                && answer.starts_with("HTTP/1.1 200")
+                && answer.contains("moto"))
+            .then(|| format!("http://127.0.0.1:{port}"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Runs a client program; its success, stdout and stderr.
