@@ -95,7 +95,7 @@ mod tests {
     #[test]
     fn remembering_a_listing_is_linear_and_bounded() {
         let cost = |n: usize| {
-            (0..3)
+            (0..5)
                 .map(|_| {
                     let k = KnownDirs::default();
                     let started = Instant::now();
