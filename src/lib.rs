@@ -18,8 +18,9 @@
 //!   downloads ([`vfs::download`]).
 //! * [`auth`]: users, password hashes and keys, bans and session slots.
 //! * [`session`]: what every session shares (users, storage, limits, PROXY
-//!   rules) and its span; [`listen`]: the one accept loop; [`proxy`]: the
-//!   PROXY protocol header.
+//!   rules) and its span; [`listen`]: the one accept loop and the caps of
+//!   listeners whose connections are not sessions; [`proxy`]: the PROXY
+//!   protocol header.
 //! * [`sftp`]: the SFTP frontend (russh + russh-sftp) over the VFS.
 //! * [`ftp`]: the FTP/FTPS frontend (libunftp) over the VFS.
 //! * [`sync`]: sync jobs — list both sides, plan (pure), act through the same object layers.
