@@ -98,6 +98,12 @@ impl Api {
         )
     }
 
+    /// A console login (`POST /login`).
+    async fn login(&self, name: &str, password: &str) -> (StatusCode, Value) {
+        let body = json!({"name": name, "password": password});
+        self.call(Method::POST, "login", None, Some(body)).await
+    }
+
     async fn get(&self, path: &str) -> Value {
         let (status, body) = self.call(Method::GET, path, Some(TOKEN), None).await;
         assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
@@ -363,29 +369,14 @@ async fn console_logins_are_banned_like_sftp_logins() {
     let g = start_with_tables(&console_tables("")).await;
     let api = Api::new(&g);
     let started = Instant::now();
-    let wrong = futures::future::join_all((0..5).map(|_| {
-        api.call(
-            Method::POST,
-            "login",
-            None,
-            Some(json!({"name": "ops", "password": "guess"})),
-        )
-    }))
-    .await;
+    let wrong = futures::future::join_all((0..5).map(|_| api.login("ops", "guess"))).await;
     assert!(
         wrong.iter().all(|(s, _)| *s == StatusCode::UNAUTHORIZED),
         "{wrong:?}"
     );
     // Each failure was answered a second after it began, not at once.
     assert!(started.elapsed() >= Duration::from_secs(1));
-    let (status, body) = api
-        .call(
-            Method::POST,
-            "login",
-            None,
-            Some(json!({"name": "ops", "password": PASSWORD})),
-        )
-        .await;
+    let (status, body) = api.login("ops", PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     // The same table as SFTP's: the source is refused there too.
     let stream = TcpStream::connect(g.addr).await.unwrap();
@@ -395,14 +386,7 @@ async fn console_logins_are_banned_like_sftp_logins() {
         .call(Method::DELETE, "bans/127.0.0.1", Some(TOKEN), None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = api
-        .call(
-            Method::POST,
-            "login",
-            None,
-            Some(json!({"name": "ops", "password": PASSWORD})),
-        )
-        .await;
+    let (status, _) = api.login("ops", PASSWORD).await;
     assert_eq!(status, StatusCode::OK);
     g.stop().await;
 }
@@ -423,8 +407,7 @@ async fn a_burst_of_console_logins_is_checked_at_most_the_threshold() {
         async move {
             let mut answers = Vec::new();
             for j in 0..5 {
-                let guess = json!({"name": "ops", "password": format!("guess-{i}-{j}")});
-                answers.push(api.call(Method::POST, "login", None, Some(guess)).await);
+                answers.push(api.login("ops", &format!("guess-{i}-{j}")).await);
             }
             answers
         }
@@ -446,14 +429,7 @@ async fn a_burst_of_console_logins_is_checked_at_most_the_threshold() {
     assert!(checked <= 5, "{checked} passwords checked of 300");
     assert_eq!(checked + refused, 300, "{answers:?}");
     assert!(other_logged_in, "another address logs in during the burst");
-    let (status, body) = api
-        .call(
-            Method::POST,
-            "login",
-            None,
-            Some(json!({"name": "ops", "password": PASSWORD})),
-        )
-        .await;
+    let (status, body) = api.login("ops", PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     g.stop().await;
 }

@@ -10,6 +10,19 @@ use std::process::Output;
 
 const MIB: usize = 1 << 20;
 
+/// What OpenSSH's `sftp` and `scp` are given here: the key alone, no
+/// prompt, any host key.
+const OPENSSH_OPTIONS: [&str; 8] = [
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "IdentitiesOnly=yes",
+];
+
 /// Runs `sftp -b` with `commands` as alice, logging in with her key.
 async fn sftp_batch(g: &TestGateway, commands: &str) -> Output {
     let batch = g.dir.path().join("batch");
@@ -20,17 +33,8 @@ async fn sftp_batch(g: &TestGateway, commands: &str) -> Output {
     cmd.current_dir(g.dir.path())
         .args(["-b", batch.to_str().unwrap(), "-P", &port, "-i"])
         .arg(&key)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "alice@127.0.0.1",
-        ]);
+        .args(OPENSSH_OPTIONS)
+        .arg("alice@127.0.0.1");
     cmd.output()
         .await
         .expect("OpenSSH sftp must be installed (apt-get install openssh-client)")
@@ -174,16 +178,7 @@ async fn openssh_scp_over_sftp_exits_zero() {
         cmd.current_dir(d)
             .args(["-q", "-P", &port, "-i"])
             .arg(&g.key_file)
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "IdentitiesOnly=yes",
-            ])
+            .args(OPENSSH_OPTIONS)
             .args([from, to]);
         cmd
     };

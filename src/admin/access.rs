@@ -165,17 +165,15 @@ impl Access {
         // A user past their share makes room from their own sessions: a
         // read-only login repeated cannot push out an admin's.
         let theirs = sessions.values().filter(|s| s.name == user.name).count();
-        let mine = |s: &ConsoleSession| s.name == user.name;
-        if theirs >= MAX_SESSIONS_PER_USER || sessions.len() >= MAX_SESSIONS {
-            let crowded = theirs >= MAX_SESSIONS_PER_USER;
-            if let Some(oldest) = sessions
+        let crowded = theirs >= MAX_SESSIONS_PER_USER;
+        if (crowded || sessions.len() >= MAX_SESSIONS)
+            && let Some(oldest) = sessions
                 .iter()
-                .filter(|(_, s)| !crowded || mine(s))
+                .filter(|(_, s)| !crowded || s.name == user.name)
                 .min_by_key(|(_, s)| s.created)
                 .map(|(k, _)| k.clone())
-            {
-                sessions.remove(&oldest);
-            }
+        {
+            sessions.remove(&oldest);
         }
         sessions.insert(
             digest(&cookie),

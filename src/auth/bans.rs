@@ -174,6 +174,22 @@ impl Bans {
         }
     }
 
+    /// The record of `source`, made if new (room made first, within
+    /// [`MAX_SOURCES`]), its failures past the window forgotten.
+    fn record<'t>(
+        &self,
+        table: &'t mut HashMap<Source, Record>,
+        source: Source,
+        now: Instant,
+    ) -> &'t mut Record {
+        if !table.contains_key(&source) && table.len() >= MAX_SOURCES {
+            make_room(table, now);
+        }
+        let record = table.entry(source).or_default();
+        record.forget_old(now, self.window);
+        record
+    }
+
     /// Waits for the turn of `ip` to check a password: one of
     /// [`CHECKS_PER_SOURCE`], and only while the checks in flight, all
     /// failing, would not pass the source's ban threshold.
@@ -187,11 +203,7 @@ impl Bans {
             {
                 let now = Instant::now();
                 let mut table = crate::base::lock(&self.table);
-                if !table.contains_key(&source) && table.len() >= MAX_SOURCES {
-                    make_room(&mut table, now);
-                }
-                let r = table.entry(source).or_default();
-                r.forget_old(now, self.window);
+                let r = self.record(&mut table, source, now);
                 if let Some(until) = r.banned_until.filter(|t| *t > now) {
                     break Err(NoTurn::Banned(until - now));
                 }
@@ -235,11 +247,7 @@ impl Bans {
         let now = Instant::now();
         let source = Source::from(ip);
         let mut table = crate::base::lock(&self.table);
-        if !table.contains_key(&source) && table.len() >= MAX_SOURCES {
-            make_room(&mut table, now);
-        }
-        let record = table.entry(source).or_default();
-        record.forget_old(now, self.window);
+        let record = self.record(&mut table, source, now);
         record.failures.push_back(now);
         if record.failures.len() >= self.threshold {
             record.failures.clear();

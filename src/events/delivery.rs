@@ -66,6 +66,29 @@ struct QueueState {
     reserved: u64,
 }
 
+impl QueueState {
+    /// Bytes held for file events: spooled or reserved, unauthenticated
+    /// sources' events left out (they have their own share).
+    fn file_bytes(&self) -> u64 {
+        self.bytes - self.anonymous_bytes + self.reserved
+    }
+
+    /// Counts an undelivered event's body.
+    fn count(&mut self, id: &str, len: u64, anonymous: bool) {
+        self.bytes += len;
+        if anonymous {
+            self.anonymous_bytes += len;
+            self.anonymous.insert(id.to_string());
+        }
+    }
+}
+
+/// What of `spool_limit` file events may use, and what unauthenticated
+/// sources' events may.
+fn shares(limit: u64) -> (u64, u64) {
+    (limit - limit / ANONYMOUS_SHARE, limit / ANONYMOUS_SHARE)
+}
+
 /// A log line at most once per [`WARN_EVERY`], with how many times it was
 /// held back.
 #[derive(Default)]
@@ -258,14 +281,7 @@ impl Webhook {
                 .and_then(|v| v.get("event").and_then(|e| e.as_str()))
                 .and_then(crate::config::EventKind::parse)
                 .is_some_and(|k| k.unauthenticated());
-            {
-                let mut s = lock(&queue.state);
-                s.bytes += body.len() as u64;
-                if anonymous {
-                    s.anonymous_bytes += body.len() as u64;
-                    s.anonymous.insert(id.clone());
-                }
-            }
+            lock(&queue.state).count(&id, body.len() as u64, anonymous);
             queue.insert(id, body, born);
         }
         let hook = Arc::new(Webhook {
@@ -348,8 +364,7 @@ impl Webhook {
     pub fn reserve(&self, room: u64) -> bool {
         let limit = self.config().spool_limit;
         let mut s = lock(&self.queue.state);
-        let files = s.bytes - s.anonymous_bytes + s.reserved;
-        if files + room > limit - limit / ANONYMOUS_SHARE {
+        if s.file_bytes() + room > shares(limit).0 {
             drop(s);
             crate::metrics::get()
                 .events_refused
@@ -375,12 +390,12 @@ impl Webhook {
         s.reserved = s.reserved.saturating_sub(room);
     }
 
-    /// Spools `event` (its JSON `body`) into `reserved` bytes held for it,
+    /// Spools `event` (its JSON `body`) into the bytes `reserved` for it,
     /// if any; the receiver resolves once it is on disk. An event with room
     /// held is always taken. Without, a file event takes what room is left;
     /// an event of an unauthenticated source only its small share, and is
     /// the one dropped (counted) when that is spent.
-    pub fn take(&self, event: &Event, body: Bytes, reserved: u64) -> oneshot::Receiver<()> {
+    pub fn take(&self, event: &Event, body: Bytes, reserved: Option<u64>) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         let limit = self.config().spool_limit;
         let len = body.len() as u64;
@@ -388,13 +403,14 @@ impl Webhook {
         let metrics = crate::metrics::get();
         {
             let mut s = lock(&self.queue.state);
-            let fits = if reserved > 0 {
-                s.reserved = s.reserved.saturating_sub(reserved);
-                true
-            } else if anonymous {
-                s.anonymous_bytes + len <= limit / ANONYMOUS_SHARE
-            } else {
-                s.bytes - s.anonymous_bytes + s.reserved + len <= limit - limit / ANONYMOUS_SHARE
+            let (files, anonymous_share) = shares(limit);
+            let fits = match reserved {
+                Some(room) => {
+                    s.reserved = s.reserved.saturating_sub(room);
+                    true
+                }
+                None if anonymous => s.anonymous_bytes + len <= anonymous_share,
+                None => s.file_bytes() + len <= files,
             };
             if !fits {
                 drop(s);
@@ -417,11 +433,7 @@ impl Webhook {
                 let _ = tx.send(());
                 return rx;
             }
-            s.bytes += len;
-            if anonymous {
-                s.anonymous_bytes += len;
-                s.anonymous.insert(event.id.clone());
-            }
+            s.count(&event.id, len, anonymous);
         }
         metrics.events_emitted.get_or_create(&self.label).inc();
         let born = parse_time(&event.time).unwrap_or_else(Utc::now);

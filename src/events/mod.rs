@@ -165,7 +165,7 @@ impl Reservation {
         let receipts = self
             .held
             .drain(..)
-            .map(|(hook, room)| hook.take(&event, body.clone(), room.max(1)))
+            .map(|(hook, room)| hook.take(&event, body.clone(), Some(room)))
             .collect();
         Receipt(receipts)
     }
@@ -349,7 +349,7 @@ impl Events {
             let body = body.get_or_insert_with(|| {
                 bytes::Bytes::from(serde_json::to_vec(&event).expect("an event serialises"))
             });
-            receipts.push(hook.take(&event, body.clone(), 0));
+            receipts.push(hook.take(&event, body.clone(), None));
         }
         Receipt(receipts)
     }

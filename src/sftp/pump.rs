@@ -99,9 +99,8 @@ where
         }
     }
     reader.abort();
-    let flushed = out.is_empty() || wr.write_all(&out.split()).await.is_ok();
     let _ = wr.shutdown().await;
-    sent_all && flushed && matches!(reader.await, Ok(true))
+    sent_all && matches!(reader.await, Ok(true))
 }
 
 /// The request id of a request whose path names are not UTF-8.
