@@ -247,6 +247,18 @@ impl SessionContext {
             }
         };
         let user = identified.user;
+        // The login is told for sure: room for its event first, or no login.
+        let told = match self
+            .events
+            .reserve(&origin(&user.name).event(EventKind::Login))
+        {
+            Ok(room) => room,
+            Err(e) => {
+                login_result("refused");
+                tracing::warn!(user = name, reason = %e, "login refused");
+                return None;
+            }
+        };
         if let Err(e) = self.limits.log_in(admitted, &user) {
             login_result("refused");
             tracing::warn!(user = name, reason = %e, "login refused");
@@ -256,7 +268,7 @@ impl SessionContext {
         span.record("user", user.name.as_str());
         let source = identified.source.name();
         tracing::info!(method, source, cached = identified.cached, "logged in");
-        let _ = self.events.emit(origin(&user.name).event(EventKind::Login));
+        let _ = told.emit(origin(&user.name).event(EventKind::Login));
         let live = self.live.register(
             &user.name,
             protocol,

@@ -431,6 +431,74 @@ async fn a_full_spool_refuses_uploads_never_their_events() {
     g.stop().await;
 }
 
+/// Every event a client's action makes is told for sure, not only an
+/// upload's: with the spool full, a download and a new login are refused
+/// (their events could not be taken), and both work once the receiver
+/// has drained it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_spool_refuses_downloads_and_logins_too() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let hook = webhook(
+        &format!("http://{port}/hooks"),
+        "spool_limit = \"4KiB\"\nevents = [\"upload\", \"download\", \"login\"]",
+    )
+    .replace("name = \"erp\"", "name = \"tiny2\"");
+    let g = start_with_tables(&hook).await;
+    let (_ssh, s) = alice(&g).await;
+    let mut stored = None;
+    for i in 0..12 {
+        let path = format!("/f{i}.txt");
+        match s
+            .open(
+                &path,
+                common::gateway::write_flags(),
+                FileAttributes::empty(),
+            )
+            .await
+        {
+            Ok(h) => {
+                s.write(&h.handle, 0, b"x".to_vec()).await.unwrap();
+                s.close(h.handle).await.unwrap();
+                stored = Some(path);
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("spool is full"), "{e}");
+                break;
+            }
+        }
+    }
+    let stored = stored.expect("one upload fit");
+    let read = s
+        .open(&stored, OpenFlags::READ, FileAttributes::empty())
+        .await;
+    assert!(read.unwrap_err().to_string().contains("spool is full"));
+    let login = ssh_password(
+        tokio::net::TcpStream::connect(g.addr).await.unwrap(),
+        "bob",
+        PASSWORD,
+    );
+    assert!(login.await.is_err(), "a login whose event cannot be taken");
+    let _receiver = Receiver::start_on(port).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+        if ssh_password(stream, "bob", PASSWORD).await.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bob never logged in");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let h = s
+        .open(&stored, OpenFlags::READ, FileAttributes::empty())
+        .await
+        .unwrap();
+    s.close(h.handle).await.unwrap();
+    g.stop().await;
+}
+
 /// SIGHUP reloads the webhooks with the users: a changed URL takes the
 /// next event.
 #[tokio::test(flavor = "multi_thread")]

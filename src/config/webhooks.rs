@@ -60,19 +60,6 @@ impl EventKind {
         matches!(self, EventKind::LoginFailed | EventKind::Ban)
     }
 
-    /// Whether it tells of a change to the files: room for it is taken in
-    /// the spool before the change, so it is never dropped.
-    pub fn changes_files(self) -> bool {
-        matches!(
-            self,
-            EventKind::Upload
-                | EventKind::Delete
-                | EventKind::Rename
-                | EventKind::Mkdir
-                | EventKind::Rmdir
-        )
-    }
-
     /// Whether the event is about a path (the `paths` filter applies).
     pub fn has_path(self) -> bool {
         !matches!(

@@ -151,6 +151,18 @@ impl Jobs {
     /// event emitted. False when shutdown ended it.
     async fn run(&self, scheduled: &Arc<Scheduled>, by: &'static str) -> bool {
         let _turn = scheduled.turn.lock().await;
+        // The run's event is told for sure: room for it first, or no run.
+        let told = Event {
+            job: Some(scheduled.job.config.name.clone()),
+            ..Event::new(EventKind::SyncRun)
+        };
+        let told = match self.events.reserve(&told) {
+            Ok(room) => room,
+            Err(e) => {
+                tracing::error!(job = scheduled.job.config.name, error = %e, "sync run not started");
+                return true;
+            }
+        };
         let progress = Arc::new(Progress {
             started: Utc::now(),
             by,
@@ -167,7 +179,7 @@ impl Jobs {
         let went_on = tokio::select! {
             result = &mut run => {
                 if let Some(event) = log_result(&scheduled.job, result) {
-                    self.events.emit(event).wait().await;
+                    told.emit(event).wait().await;
                 }
                 true
             }

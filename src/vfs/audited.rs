@@ -138,11 +138,8 @@ impl<V: Vfs> Audited<V> {
     ) -> FsResult<T> {
         let started = Instant::now();
         let event = self.event(op, path, to);
-        // A change is told for sure: room for its event first, or no change.
-        let reserved = match &event {
-            Some(e) if e.event.changes_files() => self.events.reserve(e).map(Some),
-            _ => Ok(None),
-        };
+        // An operation is told for sure: room for its event first, or no operation.
+        let reserved = event.as_ref().map(|e| self.events.reserve(e)).transpose();
         let result = match &reserved {
             Ok(_) => call.await,
             Err(e) => Err(e.clone()),
@@ -169,20 +166,35 @@ impl<V: Vfs> Audited<V> {
                 result.as_ref().err(),
             ));
         }
-        if let (Some(event), Ok(reserved)) = (event, reserved) {
+        if let (Some(event), Ok(Some(room))) = (event, reserved) {
             let event = Event {
                 duration_ms: Some(started.elapsed().as_millis() as u64),
                 ..event
             };
             let event = event.failed(result.as_ref().err().map(|e| e.client_message()));
-            match reserved {
-                Some(room) => room.emit(event),
-                None => self.events.emit(event),
-            }
-            .wait()
-            .await;
+            room.emit(event).wait().await;
         }
         result
+    }
+
+    /// A transfer's end hook, its event's room held in the spool before a
+    /// byte moves: its end never finds the spool full. The error, if the
+    /// spool has no room: then the transfer must not start.
+    fn reserved_end(
+        &self,
+        op: &'static str,
+        path: &UserPath,
+    ) -> (
+        impl FnOnce(Ended<'_>) -> Receipt + Send + Sync + 'static + use<V>,
+        Option<super::FsError>,
+    ) {
+        let started = Instant::now();
+        let reserved = self.event(op, path, None).map(|e| self.events.reserve(&e));
+        let (reserved, refused) = match reserved.transpose() {
+            Ok(r) => (r, None),
+            Err(e) => (None, Some(e)),
+        };
+        (self.at_end(op, path, started, reserved), refused)
     }
 
     /// The hook that writes a transfer's line and spools its event when it
@@ -293,8 +305,11 @@ impl<V: Vfs> Vfs for Audited<V> {
     }
 
     async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download> {
-        let end = self.at_end("download", path, Instant::now(), None);
-        let mut opened = self.vfs.open_read(path, offset).await;
+        let (end, refused) = self.reserved_end("download", path);
+        let mut opened = match refused {
+            Some(e) => Err(e),
+            None => self.vfs.open_read(path, offset).await,
+        };
         if let Ok(d) = &mut opened
             && let Some(meter) = self.meter(path, Direction::Download, Some(d.stat().size))
         {
@@ -304,18 +319,7 @@ impl<V: Vfs> Vfs for Audited<V> {
     }
 
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
-        let started = Instant::now();
-        // The upload's event has its room before a byte moves: a close
-        // never finds the spool full, and a full spool refuses the upload.
-        let reserved = self
-            .event("upload", path, None)
-            .map(|e| self.events.reserve(&e))
-            .transpose();
-        let (reserved, refused) = match reserved {
-            Ok(r) => (r, None),
-            Err(e) => (None, Some(e)),
-        };
-        let end = self.at_end("upload", path, started, reserved);
+        let (end, refused) = self.reserved_end("upload", path);
         let mut opened = match refused {
             Some(e) => Err(e),
             None => self.vfs.open_write(path, mode).await,
