@@ -51,8 +51,8 @@ pub fn sftp_requests(data: &[u8]) {
         .expect("a runtime");
     runtime.block_on(async {
         let config = Config::parse(SFTP_CONFIG, &|_| None).expect("the fuzz config");
-        let remotes = Remotes::build(&config).expect("a memory remote");
-        let storage = Storage::new(&remotes, &Budget::new(64 << 20));
+        let remotes = Remotes::build(&config, &Default::default()).expect("a memory remote");
+        let storage = Storage::new(&remotes, &Budget::new(64 << 20, Default::default()));
         let vfs = UserVfs::for_user(&config.users[0], &storage)
             .await
             .expect("the fuzz user's home");

@@ -2,8 +2,8 @@
 //!
 //! # Layout
 //!
-//! Frontends → session → VFS → remotes → base, dependencies pointing one way
-//! (nothing below names anything above it):
+//! Frontends → session → policy layers → VFS → remotes → base,
+//! dependencies pointing one way (nothing below names anything above it):
 //!
 //! * [`base`]: what every layer shares: the error kind ([`base::FsError`]),
 //!   the rules an object name must follow, a poison-free lock.
@@ -11,8 +11,11 @@
 //! * [`remote`]: one shared object store per `[remotes.X]`, and what it can do
 //!   (capabilities, not fields): folders through S3 `dir/` markers, server-side
 //!   continuation of an upload ([`remote::s3`]), file times.
-//! * [`vfs`]: what a session calls. [`vfs::Audited`] writes the audit line of
-//!   every file operation; [`vfs::UserVfs`] applies the user's mounts,
+//! * [`policy`]: what the gateway does around a file operation, one layer
+//!   per file around the VFS: the audit line, the webhook events, the
+//!   console's view, the byte counters; [`policy::SessionVfs`] is a user's
+//!   VFS with all of them, what a session calls.
+//! * [`vfs`]: the files themselves. [`vfs::UserVfs`] applies the user's mounts,
 //!   permissions and path jail; [`vfs::objects`] maps files and folders to
 //!   objects, with streaming uploads ([`vfs::upload`]) and read-ahead
 //!   downloads ([`vfs::download`]).
@@ -27,12 +30,12 @@
 //! * [`events`]: `[[webhooks]]`: each event spooled on disk before the
 //!   client's reply, delivered signed and retried until a 2xx.
 //! * [`live`]: the sessions and transfers of now, and the latest file
-//!   operations, which the audited VFS reports and the console shows.
+//!   operations, which the policy layers report and the console shows.
 //! * [`admin`], [`metrics`]: `/healthz`, `/metrics`, the console and `/api/v1` for operators.
 //! * [`serve`]: starts what the config enables.
 //!
-//! An SFTP `rename` goes [`sftp::handler`] → [`vfs::Audited`] →
-//! [`vfs::UserVfs`] → [`vfs::objects`] (`rename`) → the remote's store
+//! An SFTP `rename` goes [`sftp::handler`] → [`policy::Layered`] (each
+//! layer's `before` and `after`) → [`vfs::UserVfs`] → [`vfs::objects`] (`rename`) → the remote's store
 //! (`copy_if_not_exists` / `rename`), one file per layer.
 
 #![forbid(unsafe_code)]
@@ -48,6 +51,7 @@ pub mod fuzzing;
 pub mod listen;
 pub mod live;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod remote;
 pub mod serve;

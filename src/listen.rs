@@ -19,13 +19,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How often one listener logs that accepting fails.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+/// Where a listener's connections run: a gateway's tracker, which
+/// shutdown waits on, and its count of failed accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Tasks {
+    pub tracker: tokio_util::task::TaskTracker,
+    pub accept_errors: prometheus_client::metrics::counter::Counter,
+}
+
 /// Accepts connections on `listener` until `stop` completes, each handed to
-/// `serve` in a task of its own. An accept error (out of file descriptors
+/// `serve` in a task of `tasks` (the gateway's, which shutdown waits on). An accept error (out of file descriptors
 /// and the like) backs off, doubling up to [`MAX_BACKOFF`], and is logged
 /// once a minute with the number of failures, never spun on.
 pub async fn accept_until<F, S>(
     listener: &TcpListener,
     what: &'static str,
+    tasks: &Tasks,
     stop: impl Future<Output = ()>,
     mut serve: F,
 ) where
@@ -42,7 +51,7 @@ pub async fn accept_until<F, S>(
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     backoff = Duration::from_millis(10);
-                    tokio::spawn(serve(socket, peer));
+                    tasks.tracker.spawn(serve(socket, peer));
                 }
                 Err(e) => {
                     failures += 1;
@@ -51,7 +60,7 @@ pub async fn accept_until<F, S>(
                         warned = Some(Instant::now());
                         failures = 0;
                     }
-                    crate::metrics::get().accept_errors.inc();
+                    tasks.accept_errors.inc();
                     tokio::select! {
                         _ = &mut stop => return,
                         _ = tokio::time::sleep(backoff) => {}

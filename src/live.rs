@@ -1,7 +1,7 @@
 //! What is happening now, for the operator's console: the logged-in
 //! sessions with their transfers in flight, and a bounded ring of the
 //! latest file operations. Frontends register a session at login and
-//! drop it at the end; the audited VFS registers each transfer and
+//! drop it at the end; the live policy layer registers each transfer and
 //! counts its bytes as they move.
 
 use crate::base::lock;

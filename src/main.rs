@@ -214,8 +214,10 @@ fn hash_password() -> anyhow::Result<ExitCode> {
 
 /// Builds the remotes and finds job `name`.
 fn sync_job(config: &Config, name: &str) -> anyhow::Result<bucketgate::sync::Job> {
-    let remotes = bucketgate::remote::Remotes::build(config)?;
-    let budget = bucketgate::vfs::Budget::new(config.server.memory_budget);
+    let metrics = bucketgate::metrics::Metrics::new();
+    let remotes = bucketgate::remote::Remotes::build(config, &metrics)?;
+    let held = metrics.buffered_bytes.clone();
+    let budget = bucketgate::vfs::Budget::new(config.server.memory_budget, held);
     let storage = bucketgate::vfs::Storage::new(&remotes, &budget);
     Ok(bucketgate::sync::Job::named(
         name,

@@ -1,7 +1,8 @@
 //! The gateway's Prometheus metrics, served by the admin listener
-//! (`GET /metrics`). One process-wide set: the places that count
-//! (accept loops, login checks, the S3 connection pool, uploads, sync
-//! runs) are far apart, and a counter is all they need to share.
+//! (`GET /metrics`). One set per gateway, made when it is built and handed
+//! down to what counts (the session context, each remote, the webhooks,
+//! the sync jobs): two gateways in one process count apart, and nothing
+//! reaches for a global.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProtocolLabel {
@@ -104,13 +105,33 @@ pub struct Metrics {
     pub prefetch_wasted_bytes: Counter,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    /// A set of its own, counted apart from any gateway's (what runs
+    /// without one: `Events::none()`, tests).
+    fn default() -> Self {
+        Metrics::registered()
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms to about 65 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
 impl Metrics {
-    fn new() -> Self {
+    /// A gateway's metrics, shared by every handle of it.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Self::registered())
+    }
+
+    fn registered() -> Self {
         let mut registry = Registry::with_prefix("bucketgate");
         let m = Metrics {
             sessions: Family::default(),
@@ -311,12 +332,6 @@ fn register_each<'a, M: Metric + Clone>(
     }
 }
 
-/// The process's metrics.
-pub fn get() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::new)
-}
-
 /// Names an S3 request for the metrics, from its method and query.
 pub fn s3_operation(method: &http::Method, uri: &http::Uri, copy: bool) -> &'static str {
     let query = uri.query().unwrap_or("");
@@ -374,7 +389,7 @@ mod tests {
 
     #[test]
     fn the_exposition_names_every_metric() {
-        let m = get();
+        let m = Metrics::new();
         m.logins.get_or_create(&ResultLabel { result: "ok" }).inc();
         // Families by operation and job show once something was counted.
         m.s3_latency
@@ -430,26 +445,4 @@ impl OpCalls {
     pub fn by_operation(&self) -> std::collections::BTreeMap<&'static str, Calls> {
         crate::base::lock(&self.0).clone()
     }
-}
-
-/// Requests by remote and operation (the Prometheus families above are
-/// by operation only, across remotes), for the console.
-#[derive(Default)]
-pub struct RemoteCalls(
-    std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<OpCalls>>>,
-);
-
-impl RemoteCalls {
-    /// The counters of `remote`, made at its first call.
-    pub fn of(&self, remote: &str) -> std::sync::Arc<OpCalls> {
-        crate::base::lock(&self.0)
-            .entry(remote.to_string())
-            .or_default()
-            .clone()
-    }
-}
-
-pub fn calls() -> &'static RemoteCalls {
-    static CALLS: std::sync::OnceLock<RemoteCalls> = std::sync::OnceLock::new();
-    CALLS.get_or_init(RemoteCalls::default)
 }

@@ -4,9 +4,10 @@
 use crate::auth::{SessionLimits, Users};
 use crate::config::Config;
 use crate::events::Events;
+use crate::listen::Tasks;
+use crate::metrics::Metrics;
 use crate::remote::Remotes;
 use crate::session::SessionContext;
-use crate::vfs::transfers;
 use crate::vfs::{Budget, Storage};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Everything a running gateway shares between its listeners.
 #[derive(Debug, Clone)]
@@ -24,6 +26,10 @@ pub struct Gateway {
     pub storage: Storage,
     pub users: Users,
     pub limits: SessionLimits,
+    pub metrics: Arc<Metrics>,
+    /// The transfers open (sessions' and sync runs'), which shutdown
+    /// waits on.
+    pub transfers: TaskTracker,
     /// The file the config came from: what SIGHUP and the console's
     /// reload read again.
     pub config_path: Option<std::path::PathBuf>,
@@ -49,20 +55,27 @@ pub struct Running {
     draining: Arc<AtomicBool>,
     /// The webhooks, reloaded with the users.
     pub events: Arc<Events>,
+    transfers: TaskTracker,
+    /// The connections of the SFTP and FTP listeners.
+    sessions: TaskTracker,
 }
 
 impl Gateway {
     /// Builds every remote; a remote that cannot be set up stops the start.
     pub fn build(config: Config) -> anyhow::Result<Gateway> {
-        let remotes = Remotes::build(&config)?;
+        let metrics = Metrics::new();
+        let remotes = Remotes::build(&config, &metrics)?;
         for r in remotes.iter() {
             tracing::info!(remote = r.name(), store = %r.store(), "remote ready");
         }
+        let budget = Budget::new(config.server.memory_budget, metrics.buffered_bytes.clone());
         Ok(Gateway {
-            storage: Storage::new(&remotes, &Budget::new(config.server.memory_budget)),
+            storage: Storage::new(&remotes, &budget),
+            transfers: budget.transfers().clone(),
             remotes,
             users: Users::new(&config)?,
-            limits: SessionLimits::new(&config.server, &config.security),
+            limits: SessionLimits::new(&config.server, &config.security, &metrics),
+            metrics,
             config: Arc::new(config),
             config_path: None,
         })
@@ -74,7 +87,12 @@ impl Gateway {
         let mut tasks = JoinSet::new();
         let ending = CancellationToken::new();
         let draining = Arc::new(AtomicBool::new(false));
-        let events = Events::start(&self.config.webhooks, &self.config.server.state_dir)?;
+        let events = Events::start(
+            &self.config.webhooks,
+            &self.config.server.state_dir,
+            self.metrics.clone(),
+        )?;
+        let sessions = TaskTracker::new();
         let shared = Arc::new(SessionContext {
             users: self.users.clone(),
             storage: self.storage.clone(),
@@ -82,6 +100,11 @@ impl Gateway {
             events: events.clone(),
             ending: ending.clone(),
             live: crate::live::Live::new(),
+            metrics: self.metrics.clone(),
+            tasks: Tasks {
+                tracker: sessions.clone(),
+                accept_errors: self.metrics.accept_errors.clone(),
+            },
         });
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -150,6 +173,7 @@ impl Gateway {
                 console,
                 protect_metrics: admin.protect_metrics,
                 tls,
+                metrics: self.metrics.clone(),
             };
             let listener = crate::admin::AdminListener::bind(admin.listen, answers).await?;
             admin_addr = Some(listener.local_addr()?);
@@ -170,6 +194,8 @@ impl Gateway {
             draining,
             events,
             tasks,
+            transfers: self.transfers.clone(),
+            sessions,
         })
     }
 }
@@ -199,16 +225,19 @@ impl Running {
         }
         self.stop().await?;
         tracing::info!("listeners closed: no new connections");
-        let open = transfers::open_now();
+        // Closed: waiting ends when the last transfer does (new ones may still open).
+        self.transfers.close();
+        self.sessions.close();
+        let open = self.transfers.len();
         if open > 0 {
             tracing::info!(transfers = open, grace = %humantime::format_duration(grace), "waiting for open transfers to finish");
         }
-        if tokio::time::timeout(grace, transfers::all_done())
+        if tokio::time::timeout(grace, self.transfers.wait())
             .await
             .is_err()
         {
             tracing::warn!(
-                transfers = transfers::open_now(),
+                transfers = self.transfers.len(),
                 "shutdown grace period over: ending the sessions still open; their unfinished uploads are aborted"
             );
         }
@@ -216,12 +245,13 @@ impl Running {
         for job in self.jobs.drain(..) {
             let _ = job.await;
         }
-        if tokio::time::timeout(ABORT_WAIT, transfers::all_done())
-            .await
-            .is_err()
-        {
+        let ended = async {
+            self.sessions.wait().await;
+            self.transfers.wait().await;
+        };
+        if tokio::time::timeout(ABORT_WAIT, ended).await.is_err() {
             tracing::warn!(
-                transfers = transfers::open_now(),
+                transfers = self.transfers.len(),
                 "uploads still aborting after {}s; the bucket's lifecycle rules must clean them",
                 ABORT_WAIT.as_secs()
             );

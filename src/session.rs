@@ -11,8 +11,9 @@ use crate::config::EventKind;
 use crate::config::UserConfig;
 use crate::events::{Event, Events, Origin};
 use crate::live::{Live, LiveSession, SessionEntry};
+use crate::metrics::Metrics;
+use crate::policy::SessionVfs;
 use crate::proxy::ProxyRules;
-use crate::vfs::audited::Audited;
 use crate::vfs::{Storage, UserVfs};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub struct SessionContext {
     pub ending: CancellationToken,
     /// The sessions of now and the latest file operations (the console).
     pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    /// Where the connections run: shutdown waits for them to end.
+    pub tasks: crate::listen::Tasks,
 }
 
 /// A connection past its screening: the client's address, and what ends
@@ -72,15 +76,36 @@ pub struct LoggedIn {
 }
 
 impl SessionContext {
-    /// A logged-in user's files as every frontend serves them: audited,
-    /// and telling the webhooks what happens, from this origin.
-    pub fn audited(&self, vfs: UserVfs, live: &Arc<LiveSession>) -> Audited<UserVfs> {
+    /// A logged-in user's files as every frontend serves them: the home
+    /// prepared, and every layer of policy around it (see
+    /// [`crate::policy`]). `None` (logged in `span`) if the home cannot be
+    /// prepared.
+    pub async fn user_vfs(
+        &self,
+        user: &UserConfig,
+        live: &Arc<LiveSession>,
+        span: &tracing::Span,
+    ) -> Option<SessionVfs> {
+        let vfs = match UserVfs::for_user(user, &self.storage).await {
+            Ok(vfs) => vfs,
+            Err(e) => {
+                let _enter = span.enter();
+                tracing::error!(error = %e, "the user's home could not be prepared");
+                return None;
+            }
+        };
         let origin = Origin {
             protocol: live.protocol,
             user: vfs.user().to_string(),
             ip: live.peer.ip(),
         };
-        Audited::new(vfs, self.events.clone(), origin).watched(live.clone())
+        Some(SessionVfs::new(
+            vfs,
+            self.events.clone(),
+            origin,
+            live.clone(),
+            &self.metrics,
+        ))
     }
 
     /// What both frontends do first with a new connection, in its own
@@ -198,6 +223,13 @@ impl SessionContext {
         }
     }
 
+    fn login_result(&self, result: &'static str) {
+        self.metrics
+            .logins
+            .get_or_create(&crate::metrics::ResultLabel { result })
+            .inc();
+    }
+
     /// Ends a login check the same way for every frontend: the outcome goes
     /// to the log inside the session `span`, to the login metrics and to
     /// the source's failure count; an accepted user takes a session slot
@@ -228,7 +260,7 @@ impl SessionContext {
         let identified = match checked.result {
             Ok(identified) => identified,
             Err(e) => {
-                login_result("failed");
+                self.login_result("failed");
                 match e {
                     LoginError::Unavailable { .. } | LoginError::BadDefinition { .. } => {
                         tracing::error!(user = name, method, reason = %e, "login failed")
@@ -254,17 +286,17 @@ impl SessionContext {
         {
             Ok(room) => room,
             Err(e) => {
-                login_result("refused");
+                self.login_result("refused");
                 tracing::warn!(user = name, reason = %e, "login refused");
                 return None;
             }
         };
         if let Err(e) = self.limits.log_in(admitted, &user) {
-            login_result("refused");
+            self.login_result("refused");
             tracing::warn!(user = name, reason = %e, "login refused");
             return None;
         }
-        login_result("ok");
+        self.login_result("ok");
         span.record("user", user.name.as_str());
         let source = identified.source.name();
         tracing::info!(method, source, cached = identified.cached, "logged in");
@@ -286,11 +318,4 @@ fn ban(ip: std::net::IpAddr, protocol: Option<&'static str>) -> Event {
         ip: Some(ip.to_string()),
         ..Event::new(EventKind::Ban)
     }
-}
-
-fn login_result(result: &'static str) {
-    crate::metrics::get()
-        .logins
-        .get_or_create(&crate::metrics::ResultLabel { result })
-        .inc();
 }

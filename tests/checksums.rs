@@ -419,7 +419,7 @@ async fn a_filesystem_remote_keeps_digests_beside_the_file() {
     let RemoteKind::Filesystem { root, .. } = &f.config.remotes["store"].kind else {
         unreachable!()
     };
-    let budget = Budget::new(f.config.server.memory_budget);
+    let budget = Budget::new(f.config.server.memory_budget, Default::default());
     let data = pattern(100_000, 3);
     let l = ObjectLayer::new(f.remote.clone(), budget.clone());
     let mut up = l.open_write("kept.bin", WriteMode::Truncate).await.unwrap();
@@ -446,7 +446,7 @@ async fn a_filesystem_remote_keeps_digests_beside_the_file() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    let fresh = Arc::new(Remote::build(&f.config.remotes["store"]).unwrap());
+    let fresh = Arc::new(Remote::build(&f.config.remotes["store"], &Default::default()).unwrap());
     let l = ObjectLayer::new(fresh, budget);
     assert_eq!(
         hex(&l

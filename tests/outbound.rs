@@ -127,13 +127,18 @@ async fn through_relay_at(
     let (addr, seen) = relay(bind, upstream).await;
     let text = s3_remote_toml(&format!("http://{addr}"), &bucket, extra);
     let config = parse_config(&text);
-    let remote = Arc::new(bucketgate::remote::Remote::build(&config.remotes["store"]).unwrap());
+    let remote = Arc::new(
+        bucketgate::remote::Remote::build(&config.remotes["store"], &Default::default()).unwrap(),
+    );
     (remote, seen)
 }
 
 /// Uploads `n` files of `size` at once and lists them back.
 async fn traffic(remote: &Arc<bucketgate::remote::Remote>, n: usize, size: usize) {
-    let layer = Arc::new(ObjectLayer::new(remote.clone(), Budget::new(1 << 30)));
+    let layer = Arc::new(ObjectLayer::new(
+        remote.clone(),
+        Budget::new(1 << 30, Default::default()),
+    ));
     let uploads = (0..n).map(|i| {
         let layer = layer.clone();
         tokio::spawn(async move {
@@ -225,7 +230,7 @@ fn an_address_not_on_this_host_is_named() {
         "outbound_ips = [\"127.0.0.2\", \"203.0.113.10\"]",
     );
     let config = parse_config(&text);
-    let err = bucketgate::remote::Remote::build(&config.remotes["store"])
+    let err = bucketgate::remote::Remote::build(&config.remotes["store"], &Default::default())
         .unwrap_err()
         .to_string();
     assert!(
@@ -242,7 +247,10 @@ fn an_address_not_on_this_host_is_named() {
 async fn waiting_for_the_connection_cap_is_not_a_stall() {
     let (remote, _) =
         through_relay("max_connections = 1\nrequest_timeout = \"1s\"\nretries = 0").await;
-    let layer = Arc::new(ObjectLayer::new(remote.clone(), Budget::new(1 << 30)));
+    let layer = Arc::new(ObjectLayer::new(
+        remote.clone(),
+        Budget::new(1 << 30, Default::default()),
+    ));
     let data = pattern(24 << 20, 5);
     let mut upload = layer
         .open_write("big.bin", WriteMode::Truncate)

@@ -3,8 +3,8 @@
 //! that records every request: what a client reads, and what the bucket
 //! was asked for it.
 //!
-//! The prefetch counters are process-wide, so the tests here run one at
-//! a time (`serial`) and compare counters before and after.
+//! Each gateway counts into metrics of its own, so the tests compare its
+//! counters before and after while the others run beside it.
 
 mod common;
 
@@ -16,12 +16,6 @@ use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
-
-/// One test at a time: the counters compared are the process's.
-async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    LOCK.lock().await
-}
 
 /// A gateway reaching S3 through a recording proxy.
 async fn gateway(extra_remote: &str) -> (TestGateway, Seen) {
@@ -128,7 +122,6 @@ async fn until_gets(g: &TestGateway, seen: &Seen, dir: &str, n: usize) {
 /// the first are answered from the prefetch, and nothing is wasted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_fetched_file_after_file_is_served_ahead() {
-    let _one = serial().await;
     let (g, seen) = gateway("").await;
     let files = small_files(&g, "docs", 40);
     let (_h, s) = alice(&g).await;
@@ -158,7 +151,6 @@ async fn a_folder_fetched_file_after_file_is_served_ahead() {
 /// The same walk over FTP: LIST, then RETR after RETR.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ftp_retr_after_a_listing_is_served_ahead() {
-    let _one = serial().await;
     let (g, seen) = gateway("").await;
     let files = small_files(&g, "docs", 20);
     client(async {
@@ -186,7 +178,6 @@ async fn ftp_retr_after_a_listing_is_served_ahead() {
 /// not a folder's worth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_a_thousand_and_fetching_one_costs_two_more_gets() {
-    let _one = serial().await;
     let (g, seen) = gateway("").await;
     let files = small_files(&g, "many", 1000);
     let (_h, s) = alice(&g).await;
@@ -208,7 +199,6 @@ async fn listing_a_thousand_and_fetching_one_costs_two_more_gets() {
 /// prefetch is held: read new.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_replaced_through_the_gateway_is_read_new() {
-    let _one = serial().await;
     let (g, seen) = gateway("").await;
     let files = small_files(&g, "docs", 4);
     let (_h, s) = alice(&g).await;
@@ -227,7 +217,6 @@ async fn a_file_replaced_through_the_gateway_is_read_new() {
 /// passed, read new.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_replaced_in_s3_is_read_new_after_the_window() {
-    let _one = serial().await;
     let (g, seen) = gateway("prefetch_window = \"1s\"").await;
     let files = small_files(&g, "docs", 3);
     let (_h, s) = alice(&g).await;
@@ -249,7 +238,6 @@ async fn a_file_replaced_in_s3_is_read_new_after_the_window() {
 /// gateway after it: NO_SUCH_FILE over SFTP, 550 over FTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_deleted_after_the_listing_is_not_found() {
-    let _one = serial().await;
     let (g, seen) = gateway("").await;
     let files = small_files(&g, "docs", 4);
     let (_h, s) = alice(&g).await;
@@ -291,7 +279,6 @@ async fn a_file_deleted_after_the_listing_is_not_found() {
 /// when the client opens its file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefetch_off_asks_for_each_file_when_it_is_opened() {
-    let _one = serial().await;
     let (g, seen) = gateway("prefetch_window = \"0\"").await;
     let files = small_files(&g, "docs", 10);
     let (_h, s) = alice(&g).await;
@@ -325,7 +312,6 @@ async fn prefetch_off_asks_for_each_file_when_it_is_opened() {
 /// nothing ahead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tree_walk_keeps_its_pace_and_browsing_stops_it() {
-    let _one = serial().await;
     let (g, _seen) = gateway("").await;
     let trees: Vec<_> = (0..4)
         .map(|d| small_files(&g, &format!("tree/d{d}"), 10))
@@ -359,12 +345,12 @@ async fn a_tree_walk_keeps_its_pace_and_browsing_stops_it() {
 async fn a_spent_budget_fetches_nothing_ahead() {
     use bucketgate::vfs::{Budget, Storage, UserPath, UserVfs, Vfs, WriteMode};
     use futures::TryStreamExt;
-    let _one = serial().await;
     let config = common::parse_config(&format!(
         "[remotes.mem]\nkind = \"memory\"\n\n[[users]]\nname = \"alice\"\npassword = \"{HASH}\"\nhome = \"mem:/alice\"\n"
     ));
-    let remotes = bucketgate::remote::Remotes::build(&config).unwrap();
-    let storage = Storage::new(&remotes, &Budget::new(8));
+    let m = bucketgate::metrics::Metrics::new();
+    let remotes = bucketgate::remote::Remotes::build(&config, &m).unwrap();
+    let storage = Storage::new(&remotes, &Budget::new(8, Default::default()));
     let vfs = UserVfs::for_user(&config.users[0], &storage).await.unwrap();
     let p = |s: &str| UserPath::parse(s).unwrap();
     vfs.mkdir(&p("/docs")).await.unwrap();
@@ -378,7 +364,6 @@ async fn a_spent_budget_fetches_nothing_ahead() {
             .unwrap();
         up.close().await.unwrap();
     }
-    let m = bucketgate::metrics::get();
     let (fetched, misses) = (m.prefetch_fetched.get(), m.prefetch_misses.get());
     let listed: Vec<_> = vfs
         .list(&p("/docs"))
@@ -412,7 +397,6 @@ async fn a_spent_budget_fetches_nothing_ahead() {
 /// Before, 20 sessions made 700 opens cost 5 702 GETs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ramp_then_a_jump_costs_at_most_twice_the_opens() {
-    let _one = serial().await;
     let (g, seen) = gateway("").await;
     small_files(&g, "ramp", 100);
     for d in 0..10 {

@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 fn s3_layer(endpoint: &str, bucket: &str, extra: &str) -> Arc<ObjectLayer> {
     let config = parse_config(&s3_remote_toml(endpoint, bucket, extra));
-    let budget = Budget::new(config.server.memory_budget);
+    let budget = Budget::new(config.server.memory_budget, Default::default());
     Arc::new(ObjectLayer::new(
-        Arc::new(Remote::build(&config.remotes["store"]).unwrap()),
+        Arc::new(Remote::build(&config.remotes["store"], &Default::default()).unwrap()),
         budget,
     ))
 }

@@ -375,6 +375,32 @@ async fn paths_cannot_escape_and_read_only_mount_refuses_writes() {
     g.stop().await;
 }
 
+/// Each gateway tracks its own transfers: one shutting down does not wait
+/// for another's upload in the same process, which then finishes whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_shutting_down_does_not_wait_for_anothers_transfers() {
+    let (busy, idle) = (start("").await, start("").await);
+    let (_ssh, s) = alice(&busy).await;
+    let h = s
+        .open("/open.bin", write_flags(), FileAttributes::empty())
+        .await
+        .unwrap()
+        .handle;
+    s.write(&h, 0, b"first".to_vec()).await.unwrap();
+    // With one tracker for the process, the idle gateway would wait the
+    // whole grace period for the busy one's upload.
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        idle.shutdown(Duration::from_secs(600)),
+    )
+    .await
+    .expect("the idle gateway waited for another gateway's transfer");
+    s.write(&h, 5, b" second".to_vec()).await.unwrap();
+    s.close(&h).await.unwrap();
+    assert_eq!(get(&s, "/open.bin").await, b"first second");
+    busy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn upload_cut_by_closing_the_connection_leaves_no_object() {
     let g = start("part_size = \"5MiB\"\n").await;

@@ -38,8 +38,8 @@ home = "mem:/home/bob"
 
 async fn session(permissions: &str) -> (UserVfs, UserVfs) {
     let c = config(permissions);
-    let budget = Budget::new(c.server.memory_budget);
-    let storage = Storage::new(&Remotes::build(&c).unwrap(), &budget);
+    let budget = Budget::new(c.server.memory_budget, Default::default());
+    let storage = Storage::new(&Remotes::build(&c, &Default::default()).unwrap(), &budget);
     let alice = UserVfs::for_user(&c.users[0], &storage).await.unwrap();
     let bob = UserVfs::for_user(&c.users[1], &storage).await.unwrap();
     (alice, bob)

@@ -14,7 +14,7 @@ use std::sync::Arc;
 const MIB: usize = 1 << 20;
 
 fn layer(f: &Fixture) -> Arc<ObjectLayer> {
-    let budget = Budget::new(f.config.server.memory_budget);
+    let budget = Budget::new(f.config.server.memory_budget, Default::default());
     Arc::new(ObjectLayer::new(f.remote.clone(), budget))
 }
 

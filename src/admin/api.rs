@@ -330,7 +330,7 @@ impl Console {
                     "store": r.store().to_string(),
                     "bucket": r.bucket(),
                     "health": health.get(r.name()).cloned().unwrap_or(Value::Null),
-                    "calls": crate::metrics::calls().of(r.name()).by_operation(),
+                    "calls": r.calls().by_operation(),
                 })
             })
             .collect();

@@ -43,6 +43,7 @@ pub struct Admin {
     pub console: Option<Console>,
     pub protect_metrics: bool,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The admin listener, bound.
@@ -83,29 +84,40 @@ impl AdminListener {
         let tls = admin.tls.clone().map(tokio_rustls::TlsAcceptor::from);
         let cap = ConnectionCap::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
         let closing = tokio_util::sync::CancellationToken::new();
-        let serve = crate::listen::accept_until(&self.listener, "admin", stop, |socket, peer| {
-            let (admin, tls, closing) = (admin.clone(), tls.clone(), closing.clone());
-            let admitted = cap.admit(peer);
-            async move {
-                let Some(_admitted) = admitted else {
-                    crate::metrics::get().admin_refused.inc();
-                    return;
-                };
-                let service = hyper::service::service_fn(move |req| {
-                    let admin = admin.clone();
-                    async move { Ok::<_, std::convert::Infallible>(admin.answer(peer, req).await) }
-                });
-                match tls {
-                    None => serve_http(socket, service, closing).await,
-                    Some(acceptor) => {
-                        let handshake = tokio::time::timeout(READ_TIMEOUT, acceptor.accept(socket));
-                        if let Ok(Ok(stream)) = handshake.await {
-                            serve_http(stream, service, closing).await;
+        let tasks = crate::listen::Tasks {
+            tracker: Default::default(),
+            accept_errors: admin.metrics.accept_errors.clone(),
+        };
+        let serve = crate::listen::accept_until(
+            &self.listener,
+            "admin",
+            &tasks,
+            stop,
+            |socket, peer| {
+                let (admin, tls, closing) = (admin.clone(), tls.clone(), closing.clone());
+                let admitted = cap.admit(peer);
+                async move {
+                    let Some(_admitted) = admitted else {
+                        admin.metrics.admin_refused.inc();
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req| {
+                        let admin = admin.clone();
+                        async move { Ok::<_, std::convert::Infallible>(admin.answer(peer, req).await) }
+                    });
+                    match tls {
+                        None => serve_http(socket, service, closing).await,
+                        Some(acceptor) => {
+                            let handshake =
+                                tokio::time::timeout(READ_TIMEOUT, acceptor.accept(socket));
+                            if let Ok(Ok(stream)) = handshake.await {
+                                serve_http(stream, service, closing).await;
+                            }
                         }
                     }
                 }
-            }
-        });
+            },
+        );
         serve.await;
         closing.cancel();
     }
@@ -225,7 +237,7 @@ impl Admin {
             true => plain(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                crate::metrics::get().render(),
+                self.metrics.render(),
             ),
             false => plain(
                 StatusCode::UNAUTHORIZED,

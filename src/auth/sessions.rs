@@ -10,7 +10,10 @@
 use super::Bans;
 use super::bans::Source;
 use crate::config::{SecurityConfig, ServerConfig, UserConfig};
-use crate::metrics::ProtocolLabel;
+use crate::metrics::{Metrics, ProtocolLabel};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -23,6 +26,8 @@ struct Unauthenticated {
     next_id: u64,
     by_id: BTreeMap<u64, (Source, CancellationToken)>,
     per_source: HashMap<Source, usize>,
+    /// The gateway's `unauthenticated` gauge.
+    gauge: Gauge,
 }
 
 impl Unauthenticated {
@@ -37,7 +42,7 @@ impl Unauthenticated {
                 self.per_source.remove(&source);
             }
         }
-        crate::metrics::get().unauthenticated.dec();
+        self.gauge.dec();
         true
     }
 }
@@ -47,6 +52,8 @@ struct Counts {
     sessions: usize,
     per_user: HashMap<String, usize>,
     unauthenticated: Unauthenticated,
+    /// The gateway's `sessions` gauges, by protocol.
+    gauges: Family<ProtocolLabel, Gauge>,
 }
 
 /// The limits on connections and sessions across every frontend.
@@ -58,6 +65,8 @@ pub struct SessionLimits {
     login_timeout: Duration,
     counts: Arc<Mutex<Counts>>,
     bans: Bans,
+    /// The gateway's `banned_connections`.
+    banned: Counter,
 }
 
 /// Which limit refused a connection or a login.
@@ -165,14 +174,23 @@ impl Admitted {
 }
 
 impl SessionLimits {
-    pub fn new(server: &ServerConfig, security: &SecurityConfig) -> Self {
+    pub fn new(server: &ServerConfig, security: &SecurityConfig, metrics: &Metrics) -> Self {
+        let counts = Counts {
+            unauthenticated: Unauthenticated {
+                gauge: metrics.unauthenticated.clone(),
+                ..Default::default()
+            },
+            gauges: metrics.sessions.clone(),
+            ..Default::default()
+        };
         SessionLimits {
             max_sessions: server.max_sessions,
             max_unauthenticated: server.max_unauthenticated.max(1),
             max_unauthenticated_per_source: server.max_unauthenticated_per_source.max(1),
             login_timeout: server.login_timeout,
-            counts: Arc::default(),
+            counts: Arc::new(Mutex::new(counts)),
             bans: Bans::new(security),
+            banned: metrics.banned_connections.clone(),
         }
     }
 
@@ -187,9 +205,8 @@ impl SessionLimits {
     /// `max_unauthenticated` of them, the oldest is closed to make room: a
     /// flood cannot keep a real client from getting to its login.
     pub fn connection(&self, peer: IpAddr, protocol: &'static str) -> Result<PreLogin, LimitError> {
-        let metrics = crate::metrics::get();
         if let Some(left) = self.bans.banned(peer) {
-            metrics.banned_connections.inc();
+            self.banned.inc();
             return Err(LimitError::Banned(left));
         }
         let source = Source::from(peer);
@@ -213,7 +230,7 @@ impl SessionLimits {
         let evicted = CancellationToken::new();
         pending.by_id.insert(id, (source, evicted.clone()));
         *pending.per_source.entry(source).or_default() += 1;
-        metrics.unauthenticated.inc();
+        pending.gauge.inc();
         Ok(PreLogin {
             counts: self.counts.clone(),
             id,
@@ -249,10 +266,7 @@ impl SessionLimits {
         }
         *n += 1;
         c.sessions += 1;
-        crate::metrics::get()
-            .sessions
-            .get_or_create(&ProtocolLabel { protocol })
-            .inc();
+        c.gauges.get_or_create(&ProtocolLabel { protocol }).inc();
         Ok(SessionSlot {
             counts: self.counts.clone(),
             protocol,
@@ -316,13 +330,12 @@ impl Drop for PreLogin {
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        crate::metrics::get()
-            .sessions
+        let mut c = crate::base::lock(&self.counts);
+        c.gauges
             .get_or_create(&ProtocolLabel {
                 protocol: self.protocol,
             })
             .dec();
-        let mut c = crate::base::lock(&self.counts);
         c.sessions -= 1;
         if let Some(n) = c.per_user.get_mut(&self.user) {
             *n -= 1;
@@ -355,7 +368,7 @@ mod tests {
             max_unauthenticated_per_source: per_source,
             memory_budget: 1 << 30,
         };
-        SessionLimits::new(&server, &security)
+        SessionLimits::new(&server, &security, &Metrics::new())
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::spool::{Owner, Spool};
 use super::{Backlog, Event, parse_time, wanted};
 use crate::base::lock;
 use crate::config::WebhookConfig;
-use crate::metrics::WebhookLabel;
+use crate::metrics::{Metrics, WebhookLabel};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use hmac::{KeyInit, Mac};
@@ -253,22 +253,24 @@ pub struct Webhook {
     /// Removed from the config: takes no new events.
     retired: AtomicBool,
     label: WebhookLabel,
+    metrics: Arc<Metrics>,
     failing: Every,
     dropping: Every,
 }
 
 impl Webhook {
     /// Opens the spool in `dir` and starts delivering.
-    pub fn start(config: WebhookConfig, dir: &Path) -> std::io::Result<Arc<Webhook>> {
+    pub fn start(
+        config: WebhookConfig,
+        dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Arc<Webhook>> {
         let client = client(&config)?;
         let queue = Arc::new(Queue::default());
         let label = WebhookLabel {
             webhook: config.name.clone(),
         };
-        let syncs = crate::metrics::get()
-            .event_spool_syncs
-            .get_or_create(&label)
-            .clone();
+        let syncs = metrics.event_spool_syncs.get_or_create(&label).clone();
         let (spool, undelivered) = Spool::open(dir, queue.clone(), syncs)?;
         for (id, body) in undelivered {
             let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
@@ -286,6 +288,7 @@ impl Webhook {
         }
         let hook = Arc::new(Webhook {
             label,
+            metrics,
             config: Mutex::new(Arc::new(config)),
             client: Mutex::new(client),
             queue,
@@ -366,10 +369,7 @@ impl Webhook {
         let mut s = lock(&self.queue.state);
         if s.file_bytes() + room > shares(limit).0 {
             drop(s);
-            crate::metrics::get()
-                .events_refused
-                .get_or_create(&self.label)
-                .inc();
+            self.metrics.events_refused.get_or_create(&self.label).inc();
             if let Some(held) = self.dropping.due() {
                 tracing::error!(
                     webhook = self.name(),
@@ -400,7 +400,7 @@ impl Webhook {
         let limit = self.config().spool_limit;
         let len = body.len() as u64;
         let anonymous = event.event.unauthenticated();
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         {
             let mut s = lock(&self.queue.state);
             let (files, anonymous_share) = shares(limit);
@@ -482,7 +482,7 @@ impl Webhook {
             Ok(r) => Some(format!("answered {}", r.status())),
             Err(e) => Some(e.without_url().to_string()),
         };
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         let Some(why) = failure else {
             self.queue.remove(&id);
             self.spool.ack(id.clone());
@@ -530,7 +530,7 @@ impl Webhook {
 
     /// Keeps the pending gauges current, once a second.
     async fn gauges(self: Arc<Webhook>) {
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         loop {
             let b = self.backlog();
             metrics

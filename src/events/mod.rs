@@ -13,6 +13,7 @@ mod delivery;
 mod spool;
 
 use crate::config::{EventKind, WebhookConfig};
+use crate::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -240,6 +241,7 @@ pub struct Events {
     hooks: Mutex<Vec<Arc<delivery::Webhook>>>,
     state_dir: PathBuf,
     anonymous: AnonymousRate,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Events {
@@ -275,9 +277,14 @@ impl Events {
     /// Opens each webhook's spool under `state_dir` (what a previous run
     /// left undelivered is sent first) and starts its deliveries. Needs
     /// the runtime.
-    pub fn start(configs: &[WebhookConfig], state_dir: &Path) -> Result<Arc<Events>, SpoolError> {
+    pub fn start(
+        configs: &[WebhookConfig],
+        state_dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Events>, SpoolError> {
         let events = Events {
             state_dir: state_dir.to_path_buf(),
+            metrics,
             ..Events::default()
         };
         events.reload(configs)?;
@@ -299,13 +306,11 @@ impl Events {
                 Some(hook) => hook.update(config.clone()),
                 None => {
                     let dir = self.state_dir.join("webhooks").join(&config.name);
-                    let hook =
-                        delivery::Webhook::start(config.clone(), &dir).map_err(|source| {
-                            SpoolError {
-                                name: config.name.clone(),
-                                dir: dir.display().to_string(),
-                                source,
-                            }
+                    let hook = delivery::Webhook::start(config.clone(), &dir, self.metrics.clone())
+                        .map_err(|source| SpoolError {
+                            name: config.name.clone(),
+                            dir: dir.display().to_string(),
+                            source,
                         })?;
                     tracing::info!(
                         webhook = config.name,
@@ -340,7 +345,7 @@ impl Events {
                 .as_deref()
                 .is_none_or(|ip| self.anonymous.allow(ip))
         {
-            crate::metrics::get().events_rate_limited.inc();
+            self.metrics.events_rate_limited.inc();
             return Receipt::none();
         }
         let mut body = None;

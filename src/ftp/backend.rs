@@ -1,5 +1,5 @@
 //! libunftp's storage back end over the VFS: each FTP command that touches
-//! files ends here, as one call of the session's audited VFS.
+//! files ends here, as one call of the session's VFS with its policy layers.
 
 use super::login::FtpUser;
 use crate::vfs::{Algorithm, FileStat, FsError, FsResult, Upload, UserPath, Vfs, WriteMode};
@@ -187,7 +187,6 @@ async fn copy_into<R: AsyncRead + Unpin>(
             upload.bytes_received()
         )));
     }
-    let counted = ftp_bytes(&crate::metrics::get().bytes_up);
     let mut offset = start_pos;
     let mut buf = BytesMut::with_capacity(CHUNK);
     loop {
@@ -195,7 +194,6 @@ async fn copy_into<R: AsyncRead + Unpin>(
         if (n == 0 && !buf.is_empty()) || buf.len() >= CHUNK {
             let chunk = buf.split().freeze();
             let len = chunk.len() as u64;
-            counted.inc_by(len);
             upload.write_at(offset, chunk).await?;
             offset += len;
             buf.reserve(CHUNK);
@@ -291,7 +289,6 @@ impl StorageBackend<FtpUser> for VfsBackend {
         let path = user_path(path.as_ref());
         in_session(user, async {
             let mut download = user.vfs.open_read(&path?, start_pos).await?;
-            let counted = ftp_bytes(&crate::metrics::get().bytes_down);
             let sending = async {
                 let mut sent = 0u64;
                 loop {
@@ -301,7 +298,6 @@ impl StorageBackend<FtpUser> for VfsBackend {
                     }
                     output.write_all(&chunk).await.map_err(cut_short)?;
                     sent += chunk.len() as u64;
-                    counted.inc_by(chunk.len() as u64);
                 }
             };
             let result = until_ending(user, sending, |e| e).await;
@@ -431,16 +427,4 @@ impl StorageBackend<FtpUser> for VfsBackend {
         })
         .await
     }
-}
-
-/// The FTP series of a byte counter.
-fn ftp_bytes(
-    family: &prometheus_client::metrics::family::Family<
-        crate::metrics::ProtocolLabel,
-        prometheus_client::metrics::counter::Counter,
-    >,
-) -> prometheus_client::metrics::counter::Counter {
-    family
-        .get_or_create(&crate::metrics::ProtocolLabel { protocol: "ftp" })
-        .clone()
 }

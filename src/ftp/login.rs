@@ -8,8 +8,8 @@
 
 use crate::auth::{Admitted, Attempt, PreLogin};
 use crate::live::SessionEntry;
+use crate::policy::SessionVfs;
 use crate::session::{Connection, SessionContext};
-use crate::vfs::{Audited, UserVfs};
 use async_trait::async_trait;
 use std::fmt;
 use std::net::SocketAddr;
@@ -26,7 +26,7 @@ const FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// A logged-in FTP user: their tree and the session's span.
 pub struct FtpUser {
-    pub vfs: Audited<UserVfs>,
+    pub vfs: SessionVfs,
     pub span: tracing::Span,
     /// Cancelled at shutdown past the grace period, or when an operator
     /// ends the session: a transfer still running ends (libunftp runs
@@ -38,14 +38,14 @@ pub struct FtpUser {
 
 impl fmt::Display for FtpUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.vfs.inner().user())
+        f.write_str(self.vfs.user())
     }
 }
 
 impl fmt::Debug for FtpUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FtpUser")
-            .field("name", &self.vfs.inner().user())
+            .field("name", &self.vfs.user())
             .finish_non_exhaustive()
     }
 }
@@ -116,19 +116,16 @@ impl Login {
                 checked,
             )?
         };
-        match UserVfs::for_user(&logged_in.user, &self.shared.storage).await {
-            Ok(vfs) => Some(FtpUser {
-                vfs: self.shared.audited(vfs, &logged_in.live.0),
-                span: self.span.clone(),
-                ending: self.connection.end.clone(),
-                _live: logged_in.live,
-            }),
-            Err(e) => {
-                let _enter = self.span.enter();
-                tracing::error!(error = %e, "the user's home could not be prepared");
-                None
-            }
-        }
+        let vfs = self
+            .shared
+            .user_vfs(&logged_in.user, &logged_in.live.0, &self.span)
+            .await?;
+        Some(FtpUser {
+            vfs,
+            span: self.span.clone(),
+            ending: self.connection.end.clone(),
+            _live: logged_in.live,
+        })
     }
 }
 

@@ -154,7 +154,9 @@ impl ConnectionSetup {
     /// with the TLS handshake.
     async fn accept(self: Arc<Self>, listener: TcpListener, implicit: bool) {
         let protocol = if implicit { "ftps-implicit" } else { "ftp" };
-        crate::listen::accept_until(&listener, protocol, std::future::pending(), |socket, peer| {
+        let tasks = self.shared.tasks.clone();
+        let forever = std::future::pending();
+        crate::listen::accept_until(&listener, protocol, &tasks, forever, |socket, peer| {
             let setup = self.clone();
             async move {
                 let mut socket = socket;

@@ -18,6 +18,7 @@
 //!   GET).
 
 use crate::config::S3Config;
+use crate::metrics::{Metrics, OpCalls};
 use bytes::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
@@ -50,8 +51,9 @@ pub enum OutboundError {
 pub struct GatewayConnector(Arc<Outbound>);
 
 struct Outbound {
+    metrics: Arc<Metrics>,
     /// This remote's requests by operation, for the console.
-    calls: Arc<crate::metrics::OpCalls>,
+    calls: Arc<OpCalls>,
     pool: Client<Connect, WatchedBody>,
     read_timeout: Duration,
     /// With `max_connections`: a request's turn, taken before its timeout
@@ -70,7 +72,12 @@ impl std::fmt::Debug for Outbound {
 impl GatewayConnector {
     /// Checks that every dedicated address is one of this host's (a bind
     /// test), then sets up the pool.
-    pub fn new(remote: &str, config: &S3Config) -> Result<Self, OutboundError> {
+    pub fn new(
+        remote: &str,
+        config: &S3Config,
+        metrics: Arc<Metrics>,
+        calls: Arc<OpCalls>,
+    ) -> Result<Self, OutboundError> {
         let locals: Vec<Option<IpAddr>> =
             if config.use_dedicated_ips && !config.outbound_ips.is_empty() {
                 config.outbound_ips.iter().copied().map(Some).collect()
@@ -104,7 +111,8 @@ impl GatewayConnector {
             .http1_max_buf_size(RESPONSE_BUFFER)
             .build(connect);
         Ok(GatewayConnector(Arc::new(Outbound {
-            calls: crate::metrics::calls().of(remote),
+            metrics,
+            calls,
             pool,
             read_timeout: config.request_timeout,
             turns: (config.max_connections > 0)
@@ -169,7 +177,7 @@ impl HttpService for GatewayConnector {
         };
         let started = tokio::time::Instant::now();
         let response = self.send(req, started).await;
-        let metrics = crate::metrics::get();
+        let metrics = &out.metrics;
         let status = match &response {
             Ok(r) => r.status().as_u16().to_string(),
             Err(e) if matches!(e.kind(), HttpErrorKind::Timeout) => "timeout".into(),

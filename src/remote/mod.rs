@@ -15,6 +15,7 @@ mod s3;
 
 use crate::base::{Algorithm, Digests, FsResult, hex};
 use crate::config::{Config, RemoteConfig, RemoteKind};
+use crate::metrics::{Metrics, OpCalls};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use object_store::{Attribute, AttributeValue, Attributes, ObjectStore};
@@ -116,6 +117,11 @@ pub struct Remote {
     /// config or probed on a filesystem, false on object stores.
     case_insensitive: bool,
     known_digests: DigestCache,
+    /// The gateway's metrics, which the remote's requests and the object
+    /// layer above it count into.
+    metrics: Arc<Metrics>,
+    /// This remote's requests by operation, for the console (S3 only).
+    calls: Arc<OpCalls>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -366,8 +372,18 @@ impl Remote {
         matches!(&self.config.kind, RemoteKind::S3(s3) if s3.keep_digests_by_copy)
     }
 
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// This remote's requests by operation.
+    pub fn calls(&self) -> &OpCalls {
+        &self.calls
+    }
+
     /// Builds the store for one remote. Creates a filesystem root if missing.
-    pub fn build(config: &RemoteConfig) -> Result<Remote, RemoteError> {
+    pub fn build(config: &RemoteConfig, metrics: &Arc<Metrics>) -> Result<Remote, RemoteError> {
         let err = |e: &dyn std::fmt::Display| RemoteError {
             remote: config.name.clone(),
             message: e.to_string(),
@@ -382,6 +398,8 @@ impl Remote {
                     parts: None,
                     case_insensitive: false,
                     known_digests: DigestCache::default(),
+                    metrics: metrics.clone(),
+                    calls: Arc::default(),
                 })
             }
             RemoteKind::Filesystem {
@@ -407,9 +425,11 @@ impl Remote {
                     parts: None,
                     case_insensitive,
                     known_digests: DigestCache::default(),
+                    metrics: metrics.clone(),
+                    calls: Arc::default(),
                 })
             }
-            RemoteKind::S3(s3) => s3::build(config, s3).map_err(|e| err(&e)),
+            RemoteKind::S3(s3) => s3::build(config, s3, metrics).map_err(|e| err(&e)),
         }
     }
 }
@@ -427,11 +447,11 @@ pub struct RemoteError {
 pub struct Remotes(BTreeMap<String, Arc<Remote>>);
 
 impl Remotes {
-    pub fn build(config: &Config) -> Result<Remotes, RemoteError> {
+    pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Remotes, RemoteError> {
         config
             .remotes
             .values()
-            .map(|r| Ok((r.name.clone(), Arc::new(Remote::build(r)?))))
+            .map(|r| Ok((r.name.clone(), Arc::new(Remote::build(r, metrics)?))))
             .collect::<Result<_, _>>()
             .map(Remotes)
     }

@@ -5,6 +5,7 @@
 //! There is no shell: anything else is refused, as before.
 
 use crate::base::{Checksums, Hashers};
+use crate::policy::SessionVfs;
 use crate::vfs::{Algorithm, UserPath, Vfs};
 use russh::ChannelMsg;
 use russh::server::Msg;
@@ -104,7 +105,7 @@ async fn closed(channel: &mut russh::Channel<Msg>) {
 }
 
 /// Runs `command` on `channel`: its output, exit status, end.
-pub async fn run(command: Command, mut channel: russh::Channel<Msg>, vfs: impl Vfs) {
+pub async fn run(command: Command, mut channel: russh::Channel<Msg>, vfs: SessionVfs) {
     let (out, err, status) = match command {
         Command::ShellProbe => ("%ComSpec%\n".to_string(), String::new(), 0),
         Command::Digest {

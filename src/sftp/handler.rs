@@ -8,15 +8,12 @@
 //! (WinSCP's `.filepart`) finds the whole file.
 
 use super::attrs::{attributes, entry, error_reply, status};
-use crate::metrics::ProtocolLabel;
-use crate::vfs::{
-    Algorithm, Audited, Download, FileStat, FsError, Upload, UserPath, UserVfs, Vfs, WriteMode,
-};
+use crate::policy::SessionVfs;
+use crate::vfs::{Algorithm, Download, FileStat, FsError, Upload, UserPath, Vfs, WriteMode};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use prometheus_client::metrics::counter::Counter;
 use russh_sftp::extensions::{self, LimitsExtension, Statvfs};
 use russh_sftp::protocol::{
     Attrs, Data, ExtendedReply, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
@@ -42,11 +39,8 @@ const CHECK_FILE: &str = "check-file";
 
 /// One channel's SFTP state.
 pub struct SftpHandler {
-    vfs: Audited<UserVfs>,
+    vfs: SessionVfs,
     handles: Handles,
-    /// The session's byte counters, looked up once.
-    bytes_up: Counter,
-    bytes_down: Counter,
 }
 
 /// The open handles of one SFTP channel. Each holds one of its SSH
@@ -168,9 +162,7 @@ fn take_string(data: &mut &[u8]) -> Option<String> {
 
 impl SftpHandler {
     /// A channel's handler; `slots` are its connection's handle slots, `max` their number.
-    pub fn new(vfs: Audited<UserVfs>, slots: Arc<Semaphore>, max: usize) -> Self {
-        let sftp = ProtocolLabel { protocol: "sftp" };
-        let metrics = crate::metrics::get();
+    pub fn new(vfs: SessionVfs, slots: Arc<Semaphore>, max: usize) -> Self {
         SftpHandler {
             vfs,
             handles: Handles {
@@ -179,8 +171,6 @@ impl SftpHandler {
                 max,
                 next: 0,
             },
-            bytes_up: metrics.bytes_up.get_or_create(&sftp).clone(),
-            bytes_down: metrics.bytes_down.get_or_create(&sftp).clone(),
         }
     }
 
@@ -205,7 +195,7 @@ impl SftpHandler {
 }
 
 async fn open_write(
-    vfs: &Audited<UserVfs>,
+    vfs: &SessionVfs,
     path: &UserPath,
     flags: OpenFlags,
 ) -> Result<WriteFile, FsError> {
@@ -230,7 +220,7 @@ async fn open_write(
 /// the gateway has, over the whole file (from the digest its upload kept).
 /// Ranges and blocks would mean reading the object again: refused.
 async fn check_file(
-    vfs: &Audited<UserVfs>,
+    vfs: &SessionVfs,
     id: u32,
     path: &UserPath,
     algorithms: &str,
@@ -267,7 +257,7 @@ async fn check_file(
     Ok(Packet::ExtendedReply(ExtendedReply { id, data }))
 }
 
-async fn statvfs(vfs: &Audited<UserVfs>, id: u32, data: &[u8]) -> Reply<Packet> {
+async fn statvfs(vfs: &SessionVfs, id: u32, data: &[u8]) -> Reply<Packet> {
     let mut data = data;
     let path = take_string(&mut data)
         .ok_or_else(|| status(StatusCode::BadMessage, "bad statvfs request"))?;
@@ -373,7 +363,6 @@ impl russh_sftp::server::Handler for SftpHandler {
         if data.is_empty() {
             return Err(status(StatusCode::Eof, "end of file"));
         }
-        self.bytes_down.inc_by(data.len() as u64);
         Ok(Data {
             id,
             data: data.to_vec(),
@@ -391,7 +380,6 @@ impl russh_sftp::server::Handler for SftpHandler {
             Some(OpenHandle::Write(w)) => w,
             other => return Err(wrong_handle(other.is_some(), "reading, not writing")),
         };
-        self.bytes_up.inc_by(data.len() as u64);
         let data = Bytes::from(data);
         let written = match w.append {
             true => w.upload.write_at_end(data).await,

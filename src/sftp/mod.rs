@@ -64,7 +64,16 @@ where
         user: vfs.user().to_string(),
         ip: std::net::Ipv4Addr::LOCALHOST.into(),
     };
-    let vfs = crate::vfs::audited::Audited::new(vfs, crate::events::Events::none(), origin);
+    let live = crate::live::Live::new();
+    let session = live.register(
+        &origin.user,
+        "sftp",
+        (origin.ip, 22).into(),
+        Default::default(),
+    );
+    let metrics = crate::metrics::Metrics::new();
+    let events = crate::events::Events::none();
+    let vfs = crate::policy::SessionVfs::new(vfs, events, origin, session.0.clone(), &metrics);
     pump::run(stream, handler::SftpHandler::new(vfs, handles, 64)).await;
 }
 
@@ -115,7 +124,8 @@ impl SftpListener {
             shared,
             proxy,
         } = self;
-        crate::listen::accept_until(&listener, "sftp", stop, |socket, peer| {
+        let tasks = shared.tasks.clone();
+        crate::listen::accept_until(&listener, "sftp", &tasks, stop, |socket, peer| {
             let (config, shared, proxy) = (config.clone(), shared.clone(), proxy.clone());
             let caps = ssh::ConnectionCaps::new(&sftp);
             async move {

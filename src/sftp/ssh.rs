@@ -7,8 +7,8 @@ use super::handler::SftpHandler;
 use crate::auth::{Admitted, Attempt, PreLogin};
 use crate::config::{SftpConfig, UserConfig};
 use crate::live::SessionEntry;
+use crate::policy::SessionVfs;
 use crate::session::{Checked, Connection, SessionContext};
-use crate::vfs::{Audited, UserVfs};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use std::collections::HashMap;
@@ -92,16 +92,9 @@ impl SshSession {
 
     /// The user's files for one channel; `None` (logged) if the home
     /// cannot be prepared.
-    async fn user_vfs(&self, user: &UserConfig) -> Option<Audited<UserVfs>> {
+    async fn user_vfs(&self, user: &UserConfig) -> Option<SessionVfs> {
         let live = &self.live.as_ref()?.0;
-        match UserVfs::for_user(user, &self.shared.storage).await {
-            Ok(vfs) => Some(self.shared.audited(vfs, live)),
-            Err(e) => {
-                let _enter = self.span.enter();
-                tracing::error!(error = %e, "the user's home could not be prepared");
-                None
-            }
-        }
+        self.shared.user_vfs(user, live, &self.span).await
     }
 
     fn attempt(&self) -> Attempt {

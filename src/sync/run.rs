@@ -11,7 +11,7 @@ use super::tree::{Entry, Fingerprint, Tree, tree_of};
 use super::{BySide, Side};
 use crate::base::{Algorithm, hex};
 use crate::config::{Location, SyncConfig};
-use crate::vfs::audited::FileOp;
+use crate::policy::audit::FileOp;
 use crate::vfs::objects::ObjectLayer;
 use crate::vfs::{FsError, Storage};
 use chrono::Utc;
@@ -251,7 +251,10 @@ impl Job {
             Outcome::Failed => "failed",
             Outcome::Stopped(_) => "stopped",
         };
-        crate::metrics::get()
+        self.layers
+            .local
+            .remote()
+            .metrics()
             .sync_runs
             .get_or_create(&crate::metrics::SyncLabel {
                 job: self.config.name.clone(),

@@ -17,14 +17,18 @@
 //!   until the reader gets there, so they must never take the memory the
 //!   reader needs to get there.
 
+use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
 
-/// Shared by every session and sync run of a gateway.
+/// Shared by every session and sync run of a gateway. Every transfer
+/// draws from it, so it also tracks the transfers open, for shutdown.
 #[derive(Debug, Clone)]
 pub struct Budget {
     main: Pool,
     ahead: Pool,
+    transfers: TaskTracker,
 }
 
 #[derive(Debug, Clone)]
@@ -32,13 +36,16 @@ struct Pool {
     free: Arc<Semaphore>,
     /// What the pool holds in all: no request may ask for more.
     size: usize,
+    /// The bytes held now, as the metrics show them.
+    held: Gauge,
 }
 
 impl Pool {
-    fn new(size: usize) -> Self {
+    fn new(size: usize, held: Gauge) -> Self {
         Pool {
             free: Arc::new(Semaphore::new(size)),
             size,
+            held,
         }
     }
 
@@ -51,13 +58,22 @@ impl Pool {
             .acquire_many_owned(n)
             .await
             .expect("the budget's semaphores are never closed");
-        held(permit)
+        self.held(permit)
+    }
+
+    fn held(&self, permit: OwnedSemaphorePermit) -> Held {
+        self.held.inc_by(permit.num_permits() as i64);
+        Held {
+            permit,
+            gauge: self.held.clone(),
+        }
     }
 
     /// `bytes` if they are free now.
     fn try_take(&self, bytes: usize) -> Option<Held> {
         let n = u32::try_from(bytes).ok()?;
-        self.free.clone().try_acquire_many_owned(n).ok().map(held)
+        let permit = self.free.clone().try_acquire_many_owned(n).ok()?;
+        Some(self.held(permit))
     }
 }
 
@@ -65,6 +81,7 @@ impl Pool {
 #[derive(Debug)]
 pub struct Held {
     permit: OwnedSemaphorePermit,
+    gauge: Gauge,
 }
 
 impl Held {
@@ -75,29 +92,33 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        crate::metrics::get()
-            .buffered_bytes
-            .dec_by(self.permit.num_permits() as i64);
+        self.gauge.dec_by(self.permit.num_permits() as i64);
     }
 }
 
-fn held(permit: OwnedSemaphorePermit) -> Held {
-    crate::metrics::get()
-        .buffered_bytes
-        .inc_by(permit.num_permits() as i64);
-    Held { permit }
-}
-
 impl Budget {
-    pub fn new(bytes: u64) -> Self {
+    /// `bytes` in all; `held` shows how many are taken now (the gateway's
+    /// `buffered_bytes`).
+    pub fn new(bytes: u64, held: Gauge) -> Self {
         let bytes = usize::try_from(bytes)
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
         let ahead = bytes / 4;
         Budget {
-            main: Pool::new(bytes - ahead),
-            ahead: Pool::new(ahead),
+            main: Pool::new(bytes - ahead, held.clone()),
+            ahead: Pool::new(ahead, held),
+            transfers: TaskTracker::new(),
         }
+    }
+
+    /// The transfers open now, which shutdown waits on.
+    pub fn transfers(&self) -> &TaskTracker {
+        &self.transfers
+    }
+
+    /// Counts one transfer open until the token is dropped.
+    pub fn transfer(&self) -> super::transfers::Transfer {
+        self.transfers.token()
     }
 
     /// `bytes` from the main pool, waiting until they are free. A request

@@ -19,7 +19,7 @@
 
 use super::budget::{Budget, Held};
 use super::hashing::Hashing;
-use super::transfers::{EndHook, Ended};
+use super::transfers::{Ended, Observers};
 use super::{FileStat, FsError, FsResult};
 use crate::base::lock;
 use crate::base::{Algorithm, Checksums, hex};
@@ -237,8 +237,8 @@ pub struct Download {
     /// Bytes handed to the reader, and the first failure it was told of.
     handed: u64,
     failed: Option<FsError>,
-    end: Option<EndHook>,
-    progress: Option<super::transfers::Progress>,
+    /// What the layers above are told of the transfer.
+    observers: Observers,
     /// Checks a read from start to end against the SHA-256 kept with the
     /// object; dropped at the first read out of order.
     verify: Option<Box<Verify>>,
@@ -293,6 +293,7 @@ impl Download {
         etag: Option<String>,
         budget: Budget,
     ) -> Self {
+        let transfer = budget.transfer();
         Download {
             store,
             path,
@@ -308,10 +309,9 @@ impl Download {
             pace: Pace::new(),
             handed: 0,
             failed: None,
-            end: None,
-            progress: None,
+            observers: Observers::default(),
             verify: None,
-            _transfer: super::transfers::Transfer::start(),
+            _transfer: transfer,
         }
     }
 
@@ -371,18 +371,10 @@ impl Download {
         &self.stat
     }
 
-    /// Sets what is told when the download is dropped: the bytes handed
-    /// out and the first failure.
-    pub fn on_end(
-        &mut self,
-        hook: impl FnOnce(Ended<'_>) -> crate::events::Receipt + Send + Sync + 'static,
-    ) {
-        self.end = Some(Box::new(hook));
-    }
-
-    /// Sets what is told the bytes of each read handed out.
-    pub fn on_progress(&mut self, progress: super::transfers::Progress) {
-        self.progress = Some(progress);
+    /// Where the layers above set what they are told of this download: its
+    /// bytes as they move, and its end (committed, failed, or dropped).
+    pub fn observers(&mut self) -> &mut Observers {
+        &mut self.observers
     }
 
     /// Records a failure the reader met beyond the download (the client's
@@ -525,9 +517,7 @@ impl Download {
         let mut read = self.read(offset, len).await;
         if let Ok(bytes) = &read {
             self.handed += bytes.len() as u64;
-            if let Some(progress) = &self.progress {
-                progress(bytes.len() as u64);
-            }
+            self.observers.moved(bytes.len() as u64);
             if let Err(e) = self.verified(offset, bytes).await {
                 read = Err(e);
             }
@@ -643,14 +633,12 @@ impl Download {
 
 impl Drop for Download {
     fn drop(&mut self) {
-        if let Some(end) = self.end.take() {
-            // Spooled all the same; nothing waits for a download's event.
-            let _ = end(Ended {
-                bytes: Some(self.handed),
-                digests: None,
-                result: self.failed.as_ref().map_or(Ok(()), Err),
-            });
-        }
+        // Told all the same; nothing waits for a download's end.
+        drop(self.observers.end(Ended {
+            bytes: Some(self.handed),
+            digests: None,
+            result: self.failed.as_ref().map_or(Ok(()), Err),
+        }));
     }
 }
 
@@ -677,7 +665,14 @@ mod tests {
             .await
             .unwrap();
         let stat = FileStat::file("big".into(), data.len() as u64, chrono::Utc::now());
-        let mut d = Download::new(store, path, stat, None, 0, Budget::new(1 << 30));
+        let mut d = Download::new(
+            store,
+            path,
+            stat,
+            None,
+            0,
+            Budget::new(1 << 30, Default::default()),
+        );
         let mut out = Vec::new();
         let mut most = 0;
         while out.len() < data.len() {

@@ -6,7 +6,6 @@
 //! requests on one remote: streaming uploads ([`upload`]) and read-ahead
 //! downloads ([`download`]).
 
-pub mod audited;
 pub mod budget;
 mod digest_reads;
 pub mod download;
@@ -24,7 +23,6 @@ mod watches;
 
 pub use crate::base::{Algorithm, FsError, FsResult};
 pub use crate::config::{Permission, Permissions};
-pub use audited::Audited;
 pub use budget::Budget;
 pub use download::Download;
 pub use mount::UserVfs;

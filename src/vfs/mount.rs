@@ -137,7 +137,7 @@ impl UserVfs {
         if offset != 0 {
             return None;
         }
-        let m = crate::metrics::get();
+        let m = r.mount.layer.remote().metrics();
         let body = match self.prefetch.open(&r.mount.layer, &r.key) {
             Found::Unlisted => return None,
             Found::Listed(None) => None,

@@ -53,8 +53,11 @@ impl ObjectLayer {
     pub fn new(remote: Arc<Remote>, budget: Budget) -> Self {
         let watches = Arc::new(Watches::default());
         ObjectLayer {
+            uploads: Arc::new(OpenUploads::new(
+                watches.clone(),
+                remote.metrics().uploads_in_flight.clone(),
+            )),
             remote,
-            uploads: Arc::new(OpenUploads::new(watches.clone())),
             known_dirs: KnownDirs::default(),
             budget,
             renames: Renames::default(),

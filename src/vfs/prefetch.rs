@@ -40,6 +40,7 @@ use super::download::Whole;
 use super::objects::{ObjectLayer, parent_key};
 use super::watches::Watch;
 use crate::base::lock;
+use prometheus_client::metrics::counter::Counter;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -134,14 +135,14 @@ struct Ready {
     whole: Option<Whole>,
     fetched: Instant,
     watch: Watch,
+    /// The gateway's `prefetch_wasted_bytes`.
+    wasted: Counter,
 }
 
 impl Drop for Ready {
     fn drop(&mut self) {
         if let Some(w) = &self.whole {
-            crate::metrics::get()
-                .prefetch_wasted_bytes
-                .inc_by(w.body.len() as u64);
+            self.wasted.inc_by(w.body.len() as u64);
         }
     }
 }
@@ -421,7 +422,8 @@ fn fetch(
     // Before the GET: a change from here on must be seen.
     let watch = layer.watch(&key);
     let expiring = slot.clone();
-    crate::metrics::get().prefetch_fetched.inc();
+    let metrics = layer.remote().metrics().clone();
+    metrics.prefetch_fetched.inc();
     let task = tokio::spawn(async move {
         let fetched = Instant::now();
         let whole = match layer.read_whole(&key, &etag, held).await {
@@ -436,6 +438,7 @@ fn fetch(
             whole: Some(whole),
             fetched,
             watch,
+            wasted: metrics.prefetch_wasted_bytes.clone(),
         });
         drop(filling);
         tokio::time::sleep_until((fetched + window).into()).await;
@@ -457,8 +460,12 @@ mod tests {
             &|_| None,
         )
         .expect("a memory remote");
-        let remote = Arc::new(Remote::build(&config.remotes["mem"]).expect("built"));
-        Arc::new(ObjectLayer::new(remote, Budget::new(64 << 20)))
+        let remote =
+            Arc::new(Remote::build(&config.remotes["mem"], &Default::default()).expect("built"));
+        Arc::new(ObjectLayer::new(
+            remote,
+            Budget::new(64 << 20, Default::default()),
+        ))
     }
 
     /// Whatever a client lists, the names kept stay within

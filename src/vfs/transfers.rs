@@ -1,14 +1,14 @@
-//! Open transfers (uploads and downloads, of sessions and sync jobs),
-//! counted for graceful shutdown: `serve` lets them finish within
-//! `shutdown_grace`, then ends the sessions and waits for the uploads they
-//! leave to be aborted, so the process exits with no multipart upload of
-//! its own left open.
+//! What the VFS tells of a transfer (uploads and downloads, of sessions
+//! and sync jobs) to the layers above: its progress and how it ended. Each
+//! open transfer is also tracked by its gateway for graceful shutdown:
+//! `serve` lets them finish within `shutdown_grace`, then ends the sessions
+//! and waits for the uploads they leave to be aborted, so the process exits
+//! with no multipart upload of its own left open.
 
 use super::FsError;
 use crate::base::Digests;
-use crate::events::Receipt;
-use std::sync::OnceLock;
-use tokio::sync::watch;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 
 /// How an upload or download ended, told to its end hook (the audit line).
 #[derive(Debug, Clone, Copy)]
@@ -32,46 +32,58 @@ impl<'a> Ended<'a> {
     }
 }
 
-/// Told the bytes of each write or read as it is done: the console's
-/// live transfers.
+/// Told the bytes of each write or read as it is done (the console's
+/// live transfers, the byte counters).
 pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 
-/// Called once, when a transfer ends however it ends; what it returns is
-/// waited for before a committed upload's close is answered (its event on
-/// disk).
-pub type EndHook = Box<dyn FnOnce(Ended<'_>) -> Receipt + Send + Sync>;
+/// Called once, when a transfer ends however it ends. The future it
+/// returns is awaited before a committed upload's close is answered (a
+/// layer's record of the end made durable); for anything else it is
+/// dropped, so the hook must have done its work before returning it.
+pub type EndHook = Box<dyn FnOnce(Ended<'_>) -> BoxFuture<'static, ()> + Send + Sync>;
 
-fn open() -> &'static watch::Sender<usize> {
-    static OPEN: OnceLock<watch::Sender<usize>> = OnceLock::new();
-    OPEN.get_or_init(|| watch::channel(0).0)
+/// The hooks the layers above set on one transfer, each layer its own.
+#[derive(Default)]
+pub struct Observers {
+    ends: Vec<EndHook>,
+    progress: Vec<Progress>,
+}
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observers")
+            .field("ends", &self.ends.len())
+            .field("progress", &self.progress.len())
+            .finish()
+    }
+}
+
+impl Observers {
+    pub fn on_end(&mut self, hook: EndHook) {
+        self.ends.push(hook);
+    }
+
+    pub fn on_progress(&mut self, progress: Progress) {
+        self.progress.push(progress);
+    }
+
+    /// `n` more bytes moved.
+    pub fn moved(&self, n: u64) {
+        for p in &self.progress {
+            p(n);
+        }
+    }
+
+    /// Tells every end hook, once: what comes back completes when all of
+    /// theirs have.
+    pub fn end(&mut self, ended: Ended<'_>) -> BoxFuture<'static, ()> {
+        let waits: Vec<_> = self.ends.drain(..).map(|hook| hook(ended)).collect();
+        futures::future::join_all(waits).map(|_| ()).boxed()
+    }
 }
 
 /// Held by one open transfer; dropping it ends the transfer. An aborted
 /// upload moves it into its abort task, so the transfer ends when the abort
-/// has.
-#[derive(Debug)]
-pub struct Transfer(());
-
-impl Transfer {
-    pub fn start() -> Self {
-        open().send_modify(|n| *n += 1);
-        Transfer(())
-    }
-}
-
-impl Drop for Transfer {
-    fn drop(&mut self) {
-        open().send_modify(|n| *n -= 1);
-    }
-}
-
-/// How many transfers are open now.
-pub fn open_now() -> usize {
-    *open().borrow()
-}
-
-/// Waits until no transfer is open.
-pub async fn all_done() {
-    let mut rx = open().subscribe();
-    let _ = rx.wait_for(|n| *n == 0).await;
-}
+/// has. A token of the gateway's transfer tracker (see [`super::Budget`]),
+/// which shutdown waits on.
+pub type Transfer = tokio_util::task::task_tracker::TaskTrackerToken;

@@ -10,7 +10,7 @@
 use super::budget::{Budget, Held};
 use super::hashing::Hashing;
 use super::resume::{OldBytes, old_bytes};
-use super::transfers::{EndHook, Ended, Transfer};
+use super::transfers::{Ended, Observers, Transfer};
 use super::watches::Watches;
 use super::{FsError, FsResult};
 use crate::base::{Digests, lock};
@@ -26,6 +26,7 @@ use object_store::{
     Attributes, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
     PutOptions, PutPayload,
 };
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,13 +47,16 @@ pub struct OpenUploads {
     open: Mutex<HashMap<String, Arc<UploadStatus>>>,
     /// Told when an upload ends: its object may have changed.
     watches: Arc<Watches>,
+    /// The gateway's `uploads_in_flight`.
+    in_flight: Gauge,
 }
 
 impl OpenUploads {
-    pub fn new(watches: Arc<Watches>) -> Self {
+    pub fn new(watches: Arc<Watches>, in_flight: Gauge) -> Self {
         OpenUploads {
             open: Mutex::default(),
             watches,
+            in_flight,
         }
     }
 
@@ -70,13 +74,13 @@ impl OpenUploads {
             ..Default::default()
         });
         self.map().insert(key.to_string(), p.clone());
-        crate::metrics::get().uploads_in_flight.inc();
+        self.in_flight.inc();
         p
     }
 
     /// Called once per upload, when it commits or is dropped.
     fn unregister(&self, key: &str, p: &Arc<UploadStatus>) {
-        crate::metrics::get().uploads_in_flight.dec();
+        self.in_flight.dec();
         {
             let mut map = self.map();
             if map.get(key).is_some_and(|q| Arc::ptr_eq(q, p)) {
@@ -150,8 +154,8 @@ pub struct Upload {
     continued: u64,
     failed: Option<FsError>,
     done: bool,
-    end: Option<EndHook>,
-    meter: Option<super::transfers::Progress>,
+    /// What the layers above are told of the transfer.
+    observers: Observers,
     hashing: Hashing,
     /// Ends when the upload is committed, or when its abort has finished.
     transfer: Option<Transfer>,
@@ -179,6 +183,7 @@ impl Upload {
         let hashing = Hashing::start(remote.checksums());
         let part_size = remote.part_size() as usize;
         let concurrency = remote.upload_concurrency();
+        let transfer = budget.transfer();
         Ok(Upload {
             remote,
             uploads,
@@ -205,10 +210,9 @@ impl Upload {
             continued: 0,
             failed: None,
             done: false,
-            end: None,
-            meter: None,
+            observers: Observers::default(),
             hashing,
-            transfer: Some(Transfer::start()),
+            transfer: Some(transfer),
         })
     }
 
@@ -228,18 +232,10 @@ impl Upload {
         Ok(upload)
     }
 
-    /// Sets what is told when the upload ends: committed, failed, or
-    /// dropped before close.
-    pub fn on_end(
-        &mut self,
-        hook: impl FnOnce(Ended<'_>) -> crate::events::Receipt + Send + Sync + 'static,
-    ) {
-        self.end = Some(Box::new(hook));
-    }
-
-    /// Sets what is told the bytes of each write accepted.
-    pub fn on_progress(&mut self, meter: super::transfers::Progress) {
-        self.meter = Some(meter);
+    /// Where the layers above set what they are told of this upload: its
+    /// bytes as they move, and its end (committed, failed, or dropped).
+    pub fn observers(&mut self) -> &mut Observers {
+        &mut self.observers
     }
 
     /// Records why the upload cannot finish (the client's data connection
@@ -321,8 +317,8 @@ impl Upload {
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> FsResult<()> {
         let len = data.len() as u64;
         let written = self.write(offset, data).await;
-        if let (Ok(()), Some(meter)) = (&written, &self.meter) {
-            meter(len);
+        if written.is_ok() {
+            self.observers.moved(len);
         }
         written
     }
@@ -539,19 +535,16 @@ impl Upload {
         if result.is_err() {
             self.abort_now().await;
         }
-        if let Some(end) = self.end.take() {
-            // The close is answered once its event is on disk.
-            end(match &result {
-                Ok(stored) => Ended {
-                    bytes: Some(self.next - self.continued),
-                    digests: Some(&stored.digests),
-                    result: Ok(()),
-                },
-                Err(e) => Ended::failed(e),
-            })
-            .wait()
-            .await;
-        }
+        // The close is answered once the layers above have recorded it.
+        let ended = match &result {
+            Ok(stored) => Ended {
+                bytes: Some(self.next - self.continued),
+                digests: Some(&stored.digests),
+                result: Ok(()),
+            },
+            Err(e) => Ended::failed(e),
+        };
+        self.observers.end(ended).await;
         result
     }
 
@@ -768,12 +761,11 @@ async fn start_multipart(
 impl Drop for Upload {
     /// An upload dropped before close (client gone, session ended) leaves no object.
     fn drop(&mut self) {
-        if let Some(end) = self.end.take() {
-            let why = self.failed.take().unwrap_or_else(|| {
-                FsError::Aborted("the file was not closed: the upload was abandoned".into())
-            });
-            let _ = end(Ended::failed(&why));
-        }
+        let why = self.failed.take().unwrap_or_else(|| {
+            FsError::Aborted("the file was not closed: the upload was abandoned".into())
+        });
+        // Told all the same; nothing is left to wait for it.
+        drop(self.observers.end(Ended::failed(&why)));
         if self.done {
             return;
         }

@@ -202,6 +202,13 @@ impl TestGateway {
             r.stop().await.unwrap();
         }
     }
+
+    /// Graceful shutdown, with no drain and `grace` for open transfers.
+    pub async fn shutdown(mut self, grace: std::time::Duration) {
+        if let Some(r) = self.running.take() {
+            r.shutdown(std::time::Duration::ZERO, grace).await.unwrap();
+        }
+    }
 }
 
 pub struct Client;

@@ -199,7 +199,7 @@ pub struct Fixture {
 pub fn fixture(kind: &str, extra: &str) -> Fixture {
     let (text, dir) = remote_config(kind, extra);
     let config = parse_config(&text);
-    let remote = Arc::new(Remote::build(&config.remotes["store"]).unwrap());
+    let remote = Arc::new(Remote::build(&config.remotes["store"], &Default::default()).unwrap());
     Fixture {
         config,
         remote,

@@ -15,6 +15,7 @@ use super::http::GatewayConnector;
 use crate::base::check_segment;
 use crate::base::{FsError, FsResult};
 use crate::config::{RemoteConfig, S3Config};
+use crate::metrics::{Metrics, OpCalls};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -42,8 +43,14 @@ const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC
 /// Builds an S3 remote's parts: object_store for data, signed requests
 /// for folders and UploadPartCopy, both through the gateway's connector
 /// (local address, timeouts, connection cap).
-pub fn build(remote: &RemoteConfig, config: &S3Config) -> Result<Remote, String> {
-    let connector = GatewayConnector::new(&remote.name, config).map_err(|e| e.to_string())?;
+pub fn build(
+    remote: &RemoteConfig,
+    config: &S3Config,
+    metrics: &Arc<Metrics>,
+) -> Result<Remote, String> {
+    let calls = Arc::<OpCalls>::default();
+    let connector = GatewayConnector::new(&remote.name, config, metrics.clone(), calls.clone())
+        .map_err(|e| e.to_string())?;
     let retry = object_store::RetryConfig {
         max_retries: config.retries,
         retry_timeout: std::time::Duration::from_secs(180),
@@ -80,6 +87,8 @@ pub fn build(remote: &RemoteConfig, config: &S3Config) -> Result<Remote, String>
         parts: Some(PartCopier { api, store }),
         case_insensitive: false,
         known_digests: Default::default(),
+        metrics: metrics.clone(),
+        calls,
     })
 }
 
