@@ -56,7 +56,7 @@ pub async fn accept_until<F, S>(
                 Err(e) => {
                     failures += 1;
                     if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                        tracing::warn!(listener = what, error = %e, failures, "accepting connections fails; retrying with a pause (out of file descriptors? see the README's file descriptor budget)");
+                        tracing::warn!(listener = what, error = %e, failures, "accepting connections fails; retrying with a pause (out of file descriptors? see docs/operations.md, file descriptors)");
                         warned = Some(Instant::now());
                         failures = 0;
                     }

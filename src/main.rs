@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 /// jemalloc gives memory back to the system after a burst (its background
 /// thread purges pages unused for a second); glibc's per-thread arenas kept
-/// what a load had taken. See README "Limits and hardening".
+/// what a load had taken. See docs/operations.md, "Limits and hardening".
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -46,7 +46,7 @@ fn check_common(r: &Request, g: &TestGateway, kind: &str, protocol: &str, user: 
 }
 
 /// An SFTP upload, an FTP upload, a rename and a delete each post their
-/// event, exactly as the README documents it, signed.
+/// event, exactly as docs/webhooks.md documents it, signed.
 #[tokio::test(flavor = "multi_thread")]
 async fn file_operations_post_the_documented_events() {
     let receiver = Receiver::start().await;

@@ -1,7 +1,7 @@
 //! The fuzz targets' corpora (`fuzz/corpus/<target>/`), replayed on every
 //! `cargo test`: each input that once found a fault, and each that covers
 //! a path the fuzzer found, must still pass through without a panic.
-//! Fuzzing itself: `cargo fuzz run <target>` in `fuzz/` (see README).
+//! Fuzzing itself: `cargo fuzz run <target>` in `fuzz/` (see docs/operations.md).
 
 use std::path::Path;
 

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 pub use delivery::sign;
 
 /// One event, as its JSON body is posted (fields without a value are left
-/// out). The README's "Events and webhooks" shows an example.
+/// out). docs/webhooks.md shows an example.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     /// The receiver's idempotency key: the same on every attempt.

@@ -213,7 +213,7 @@ impl StorageBackend<FtpUser> for VfsBackend {
     }
 
     /// HASH, XMD5, XSHA1, XSHA256: the digest kept with the file, or
-    /// computed by reading it (see the README's Checksums).
+    /// computed by reading it (see docs/checksums.md).
     async fn hash<P: AsRef<Path> + Send + Debug>(
         &self,
         user: &FtpUser,
