@@ -32,6 +32,11 @@ pub enum FsError {
     /// checksum reads in progress): the same request may work later.
     #[error("busy: {0}")]
     Busy(String),
+    /// What the operation relied on changed under it (an S3 precondition
+    /// failed: the object is not the version it started from). Trying
+    /// again works on the new version.
+    #[error("{0}")]
+    Changed(String),
 }
 
 /// What a client is told when the storage's own error is for the log only.
@@ -68,6 +73,11 @@ impl FsError {
         }
     }
 
+    /// An object changed under an operation that relied on its version.
+    pub fn changed() -> Self {
+        FsError::Changed("the file was changed by someone else; try again".into())
+    }
+
     /// The text a client sees: the storage's own words left out.
     pub fn client_message(&self) -> String {
         match self {
@@ -81,8 +91,8 @@ impl From<object_store::Error> for FsError {
     fn from(e: object_store::Error) -> Self {
         match e {
             object_store::Error::NotFound { .. } => FsError::NotFound,
-            object_store::Error::AlreadyExists { .. }
-            | object_store::Error::Precondition { .. } => FsError::AlreadyExists,
+            object_store::Error::AlreadyExists { .. } => FsError::AlreadyExists,
+            object_store::Error::Precondition { .. } => FsError::changed(),
             object_store::Error::InvalidPath { source } => FsError::InvalidName(source.to_string()),
             other => FsError::storage(other),
         }
@@ -103,3 +113,24 @@ impl From<std::io::Error> for FsError {
 }
 
 pub type FsResult<T> = Result<T, FsError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed precondition (If-Match on an ETag) is a change under the
+    /// operation, which a client may retry, not a name that exists.
+    #[test]
+    fn a_failed_precondition_is_a_change_not_an_existing_name() {
+        let precondition = object_store::Error::Precondition {
+            path: "k".into(),
+            source: "412".into(),
+        };
+        assert!(matches!(FsError::from(precondition), FsError::Changed(_)));
+        let exists = object_store::Error::AlreadyExists {
+            path: "k".into(),
+            source: "exists".into(),
+        };
+        assert!(matches!(FsError::from(exists), FsError::AlreadyExists));
+    }
+}

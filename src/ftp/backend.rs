@@ -70,7 +70,7 @@ fn ftp_error(e: FsError) -> Error {
         FsError::Unsupported(_) => ErrorKind::PermanentFileNotAvailable,
         FsError::Storage { .. } => ErrorKind::LocalError,
         FsError::Aborted(_) => ErrorKind::ConnectionClosed,
-        FsError::Busy(_) => ErrorKind::TransientFileNotAvailable,
+        FsError::Busy(_) | FsError::Changed(_) => ErrorKind::TransientFileNotAvailable,
     };
     Error::new(kind, e.client_message())
 }

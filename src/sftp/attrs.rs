@@ -44,7 +44,8 @@ pub fn error_reply(e: &FsError) -> StatusReply {
         | FsError::InvalidName(_)
         | FsError::Storage { .. }
         | FsError::Aborted(_)
-        | FsError::Busy(_) => StatusCode::Failure,
+        | FsError::Busy(_)
+        | FsError::Changed(_) => StatusCode::Failure,
     };
     status(code, e.client_message())
 }

@@ -488,7 +488,7 @@ impl Download {
                 Some(Err(e)) => {
                     self.segments.clear();
                     return Err(match e {
-                        FsError::AlreadyExists => FsError::failed(format!(
+                        FsError::Changed(_) => FsError::Changed(format!(
                             "{} changed while it was being read; open it again",
                             self.path
                         )),

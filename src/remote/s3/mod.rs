@@ -212,7 +212,7 @@ impl S3Api {
         match status {
             s if s.is_success() => Ok((parts.headers, bytes)),
             StatusCode::NOT_FOUND => Err(FsError::NotFound),
-            StatusCode::PRECONDITION_FAILED => Err(FsError::AlreadyExists),
+            StatusCode::PRECONDITION_FAILED => Err(FsError::changed()),
             s => Err(FsError::storage_detail(format!(
                 "S3 {method} {key:?} answered {s}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
