@@ -10,6 +10,7 @@
 //! [`schedule`] runs jobs on their interval inside `serve`.
 
 pub mod lease;
+mod md5;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -4,6 +4,7 @@
 //! visible only when complete.
 
 use super::lease::{LEASE_FOLDER, Lease, LeaseError, holder_name};
+use super::md5::StreamMd5;
 use super::plan::{Action, Inputs, Plan, Rules, plan};
 use super::report::{Outcome, Report};
 use super::state::{JobFiles, Journal, Pair, StateError, Synced};
@@ -17,7 +18,6 @@ use crate::vfs::{FsError, Storage};
 use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use md5::{Digest, Md5};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -169,7 +169,7 @@ impl Job {
     /// Lists both sides and plans; acts on nothing. `Err` says why the
     /// run cannot go on.
     pub async fn prepare(&self, force: bool) -> Result<Prepared, String> {
-        let state = self.files.load().map_err(|e| e.to_string())?;
+        let state = self.files.load().await.map_err(|e| e.to_string())?;
         let (local, remote) = tokio::join!(self.list(Side::Local), self.list(Side::Remote));
         let (local, remote) = (local?, remote?);
         let rules = Rules {
@@ -262,7 +262,7 @@ impl Job {
             })
             .inc();
         report.log();
-        self.files.add_report(&report)?;
+        self.files.add_report(&report).await?;
         Ok(report)
     }
 
@@ -293,7 +293,7 @@ impl Job {
         let run = Run {
             job: self,
             trees: BySide::new(|side| &p.trees[side]),
-            journal: self.files.journal()?,
+            journal: self.files.journal().await?,
             synced: Mutex::new(p.state.unwrap_or_default()),
             lease,
             progress,
@@ -338,7 +338,7 @@ impl Job {
             report.outcome = Outcome::Failed;
         }
         let synced = std::mem::take(&mut *crate::base::lock(&run.synced));
-        self.files.save(synced)?;
+        self.files.save(synced).await?;
         Ok(())
     }
 }
@@ -417,9 +417,10 @@ fn vfs(e: FsError) -> String {
 
 impl Run<'_> {
     /// Notes `path` settled, in memory and in the journal.
-    fn settle(&self, path: &str, pair: Option<Pair>) -> ActResult<()> {
+    async fn settle(&self, path: &str, pair: Option<Pair>) -> ActResult<()> {
         self.journal
             .settle(path, pair.clone())
+            .await
             .map_err(|e| format!("writing the sync journal: {e}"))?;
         let mut synced = crate::base::lock(&self.synced);
         match pair {
@@ -494,9 +495,9 @@ impl Run<'_> {
                     local: local.clone(),
                     remote: remote.clone(),
                 };
-                return self.settle(path, Some(pair)).map(|_| Done::Nothing);
+                return self.settle(path, Some(pair)).await.map(|_| Done::Nothing);
             }
-            Action::Forget { path } => return self.settle(path, None).map(|_| Done::Nothing),
+            Action::Forget { path } => return self.settle(path, None).await.map(|_| Done::Nothing),
         };
         let shown = job.shown(side, path);
         FileOp {
@@ -546,7 +547,7 @@ impl Run<'_> {
             _ => read,
         };
         let mut upload = dst.overwrite(&dkey).map_err(vfs)?;
-        let mut md5 = Md5::new();
+        let mut md5 = StreamMd5::default();
         let mut copied = 0u64;
         let mut chunks = std::pin::pin!(download.into_stream());
         while let Some(chunk) = chunks.try_next().await.map_err(vfs)? {
@@ -554,7 +555,7 @@ impl Run<'_> {
                 // Dropping the upload aborts it: nothing half-written stays.
                 return Err("stopped: the job's lease was lost".into());
             }
-            md5.update(&chunk);
+            md5.update(chunk.clone()).await?;
             let n = chunk.len() as u64;
             upload.write_at(copied, chunk).await.map_err(vfs)?;
             copied += n;
@@ -579,12 +580,13 @@ impl Run<'_> {
             }
         };
         if then_delete {
-            self.check_copy(dst, &dkey, &target, &hex(&md5.finalize()))
+            self.check_copy(dst, &dkey, &target, &md5.finish().await?)
                 .await?;
             self.delete_if_unchanged(src, &skey, &source).await?;
-            self.settle(path, None)?;
+            self.settle(path, None).await?;
         } else {
-            self.settle(path, Some(Self::pair(from, source, target)))?;
+            self.settle(path, Some(Self::pair(from, source, target)))
+                .await?;
         }
         Ok(Done::Copied {
             bytes: copied,
@@ -631,7 +633,7 @@ impl Run<'_> {
             }
         }
         self.delete_if_unchanged(src, &skey, &source).await?;
-        self.settle(path, None)?;
+        self.settle(path, None).await?;
         Ok(Done::Deleted)
     }
 
@@ -686,7 +688,7 @@ impl Run<'_> {
         let layer = &self.job.layers[side];
         self.delete_if_unchanged(layer, &self.job.key(side, path), seen)
             .await?;
-        self.settle(path, None)?;
+        self.settle(path, None).await?;
         Ok(Done::Deleted)
     }
 
@@ -702,7 +704,8 @@ impl Run<'_> {
                 local: Entry::Dir,
                 remote: Entry::Dir,
             }),
-        )?;
+        )
+        .await?;
         Ok(Done::DirMade)
     }
 
@@ -719,7 +722,7 @@ impl Run<'_> {
             not_aside.insert(to.to_string());
             return Err(vfs(e));
         }
-        self.settle(path, None)?;
+        self.settle(path, None).await?;
         Ok(Done::Nothing)
     }
 
@@ -728,7 +731,7 @@ impl Run<'_> {
     async fn remove_dir(&self, side: Side, path: &str) -> ActResult<Done> {
         match self.job.layers[side].rmdir(&self.job.key(side, path)).await {
             Ok(()) => {
-                self.settle(path, None)?;
+                self.settle(path, None).await?;
                 Ok(Done::DirRemoved)
             }
             Err(FsError::NotEmpty | FsError::NotFound) => Ok(Done::Nothing),
@@ -740,10 +743,10 @@ impl Run<'_> {
 /// The MD5 of an object's bytes, read through.
 async fn content_md5(layer: &ObjectLayer, key: &str) -> ActResult<String> {
     let download = layer.open_read(key, 0).await.map_err(vfs)?;
-    let mut md5 = Md5::new();
+    let mut md5 = StreamMd5::default();
     let mut chunks = std::pin::pin!(download.into_stream());
     while let Some(chunk) = chunks.try_next().await.map_err(vfs)? {
-        md5.update(&chunk);
+        md5.update(chunk).await?;
     }
-    Ok(hex(&md5.finalize()))
+    md5.finish().await
 }

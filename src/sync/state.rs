@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How many run reports a job keeps.
 pub const KEEP_REPORTS: usize = 20;
@@ -84,9 +85,25 @@ impl JobFiles {
         move |source| StateError { path, source }
     }
 
+    /// Runs `f` on a blocking thread: the state files are read whole and
+    /// written with fsyncs, which must not stall the runtime's threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(JobFiles) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let files = self.clone();
+        tokio::task::spawn_blocking(move || f(files))
+            .await
+            .map_err(|e| self.err("")(std::io::Error::other(e)))?
+    }
+
     /// The last run's state with the journal of an unfinished run replayed
     /// over it; `None` when no run of this job has finished yet.
-    pub fn load(&self) -> Result<Option<Synced>, StateError> {
+    pub async fn load(&self) -> Result<Option<Synced>, StateError> {
+        self.blocking(|files| files.load_now()).await
+    }
+
+    fn load_now(&self) -> Result<Option<Synced>, StateError> {
         let saved: Option<Saved> =
             read_json(&self.dir.join("state.json")).map_err(self.err("state.json"))?;
         let mut saved = saved.filter(|s| s.local == self.local && s.remote == self.remote);
@@ -110,7 +127,11 @@ impl JobFiles {
     }
 
     /// Opens the journal of a run that is starting.
-    pub fn journal(&self) -> Result<Journal, StateError> {
+    pub async fn journal(&self) -> Result<Journal, StateError> {
+        self.blocking(|files| files.journal_now()).await
+    }
+
+    fn journal_now(&self) -> Result<Journal, StateError> {
         std::fs::create_dir_all(&self.dir).map_err(self.err(""))?;
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -118,12 +139,16 @@ impl JobFiles {
             .open(self.dir.join("journal.jsonl"))
             .map_err(self.err("journal.jsonl"))?;
         Ok(Journal {
-            file: std::sync::Mutex::new(std::io::BufWriter::new(file)),
+            file: Arc::new(std::sync::Mutex::new(file)),
         })
     }
 
     /// Saves a finished run's state and drops its journal.
-    pub fn save(&self, paths: Synced) -> Result<(), StateError> {
+    pub async fn save(&self, paths: Synced) -> Result<(), StateError> {
+        self.blocking(|files| files.save_now(paths)).await
+    }
+
+    fn save_now(&self, paths: Synced) -> Result<(), StateError> {
         let saved = Saved {
             local: self.local.clone(),
             remote: self.remote.clone(),
@@ -144,7 +169,13 @@ impl JobFiles {
     }
 
     /// Keeps `report` with the recent ones.
-    pub fn add_report(&self, report: &Report) -> Result<(), StateError> {
+    pub async fn add_report(&self, report: &Report) -> Result<(), StateError> {
+        let report = report.clone();
+        self.blocking(move |files| files.add_report_now(&report))
+            .await
+    }
+
+    fn add_report_now(&self, report: &Report) -> Result<(), StateError> {
         let mut reports = self.reports()?;
         reports.push(report.clone());
         let drop = reports.len().saturating_sub(KEEP_REPORTS);
@@ -157,21 +188,23 @@ impl JobFiles {
 /// The journal of the run in progress.
 #[derive(Debug)]
 pub struct Journal {
-    file: std::sync::Mutex<std::io::BufWriter<std::fs::File>>,
+    file: Arc<std::sync::Mutex<std::fs::File>>,
 }
 
 impl Journal {
     /// Notes a path settled: in sync as `pair`, or (`None`) on neither side.
-    /// Written through at once: the point is to survive a kill.
-    pub fn settle(&self, path: &str, pair: Option<Pair>) -> std::io::Result<()> {
+    /// Written through at once, one `write` a line, off the runtime's
+    /// threads: the point is to survive a kill.
+    pub async fn settle(&self, path: &str, pair: Option<Pair>) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(&Settled {
             path: path.to_string(),
             pair,
         })?;
         line.push(b'\n');
-        let mut file = crate::base::lock(&self.file);
-        file.write_all(&line)?;
-        file.flush()
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || crate::base::lock(&file).write_all(&line))
+            .await
+            .map_err(std::io::Error::other)?
     }
 }
 
@@ -201,12 +234,17 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Opt
     }
 }
 
-/// Writes beside, then renames: a crash leaves the old file or the new one.
+/// Writes beside, then renames: a crash, even of the machine, leaves the
+/// old file or the new one. The new file's bytes are on disk before the
+/// rename, and the rename is before this returns.
 fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
-    std::fs::rename(tmp, dir.join(name))
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec_pretty(value)?)?;
+    file.sync_all()?;
+    std::fs::rename(tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -222,20 +260,21 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_killed_runs_journal_is_replayed() {
+    #[tokio::test]
+    async fn a_killed_runs_journal_is_replayed() {
         let dir = tempfile::tempdir().unwrap();
         let job = JobFiles::new(dir.path(), "orders/../x", "l:/a".into(), "r:/b".into());
-        assert_eq!(job.load().unwrap(), None);
+        assert_eq!(job.load().await.unwrap(), None);
         let pair = |n| Pair {
             local: file(n),
             remote: file(n),
         };
         job.save(Synced::from([("a".into(), pair(1)), ("b".into(), pair(2))]))
+            .await
             .unwrap();
-        let journal = job.journal().unwrap();
-        journal.settle("c", Some(pair(3))).unwrap();
-        journal.settle("a", None).unwrap();
+        let journal = job.journal().await.unwrap();
+        journal.settle("c", Some(pair(3))).await.unwrap();
+        journal.settle("a", None).await.unwrap();
         drop(journal);
         // A line cut short by the kill is ignored.
         let mut f = std::fs::OpenOptions::new()
@@ -243,12 +282,18 @@ mod tests {
             .open(dir.path().join("orders%2F..%2Fx/journal.jsonl"))
             .unwrap();
         f.write_all(b"{\"path\":\"d\",\"pa").unwrap();
-        let loaded = job.load().unwrap().unwrap();
+        let loaded = job.load().await.unwrap().unwrap();
         assert_eq!(loaded.keys().collect::<Vec<_>>(), ["b", "c"]);
         // Another job's folders: not this state.
         let moved = JobFiles::new(dir.path(), "orders/../x", "l:/other".into(), "r:/b".into());
         assert_eq!(
-            moved.load().unwrap().unwrap().keys().collect::<Vec<_>>(),
+            moved
+                .load()
+                .await
+                .unwrap()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
             ["c"]
         );
     }
