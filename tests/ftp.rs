@@ -253,6 +253,7 @@ async fn an_aborted_upload_leaves_no_object() {
         let mut stream = ftp.put_with_stream("plain.bin").await.unwrap();
         stream.write_all(&data).await.unwrap();
         stream.flush().await.unwrap();
+        g.wait_for_multipart("alice/plain.bin").await;
         ftp.abort(stream).await.unwrap();
         ftp.noop().await.unwrap();
         // TLS: the data connection dropped without close_notify.
@@ -260,6 +261,7 @@ async fn an_aborted_upload_leaves_no_object() {
         let mut stream = tls.put_with_stream("tls.bin").await.unwrap();
         stream.write_all(&data).await.unwrap();
         stream.flush().await.unwrap();
+        g.wait_for_multipart("alice/tls.bin").await;
         // The dropped connection and the ABOR race: the upload fails either by
         // the ABOR or by the missing close_notify (451 for STOR, then 226).
         let _ = tls.abort(stream).await;
@@ -269,6 +271,7 @@ async fn an_aborted_upload_leaves_no_object() {
         let (_, mut data_conn) = raw.pasv().await;
         assert!(raw.cmd("STOR gone.bin").await.starts_with("150"));
         data_conn.write_all(&data).await.unwrap();
+        g.wait_for_multipart("alice/gone.bin").await;
         drop(raw.into_control());
         drop(data_conn);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

@@ -417,6 +417,7 @@ async fn upload_cut_by_closing_the_connection_leaves_no_object() {
         .handle;
     // Past one part, so a multipart upload is under way in S3.
     write_all(&s, &h, 0, &pattern(12 * MIB, 3), 32 * KIB, 64).await;
+    g.wait_for_multipart("alice/cut.bin").await;
     killer.shutdown(std::net::Shutdown::Both).unwrap();
 
     // The abort runs after the session notices; wait for it, bounded.

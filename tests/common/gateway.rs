@@ -197,6 +197,26 @@ impl TestGateway {
         )
     }
 
+    /// Waits, bounded, until S3 holds an unfinished multipart upload of
+    /// `key`: a test that then cuts the upload checks its abort, not an
+    /// upload that never reached S3.
+    pub async fn wait_for_multipart(&self, key: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let open = self.s3(&format!(
+                "print(len(s3.list_multipart_uploads(Bucket=bucket, Prefix='{key}').get('Uploads', [])))"
+            ));
+            if open.trim() != "0" {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no multipart upload of {key} ever began"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(mut r) = self.running.take() {
             r.stop().await.unwrap();
