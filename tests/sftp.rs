@@ -375,6 +375,56 @@ async fn paths_cannot_escape_and_read_only_mount_refuses_writes() {
     g.stop().await;
 }
 
+/// A file at or above `multipart_copy_threshold` is renamed by a
+/// multipart copy (UploadPartCopy), which S3 allows past the 5 GiB where
+/// one CopyObject stops; the threshold is lowered to 5 MiB here. Bytes and
+/// metadata (the file time) travel, nothing stays at the old name, and a
+/// file under the threshold is still one CopyObject.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_over_the_copy_threshold_is_renamed_by_a_multipart_copy() {
+    let (proxy, seen) = common::counting_proxy(common::moto_endpoint()).await;
+    let remote = "multipart_copy_threshold = \"5MiB\"\npreserve_mtime = true\n";
+    let g = start_via(&format!("http://{proxy}"), remote).await;
+    let (_ssh, s) = alice(&g).await;
+    let data = pattern(7 * MIB, 9);
+    put(&s, "/big.bin", &data).await;
+    put(&s, "/small.bin", b"small").await;
+    let mut attrs = FileAttributes::empty();
+    (attrs.atime, attrs.mtime) = (Some(1_500_000_000), Some(1_500_000_000));
+    s.setstat("/big.bin", attrs).await.unwrap();
+    let metadata = |key: &str| {
+        g.s3(&format!(
+            "print(sorted(s3.head_object(Bucket=bucket, Key='{key}')['Metadata'].items()))"
+        ))
+    };
+    let before = metadata("alice/big.bin");
+    assert!(before.contains("mtime"), "{before}");
+    s.rename("/big.bin", "/moved.bin").await.unwrap();
+    s.rename("/small.bin", "/small2.bin").await.unwrap();
+    assert!(
+        get(&s, "/moved.bin").await == data,
+        "the moved bytes differ"
+    );
+    assert_eq!(get(&s, "/small2.bin").await, b"small");
+    assert!(s.stat("/big.bin").await.is_err());
+    assert_eq!(metadata("alice/moved.bin"), before);
+    let puts_to = |key: &str| -> Vec<String> {
+        let path = format!("/{}/alice/{key}", g.bucket);
+        seen.requests()
+            .into_iter()
+            .filter(|(m, p)| *m == hyper::Method::PUT && p.split('?').next() == Some(&path))
+            .map(|(_, p)| p)
+            .collect()
+    };
+    let moved = puts_to("moved.bin");
+    assert!(
+        !moved.is_empty() && moved.iter().all(|p| p.contains("partNumber=")),
+        "the large file was not copied by parts: {moved:?}"
+    );
+    assert_eq!(puts_to("small2.bin").len(), 1, "one CopyObject");
+    g.stop().await;
+}
+
 /// Each gateway tracks its own transfers: one shutting down does not wait
 /// for another's upload in the same process, which then finishes whole.
 #[tokio::test(flavor = "multi_thread")]

@@ -205,6 +205,9 @@ pub struct S3Config {
     /// A multipart upload's digests are written into its metadata by a
     /// copy of the object onto itself before the client is answered.
     pub keep_digests_by_copy: bool,
+    /// A file this large or larger is renamed by a multipart copy
+    /// (UploadPartCopy), not one CopyObject, which AWS caps at 5 GiB.
+    pub multipart_copy_threshold: u64,
 }
 
 impl fmt::Debug for S3Config {

@@ -112,6 +112,7 @@ pub struct RawRemote {
     pub retries: S<i64>,
     pub wire_checksums: S<bool>,
     pub keep_digests_by_copy: S<bool>,
+    pub multipart_copy_threshold: S<String>,
     // every kind: the upload layer uses them
     pub part_size: S<String>,
     pub upload_concurrency: S<i64>,

@@ -878,7 +878,7 @@ fn validate_remote(
     };
 
     // Keys that only mean something for S3.
-    let s3_only: [(&str, bool); 14] = [
+    let s3_only: [(&str, bool); 15] = [
         ("endpoint", r.endpoint.is_some()),
         ("bucket", r.bucket.is_some()),
         ("region", r.region.is_some()),
@@ -893,6 +893,10 @@ fn validate_remote(
         ("retries", r.retries.is_some()),
         ("wire_checksums", r.wire_checksums.is_some()),
         ("keep_digests_by_copy", r.keep_digests_by_copy.is_some()),
+        (
+            "multipart_copy_threshold",
+            r.multipart_copy_threshold.is_some(),
+        ),
     ];
     let kind = match kind_text.get_ref().as_str() {
         "s3" => {
@@ -943,6 +947,22 @@ fn validate_remote(
                 })
                 .collect::<Vec<_>>();
             let region = cx.text(&r.region, "");
+            let multipart_copy_threshold = cx.size(
+                &r.multipart_copy_threshold,
+                &key("multipart_copy_threshold"),
+                S3_MAX_PART,
+            );
+            if !(S3_MIN_PART..=S3_MAX_PART).contains(&multipart_copy_threshold) {
+                let at = r
+                    .multipart_copy_threshold
+                    .as_ref()
+                    .map_or(line, |s| cx.lines.of(s));
+                cx.problem(
+                    at,
+                    &key("multipart_copy_threshold"),
+                    "must be between 5 MiB and 5 GiB (one CopyObject copies at most 5 GiB)",
+                );
+            }
             RemoteKind::S3(S3Config {
                 endpoint: endpoint.trim_end_matches('/').to_string(),
                 bucket,
@@ -975,6 +995,7 @@ fn validate_remote(
                 retries: cx.count(&r.retries, &key("retries"), 5, 0..=100),
                 wire_checksums: Ctx::flag(&r.wire_checksums, true),
                 keep_digests_by_copy: Ctx::flag(&r.keep_digests_by_copy, false),
+                multipart_copy_threshold,
             })
         }
         other @ ("filesystem" | "memory") => {

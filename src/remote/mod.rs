@@ -18,7 +18,7 @@ use crate::config::{Config, RemoteConfig, RemoteKind};
 use crate::metrics::{Metrics, OpCalls};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use object_store::{Attribute, AttributeValue, Attributes, ObjectStore};
+use object_store::{Attribute, AttributeValue, Attributes, ObjectStore, ObjectStoreExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -380,6 +380,23 @@ impl Remote {
     /// This remote's requests by operation.
     pub fn calls(&self) -> &OpCalls {
         &self.calls
+    }
+
+    /// Renames file `from` (of `size` bytes) to `to`, replacing it. On S3
+    /// one CopyObject then a delete, or a multipart copy at and above
+    /// `multipart_copy_threshold` (AWS copies at most 5 GiB in one).
+    pub async fn rename_file(&self, from: &str, to: &str, size: u64) -> FsResult<()> {
+        let path = |key: &str| {
+            object_store::path::Path::parse(key)
+                .map_err(|e| crate::base::FsError::InvalidName(e.to_string()))
+        };
+        match (&self.parts, &self.config.kind) {
+            (Some(copier), RemoteKind::S3(s3)) if size >= s3.multipart_copy_threshold => {
+                copier.copy_object(from, to).await?;
+                Ok(self.store.delete(&path(from)?).await?)
+            }
+            _ => Ok(self.store.rename(&path(from)?, &path(to)?).await?),
+        }
     }
 
     /// Builds the store for one remote. Creates a filesystem root if missing.

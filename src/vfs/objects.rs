@@ -313,11 +313,7 @@ impl ObjectLayer {
             self.known_dirs.forget(from);
             self.remote.namespace().rename_dir(from, to).await
         } else {
-            self.remote
-                .store()
-                .rename(&object_path(from)?, &object_path(to)?)
-                .await
-                .map_err(FsError::from)
+            self.remote.rename_file(from, to, source.size).await
         };
         // Failed or not, some of it may have moved.
         if source.is_dir {

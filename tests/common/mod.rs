@@ -298,6 +298,11 @@ impl Seen {
         self.0.lock().unwrap().push((method, path));
     }
 
+    /// Every request so far: method, path and query.
+    pub fn requests(&self) -> Vec<(hyper::Method, String)> {
+        self.0.lock().unwrap().clone()
+    }
+
     /// GETs of object `key` (no listings, no HEADs).
     pub fn gets_of(&self, bucket: &str, key: &str) -> usize {
         let path = format!("/{bucket}/{key}");

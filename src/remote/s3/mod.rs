@@ -275,9 +275,33 @@ impl S3Api {
             .map(|_| ())
     }
 
+    /// The headers a HEAD of `key` answers: its metadata, type and ETag.
+    pub async fn head(&self, key: &str) -> FsResult<HeaderMap> {
+        self.send(Method::HEAD, key, &[], HeaderMap::new(), Bytes::new())
+            .await
+            .map(|(headers, _)| headers)
+    }
+
+    /// CreateMultipartUpload of `key`, the new object to carry `headers`
+    /// (metadata, content type). Returns the upload's id.
+    pub async fn create_multipart(&self, key: &str, headers: HeaderMap) -> FsResult<String> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Initiated {
+            upload_id: String,
+        }
+        let (_, body) = self
+            .send(Method::POST, key, &[("uploads", "")], headers, Bytes::new())
+            .await?;
+        quick_xml::de::from_reader::<_, Initiated>(body.as_ref())
+            .map(|r| r.upload_id)
+            .map_err(|e| FsError::storage(format!("S3 CreateMultipartUpload of {key:?}: {e}")))
+    }
+
     /// UploadPartCopy: bytes `range` of the object `source` become part
     /// `part` (1-based) of multipart upload `upload_id` on `key`, copied inside
-    /// S3. Returns the part's ETag.
+    /// S3; with `if_etag`, only while the source is that version. Returns
+    /// the part's ETag.
     pub async fn upload_part_copy(
         &self,
         key: &str,
@@ -285,6 +309,7 @@ impl S3Api {
         part: usize,
         source: &str,
         range: std::ops::Range<u64>,
+        if_etag: Option<&str>,
     ) -> FsResult<String> {
         let mut headers = HeaderMap::new();
         let source = format!("/{}/{}", self.bucket, utf8_percent_encode(source, KEY_SET));
@@ -292,6 +317,12 @@ impl S3Api {
             "x-amz-copy-source",
             HeaderValue::from_str(&source).map_err(FsError::storage)?,
         );
+        if let Some(etag) = if_etag {
+            headers.insert(
+                "x-amz-copy-source-if-match",
+                HeaderValue::from_str(etag).map_err(FsError::storage)?,
+            );
+        }
         let range = format!("bytes={}-{}", range.start, range.end - 1);
         headers.insert(
             "x-amz-copy-source-range",

@@ -56,7 +56,7 @@ impl PartCopier {
         for (i, range) in copy_ranges(size).into_iter().enumerate() {
             match self
                 .api
-                .upload_part_copy(key, &upload.id, i + 1, key, range)
+                .upload_part_copy(key, &upload.id, i + 1, key, range, None)
                 .await
             {
                 Ok(etag) => lock(&upload.parts).push(Some(PartId { content_id: etag })),
@@ -74,6 +74,56 @@ impl PartCopier {
             etags: Some(etags),
             parts,
         })
+    }
+}
+
+impl PartCopier {
+    /// Copies object `from` to `to` inside S3 by a multipart upload of
+    /// copied parts (at most 5 GiB each): the way past CopyObject's 5 GiB.
+    /// The copy keeps the source's metadata and type, and is of the
+    /// version first seen or fails ([`crate::base::FsError::Changed`]);
+    /// a failed copy is aborted, leaving no object at `to`.
+    pub async fn copy_object(&self, from: &str, to: &str) -> FsResult<()> {
+        use crate::base::FsError;
+        let head = self.api.head(from).await?;
+        let text = |name| {
+            head.get(name)
+                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+        };
+        let size: u64 = text("content-length")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| FsError::failed(format!("S3 gave no size for {from:?}")))?;
+        let etag = text("etag").map(str::to_string);
+        let mut kept = http::HeaderMap::new();
+        for (name, value) in &head {
+            if name.as_str().starts_with("x-amz-meta-") || name == http::header::CONTENT_TYPE {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+        let path = Path::parse(to).map_err(|e| FsError::InvalidName(e.to_string()))?;
+        let id = self.api.create_multipart(to, kept).await?;
+        let copied = async {
+            let mut parts = Vec::new();
+            for (i, range) in copy_ranges(size).into_iter().enumerate() {
+                let etag = self
+                    .api
+                    .upload_part_copy(to, &id, i + 1, from, range, etag.as_deref())
+                    .await?;
+                parts.push(PartId { content_id: etag });
+            }
+            self.store
+                .complete_multipart(&path, &id, parts)
+                .await
+                .map(|_| ())
+                .map_err(FsError::from)
+        };
+        let result = copied.await;
+        if result.is_err()
+            && let Err(abort) = self.store.abort_multipart(&path, &id).await
+        {
+            tracing::warn!(key = %to, error = %abort, "aborting a failed copy left its upload; lifecycle rules must clean it");
+        }
+        result
     }
 }
 
