@@ -5,7 +5,7 @@ use super::login::FtpUser;
 use crate::vfs::{Algorithm, FileStat, FsError, FsResult, Upload, UserPath, Vfs, WriteMode};
 use async_trait::async_trait;
 use bytes::BytesMut;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 use unftp_core::storage::{
     self, Error, ErrorKind, FEATURE_HASH, FEATURE_MFMT, FEATURE_RESTART, Fileinfo, HashAlgorithm,
-    Metadata, StorageBackend,
+    ListStream, Metadata, StorageBackend,
 };
 
 /// How much of an upload is handed to the VFS at once.
@@ -256,23 +256,34 @@ impl StorageBackend<FtpUser> for VfsBackend {
             .collect())
     }
 
-    /// `ls -l` lines as SFTP's long names have them, which FileZilla and
-    /// WinSCP parse (libunftp's own puts uid and gid in 12-wide columns).
-    async fn list_fmt<P>(
-        &self,
-        user: &FtpUser,
-        path: P,
-    ) -> storage::Result<std::io::Cursor<Vec<u8>>>
+    /// The folder as the VFS streams it, page by page: LIST, NLST and MLSD
+    /// write each batch of lines as it comes, never the whole folder.
+    async fn list_stream<P>(&self, user: &FtpUser, path: P) -> storage::Result<ListStream<Meta>>
     where
         P: AsRef<Path> + Send + Debug,
     {
-        let now = chrono::Utc::now();
-        let mut text = String::new();
-        for s in self.entries(user, path.as_ref()).await? {
-            text.push_str(&s.ls_line(now));
-            text.push_str("\r\n");
-        }
-        Ok(std::io::Cursor::new(text.into_bytes()))
+        let entries = op(
+            user,
+            path.as_ref(),
+            |p| async move { user.vfs.list(&p).await },
+        )
+        .await?;
+        Ok(entries
+            .map(|entry| {
+                entry
+                    .map(|s| Fileinfo {
+                        path: PathBuf::from(&s.name),
+                        metadata: Meta(s),
+                    })
+                    .map_err(ftp_error)
+            })
+            .boxed())
+    }
+
+    /// `ls -l` lines as SFTP's long names have them, which FileZilla and
+    /// WinSCP parse (libunftp's own puts uid and gid in 12-wide columns).
+    fn list_line(&self, entry: &Fileinfo<PathBuf, Meta>) -> String {
+        entry.metadata.0.ls_line(chrono::Utc::now())
     }
 
     async fn get_into<'a, P, W: ?Sized>(

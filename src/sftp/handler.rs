@@ -12,8 +12,8 @@ use crate::policy::SessionVfs;
 use crate::vfs::{Algorithm, Download, FileStat, FsError, Upload, UserPath, Vfs, WriteMode};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use russh_sftp::extensions::{self, LimitsExtension, Statvfs};
 use russh_sftp::protocol::{
     Attrs, Data, ExtendedReply, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
@@ -460,7 +460,14 @@ impl russh_sftp::server::Handler for SftpHandler {
         let now = Utc::now();
         let mut files = Vec::new();
         while !listing.done && files.len() < DIR_BATCH {
-            match listing.entries.next().await {
+            // Entries at hand are answered rather than kept waiting for
+            // the next page of a large folder.
+            let next = match listing.entries.next().now_or_never() {
+                Some(next) => next,
+                None if !files.is_empty() => break,
+                None => listing.entries.next().await,
+            };
+            match next {
                 Some(Ok(stat)) => files.push(entry(&stat, now)),
                 Some(Err(e)) => {
                     listing.done = true;

@@ -240,13 +240,13 @@ where
                 self.exec_appe(path).await;
             }
             DataChanCmd::List { path, .. } => {
-                self.exec_list_variant(path, ListCommand::List).await;
+                self.exec_listing(path, ListCommand::List).await;
             }
             DataChanCmd::Nlst { path } => {
-                self.exec_list_variant(path, ListCommand::Nlst).await;
+                self.exec_listing(path, ListCommand::Nlst).await;
             }
             DataChanCmd::Mlsd { path } => {
-                self.exec_mlsd(path).await;
+                self.exec_listing(path, ListCommand::Mlsd).await;
             }
         }
     }
@@ -472,194 +472,142 @@ where
         }
     }
 
+    /// LIST, NLST and MLSD: the entries are written as the backend streams
+    /// them, a buffer of lines at a time, so a large directory is never
+    /// held whole. A listing that fails part-way ends the data connection
+    /// and is told on the control channel as the storage's error.
     #[tracing_attributes::instrument(skip_all)]
-    async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
+    async fn exec_listing(self, path: Option<String>, command: ListCommand) {
+        use futures_util::StreamExt;
+        /// Bytes of lines gathered before one write to the client.
+        const BATCH: usize = 64 << 10;
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
         let Some(mut output) = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str(), &tx, &self.logger).await else {
             return;
         };
-
         let start_time = Instant::now();
-
-        let list_result = match command {
-            ListCommand::List => self.storage.list_fmt((*self.user).as_ref().unwrap(), path.clone()).await,
-            ListCommand::Nlst => self
-                .storage
-                .nlst((*self.user).as_ref().unwrap(), path.clone())
-                .await
-                .map_err(|e| Error::new(ErrorKind::PermanentDirectoryNotAvailable, e)),
-        };
-
-        match list_result {
-            Ok(cursor) => {
-                slog::debug!(self.logger, "Copying future for {}", command.as_str());
-                let mut input = cursor;
-                let result = tokio::io::copy(&mut input, &mut output).await;
-
-                if let Err(err) = output.shutdown().await {
-                    match err.kind() {
-                        std::io::ErrorKind::BrokenPipe => {
-                            slog::debug!(self.logger, "Output stream was already closed by peer after {}: {:?}", command.as_str(), err);
-                        }
-                        std::io::ErrorKind::NotConnected => {
-                            slog::debug!(self.logger, "Output stream was already closed after {}: {:?}", command.as_str(), err);
-                        }
-                        _ => slog::warn!(self.logger, "Could not shutdown output stream after {}: {:?}", command.as_str(), err),
-                    }
-                }
-                let duration = start_time.elapsed();
-
-                match result {
-                    Ok(bytes) => {
-                        slog::info!(
-                            self.logger,
-                            "Successful LIST {:?}; Duration {}; Bytes copied {}; Transfer speed {}",
-                            path,
-                            HumanDuration(duration),
-                            HumanBytes(bytes),
-                            TransferSpeed(bytes as f64 / duration.as_secs_f64()),
-                        );
-                        metrics::inc_transferred(command.as_lower_str(), "success");
-                        if let Err(err) = tx.send(ControlChanMsg::DirectorySuccessfullyListed).await {
-                            slog::error!(self.logger, "Could not notify control channel of error with {}: {:?}", command.as_str(), err);
-                        }
-                    }
-                    Err(e) => {
-                        let duration = start_time.elapsed();
-                        slog::debug!(
-                            self.logger,
-                            "Failed to send directory list for path {:?} ({} command) after {}: {:?}",
-                            path,
-                            command.as_str(),
-                            HumanDuration(duration),
-                            e,
-                        );
-
-                        let err = Error::from(e);
-                        categorize_and_register_error(&self.logger, &err, command.as_lower_str());
-                    }
-                }
-            }
+        let listed = self.storage.list_stream((*self.user).as_ref().unwrap(), path.clone()).await;
+        let mut entries = match listed {
+            Ok(entries) => entries,
             Err(err) => {
-                let duration = start_time.elapsed();
                 // Closed with TLS's close_notify: a client reads the end of
                 // the listing cleanly, then the reply that says why.
                 let _ = output.shutdown().await;
-
                 slog::debug!(
                     self.logger,
                     "Failed to retrieve directory list for path {:?} ({} command) from storage backend after {}: {:?}",
                     path,
                     command.as_str(),
-                    HumanDuration(duration),
+                    HumanDuration(start_time.elapsed()),
                     err,
                 );
-
                 categorize_and_register_error(&self.logger, &err, command.as_lower_str());
-
                 if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
                     slog::error!(self.logger, "Could not notify control channel of error with {}: {:?}", command.as_str(), err);
                 }
+                return;
+            }
+        };
+        let mut batch: Vec<u8> = Vec::with_capacity(BATCH + 1024);
+        let mut sent = 0u64;
+        let outcome: Result<(), Result<std::io::Error, Error>> = loop {
+            // What is gathered goes out before waiting for more: the next
+            // page of a large folder may take a while.
+            let next = match futures_util::FutureExt::now_or_never(entries.next()) {
+                Some(next) => next,
+                None => {
+                    if let Err(e) = output.write_all(&batch).await {
+                        break Err(Ok(e));
+                    }
+                    sent += batch.len() as u64;
+                    batch.clear();
+                    entries.next().await
+                }
+            };
+            let entry = match next {
+                None => break output.write_all(&batch).await.map_err(Ok),
+                Some(Err(err)) => break Err(Err(err)),
+                Some(Ok(entry)) => entry,
+            };
+            let name = || {
+                entry
+                    .path
+                    .as_path()
+                    .components()
+                    .next_back()
+                    .map(|component| component.as_os_str().to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            let line = match command {
+                ListCommand::List => self.storage.list_line(&entry),
+                ListCommand::Nlst => name(),
+                ListCommand::Mlsd => {
+                    let facts = crate::server::controlchan::commands::mlst::format_facts(&entry.metadata, self.mlst_facts);
+                    format!("{} {}", facts, name())
+                }
+            };
+            batch.extend_from_slice(line.as_bytes());
+            batch.extend_from_slice(b"\r\n");
+            if batch.len() >= BATCH {
+                if let Err(e) = output.write_all(&batch).await {
+                    break Err(Ok(e));
+                }
+                sent += batch.len() as u64;
+                batch.clear();
+            }
+        };
+        sent += batch.len() as u64;
+        if let Err(err) = output.shutdown().await {
+            match err.kind() {
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::NotConnected => {
+                    slog::debug!(self.logger, "Output stream was already closed after {}: {:?}", command.as_str(), err);
+                }
+                _ => slog::warn!(self.logger, "Could not shutdown output stream after {}: {:?}", command.as_str(), err),
             }
         }
-    }
-
-    #[tracing_attributes::instrument(skip_all)]
-    async fn exec_mlsd(self, path: Option<String>) {
-        let path = self.resolve_path(path);
-        let tx = self.control_msg_tx.clone();
-        let Some(mut output) = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd", &tx, &self.logger).await else {
-            return;
-        };
-
-        let start_time = Instant::now();
-
-        let list_result = self.storage.list((*self.user).as_ref().unwrap(), path.clone()).await;
-
-        match list_result {
-            Ok(files) => {
-                let mut buffer = String::new();
-                for file_info in files {
-                    let filename = file_info
-                        .path
-                        .as_path()
-                        .components()
-                        .next_back()
-                        .map(|component| component.as_os_str().to_string_lossy())
-                        .unwrap_or("unknown".into());
-
-                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata, self.mlst_facts);
-                    let line = format!("{} {}", facts_str, filename);
-                    buffer.push_str(&line);
-                    buffer.push_str("\r\n");
-                }
-
-                // Send the formatted data
-                let mut input = std::io::Cursor::new(buffer.into_bytes());
-                let result = tokio::io::copy(&mut input, &mut output).await;
-
-                if let Err(err) = output.shutdown().await {
-                    match err.kind() {
-                        std::io::ErrorKind::BrokenPipe => {
-                            slog::debug!(self.logger, "Output stream was already closed by peer after MLSD: {:?}", err);
-                        }
-                        std::io::ErrorKind::NotConnected => {
-                            slog::debug!(self.logger, "Output stream was already closed after MLSD: {:?}", err);
-                        }
-                        _ => slog::warn!(self.logger, "Could not shutdown output stream after MLSD: {:?}", err),
-                    }
-                }
-
-                let duration = start_time.elapsed();
-
-                match result {
-                    Ok(bytes) => {
-                        slog::info!(
-                            self.logger,
-                            "Successful MLSD {:?}; Duration {}; Bytes copied {}; Transfer speed {}",
-                            path,
-                            HumanDuration(duration),
-                            HumanBytes(bytes),
-                            TransferSpeed(bytes as f64 / duration.as_secs_f64())
-                        );
-
-                        metrics::inc_transferred("mlsd", "success");
-
-                        if let Err(err) = tx.send(ControlChanMsg::DirectorySuccessfullyListed).await {
-                            slog::error!(self.logger, "Could not notify control channel of successful MLSD: {:?}", err);
-                        }
-                    }
-                    Err(err) => {
-                        slog::warn!(
-                            self.logger,
-                            "Failed to copy MLSD data to client after {}. Error: {:?}",
-                            HumanDuration(duration),
-                            err
-                        );
-                        if let Err(err) = tx.send(ControlChanMsg::WriteFailed).await {
-                            slog::error!(self.logger, "Could not notify control channel of failed MLSD: {:?}", err);
-                        }
-                    }
-                }
+        let duration = start_time.elapsed();
+        let message = match outcome {
+            Ok(()) => {
+                slog::info!(
+                    self.logger,
+                    "Successful {} {:?}; Duration {}; Bytes copied {}; Transfer speed {}",
+                    command.as_str(),
+                    path,
+                    HumanDuration(duration),
+                    HumanBytes(sent),
+                    TransferSpeed(sent as f64 / duration.as_secs_f64()),
+                );
+                metrics::inc_transferred(command.as_lower_str(), "success");
+                ControlChanMsg::DirectorySuccessfullyListed
             }
-            Err(err) => {
-                let duration = start_time.elapsed();
-                let _ = output.shutdown().await;
+            Err(Ok(err)) => {
                 slog::debug!(
                     self.logger,
-                    "Failed to retrieve directory list for path {:?} (MLSD command) from storage backend after {}: {:?}",
+                    "Failed to send directory list for path {:?} ({} command) after {}: {:?}",
                     path,
+                    command.as_str(),
                     HumanDuration(duration),
                     err,
                 );
-
-                categorize_and_register_error(&self.logger, &err, "mlsd");
-
-                if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
-                    slog::error!(self.logger, "Could not notify control channel of error with MLSD: {:?}", err);
-                }
+                categorize_and_register_error(&self.logger, &Error::from(err), command.as_lower_str());
+                ControlChanMsg::WriteFailed
             }
+            Err(Err(err)) => {
+                slog::debug!(
+                    self.logger,
+                    "Listing {:?} ({} command) failed part-way after {}: {:?}",
+                    path,
+                    command.as_str(),
+                    HumanDuration(duration),
+                    err,
+                );
+                categorize_and_register_error(&self.logger, &err, command.as_lower_str());
+                ControlChanMsg::StorageError(err)
+            }
+        };
+        if let Err(err) = tx.send(message).await {
+            slog::error!(self.logger, "Could not notify control channel after {}: {:?}", command.as_str(), err);
         }
     }
 
@@ -942,6 +890,7 @@ fn categorize_and_register_error(logger: &slog::Logger, err: &Error, command: &'
 enum ListCommand {
     List,
     Nlst,
+    Mlsd,
 }
 
 impl ListCommand {
@@ -949,12 +898,14 @@ impl ListCommand {
         match self {
             ListCommand::List => "LIST",
             ListCommand::Nlst => "NLST",
+            ListCommand::Mlsd => "MLSD",
         }
     }
     fn as_lower_str(&self) -> &'static str {
         match self {
             ListCommand::List => "list",
             ListCommand::Nlst => "nlst",
+            ListCommand::Mlsd => "mlsd",
         }
     }
 }

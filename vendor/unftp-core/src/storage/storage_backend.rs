@@ -17,6 +17,10 @@ use std::{
 };
 use tokio::io::AsyncReadExt;
 
+/// The entries of a directory as a backend streams them
+/// ([`StorageBackend::list_stream`]).
+pub type ListStream<M> = futures_util::stream::BoxStream<'static, Result<Fileinfo<std::path::PathBuf, M>>>;
+
 /// Indicates that the backend supports FTP `REST` offsets for both `RETR` downloads and `STOR`
 /// uploads. Implementations must honor nonzero offsets in [`StorageBackend::get`] and
 /// [`StorageBackend::put`] before advertising this feature.
@@ -284,6 +288,30 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
     async fn list<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Vec<Fileinfo<std::path::PathBuf, Self::Metadata>>>
     where
         <Self as StorageBackend<User>>::Metadata: Metadata;
+
+    /// Returns the entries in the directory at `path` as they come: what
+    /// `LIST`, `NLST` and `MLSD` send, line by line, so that a large
+    /// directory is never held whole. An `Err` item ends the listing with
+    /// that error. By default the directory is listed whole through
+    /// [`list`](Self::list).
+    async fn list_stream<P>(&self, user: &User, path: P) -> Result<ListStream<Self::Metadata>>
+    where
+        P: AsRef<Path> + Send + Debug,
+        Self::Metadata: Metadata + 'static,
+    {
+        use futures_util::StreamExt;
+        let list = self.list(user, path).await?;
+        Ok(futures_util::stream::iter(list.into_iter().map(Ok)).boxed())
+    }
+
+    /// The `LIST` line of one entry, without its CRLF: by default the
+    /// long-listing format of [`Fileinfo`].
+    fn list_line(&self, entry: &Fileinfo<std::path::PathBuf, Self::Metadata>) -> String
+    where
+        Self::Metadata: Metadata,
+    {
+        entry.to_string()
+    }
 
     /// Formats the directory entries using the long-listing format produced by [`Fileinfo`], with
     /// each entry followed by CRLF.
