@@ -375,6 +375,51 @@ async fn paths_cannot_escape_and_read_only_mount_refuses_writes() {
     g.stop().await;
 }
 
+/// A folder rename copies its objects a few at once, never more than 8:
+/// S3 holds each copy 300 ms here, so the copies that start within 250 ms
+/// of each other were all in flight together.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_rename_copies_several_objects_at_once_within_a_bound() {
+    let starts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = starts.clone();
+    let proxy = common::fault_proxy_seeing(common::moto_endpoint(), move |req, _| {
+        if req.method == hyper::Method::PUT
+            && req.headers.contains_key("x-amz-copy-source")
+            && req.uri.query().is_none()
+        {
+            seen.lock().unwrap().push(Instant::now());
+            common::Fault::Stall(Duration::from_millis(300))
+        } else {
+            common::Fault::Pass
+        }
+    })
+    .await;
+    let g = start_via(&format!("http://{proxy}"), "").await;
+    g.s3(
+        "s3.put_object(Bucket=bucket, Key='alice/many/', Body=b'')\n\
+         for i in range(40): s3.put_object(Bucket=bucket, Key='alice/many/f%02d' % i, Body=b'%d' % i)",
+    );
+    let (_ssh, s) = alice(&g).await;
+    s.rename("/many", "/moved").await.unwrap();
+    assert_eq!(get(&s, "/moved/f07").await, b"7");
+    assert!(s.stat("/many").await.is_err());
+    let starts = starts.lock().unwrap().clone();
+    assert_eq!(starts.len(), 41, "each object and the marker copied once");
+    let together = starts
+        .iter()
+        .map(|t| {
+            starts
+                .iter()
+                .filter(|u| **u >= *t && **u - *t < Duration::from_millis(250))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(together > 1, "the copies ran one at a time");
+    assert!(together <= 8, "{together} copies in flight at once");
+    g.stop().await;
+}
+
 /// A file at or above `multipart_copy_threshold` is renamed by a
 /// multipart copy (UploadPartCopy), which S3 allows past the 5 GiB where
 /// one CopyObject stops; the threshold is lowered to 5 MiB here. Bytes and

@@ -8,11 +8,11 @@ use super::{
     usable_name, usable_path,
 };
 mod parts;
+mod rename;
 
 pub use parts::{Continued, MIN_COPY, PartCopier, PartEtags};
 
 use super::http::GatewayConnector;
-use crate::base::check_segment;
 use crate::base::{FsError, FsResult};
 use crate::config::{RemoteConfig, S3Config};
 use crate::metrics::{Metrics, OpCalls};
@@ -533,44 +533,7 @@ impl Namespace for S3Namespace {
     /// (same size and ETag: a rename interrupted after copying it) is not
     /// copied again, so running the rename again finishes it.
     async fn rename_dir(&self, from: &str, to: &str) -> FsResult<()> {
-        let from_prefix = dir_prefix(from);
-        let to_prefix = dir_prefix(to);
-        let objects = self.api.list_all(&from_prefix).await?;
-        if let Some(bad) = objects.iter().find_map(|o| {
-            let rest = &o.key[from_prefix.len()..];
-            let segments = rest.strip_suffix('/').unwrap_or(rest);
-            (!segments.is_empty())
-                .then(|| segments.split('/').try_for_each(check_segment).err())
-                .flatten()
-                .map(|reason| (rest, reason))
-        }) {
-            return Err(FsError::Unsupported(format!(
-                "the folder holds an object named {:?} ({}), which cannot be moved through this gateway; move or remove it with an S3 tool first (nothing was renamed)",
-                bad.0, bad.1
-            )));
-        }
-        let there: std::collections::HashMap<String, (u64, Option<String>)> = self
-            .api
-            .list_all(&to_prefix)
-            .await?
-            .into_iter()
-            .map(|o| (o.key[to_prefix.len()..].to_string(), (o.size, o.etag)))
-            .collect();
-        for o in &objects {
-            let rest = &o.key[from_prefix.len()..];
-            let copied = there
-                .get(rest)
-                .is_some_and(|(size, etag)| *size == o.size && etag.is_some() && *etag == o.etag);
-            if !copied {
-                self.api
-                    .copy(&o.key, &format!("{to_prefix}{rest}"), None, None)
-                    .await?;
-            }
-        }
-        for o in &objects {
-            self.api.delete(&o.key).await?;
-        }
-        Ok(())
+        self.api.rename_dir(from, to).await
     }
 
     async fn keep(&self, key: &str, kept: &Kept, if_etag: Option<&str>) -> FsResult<()> {
