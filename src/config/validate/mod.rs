@@ -1,0 +1,180 @@
+//! Raw config → validated [`Config`], collecting every problem with its line.
+//! Defaults live here, one place, next to the check of each key.
+
+use super::memory::{MIN_MEMORY_BUDGET, default_memory_budget};
+use super::raw::*;
+use super::units::{parse_duration, parse_size};
+use super::*;
+use crate::base::{MAX_KEY_BYTES, check_segment};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+mod admin;
+mod auth;
+mod ctx;
+mod ftp;
+mod remote;
+mod server;
+mod sync;
+mod user;
+mod webhook;
+
+use admin::validate_admin;
+use ctx::{Ctx, is_password_hash, normalise_config_path, parse_port_range};
+use ftp::validate_ftp;
+use remote::validate_remote;
+use server::validate_server;
+use sync::validate_sync;
+use user::validate_user;
+use webhook::validate_webhook;
+
+/// The names of the configured remotes, which a location must use.
+pub(super) type RemoteNames = std::collections::BTreeSet<String>;
+
+const MIB: u64 = 1 << 20;
+/// S3 refuses parts under 5 MiB (except the last) and over 5 GiB.
+const S3_MIN_PART: u64 = 5 * MIB;
+const S3_MAX_PART: u64 = 5 << 30;
+
+pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Problem>) -> Config {
+    let mut cx = Ctx { lines, problems };
+    let server = validate_server(&mut cx, &raw.server);
+    let security = SecurityConfig {
+        ban_threshold: cx.count(
+            &raw.security.ban_threshold,
+            "security.ban_threshold",
+            5,
+            1..=1_000_000,
+        ) as u32,
+        ban_window: cx.duration(
+            &raw.security.ban_window,
+            "security.ban_window",
+            Duration::from_secs(300),
+        ),
+        ban_time: cx.duration(
+            &raw.security.ban_time,
+            "security.ban_time",
+            Duration::from_secs(900),
+        ),
+    };
+    let sftp = raw.sftp.as_ref().map(|t| {
+        let t = t.get_ref();
+        let (proxy_protocol, proxy_allowed) =
+            cx.proxy_rules(&t.proxy_protocol, &t.proxy_allowed, "sftp");
+        SftpConfig {
+            listen: cx.listen(&t.listen, "sftp.listen", "127.0.0.1:2222"),
+            max_channels: cx.count(&t.max_channels, "sftp.max_channels", 10, 1..=1000),
+            max_handles: cx.count(&t.max_handles, "sftp.max_handles", 64, 1..=100_000),
+            proxy_protocol,
+            proxy_allowed,
+        }
+    });
+    let ftp = raw.ftp.as_ref().map(|t| validate_ftp(&mut cx, t));
+    let admin = raw.admin.as_ref().map(|t| validate_admin(&mut cx, t));
+    let remotes = raw
+        .remotes
+        .iter()
+        .filter_map(|(name, r)| validate_remote(&mut cx, name, r).map(|c| (name.clone(), c)))
+        .collect();
+
+    budget_fits_parts(&mut cx, &raw.server, server.memory_budget, &remotes);
+    let names: RemoteNames = raw.remotes.keys().cloned().collect();
+    let users = raw
+        .users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| validate_user(&mut cx, &format!("users[{i}]"), u, &names, true))
+        .collect();
+    let user_names = raw.users.iter().map(|u| &u.get_ref().name);
+    duplicates(&mut cx, user_names, "users", "user");
+    let syncs = raw
+        .syncs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| validate_sync(&mut cx, i, s, &names))
+        .collect();
+    duplicates(
+        &mut cx,
+        raw.syncs.iter().map(|s| &s.get_ref().name),
+        "syncs",
+        "sync",
+    );
+
+    let webhooks = raw
+        .webhooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| validate_webhook(&mut cx, i, w))
+        .collect();
+    duplicates(
+        &mut cx,
+        raw.webhooks.iter().map(|w| &w.get_ref().name),
+        "webhooks",
+        "webhook",
+    );
+
+    let auth = auth::validate_auth(&mut cx, &raw.auth, &names, raw.users.len());
+    Config {
+        auth,
+        server,
+        security,
+        sftp,
+        ftp,
+        admin,
+        remotes,
+        users,
+        syncs,
+        webhooks,
+    }
+}
+
+/// An upload holds its part whole from the memory budget, and three
+/// quarters of the budget serve parts: the largest part must fit a few
+/// times, or uploads would wait on each other for ever.
+fn budget_fits_parts(
+    cx: &mut Ctx<'_>,
+    raw: &RawServer,
+    budget: u64,
+    remotes: &BTreeMap<String, RemoteConfig>,
+) {
+    let Some((name, largest)) = remotes
+        .iter()
+        .map(|(name, r)| (name, r.part_size))
+        .max_by_key(|(_, size)| *size)
+    else {
+        return;
+    };
+    if budget < 4 * largest {
+        let message = format!(
+            "{} is under 4 x the largest part_size ({} on remote {name:?}): raise it or lower part_size",
+            units::format_size(budget),
+            units::format_size(largest)
+        );
+        match &raw.memory_budget {
+            Some(v) => cx.at(v, "server.memory_budget", message),
+            None => cx.problem(1, "server.memory_budget", message),
+        }
+    }
+}
+
+/// Reports every repeat of a name in a list of tables.
+fn duplicates<'a>(
+    cx: &mut Ctx<'_>,
+    names: impl Iterator<Item = &'a S<String>>,
+    table: &str,
+    what: &str,
+) {
+    let mut seen = HashSet::new();
+    for (i, name) in names.enumerate() {
+        if let Some(n) = name
+            && !seen.insert(n.get_ref().clone())
+        {
+            cx.at(
+                n,
+                &format!("{table}[{i}].name"),
+                format!("duplicate {what} name {:?}", n.get_ref()),
+            );
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! `[[users]]` → [`UserConfig`]: home, mounts, permissions, keys.
+
+use super::*;
+
+/// A user table at `table` (`users[3]`; empty for a definition from an
+/// identity source). `own_login`: the table holds the user's password or
+/// keys, as the users file does; a directory's user logs in by the source.
+pub(super) fn validate_user(
+    cx: &mut Ctx<'_>,
+    table: &str,
+    spanned: &Spanned<RawUser>,
+    remotes: &RemoteNames,
+    own_login: bool,
+) -> Option<UserConfig> {
+    let line = cx.lines.of(spanned);
+    let u = spanned.get_ref();
+    let key = |k: &str| join_key(table, k);
+    let name = match &u.name {
+        Some(n) => match crate::base::check_user_name(n.get_ref()) {
+            Ok(()) => n.get_ref().clone(),
+            Err(e) => {
+                cx.at(n, &key("name"), &e);
+                return None;
+            }
+        },
+        None => {
+            cx.problem(line, &key("name"), "is required");
+            return None;
+        }
+    };
+    let password_hash = u
+        .password
+        .as_ref()
+        .and_then(|p| match is_password_hash(p.get_ref()) {
+            Ok(()) => Some(p.get_ref().clone()),
+            Err(e) => {
+                cx.at(p, &key("password"), e);
+                None
+            }
+        });
+    let authorized_keys: Vec<russh::keys::PublicKey> = u
+        .authorized_keys
+        .iter()
+        .enumerate()
+        .filter_map(|(k, line_text)| {
+            match russh::keys::ssh_key::authorized_keys::Entry::from_str(line_text.get_ref().trim())
+            {
+                Ok(entry) => Some(entry.public_key().clone()),
+                Err(e) => {
+                    cx.at(
+                        line_text,
+                        &format!("{}[{k}]", key("authorized_keys")),
+                        format!("is not an authorized_keys line ({e})"),
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    if own_login && u.password.is_none() && u.authorized_keys.is_empty() {
+        cx.problem(
+            line,
+            &key("password"),
+            "the user has neither a password nor authorized_keys, so cannot log in",
+        );
+    }
+    let home = cx.location(&u.home, &key("home"), line, remotes);
+    let permissions = match &u.permissions {
+        None => Permissions::all(),
+        Some(list) => {
+            list.get_ref()
+                .iter()
+                .enumerate()
+                .fold(
+                    Permissions::default(),
+                    |acc, (k, p)| match Permissions::parse_entry(p.get_ref()) {
+                        Ok(set) => acc.union(set),
+                        Err(e) => {
+                            cx.at(p, &format!("{}[{k}]", key("permissions")), e);
+                            acc
+                        }
+                    },
+                )
+        }
+    };
+    let allowed_ips = match &u.allowed_ips {
+        None => vec![
+            "0.0.0.0/0".parse().expect("any v4"),
+            "::/0".parse().expect("any v6"),
+        ],
+        Some(list) => cx.cidrs(list.get_ref(), &key("allowed_ips")),
+    };
+    let mut mounts: Vec<(MountConfig, usize)> = Vec::new();
+    for (m, spanned_mount) in u.mounts.iter().enumerate() {
+        let mline = cx.lines.of(spanned_mount);
+        let mount = spanned_mount.get_ref();
+        let mkey = |k: &str| join_key(table, &format!("mounts[{m}].{k}"));
+        let path = match &mount.path {
+            None => {
+                cx.problem(mline, &mkey("path"), "is required");
+                continue;
+            }
+            Some(p) => match normalise_config_path(p.get_ref()) {
+                Ok(n) if n.is_empty() => {
+                    cx.at(p, &mkey("path"), "cannot be \"/\": that is the user's home");
+                    continue;
+                }
+                Ok(n) => format!("/{n}"),
+                Err(e) => {
+                    cx.at(p, &mkey("path"), e);
+                    continue;
+                }
+            },
+        };
+        let Some(target) = cx.location(&mount.target, &mkey("target"), mline, remotes) else {
+            continue;
+        };
+        if let Some((other, _)) = mounts.iter().find(|(o, _)| overlaps(&o.path, &path)) {
+            let msg = format!("{path} overlaps the mount at {}", other.path);
+            let at = mount.path.as_ref().map_or(mline, |p| cx.lines.of(p));
+            cx.problem(at, &mkey("path"), msg);
+            continue;
+        }
+        mounts.push((
+            MountConfig {
+                path,
+                target,
+                read_only: Ctx::flag(&mount.read_only, false),
+            },
+            mline,
+        ));
+    }
+    Some(UserConfig {
+        name,
+        password_hash,
+        authorized_keys,
+        home: home?,
+        permissions,
+        max_sessions: cx.count(&u.max_sessions, &key("max_sessions"), 10, 1..=100_000),
+        allowed_ips,
+        mounts: mounts.into_iter().map(|(m, _)| m).collect(),
+    })
+}
+
+/// Two mount paths overlap when equal or one lies inside the other.
+fn overlaps(a: &str, b: &str) -> bool {
+    let inside = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
+    inside(a, b) || inside(b, a)
+}
