@@ -7,6 +7,8 @@
 //! real directories (`fs.rs`) or an in-process set (`memory.rs`).
 
 mod body;
+mod commit;
+pub(crate) use commit::md5_of;
 mod digest_cache;
 mod fs;
 pub mod http;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, GetResult, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetResult, ObjectStore};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -272,9 +272,9 @@ impl ObjectLayer {
         match self.stat(key).await? {
             s if s.is_dir => Err(FsError::Unsupported("is a folder: use rmdir".into())),
             _ => {
-                let deleted = self.remote.store().delete(&object_path(key)?).await;
+                let deleted = self.remote.delete(key).await;
                 self.watches.changed(key);
-                Ok(deleted?)
+                deleted
             }
         }
     }

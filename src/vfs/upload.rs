@@ -15,17 +15,12 @@ use super::watches::Watches;
 use super::{FsError, FsResult};
 use crate::base::{Digests, lock};
 use crate::config::units::format_size;
-use crate::remote::http::ContentMd5;
-use crate::remote::{Kept, PartEtags, Remote};
+use crate::remote::{Kept, PartEtags, Remote, md5_of};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use md5::{Digest, Md5};
 use object_store::path::Path;
-use object_store::{
-    Attributes, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
-    PutOptions, PutPayload,
-};
+use object_store::{Attributes, MultipartUpload, PutMode, PutMultipartOptions, PutPayload};
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -573,88 +568,48 @@ impl Upload {
                 self.next
             )));
         }
-        let mut etag;
-        let digests;
-        if self.parts_upload.is_none() {
-            let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
-            self.hashing.feed(payload.clone());
-            digests = self.hashing.finish().await;
-            let mode = match self.mode {
-                WriteMode::CreateNew => PutMode::Create,
-                WriteMode::Truncate | WriteMode::Append => PutMode::Overwrite,
-            };
-            let mut opts = PutOptions {
-                mode,
-                attributes: self.attributes(digests.clone()),
-                ..Default::default()
-            };
-            if self.remote.sends_content_md5() {
-                // The object is the payload: its MD5 is the file's.
-                let md5 = match digests.md5 {
-                    Some(md5) => md5,
-                    None => md5_of(payload.clone()).await.map_err(FsError::storage)?,
+        let multipart = self.parts_upload.is_some();
+        let (etag, digests) = match multipart {
+            false => {
+                let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
+                self.hashing.feed(payload.clone());
+                let digests = self.hashing.finish().await;
+                let mode = match self.mode {
+                    WriteMode::CreateNew => PutMode::Create,
+                    WriteMode::Truncate | WriteMode::Append => PutMode::Overwrite,
                 };
-                opts.extensions.insert(ContentMd5::of(&md5));
+                let kept = self.kept(digests.clone());
+                let etag = self
+                    .remote
+                    .put_whole(&self.path, payload, mode, &kept, digests.md5)
+                    .await?;
+                (etag, digests)
             }
-            let put = self
-                .remote
-                .store()
-                .put_opts(&self.path, payload, opts)
-                .await?;
-            etag = put.e_tag;
-        } else {
-            if self.part_len > 0 {
-                self.send_part().await?;
-            }
-            while !self.in_flight.is_empty() {
-                self.finish_oldest().await?;
-            }
-            let upload = self.parts_upload.as_mut().expect("multipart");
-            etag = match upload.complete().await {
-                Ok(done) => done.e_tag,
-                Err(e) => {
-                    let (store, at) = (&**self.remote.store(), (&self.path, self.key.as_str()));
-                    stored_anyway(store, at, self.next, &self.part_md5s, e).await?
+            true => {
+                if self.part_len > 0 {
+                    self.send_part().await?;
                 }
-            };
-            self.parts_upload = None;
-            digests = self.hashing.finish().await;
-            // S3 takes no metadata at CompleteMultipartUpload. A client-set
-            // mtime is stored by a copy of the object onto itself (a new
-            // ETag), only while it is the object just completed, and the
-            // digests ride along. Digests alone are worth that copy only
-            // where tools read them from the bucket (`keep_digests_by_copy`):
-            // it costs the store as much as the object is large. Otherwise
-            // the remote remembers them for this version, and another
-            // gateway, or this one after a restart, computes them by
-            // reading once.
-            let kept = self.kept(digests.clone());
-            let by_copy = kept.mtime.is_some()
-                || (self.remote.keeps_digests_by_copy() && digests != Digests::default());
-            let mut remember = self.remote.keeps_metadata();
-            if self.remote.keeps_metadata() && by_copy {
-                let done = etag.as_deref();
-                match self.remote.namespace().keep(&self.key, &kept, done).await {
-                    Ok(()) => (etag, remember) = (None, false),
+                while !self.in_flight.is_empty() {
+                    self.finish_oldest().await?;
+                }
+                let upload = self.parts_upload.as_mut().expect("multipart");
+                let etag = match upload.complete().await {
+                    Ok(done) => done.e_tag,
                     Err(e) => {
-                        tracing::warn!(key = %self.key, error = %e, "the object is stored, but its mtime and digests could not be written into its metadata (its digests are remembered by this gateway)");
+                        let at = (&self.path, self.key.as_str());
+                        let sent = &self.part_md5s;
+                        self.remote.recover_complete(at, self.next, sent, e).await?
                     }
-                }
+                };
+                self.parts_upload = None;
+                (etag, self.hashing.finish().await)
             }
-            if let (true, Some(e)) = (remember, &etag) {
-                self.remote
-                    .known_digests()
-                    .insert_all(&self.key, e, &digests);
-            }
-        }
-        // A filesystem keeps them beside the file (an extended attribute).
-        if !self.remote.keeps_metadata() && digests != Digests::default() {
-            let kept = Kept {
-                mtime: None,
-                digests: digests.clone(),
-            };
-            self.remote.namespace().keep(&self.key, &kept, None).await?;
-        }
+        };
+        let kept = self.kept(digests.clone());
+        let etag = self
+            .remote
+            .after_commit(&self.key, etag, kept, multipart)
+            .await?;
         self.done = true;
         self.uploads.unregister(&self.key, &self.progress);
         Ok(Stored {
@@ -676,63 +631,6 @@ impl Upload {
         self.done = true;
         self.uploads.unregister(&self.key, &self.progress);
     }
-}
-
-/// After CompleteMultipartUpload failed: whether S3 stored the object
-/// anyway. A retried Complete whose first attempt did succeed (the
-/// answer was lost: a stall, a cut connection) fails with InvalidPart
-/// or NoSuchUpload while the object is whole in the bucket; the client
-/// must be told what the bucket holds. The object counts as stored
-/// when it has the size uploaded and the multipart ETag of the parts
-/// sent (MD5 of their MD5s, "-N"); a resume, whose copied parts the
-/// gateway did not hash, is judged by its size and part count alone.
-async fn stored_anyway(
-    store: &dyn ObjectStore,
-    (path, key): (&Path, &str),
-    size: u64,
-    part_md5s: &[Option<[u8; 16]>],
-    failure: object_store::Error,
-) -> FsResult<Option<String>> {
-    let head = match store.head(path).await {
-        Ok(head) => head,
-        Err(_) => return Err(failure.into()),
-    };
-    let parts = part_md5s.len();
-    let etag = head.e_tag.as_deref().unwrap_or("").trim_matches('"');
-    let expected = multipart_etag(part_md5s);
-    let same = head.size == size
-        && match &expected {
-            Some(expected) => etag.eq_ignore_ascii_case(expected),
-            None => etag.ends_with(&format!("-{parts}")),
-        };
-    if !same {
-        return Err(failure.into());
-    }
-    tracing::info!(key, etag, error = %failure, "CompleteMultipartUpload answered an error, but S3 holds the whole object: it is stored");
-    Ok(head.e_tag)
-}
-
-/// The ETag S3 gives a multipart object: the MD5 of the parts' MD5s, then
-/// `-` and their number. `None` when a part's MD5 is not known.
-fn multipart_etag(parts: &[Option<[u8; 16]>]) -> Option<String> {
-    let mut md5 = Md5::new();
-    for part in parts {
-        md5.update(part.as_ref()?);
-    }
-    Some(format!(
-        "{}-{}",
-        crate::base::hex(&md5.finalize()),
-        parts.len()
-    ))
-}
-
-/// The MD5 of `payload`, hashed on the blocking pool.
-fn md5_of(payload: PutPayload) -> JoinHandle<[u8; 16]> {
-    tokio::task::spawn_blocking(move || {
-        let mut md5 = Md5::new();
-        payload.iter().for_each(|b| md5.update(b));
-        <[u8; 16]>::from(md5.finalize())
-    })
 }
 
 /// Starts a multipart upload in a task of its own, so that an upload
