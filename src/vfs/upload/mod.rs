@@ -7,86 +7,27 @@
 //! object appears only on a successful [`Upload::close`]; an error or a drop
 //! aborts the multipart upload, so no truncated object is ever visible.
 
+mod commit;
+mod registry;
+mod reorder;
+
 use super::budget::{Budget, Held};
 use super::hashing::Hashing;
 use super::resume::{OldBytes, old_bytes};
 use super::transfers::{Ended, Observers, Transfer};
-use super::watches::Watches;
 use super::{FsError, FsResult};
-use crate::base::{Digests, lock};
-use crate::config::units::format_size;
-use crate::remote::{Kept, PartEtags, Remote, md5_of};
+use crate::base::Digests;
+use crate::remote::{PartEtags, Remote, md5_of};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{Attributes, MultipartUpload, PutMode, PutMultipartOptions, PutPayload};
-use prometheus_client::metrics::gauge::Gauge;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use object_store::{MultipartUpload, PutMultipartOptions, PutPayload};
+pub use registry::{OpenUploads, UploadStatus};
+use reorder::{Place, Reorder};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::task::JoinHandle;
-
-/// What `stat` needs to know of an upload still open.
-#[derive(Debug, Default)]
-pub struct UploadStatus {
-    pub bytes: AtomicU64,
-    pub started: DateTime<Utc>,
-    /// A client-set mtime to store on commit (`preserve_mtime`).
-    pub mtime: Mutex<Option<DateTime<Utc>>>,
-}
-
-/// Open uploads of one remote, by key: shared by every session.
-#[derive(Debug, Default)]
-pub struct OpenUploads {
-    open: Mutex<HashMap<String, Arc<UploadStatus>>>,
-    /// Told when an upload ends: its object may have changed.
-    watches: Arc<Watches>,
-    /// The gateway's `uploads_in_flight`.
-    in_flight: Gauge,
-}
-
-impl OpenUploads {
-    pub fn new(watches: Arc<Watches>, in_flight: Gauge) -> Self {
-        OpenUploads {
-            open: Mutex::default(),
-            watches,
-            in_flight,
-        }
-    }
-
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<UploadStatus>>> {
-        lock(&self.open)
-    }
-
-    pub fn get(&self, key: &str) -> Option<Arc<UploadStatus>> {
-        self.map().get(key).cloned()
-    }
-
-    fn register(&self, key: &str) -> Arc<UploadStatus> {
-        let p = Arc::new(UploadStatus {
-            started: Utc::now(),
-            ..Default::default()
-        });
-        self.map().insert(key.to_string(), p.clone());
-        self.in_flight.inc();
-        p
-    }
-
-    /// Called once per upload, when it commits or is dropped.
-    fn unregister(&self, key: &str, p: &Arc<UploadStatus>) {
-        self.in_flight.dec();
-        {
-            let mut map = self.map();
-            if map.get(key).is_some_and(|q| Arc::ptr_eq(q, p)) {
-                map.remove(key);
-            }
-        }
-        // After the commit, committed or not: a prefetch that raced it
-        // may hold the old bytes.
-        self.watches.changed(key);
-    }
-}
 
 /// An object an upload made visible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,8 +68,7 @@ pub struct Upload {
     part: Vec<Bytes>,
     part_len: usize,
     /// Out-of-order writes waiting for the gap before them to fill.
-    pending: BTreeMap<u64, Bytes>,
-    pending_len: usize,
+    pending: Reorder,
     parts_upload: Option<Box<dyn MultipartUpload>>,
     /// What S3 stored of each part, checked against what was sent.
     part_etags: Option<PartEtags>,
@@ -190,8 +130,7 @@ impl Upload {
             next: 0,
             part: Vec::new(),
             part_len: 0,
-            pending: BTreeMap::new(),
-            pending_len: 0,
+            pending: Reorder::default(),
             parts_upload: None,
             part_etags: None,
             in_flight: VecDeque::new(),
@@ -301,7 +240,7 @@ impl Upload {
     }
 
     fn buffered(&self) -> usize {
-        self.in_flight_len + self.part_len + self.pending_len
+        self.in_flight_len + self.part_len + self.pending.len()
     }
 
     fn note_peak(&mut self) {
@@ -338,47 +277,17 @@ impl Upload {
                 self.continue_old(size).await?;
             }
         }
-        let end = offset.checked_add(data.len() as u64).ok_or_else(|| {
-            FsError::Unsupported(format!(
-                "a write at offset {offset} would end past the largest possible file"
-            ))
-        })?;
-        if offset < self.next {
-            return Err(FsError::Unsupported(format!(
-                "rewriting bytes at offset {offset} that were already uploaded is not supported on object storage"
-            )));
-        }
-        if offset > self.next {
-            if end - self.next > self.window() {
-                return Err(FsError::Unsupported(format!(
-                    "non-sequential write outside the {} window is not supported on object storage (write at {offset}, {} bytes received so far)",
-                    format_size(self.window()),
-                    self.next
-                )));
-            }
-            let overlaps = self
-                .pending
-                .range(..end)
-                .next_back()
-                .is_some_and(|(o, d)| o + d.len() as u64 > offset);
-            if overlaps {
-                return Err(FsError::Unsupported(format!(
-                    "overlapping writes at offset {offset} are not supported"
-                )));
-            }
+        let place = self
+            .pending
+            .place(self.next, offset, data.len(), self.window())?;
+        if place == Place::Later {
             self.reserve(data.len()).await?;
-            self.pending_len += data.len();
             self.pending.insert(offset, data);
             self.note_peak();
             return Ok(());
         }
         self.append(data).await?;
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() != self.next {
-                break;
-            }
-            let data = entry.remove();
-            self.pending_len -= data.len();
+        while let Some(data) = self.pending.take_at(self.next) {
             self.append(data).await?;
         }
         Ok(())
@@ -500,23 +409,6 @@ impl Upload {
         Ok(())
     }
 
-    /// What is kept with the object: the client's mtime where the remote
-    /// keeps them, and `digests`.
-    fn kept(&self, digests: Digests) -> Kept {
-        let mtime = *lock(&self.progress.mtime);
-        Kept {
-            mtime: mtime.filter(|_| self.remote.keeps_client_mtimes()),
-            digests,
-        }
-    }
-
-    fn attributes(&self, digests: Digests) -> Attributes {
-        match self.remote.keeps_metadata() {
-            true => self.kept(digests).attributes(),
-            false => Attributes::new(),
-        }
-    }
-
     /// Commits the object and gives its size. Until this returns `Ok`,
     /// nothing is visible; on an error, the upload is aborted.
     pub async fn close(self) -> FsResult<u64> {
@@ -541,82 +433,6 @@ impl Upload {
         };
         self.observers.end(ended).await;
         result
-    }
-
-    async fn commit(&mut self) -> FsResult<Stored> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        if let Some(size) = self.old.take() {
-            // Opened to resume and closed unwritten: the object stays, with
-            // a file time the client set meanwhile.
-            let mtime = *lock(&self.progress.mtime);
-            if let (Some(t), true) = (mtime, self.remote.keeps_client_mtimes()) {
-                self.remote.keep_mtime(&self.key, t).await?;
-            }
-            self.done = true;
-            self.uploads.unregister(&self.key, &self.progress);
-            return Ok(Stored {
-                size,
-                etag: None,
-                digests: Digests::default(),
-            });
-        }
-        if let Some(gap) = self.pending.keys().next() {
-            return Err(FsError::Unsupported(format!(
-                "the file has a hole: bytes {}..{gap} were never written",
-                self.next
-            )));
-        }
-        let multipart = self.parts_upload.is_some();
-        let (etag, digests) = match multipart {
-            false => {
-                let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
-                self.hashing.feed(payload.clone());
-                let digests = self.hashing.finish().await;
-                let mode = match self.mode {
-                    WriteMode::CreateNew => PutMode::Create,
-                    WriteMode::Truncate | WriteMode::Append => PutMode::Overwrite,
-                };
-                let kept = self.kept(digests.clone());
-                let etag = self
-                    .remote
-                    .put_whole(&self.path, payload, mode, &kept, digests.md5)
-                    .await?;
-                (etag, digests)
-            }
-            true => {
-                if self.part_len > 0 {
-                    self.send_part().await?;
-                }
-                while !self.in_flight.is_empty() {
-                    self.finish_oldest().await?;
-                }
-                let upload = self.parts_upload.as_mut().expect("multipart");
-                let etag = match upload.complete().await {
-                    Ok(done) => done.e_tag,
-                    Err(e) => {
-                        let at = (&self.path, self.key.as_str());
-                        let sent = &self.part_md5s;
-                        self.remote.recover_complete(at, self.next, sent, e).await?
-                    }
-                };
-                self.parts_upload = None;
-                (etag, self.hashing.finish().await)
-            }
-        };
-        let kept = self.kept(digests.clone());
-        let etag = self
-            .remote
-            .after_commit(&self.key, etag, kept, multipart)
-            .await?;
-        self.done = true;
-        self.uploads.unregister(&self.key, &self.progress);
-        Ok(Stored {
-            size: self.next,
-            etag,
-            digests,
-        })
     }
 
     async fn abort_now(&mut self) {
