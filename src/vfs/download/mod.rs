@@ -17,167 +17,31 @@
 //! offset. Every GET is pinned to the ETag seen at open: an object replaced
 //! mid-download fails the read instead of mixing two versions.
 
+mod segment;
+mod verify;
+
 use super::budget::{Budget, Held};
-use super::hashing::Hashing;
 use super::transfers::{Ended, Observers};
 use super::{FileStat, FsError, FsResult};
 use crate::base::lock;
-use crate::base::{Algorithm, Checksums, hex};
-use crate::remote::{Body, body};
+use crate::remote::body;
 use bytes::Bytes;
-use futures::StreamExt;
-use object_store::PutPayload;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResult, ObjectStore};
-use std::sync::{Arc, Mutex};
+use segment::{Buffered, Pool, Segment, spawn_segment};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
+use verify::Verify;
 
 /// GETs in flight at most for one download.
 const PARALLEL: usize = 4;
 /// The smallest range worth its own GET.
 const MIN_SEGMENT: u64 = 32 << 20;
-/// Bytes a GET may hold ahead of the reader.
-const SEGMENT_BUFFER: usize = 8 << 20;
-/// Bytes the first GET holds ahead of the reader before it has read that much.
-const FIRST_WINDOW: usize = 256 << 10;
 /// Bytes read before the reader's waiting is judged.
 const PROBE: u64 = 16 << 20;
 /// Bytes per second under which a starved reader gets another GET.
 const SLOW: u64 = 96 << 20;
-
-/// What a buffered chunk holds: its place in the segment's window and its
-/// bytes of the gateway's budget.
-#[derive(Debug)]
-struct Buffered {
-    /// `None` for a body read whole before the download opened.
-    _window: Option<OwnedSemaphorePermit>,
-    _budget: Held,
-}
-
-type Chunk = FsResult<(Bytes, Buffered)>;
-
-/// Which pool of the budget a GET draws from.
-#[derive(Debug, Clone, Copy)]
-enum Pool {
-    /// The GET the reader is waiting on.
-    Main,
-    /// A GET further along the object, started by a split.
-    Ahead,
-}
-
-/// How far a GET has come and where it stops; the stop moves back when
-/// its tail is split off to another GET.
-#[derive(Debug)]
-struct Limit {
-    fetched: u64,
-    end: u64,
-}
-
-/// One GET of a byte range, streaming into a bounded buffer.
-struct Segment {
-    limit: Arc<Mutex<Limit>>,
-    rx: mpsc::UnboundedReceiver<Chunk>,
-    task: JoinHandle<()>,
-    /// How far ahead of the reader it may run, and what the reader has
-    /// taken from it: the window doubles each time that reaches it.
-    window: Arc<Semaphore>,
-    window_size: usize,
-    taken: usize,
-}
-
-impl Segment {
-    fn end(&self) -> u64 {
-        lock(&self.limit).end
-    }
-
-    /// The reader took `n` bytes: a reader that keeps up earns a wider window.
-    fn took(&mut self, n: usize) {
-        self.taken += n;
-        if self.taken >= self.window_size && self.window_size < SEGMENT_BUFFER {
-            self.window.add_permits(self.window_size);
-            self.window_size *= 2;
-        }
-    }
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Forwards the body `open` yields, from `start` up to the segment's
-/// (movable) end, into a buffer bounded by its window and by the budget.
-fn spawn_segment(
-    start: u64,
-    end: u64,
-    budget: Budget,
-    pool: Pool,
-    open: impl Future<Output = object_store::Result<Body>> + Send + 'static,
-) -> Segment {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let window = Arc::new(Semaphore::new(FIRST_WINDOW));
-    let limit = Arc::new(Mutex::new(Limit {
-        fetched: start,
-        end,
-    }));
-    let (shared, room) = (limit.clone(), window.clone());
-    let task = tokio::spawn(async move {
-        let mut body = match open.await {
-            Ok(body) => body,
-            Err(e) => {
-                let _ = tx.send(Err(e.into()));
-                return;
-            }
-        };
-        loop {
-            let mut chunk = match body.next().await {
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => {
-                    let _ = tx.send(Err(e.into()));
-                    return;
-                }
-                None => return,
-            };
-            {
-                let mut l = lock(&shared);
-                let left = l.end.saturating_sub(l.fetched);
-                if chunk.len() as u64 > left {
-                    chunk.truncate(left as usize);
-                }
-                l.fetched += chunk.len() as u64;
-            }
-            if chunk.is_empty() {
-                return;
-            }
-            let cost = chunk.len().clamp(1, FIRST_WINDOW) as u32;
-            let Ok(window) = room.clone().acquire_many_owned(cost).await else {
-                return;
-            };
-            let budget = match pool {
-                Pool::Main => budget.take(chunk.len()).await,
-                Pool::Ahead => budget.take_ahead(chunk.len()).await,
-            };
-            let held = Buffered {
-                _window: Some(window),
-                _budget: budget,
-            };
-            if tx.send(Ok((chunk, held))).is_err() {
-                return;
-            }
-        }
-    });
-    Segment {
-        limit,
-        rx,
-        task,
-        window,
-        window_size: FIRST_WINDOW,
-        taken: 0,
-    }
-}
 
 /// A small file read whole before a client asked for it (`prefetch.rs`).
 #[derive(Debug)]
@@ -199,21 +63,6 @@ enum Unstarted {
     /// A ranged GET from this offset.
     At(u64),
 }
-
-/// The running check of a download against its kept SHA-256.
-struct Verify {
-    expected: [u8; 32],
-    hashing: Hashing,
-    /// Bytes served so far, from 0.
-    upto: u64,
-    /// Served, not yet handed to the hashing: it gets a few MiB at a time,
-    /// so the reads never wait for a hash and pay no thread hop each.
-    pending: Vec<Bytes>,
-    pending_len: usize,
-}
-
-/// How much a verified download hands to its hashing at once.
-const VERIFY_BATCH: usize = 4 << 20;
 
 /// An open file being read.
 pub struct Download {
@@ -531,13 +380,7 @@ impl Download {
     /// Verifies whole reads against `sha256` (see [`Download::read_at`]).
     pub(crate) fn verify_against(&mut self, sha256: [u8; 32]) {
         if self.size > 0 {
-            self.verify = Some(Box::new(Verify {
-                expected: sha256,
-                hashing: Hashing::start(Checksums::only(Algorithm::Sha256)),
-                upto: 0,
-                pending: Vec::new(),
-                pending_len: 0,
-            }));
+            self.verify = Some(Box::new(Verify::new(sha256)));
         }
     }
 
@@ -545,38 +388,11 @@ impl Download {
         let Some(v) = &mut self.verify else {
             return Ok(());
         };
-        if offset != v.upto || bytes.is_empty() {
+        let going = v.served(offset, bytes, self.size, &self.path).await;
+        if !matches!(going, Ok(true)) {
             self.verify = None;
-            return Ok(());
         }
-        v.pending.push(bytes.clone());
-        v.pending_len += bytes.len();
-        v.upto += bytes.len() as u64;
-        let done = v.upto >= self.size;
-        if v.pending_len >= VERIFY_BATCH || done {
-            let batch: PutPayload = std::mem::take(&mut v.pending).into_iter().collect();
-            v.pending_len = 0;
-            v.hashing.feed(batch);
-        }
-        if !done {
-            return Ok(());
-        }
-        let (expected, got) = (v.expected, v.hashing.finish().await.sha256);
-        self.verify = None;
-        match got {
-            Some(got) if got != expected => {
-                tracing::error!(
-                    path = %self.path,
-                    kept = %hex(&expected),
-                    read = %hex(&got),
-                    "storage integrity failure: the object's bytes do not match the SHA-256 kept with it"
-                );
-                Err(FsError::failed(
-                    "integrity check failed: the file's bytes do not match the SHA-256 kept with it",
-                ))
-            }
-            _ => Ok(()),
-        }
+        going.map(|_| ())
     }
 
     async fn read(&mut self, offset: u64, len: usize) -> FsResult<Bytes> {
