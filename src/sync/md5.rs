@@ -3,6 +3,7 @@
 //! moves, so memory stays a chunk and the copy does not wait for hashing
 //! unless the hash falls behind.
 
+use super::error::ActError;
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use tokio::task::JoinHandle;
@@ -16,7 +17,7 @@ pub(super) struct StreamMd5 {
 impl StreamMd5 {
     /// Hashes `chunk` after what came before it, waiting only for the
     /// chunk before.
-    pub async fn update(&mut self, chunk: Bytes) -> Result<(), String> {
+    pub async fn update(&mut self, chunk: Bytes) -> Result<(), ActError> {
         let mut md5 = self.settled().await?;
         self.hashing = Some(tokio::task::spawn_blocking(move || {
             md5.update(&chunk);
@@ -26,14 +27,14 @@ impl StreamMd5 {
     }
 
     /// The hex digest of every chunk.
-    pub async fn finish(mut self) -> Result<String, String> {
+    pub async fn finish(mut self) -> Result<String, ActError> {
         let md5 = self.settled().await?;
         Ok(crate::base::hex(&md5.finalize()))
     }
 
-    async fn settled(&mut self) -> Result<Md5, String> {
+    async fn settled(&mut self) -> Result<Md5, ActError> {
         match self.hashing.take() {
-            Some(running) => running.await.map_err(|e| format!("hashing the copy: {e}")),
+            Some(running) => running.await.map_err(|e| ActError::Hashing(e.to_string())),
             None => Ok(std::mem::take(&mut self.idle)),
         }
     }

@@ -9,6 +9,8 @@
 //! next run ([`state`]), with a report of what it did ([`report`]).
 //! [`schedule`] runs jobs on their interval inside `serve`.
 
+mod act;
+pub mod error;
 pub mod lease;
 mod md5;
 pub mod plan;
