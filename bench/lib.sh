@@ -4,7 +4,7 @@
 # with a fresh bucket, boto3 and rclone helpers, and the table of medians.
 # Source it after `set -euo pipefail` from the repository root.
 
-BIN=target/release/bucketgate
+BIN=${BIN:-target/release/bucketgate}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/bucketgate-bench.XXXXXX)

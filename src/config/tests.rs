@@ -204,6 +204,7 @@ bucket = "b"
 access_key_id = "a"
 secret_access_key = "env:NOT_SET_ANYWHERE"
 part_size = "1MiB"
+multipart_copy_threshold = "6GiB"
 "#
     );
     let problems = parse(&text).expect_err("bad config");
@@ -228,6 +229,7 @@ part_size = "1MiB"
             "NOT_SET_ANYWHERE is not set",
         ),
         (53, "remotes.box.part_size", "5 MiB"),
+        (54, "remotes.box.multipart_copy_threshold", "5 GiB"),
     ];
     assert_problems(&problems, &expect);
 }
