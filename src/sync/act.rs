@@ -7,7 +7,7 @@ use super::lease::Lease;
 use super::md5::StreamMd5;
 use super::plan::Action;
 use super::report::Report;
-use super::run::{Job, RunProgress};
+use super::sides::Sides;
 use super::state::{Journal, Pair, Synced};
 use super::tree::{Entry, Fingerprint, Tree};
 use super::{BySide, Side};
@@ -19,6 +19,16 @@ use futures::TryStreamExt;
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// Told how a run goes, for a progress bar.
+pub trait RunProgress: Send + Sync {
+    /// The plan is made: this many actions, moving this many bytes.
+    fn planned(&self, _actions: usize, _bytes: u64) {}
+    /// Bytes copied since the last call.
+    fn copied(&self, _bytes: u64) {}
+    /// One action finished.
+    fn finished(&self, _action: &str) {}
+}
 
 /// What a finished action adds to the report.
 pub(super) enum Done {
@@ -56,7 +66,7 @@ impl Done {
 
 /// One run's acting state, shared by the transfers in flight.
 pub(super) struct Run<'a> {
-    pub(super) job: &'a Job,
+    pub(super) sides: &'a Sides,
     pub(super) trees: BySide<&'a Tree>,
     pub(super) journal: Journal,
     pub(super) synced: Mutex<Synced>,
@@ -88,7 +98,7 @@ impl Run<'_> {
         if self.lease.lost() {
             return Err(ActError::NotStarted);
         }
-        let job = self.job;
+        let sides = self.sides;
         let started = Instant::now();
         let (op, side, path, to, result): (_, Side, &str, _, _) = match action {
             Action::Copy {
@@ -100,7 +110,7 @@ impl Run<'_> {
                 "sync-copy",
                 *from,
                 path,
-                Some(job.shown(from.other(), path)),
+                Some(sides.shown(from.other(), path)),
                 self.copy(*from, path, *then_delete).await,
             ),
             Action::VerifyThenDelete { from, path } => (
@@ -121,7 +131,7 @@ impl Run<'_> {
                 "sync-conflict",
                 *side,
                 path,
-                Some(job.shown(*side, to)),
+                Some(sides.shown(*side, to)),
                 self.move_aside(*side, path, to).await,
             ),
             Action::Delete { side, path } => (
@@ -153,7 +163,7 @@ impl Run<'_> {
             }
             Action::Forget { path } => return self.settle(path, None).await.map(|_| Done::Nothing),
         };
-        let shown = job.shown(side, path);
+        let shown = sides.shown(side, path);
         FileOp {
             op,
             path: &shown,
@@ -190,9 +200,9 @@ impl Run<'_> {
                 "not copied: the conflicting file could not be moved aside first",
             ));
         }
-        let job = self.job;
-        let (src, dst) = (&job.layers[from], &job.layers[from.other()]);
-        let (skey, dkey) = (job.key(from, path), job.key(from.other(), path));
+        let sides = self.sides;
+        let (src, dst) = (&sides.layers[from], &sides.layers[from.other()]);
+        let (skey, dkey) = (sides.key(from, path), sides.key(from.other(), path));
         let download = src.open_read(&skey, 0).await?;
         let stat = download.stat().clone();
         // What the listing showed, when this is still that file: the next
@@ -254,9 +264,9 @@ impl Run<'_> {
     /// A copy found on the other side before this run: its bytes are
     /// checked against the source's before the source goes.
     async fn verify_then_delete(&self, from: Side, path: &str) -> ActResult<Done> {
-        let job = self.job;
-        let (src, dst) = (&job.layers[from], &job.layers[from.other()]);
-        let (skey, dkey) = (job.key(from, path), job.key(from.other(), path));
+        let sides = self.sides;
+        let (src, dst) = (&sides.layers[from], &sides.layers[from.other()]);
+        let (skey, dkey) = (sides.key(from, path), sides.key(from.other(), path));
         let source = self.trees[from].get(path).and_then(Entry::file).cloned();
         let target = self.trees[from.other()]
             .get(path)
@@ -343,16 +353,16 @@ impl Run<'_> {
         let Some(seen) = self.trees[side].get(path).and_then(Entry::file) else {
             return Err(ActError::NotAsListed("not a file"));
         };
-        let layer = &self.job.layers[side];
-        self.delete_if_unchanged(layer, &self.job.key(side, path), seen)
+        let layer = &self.sides.layers[side];
+        self.delete_if_unchanged(layer, &self.sides.key(side, path), seen)
             .await?;
         self.settle(path, None).await?;
         Ok(Done::Deleted)
     }
 
     async fn ensure_dir(&self, side: Side, path: &str) -> ActResult<Done> {
-        let layer = &self.job.layers[side];
-        layer.ensure_dir(&self.job.key(side, path)).await?;
+        let layer = &self.sides.layers[side];
+        layer.ensure_dir(&self.sides.key(side, path)).await?;
         self.settle(
             path,
             Some(Pair {
@@ -367,9 +377,9 @@ impl Run<'_> {
     /// Moves a conflict's older file aside; if that fails, the newer one
     /// must not be copied over it, nor the aside name copied across.
     async fn move_aside(&self, side: Side, path: &str, to: &str) -> ActResult<Done> {
-        let (job, layer) = (self.job, &self.job.layers[side]);
+        let (sides, layer) = (self.sides, &self.sides.layers[side]);
         if let Err(e) = layer
-            .rename(&job.key(side, path), &job.key(side, to), false)
+            .rename(&sides.key(side, path), &sides.key(side, to), false)
             .await
         {
             let mut not_aside = crate::base::lock(&self.not_aside);
@@ -384,7 +394,10 @@ impl Run<'_> {
     /// Removes a folder the run emptied; one that still holds something
     /// (a file that failed, or one added meanwhile) stays, quietly.
     async fn remove_dir(&self, side: Side, path: &str) -> ActResult<Done> {
-        match self.job.layers[side].rmdir(&self.job.key(side, path)).await {
+        match self.sides.layers[side]
+            .rmdir(&self.sides.key(side, path))
+            .await
+        {
             Ok(()) => {
                 self.settle(path, None).await?;
                 Ok(Done::DirRemoved)

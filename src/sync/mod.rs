@@ -17,6 +17,7 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod schedule;
+mod sides;
 pub mod state;
 pub mod tree;
 

@@ -3,42 +3,31 @@
 //! layers the frontends use: streaming reads, multipart uploads that are
 //! visible only when complete.
 
+pub use super::act::RunProgress;
 use super::act::{ActResult, Done, Run};
 pub use super::error::{ActError, NotRun, SyncError};
 use super::lease::{LEASE_FOLDER, Lease, holder_name};
 use super::plan::{Action, Inputs, Plan, Rules, plan};
 use super::report::{Outcome, Report};
+use super::sides::Sides;
 use super::state::{JobFiles, Synced};
 use super::tree::{Tree, tree_of};
 use super::{BySide, Side};
 use crate::config::{Location, SyncConfig};
-use crate::vfs::objects::ObjectLayer;
 use crate::vfs::{FsError, Storage};
 use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 use tracing::Instrument;
-
-/// Told how a run goes, for a progress bar.
-pub trait RunProgress: Send + Sync {
-    /// The plan is made: this many actions, moving this many bytes.
-    fn planned(&self, _actions: usize, _bytes: u64) {}
-    /// Bytes copied since the last call.
-    fn copied(&self, _bytes: u64) {}
-    /// One action finished.
-    fn finished(&self, _action: &str) {}
-}
 
 /// One configured job, ready to run.
 #[derive(Debug)]
 pub struct Job {
     pub config: SyncConfig,
-    /// The config's two locations, by side.
-    locations: BySide<Location>,
-    pub(super) layers: BySide<Arc<ObjectLayer>>,
+    pub(super) sides: Sides,
     pub files: JobFiles,
 }
 
@@ -70,11 +59,13 @@ impl Job {
             remote: config.remote.clone(),
         };
         Ok(Job {
-            layers: BySide {
-                local: layer(&locations.local)?,
-                remote: layer(&locations.remote)?,
+            sides: Sides {
+                layers: BySide {
+                    local: layer(&locations.local)?,
+                    remote: layer(&locations.remote)?,
+                },
+                locations,
             },
-            locations,
             files: JobFiles::of(state_dir, config),
             config: config.clone(),
         })
@@ -90,17 +81,9 @@ impl Job {
         Job::new(find(name, syncs)?, storage, state_dir)
     }
 
-    /// The object key of `path` on `side`.
-    pub(super) fn key(&self, side: Side, path: &str) -> String {
-        match self.locations[side].prefix.as_str() {
-            "" => path.to_string(),
-            prefix => format!("{prefix}/{path}"),
-        }
-    }
-
     /// `remote:/key`, as logs and the dry run name a file.
     pub fn shown(&self, side: Side, path: &str) -> String {
-        format!("{}:/{}", self.locations[side].remote, self.key(side, path))
+        self.sides.shown(side, path)
     }
 
     /// One line saying what an action does, naming the files.
@@ -138,8 +121,8 @@ impl Job {
     }
 
     async fn list(&self, side: Side) -> Result<Tree, NotRun> {
-        let loc = &self.locations[side];
-        let walked = match self.layers[side].walk(&loc.prefix).await {
+        let loc = &self.sides.locations[side];
+        let walked = match self.sides.layers[side].walk(&loc.prefix).await {
             Ok(w) => w,
             // A folder not made yet holds nothing; the empty-side stop
             // catches one that vanished.
@@ -170,7 +153,9 @@ impl Job {
             delete_empty_folders: self.config.delete_empty_folders,
             max_delete: self.config.max_delete,
             force,
-            case_insensitive: BySide::new(|side| self.layers[side].remote().case_insensitive()),
+            case_insensitive: BySide::new(|side| {
+                self.sides.layers[side].remote().case_insensitive()
+            }),
         };
         let trees = BySide { local, remote };
         let plan = plan(&Inputs {
@@ -207,7 +192,7 @@ impl Job {
     /// Runs the job once: fails only when the lease is held elsewhere or
     /// the state folder cannot be written; everything else is in the report.
     pub async fn run(&self, force: bool, progress: &dyn RunProgress) -> Result<Report, SyncError> {
-        let store = self.layers.remote.remote().store().clone();
+        let store = self.sides.layers.remote.remote().store().clone();
         let lease = Lease::acquire(store, &self.config.name, &holder_name()).await?;
         let span = tracing::info_span!("sync", job = self.config.name);
         let result = self
@@ -242,7 +227,8 @@ impl Job {
             Outcome::Failed => "failed",
             Outcome::Stopped(_) => "stopped",
         };
-        self.layers
+        self.sides
+            .layers
             .local
             .remote()
             .metrics()
@@ -282,7 +268,7 @@ impl Job {
             .sum();
         progress.planned(p.plan.actions.len(), bytes);
         let run = Run {
-            job: self,
+            sides: &self.sides,
             trees: BySide::new(|side| &p.trees[side]),
             journal: self.files.journal().await?,
             synced: Mutex::new(p.state.unwrap_or_default()),
