@@ -15,9 +15,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 impl Remote {
     /// Deletes object `key`.
     pub async fn delete(&self, key: &str) -> FsResult<()> {
-        let path =
-            Path::parse(key).map_err(|e| crate::base::FsError::InvalidName(e.to_string()))?;
-        Ok(self.store().delete(&path).await?)
+        Ok(self.store().delete(&super::object_path(key)?).await?)
     }
 
     /// Stores a file in one PUT, with `kept` where objects carry metadata

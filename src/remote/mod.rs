@@ -263,9 +263,7 @@ impl Remote {
             head: true,
             ..Default::default()
         };
-        let path = object_store::path::Path::parse(key)
-            .map_err(|e| crate::base::FsError::InvalidName(e.to_string()))?;
-        Ok(self.store.get_opts(&path, head).await?)
+        Ok(self.store.get_opts(&object_path(key)?, head).await?)
     }
 
     /// What is kept with object `key` (mtime, digests), from one HEAD.
@@ -388,16 +386,15 @@ impl Remote {
     /// one CopyObject then a delete, or a multipart copy at and above
     /// `multipart_copy_threshold` (AWS copies at most 5 GiB in one).
     pub async fn rename_file(&self, from: &str, to: &str, size: u64) -> FsResult<()> {
-        let path = |key: &str| {
-            object_store::path::Path::parse(key)
-                .map_err(|e| crate::base::FsError::InvalidName(e.to_string()))
-        };
         match (&self.parts, &self.config.kind) {
             (Some(copier), RemoteKind::S3(s3)) if size >= s3.multipart_copy_threshold => {
                 copier.copy_object(from, to).await?;
-                Ok(self.store.delete(&path(from)?).await?)
+                self.delete(from).await
             }
-            _ => Ok(self.store.rename(&path(from)?, &path(to)?).await?),
+            _ => Ok(self
+                .store
+                .rename(&object_path(from)?, &object_path(to)?)
+                .await?),
         }
     }
 
@@ -459,6 +456,12 @@ impl Remote {
 pub struct RemoteError {
     pub remote: String,
     pub message: String,
+}
+
+/// The object store's path of `key`; a key it cannot hold is an invalid name.
+pub fn object_path(key: &str) -> FsResult<object_store::path::Path> {
+    object_store::path::Path::parse(key)
+        .map_err(|e| crate::base::FsError::InvalidName(e.to_string()))
 }
 
 /// Every configured remote, by name.

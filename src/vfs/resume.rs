@@ -18,7 +18,6 @@ use crate::remote::{Continued, Remote};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::path::Path;
 use std::sync::Arc;
 
 /// An upload of `key` that may continue the `size` bytes there.
@@ -56,7 +55,7 @@ pub(crate) async fn old_bytes(
     if let Some(continued) = remote.continue_in_store(key, size).await? {
         return Ok(OldBytes::InStore(continued));
     }
-    let path = Path::parse(key).map_err(|e| FsError::InvalidName(e.to_string()))?;
+    let path = crate::remote::object_path(key)?;
     let old = FileStat::file(String::new(), size, chrono::Utc::now());
     let download = Download::new(remote.store().clone(), path, old, None, 0, budget.clone());
     Ok(OldBytes::Streamed(download.into_stream().boxed()))

@@ -50,8 +50,7 @@ impl PartCopier {
     /// object's first `size` bytes (at least [`MIN_COPY`]); aborted if a
     /// copy fails.
     pub async fn continue_object(&self, key: &str, size: u64) -> FsResult<Continued> {
-        let path =
-            Path::parse(key).map_err(|e| crate::base::FsError::InvalidName(e.to_string()))?;
+        let path = crate::remote::object_path(key)?;
         let (upload, etags) = self.start(&path).await?;
         for (i, range) in copy_ranges(size).into_iter().enumerate() {
             match self
@@ -100,7 +99,7 @@ impl PartCopier {
                 kept.insert(name.clone(), value.clone());
             }
         }
-        let path = Path::parse(to).map_err(|e| FsError::InvalidName(e.to_string()))?;
+        let path = crate::remote::object_path(to)?;
         let id = self.api.create_multipart(to, kept).await?;
         let copied = async {
             let mut parts = Vec::new();

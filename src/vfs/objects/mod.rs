@@ -11,11 +11,10 @@ use super::upload::{OpenUploads, Upload, WriteMode};
 use super::watches::{Watch, Watches};
 use super::{FileStat, FsError, FsResult};
 use crate::base::{Algorithm, Checksums, Hashers};
-use crate::remote::{Kept, Remote, Space, TreeEntry};
+use crate::remote::{Kept, Remote, Space, TreeEntry, object_path};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
-use object_store::path::Path;
 use object_store::{GetOptions, GetResult, ObjectStore};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -41,10 +40,6 @@ pub struct ObjectLayer {
     /// Keys a prefetched body depends on, told of every change here.
     watches: Arc<Watches>,
     digest_reads: DigestReads,
-}
-
-fn object_path(key: &str) -> FsResult<Path> {
-    Path::parse(key).map_err(|e| FsError::InvalidName(e.to_string()))
 }
 
 fn name_of(key: &str) -> String {

@@ -17,7 +17,7 @@ use super::resume::{OldBytes, old_bytes};
 use super::transfers::{Ended, Observers, Transfer};
 use super::{FsError, FsResult};
 use crate::base::Digests;
-use crate::remote::{PartEtags, Remote, md5_of};
+use crate::remote::{PartEtags, Remote, md5_of, object_path};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
@@ -113,7 +113,7 @@ impl Upload {
         key: String,
         mode: WriteMode,
     ) -> FsResult<Self> {
-        let path = Path::parse(&key).map_err(|e| FsError::InvalidName(e.to_string()))?;
+        let path = object_path(&key)?;
         let progress = uploads.register(&key);
         let hashing = Hashing::start(remote.checksums());
         let part_size = remote.part_size() as usize;
