@@ -68,6 +68,22 @@ impl Ctx<'_> {
         }
     }
 
+    /// Reports `why` for `key` when its `value` (`v`'s, or a default if
+    /// `v` is unset, then at the table's `line`) is outside `range`.
+    pub(super) fn within(
+        &mut self,
+        (v, line): (&S<String>, usize),
+        key: &str,
+        value: u64,
+        range: RangeInclusive<u64>,
+        why: &str,
+    ) {
+        if !range.contains(&value) {
+            let at = v.as_ref().map_or(line, |s| self.lines.of(s));
+            self.problem(at, key, why);
+        }
+    }
+
     pub(super) fn count(
         &mut self,
         v: &S<i64>,

@@ -81,14 +81,13 @@ pub(super) fn validate_remote(
                     format!("{:?} is not an http:// or https:// URL", e.get_ref()),
                 );
             }
-            if !(S3_MIN_PART..=S3_MAX_PART).contains(&part_size) {
-                let at = r.part_size.as_ref().map_or(line, |s| cx.lines.of(s));
-                cx.problem(
-                    at,
-                    &key("part_size"),
-                    "S3 parts must be between 5 MiB and 5 GiB",
-                );
-            }
+            cx.within(
+                (&r.part_size, line),
+                &key("part_size"),
+                part_size,
+                S3_MIN_PART..=S3_MAX_PART,
+                "S3 parts must be between 5 MiB and 5 GiB",
+            );
             let outbound_ips = r
                 .outbound_ips
                 .iter()
@@ -111,17 +110,13 @@ pub(super) fn validate_remote(
                 &key("multipart_copy_threshold"),
                 S3_MAX_PART,
             );
-            if !(S3_MIN_PART..=S3_MAX_PART).contains(&multipart_copy_threshold) {
-                let at = r
-                    .multipart_copy_threshold
-                    .as_ref()
-                    .map_or(line, |s| cx.lines.of(s));
-                cx.problem(
-                    at,
-                    &key("multipart_copy_threshold"),
-                    "must be between 5 MiB and 5 GiB (one CopyObject copies at most 5 GiB)",
-                );
-            }
+            cx.within(
+                (&r.multipart_copy_threshold, line),
+                &key("multipart_copy_threshold"),
+                multipart_copy_threshold,
+                S3_MIN_PART..=S3_MAX_PART,
+                "must be between 5 MiB and 5 GiB (one CopyObject copies at most 5 GiB)",
+            );
             RemoteKind::S3(S3Config {
                 endpoint: endpoint.trim_end_matches('/').to_string(),
                 bucket,
