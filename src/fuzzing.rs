@@ -1,5 +1,5 @@
 //! Entry points for the fuzz targets in `fuzz/` and for the test that
-//! replays their corpora (`tests/fuzz_corpus.rs`): each takes the bytes a
+//! replays their corpora (`tests/suite/fuzz_corpus.rs`): each takes the bytes a
 //! client or an operator controls and must never panic. Not an API.
 
 use crate::config::Config;

@@ -1,6 +1,6 @@
 """Drives the console in headless Chromium (Debian's, through Playwright):
 log in, watch an upload move, end its session, run a sync job and read its
-report, lift a ban. tests/admin.rs starts the gateway and the upload, runs
+report, lift a ban. tests/suite/admin.rs starts the gateway and the upload, runs
 this, then checks the bucket. Screenshots go to $SHOTS."""
 
 import os

@@ -6,7 +6,7 @@
 //! Each gateway counts into metrics of its own, so the tests compare its
 //! counters before and after while the others run beside it.
 
-mod common;
+use crate::common;
 
 use common::Seen;
 use common::ftp::*;

@@ -3,7 +3,7 @@
 //! the way an operator would: the bucket's keys and bytes (boto3), the
 //! folder's files, the exit code and what the command printed.
 
-mod common;
+use crate::common;
 
 use common::{boto3, create_bucket, moto_endpoint, pattern, unique};
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Other SFTP clients partners use, end to end: paramiko (Python scripts,
 //! Ansible) and curl (libssh2). CI installs both.
 
-mod common;
+use crate::common;
 
 use common::gateway::*;
 use common::{pattern, run};

@@ -6,7 +6,7 @@
 //! is a fault: the log holds no WARN or ERROR line, and no line over 1 KiB
 //! (a span prints who and where, never a struct).
 
-mod common;
+use crate::common;
 
 use common::gateway::PASSWORD;
 use common::run;

@@ -2,7 +2,7 @@
 //! webhooks, checksums, LDAP, prefetch), each in the shape it was found,
 //! against `bucketgate serve` as a process or the gateway in-process.
 
-mod common;
+use crate::common;
 
 use common::gateway::{self, PASSWORD};
 use common::served::{Process, Served, user};

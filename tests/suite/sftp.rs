@@ -2,7 +2,7 @@
 //! front of S3 on loopback (moto_server). Each test asserts what a user of
 //! an SFTP client would see: bytes, listings, status codes and messages.
 
-mod common;
+use crate::common;
 
 use common::gateway::*;
 use common::pattern;

@@ -2,7 +2,7 @@
 //! records each request (and fails when told), checking the payload, the
 //! signature (with its own HMAC code), retries and what survives a kill.
 
-mod common;
+use crate::common;
 
 use common::gateway::{PASSWORD, TestGateway, alice, put, ssh_password, start_with_tables};
 use common::receiver::{Receiver, Request};

@@ -3,7 +3,7 @@
 //! the page driven in headless Chromium by Playwright
 //! (`tests/browser/console.py`).
 
-mod common;
+use crate::common;
 
 use common::gateway::{
     HASH, PASSWORD, TestGateway, put, sftp, ssh_password, start_with_tables, write_flags,

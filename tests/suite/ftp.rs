@@ -2,7 +2,7 @@
 //! TLS, in front of S3 on loopback (moto_server). Each test asserts what a
 //! user of an FTP client would see: bytes, listings, reply codes.
 
-mod common;
+use crate::common;
 
 use common::ftp::*;
 use common::gateway::*;

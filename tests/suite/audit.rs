@@ -1,7 +1,7 @@
 //! The audit trail as an operator reads it: one JSON line per file
 //! operation, the same for SFTP and FTP, from the gateway's own log.
 
-mod common;
+use crate::common;
 
 use common::gateway::{self, PASSWORD};
 use common::served::Served;

@@ -1,7 +1,7 @@
 //! The VFS conformance suite: every behaviour written once and run against
 //! the memory, filesystem and S3 (moto_server over HTTP) remotes.
 
-mod common;
+use crate::common;
 
 use bucketgate::config::RemoteKind;
 use bucketgate::vfs::objects::ObjectLayer;

@@ -5,7 +5,7 @@
 //! of every listing for a minute; the client must have the first page's
 //! entries while it is held.
 
-mod common;
+use crate::common;
 
 use common::ftp::RawFtp;
 use common::gateway::*;

@@ -1,6 +1,6 @@
 //! A user's tree: the path jail, mounts, read-only folders and permissions.
 
-mod common;
+use crate::common;
 
 use bucketgate::config::Config;
 use bucketgate::remote::Remotes;

@@ -3,7 +3,7 @@
 //! download, `-C -` resume) and Python's ftplib (which never resumes TLS
 //! sessions). CI installs lftp; curl and Python are there.
 
-mod common;
+use crate::common;
 
 use common::gateway::*;
 use common::{pattern, run};

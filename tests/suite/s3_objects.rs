@@ -2,7 +2,7 @@
 //! S3 client (boto3), keys object_store cannot parse, and an endpoint that
 //! fails mid-upload.
 
-mod common;
+use crate::common;
 
 use bucketgate::remote::Remote;
 use bucketgate::vfs::objects::ObjectLayer;

@@ -4,7 +4,7 @@
 //! relay on loopback that records each connection's source address and how
 //! many are open at once.
 
-mod common;
+use crate::common;
 
 use bucketgate::vfs::objects::ObjectLayer;
 use bucketgate::vfs::{Budget, WriteMode};

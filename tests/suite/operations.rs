@@ -1,7 +1,7 @@
 //! What protects a gateway facing the internet: login bans shared by SFTP
 //! and FTP, checked with real clients over TCP.
 
-mod common;
+use crate::common;
 
 use common::gateway::{PASSWORD, ssh_password, start_with_tables};
 use common::served::{Served, served_config, user};

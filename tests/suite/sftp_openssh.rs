@@ -1,7 +1,7 @@
 //! End to end with the OpenSSH `sftp` program in batch mode, as partner
 //! scripts run it. CI installs openssh-client.
 
-mod common;
+use crate::common;
 
 use common::gateway::*;
 use common::pattern;

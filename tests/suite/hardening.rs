@@ -2,7 +2,7 @@
 //! oversized input, exhausted ports, timing, and what the real users
 //! around them still get. Each test drives the real server over TCP.
 
-mod common;
+use crate::common;
 
 use common::ftp::{RawFtp, ftp_plain};
 use common::gateway::{self, PASSWORD, TestGateway};

@@ -3,7 +3,7 @@
 //! real HTTP server on loopback), logged in through by real SFTP (russh)
 //! and FTP (suppaftp) clients, with the homes checked in the bucket.
 
-mod common;
+use crate::common;
 
 use common::ftp::client;
 use common::gateway::{TestGateway, put, sftp, ssh_key, ssh_password, start_with_tables};

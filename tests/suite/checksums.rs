@@ -2,7 +2,7 @@
 //! digests over SSH (`md5sum PATH`, after its probes) and compares them with
 //! the files it sent.
 
-mod common;
+use crate::common;
 
 use common::gateway::{TestGateway, alice, put, start, write_all, write_flags};
 use common::pattern;
