@@ -95,3 +95,105 @@ async fn sftp_readdir_sends_the_first_page_before_the_folder_is_read() {
     );
     g.stop().await;
 }
+
+/// The least time of five listings, each run to its end by `list`, which
+/// answers how many entries it saw.
+async fn least_of_five<F: std::future::Future<Output = usize>>(
+    entries: usize,
+    mut list: impl FnMut() -> F,
+) -> Duration {
+    let mut least = Duration::MAX;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let seen = list().await;
+        least = least.min(started.elapsed());
+        assert!(seen >= entries, "{seen} entries listed of {entries}");
+    }
+    least
+}
+
+/// Listing 5 000 and then 20 000 subfolders over FTP (curl LIST) and SFTP
+/// (READDIR to the end), on a filesystem remote so that making them is
+/// quick. Four times the folders cost about four times the time: each
+/// folder listed is remembered as known, and that was a sweep of every
+/// known folder per insert past 4096 (37× the time for 4× the folders).
+/// Listing the large folder again and again leaves the gateway's memory
+/// where the first time put it: nothing is kept per listing.
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_grows_linearly_with_the_folder_and_memory_stays_flat() {
+    use common::served::{Served, user};
+    let users = format!(
+        "{}\n[remotes.disk]\nkind = \"filesystem\"\nroot = \"{{dir}}/disk\"\n\n[[users]]\nname = \"erin\"\npassword = \"{}\"\nhome = \"disk:/erin\"\n",
+        user("alice"),
+        HASH
+    );
+    let served = Served::start_limited("", "", "", &users, Default::default());
+    let home = served.dir.path().join("disk/erin");
+    for (folder, n) in [("small", 5_000), ("large", 20_000)] {
+        for i in 0..n {
+            std::fs::create_dir_all(home.join(format!("{folder}/d{i:05}"))).unwrap();
+        }
+    }
+    let stream = tokio::net::TcpStream::connect(served.sftp).await.unwrap();
+    let h = ssh_password(stream, "erin", PASSWORD).await.unwrap();
+    let s = sftp(&h).await;
+    let sftp_list = |folder: &'static str| {
+        let s = &s;
+        move || async move {
+            let dir = s.opendir(format!("/{folder}")).await.unwrap().handle;
+            let mut seen = 0;
+            loop {
+                match s.readdir(&dir).await {
+                    Ok(names) => seen += names.files.len(),
+                    Err(russh_sftp::client::error::Error::Status(st))
+                        if st.status_code == russh_sftp::protocol::StatusCode::Eof =>
+                    {
+                        break;
+                    }
+                    Err(e) => panic!("READDIR /{folder} after {seen} entries: {e}"),
+                }
+            }
+            let _ = s.close(dir).await;
+            seen
+        }
+    };
+    let ftp = served.ftp;
+    let ftp_list = |folder: &'static str| {
+        move || async move {
+            let url = format!("ftp://erin:{PASSWORD}@{ftp}/{folder}/");
+            let (ok, out, err) = common::run("curl", &["-sS", &url]).await;
+            assert!(ok, "curl LIST {folder}: {err}");
+            out.lines().count()
+        }
+    };
+
+    let small_sftp = least_of_five(5_000, sftp_list("small")).await;
+    let small_ftp = least_of_five(5_000, ftp_list("small")).await;
+    let rss_small = served.rss() >> 20;
+    let large_sftp = least_of_five(20_000, sftp_list("large")).await;
+    let large_ftp = least_of_five(20_000, ftp_list("large")).await;
+    let rss_large = served.rss() >> 20;
+    least_of_five(20_000, sftp_list("large")).await;
+    least_of_five(20_000, ftp_list("large")).await;
+    let rss_again = served.rss() >> 20;
+    eprintln!(
+        "RSS after listing 5 000: {rss_small} MiB, 20 000: {rss_large} MiB, 20 000 ten times more: {rss_again} MiB"
+    );
+
+    for (protocol, small, large) in [
+        ("SFTP", small_sftp, large_sftp),
+        ("FTP", small_ftp, large_ftp),
+    ] {
+        let ratio = large.as_secs_f64() / small.as_secs_f64();
+        eprintln!("{protocol}: 5 000 in {small:?}, 20 000 in {large:?}: ratio {ratio:.2}");
+        // Linear is 4; the sweep was 37. The margin is for a loaded machine.
+        assert!(
+            ratio < 12.0,
+            "{protocol}: 4× the folders cost {ratio:.1}× the time ({small:?}, {large:?}): not linear"
+        );
+    }
+    assert!(
+        rss_again <= rss_large + 4,
+        "listing 20 000 folders ten times more took RSS from {rss_large} to {rss_again} MiB"
+    );
+}
