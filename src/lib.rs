@@ -43,6 +43,7 @@
 pub mod admin;
 pub mod auth;
 pub mod base;
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod ftp;

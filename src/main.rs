@@ -56,6 +56,20 @@ enum Command {
         #[command(subcommand)]
         command: SyncCommand,
     },
+    /// The fleet of `[cluster]`: its nodes and the database's schema.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// The nodes with their version and last heartbeat, and the schema version.
+    Status {
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +132,9 @@ fn main() -> ExitCode {
             SyncCommand::List { config } => sync_list(&config),
             SyncCommand::Status { name, config } => sync_status(&config, &name),
         },
+        Command::Cluster {
+            command: ClusterCommand::Status { config },
+        } => cluster_status(&config),
     };
     match result {
         Ok(code) => code,
@@ -296,6 +313,39 @@ impl bucketgate::sync::RunProgress for Bar {
             b.set_message(action.to_string());
         }
     }
+}
+
+fn cluster_status(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use bucketgate::cluster::{Cluster, nodes, schema};
+    let config = Config::load(path)?;
+    let Some(c) = &config.cluster else {
+        anyhow::bail!(
+            "{} has no [cluster]: this gateway is not part of a fleet",
+            path.display()
+        );
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let cluster = Cluster::new(c)?;
+        let version = schema::version(&cluster).await?;
+        println!("schema {version} (this binary's: {})", schema::latest());
+        println!(
+            "{:<24} {:<10} {:<26} {:<16} state",
+            "node", "version", "started", "last heartbeat"
+        );
+        for n in nodes::list(&cluster).await? {
+            println!(
+                "{:<24} {:<10} {:<26} {:<16} {}",
+                n.name,
+                n.version,
+                n.started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                format!("{:.1} s ago", n.silent_for.as_secs_f64()),
+                if n.gone { "gone" } else { "up" }
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn sync_list(path: &std::path::Path) -> anyhow::Result<ExitCode> {

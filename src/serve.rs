@@ -33,6 +33,8 @@ pub struct Gateway {
     /// The file the config came from: what SIGHUP and the console's
     /// reload read again.
     pub config_path: Option<std::path::PathBuf>,
+    /// The fleet's shared state, with `[cluster]`.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// The listeners of a started gateway, with the addresses they got.
@@ -69,7 +71,13 @@ impl Gateway {
             tracing::info!(remote = r.name(), store = %r.store(), "remote ready");
         }
         let budget = Budget::new(config.server.memory_budget, metrics.buffered_bytes.clone());
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(crate::cluster::Cluster::new)
+            .transpose()?;
         Ok(Gateway {
+            cluster,
             storage: Storage::new(&remotes, &budget),
             transfers: budget.transfers().clone(),
             remotes,
@@ -129,6 +137,20 @@ impl Gateway {
             let stop = until_stopped(stopped.clone());
             tasks.spawn(async move {
                 listener.serve(stop).await;
+                Ok(())
+            });
+        }
+        if let (Some(cluster), Some(c)) = (&self.cluster, &self.config.cluster) {
+            let (cluster, every) = (cluster.clone(), c.heartbeat);
+            let stop = until_stopped(stopped.clone());
+            tasks.spawn(async move {
+                // Leaving the fleet is part of stopping: the token lets
+                // the heartbeat delete this node's row before it ends.
+                let leave = CancellationToken::new();
+                let member = tokio::spawn(crate::cluster::join(cluster, every, leave.clone()));
+                stop.await;
+                leave.cancel();
+                let _ = member.await;
                 Ok(())
             });
         }

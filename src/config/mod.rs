@@ -43,6 +43,36 @@ pub struct Config {
     pub syncs: Vec<SyncConfig>,
     pub webhooks: Vec<WebhookConfig>,
     pub auth: AuthConfig,
+    /// `[cluster]`: state shared with the other nodes of a fleet in
+    /// PostgreSQL. Without it the gateway keeps everything in state_dir.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`, validated.
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// A `postgres://` URL; it holds the password, so it is never logged
+    /// (see the `Debug` impl).
+    pub database: String,
+    /// This gateway's name in the fleet, unique among its nodes.
+    pub node: String,
+    pub heartbeat: Duration,
+    pub max_connections: usize,
+    /// The CA that signs the database's certificate, instead of the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("database", &"<secret>")
+            .field("node", &self.node)
+            .field("heartbeat", &self.heartbeat)
+            .field("max_connections", &self.max_connections)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub syncs: Vec<Spanned<RawSync>>,
     pub webhooks: Vec<Spanned<RawWebhook>>,
     pub auth: Option<Spanned<RawAuth>>,
+    pub cluster: Option<Spanned<RawCluster>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +36,16 @@ pub struct RawServer {
     pub max_unauthenticated: S<i64>,
     pub max_unauthenticated_per_source: S<i64>,
     pub memory_budget: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawCluster {
+    pub database: S<String>,
+    pub node: S<String>,
+    pub heartbeat: S<String>,
+    pub max_connections: S<i64>,
+    pub ca_file: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -493,3 +493,38 @@ hash = "0123"
     let alone = parse("[admin]\nprotect_metrics = true\n").unwrap_err();
     assert_eq!(alone[0].key, "admin.protect_metrics", "{alone:#?}");
 }
+
+#[test]
+fn cluster_problems_name_their_key_and_line_and_the_url_stays_secret() {
+    let text = "[cluster]\nnode = \"gw 1\"\nheartbeat = \"2m\"\nmax_connections = 1\n";
+    let problems = parse(text).unwrap_err();
+    assert_problems(
+        &problems,
+        &[
+            (1, "cluster.database", "is required"),
+            (2, "cluster.node", "letters, digits"),
+            (3, "cluster.heartbeat", "from 1s to 60s"),
+            (4, "cluster.max_connections", "out of range"),
+        ],
+    );
+    let text = "[cluster]\ndatabase = \"mysql://u:hunter2@db/x\"\n";
+    let problems = parse(text).unwrap_err();
+    assert_problems(&problems, &[(2, "cluster.database", "postgres:// URL")]);
+    let text = "[cluster]\ndatabase = \"postgres://u:hunter2@db:notaport/x\"\n";
+    let problems = parse(text).unwrap_err();
+    assert_problems(
+        &problems,
+        &[(2, "cluster.database", "is not a PostgreSQL URL")],
+    );
+    assert!(!format!("{problems:?}").contains("hunter2"));
+
+    let text = "[cluster]\ndatabase = \"postgres://u:hunter2@db/x?sslmode=require\"\n";
+    let config = parse(text).unwrap();
+    let cluster = config.cluster.unwrap();
+    assert_eq!(
+        (cluster.heartbeat, cluster.max_connections),
+        (Duration::from_secs(5), 8)
+    );
+    assert!(!cluster.node.is_empty());
+    assert!(!format!("{cluster:?}").contains("hunter2"));
+}

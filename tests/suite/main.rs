@@ -10,6 +10,7 @@ mod audit;
 mod checksums;
 mod cli;
 mod client_logs;
+mod cluster;
 mod docs_links;
 mod events;
 mod ftp;

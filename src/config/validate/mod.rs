@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 mod admin;
 mod auth;
+mod cluster;
 mod ctx;
 mod ftp;
 mod remote;
@@ -115,8 +116,13 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
     );
 
     let auth = auth::validate_auth(&mut cx, &raw.auth, &names, raw.users.len());
+    let cluster = raw
+        .cluster
+        .as_ref()
+        .map(|t| cluster::validate_cluster(&mut cx, t));
     Config {
         auth,
+        cluster,
         server,
         security,
         sftp,

@@ -34,11 +34,7 @@ pub fn moto_endpoint() -> String {
 /// One try: moto on a free port, once it answers as moto; `None` if it
 /// exited (its port was taken) or another server answers there.
 fn start_moto() -> Option<String> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let exited = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // PR_SET_PDEATHSIG follows the spawning *thread*: spawn from one that lives as long as the process.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -109,6 +105,16 @@ pub async fn run(program: &str, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+/// A loopback port free now, for a server that must be told its port:
+/// another process may take it first, so its start is tried again.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -443,5 +449,6 @@ pub async fn fault_proxy_seeing(
 pub mod ftp;
 pub mod gateway;
 pub mod ldap;
+pub mod postgres;
 pub mod receiver;
 pub mod served;

@@ -1,0 +1,147 @@
+//! `[cluster]`: what the nodes of a fleet share, in PostgreSQL.
+//!
+//! One machine with no `[cluster]` keeps everything in `state_dir`, as it
+//! always has; nothing here runs. With it, each node connects a small pool
+//! at start, brings the schema up to date (`schema.rs`), and says it is
+//! alive every `heartbeat` (`nodes.rs`). Every call has a deadline: a
+//! database that is down or slow must never hold up a file transfer, so
+//! callers treat [`ClusterError`] as "use the local view", never as fatal
+//! once the gateway serves.
+
+pub mod nodes;
+pub mod schema;
+
+use crate::config::ClusterConfig;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::time::Duration;
+
+/// The longest any one database call may take before the caller goes on
+/// without it.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("the database's TLS settings: {0}")]
+    Tls(String),
+    #[error("no database connection: {0}")]
+    Connect(String),
+    #[error("the database did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("database: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("{0}")]
+    Schema(String),
+}
+
+/// The pool and this node's name: what every shared-state call needs.
+#[derive(Clone)]
+pub struct Cluster {
+    pool: Pool,
+    node: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("node", &self.node).finish()
+    }
+}
+
+impl Cluster {
+    /// A pool for `config`. No connection is made yet: [`Cluster::client`]
+    /// makes them as they are needed.
+    pub fn new(config: &ClusterConfig) -> Result<Cluster, ClusterError> {
+        let mut pg: tokio_postgres::Config = config
+            .database
+            .parse()
+            .map_err(|e| ClusterError::Connect(format!("{e}")))?;
+        pg.connect_timeout(CALL_TIMEOUT);
+        pg.application_name(format!("bucketgate {}", config.node));
+        let tls =
+            crate::base::tls_client_config(config.ca_file.as_deref()).map_err(ClusterError::Tls)?;
+        let manager = Manager::from_config(
+            pg,
+            rustls_tokio_postgres::MakeRustlsConnect::new(tls),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.max_connections)
+            .wait_timeout(Some(CALL_TIMEOUT))
+            .create_timeout(Some(CALL_TIMEOUT))
+            .recycle_timeout(Some(CALL_TIMEOUT))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| ClusterError::Connect(e.to_string()))?;
+        Ok(Cluster {
+            pool,
+            node: config.node.clone(),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// A connection from the pool, within [`CALL_TIMEOUT`].
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, ClusterError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Timeout(_) => ClusterError::Timeout(CALL_TIMEOUT),
+            deadpool_postgres::PoolError::Backend(e) => ClusterError::Connect(e.to_string()),
+            other => ClusterError::Connect(other.to_string()),
+        })
+    }
+}
+
+/// Runs one database call within [`CALL_TIMEOUT`].
+pub async fn within<T>(
+    call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ClusterError::Timeout(CALL_TIMEOUT)),
+    }
+}
+
+/// Joins the fleet and stays in it until `stop`: brings the schema up to
+/// date, registers this node, then beats. While the database cannot be
+/// reached it tries again every `every`, and the gateway serves meanwhile.
+pub async fn join(cluster: Cluster, every: Duration, stop: tokio_util::sync::CancellationToken) {
+    let mut told = false;
+    loop {
+        let joined = async {
+            let migrated = schema::migrate(&cluster).await?;
+            let registration = nodes::register(&cluster, every).await?;
+            Ok::<_, ClusterError>((migrated, registration))
+        };
+        match joined.await {
+            Ok((migrated, registration)) => {
+                match migrated.from == migrated.to {
+                    true => tracing::info!(
+                        node = cluster.node(),
+                        schema = migrated.to,
+                        "joined the cluster; schema up to date"
+                    ),
+                    false => tracing::info!(
+                        node = cluster.node(),
+                        from = migrated.from,
+                        to = migrated.to,
+                        "joined the cluster; schema migrated"
+                    ),
+                }
+                registration.beat_until(stop).await;
+                return;
+            }
+            Err(e) => {
+                if !told {
+                    tracing::warn!(error = %e, "cannot join the cluster yet; serving on, trying again every heartbeat");
+                    told = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The schema, owned by the binary: numbered migrations applied at start.
+//!
+//! Several nodes may start at once on an empty database: the migrations
+//! run in one transaction that first takes an advisory lock, so one node
+//! migrates and the others wait for it, then find nothing left to do.
+//! Migrations only add (tables, columns with defaults), so a node of the
+//! previous version keeps working beside a newer one during a rolling
+//! upgrade; a node finding a schema newer than it knows goes on with it.
+
+use super::{Cluster, ClusterError, within};
+
+/// The advisory lock's key: "bktgate" in ASCII, out of the way of an
+/// application sharing the database.
+const LOCK: i64 = 0x62_6b_74_67_61_74_65;
+
+/// Each migration, in order; the version is its position from 1. Never
+/// edit one that has shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: the nodes of the fleet and their heartbeats.
+    "CREATE TABLE bucketgate_nodes (
+        name text PRIMARY KEY,
+        instance text NOT NULL,
+        version text NOT NULL,
+        started_at timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL,
+        heartbeat_ms integer NOT NULL
+    )",
+];
+
+/// The schema version this binary brings the database to.
+pub fn latest() -> i32 {
+    MIGRATIONS.len() as i32
+}
+
+/// Where the schema was and where it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: i32,
+    pub to: i32,
+}
+
+/// Brings the schema up to [`latest`], waiting for another node that is
+/// doing the same.
+pub async fn migrate(cluster: &Cluster) -> Result<Migrated, ClusterError> {
+    let mut client = cluster.client().await?;
+    let tx = within(client.transaction()).await?;
+    // Waits for as long as another node migrates: that is not a call
+    // that may time out, since starting without the schema is no option.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+        .await?;
+    within(tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS bucketgate_schema (
+            version integer PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    ))
+    .await?;
+    let from: i32 = within(tx.query_one(
+        "SELECT coalesce(max(version), 0) FROM bucketgate_schema",
+        &[],
+    ))
+    .await?
+    .get(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from.max(0) as usize) {
+        let version = i as i32 + 1;
+        within(tx.batch_execute(sql))
+            .await
+            .map_err(|e| ClusterError::Schema(format!("migration {version}: {e}")))?;
+        within(tx.execute(
+            "INSERT INTO bucketgate_schema (version) VALUES ($1)",
+            &[&version],
+        ))
+        .await?;
+    }
+    within(tx.commit()).await?;
+    Ok(Migrated {
+        from,
+        to: from.max(latest()),
+    })
+}
+
+/// The database's schema version, for `cluster status`.
+pub async fn version(cluster: &Cluster) -> Result<i32, ClusterError> {
+    let client = cluster.client().await?;
+    let row = within(client.query_one(
+        "SELECT coalesce(max(version), 0) FROM bucketgate_schema",
+        &[],
+    ))
+    .await?;
+    Ok(row.get(0))
+}

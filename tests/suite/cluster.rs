@@ -1,0 +1,148 @@
+//! `[cluster]`: gateways of one fleet on a real PostgreSQL
+//! (`common::postgres`), each a process of its own.
+
+use crate::common;
+use common::served::{Served, user};
+use std::time::{Duration, Instant};
+
+/// A node's `[cluster]` on `database`, heartbeats every second.
+fn node(database: &str, name: &str) -> String {
+    format!(
+        "{}\n[cluster]\ndatabase = \"{database}\"\nnode = \"{name}\"\nheartbeat = \"1s\"\n",
+        user("alice")
+    )
+}
+
+/// `bucketgate cluster status` on `served`'s config.
+fn status(served: &Served) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"))
+        .args(["cluster", "status", "--config"])
+        .arg(served.dir.path().join("gateway.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The state column of `node`'s row in a `cluster status`.
+fn state_of<'a>(status: &'a str, node: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(node))
+        .and_then(|l| l.split_whitespace().last())
+}
+
+/// Asks `cluster status` until `holds` (at most 30 s).
+fn status_until(served: &Served, what: &str, holds: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = status(served);
+        if holds(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "never {what}:\n{now}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn log(served: &Served) -> String {
+    std::fs::read_to_string(served.dir.path().join("log")).unwrap()
+}
+
+/// Two nodes started at the same moment on an empty database: one
+/// migrates, the other waits for it and finds the schema up to date; both
+/// are listed up. A node killed is shown gone after three missed
+/// heartbeats; a restart migrates nothing; a stopped node leaves the list.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_starting_at_once_migrate_once_and_see_each_other() {
+    let database = common::postgres::database().await;
+    let (mut a, mut b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Served::start_full("", "", &node(&database, "node-a")));
+        let b = s.spawn(|| Served::start_full("", "", &node(&database, "node-b")));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let joined = [&a, &b].map(|g| g.log_line("joined the cluster"));
+    let migrated = joined
+        .iter()
+        .filter(|l| l.contains("schema migrated"))
+        .count();
+    assert_eq!(migrated, 1, "one node migrates: {joined:#?}");
+    for g in [&a, &b] {
+        let log = log(g);
+        assert!(!log.contains("cannot join"), "{log}");
+    }
+    let both = status_until(&a, "both nodes up", |s| {
+        state_of(s, "node-a") == Some("up") && state_of(s, "node-b") == Some("up")
+    });
+    assert!(both.starts_with("schema 1 "), "{both}");
+
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    status_until(&a, "node-b gone", |s| state_of(s, "node-b") == Some("gone"));
+
+    a.kill_and_restart();
+    let again = a.log_line("joined the cluster");
+    assert!(again.contains("schema up to date"), "{again}");
+
+    a.signal(libc::SIGTERM);
+    a.child.wait().unwrap();
+    let after = status(&a);
+    assert_eq!(state_of(&after, "node-a"), None, "{after}");
+}
+
+/// Eight gateways' migrations at the same instant on an empty database:
+/// all succeed, one of them migrates, the others wait for it and find the
+/// schema up to date (without the advisory lock, they trip over each
+/// other's tables).
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_migrations_wait_for_each_other() {
+    use bucketgate::cluster::{Cluster, schema};
+    let database = common::postgres::database().await;
+    let config = bucketgate::config::ClusterConfig {
+        database,
+        node: "test".into(),
+        heartbeat: Duration::from_secs(1),
+        max_connections: 2,
+        ca_file: None,
+    };
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let runs = (0..8).map(|_| {
+        let (config, start) = (config.clone(), start.clone());
+        tokio::spawn(async move {
+            let cluster = Cluster::new(&config).unwrap();
+            // Connected first, so that the migrations start together.
+            drop(cluster.client().await.unwrap());
+            start.wait().await;
+            schema::migrate(&cluster).await
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().map_err(|e| e.to_string()))
+        .collect();
+    let latest = schema::latest();
+    let migrated = results
+        .iter()
+        .filter(|r| {
+            **r == Ok(schema::Migrated {
+                from: 0,
+                to: latest,
+            })
+        })
+        .count();
+    let up_to_date = results
+        .iter()
+        .filter(|r| {
+            **r == Ok(schema::Migrated {
+                from: latest,
+                to: latest,
+            })
+        })
+        .count();
+    assert_eq!((migrated, up_to_date), (1, 7), "{results:#?}");
+}
