@@ -161,6 +161,17 @@ pub struct Bans {
     table: Arc<Mutex<HashMap<Source, Record>>>,
     /// Told whenever a turn ends.
     turns: Arc<tokio::sync::Notify>,
+    /// Where this node's failures, successes and lifts go to be shared
+    /// with the fleet (`[cluster]`); unset on a gateway of its own.
+    shared: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<BanChange>>>,
+}
+
+/// What this node saw happen to a source, for the fleet's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BanChange {
+    Failed(Source),
+    Succeeded(Source),
+    Lifted(Source),
 }
 
 impl Bans {
@@ -171,7 +182,39 @@ impl Bans {
             ban_time: config.ban_time,
             table: Arc::default(),
             turns: Arc::default(),
+            shared: Arc::default(),
         }
+    }
+
+    /// From now on, tells `to` of every failure, success and lift. Never
+    /// waits: with the channel full, the fleet misses the change and this
+    /// node's own table still holds it.
+    pub fn share_with(&self, to: tokio::sync::mpsc::Sender<BanChange>) {
+        let _ = self.shared.set(to);
+    }
+
+    fn tell(&self, change: BanChange) {
+        if let Some(to) = self.shared.get() {
+            let _ = to.try_send(change);
+        }
+    }
+
+    /// A ban decided by another node of the fleet: `source` is refused for
+    /// `left` from now (a longer ban it has already stays).
+    pub fn impose(&self, source: Source, left: Duration) {
+        let now = Instant::now();
+        let mut table = crate::base::lock(&self.table);
+        let record = self.record(&mut table, source, now);
+        let until = now + left;
+        if record.banned_until.is_none_or(|t| t < until) {
+            record.banned_until = Some(until);
+            record.refusal_logged = false;
+        }
+    }
+
+    /// The threshold, window and ban time, for the fleet's table.
+    pub fn rules(&self) -> (usize, Duration, Duration) {
+        (self.threshold, self.window, self.ban_time)
     }
 
     /// The record of `source`, made if new (room made first, within
@@ -246,6 +289,7 @@ impl Bans {
     pub fn failed(&self, ip: IpAddr) -> bool {
         let now = Instant::now();
         let source = Source::from(ip);
+        self.tell(BanChange::Failed(source));
         let mut table = crate::base::lock(&self.table);
         let record = self.record(&mut table, source, now);
         record.failures.push_back(now);
@@ -279,6 +323,9 @@ impl Bans {
         if let Some(r) = table.get_mut(&source)
             && r.banned_until.is_none_or(|t| t <= now)
         {
+            if !r.failures.is_empty() {
+                self.tell(BanChange::Succeeded(source));
+            }
             r.failures.clear();
             r.banned_until = None;
             if !r.matters(now) {
@@ -315,9 +362,15 @@ impl Bans {
         banned
     }
 
-    /// Lifts the ban of `source` (and forgets its failures): false if it
-    /// was not banned.
+    /// Lifts the ban of `source` (and forgets its failures), here and at
+    /// every node of the fleet: false if it was not banned here.
     pub fn lift(&self, source: Source) -> bool {
+        self.tell(BanChange::Lifted(source));
+        self.lift_here(source)
+    }
+
+    /// Lifts the ban of `source` on this node only: another node lifted it.
+    pub fn lift_here(&self, source: Source) -> bool {
         let now = Instant::now();
         let mut table = crate::base::lock(&self.table);
         let banned = table

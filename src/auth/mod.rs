@@ -11,7 +11,7 @@ mod login;
 mod password;
 mod sessions;
 
-pub use bans::{Banned, Bans, NoTurn, Source, Turn};
+pub use bans::{BanChange, Banned, Bans, NoTurn, Source, Turn};
 pub use cache::MAX_NAMES as MAX_CACHED_LOGINS;
 pub use login::{Attempt, Identified, LoginError, SourceError, Users, dummy_hash};
 pub use password::{check_password, hash_password, verify_password};

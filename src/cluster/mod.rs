@@ -8,6 +8,7 @@
 //! callers treat [`ClusterError`] as "use the local view", never as fatal
 //! once the gateway serves.
 
+pub mod bans;
 pub mod nodes;
 pub mod schema;
 
@@ -38,6 +39,10 @@ pub enum ClusterError {
 pub struct Cluster {
     pool: Pool,
     node: String,
+    /// For the one connection outside the pool that listens for
+    /// notifications.
+    pg: tokio_postgres::Config,
+    tls: rustls_tokio_postgres::MakeRustlsConnect,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -58,9 +63,10 @@ impl Cluster {
         pg.application_name(format!("bucketgate {}", config.node));
         let tls =
             crate::base::tls_client_config(config.ca_file.as_deref()).map_err(ClusterError::Tls)?;
+        let tls = rustls_tokio_postgres::MakeRustlsConnect::new(tls);
         let manager = Manager::from_config(
-            pg,
-            rustls_tokio_postgres::MakeRustlsConnect::new(tls),
+            pg.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -76,11 +82,32 @@ impl Cluster {
         Ok(Cluster {
             pool,
             node: config.node.clone(),
+            pg,
+            tls,
         })
     }
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// A connection of its own, outside the pool: what `LISTEN` needs,
+    /// since its notifications arrive on the connection that asked.
+    pub async fn dedicated(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<
+                tokio_postgres::Socket,
+                <rustls_tokio_postgres::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+                    tokio_postgres::Socket,
+                >>::Stream,
+            >,
+        ),
+        ClusterError,
+    > {
+        within(self.pg.connect(self.tls.clone())).await
     }
 
     /// A connection from the pool, within [`CALL_TIMEOUT`].
@@ -104,9 +131,15 @@ pub async fn within<T>(
 }
 
 /// Joins the fleet and stays in it until `stop`: brings the schema up to
-/// date, registers this node, then beats. While the database cannot be
-/// reached it tries again every `every`, and the gateway serves meanwhile.
-pub async fn join(cluster: Cluster, every: Duration, stop: tokio_util::sync::CancellationToken) {
+/// date, registers this node, then beats and shares `bans`. While the
+/// database cannot be reached it tries again every `every`, and the
+/// gateway serves meanwhile.
+pub async fn join(
+    cluster: Cluster,
+    every: Duration,
+    bans: crate::auth::Bans,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut told = false;
     loop {
         let joined = async {
@@ -129,7 +162,10 @@ pub async fn join(cluster: Cluster, every: Duration, stop: tokio_util::sync::Can
                         "joined the cluster; schema migrated"
                     ),
                 }
-                registration.beat_until(stop).await;
+                tokio::join!(
+                    registration.beat_until(stop.clone()),
+                    bans::share(cluster.clone(), bans, every, stop)
+                );
                 return;
             }
             Err(e) => {

@@ -25,6 +25,17 @@ const MIGRATIONS: &[&str] = &[
         heartbeat_at timestamptz NOT NULL,
         heartbeat_ms integer NOT NULL
     )",
+    // 2: failed logins counted for the fleet, and the bans they decided.
+    "CREATE TABLE bucketgate_login_failures (
+        source text PRIMARY KEY,
+        failures integer NOT NULL,
+        window_start timestamptz NOT NULL
+    );
+    CREATE TABLE bucketgate_bans (
+        source text PRIMARY KEY,
+        until timestamptz NOT NULL,
+        node text NOT NULL
+    )",
 ];
 
 /// The schema version this binary brings the database to.

@@ -78,7 +78,8 @@ async fn nodes_starting_at_once_migrate_once_and_see_each_other() {
     let both = status_until(&a, "both nodes up", |s| {
         state_of(s, "node-a") == Some("up") && state_of(s, "node-b") == Some("up")
     });
-    assert!(both.starts_with("schema 1 "), "{both}");
+    let schema = format!("schema {} ", bucketgate::cluster::schema::latest());
+    assert!(both.starts_with(&schema), "{both}");
 
     b.child.kill().unwrap();
     b.child.wait().unwrap();
@@ -145,4 +146,114 @@ async fn concurrent_migrations_wait_for_each_other() {
         })
         .count();
     assert_eq!((migrated, up_to_date), (1, 7), "{results:#?}");
+}
+
+/// A connection to `to` from the loopback address `from`.
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// What an SSH login from `from` to `served` meets: `Ok` logged in,
+/// `Err("authentication failed")` a wrong password, any other `Err` a
+/// connection closed before the exchange (banned).
+async fn login_from(from: &str, served: &Served, password: &str) -> Result<(), String> {
+    let stream = connect_from(from, served.sftp).await;
+    common::gateway::ssh_password(stream, "alice", password)
+        .await
+        .map(drop)
+}
+
+fn banned(outcome: &Result<(), String>) -> bool {
+    matches!(outcome, Err(e) if e != "authentication failed")
+}
+
+const TOKEN: &str = "bgt_cluster-test-token";
+
+/// A node with the console's API on, for [`TOKEN`].
+fn node_with_api(database: &str, name: &str) -> String {
+    use sha2::Digest;
+    let hash = bucketgate::base::hex(&sha2::Sha256::digest(TOKEN.as_bytes()));
+    format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n[[admin.tokens]]\nname = \"ops\"\nhash = \"sha256:{hash}\"\n",
+        node(database, name)
+    )
+}
+
+/// One failed login at each of two nodes makes the fleet's threshold (2,
+/// where neither node alone reached it): the source is refused at both,
+/// another source is not. Lifting the ban through one node's API lifts it
+/// at the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ban_counted_across_nodes_holds_at_every_node() {
+    let database = common::postgres::database().await;
+    let a = Served::start_full("", "", &node_with_api(&database, "ban-a"));
+    let b = Served::start_full("", "", &node(&database, "ban-b"));
+    for g in [&a, &b] {
+        g.log_line("joined the cluster");
+    }
+    let attacker = "127.0.0.2";
+    let failed = login_from(attacker, &a, "wrong").await;
+    assert_eq!(failed, Err("authentication failed".into()));
+    let failed = login_from(attacker, &b, "wrong").await;
+    assert_eq!(failed, Err("authentication failed".into()));
+
+    let counted = Instant::now();
+    let deadline = counted + Duration::from_secs(10);
+    for g in [&b, &a] {
+        loop {
+            let outcome = login_from(attacker, g, common::gateway::PASSWORD).await;
+            if banned(&outcome) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not banned: {outcome:?}\n{}",
+                log(g)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    eprintln!(
+        "banned at both nodes {:?} after the second failure",
+        counted.elapsed()
+    );
+    assert_eq!(
+        login_from("127.0.0.3", &b, common::gateway::PASSWORD).await,
+        Ok(())
+    );
+
+    let api = {
+        let line = a.log_line("admin endpoint listening");
+        let at = line.find("\"listen\":\"").unwrap() + 10;
+        line[at..at + line[at..].find('"').unwrap()].to_string()
+    };
+    let (ok, _, err) = common::run(
+        "curl",
+        &[
+            "-sf",
+            "-X",
+            "DELETE",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            &format!("http://{api}/api/v1/bans/{attacker}"),
+        ],
+    )
+    .await;
+    assert!(ok, "lift: {err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let outcome = login_from(attacker, &b, common::gateway::PASSWORD).await;
+        if outcome.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still banned at node b: {outcome:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
