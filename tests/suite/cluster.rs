@@ -257,3 +257,44 @@ async fn a_ban_counted_across_nodes_holds_at_every_node() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// With its database unreachable, a node starts and serves all the same:
+/// it says once that it cannot join yet, and logins and transfers work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_serves_while_its_database_is_down() {
+    let nowhere = format!(
+        "postgres://postgres@127.0.0.1:{}/none?sslmode=disable",
+        common::free_port()
+    );
+    let g = Served::start_full("", "", &node(&nowhere, "alone"));
+    g.log_line("cannot join the cluster yet");
+    let stream = tokio::net::TcpStream::connect(g.sftp).await.unwrap();
+    let h = common::gateway::ssh_password(stream, "alice", common::gateway::PASSWORD)
+        .await
+        .unwrap();
+    let s = common::gateway::sftp(&h).await;
+    let handle = s
+        .open(
+            "/up.txt",
+            russh_sftp::protocol::OpenFlags::WRITE | russh_sftp::protocol::OpenFlags::CREATE,
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .handle;
+    s.write(&handle, 0, b"served".to_vec()).await.unwrap();
+    s.close(handle).await.unwrap();
+    assert_eq!(
+        g.s3("print(s3.get_object(Bucket=bucket, Key='alice/up.txt')['Body'].read())")
+            .trim(),
+        "b'served'"
+    );
+    // Two more heartbeats: still one line about it.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        log(&g).matches("cannot join the cluster").count(),
+        1,
+        "{}",
+        log(&g)
+    );
+}
