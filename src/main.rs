@@ -326,7 +326,7 @@ fn cluster_status(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
-        let cluster = Cluster::new(c)?;
+        let cluster = Cluster::new(c, &bucketgate::metrics::Metrics::new())?;
         let version = schema::version(&cluster).await?;
         println!("schema {version} (this binary's: {})", schema::latest());
         println!(

@@ -61,6 +61,10 @@ pub struct Metrics {
     pub accept_errors: Counter,
     /// Admin connections closed at accept: the listener's caps were full.
     pub admin_refused: Counter,
+    /// 1 while this node cannot reach the cluster's database (`[cluster]`).
+    pub cluster_degraded: Gauge,
+    /// Calls to the cluster's database that failed or timed out.
+    pub cluster_errors: Counter,
     /// File bytes received from clients, by protocol.
     pub bytes_up: Family<ProtocolLabel, Counter>,
     /// File bytes sent to clients, by protocol.
@@ -140,6 +144,8 @@ impl Metrics {
             banned_connections: Counter::default(),
             accept_errors: Counter::default(),
             admin_refused: Counter::default(),
+            cluster_degraded: Gauge::default(),
+            cluster_errors: Counter::default(),
             bytes_up: Family::default(),
             bytes_down: Family::default(),
             s3_requests: Family::default(),
@@ -183,6 +189,16 @@ impl Metrics {
             "accept_errors",
             "Accepts that failed (out of file descriptors and the like)",
             m.accept_errors.clone(),
+        );
+        registry.register(
+            "cluster_degraded",
+            "1 while this node cannot reach the cluster's database; it serves on its own state",
+            m.cluster_degraded.clone(),
+        );
+        registry.register(
+            "cluster_errors",
+            "Calls to the cluster's database that failed or timed out",
+            m.cluster_errors.clone(),
         );
         registry.register(
             "admin_connections_refused",

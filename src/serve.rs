@@ -74,7 +74,7 @@ impl Gateway {
         let cluster = config
             .cluster
             .as_ref()
-            .map(crate::cluster::Cluster::new)
+            .map(|c| crate::cluster::Cluster::new(c, &metrics))
             .transpose()?;
         Ok(Gateway {
             cluster,
@@ -169,6 +169,7 @@ impl Gateway {
             let health = crate::admin::Health::start(
                 &self.remotes,
                 events.clone(),
+                self.cluster.clone(),
                 draining.clone(),
                 until_stopped(stopped.clone()),
             );

@@ -33,6 +33,10 @@ pub struct Health {
     draining: Arc<AtomicBool>,
     /// Shown, never judged: a receiver that is down is not the gateway's failure.
     events: Arc<crate::events::Events>,
+    /// Shown, never judged either: with its database down a node serves
+    /// on its own state, and a balancer must not take every node out
+    /// because the database blinked.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Health {
@@ -40,12 +44,14 @@ impl Health {
     pub fn start(
         remotes: &Remotes,
         events: Arc<crate::events::Events>,
+        cluster: Option<crate::cluster::Cluster>,
         draining: Arc<AtomicBool>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Self {
         let health = Health {
             draining,
             events,
+            cluster,
             ..Health::default()
         };
         for r in remotes.iter() {
@@ -143,12 +149,15 @@ impl Health {
         let draining = self.draining.load(Ordering::Relaxed);
         let remotes = self.remotes();
         let healthy = !draining && remotes.values().all(|v| v["ok"] == true);
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "status": if draining { "draining" } else if healthy { "ok" } else { "unhealthy" },
             "listeners": if draining { "draining" } else { "up" },
             "remotes": remotes,
             "webhooks": self.events.backlog().into_iter().collect::<BTreeMap<_, _>>(),
         });
+        if let Some(c) = &self.cluster {
+            body["cluster"] = serde_json::json!({ "node": c.node(), "state": c.standing().name() });
+        }
         let status = if healthy {
             StatusCode::OK
         } else {

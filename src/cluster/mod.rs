@@ -13,7 +13,10 @@ pub mod nodes;
 pub mod schema;
 
 use crate::config::ClusterConfig;
+use crate::metrics::Metrics;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 /// The longest any one database call may take before the caller goes on
@@ -43,6 +46,30 @@ pub struct Cluster {
     /// notifications.
     pg: tokio_postgres::Config,
     tls: rustls_tokio_postgres::MakeRustlsConnect,
+    /// [`Standing`] as a number, for `/healthz`.
+    standing: Arc<AtomicU8>,
+    metrics: Arc<Metrics>,
+}
+
+/// Where this node stands with the fleet, as `/healthz` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Not joined yet since the start.
+    Joining,
+    Up,
+    /// The database did not answer the last heartbeat (or join): this
+    /// node serves on its own state.
+    Degraded,
+}
+
+impl Standing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Standing::Joining => "joining",
+            Standing::Up => "up",
+            Standing::Degraded => "degraded",
+        }
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -54,7 +81,7 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// A pool for `config`. No connection is made yet: [`Cluster::client`]
     /// makes them as they are needed.
-    pub fn new(config: &ClusterConfig) -> Result<Cluster, ClusterError> {
+    pub fn new(config: &ClusterConfig, metrics: &Arc<Metrics>) -> Result<Cluster, ClusterError> {
         let mut pg: tokio_postgres::Config = config
             .database
             .parse()
@@ -84,11 +111,37 @@ impl Cluster {
             node: config.node.clone(),
             pg,
             tls,
+            standing: Arc::new(AtomicU8::new(Standing::Joining as u8)),
+            metrics: metrics.clone(),
         })
     }
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    pub fn standing(&self) -> Standing {
+        match self.standing.load(Ordering::Relaxed) {
+            0 => Standing::Joining,
+            1 => Standing::Up,
+            _ => Standing::Degraded,
+        }
+    }
+
+    /// Notes how the last call that judges the node's standing (a join
+    /// or a heartbeat) went.
+    fn judge<T>(&self, result: &Result<T, ClusterError>) {
+        let standing = match result {
+            Ok(_) => Standing::Up,
+            Err(_) => {
+                self.metrics.cluster_errors.inc();
+                Standing::Degraded
+            }
+        };
+        self.metrics
+            .cluster_degraded
+            .set(i64::from(standing == Standing::Degraded));
+        self.standing.store(standing as u8, Ordering::Relaxed);
     }
 
     /// A connection of its own, outside the pool: what `LISTEN` needs,
@@ -147,7 +200,9 @@ pub async fn join(
             let registration = nodes::register(&cluster, every).await?;
             Ok::<_, ClusterError>((migrated, registration))
         };
-        match joined.await {
+        let joined = joined.await;
+        cluster.judge(&joined);
+        match joined {
             Ok((migrated, registration)) => {
                 match migrated.from == migrated.to {
                     true => tracing::info!(

@@ -72,7 +72,9 @@ impl Registration {
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => break,
             }
-            match self.beat().await {
+            let beat = self.beat().await;
+            self.cluster.judge(&beat);
+            match beat {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!("cluster heartbeat sent again");

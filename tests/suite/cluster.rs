@@ -49,6 +49,13 @@ fn status_until(served: &Served, what: &str, holds: impl Fn(&str) -> bool) -> St
     }
 }
 
+/// Where `served`'s admin listener got its port.
+fn admin_addr(served: &Served) -> String {
+    let line = served.log_line("admin endpoint listening");
+    let at = line.find("\"listen\":\"").unwrap() + 10;
+    line[at..at + line[at..].find('"').unwrap()].to_string()
+}
+
 fn log(served: &Served) -> String {
     std::fs::read_to_string(served.dir.path().join("log")).unwrap()
 }
@@ -114,7 +121,7 @@ async fn concurrent_migrations_wait_for_each_other() {
     let runs = (0..8).map(|_| {
         let (config, start) = (config.clone(), start.clone());
         tokio::spawn(async move {
-            let cluster = Cluster::new(&config).unwrap();
+            let cluster = Cluster::new(&config, &bucketgate::metrics::Metrics::new()).unwrap();
             // Connected first, so that the migrations start together.
             drop(cluster.client().await.unwrap());
             start.wait().await;
@@ -226,11 +233,12 @@ async fn a_ban_counted_across_nodes_holds_at_every_node() {
         Ok(())
     );
 
-    let api = {
-        let line = a.log_line("admin endpoint listening");
-        let at = line.find("\"listen\":\"").unwrap() + 10;
-        line[at..at + line[at..].find('"').unwrap()].to_string()
-    };
+    let api = admin_addr(&a);
+    let (ok, health, _) = common::run("curl", &["-sf", &format!("http://{api}/healthz")]).await;
+    assert!(
+        ok && health.contains(r#""cluster":{"node":"ban-a","state":"up"}"#),
+        "{health}"
+    );
     let (ok, _, err) = common::run(
         "curl",
         &[
@@ -266,8 +274,27 @@ async fn a_node_serves_while_its_database_is_down() {
         "postgres://postgres@127.0.0.1:{}/none?sslmode=disable",
         common::free_port()
     );
-    let g = Served::start_full("", "", &node(&nowhere, "alone"));
+    let g = Served::start_full(
+        "",
+        "",
+        &format!(
+            "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            node(&nowhere, "alone")
+        ),
+    );
     g.log_line("cannot join the cluster yet");
+    // Degraded, said by /healthz and a metric, and still 200: a balancer
+    // must not take every node out because the database is down.
+    let admin = admin_addr(&g);
+    let (ok, health, err) = common::run("curl", &["-sf", &format!("http://{admin}/healthz")]).await;
+    assert!(ok, "/healthz: {err} {health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["cluster"]["state"], "degraded", "{health}");
+    let (_, metrics, _) = common::run("curl", &["-sf", &format!("http://{admin}/metrics")]).await;
+    assert!(
+        metrics.contains("bucketgate_cluster_degraded 1"),
+        "{metrics}"
+    );
     let stream = tokio::net::TcpStream::connect(g.sftp).await.unwrap();
     let h = common::gateway::ssh_password(stream, "alice", common::gateway::PASSWORD)
         .await
