@@ -142,14 +142,14 @@ impl Gateway {
         }
         if let (Some(cluster), Some(c)) = (&self.cluster, &self.config.cluster) {
             let (cluster, every) = (cluster.clone(), c.heartbeat);
-            let bans = self.limits.bans().clone();
+            let limits = self.limits.clone();
             let stop = until_stopped(stopped.clone());
             tasks.spawn(async move {
                 // Leaving the fleet is part of stopping: the token lets
                 // the heartbeat delete this node's row before it ends.
                 let leave = CancellationToken::new();
                 let member =
-                    tokio::spawn(crate::cluster::join(cluster, every, bans, leave.clone()));
+                    tokio::spawn(crate::cluster::join(cluster, every, limits, leave.clone()));
                 stop.await;
                 leave.cancel();
                 let _ = member.await;

@@ -54,6 +54,22 @@ struct Counts {
     unauthenticated: Unauthenticated,
     /// The gateway's `sessions` gauges, by protocol.
     gauges: Family<ProtocolLabel, Gauge>,
+    /// Sessions each user has at the fleet's other nodes (`[cluster]`),
+    /// as last heard: counted toward their `max_sessions` here.
+    elsewhere: HashMap<String, usize>,
+    /// Where a user's count goes when it changes, to be shared with the
+    /// fleet; unset on a gateway of its own.
+    shared: Option<tokio::sync::mpsc::Sender<String>>,
+}
+
+impl Counts {
+    /// Tells the fleet that `user`'s sessions here changed. Never waits:
+    /// a change the channel cannot take is caught up by the next one.
+    fn tell(&self, user: &str) {
+        if let Some(to) = &self.shared {
+            let _ = to.try_send(user.to_string());
+        }
+    }
 }
 
 /// The limits on connections and sessions across every frontend.
@@ -260,13 +276,15 @@ impl SessionLimits {
         if c.sessions >= self.max_sessions {
             return Err(LimitError::Server(self.max_sessions));
         }
+        let elsewhere = c.elsewhere.get(user).copied().unwrap_or(0);
         let n = c.per_user.entry(user.to_string()).or_default();
-        if *n >= max {
+        if *n + elsewhere >= max {
             return Err(LimitError::User(user.to_string(), max));
         }
         *n += 1;
         c.sessions += 1;
         c.gauges.get_or_create(&ProtocolLabel { protocol }).inc();
+        c.tell(user);
         Ok(SessionSlot {
             counts: self.counts.clone(),
             protocol,
@@ -280,6 +298,38 @@ impl SessionLimits {
     /// The failure table, which the console lists and lifts bans in.
     pub fn bans(&self) -> &Bans {
         &self.bans
+    }
+
+    /// From now on, sends the name of each user whose sessions here
+    /// change to `to`, for the fleet's count.
+    pub fn share_with(&self, to: tokio::sync::mpsc::Sender<String>) {
+        self.lock().shared = Some(to);
+    }
+
+    /// The sessions `user` has at this node now.
+    pub fn sessions_of(&self, user: &str) -> usize {
+        self.lock().per_user.get(user).copied().unwrap_or(0)
+    }
+
+    /// The users with sessions at this node, and how many each.
+    pub fn sessions_by_user(&self) -> Vec<(String, usize)> {
+        let c = self.lock();
+        c.per_user.iter().map(|(u, n)| (u.clone(), *n)).collect()
+    }
+
+    /// What the fleet's other nodes hold: replaces the whole view (`all`)
+    /// or one user's count.
+    pub fn set_elsewhere(&self, counts: impl IntoIterator<Item = (String, usize)>, all: bool) {
+        let mut c = self.lock();
+        if all {
+            c.elsewhere.clear();
+        }
+        for (user, n) in counts {
+            match n {
+                0 => c.elsewhere.remove(&user),
+                n => c.elsewhere.insert(user, n),
+            };
+        }
     }
 
     pub fn log_in(&self, admitted: &mut Admitted, user: &UserConfig) -> Result<(), LimitError> {
@@ -343,6 +393,7 @@ impl Drop for SessionSlot {
                 c.per_user.remove(&self.user);
             }
         }
+        c.tell(&self.user);
     }
 }
 

@@ -15,7 +15,6 @@
 
 use super::{Cluster, ClusterError, within};
 use crate::auth::{BanChange, Bans, Source};
-use futures::StreamExt;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -132,43 +131,29 @@ async fn record(cluster: &Cluster, bans: &Bans, change: BanChange) -> Result<(),
     Ok(())
 }
 
-/// Listens for the fleet's bans, connecting again after a loss.
+/// Listens for the fleet's bans; on each (re)connection, reads the bans
+/// in force.
 async fn listen(cluster: &Cluster, bans: &Bans, every: Duration, stop: &CancellationToken) {
-    let mut told = false;
-    while !stop.is_cancelled() {
-        if let Err(e) = listen_once(cluster, bans, stop).await
-            && !told
-        {
-            told = true;
-            tracing::warn!(error = %e, "not hearing the cluster's bans; this node's own hold, trying again every heartbeat");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => {}
-        }
-    }
+    let resync = || {
+        let (cluster, bans) = (cluster.clone(), bans.clone());
+        Box::pin(async move { read_bans(&cluster, &bans).await }) as _
+    };
+    let heard = bans.clone();
+    super::notes::listen(
+        cluster,
+        CHANNEL,
+        "bans",
+        every,
+        stop,
+        resync,
+        move |payload| apply(&heard, payload),
+    )
+    .await;
 }
 
-/// One connection's life: `LISTEN`, the bans already in force, then each
-/// notification as it comes, until the connection ends or `stop`.
-async fn listen_once(
-    cluster: &Cluster,
-    bans: &Bans,
-    stop: &CancellationToken,
-) -> Result<(), ClusterError> {
-    let (client, mut connection) = cluster.dedicated().await?;
-    let heard = bans.clone();
-    let mut messages = tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message? {
-                tokio_postgres::AsyncMessage::Notification(n) => apply(&heard, n.payload()),
-                _ => continue,
-            }
-        }
-        Ok::<(), tokio_postgres::Error>(())
-    });
-    within(client.batch_execute(&format!("LISTEN {CHANNEL}"))).await?;
+/// The bans in force, into this node's table.
+async fn read_bans(cluster: &Cluster, bans: &Bans) -> Result<(), ClusterError> {
+    let client = cluster.client().await?;
     let rows = within(client.query(
         "SELECT source, extract(epoch FROM until - now())::float8
          FROM bucketgate_bans WHERE until > now()",
@@ -183,19 +168,7 @@ async fn listen_once(
             );
         }
     }
-    tokio::select! {
-        ended = &mut messages => {
-            drop(client);
-            match ended {
-                Ok(Err(e)) => Err(e.into()),
-                _ => Err(ClusterError::Connect("the listening connection ended".into())),
-            }
-        }
-        _ = stop.cancelled() => {
-            messages.abort();
-            Ok(())
-        }
-    }
+    Ok(())
 }
 
 /// A notification from the fleet, applied to this node's table.

@@ -10,7 +10,9 @@
 
 pub mod bans;
 pub mod nodes;
+mod notes;
 pub mod schema;
+pub mod sessions;
 
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
@@ -184,13 +186,14 @@ pub async fn within<T>(
 }
 
 /// Joins the fleet and stays in it until `stop`: brings the schema up to
-/// date, registers this node, then beats and shares `bans`. While the
+/// date, registers this node, then beats and shares its bans and
+/// sessions (`limits`). While the
 /// database cannot be reached it tries again every `every`, and the
 /// gateway serves meanwhile.
 pub async fn join(
     cluster: Cluster,
     every: Duration,
-    bans: crate::auth::Bans,
+    limits: crate::auth::SessionLimits,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut told = false;
@@ -219,7 +222,8 @@ pub async fn join(
                 }
                 tokio::join!(
                     registration.beat_until(stop.clone()),
-                    bans::share(cluster.clone(), bans, every, stop)
+                    bans::share(cluster.clone(), limits.bans().clone(), every, stop.clone()),
+                    sessions::share(cluster.clone(), limits, every, stop)
                 );
                 return;
             }

@@ -36,6 +36,13 @@ const MIGRATIONS: &[&str] = &[
         until timestamptz NOT NULL,
         node text NOT NULL
     )",
+    // 3: how many sessions each user has at each node.
+    "CREATE TABLE bucketgate_user_sessions (
+        node text NOT NULL,
+        user_name text NOT NULL,
+        sessions integer NOT NULL,
+        PRIMARY KEY (node, user_name)
+    )",
 ];
 
 /// The schema version this binary brings the database to.

@@ -325,3 +325,61 @@ async fn a_node_serves_while_its_database_is_down() {
         log(&g)
     );
 }
+
+/// carol may hold one session: logged in at node a, she is refused at
+/// node b with the usual message in b's log; once her session at a ends,
+/// b lets her in.
+#[tokio::test(flavor = "multi_thread")]
+async fn max_sessions_holds_across_the_fleet() {
+    let database = common::postgres::database().await;
+    let carol = format!(
+        "[[users]]\nname = \"carol\"\npassword = \"{}\"\nhome = \"store:/carol\"\nmax_sessions = 1\n",
+        common::gateway::HASH
+    );
+    let a = Served::start_full("", "", &format!("{}{carol}", node(&database, "ses-a")));
+    let b = Served::start_full("", "", &format!("{}{carol}", node(&database, "ses-b")));
+    for g in [&a, &b] {
+        g.log_line("joined the cluster");
+    }
+    let login = async |g: &Served| {
+        let stream = tokio::net::TcpStream::connect(g.sftp).await.unwrap();
+        common::gateway::ssh_password(stream, "carol", common::gateway::PASSWORD).await
+    };
+    let first = login(&a).await.unwrap();
+    let _s = common::gateway::sftp(&first).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match login(&b).await {
+            Err(_) => break,
+            Ok(h) => {
+                drop(h);
+                assert!(
+                    Instant::now() < deadline,
+                    "node b never counted carol's session at node a"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(
+        log(&b).contains("has reached their max_sessions (1)"),
+        "{}",
+        log(&b)
+    );
+    first
+        .disconnect(russh::Disconnect::ByApplication, "bye", "en")
+        .await
+        .unwrap();
+    drop((_s, first));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match login(&b).await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "carol's slot at node a never freed: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
