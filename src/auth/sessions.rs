@@ -60,14 +60,19 @@ struct Counts {
     /// Where a user's count goes when it changes, to be shared with the
     /// fleet; unset on a gateway of its own.
     shared: Option<tokio::sync::mpsc::Sender<String>>,
+    /// A change the channel could not take: the fleet needs every count.
+    missed: bool,
 }
 
 impl Counts {
-    /// Tells the fleet that `user`'s sessions here changed. Never waits:
-    /// a change the channel cannot take is caught up by the next one.
-    fn tell(&self, user: &str) {
-        if let Some(to) = &self.shared {
-            let _ = to.try_send(user.to_string());
+    /// Tells the fleet that `user`'s sessions here changed. Never waits: a
+    /// change the channel cannot take is marked, and every count is
+    /// written again.
+    fn tell(&mut self, user: &str) {
+        if let Some(to) = &self.shared
+            && to.try_send(user.to_string()).is_err()
+        {
+            self.missed = true;
         }
     }
 }
@@ -306,6 +311,17 @@ impl SessionLimits {
         self.lock().shared = Some(to);
     }
 
+    /// Whether a change was not taken since [`SessionLimits::take_missed`].
+    pub fn missed(&self) -> bool {
+        self.lock().missed
+    }
+
+    /// Whether a change was not taken, and forgets it: the caller writes
+    /// every count.
+    pub fn take_missed(&self) -> bool {
+        std::mem::take(&mut self.lock().missed)
+    }
+
     /// The sessions `user` has at this node now.
     pub fn sessions_of(&self, user: &str) -> usize {
         self.lock().per_user.get(user).copied().unwrap_or(0)
@@ -437,6 +453,28 @@ mod tests {
         );
         drop(a);
         limits.session("sftp", "ann", 1).unwrap();
+    }
+
+    /// The fleet's sessions count toward a user's max_sessions; a change
+    /// the fleet's channel cannot take is marked, so that every count is
+    /// written again rather than one left stale.
+    #[test]
+    fn sessions_elsewhere_count_and_a_missed_change_is_marked() {
+        let limits = limits(10, 10, 10);
+        limits.set_elsewhere([("ann".to_string(), 1)], true);
+        assert!(matches!(
+            limits.session("sftp", "ann", 1),
+            Err(LimitError::User(..))
+        ));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        limits.share_with(tx);
+        let b = limits.session("sftp", "bob", 2).unwrap();
+        assert!(!limits.missed());
+        drop(b);
+        assert!(limits.take_missed(), "the second change found the channel full");
+        assert!(!limits.missed());
+        assert_eq!(rx.try_recv().unwrap(), "bob");
+        assert_eq!(limits.sessions_of("bob"), 0);
     }
 
     #[test]

@@ -44,7 +44,7 @@ async fn write(
     mut changes: mpsc::Receiver<BanChange>,
     stop: &CancellationToken,
 ) {
-    let mut failing = false;
+    let mut outage = super::Outage::default();
     loop {
         let change = tokio::select! {
             change = changes.recv() => match change {
@@ -53,17 +53,11 @@ async fn write(
             },
             _ = stop.cancelled() => return,
         };
-        match (record(cluster, bans, change).await, failing) {
-            (Ok(()), true) => {
-                failing = false;
-                tracing::info!("failed logins reach the cluster again");
-            }
-            (Err(e), false) => {
-                failing = true;
-                tracing::warn!(error = %e, "failed logins not shared with the cluster; this node's bans hold");
-            }
-            _ => {}
-        }
+        outage.note(
+            &record(cluster, bans, change).await,
+            "failed logins not shared with the cluster; this node's bans hold",
+            "failed logins reach the cluster again",
+        );
     }
 }
 

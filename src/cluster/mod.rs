@@ -175,6 +175,28 @@ impl Cluster {
     }
 }
 
+/// A call that fails again and again is logged once (WARN), and once more
+/// (info) when it works again: the database may be down for long, and
+/// the gateway serves on meanwhile.
+#[derive(Debug, Default)]
+struct Outage(bool);
+
+impl Outage {
+    fn note<T>(&mut self, result: &Result<T, ClusterError>, lost: &str, back: &str) {
+        match (result, self.0) {
+            (Ok(_), true) => {
+                self.0 = false;
+                tracing::info!("{back}");
+            }
+            (Err(e), false) => {
+                self.0 = true;
+                tracing::warn!(error = %e, "{lost}");
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Runs one database call within [`CALL_TIMEOUT`].
 pub async fn within<T>(
     call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,

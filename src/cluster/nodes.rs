@@ -66,7 +66,7 @@ impl Registration {
     pub async fn beat_until(self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
+        let mut outage = super::Outage::default();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -74,18 +74,11 @@ impl Registration {
             }
             let beat = self.beat().await;
             self.cluster.judge(&beat);
-            match beat {
-                Ok(()) if failing => {
-                    failing = false;
-                    tracing::info!("cluster heartbeat sent again");
-                }
-                Ok(()) => {}
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::warn!(error = %e, "cluster heartbeat failed; serving on");
-                }
-                Err(_) => {}
-            }
+            outage.note(
+                &beat,
+                "cluster heartbeat failed; serving on",
+                "cluster heartbeat sent again",
+            );
         }
         if let Err(e) = self.leave().await {
             tracing::info!(error = %e, "could not leave the cluster; the others will see this node gone");

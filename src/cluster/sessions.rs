@@ -15,8 +15,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// The notification channel: payloads `NODE COUNT USER` (the user last,
-/// since only a name may hold spaces... which user names never do).
+/// The notification channel: payloads `NODE COUNT USER`.
 const CHANNEL: &str = "bucketgate_sessions";
 
 /// Users whose count changed, waiting to be written.
@@ -36,44 +35,50 @@ pub async fn share(
     limits.share_with(tx);
     let heard: Heard = Arc::default();
     tokio::join!(
-        write(&cluster, &limits, rx, &stop),
+        write(&cluster, &limits, rx, every, &stop),
         listen(&cluster, &limits, &heard, every, &stop),
     );
 }
 
+/// Writes this node's per-user counts as they change. Everything is
+/// written again at the start (what this node held before it restarted is
+/// held no more), after a failure (changes lost while the database was
+/// away), and after a change the channel could not take, until it works.
 async fn write(
     cluster: &Cluster,
     limits: &SessionLimits,
     mut changed: mpsc::Receiver<String>,
+    every: Duration,
     stop: &CancellationToken,
 ) {
-    // What this node held before it (re)started is not held any more.
-    let mut first = Some(limits.sessions_by_user());
-    let mut failing = false;
+    let mut outage = super::Outage::default();
+    let mut whole = true;
+    let mut retry = tokio::time::interval(every);
     loop {
-        let done = match first.take() {
-            Some(all) => write_all(cluster, all).await,
-            None => {
-                let user = tokio::select! {
-                    user = changed.recv() => match user {
-                        Some(user) => user,
-                        None => return,
-                    },
-                    _ = stop.cancelled() => return,
-                };
-                write_one(cluster, &user, limits.sessions_of(&user)).await
-            }
+        whole |= limits.take_missed();
+        if whole {
+            let done = write_all(cluster, limits.sessions_by_user()).await;
+            whole = done.is_err();
+            outage.note(&done, LOST, BACK);
+        }
+        let user = tokio::select! {
+            user = changed.recv() => match user {
+                Some(user) => user,
+                None => return,
+            },
+            _ = retry.tick(), if whole => continue,
+            _ = stop.cancelled() => return,
         };
-        match (done, failing) {
-            (Ok(()), true) => failing = false,
-            (Err(e), false) => {
-                failing = true;
-                tracing::warn!(error = %e, "sessions not shared with the cluster; max_sessions holds per node");
-            }
-            _ => {}
+        if !whole && !limits.missed() {
+            let done = write_one(cluster, &user, limits.sessions_of(&user)).await;
+            whole = done.is_err();
+            outage.note(&done, LOST, BACK);
         }
     }
 }
+
+const LOST: &str = "sessions not shared with the cluster; max_sessions holds per node";
+const BACK: &str = "sessions reach the cluster again";
 
 async fn write_all(cluster: &Cluster, all: Vec<(String, usize)>) -> Result<(), ClusterError> {
     within(cluster.client().await?.execute(
