@@ -10,9 +10,9 @@ use common::gateway::{
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 const TOKEN: &str = "bgt_test-admin-token";
 const READ_TOKEN: &str = "bgt_test-read-only-token";
@@ -111,17 +111,11 @@ impl Api {
     }
 }
 
-async fn connect_from(from: IpAddr, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(from, 0)).unwrap();
-    socket.connect(to).await.unwrap()
-}
-
 /// Bans 127.0.0.2 by failing `ban_threshold` (5) SFTP logins from it.
 async fn ban_127_0_0_2(g: &TestGateway) {
     let from: IpAddr = "127.0.0.2".parse().unwrap();
     for _ in 0..5 {
-        let stream = connect_from(from, g.addr).await;
+        let stream = common::connect_from(from, g.addr).await.unwrap();
         assert!(ssh_password(stream, "alice", "wrong").await.is_err());
     }
 }
@@ -240,7 +234,9 @@ async fn every_endpoint_answers_a_token_and_refuses_without_one() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(api.get("bans").await["bans"], json!([]));
-    let stream = connect_from("127.0.0.2".parse().unwrap(), g.addr).await;
+    let stream = common::connect_from("127.0.0.2".parse().unwrap(), g.addr)
+        .await
+        .unwrap();
     ssh_password(stream, "alice", PASSWORD).await.unwrap();
 
     // The latest operations, newest first, filtered by user and path.
@@ -413,7 +409,9 @@ async fn a_burst_of_console_logins_is_checked_at_most_the_threshold() {
         }
     }));
     let other = async {
-        let stream = connect_from("127.0.0.2".parse().unwrap(), g.addr).await;
+        let stream = common::connect_from("127.0.0.2".parse().unwrap(), g.addr)
+            .await
+            .unwrap();
         ssh_password(stream, "alice", PASSWORD).await.is_ok()
     };
     let (answers, other_logged_in) = tokio::join!(burst, other);

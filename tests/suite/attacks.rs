@@ -25,15 +25,6 @@ fn raise_own_open_files() {
     }
 }
 
-/// The admin address from the "admin endpoint listening" line.
-fn admin_addr(served: &Served) -> SocketAddr {
-    let line = served.log_line("admin endpoint listening");
-    let at = line.find("\"listen\":\"").unwrap() + 10;
-    line[at..at + line[at..].find('"').unwrap()]
-        .parse()
-        .unwrap()
-}
-
 /// 1500 connections to the admin listener, each dripping a header byte
 /// (slowloris), under `ulimit -n 512`: the listener keeps at most its cap
 /// of them and cuts those at the header timeout, SFTP and FTP go on
@@ -53,7 +44,7 @@ async fn slow_admin_connections_are_capped_and_cut() {
             ..Default::default()
         },
     );
-    let admin = admin_addr(&served);
+    let admin = served.admin();
     // Opened all at once; a connect the kernel leaves unanswered (a full
     // backlog behind a listener that cannot accept) counts as not opened.
     let opened = futures::future::join_all((0..1500).map(|_| async move {

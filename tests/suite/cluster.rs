@@ -49,13 +49,6 @@ fn status_until(served: &Served, what: &str, holds: impl Fn(&str) -> bool) -> St
     }
 }
 
-/// Where `served`'s admin listener got its port.
-fn admin_addr(served: &Served) -> String {
-    let line = served.log_line("admin endpoint listening");
-    let at = line.find("\"listen\":\"").unwrap() + 10;
-    line[at..at + line[at..].find('"').unwrap()].to_string()
-}
-
 fn log(served: &Served) -> String {
     std::fs::read_to_string(served.dir.path().join("log")).unwrap()
 }
@@ -155,20 +148,13 @@ async fn concurrent_migrations_wait_for_each_other() {
     assert_eq!((migrated, up_to_date), (1, 7), "{results:#?}");
 }
 
-/// A connection to `to` from the loopback address `from`.
-async fn connect_from(from: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
-        .unwrap();
-    socket.connect(to).await.unwrap()
-}
-
 /// What an SSH login from `from` to `served` meets: `Ok` logged in,
 /// `Err("authentication failed")` a wrong password, any other `Err` a
 /// connection closed before the exchange (banned).
 async fn login_from(from: &str, served: &Served, password: &str) -> Result<(), String> {
-    let stream = connect_from(from, served.sftp).await;
+    let stream = common::connect_from(from.parse().unwrap(), served.sftp)
+        .await
+        .unwrap();
     common::gateway::ssh_password(stream, "alice", password)
         .await
         .map(drop)
@@ -233,7 +219,7 @@ async fn a_ban_counted_across_nodes_holds_at_every_node() {
         Ok(())
     );
 
-    let api = admin_addr(&a);
+    let api = a.admin();
     let (ok, health, _) = common::run("curl", &["-sf", &format!("http://{api}/healthz")]).await;
     assert!(
         ok && health.contains(r#""cluster":{"node":"ban-a","state":"up"}"#),
@@ -285,7 +271,7 @@ async fn a_node_serves_while_its_database_is_down() {
     g.log_line("cannot join the cluster yet");
     // Degraded, said by /healthz and a metric, and still 200: a balancer
     // must not take every node out because the database is down.
-    let admin = admin_addr(&g);
+    let admin = g.admin();
     let (ok, health, err) = common::run("curl", &["-sf", &format!("http://{admin}/healthz")]).await;
     assert!(ok, "/healthz: {err} {health}");
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();

@@ -4,20 +4,15 @@
 
 use crate::common;
 
+use common::connect_from;
 use common::ftp::{RawFtp, ftp_plain};
 use common::gateway::{self, PASSWORD, TestGateway};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// A TCP connection to `to` from the loopback address `from`.
-async fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(from, 0))?;
-    socket.connect(to).await
-}
-
 fn loopback(a: u8, b: u8) -> IpAddr {
     IpAddr::from([127, 0, a, b])
 }

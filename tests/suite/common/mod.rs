@@ -107,6 +107,17 @@ pub async fn run(program: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// A TCP connection to `to` from the local address `from` (another
+/// loopback address, to be another source).
+pub async fn connect_from(
+    from: std::net::IpAddr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(from, 0))?;
+    socket.connect(to).await
+}
+
 /// A loopback port free now, for a server that must be told its port:
 /// another process may take it first, so its start is tried again.
 pub fn free_port() -> u16 {

@@ -183,14 +183,22 @@ impl Served {
     }
 
     fn find_listeners(&mut self) {
-        let listen = |line: String| {
-            let at = line.find("\"listen\":\"").unwrap() + 10;
-            line[at..line[at..].find('"').unwrap() + at]
-                .parse()
-                .unwrap()
-        };
-        self.sftp = listen(self.log_line("\"message\":\"SFTP listening\""));
-        self.ftp = listen(self.log_line("\"message\":\"FTP listening\""));
+        self.sftp = self.listening("\"message\":\"SFTP listening\"");
+        self.ftp = self.listening("\"message\":\"FTP listening\"");
+    }
+
+    /// Where the listener whose start logged `message` listens.
+    pub fn listening(&self, message: &str) -> std::net::SocketAddr {
+        let line = self.log_line(message);
+        let at = line.find("\"listen\":\"").unwrap() + 10;
+        line[at..line[at..].find('"').unwrap() + at]
+            .parse()
+            .unwrap()
+    }
+
+    /// The admin listener's address.
+    pub fn admin(&self) -> std::net::SocketAddr {
+        self.listening("admin endpoint listening")
     }
 
     /// Waits for the log line containing `text`.
