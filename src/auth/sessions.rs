@@ -471,7 +471,10 @@ mod tests {
         let b = limits.session("sftp", "bob", 2).unwrap();
         assert!(!limits.missed());
         drop(b);
-        assert!(limits.take_missed(), "the second change found the channel full");
+        assert!(
+            limits.take_missed(),
+            "the second change found the channel full"
+        );
         assert!(!limits.missed());
         assert_eq!(rx.try_recv().unwrap(), "bob");
         assert_eq!(limits.sessions_of("bob"), 0);
