@@ -99,6 +99,7 @@ impl Gateway {
             &self.config.webhooks,
             &self.config.server.state_dir,
             self.metrics.clone(),
+            self.cluster.as_ref(),
         )?;
         let sessions = TaskTracker::new();
         let shared = Arc::new(SessionContext {

@@ -179,10 +179,10 @@ impl Cluster {
 /// (info) when it works again: the database may be down for long, and
 /// the gateway serves on meanwhile.
 #[derive(Debug, Default)]
-struct Outage(bool);
+pub struct Outage(bool);
 
 impl Outage {
-    fn note<T>(&mut self, result: &Result<T, ClusterError>, lost: &str, back: &str) {
+    pub fn note<T>(&mut self, result: &Result<T, ClusterError>, lost: &str, back: &str) {
         match (result, self.0) {
             (Ok(_), true) => {
                 self.0 = false;

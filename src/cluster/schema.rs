@@ -43,6 +43,36 @@ const MIGRATIONS: &[&str] = &[
         sessions integer NOT NULL,
         PRIMARY KEY (node, user_name)
     )",
+    // 4: the webhooks' outbox: every node's events, claimed for delivery
+    // by any node under a lease.
+    "CREATE TABLE bucketgate_events (
+        webhook text NOT NULL,
+        id text NOT NULL,
+        body text NOT NULL,
+        born timestamptz NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        next_at timestamptz NOT NULL DEFAULT now(),
+        lease_node text,
+        lease_until timestamptz,
+        given_up boolean NOT NULL DEFAULT false,
+        last_error text,
+        PRIMARY KEY (webhook, id)
+    );
+    CREATE INDEX bucketgate_events_due ON bucketgate_events (webhook, next_at)
+        WHERE NOT given_up",
+    // 5: every node's sessions, for the fleet's console.
+    "CREATE TABLE bucketgate_sessions (
+        node text NOT NULL,
+        id bigint NOT NULL,
+        user_name text NOT NULL,
+        protocol text NOT NULL,
+        peer text NOT NULL,
+        since timestamptz NOT NULL,
+        bytes_in bigint NOT NULL DEFAULT 0,
+        bytes_out bigint NOT NULL DEFAULT 0,
+        transfers jsonb NOT NULL DEFAULT '[]',
+        PRIMARY KEY (node, id)
+    )",
 ];
 
 /// The schema version this binary brings the database to.

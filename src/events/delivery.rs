@@ -5,6 +5,7 @@
 //! ±25 % jitter, until `retry_for` has passed since the event happened;
 //! then it is given up (logged, counted, kept in `failed.jsonl`).
 
+use super::outbox::{Outbox, Pending, Rows};
 use super::spool::{Owner, Spool};
 use super::{Backlog, Event, parse_time, wanted};
 use crate::base::lock;
@@ -22,6 +23,13 @@ use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::time::Instant;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How often a node looks for due events in the fleet's outbox (retries,
+/// other nodes' events) when nothing woke it sooner.
+const OUTBOX_LOOK: Duration = Duration::from_secs(1);
+
+/// A claimed event's lease outlasts its attempt's `timeout` by this.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// The share of `spool_limit` that events of unauthenticated sources
 /// (login_failed, ban) may hold: a flood of failed logins cannot crowd out
@@ -164,6 +172,45 @@ impl Queue {
         }
     }
 
+    /// Takes up to `max` items due now out of the schedule, with when
+    /// each was born.
+    fn due_now(&self, max: usize) -> Vec<(String, Bytes, DateTime<Utc>)> {
+        let mut s = lock(&self.state);
+        let mut due = Vec::new();
+        while due.len() < max {
+            match s.due.first().cloned() {
+                Some((at, _, id)) if at <= Instant::now() => {
+                    s.due.pop_first();
+                    if let Some(item) = s.items.get(&id) {
+                        due.push((id, item.body.clone(), item.born));
+                    }
+                }
+                _ => break,
+            }
+        }
+        due
+    }
+
+    /// An item taken out of the schedule is due again after `delay`.
+    fn later(&self, id: String, delay: Duration) {
+        let mut s = lock(&self.state);
+        s.arrivals += 1;
+        let order = s.arrivals;
+        s.due.insert((Instant::now() + delay, order, id));
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// An event counted by [`QueueState::count`] that went to the outbox
+    /// instead of the spool.
+    fn uncount(&self, id: &str, len: u64) {
+        let mut s = lock(&self.state);
+        s.bytes = s.bytes.saturating_sub(len);
+        if s.anonymous.remove(id) {
+            s.anonymous_bytes = s.anonymous_bytes.saturating_sub(len);
+        }
+    }
+
     /// A delivered (or given-up) item leaves.
     fn remove(&self, id: &str) {
         let mut s = lock(&self.state);
@@ -256,14 +303,24 @@ pub struct Webhook {
     metrics: Arc<Metrics>,
     failing: Every,
     dropping: Every,
+    /// With `[cluster]`: the fleet's outbox, which this webhook's events
+    /// go to, and what it held when last counted.
+    outbox: Option<Outbox>,
+    outbox_rows: Mutex<Rows>,
+    /// Told when this node commits an event to the outbox: its deliveries
+    /// need not wait for their next look.
+    committed: Arc<Notify>,
 }
 
 impl Webhook {
-    /// Opens the spool in `dir` and starts delivering.
+    /// Opens the spool in `dir` and starts delivering: from the spool on
+    /// a gateway of its own; from the fleet's `outbox` with one, the spool
+    /// holding only what could not reach it.
     pub fn start(
         config: WebhookConfig,
         dir: &Path,
         metrics: Arc<Metrics>,
+        outbox: Option<Outbox>,
     ) -> std::io::Result<Arc<Webhook>> {
         let client = client(&config)?;
         let queue = Arc::new(Queue::default());
@@ -302,8 +359,19 @@ impl Webhook {
             retired: AtomicBool::new(false),
             failing: Every::default(),
             dropping: Every::default(),
+            outbox,
+            outbox_rows: Mutex::default(),
+            committed: Arc::default(),
         });
-        tokio::spawn(hook.clone().deliver());
+        match &hook.outbox {
+            None => {
+                tokio::spawn(hook.clone().deliver());
+            }
+            Some(outbox) => {
+                tokio::spawn(hook.clone().move_to_outbox(outbox.clone()));
+                tokio::spawn(hook.clone().deliver_outbox(outbox.clone()));
+            }
+        }
         tokio::spawn(hook.clone().gauges());
         Ok(hook)
     }
@@ -336,23 +404,40 @@ impl Webhook {
     }
 
     pub fn backlog(&self) -> Backlog {
+        let here = self.queue.backlog();
+        let rows = *lock(&self.outbox_rows);
+        let oldest = rows
+            .oldest
+            .map(|t| (Utc::now() - t).num_seconds().max(0) as u64)
+            .unwrap_or(0);
         Backlog {
-            given_up: self.given_up.load(Ordering::Relaxed),
-            ..self.queue.backlog()
+            pending: here.pending + rows.pending,
+            oldest_seconds: here.oldest_seconds.max(oldest),
+            given_up: self.given_up.load(Ordering::Relaxed) + rows.given_up,
         }
     }
 
-    /// Puts the events given up back to be delivered; how many.
+    /// Puts the events given up back to be delivered (the fleet's too,
+    /// with `[cluster]`); how many.
     pub async fn retry_given_up(&self) -> std::io::Result<usize> {
-        let n = self
+        let mut n = self
             .spool
             .retry_failed()
             .await
             .map_err(|_| std::io::Error::other("the spool's writer has stopped"))??;
+        let spooled = n;
+        if let Some(outbox) = &self.outbox {
+            n += outbox
+                .retry_given_up(self.name())
+                .await
+                .map_err(std::io::Error::other)?;
+            lock(&self.outbox_rows).given_up = 0;
+            self.committed.notify_one();
+        }
         let _ = self
             .given_up
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |g| {
-                Some(g.saturating_sub(n))
+                Some(g.saturating_sub(spooled))
             });
         tracing::info!(
             webhook = self.name(),
@@ -366,8 +451,9 @@ impl Webhook {
     /// with it); false when the spool has no such room for file events.
     pub fn reserve(&self, room: u64) -> bool {
         let limit = self.config().spool_limit;
+        let outboxed = lock(&self.outbox_rows).bytes;
         let mut s = lock(&self.queue.state);
-        if s.file_bytes() + room > shares(limit).0 {
+        if s.file_bytes() + outboxed + room > shares(limit).0 {
             drop(s);
             self.metrics.events_refused.get_or_create(&self.label).inc();
             if let Some(held) = self.dropping.due() {
@@ -398,6 +484,7 @@ impl Webhook {
     pub fn take(&self, event: &Event, body: Bytes, reserved: Option<u64>) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         let limit = self.config().spool_limit;
+        let outboxed = lock(&self.outbox_rows).bytes;
         let len = body.len() as u64;
         let anonymous = event.event.unauthenticated();
         let metrics = &self.metrics;
@@ -410,7 +497,7 @@ impl Webhook {
                     true
                 }
                 None if anonymous => s.anonymous_bytes + len <= anonymous_share,
-                None => s.file_bytes() + len <= files,
+                None => s.file_bytes() + outboxed + len <= files,
             };
             if !fits {
                 drop(s);
@@ -437,7 +524,30 @@ impl Webhook {
         }
         metrics.events_emitted.get_or_create(&self.label).inc();
         let born = parse_time(&event.time).unwrap_or_else(Utc::now);
-        self.spool.append(event.id.clone(), body, born, tx);
+        let Some(outbox) = &self.outbox else {
+            self.spool.append(event.id.clone(), body, born, tx);
+            return rx;
+        };
+        let (queue, spool, committed) = (
+            self.queue.clone(),
+            self.spool.clone(),
+            self.committed.clone(),
+        );
+        let (id, kept) = (event.id.clone(), body.clone());
+        outbox.append(Pending {
+            webhook: self.name().to_string(),
+            id: event.id.clone(),
+            body,
+            born,
+            then: Box::new(move |in_outbox| match in_outbox {
+                true => {
+                    queue.uncount(&id, len);
+                    committed.notify_one();
+                    let _ = tx.send(());
+                }
+                false => spool.append(id, kept, born, tx),
+            }),
+        });
         rx
     }
 
@@ -457,23 +567,23 @@ impl Webhook {
         }
     }
 
-    async fn attempt(&self, id: String, body: Bytes, attempts: u32) {
-        let config = self.config();
+    /// Posts one event: `None` when the receiver took it, or why not.
+    async fn post(&self, config: &WebhookConfig, id: &str, body: &Bytes) -> Option<String> {
         let client = lock(&self.client).clone();
         let timestamp = Utc::now().timestamp();
         let sent = client
             .post(config.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header("Bucketgate-Event-Id", &id)
+            .header("Bucketgate-Event-Id", id)
             .header("Bucketgate-Timestamp", timestamp.to_string())
             .header(
                 "Bucketgate-Signature",
-                sign(&config.secret, timestamp, &body),
+                sign(&config.secret, timestamp, body),
             )
             .body(body.clone())
             .send()
             .await;
-        let failure = match sent {
+        match sent {
             Ok(r) if r.status().is_success() => None,
             Ok(r) if r.status().is_redirection() => Some(format!(
                 "answered {} (redirects are not followed)",
@@ -481,57 +591,185 @@ impl Webhook {
             )),
             Ok(r) => Some(format!("answered {}", r.status())),
             Err(e) => Some(e.without_url().to_string()),
-        };
-        let metrics = &self.metrics;
-        let Some(why) = failure else {
+        }
+    }
+
+    async fn attempt(&self, id: String, body: Bytes, attempts: u32) {
+        let config = self.config();
+        let Some(why) = self.post(&config, &id, &body).await else {
             self.queue.remove(&id);
             self.spool.ack(id.clone());
-            metrics.events_delivered.get_or_create(&self.label).inc();
-            tracing::debug!(
-                webhook = self.name(),
-                id,
-                attempts = attempts + 1,
-                "event delivered"
-            );
+            self.note_delivered(&id, attempts);
             return;
         };
-        metrics
+        self.metrics
             .event_attempts_failed
             .get_or_create(&self.label)
             .inc();
         match self.queue.retry(&id, config.retry_for) {
-            Ok(attempt) => match self.failing.due() {
-                Some(held) => tracing::warn!(
-                    webhook = self.name(),
-                    url = config.shown_url(),
-                    id,
-                    attempt,
-                    error = why,
-                    failed_since_last_line = held,
-                    "webhook deliveries fail; they are retried (this line at most once a minute)"
-                ),
-                None => tracing::debug!(
-                    webhook = self.name(),
-                    id,
-                    attempt,
-                    error = why,
-                    "webhook delivery failed; it will be retried"
-                ),
-            },
+            Ok(attempt) => self.note_failed(&config, &id, attempt, &why),
             Err(()) => {
                 self.queue.remove(&id);
                 self.spool.give_up(id.clone(), body);
                 self.given_up.fetch_add(1, Ordering::Relaxed);
-                metrics.events_given_up.get_or_create(&self.label).inc();
-                tracing::error!(webhook = self.name(), url = config.shown_url(), id, error = why, retry_for = %humantime::format_duration(config.retry_for), "EVENT GIVEN UP after retry_for: kept in the spool's failed.jsonl");
+                self.note_given_up(&config, &id, &why, "kept in the spool's failed.jsonl");
             }
         }
     }
 
-    /// Keeps the pending gauges current, once a second.
+    fn note_delivered(&self, id: &str, attempts: u32) {
+        self.metrics
+            .events_delivered
+            .get_or_create(&self.label)
+            .inc();
+        tracing::debug!(
+            webhook = self.name(),
+            id,
+            attempts = attempts + 1,
+            "event delivered"
+        );
+    }
+
+    fn note_failed(&self, config: &WebhookConfig, id: &str, attempt: u32, why: &str) {
+        match self.failing.due() {
+            Some(held) => tracing::warn!(
+                webhook = self.name(),
+                url = config.shown_url(),
+                id,
+                attempt,
+                error = why,
+                failed_since_last_line = held,
+                "webhook deliveries fail; they are retried (this line at most once a minute)"
+            ),
+            None => tracing::debug!(
+                webhook = self.name(),
+                id,
+                attempt,
+                error = why,
+                "webhook delivery failed; it will be retried"
+            ),
+        }
+    }
+
+    fn note_given_up(&self, config: &WebhookConfig, id: &str, why: &str, kept: &str) {
+        self.metrics
+            .events_given_up
+            .get_or_create(&self.label)
+            .inc();
+        tracing::error!(webhook = self.name(), url = config.shown_url(), id, error = why, retry_for = %humantime::format_duration(config.retry_for), "EVENT GIVEN UP after retry_for: {kept}");
+    }
+
+    /// With `[cluster]`, what the spool holds (events that could not reach
+    /// the outbox when they happened, or left from before the cluster)
+    /// moves there as soon as it can, for ever.
+    async fn move_to_outbox(self: Arc<Webhook>, outbox: Outbox) {
+        loop {
+            let (id, body, _) = self.queue.next_due().await;
+            let born = lock(&self.queue.state)
+                .items
+                .get(&id)
+                .map_or_else(Utc::now, |i| i.born);
+            let mut batch = vec![(id, body, born)];
+            batch.extend(self.queue.due_now(511));
+            let rows: Vec<_> = batch
+                .iter()
+                .map(|(id, body, born)| (self.name(), id.as_str(), body, *born))
+                .collect();
+            match outbox.insert(&rows).await {
+                Ok(()) => {
+                    for (id, _, _) in batch {
+                        self.queue.remove(&id);
+                        self.spool.ack(id);
+                    }
+                    self.committed.notify_one();
+                }
+                Err(_) => {
+                    // The outbox's writer says when the database is away.
+                    for (id, _, _) in batch {
+                        self.queue.later(id, Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// With `[cluster]`: claims this webhook's due events from the fleet's
+    /// outbox, `concurrency` at a time, and posts them, for ever. An event
+    /// is held under a lease while it is posted; one whose node died is
+    /// claimed again when its lease ends.
+    async fn deliver_outbox(self: Arc<Webhook>, outbox: Outbox) {
+        let slots = Arc::new(Semaphore::new(self.config().concurrency));
+        let mut outage = crate::cluster::Outage::default();
+        loop {
+            let free = slots.available_permits();
+            let mut busy = false;
+            if free > 0 {
+                let lease = self.config().timeout + LEASE_MARGIN;
+                let claimed = outbox.claim(self.name(), free, lease).await;
+                outage.note(
+                    &claimed,
+                    "cannot claim events from the cluster's outbox; trying again",
+                    "claiming events from the cluster's outbox again",
+                );
+                let claimed = claimed.unwrap_or_default();
+                busy = claimed.len() == free;
+                for event in claimed {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        break;
+                    };
+                    let (hook, outbox) = (self.clone(), outbox.clone());
+                    tokio::spawn(async move {
+                        hook.attempt_outbox(&outbox, event).await;
+                        drop(slot);
+                    });
+                }
+            }
+            match busy {
+                // Every slot is taken: the next look is when one frees.
+                true => drop(slots.acquire().await),
+                false => {
+                    tokio::select! {
+                        _ = self.committed.notified() => {}
+                        _ = tokio::time::sleep(OUTBOX_LOOK) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn attempt_outbox(&self, outbox: &Outbox, event: super::outbox::Claimed) {
+        let config = self.config();
+        let id = &event.id;
+        let Some(why) = self.post(&config, id, &event.body).await else {
+            // Not acknowledged: the lease ends, and it is sent again.
+            let _ = outbox.delivered(self.name(), id).await;
+            self.note_delivered(id, event.attempts);
+            return;
+        };
+        self.metrics
+            .event_attempts_failed
+            .get_or_create(&self.label)
+            .inc();
+        let attempt = event.attempts + 1;
+        let age = (Utc::now() - event.born).to_std().unwrap_or_default();
+        let delay = (age <= config.retry_for).then(|| backoff(attempt));
+        let _ = outbox.failed(self.name(), id, delay, &why).await;
+        match delay {
+            Some(_) => self.note_failed(&config, id, attempt, &why),
+            None => self.note_given_up(&config, id, &why, "kept in the cluster's outbox"),
+        }
+    }
+
+    /// Keeps the pending gauges current, once a second; with `[cluster]`
+    /// they count the fleet's outbox.
     async fn gauges(self: Arc<Webhook>) {
         let metrics = &self.metrics;
         loop {
+            if let Some(outbox) = &self.outbox
+                && let Ok(rows) = outbox.rows(self.name()).await
+            {
+                *lock(&self.outbox_rows) = rows;
+            }
             let b = self.backlog();
             metrics
                 .events_pending

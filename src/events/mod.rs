@@ -10,6 +10,7 @@
 //! `retry_for`, so a slow or absent receiver never slows a client.
 
 mod delivery;
+mod outbox;
 mod spool;
 
 use crate::config::{EventKind, WebhookConfig};
@@ -242,6 +243,8 @@ pub struct Events {
     state_dir: PathBuf,
     anonymous: AnonymousRate,
     metrics: Arc<Metrics>,
+    /// With `[cluster]`, where events go rather than the spools.
+    outbox: Option<outbox::Outbox>,
 }
 
 impl std::fmt::Debug for Events {
@@ -275,16 +278,18 @@ impl Events {
     }
 
     /// Opens each webhook's spool under `state_dir` (what a previous run
-    /// left undelivered is sent first) and starts its deliveries. Needs
-    /// the runtime.
+    /// left undelivered is sent first) and starts its deliveries, from
+    /// the fleet's outbox when `cluster` is given. Needs the runtime.
     pub fn start(
         configs: &[WebhookConfig],
         state_dir: &Path,
         metrics: Arc<Metrics>,
+        cluster: Option<&crate::cluster::Cluster>,
     ) -> Result<Arc<Events>, SpoolError> {
         let events = Events {
             state_dir: state_dir.to_path_buf(),
             metrics,
+            outbox: cluster.map(|c| outbox::Outbox::start(c.clone())),
             ..Events::default()
         };
         events.reload(configs)?;
@@ -306,12 +311,17 @@ impl Events {
                 Some(hook) => hook.update(config.clone()),
                 None => {
                     let dir = self.state_dir.join("webhooks").join(&config.name);
-                    let hook = delivery::Webhook::start(config.clone(), &dir, self.metrics.clone())
-                        .map_err(|source| SpoolError {
-                            name: config.name.clone(),
-                            dir: dir.display().to_string(),
-                            source,
-                        })?;
+                    let hook = delivery::Webhook::start(
+                        config.clone(),
+                        &dir,
+                        self.metrics.clone(),
+                        self.outbox.clone(),
+                    )
+                    .map_err(|source| SpoolError {
+                        name: config.name.clone(),
+                        dir: dir.display().to_string(),
+                        source,
+                    })?;
                     tracing::info!(
                         webhook = config.name,
                         url = config.shown_url(),

@@ -48,6 +48,7 @@ pub trait Owner: Send + Sync + 'static {
 }
 
 /// The handle to one webhook's spool.
+#[derive(Clone)]
 pub struct Spool {
     ops: mpsc::UnboundedSender<Op>,
 }

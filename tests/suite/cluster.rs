@@ -369,3 +369,136 @@ async fn max_sessions_holds_across_the_fleet() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A node's `[cluster]` with the webhook `erp` posting uploads to `url`.
+fn hooked(database: &str, name: &str, url: &str) -> String {
+    format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n[[webhooks]]\nname = \"erp\"\nurl = \"{url}\"\nsecret = \"s\"\nevents = [\"upload\"]\ntimeout = \"2s\"\n",
+        node(database, name)
+    )
+}
+
+/// A URL on a port nobody listens on yet, where a receiver comes up later.
+fn later_url() -> (std::net::SocketAddr, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    (port, format!("http://{port}/hooks"))
+}
+
+/// alice uploads `n` small files named `{prefix}{i}` at `g`, one session.
+async fn upload_many(g: &Served, prefix: &str, n: usize) {
+    let stream = tokio::net::TcpStream::connect(g.sftp).await.unwrap();
+    let h = common::gateway::ssh_password(stream, "alice", common::gateway::PASSWORD)
+        .await
+        .unwrap();
+    let s = common::gateway::sftp(&h).await;
+    for i in 0..n {
+        common::gateway::put(&s, &format!("/{prefix}{i}"), b"x").await;
+    }
+}
+
+/// Waits until the receiver has accepted an upload event for each of
+/// `paths` (duplicates allowed, none missing).
+async fn every_path_arrives(
+    receiver: &common::receiver::Receiver,
+    paths: &std::collections::BTreeSet<String>,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let arrived: std::collections::BTreeSet<String> = receiver
+            .accepted()
+            .iter()
+            .filter_map(|r| r.json()["path"].as_str().map(str::to_string))
+            .collect();
+        let missing: Vec<_> = paths.difference(&arrived).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} events never arrived, e.g. {:?}",
+            missing.len(),
+            paths.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Node a answers 200 uploads while the receiver is down, and is killed
+/// with SIGKILL holding all their events: once the receiver is up, node b
+/// delivers every one (the events were in the fleet's outbox, not on a's
+/// disk).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_nodes_events_are_delivered_by_another() {
+    let database = common::postgres::database().await;
+    let (port, url) = later_url();
+    let mut a = Served::start_full("", "", &hooked(&database, "evt-a", &url));
+    let b = Served::start_full("", "", &hooked(&database, "evt-b", &url));
+    for g in [&a, &b] {
+        g.log_line("joined the cluster");
+    }
+    upload_many(&a, "f", 200).await;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let receiver = common::receiver::Receiver::start_on(port).await;
+    let paths = (0..200).map(|i| format!("/f{i}")).collect();
+    every_path_arrives(&receiver, &paths, Duration::from_secs(120)).await;
+    drop(b);
+}
+
+/// PostgreSQL stops in the middle of a run: uploads and downloads go on,
+/// `/healthz` answers 200 and says degraded, the events of the uploads
+/// meanwhile are spooled on the node, and all reach the receiver once
+/// PostgreSQL is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn transfers_go_on_while_the_database_is_stopped() {
+    let pg = common::postgres::Own::start();
+    let receiver = common::receiver::Receiver::start().await;
+    let g = Served::start_full("", "", &hooked(&pg.url(), "stops", &receiver.url()));
+    g.log_line("joined the cluster");
+    upload_many(&g, "before", 5).await;
+    pg.stop();
+    let admin = g.admin();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, health, err) =
+            common::run("curl", &["-sf", &format!("http://{admin}/healthz")]).await;
+        assert!(ok, "/healthz must stay 200: {err} {health}");
+        if health.contains(r#""state":"degraded""#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never degraded: {health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    upload_many(&g, "during", 20).await;
+    let stream = tokio::net::TcpStream::connect(g.sftp).await.unwrap();
+    let h = common::gateway::ssh_password(stream, "alice", common::gateway::PASSWORD)
+        .await
+        .unwrap();
+    let s = common::gateway::sftp(&h).await;
+    let handle = s
+        .open(
+            "/during7",
+            russh_sftp::protocol::OpenFlags::READ,
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .handle;
+    assert_eq!(s.read(&handle, 0, 10).await.unwrap().data, b"x");
+    assert!(
+        log(&g).contains("they are spooled on this node"),
+        "{}",
+        log(&g)
+    );
+    pg.restart();
+    let paths = (0..5)
+        .map(|i| format!("/before{i}"))
+        .chain((0..20).map(|i| format!("/during{i}")))
+        .collect();
+    every_path_arrives(&receiver, &paths, Duration::from_secs(60)).await;
+}

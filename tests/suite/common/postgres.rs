@@ -53,7 +53,12 @@ fn as_server_user(cmd: &mut Command) -> &mut Command {
 
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
+    SERVER.get_or_init(Server::init)
+}
+
+impl Server {
+    /// A new server in a folder of its own, started.
+    fn init() -> Server {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -77,7 +82,60 @@ fn server() -> &'static Server {
             }
         }
         panic!("PostgreSQL did not start on any of 5 ports");
-    })
+    }
+
+    fn data(&self) -> PathBuf {
+        self._dir.path().join("data")
+    }
+}
+
+/// A PostgreSQL of one test's own, which it may stop and start again
+/// (the shared one stays up for every other test).
+pub struct Own(Server);
+
+impl Own {
+    pub fn start() -> Own {
+        Own(Server::init())
+    }
+
+    /// The `postgres` database's URL.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            self.0.port
+        )
+    }
+
+    /// Stops the server (fast: open connections are cut).
+    pub fn stop(&self) {
+        let out = as_server_user(&mut Command::new(bin_dir().join("pg_ctl")))
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(self.0.data())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts it again on its port.
+    pub fn restart(&self) {
+        assert!(
+            start(&bin_dir(), self.0._dir.path(), &self.0.data(), self.0.port),
+            "PostgreSQL did not start again"
+        );
+    }
+}
+
+impl Drop for Own {
+    fn drop(&mut self) {
+        let _ = as_server_user(&mut Command::new(bin_dir().join("pg_ctl")))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(self.0.data())
+            .output();
+    }
 }
 
 /// Starts the server on `port` from a thread that lives as long as the
