@@ -235,6 +235,35 @@ impl LiveSession {
         lock(&self.transfers).values().cloned().collect()
     }
 
+    /// The session as `/api/v1/sessions` lists it (and the fleet's table
+    /// holds it).
+    pub fn view(&self) -> serde_json::Value {
+        let transfers: Vec<serde_json::Value> = self
+            .transfers()
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "path": t.path,
+                    "direction": t.direction,
+                    "bytes": t.bytes(),
+                    "total": t.total,
+                    "rate": t.rate(),
+                    "seconds": t.started.elapsed().as_secs_f64(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "id": self.id,
+            "user": self.user,
+            "protocol": self.protocol,
+            "peer": self.peer.to_string(),
+            "since": self.since,
+            "bytes_in": self.bytes_in.load(Ordering::Relaxed),
+            "bytes_out": self.bytes_out.load(Ordering::Relaxed),
+            "transfers": transfers,
+        })
+    }
+
     /// Where the session's events and the ring's entries go.
     pub fn record(&self, op: RecentOp) {
         if let Some(live) = self.registry.upgrade() {

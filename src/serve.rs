@@ -143,14 +143,19 @@ impl Gateway {
         }
         if let (Some(cluster), Some(c)) = (&self.cluster, &self.config.cluster) {
             let (cluster, every) = (cluster.clone(), c.heartbeat);
-            let limits = self.limits.clone();
+            let (limits, live) = (self.limits.clone(), shared.live.clone());
             let stop = until_stopped(stopped.clone());
             tasks.spawn(async move {
                 // Leaving the fleet is part of stopping: the token lets
                 // the heartbeat delete this node's row before it ends.
                 let leave = CancellationToken::new();
-                let member =
-                    tokio::spawn(crate::cluster::join(cluster, every, limits, leave.clone()));
+                let member = tokio::spawn(crate::cluster::join(
+                    cluster,
+                    every,
+                    limits,
+                    live,
+                    leave.clone(),
+                ));
                 stop.await;
                 leave.cancel();
                 let _ = member.await;
@@ -193,6 +198,7 @@ impl Gateway {
                 remotes: self.remotes.clone(),
                 health: health.clone(),
                 reload,
+                cluster: self.cluster.clone(),
             });
             let answers = crate::admin::Admin {
                 health,

@@ -7,7 +7,6 @@ use super::access::{Access, Caller, LoginFailure};
 use super::health::Health;
 use crate::auth::Source;
 use crate::config::AdminRole;
-use crate::live::Live;
 use crate::remote::Remotes;
 use crate::session::SessionContext;
 use crate::sync::schedule::{Jobs, RunNowError};
@@ -29,6 +28,8 @@ pub struct Console {
     pub remotes: Remotes,
     pub health: Health,
     pub reload: Reload,
+    /// With `[cluster]`: the fleet, whose sessions every node shows.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// An answer: status and JSON body, and a cookie to set.
@@ -119,8 +120,10 @@ impl Console {
                     ..ok(json!({ "logged_out": true }))
                 }
             }
-            (&Method::GET, ["sessions"]) => ok(sessions(&self.shared.live)),
-            (&Method::DELETE, ["sessions", id]) => self.end_session(&caller, id),
+            (&Method::GET, ["sessions"]) => ok(self.sessions().await),
+            (&Method::DELETE, ["sessions", id]) => {
+                self.end_session(&caller, id, call.param("node")).await
+            }
             (&Method::GET, ["operations"]) => ok(self.operations(&call)),
             (&Method::GET, ["syncs"]) => ok(self.syncs()),
             (&Method::POST, ["syncs", name, "run"]) => self.run_sync(&caller, name, &call).await,
@@ -204,17 +207,78 @@ impl Console {
         }
     }
 
-    fn end_session(&self, caller: &Caller, id: &str) -> Answer {
-        match id.parse::<u64>() {
-            Ok(id) if self.shared.live.end(id) => {
+    /// This node's sessions and, with `[cluster]`, the other live nodes'
+    /// (each with its `node`); when those cannot be read, this node's
+    /// alone, and `incomplete` says why.
+    async fn sessions(&self) -> Value {
+        let here = self.cluster.as_ref().map(|c| c.node());
+        let mut sessions: Vec<Value> = self
+            .shared
+            .live
+            .sessions()
+            .iter()
+            .map(|s| {
+                let mut view = s.view();
+                if let Some(node) = here {
+                    view["node"] = node.into();
+                }
+                view
+            })
+            .collect();
+        let mut answer = json!({});
+        if let Some(cluster) = &self.cluster {
+            match crate::cluster::live::elsewhere(cluster).await {
+                Ok(more) => sessions.extend(more),
+                Err(e) => {
+                    answer["incomplete"] =
+                        format!("the other nodes' sessions cannot be read: {e}").into()
+                }
+            }
+        }
+        answer["sessions"] = sessions.into();
+        answer
+    }
+
+    /// Ends session `id` of this node, or of `node` of the fleet: that
+    /// node ends it as it hears of it.
+    async fn end_session(&self, caller: &Caller, id: &str, node: Option<&str>) -> Answer {
+        let Ok(id) = id.parse::<u64>() else {
+            return error(StatusCode::NOT_FOUND, format!("no session {id}"));
+        };
+        let elsewhere = match (&self.cluster, node) {
+            (Some(cluster), Some(node)) if node != cluster.node() => Some((cluster, node)),
+            (None, Some(node)) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no node {node:?}: this gateway is not in a cluster"),
+                );
+            }
+            _ => None,
+        };
+        let ended = match elsewhere {
+            None => Ok(self.shared.live.end(id)),
+            Some((cluster, node)) => crate::cluster::live::end(cluster, node, id).await,
+        };
+        match ended {
+            Ok(true) => {
+                let node = node.or(self.cluster.as_ref().map(|c| c.node()));
                 tracing::info!(
                     admin = caller.name,
                     session = id,
+                    node,
                     "session ended from the console"
                 );
-                ok(json!({ "ended": id }))
+                let mut answer = json!({ "ended": id });
+                if let Some(node) = node {
+                    answer["node"] = node.into();
+                }
+                ok(answer)
             }
-            _ => error(StatusCode::NOT_FOUND, format!("no session {id}")),
+            Ok(false) => error(StatusCode::NOT_FOUND, format!("no session {id}")),
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the cluster's database cannot be reached to end it: {e}"),
+            ),
         }
     }
 
@@ -386,40 +450,6 @@ fn me(caller: &Caller) -> Value {
         v["csrf"] = csrf.clone().into();
     }
     v
-}
-
-fn sessions(live: &Live) -> Value {
-    let sessions: Vec<Value> = live
-        .sessions()
-        .iter()
-        .map(|s| {
-            let transfers: Vec<Value> = s
-                .transfers()
-                .iter()
-                .map(|t| {
-                    json!({
-                        "path": t.path,
-                        "direction": t.direction,
-                        "bytes": t.bytes(),
-                        "total": t.total,
-                        "rate": t.rate(),
-                        "seconds": t.started.elapsed().as_secs_f64(),
-                    })
-                })
-                .collect();
-            json!({
-                "id": s.id,
-                "user": s.user,
-                "protocol": s.protocol,
-                "peer": s.peer.to_string(),
-                "since": s.since,
-                "bytes_in": s.bytes_in.load(Ordering::Relaxed),
-                "bytes_out": s.bytes_out.load(Ordering::Relaxed),
-                "transfers": transfers,
-            })
-        })
-        .collect();
-    json!({ "sessions": sessions })
 }
 
 /// The OpenAPI document, served as the gateway was built.

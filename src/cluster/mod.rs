@@ -9,6 +9,7 @@
 //! once the gateway serves.
 
 pub mod bans;
+pub mod live;
 pub mod nodes;
 mod notes;
 pub mod schema;
@@ -208,14 +209,15 @@ pub async fn within<T>(
 }
 
 /// Joins the fleet and stays in it until `stop`: brings the schema up to
-/// date, registers this node, then beats and shares its bans and
-/// sessions (`limits`). While the
+/// date, registers this node, then beats and shares its bans, its
+/// sessions' counts (`limits`) and views (`live`). While the
 /// database cannot be reached it tries again every `every`, and the
 /// gateway serves meanwhile.
 pub async fn join(
     cluster: Cluster,
     every: Duration,
     limits: crate::auth::SessionLimits,
+    live: std::sync::Arc<crate::live::Live>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut told = false;
@@ -245,7 +247,8 @@ pub async fn join(
                 tokio::join!(
                     registration.beat_until(stop.clone()),
                     bans::share(cluster.clone(), limits.bans().clone(), every, stop.clone()),
-                    sessions::share(cluster.clone(), limits, every, stop)
+                    sessions::share(cluster.clone(), limits, every, stop.clone()),
+                    live::share(cluster.clone(), live, every, stop)
                 );
                 return;
             }

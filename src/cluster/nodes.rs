@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 /// Heartbeats a node may miss before the others count it gone.
 pub const MISSED: u32 = 3;
 
+/// The tables of a node's sessions, cleared when it leaves or is gone.
+const SESSION_TABLES: [&str; 2] = ["bucketgate_user_sessions", "bucketgate_sessions"];
+
 /// This process's registration: its node name, and an instance id that
 /// tells it from an earlier process of the same name.
 #[derive(Debug, Clone)]
@@ -85,6 +88,8 @@ impl Registration {
         }
     }
 
+    /// Says this node is alive, and clears what gone nodes left of their
+    /// sessions (any node may: the statements are idempotent).
     async fn beat(&self) -> Result<(), ClusterError> {
         let client = self.cluster.client().await?;
         within(client.execute(
@@ -92,6 +97,16 @@ impl Registration {
             &[&self.cluster.node(), &self.instance],
         ))
         .await?;
+        for table in SESSION_TABLES {
+            within(client.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE node NOT IN (SELECT name FROM bucketgate_nodes
+                     WHERE heartbeat_at > now() - make_interval(secs => heartbeat_ms * $1 / 1000.0))"
+                ),
+                &[&(MISSED as i32)],
+            ))
+            .await?;
+        }
         Ok(())
     }
 
@@ -102,6 +117,13 @@ impl Registration {
             &[&self.cluster.node(), &self.instance],
         ))
         .await?;
+        for table in SESSION_TABLES {
+            within(client.execute(
+                &format!("DELETE FROM {table} WHERE node = $1"),
+                &[&self.cluster.node()],
+            ))
+            .await?;
+        }
         Ok(())
     }
 }

@@ -60,17 +60,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX bucketgate_events_due ON bucketgate_events (webhook, next_at)
         WHERE NOT given_up",
-    // 5: every node's sessions, for the fleet's console.
+    // 5: every node's sessions as its console shows them, for the
+    // fleet's console.
     "CREATE TABLE bucketgate_sessions (
         node text NOT NULL,
         id bigint NOT NULL,
         user_name text NOT NULL,
-        protocol text NOT NULL,
-        peer text NOT NULL,
-        since timestamptz NOT NULL,
-        bytes_in bigint NOT NULL DEFAULT 0,
-        bytes_out bigint NOT NULL DEFAULT 0,
-        transfers jsonb NOT NULL DEFAULT '[]',
+        view jsonb NOT NULL,
         PRIMARY KEY (node, id)
     )",
 ];

@@ -502,3 +502,157 @@ async fn transfers_go_on_while_the_database_is_stopped() {
         .collect();
     every_path_arrives(&receiver, &paths, Duration::from_secs(60)).await;
 }
+
+/// `GET /api/v1/sessions` of `api`, with [`TOKEN`].
+async fn sessions_at(api: std::net::SocketAddr) -> serde_json::Value {
+    let (ok, out, err) = common::run(
+        "curl",
+        &[
+            "-sf",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            &format!("http://{api}/api/v1/sessions"),
+        ],
+    )
+    .await;
+    assert!(ok, "sessions: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// alice's session at node b, with an upload open, shows in node a's
+/// `/api/v1/sessions` with b's node; ended through a, b closes it, and the
+/// upload leaves no object and no multipart upload in b's bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_at_another_node_is_listed_and_ended() {
+    let database = common::postgres::database().await;
+    let a = Served::start_full("", "", &node_with_api(&database, "live-a"));
+    let b = Served::start_full("", "", &node_with_api(&database, "live-b"));
+    for g in [&a, &b] {
+        g.log_line("joined the cluster");
+    }
+    let at_a = {
+        let stream = tokio::net::TcpStream::connect(a.sftp).await.unwrap();
+        common::gateway::ssh_password(stream, "alice", common::gateway::PASSWORD)
+            .await
+            .unwrap()
+    };
+    let stream = tokio::net::TcpStream::connect(b.sftp).await.unwrap();
+    let h = common::gateway::ssh_password(stream, "alice", common::gateway::PASSWORD)
+        .await
+        .unwrap();
+    let s = common::gateway::sftp(&h).await;
+    let handle = s
+        .open(
+            "/open.bin",
+            common::gateway::write_flags(),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .handle;
+    let data = vec![7u8; 12 << 20];
+    common::gateway::write_all(&s, &handle, 0, &data, 32 << 10, 64).await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (id, listed) = loop {
+        let listed = sessions_at(a.admin()).await;
+        let theirs = listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["node"] == "live-b" && x["transfers"][0]["path"] == "/open.bin");
+        if let Some(x) = theirs {
+            break (x["id"].as_u64().unwrap(), listed.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b's session never listed at a: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let own = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["node"] == "live-a" && x["user"] == "alice")
+        .count();
+    assert_eq!(own, 1, "a's own session, with its node: {listed}");
+    assert!(listed.get("incomplete").is_none(), "{listed}");
+
+    let asked = Instant::now();
+    let (ok, out, err) = common::run(
+        "curl",
+        &[
+            "-sf",
+            "-X",
+            "DELETE",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            &format!("http://{}/api/v1/sessions/{id}?node=live-b", a.admin()),
+        ],
+    )
+    .await;
+    assert!(ok, "end: {err} {out}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!({ "ended": id, "node": "live-b" })
+    );
+    // b closes the connection: the client's next write (each at the
+    // end, as an upload goes on) fails.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut at = 12 << 20;
+    while s.write(&handle, at, vec![1]).await.is_ok() {
+        at += 1;
+        assert!(Instant::now() < deadline, "b never ended the session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "b ended the session {:?} after a was asked",
+        asked.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = b.s3(
+            "print(len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])),
+                   [o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])])",
+        );
+        // The home's folder marker stays; the upload left nothing.
+        if left.trim() == "0 ['alice/']" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left in b's bucket (multipart uploads, objects): {left}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Gone from a's listing within a second or so; then unknown: 404.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = sessions_at(a.admin()).await;
+        if !listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["node"] == "live-b")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed: {listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, _, _) = common::run(
+        "curl",
+        &[
+            "-sf",
+            "-X",
+            "DELETE",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            &format!("http://{}/api/v1/sessions/{id}?node=live-b", a.admin()),
+        ],
+    )
+    .await;
+    assert!(!ok, "ended twice");
+    drop(at_a);
+}

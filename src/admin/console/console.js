@@ -118,15 +118,20 @@ const views = {
   async sessions() {
     const s = await api("GET", "sessions");
     const writer = state.me.role === "admin";
-    return [table(["User", "Protocol", "Client", "Since", "In", "Out", "Transfers", ""],
+    const fleet = s.sessions.some((x) => x.node);
+    const head = ["User", "Protocol", "Client", "Since", "In", "Out", "Transfers", ""];
+    if (fleet) head.splice(3, 0, "Node");
+    return [...(s.incomplete ? [el("p", { class: "bad" }, s.incomplete)] : []),
+      table(head,
       s.sessions.map((x) => el("tr", { "data-session": x.id, "data-user": x.user },
         el("td", {}, x.user), el("td", {}, x.protocol), el("td", {}, x.peer),
+        fleet ? el("td", {}, x.node) : null,
         el("td", { title: x.since }, ago(x.since)),
         el("td", {}, size(x.bytes_in)), el("td", {}, size(x.bytes_out)),
         el("td", { class: "wrap" }, ...x.transfers.map(transferCell)),
         el("td", {}, writer ? act(el("button", { class: "danger end", type: "button" }, "End session"), "End session", async () => {
           if (!window.confirm("End " + x.user + "'s session? Unfinished uploads are aborted.")) return "";
-          await api("DELETE", "sessions/" + x.id);
+          await api("DELETE", "sessions/" + x.id + (x.node ? "?node=" + encodeURIComponent(x.node) : ""));
           return "Ended " + x.user + "'s session.";
         }) : null))), "Nobody is logged in.")];
   },
@@ -235,14 +240,22 @@ function remotesTable(remotes) {
 
 const titles = { dashboard: "Dashboard", sessions: "Sessions", transfers: "Transfers and file operations", syncs: "Sync jobs", bans: "Bans", remotes: "Remotes", users: "Users" };
 
+// A banner while this node of a fleet cannot reach the cluster's database.
+async function clusterHealth() {
+  const h = await fetch("/healthz").then((r) => r.json()).catch(() => ({}));
+  if (!h.cluster || h.cluster.state === "up") return [];
+  return [el("p", { class: "bad", id: "cluster-degraded" },
+    "Cluster " + h.cluster.state + ": node " + h.cluster.node + " cannot reach the cluster's database and serves on its own state; bans, session limits and the other nodes' sessions are this node's view until it is back, and events wait in its spool.")];
+}
+
 async function refresh() {
   if (!state.me || state.busy) return;
   state.busy = true;
   try {
-    const parts = await views[state.view]();
+    const [parts, health] = await Promise.all([views[state.view](), clusterHealth()]);
     // Keep a filter's focus and value while typing.
     const focused = document.activeElement && document.activeElement.id;
-    $("content").replaceChildren(...parts);
+    $("content").replaceChildren(...health, ...parts);
     if (focused && $(focused)) $(focused).focus();
   } catch (e) {
     if (e.message !== "logged out") notice(e.message, true);
