@@ -236,12 +236,43 @@ fn sync_job(config: &Config, name: &str) -> anyhow::Result<bucketgate::sync::Job
     let held = metrics.buffered_bytes.clone();
     let budget = bucketgate::vfs::Budget::new(config.server.memory_budget, held);
     let storage = bucketgate::vfs::Storage::new(&remotes, &budget);
-    Ok(bucketgate::sync::Job::named(
-        name,
-        &config.syncs,
-        &storage,
-        &config.server.state_dir,
-    )?)
+    let fleet = config
+        .cluster
+        .as_ref()
+        .map(|c| bucketgate::cluster::Cluster::new(c, &metrics))
+        .transpose()?;
+    Ok(
+        bucketgate::sync::Job::named(name, &config.syncs, &storage, &config.server.state_dir)?
+            .in_fleet(fleet),
+    )
+}
+
+/// A job's run reports, oldest first: the fleet's with `[cluster]` (this
+/// gateway's own, said on stderr, when its database cannot be read).
+fn reports_of(
+    config: &Config,
+    job: &bucketgate::config::SyncConfig,
+) -> anyhow::Result<Vec<bucketgate::sync::Report>> {
+    use bucketgate::sync::state::{JobFiles, KEEP_REPORTS};
+    if let Some(c) = &config.cluster {
+        let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+        let fleet = bucketgate::cluster::Cluster::new(c, &bucketgate::metrics::Metrics::new())?;
+        match runtime.block_on(bucketgate::sync::fleet::reports(
+            &fleet,
+            &job.name,
+            KEEP_REPORTS,
+        )) {
+            Ok(mut reports) => {
+                reports.reverse();
+                return Ok(reports);
+            }
+            Err(e) => eprintln!(
+                "{}: the cluster's reports cannot be read ({e}); this gateway's own:",
+                job.name
+            ),
+        }
+    }
+    Ok(JobFiles::of(&config.server.state_dir, job).reports()?)
 }
 
 fn sync_run(
@@ -255,6 +286,9 @@ fn sync_run(
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
         let job = sync_job(&config, name)?;
+        if let Some(fleet) = &job.fleet {
+            bucketgate::cluster::schema::migrate(fleet).await?;
+        }
         if dry_run {
             let plan = match job.dry_run(force).await {
                 Ok(p) => p,
@@ -361,10 +395,7 @@ fn sync_list(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             "{}: {:?} {} <-> {}, {every}",
             s.name, s.direction, s.local, s.remote
         );
-        match bucketgate::sync::state::JobFiles::of(&config.server.state_dir, s)
-            .reports()?
-            .last()
-        {
+        match reports_of(&config, s)?.last() {
             Some(last) => println!("  last run {last}"),
             None => println!("  never run"),
         }
@@ -375,7 +406,7 @@ fn sync_list(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 fn sync_status(path: &std::path::Path, name: &str) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let s = bucketgate::sync::run::find(name, &config.syncs)?;
-    let reports = bucketgate::sync::state::JobFiles::of(&config.server.state_dir, s).reports()?;
+    let reports = reports_of(&config, s)?;
     if reports.is_empty() {
         println!("{name}: never run");
     }

@@ -167,6 +167,7 @@ impl Gateway {
             &self.config,
             &self.storage,
             &events,
+            self.cluster.as_ref(),
             &stopped,
             &ending,
         );

@@ -125,7 +125,7 @@ impl Console {
                 self.end_session(&caller, id, call.param("node")).await
             }
             (&Method::GET, ["operations"]) => ok(self.operations(&call)),
-            (&Method::GET, ["syncs"]) => ok(self.syncs()),
+            (&Method::GET, ["syncs"]) => ok(self.syncs().await),
             (&Method::POST, ["syncs", name, "run"]) => self.run_sync(&caller, name, &call).await,
             (&Method::GET, ["bans"]) => ok(json!({ "bans": self.shared.limits.bans().list() })),
             (&Method::DELETE, ["bans", source]) => self.lift(&caller, source),
@@ -297,11 +297,11 @@ impl Console {
         json!({ "operations": ops })
     }
 
-    fn syncs(&self) -> Value {
-        let syncs: Vec<Value> = self
-            .jobs
-            .iter()
-            .map(|s| {
+    async fn syncs(&self) -> Value {
+        let mut syncs = Vec::new();
+        for s in self.jobs.iter() {
+            let reports = s.reports(10).await;
+            syncs.push({
                 let c = &s.job.config;
                 let running = s.progress().map(|p| {
                     json!({
@@ -321,10 +321,10 @@ impl Console {
                     "after_copy": if c.delete_after_copy { "delete" } else { "keep" },
                     "interval_seconds": c.interval.map(|i| i.as_secs()),
                     "running": running,
-                    "reports": s.reports(10),
+                    "reports": reports,
                 })
-            })
-            .collect();
+            });
+        }
         json!({ "syncs": syncs })
     }
 

@@ -69,6 +69,25 @@ const MIGRATIONS: &[&str] = &[
         view jsonb NOT NULL,
         PRIMARY KEY (node, id)
     )",
+    // 6: the sync jobs' leases and run reports, for the fleet.
+    "CREATE TABLE bucketgate_sync_leases (
+        job text PRIMARY KEY,
+        holder text NOT NULL,
+        expires timestamptz NOT NULL
+    );
+    CREATE TABLE bucketgate_sync_reports (
+        id bigserial PRIMARY KEY,
+        job text NOT NULL,
+        node text NOT NULL,
+        report jsonb NOT NULL
+    );
+    CREATE INDEX bucketgate_sync_reports_job ON bucketgate_sync_reports (job, id)",
+    // 7: quota usage, one row per target, moved by atomic increments.
+    "CREATE TABLE bucketgate_quota_usage (
+        target text PRIMARY KEY,
+        bytes bigint NOT NULL DEFAULT 0,
+        files bigint NOT NULL DEFAULT 0
+    )",
 ];
 
 /// The schema version this binary brings the database to.

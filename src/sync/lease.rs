@@ -7,6 +7,9 @@
 //! next taker replaces the expired lease by its ETag, so two takers of one
 //! expired lease cannot both win either. A lease whose holder was a
 //! process of this host that no longer runs counts as expired at once.
+//!
+//! With `[cluster]` the lease is a row of the fleet's database instead
+//! (`fleet.rs`), held and renewed the same way.
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
@@ -40,16 +43,101 @@ pub enum LeaseError {
         #[source]
         source: object_store::Error,
     },
+    #[error("cannot take the job's lease in the cluster's database: {0}")]
+    Fleet(#[from] crate::cluster::ClusterError),
 }
 
 /// A lease held by this process; renewed in the background until released.
 #[derive(Debug)]
 pub struct Lease {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
+    held: Held,
     /// Set when a renewal found the lease taken or expired: the run must stop.
     lost: Arc<AtomicBool>,
     renew: tokio::task::JoinHandle<()>,
+}
+
+/// Where a lease is held.
+#[derive(Debug, Clone)]
+enum Held {
+    /// An object in the job's bucket.
+    Bucket {
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+    },
+    /// A row of the fleet's database.
+    Fleet {
+        cluster: Box<crate::cluster::Cluster>,
+        job: String,
+        holder: String,
+    },
+}
+
+/// What one renewal found.
+enum Renewal {
+    Renewed,
+    /// Another holder has it, or it is gone.
+    Taken,
+    Failed(String),
+}
+
+impl Held {
+    /// The lease as logs name it.
+    fn name(&self) -> String {
+        match self {
+            Held::Bucket { path, .. } => path.to_string(),
+            Held::Fleet { job, .. } => format!("job {job} in the cluster's database"),
+        }
+    }
+
+    async fn renew(&self, holder: &str, etag: &mut Option<String>) -> Renewal {
+        match self {
+            Held::Bucket { store, path } => {
+                let mode = PutMode::Update(UpdateVersion {
+                    e_tag: etag.clone(),
+                    version: None,
+                });
+                let result = match put(store, path, holder, mode).await {
+                    Err(object_store::Error::NotImplemented { .. }) => {
+                        put(store, path, holder, PutMode::Overwrite).await
+                    }
+                    other => other,
+                };
+                match result {
+                    Ok(new) => {
+                        *etag = new;
+                        Renewal::Renewed
+                    }
+                    Err(
+                        object_store::Error::Precondition { .. }
+                        | object_store::Error::NotFound { .. },
+                    ) => Renewal::Taken,
+                    Err(e) => Renewal::Failed(e.to_string()),
+                }
+            }
+            Held::Fleet {
+                cluster,
+                job,
+                holder,
+            } => match super::fleet::renew(cluster, job, holder, TTL).await {
+                Ok(true) => Renewal::Renewed,
+                Ok(false) => Renewal::Taken,
+                Err(e) => Renewal::Failed(e.to_string()),
+            },
+        }
+    }
+
+    async fn release(&self) -> Result<(), String> {
+        match self {
+            Held::Bucket { store, path } => store.delete(path).await.map_err(|e| e.to_string()),
+            Held::Fleet {
+                cluster,
+                job,
+                holder,
+            } => super::fleet::release(cluster, job, holder)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// The lease object's path for `job`: outside every synced folder but the
@@ -85,7 +173,7 @@ pub fn holder_name() -> String {
 /// Whether `holder` names a process of this host that no longer runs: a
 /// `sync run` that was killed need not hold its job up until the lease
 /// expires.
-fn holder_is_dead_here(holder: &str) -> bool {
+pub(super) fn holder_is_dead_here(holder: &str) -> bool {
     let mut parts = holder.split('/');
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
@@ -157,20 +245,32 @@ impl Lease {
             }
             Err(e) => return Err(err(e)),
         };
+        Ok(Lease::kept(Held::Bucket { store, path }, holder, etag))
+    }
+
+    /// Takes the lease for `job` in the fleet's database or says who
+    /// holds it.
+    pub async fn acquire_in(
+        cluster: &crate::cluster::Cluster,
+        job: &str,
+        holder: &str,
+    ) -> Result<Lease, LeaseError> {
+        if let Err((holder, until)) = super::fleet::take(cluster, job, holder, TTL).await? {
+            return Err(LeaseError::Busy { holder, until });
+        }
+        let held = Held::Fleet {
+            cluster: Box::new(cluster.clone()),
+            job: job.to_string(),
+            holder: holder.to_string(),
+        };
+        Ok(Lease::kept(held, holder, None))
+    }
+
+    /// A lease taken, renewed from now on.
+    fn kept(held: Held, holder: &str, etag: Option<String>) -> Lease {
         let lost = Arc::new(AtomicBool::new(false));
-        let renew = tokio::spawn(renew(
-            store.clone(),
-            path.clone(),
-            holder.to_string(),
-            etag,
-            lost.clone(),
-        ));
-        Ok(Lease {
-            store,
-            path,
-            lost,
-            renew,
-        })
+        let renew = tokio::spawn(renew(held.clone(), holder.to_string(), etag, lost.clone()));
+        Lease { held, lost, renew }
     }
 
     /// Whether the lease was lost: another gateway may be running the job.
@@ -183,9 +283,9 @@ impl Lease {
         self.renew.abort();
         let _ = self.renew.await;
         if !self.lost.load(Ordering::Relaxed)
-            && let Err(e) = self.store.delete(&self.path).await
+            && let Err(e) = self.held.release().await
         {
-            tracing::warn!(lease = %self.path, error = %e, "could not delete the sync lease; it expires by itself");
+            tracing::warn!(lease = self.held.name(), error = %e, "could not delete the sync lease; it expires by itself");
         }
     }
 }
@@ -229,46 +329,36 @@ async fn read(
 
 /// Renews the lease until aborted; marks it lost if another holder has it
 /// or it could not be renewed before it expired.
-async fn renew(
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    holder: String,
-    mut etag: Option<String>,
-    lost: Arc<AtomicBool>,
-) {
+async fn renew(held: Held, holder: String, mut etag: Option<String>, lost: Arc<AtomicBool>) {
     let mut expires = Utc::now() + TTL;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
     loop {
         tick.tick().await;
-        let mode = PutMode::Update(UpdateVersion {
-            e_tag: etag.clone(),
-            version: None,
-        });
-        let result = match put(&store, &path, &holder, mode).await {
-            Err(object_store::Error::NotImplemented { .. }) => {
-                put(&store, &path, &holder, PutMode::Overwrite).await
-            }
-            other => other,
-        };
-        match result {
-            Ok(new) => {
-                etag = new;
-                expires = Utc::now() + TTL;
-            }
-            Err(
-                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
-            ) => {
-                tracing::error!(lease = %path, "the sync lease was taken by another holder; stopping the run");
+        match held.renew(&holder, &mut etag).await {
+            Renewal::Renewed => expires = Utc::now() + TTL,
+            Renewal::Taken => {
+                tracing::error!(
+                    lease = held.name(),
+                    "the sync lease was taken by another holder; stopping the run"
+                );
                 lost.store(true, Ordering::Relaxed);
                 return;
             }
-            Err(e) if Utc::now() >= expires => {
-                tracing::error!(lease = %path, error = %e, "the sync lease expired before it could be renewed; stopping the run");
+            Renewal::Failed(e) if Utc::now() >= expires => {
+                tracing::error!(
+                    lease = held.name(),
+                    error = e,
+                    "the sync lease expired before it could be renewed; stopping the run"
+                );
                 lost.store(true, Ordering::Relaxed);
                 return;
             }
-            Err(e) => {
-                tracing::warn!(lease = %path, error = %e, "renewing the sync lease failed; retrying")
+            Renewal::Failed(e) => {
+                tracing::warn!(
+                    lease = held.name(),
+                    error = e,
+                    "renewing the sync lease failed; retrying"
+                )
             }
         }
     }

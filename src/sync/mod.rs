@@ -4,13 +4,16 @@
 //! `bucketgate sync run`.
 //!
 //! A run lists both sides ([`tree`]), plans ([`plan`], a pure function),
-//! then acts ([`run`]) under a lease in the remote bucket ([`lease`]), so
-//! two gateways never run one job at once. What it settled is kept for the
-//! next run ([`state`]), with a report of what it did ([`report`]).
+//! then acts ([`run`]) under a lease in the remote bucket ([`lease`]), or
+//! in the fleet's database with `[cluster]` ([`fleet`]), so two gateways
+//! never run one job at once. What it settled is kept for the next run
+//! ([`state`]), with a report of what it did ([`report`]), which a fleet
+//! shares.
 //! [`schedule`] runs jobs on their interval inside `serve`.
 
 mod act;
 pub mod error;
+pub mod fleet;
 pub mod lease;
 mod md5;
 pub mod plan;

@@ -19,6 +19,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub job: String,
+    /// The node of the fleet that ran it (with `[cluster]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub started: DateTime<Utc>,
     pub seconds: f64,
     pub outcome: Outcome,
@@ -38,6 +41,7 @@ impl Report {
     pub fn new(job: &str, started: DateTime<Utc>) -> Self {
         Report {
             job: job.to_string(),
+            node: None,
             started,
             seconds: 0.0,
             outcome: Outcome::Done,
@@ -93,9 +97,13 @@ impl fmt::Display for Report {
             Outcome::Failed => format!("{} error(s)", self.errors.len()),
             Outcome::Stopped(reason) => format!("stopped: {reason}"),
         };
+        let at = self
+            .node
+            .as_ref()
+            .map_or(String::new(), |n| format!(" at node {n}"));
         write!(
             f,
-            "{} ({:.1} s): {outcome}; copied {} file(s), {} byte(s); deleted {}; folders +{} -{}; conflicts {}; skipped {}",
+            "{}{at} ({:.1} s): {outcome}; copied {} file(s), {} byte(s); deleted {}; folders +{} -{}; conflicts {}; skipped {}",
             self.started.format("%Y-%m-%d %H:%M:%S UTC"),
             self.seconds,
             self.copied,

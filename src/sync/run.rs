@@ -29,6 +29,8 @@ pub struct Job {
     pub config: SyncConfig,
     pub(super) sides: Sides,
     pub files: JobFiles,
+    /// With `[cluster]`: where the lease and the reports live.
+    pub fleet: Option<crate::cluster::Cluster>,
 }
 
 /// What a run would do (see [`Job::dry_run`]).
@@ -68,7 +70,33 @@ impl Job {
             },
             files: JobFiles::of(state_dir, config),
             config: config.clone(),
+            fleet: None,
         })
+    }
+
+    /// The job as a node of `fleet` runs it: its lease and reports in the
+    /// fleet's database.
+    pub fn in_fleet(mut self, fleet: Option<crate::cluster::Cluster>) -> Job {
+        self.fleet = fleet;
+        self
+    }
+
+    /// The latest run reports, newest first: the fleet's with `[cluster]`
+    /// (this node's own when the database cannot be read, said in the
+    /// log), else this gateway's.
+    pub async fn reports(&self, limit: usize) -> Vec<Report> {
+        if let Some(fleet) = &self.fleet {
+            match super::fleet::reports(fleet, &self.config.name, limit).await {
+                Ok(reports) => return reports,
+                Err(e) => {
+                    tracing::info!(job = self.config.name, error = %e, "the fleet's sync reports cannot be read; showing this node's")
+                }
+            }
+        }
+        let mut reports = self.files.reports().unwrap_or_default();
+        reports.reverse();
+        reports.truncate(limit);
+        reports
     }
 
     /// Finds job `name` in the config.
@@ -192,8 +220,13 @@ impl Job {
     /// Runs the job once: fails only when the lease is held elsewhere or
     /// the state folder cannot be written; everything else is in the report.
     pub async fn run(&self, force: bool, progress: &dyn RunProgress) -> Result<Report, SyncError> {
-        let store = self.sides.layers.remote.remote().store().clone();
-        let lease = Lease::acquire(store, &self.config.name, &holder_name()).await?;
+        let lease = match &self.fleet {
+            Some(fleet) => Lease::acquire_in(fleet, &self.config.name, &holder_name()).await?,
+            None => {
+                let store = self.sides.layers.remote.remote().store().clone();
+                Lease::acquire(store, &self.config.name, &holder_name()).await?
+            }
+        };
         let span = tracing::info_span!("sync", job = self.config.name);
         let result = self
             .run_leased(force, &lease, progress)
@@ -210,7 +243,10 @@ impl Job {
         progress: &dyn RunProgress,
     ) -> Result<Report, SyncError> {
         let clock = Instant::now();
-        let mut report = Report::new(&self.config.name, Utc::now());
+        let mut report = Report {
+            node: self.fleet.as_ref().map(|f| f.node().to_string()),
+            ..Report::new(&self.config.name, Utc::now())
+        };
         tracing::info!(
             direction = ?self.config.direction,
             local = %self.config.local,
@@ -240,6 +276,11 @@ impl Job {
             .inc();
         report.log();
         self.files.add_report(&report).await?;
+        if let Some(fleet) = &self.fleet
+            && let Err(e) = super::fleet::add_report(fleet, &report).await
+        {
+            tracing::warn!(error = %e, "the run's report did not reach the cluster's database; this node keeps it");
+        }
         Ok(report)
     }
 

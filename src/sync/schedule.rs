@@ -81,6 +81,7 @@ impl Jobs {
         config: &Config,
         storage: &Storage,
         events: &Arc<Events>,
+        fleet: Option<&crate::cluster::Cluster>,
         stopped: &watch::Receiver<bool>,
         ending: &CancellationToken,
     ) -> (Jobs, Vec<tokio::task::JoinHandle<()>>) {
@@ -89,7 +90,7 @@ impl Jobs {
             match Job::new(sync, storage, &config.server.state_dir) {
                 Ok(job) => {
                     let scheduled = Scheduled {
-                        job: Arc::new(job),
+                        job: Arc::new(job.in_fleet(fleet.cloned())),
                         turn: tokio::sync::Mutex::new(()),
                         running: Mutex::new(None),
                     };
@@ -201,11 +202,8 @@ impl Scheduled {
     }
 
     /// The latest run reports, newest first.
-    pub fn reports(&self, limit: usize) -> Vec<Report> {
-        let mut reports = self.job.files.reports().unwrap_or_default();
-        reports.reverse();
-        reports.truncate(limit);
-        reports
+    pub async fn reports(&self, limit: usize) -> Vec<Report> {
+        self.job.reports(limit).await
     }
 }
 

@@ -836,3 +836,91 @@ direction = "pull"
         ["fine.txt"]
     );
 }
+
+/// With `[cluster]`, a job's lease is a row of the fleet's database and
+/// its reports are the fleet's: while node a runs the job (its uploads
+/// held by a stalling proxy), node b's `sync run` is refused, naming a's
+/// run, and no lease object is written to the bucket; then b's
+/// `sync status` and `sync list` show a's run, with a's node.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_fleet_one_node_runs_a_job_and_every_node_sees_its_runs() {
+    let env = Env::new();
+    let database = common::postgres::database().await;
+    let proxy = common::fault_proxy_with(env.endpoint.clone(), |method, _| {
+        match *method == hyper::Method::PUT {
+            true => common::Fault::Stall(Duration::from_secs(8)),
+            false => common::Fault::Pass,
+        }
+    })
+    .await;
+    let job = "[[syncs]]\nname = \"up\"\nlocal = \"local:/out\"\nremote = \"bucket:/in\"\ndirection = \"push\"\n";
+    let node =
+        |name: &str| format!("{job}\n[cluster]\ndatabase = \"{database}\"\nnode = \"{name}\"\n");
+    let a = env.config_named("a.toml", "state-a", &node("sync-a"));
+    let stalled = std::fs::read_to_string(&a)
+        .unwrap()
+        .replace(&env.endpoint, &format!("http://{proxy}"));
+    std::fs::write(&a, stalled).unwrap();
+    let b = env.config_named("b.toml", "state-b", &node("sync-b"));
+    std::fs::create_dir_all(env.local().join("out")).unwrap();
+    std::fs::write(env.local().join("out/f.txt"), b"fleet").unwrap();
+
+    let run_a = Command::new(BIN)
+        .args(["sync", "run", "up", "--config"])
+        .arg(&a)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (db, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let holder: String = loop {
+        let row = db
+            .query_opt(
+                "SELECT holder FROM bucketgate_sync_leases WHERE job = 'up'",
+                &[],
+            )
+            .await
+            .ok()
+            .flatten();
+        if let Some(row) = row {
+            break row.get(0);
+        }
+        assert!(Instant::now() < deadline, "node a never took the lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let refused = env.cli(&b, &["sync", "run", "up"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "node b ran the job too: {said}");
+    assert!(
+        said.contains("running elsewhere") && said.contains(&holder),
+        "{said}"
+    );
+    let ran = run_a.wait_with_output().unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(
+        env.keys(".bucketgate").is_empty(),
+        "a lease object in the bucket"
+    );
+    assert_eq!(env.keys("in").len(), 1);
+
+    let status = env.cli(&b, &["sync", "status", "up"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(" at node sync-a ") && status.contains("done; copied 1 file(s)"),
+        "{status}"
+    );
+    let list = env.cli(&b, &["sync", "list"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("last run") && list.contains("at node sync-a"),
+        "{list}"
+    );
+}
