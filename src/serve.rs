@@ -185,7 +185,11 @@ impl Gateway {
                 .as_ref()
                 .map(|(cert, key)| crate::base::server_config("admin", cert, key))
                 .transpose()?;
-            let access = crate::admin::access::Access::new(admin, self.limits.bans().clone());
+            let access = crate::admin::access::Access::new(
+                admin,
+                self.limits.bans().clone(),
+                self.cluster.clone(),
+            );
             let (path, users, hooks) =
                 (self.config_path.clone(), self.users.clone(), events.clone());
             let reload: crate::admin::Reload = Arc::new(move || match &path {

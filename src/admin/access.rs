@@ -5,6 +5,10 @@
 //! never sends it by itself). Failed console logins count toward the
 //! source's ban, as SFTP and FTP logins do, and are answered a fixed time
 //! after they began.
+//!
+//! With `[cluster]`, cookie sessions live in the fleet's database
+//! (`cluster::console`), so that a balancer may send each request to any
+//! node; while it cannot be reached, a node knows the sessions it made.
 
 use crate::auth::{Bans, NoTurn, check_password};
 use crate::base::{hex, lock};
@@ -54,6 +58,7 @@ pub struct Access {
     sessions: Mutex<HashMap<String, ConsoleSession>>,
     pub secure: bool,
     bans: Bans,
+    fleet: Option<crate::cluster::Cluster>,
 }
 
 /// Why a console login failed.
@@ -84,7 +89,11 @@ pub fn new_token() -> (String, String) {
 impl Access {
     /// `None` when no admin user or token is configured: the console and
     /// API are off.
-    pub fn new(config: &AdminConfig, bans: Bans) -> Option<Access> {
+    pub fn new(
+        config: &AdminConfig,
+        bans: Bans,
+        fleet: Option<crate::cluster::Cluster>,
+    ) -> Option<Access> {
         if config.users.is_empty() && config.tokens.is_empty() {
             return None;
         }
@@ -94,11 +103,12 @@ impl Access {
             sessions: Mutex::default(),
             secure: config.tls.is_some(),
             bans,
+            fleet,
         })
     }
 
     /// The caller a request's bearer token or cookie proves, if any.
-    pub fn caller(&self, headers: &http::HeaderMap) -> Option<Caller> {
+    pub async fn caller(&self, headers: &http::HeaderMap) -> Option<Caller> {
         if let Some(auth) = headers.get(http::header::AUTHORIZATION) {
             let token = auth.to_str().ok()?.strip_prefix("Bearer ")?.trim();
             let hash = format!("sha256:{}", digest(token));
@@ -110,9 +120,25 @@ impl Access {
             });
         }
         let cookie = cookie(headers, COOKIE)?;
+        let key = digest(&cookie);
+        if let Some(fleet) = &self.fleet {
+            match crate::cluster::console::touch(fleet, &key, IDLE, LONGEST).await {
+                Ok(row) => {
+                    return row.and_then(|r| {
+                        Some(Caller {
+                            role: role_named(&r.role)?,
+                            name: r.name,
+                            csrf: Some(r.csrf),
+                        })
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "console sessions: the cluster's database cannot be read; this node's own");
+                }
+            }
+        }
         let now = Instant::now();
         let mut sessions = lock(&self.sessions);
-        let key = digest(&cookie);
         let s = sessions.get_mut(&key)?;
         if now.duration_since(s.seen) > IDLE || now.duration_since(s.created) > LONGEST {
             sessions.remove(&key);
@@ -157,34 +183,56 @@ impl Access {
         drop(turn);
         self.bans.succeeded(peer);
         let (cookie, csrf) = (random_token(), random_token());
-        let now = Instant::now();
-        let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, s| {
-            now.duration_since(s.seen) <= IDLE && now.duration_since(s.created) <= LONGEST
-        });
-        // A user past their share makes room from their own sessions: a
-        // read-only login repeated cannot push out an admin's.
-        let theirs = sessions.values().filter(|s| s.name == user.name).count();
-        let crowded = theirs >= MAX_SESSIONS_PER_USER;
-        if (crowded || sessions.len() >= MAX_SESSIONS)
-            && let Some(oldest) = sessions
-                .iter()
-                .filter(|(_, s)| !crowded || s.name == user.name)
-                .min_by_key(|(_, s)| s.created)
-                .map(|(k, _)| k.clone())
         {
-            sessions.remove(&oldest);
+            let now = Instant::now();
+            let mut sessions = lock(&self.sessions);
+            sessions.retain(|_, s| {
+                now.duration_since(s.seen) <= IDLE && now.duration_since(s.created) <= LONGEST
+            });
+            // A user past their share makes room from their own sessions: a
+            // read-only login repeated cannot push out an admin's.
+            let theirs = sessions.values().filter(|s| s.name == user.name).count();
+            let crowded = theirs >= MAX_SESSIONS_PER_USER;
+            if (crowded || sessions.len() >= MAX_SESSIONS)
+                && let Some(oldest) = sessions
+                    .iter()
+                    .filter(|(_, s)| !crowded || s.name == user.name)
+                    .min_by_key(|(_, s)| s.created)
+                    .map(|(k, _)| k.clone())
+            {
+                sessions.remove(&oldest);
+            }
+            sessions.insert(
+                digest(&cookie),
+                ConsoleSession {
+                    name: user.name.clone(),
+                    role: user.role,
+                    csrf: csrf.clone(),
+                    created: now,
+                    seen: now,
+                },
+            );
         }
-        sessions.insert(
-            digest(&cookie),
-            ConsoleSession {
+        if let Some(fleet) = &self.fleet {
+            let row = crate::cluster::console::Row {
                 name: user.name.clone(),
-                role: user.role,
+                role: role_name(user.role).to_string(),
                 csrf: csrf.clone(),
-                created: now,
-                seen: now,
-            },
-        );
+            };
+            let shared = crate::cluster::console::insert(
+                fleet,
+                &digest(&cookie),
+                &row,
+                MAX_SESSIONS_PER_USER,
+                MAX_SESSIONS,
+                IDLE,
+                LONGEST,
+            )
+            .await;
+            if let Err(e) = shared {
+                tracing::warn!(user = name, error = %e, "console session not shared with the cluster: it works at this node only");
+            }
+        }
         tracing::info!(user = name, %peer, "console login");
         let caller = Caller {
             name: user.name.clone(),
@@ -194,9 +242,15 @@ impl Access {
         Ok((cookie, caller))
     }
 
-    pub fn logout(&self, headers: &http::HeaderMap) {
+    pub async fn logout(&self, headers: &http::HeaderMap) {
         if let Some(cookie) = cookie(headers, COOKIE) {
-            lock(&self.sessions).remove(&digest(&cookie));
+            let key = digest(&cookie);
+            lock(&self.sessions).remove(&key);
+            if let Some(fleet) = &self.fleet
+                && let Err(e) = crate::cluster::console::remove(fleet, &key).await
+            {
+                tracing::warn!(error = %e, "console logout: the cluster's database cannot be reached; the session ends there when it idles out");
+            }
         }
     }
 
@@ -211,6 +265,20 @@ impl Access {
             None => format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}"),
         }
     }
+}
+
+/// A role as the fleet's table holds it.
+fn role_name(role: AdminRole) -> &'static str {
+    match role {
+        AdminRole::Admin => "admin",
+        AdminRole::ReadOnly => "read-only",
+    }
+}
+
+fn role_named(name: &str) -> Option<AdminRole> {
+    [AdminRole::Admin, AdminRole::ReadOnly]
+        .into_iter()
+        .find(|r| role_name(*r) == name)
 }
 
 /// A cookie's value from the request's `Cookie` headers.
@@ -250,15 +318,15 @@ mod tests {
             ban_window: Duration::from_secs(60),
             ban_time: Duration::from_secs(60),
         });
-        let access = Access::new(&config, bans).unwrap();
+        let access = Access::new(&config, bans, None).unwrap();
         let mut headers = http::HeaderMap::new();
         headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let caller = access.caller(&headers).unwrap();
+        let caller = futures::executor::block_on(access.caller(&headers)).unwrap();
         assert_eq!(
             (caller.name.as_str(), caller.role),
             ("bot", AdminRole::ReadOnly)
         );
         headers.insert("authorization", "Bearer bgt_wrong".parse().unwrap());
-        assert!(access.caller(&headers).is_none());
+        assert!(futures::executor::block_on(access.caller(&headers)).is_none());
     }
 }

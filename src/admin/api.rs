@@ -84,7 +84,7 @@ impl Console {
             (&Method::GET, ["openapi.json"]) => return ok(openapi()),
             _ => {}
         }
-        let Some(caller) = self.access.caller(call.headers) else {
+        let Some(caller) = self.access.caller(call.headers).await else {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "log in (POST /api/v1/login) or send Authorization: Bearer <token>",
@@ -114,7 +114,7 @@ impl Console {
         match (call.method, segments.as_slice()) {
             (&Method::GET, ["me"]) => ok(me(&caller)),
             (&Method::POST, ["logout"]) => {
-                self.access.logout(call.headers);
+                self.access.logout(call.headers).await;
                 Answer {
                     cookie: Some(self.access.set_cookie(None)),
                     ..ok(json!({ "logged_out": true }))

@@ -169,7 +169,7 @@ impl Admin {
                 let (status, body) = self.health.report();
                 plain(status, "application/json", body)
             }
-            (&Method::GET, "/metrics") => self.metrics(&parts.headers),
+            (&Method::GET, "/metrics") => self.metrics(&parts.headers).await,
             (_, p) if p.starts_with("/api/v1/") => {
                 let read = tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect());
                 let body = match read.await {
@@ -227,12 +227,12 @@ impl Admin {
         self.secured(response)
     }
 
-    fn metrics(&self, headers: &http::HeaderMap) -> Response<Full<Bytes>> {
+    async fn metrics(&self, headers: &http::HeaderMap) -> Response<Full<Bytes>> {
         let allowed = !self.protect_metrics
-            || self
-                .console
-                .as_ref()
-                .is_some_and(|c| c.access.caller(headers).is_some());
+            || match &self.console {
+                Some(c) => c.access.caller(headers).await.is_some(),
+                None => false,
+            };
         match allowed {
             true => plain(
                 StatusCode::OK,

@@ -9,9 +9,11 @@
 //! once the gateway serves.
 
 pub mod bans;
+pub mod console;
 pub mod live;
 pub mod nodes;
 mod notes;
+pub mod quotas;
 pub mod schema;
 pub mod sessions;
 

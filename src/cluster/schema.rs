@@ -88,6 +88,15 @@ const MIGRATIONS: &[&str] = &[
         bytes bigint NOT NULL DEFAULT 0,
         files bigint NOT NULL DEFAULT 0
     )",
+    // 8: console sessions, so that any node answers a console's cookie.
+    "CREATE TABLE bucketgate_console_sessions (
+        key text PRIMARY KEY,
+        name text NOT NULL,
+        role text NOT NULL,
+        csrf text NOT NULL,
+        created timestamptz NOT NULL DEFAULT now(),
+        seen timestamptz NOT NULL DEFAULT now()
+    )",
 ];
 
 /// The schema version this binary brings the database to.

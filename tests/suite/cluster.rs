@@ -656,3 +656,123 @@ async fn a_session_at_another_node_is_listed_and_ended() {
     assert!(!ok, "ended twice");
     drop(at_a);
 }
+
+/// A console logged in at node a works at node b with the same cookie
+/// and CSRF token (a balancer without stickiness); logging out at b ends
+/// it at a too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_session_works_at_every_node() {
+    let database = common::postgres::database().await;
+    let console = |name: &str| {
+        format!(
+            "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n[[admin.users]]\nname = \"ops\"\npassword = \"{}\"\n",
+            node(&database, name),
+            common::gateway::HASH
+        )
+    };
+    let a = Served::start_full("", "", &console("con-a"));
+    let b = Served::start_full("", "", &console("con-b"));
+    for g in [&a, &b] {
+        g.log_line("joined the cluster");
+    }
+    let http = reqwest::Client::new();
+    let login = http
+        .post(format!("http://{}/api/v1/login", a.admin()))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({ "name": "ops", "password": common::gateway::PASSWORD }).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let me: serde_json::Value = serde_json::from_str(&login.text().await.unwrap()).unwrap();
+    let csrf = me["csrf"].as_str().unwrap().to_string();
+    let me_at = async |g: &Served| {
+        http.get(format!("http://{}/api/v1/me", g.admin()))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(me_at(&b).await, 200, "a's console session at b");
+    let out = http
+        .post(format!("http://{}/api/v1/logout", b.admin()))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    assert_eq!(me_at(&a).await, 401, "logged out at b, still in at a");
+}
+
+/// Two nodes' pools add to one quota target at once, 200 times each: the
+/// total is every change, none lost to a race (a read-then-write counter
+/// loses some).
+#[tokio::test(flavor = "multi_thread")]
+async fn quota_usage_counts_every_nodes_changes() {
+    use bucketgate::cluster::{Cluster, quotas, schema};
+    let database = common::postgres::database().await;
+    let cluster = |node: &str| {
+        let config = bucketgate::config::ClusterConfig {
+            database: database.clone(),
+            node: node.into(),
+            heartbeat: Duration::from_secs(1),
+            max_connections: 4,
+            ca_file: None,
+        };
+        Cluster::new(&config, &bucketgate::metrics::Metrics::new()).unwrap()
+    };
+    let (a, b) = (cluster("q-a"), cluster("q-b"));
+    schema::migrate(&a).await.unwrap();
+    let adds = [a, b].into_iter().flat_map(|c| {
+        (0..8).map(move |_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    let one = quotas::Usage {
+                        bytes: 1000,
+                        files: 1,
+                    };
+                    quotas::add(&c, "user:alice", one).await.unwrap();
+                }
+            })
+        })
+    });
+    for add in futures::future::join_all(adds).await {
+        add.unwrap();
+    }
+    let c = cluster("q-c");
+    let total = quotas::usage(&c, "user:alice").await.unwrap();
+    assert_eq!(
+        total,
+        quotas::Usage {
+            bytes: 400_000,
+            files: 400
+        }
+    );
+    let back = quotas::Usage {
+        bytes: -1000,
+        files: -1,
+    };
+    assert_eq!(
+        quotas::add(&c, "user:alice", back).await.unwrap(),
+        quotas::Usage {
+            bytes: 399_000,
+            files: 399
+        }
+    );
+    assert_eq!(
+        quotas::usage(&c, "nobody").await.unwrap(),
+        quotas::Usage::default()
+    );
+}
