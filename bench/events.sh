@@ -6,17 +6,22 @@
 # the events; each round must deliver one per file.
 #
 #   bench/events.sh               # moto_server on loopback as the S3 endpoint
+#   CLUSTER=1 bench/events.sh     # and a second gateway, clustered on a local
+#                                 # PostgreSQL: its events go to the outbox
 #
 # Needs: a release build (cargo build --release), OpenSSH sftp, python3
-# with boto3 (pip install 'moto[server]'). Variables: ROUNDS (3), FILES (1000),
+# with boto3 (pip install 'moto[server]'), and for CLUSTER=1 PostgreSQL
+# (apt-get install postgresql). Variables: ROUNDS (3), FILES (1000),
 # SESSIONS (1: one client uploading file after file; more split the files
-# between that many sessions at once, where events share spool syncs).
+# between that many sessions at once, where events share spool syncs or
+# outbox commits), CLUSTER (0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 FILES=${FILES:-1000}
 SESSIONS=${SESSIONS:-1}
+CLUSTER=${CLUSTER:-0}
 source bench/lib.sh
 need sftp ssh-keygen python3
 
@@ -27,28 +32,7 @@ for i in $(seq -w 1 "$FILES"); do
 done
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 
-# The receiver: appends each event's id to a file, answers 200.
-RX_PORT=$(free_port)
-cat > "$work/receiver.py" <<EOF
-import http.server, json, threading
-lock = threading.Lock()
-out = open("$work/received", "a")
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a production receiver would
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers['Content-Length']))
-        with lock:
-            out.write(json.loads(body)['id'] + '\n'); out.flush()
-        self.send_response(200); self.send_header('Content-Length', '0'); self.end_headers()
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(('127.0.0.1', $RX_PORT), H).serve_forever()
-EOF
-: > "$work/received"
-# At the lowest CPU priority: a receiver runs on its own host in real use;
-# here it would take the gateway's cores.
-nice -n 19 python3 "$work/receiver.py" &
-pids+=($!)
-wait_port "$RX_PORT"
+start_receiver id
 
 BG_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
@@ -76,29 +60,55 @@ secret = "bench-secret"
 users = ["hooked"]
 EOF
 start_bucketgate "$BG_PORT"
+targets=(bucketgate bucketgate-nohook)
 
-sftp_run() { sftp_batch "$BG_PORT" "$1" "$2"; } # user, batch text
+# CLUSTER=1: the same gateway with [cluster], on its own ports; its user
+# `clustered` is the one its webhook names.
+if [ "$CLUSTER" = 1 ]; then
+    start_postgres
+    CL_PORT=$(free_port)
+    CL_ADMIN=$(free_port)
+    sed -e "s/127.0.0.1:$BG_PORT/127.0.0.1:$CL_PORT/" -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$CL_ADMIN/" \
+        -e "s|bg-state|cl-state|" -e 's/"hooked"/"clustered"/' -e 's|s3:/hooked|s3:/clustered|' \
+        "$work/gateway.toml" > "$work/cluster.toml"
+    printf '[cluster]\ndatabase = "%s"\nnode = "bench"\n' "$PG_URL" >> "$work/cluster.toml"
+    RUST_LOG=info "$BIN" serve --config "$work/cluster.toml" 2>"$work/cluster.log" &
+    pids+=($!)
+    wait_port "$CL_PORT"
+    for _ in $(seq 1 100); do grep -q "joined the cluster" "$work/cluster.log" && break; sleep 0.1; done
+    grep -q "joined the cluster" "$work/cluster.log" || { echo "the clustered gateway did not join" >&2; exit 1; }
+    targets+=(bucketgate-cluster)
+fi
+
 # SESSIONS sessions at once, each putting its share of the files.
-put_all() { # user, round
+put_all() { # port, user, round
     local p sessions=()
     for p in $(seq 0 $((SESSIONS - 1))); do
-        sftp_run "$1" "mkdir r$2-$p
-put -r in/s$p/* r$2-$p/" &
+        sftp_batch "$1" "$2" "mkdir r$3-$p
+put -r in/s$p/* r$3-$p/" &
         sessions+=($!)
     done
     for p in "${sessions[@]}"; do wait "$p"; done
 }
-# Names bucketgate (webhook on) and bucketgate-nohook for the table.
-target_user() { case $1 in bucketgate) echo hooked ;; bucketgate-nohook) echo plain ;; esac; }
+# The port and user of each target in the table: bucketgate (webhook
+# on), bucketgate-nohook, bucketgate-cluster (webhook on, outbox).
+target_user() {
+    case $1 in
+        bucketgate) echo "$BG_PORT hooked" ;;
+        bucketgate-nohook) echo "$BG_PORT plain" ;;
+        bucketgate-cluster) echo "$CL_PORT clustered" ;;
+    esac
+}
 
 : > "$work/times"
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
-    for t in bucketgate bucketgate-nohook; do
-        timed "$work/times" "$t" "put_${FILES}_small" put_all "$(target_user "$t")" "$round"
+    for t in "${targets[@]}"; do
+        # shellcheck disable=SC2046 # port and user: two words
+        timed "$work/times" "$t" "put_${FILES}_small" put_all $(target_user "$t") "$round"
     done
-    # Every upload of the hooked user is one event, delivered.
-    want=$((round * FILES))
+    # Every upload of a hooked user is one event, delivered.
+    want=$((round * FILES * (1 + CLUSTER)))
     for _ in $(seq 1 600); do
         [ "$(sort -u "$work/received" | wc -l)" -ge "$want" ] && break
         sleep 0.1
@@ -107,6 +117,6 @@ for round in $(seq 1 "$ROUNDS"); do
     [ "$got" -eq "$want" ] || { echo "round $round: $got of $want events delivered" >&2; exit 1; }
 done
 
-medians "$work/times" bucketgate bucketgate-nohook
-echo "events delivered: $(wc -l < "$work/received") ($(sort -u "$work/received" | wc -l) distinct) for $((ROUNDS * FILES)) uploads in $SESSIONS session(s) at once"
+medians "$work/times" "${targets[@]}"
+echo "events delivered: $(wc -l < "$work/received") ($(sort -u "$work/received" | wc -l) distinct) for $((ROUNDS * FILES * (1 + CLUSTER))) hooked uploads in $SESSIONS session(s) at once"
 echo "spool syncs: $(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^bucketgate_event_spool_syncs_total/ {print $2}')"

@@ -125,6 +125,65 @@ start_bucketgate() {
     wait_port "$1"
 }
 
+# start_postgres: Debian's PostgreSQL (package postgresql) in $work/pg on
+# a loopback port, run as the postgres user when we are root (initdb
+# refuses root), with its durability defaults (fsync on): the fleet's
+# database for CLUSTER=1. Sets PG_URL.
+start_postgres() {
+    local bin port as=()
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    PG_BIN=$bin
+    [ -n "$bin" ] || { echo "missing: PostgreSQL (apt-get install postgresql)" >&2; exit 1; }
+    port=$(free_port)
+    mkdir -p "$work/pg"
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres: "$work/pg"
+        chmod o+x "$work"
+        as=(runuser -u postgres --)
+    fi
+    "${as[@]}" "$bin/initdb" -A trust -U postgres -D "$work/pg/data" >/dev/null
+    "${as[@]}" "$bin/postgres" -D "$work/pg/data" -p "$port" -k "$work/pg" \
+        -c listen_addresses=127.0.0.1 -c max_connections=300 2>"$work/pg/log" &
+    pids+=($!)
+    wait_port "$port"
+    PG_PORT=$port
+    PG_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+}
+
+# start_receiver FIELD: a webhook receiver on loopback port RX_PORT that
+# appends each event's FIELD (id, path…) to $work/received, a line each,
+# and answers 200. Python's ThreadingHTTPServer, at the lowest CPU
+# priority: a receiver runs on its own host in real use, and here it
+# would take the gateway's cores.
+start_receiver() {
+    RX_PORT=$(free_port)
+    cat > "$work/receiver.py" <<EOF
+import http.server, json, threading
+lock = threading.Lock()
+out = open("$work/received", "a")
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a production receiver would
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers['Content-Length']))
+        with lock:
+            out.write(str(json.loads(body).get('$1')) + '\\n'); out.flush()
+        self.send_response(200); self.send_header('Content-Length', '0'); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(('127.0.0.1', $RX_PORT), H).serve_forever()
+EOF
+    : > "$work/received"
+    nice -n 19 python3 "$work/receiver.py" &
+    pids+=($!)
+    wait_port "$RX_PORT"
+}
+
+# pg_sql QUERY: one value from the CLUSTER=1 database (start_postgres).
+pg_sql() {
+    local as=()
+    [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+    "${as[@]}" "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atc "$1" postgres
+}
+
 # start_sshd PUBKEY: OpenSSH's sshd with its sftp-server on local disk, on
 # loopback port OS_PORT, for the key PUBKEY: the local-disk peer. Fails
 # (with a note) when openssh-server is not installed.

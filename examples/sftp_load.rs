@@ -10,7 +10,9 @@
 //! 0: all at once), LOAD_PREFIX (the folder the files go to, which must
 //! exist; default `load`),
 //! LOAD_TOLERATE_ENDED=1 (a logged-in session whose connection the server
-//! closes — a gateway shutting down — is counted as ended, not as an error).
+//! closes — a gateway shutting down — is counted as ended, not as an error),
+//! LOAD_ACKED=FILE (the path of every upload whose close was answered OK is
+//! written there, one a line: what the gateway promised to keep and tell).
 
 use russh::client;
 use russh_sftp::client::RawSftpSession;
@@ -52,6 +54,7 @@ async fn session(
     auth: Auth,
     name: String,
     size: usize,
+    acked: &std::sync::atomic::AtomicBool,
 ) -> Result<Duration, Failure> {
     let started = Instant::now();
     let config = Arc::new(client::Config::default());
@@ -70,7 +73,7 @@ async fn session(
     if !auth.success() {
         return Err(Failure::Error("auth: refused".into()));
     }
-    if let Err(e) = work(&h, &name, size).await {
+    if let Err(e) = work(&h, &name, size, acked).await {
         // Give the connection's end a moment to be seen, then tell apart
         // a session the server closed from one that failed.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -84,7 +87,12 @@ async fn session(
 }
 
 /// List, put, get on a logged-in connection.
-async fn work(h: &client::Handle<Trusting>, name: &str, size: usize) -> Result<(), String> {
+async fn work(
+    h: &client::Handle<Trusting>,
+    name: &str,
+    size: usize,
+    acked: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
     let channel = h.channel_open_session().await.map_err(|e| e.to_string())?;
     channel
         .request_subsystem(true, "sftp")
@@ -121,6 +129,7 @@ async fn work(h: &client::Handle<Trusting>, name: &str, size: usize) -> Result<(
         .handle;
     s.write(&f, 0, data.clone()).await.map_err(err("write"))?;
     s.close(f).await.map_err(err("close after write"))?;
+    acked.store(true, std::sync::atomic::Ordering::Relaxed);
     let f = s
         .open(name, OpenFlags::READ, FileAttributes::empty())
         .await
@@ -177,20 +186,33 @@ async fn main() {
             let delay = ramp.mul_f64(n as f64 / sessions.max(1) as f64);
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                session(addr, user, auth, name, size).await
+                let acked = std::sync::atomic::AtomicBool::new(false);
+                let result = session(addr, user, auth, name.clone(), size, &acked).await;
+                (result, acked.into_inner().then_some(name))
             })
         })
         .collect();
     let mut times = Vec::new();
     let mut errors = Vec::new();
     let mut ended = 0;
+    let mut acked = Vec::new();
     for t in tasks {
-        match t.await {
-            Ok(Ok(d)) => times.push(d),
-            Ok(Err(Failure::Ended(_))) if tolerate_ended => ended += 1,
-            Ok(Err(Failure::Error(e) | Failure::Ended(e))) => errors.push(e),
-            Err(e) => errors.push(e.to_string()),
+        let result = match t.await {
+            Ok((result, name)) => {
+                acked.extend(name);
+                result
+            }
+            Err(e) => Err(Failure::Error(e.to_string())),
+        };
+        match result {
+            Ok(d) => times.push(d),
+            Err(Failure::Ended(_)) if tolerate_ended => ended += 1,
+            Err(Failure::Error(e) | Failure::Ended(e)) => errors.push(e),
         }
+    }
+    if let Some(path) = env("LOAD_ACKED") {
+        let lines: String = acked.iter().map(|n| format!("{n}\n")).collect();
+        std::fs::write(&path, lines).expect("LOAD_ACKED is writable");
     }
     times.sort();
     println!(
