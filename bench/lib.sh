@@ -143,7 +143,7 @@ start_postgres() {
     fi
     "${as[@]}" "$bin/initdb" -A trust -U postgres -D "$work/pg/data" >/dev/null
     "${as[@]}" "$bin/postgres" -D "$work/pg/data" -p "$port" -k "$work/pg" \
-        -c listen_addresses=127.0.0.1 -c max_connections=300 2>"$work/pg/log" &
+        -c listen_addresses=127.0.0.1 -c max_connections=300 ${PG_OPTS:-} 2>"$work/pg/log" &
     pids+=($!)
     wait_port "$port"
     PG_PORT=$port

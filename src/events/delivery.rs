@@ -5,7 +5,7 @@
 //! ±25 % jitter, until `retry_for` has passed since the event happened;
 //! then it is given up (logged, counted, kept in `failed.jsonl`).
 
-use super::outbox::{Outbox, Pending, Rows};
+use super::outbox::{Claimed, Outbox, Pending, Row, Rows};
 use super::spool::{Owner, Spool};
 use super::{Backlog, Event, parse_time, wanted};
 use crate::base::lock;
@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::time::Instant;
 
@@ -27,6 +28,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often a node looks for due events in the fleet's outbox (retries,
 /// other nodes' events) when nothing woke it sooner.
 const OUTBOX_LOOK: Duration = Duration::from_secs(1);
+
+/// Delivered events are deleted from the outbox together, those of this
+/// long: a node killed meanwhile sends them again.
+const ACK_GATHER: Duration = Duration::from_millis(200);
 
 /// A claimed event's lease outlasts its attempt's `timeout` by this.
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
@@ -307,9 +312,13 @@ pub struct Webhook {
     /// go to, and what it held when last counted.
     outbox: Option<Outbox>,
     outbox_rows: Mutex<Rows>,
-    /// Told when this node commits an event to the outbox: its deliveries
-    /// need not wait for their next look.
+    /// Told when this node commits events to the outbox for any node to
+    /// claim: its deliveries need not wait for their next look.
     committed: Arc<Notify>,
+    /// Events this node committed leased to itself, to post from memory;
+    /// the receiving end is taken by the delivery task.
+    handoff: mpsc::Sender<Claimed>,
+    handed: Mutex<Option<mpsc::Receiver<Claimed>>>,
 }
 
 impl Webhook {
@@ -343,6 +352,9 @@ impl Webhook {
             lock(&queue.state).count(&id, body.len() as u64, anonymous);
             queue.insert(id, body, born);
         }
+        // As many events as posts at once wait in memory; past that they
+        // wait in the outbox, for a claim.
+        let (handoff, handed) = mpsc::channel(config.concurrency);
         let hook = Arc::new(Webhook {
             label,
             metrics,
@@ -362,6 +374,8 @@ impl Webhook {
             outbox,
             outbox_rows: Mutex::default(),
             committed: Arc::default(),
+            handoff,
+            handed: Mutex::new(Some(handed)),
         });
         match &hook.outbox {
             None => {
@@ -534,16 +548,31 @@ impl Webhook {
             self.committed.clone(),
         );
         let (id, kept) = (event.id.clone(), body.clone());
+        let handoff = self.handoff.clone().try_reserve_owned().ok();
+        let lease = handoff
+            .is_some()
+            .then(|| self.config().timeout + LEASE_MARGIN);
         outbox.append(Pending {
             webhook: self.name().to_string(),
             id: event.id.clone(),
             body,
             born,
+            lease,
             then: Box::new(move |in_outbox| match in_outbox {
                 true => {
                     queue.uncount(&id, len);
-                    committed.notify_one();
                     let _ = tx.send(());
+                    match handoff {
+                        Some(permit) => {
+                            permit.send(Claimed {
+                                id,
+                                body: kept,
+                                attempts: 0,
+                                born,
+                            });
+                        }
+                        None => committed.notify_one(),
+                    }
                 }
                 false => spool.append(id, kept, born, tx),
             }),
@@ -673,7 +702,13 @@ impl Webhook {
             batch.extend(self.queue.due_now(511));
             let rows: Vec<_> = batch
                 .iter()
-                .map(|(id, body, born)| (self.name(), id.as_str(), body, *born))
+                .map(|(id, body, born)| Row {
+                    webhook: self.name(),
+                    id,
+                    body,
+                    born: *born,
+                    lease: None,
+                })
                 .collect();
             match outbox.insert(&rows).await {
                 Ok(()) => {
@@ -698,12 +733,39 @@ impl Webhook {
     /// is held under a lease while it is posted; one whose node died is
     /// claimed again when its lease ends.
     async fn deliver_outbox(self: Arc<Webhook>, outbox: Outbox) {
+        let Some(mut handed) = lock(&self.handed).take() else {
+            return;
+        };
+        let (done, acks) = mpsc::unbounded_channel();
+        tokio::spawn(self.clone().ack_outbox(outbox.clone(), acks));
         let slots = Arc::new(Semaphore::new(self.config().concurrency));
+        let post = |event: Claimed, slot: tokio::sync::OwnedSemaphorePermit| {
+            let (hook, outbox, done) = (self.clone(), outbox.clone(), done.clone());
+            tokio::spawn(async move {
+                hook.attempt_outbox(&outbox, event, &done).await;
+                drop(slot);
+            });
+        };
         let mut outage = crate::cluster::Outage::default();
+        let mut look = tokio::time::interval(OUTBOX_LOOK);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let free = slots.available_permits();
-            let mut busy = false;
-            if free > 0 {
+            tokio::select! {
+                Some(event) = handed.recv() => {
+                    let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                    post(event, slot);
+                    continue;
+                }
+                _ = look.tick() => {}
+                _ = self.committed.notified() => {}
+            }
+            // Claims as long as they come back full, a slot at least free
+            // for each.
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let free = 1 + slots.available_permits();
                 let lease = self.config().timeout + LEASE_MARGIN;
                 let claimed = outbox.claim(self.name(), free, lease).await;
                 outage.note(
@@ -712,38 +774,63 @@ impl Webhook {
                     "claiming events from the cluster's outbox again",
                 );
                 let claimed = claimed.unwrap_or_default();
-                busy = claimed.len() == free;
+                let full = claimed.len() == free;
+                let mut slot = Some(slot);
                 for event in claimed {
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        break;
+                    let slot = match slot.take() {
+                        Some(s) => s,
+                        None => match slots.clone().acquire_owned().await {
+                            Ok(s) => s,
+                            Err(_) => return,
+                        },
                     };
-                    let (hook, outbox) = (self.clone(), outbox.clone());
-                    tokio::spawn(async move {
-                        hook.attempt_outbox(&outbox, event).await;
-                        drop(slot);
-                    });
+                    post(event, slot);
                 }
-            }
-            match busy {
-                // Every slot is taken: the next look is when one frees.
-                true => drop(slots.acquire().await),
-                false => {
-                    tokio::select! {
-                        _ = self.committed.notified() => {}
-                        _ = tokio::time::sleep(OUTBOX_LOOK) => {}
-                    }
+                if !full {
+                    break;
                 }
             }
         }
     }
 
-    async fn attempt_outbox(&self, outbox: &Outbox, event: super::outbox::Claimed) {
+    /// Deletes delivered events from the outbox, all those delivered
+    /// meanwhile in one statement. One not deleted (the database away)
+    /// is sent again when its lease ends: at least once.
+    async fn ack_outbox(
+        self: Arc<Webhook>,
+        outbox: Outbox,
+        mut acks: tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        while let Some(first) = acks.recv().await {
+            // Those delivered within the next moment go with it: each
+            // delete is a commit, which the uploads' commits wait behind.
+            let mut ids = vec![first];
+            let gather = tokio::time::sleep(ACK_GATHER);
+            tokio::pin!(gather);
+            while ids.len() < 512 {
+                tokio::select! {
+                    id = acks.recv() => match id {
+                        Some(id) => ids.push(id),
+                        None => break,
+                    },
+                    _ = &mut gather => break,
+                }
+            }
+            let _ = outbox.delivered(self.name(), &ids).await;
+        }
+    }
+
+    async fn attempt_outbox(
+        &self,
+        outbox: &Outbox,
+        event: super::outbox::Claimed,
+        done: &tokio::sync::mpsc::UnboundedSender<String>,
+    ) {
         let config = self.config();
         let id = &event.id;
         let Some(why) = self.post(&config, id, &event.body).await else {
-            // Not acknowledged: the lease ends, and it is sent again.
-            let _ = outbox.delivered(self.name(), id).await;
             self.note_delivered(id, event.attempts);
+            let _ = done.send(event.id);
             return;
         };
         self.metrics

@@ -12,7 +12,9 @@
 //! Delivery: each node claims due events of each of its webhooks with
 //! `FOR UPDATE SKIP LOCKED` and holds them under a lease while it posts;
 //! a node killed mid-delivery leaves leases that expire, and another
-//! node claims the events again.
+//! node claims the events again. An event a node has just committed is
+//! inserted already leased to it and posted from memory, so the common
+//! case costs no claim: one commit per event, as the spool's sync.
 
 use crate::cluster::{Cluster, ClusterError, within};
 use bytes::Bytes;
@@ -30,6 +32,8 @@ pub struct Pending {
     pub id: String,
     pub body: Bytes,
     pub born: DateTime<Utc>,
+    /// Inserted leased to this node for so long: it posts the event itself.
+    pub lease: Option<Duration>,
     pub then: Box<dyn FnOnce(bool) + Send>,
 }
 
@@ -74,7 +78,13 @@ impl Outbox {
                 }
                 let rows: Vec<_> = batch
                     .iter()
-                    .map(|p| (p.webhook.as_str(), p.id.as_str(), &p.body, p.born))
+                    .map(|p| Row {
+                        webhook: &p.webhook,
+                        id: &p.id,
+                        body: &p.body,
+                        born: p.born,
+                        lease: p.lease,
+                    })
                     .collect();
                 let done = insert(&on, &rows).await;
                 outage.note(
@@ -98,10 +108,7 @@ impl Outbox {
     }
 
     /// Commits events at once (what a node's spool held), every one or none.
-    pub async fn insert(
-        &self,
-        rows: &[(&str, &str, &Bytes, DateTime<Utc>)],
-    ) -> Result<(), ClusterError> {
+    pub async fn insert(&self, rows: &[Row<'_>]) -> Result<(), ClusterError> {
         insert(&self.cluster, rows).await
     }
 
@@ -113,7 +120,7 @@ impl Outbox {
         lease: Duration,
     ) -> Result<Vec<Claimed>, ClusterError> {
         let client = self.cluster.client().await?;
-        let rows = within(client.query(
+        let claim = within(client.prepare_cached(
             "UPDATE bucketgate_events SET lease_node = $2,
                  lease_until = now() + make_interval(secs => $4)
              WHERE webhook = $1 AND id IN (
@@ -122,6 +129,10 @@ impl Outbox {
                    AND (lease_until IS NULL OR lease_until < now())
                  ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED)
              RETURNING id, body, attempts, born",
+        ))
+        .await?;
+        let rows = within(client.query(
+            &claim,
             &[
                 &webhook,
                 &self.cluster.node(),
@@ -141,14 +152,15 @@ impl Outbox {
             .collect())
     }
 
-    /// A delivered event leaves.
-    pub async fn delivered(&self, webhook: &str, id: &str) -> Result<(), ClusterError> {
+    /// Delivered events leave.
+    pub async fn delivered(&self, webhook: &str, ids: &[String]) -> Result<(), ClusterError> {
         let client = self.cluster.client().await?;
-        within(client.execute(
-            "DELETE FROM bucketgate_events WHERE webhook = $1 AND id = $2",
-            &[&webhook, &id],
-        ))
-        .await?;
+        let delete =
+            within(client.prepare_cached(
+                "DELETE FROM bucketgate_events WHERE webhook = $1 AND id = ANY($2)",
+            ))
+            .await?;
+        within(client.execute(&delete, &[&webhook, &ids])).await?;
         Ok(())
     }
 
@@ -214,24 +226,42 @@ impl Outbox {
     }
 }
 
-async fn insert(
-    cluster: &Cluster,
-    rows: &[(&str, &str, &Bytes, DateTime<Utc>)],
-) -> Result<(), ClusterError> {
-    let webhooks: Vec<&str> = rows.iter().map(|r| r.0).collect();
-    let ids: Vec<&str> = rows.iter().map(|r| r.1).collect();
+/// One event's row.
+pub struct Row<'a> {
+    pub webhook: &'a str,
+    pub id: &'a str,
+    pub body: &'a Bytes,
+    pub born: DateTime<Utc>,
+    /// Leased to this node for so long, or free for any node to claim.
+    pub lease: Option<Duration>,
+}
+
+async fn insert(cluster: &Cluster, rows: &[Row<'_>]) -> Result<(), ClusterError> {
+    let webhooks: Vec<&str> = rows.iter().map(|r| r.webhook).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.id).collect();
     // Bodies are JSON, serialised by us: UTF-8.
     let bodies: Vec<&str> = rows
         .iter()
-        .map(|r| std::str::from_utf8(r.2).unwrap_or("{}"))
+        .map(|r| std::str::from_utf8(r.body).unwrap_or("{}"))
         .collect();
-    let born: Vec<DateTime<Utc>> = rows.iter().map(|r| r.3).collect();
+    let born: Vec<DateTime<Utc>> = rows.iter().map(|r| r.born).collect();
+    let leases: Vec<Option<f64>> = rows
+        .iter()
+        .map(|r| r.lease.map(|l| l.as_secs_f64()))
+        .collect();
     let client = cluster.client().await?;
-    within(client.execute(
-        "INSERT INTO bucketgate_events (webhook, id, body, born)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+    let insert = within(client.prepare_cached(
+        "INSERT INTO bucketgate_events (webhook, id, body, born, lease_node, lease_until)
+         SELECT w, i, b, t, CASE WHEN l IS NULL THEN NULL ELSE $6 END,
+                now() + make_interval(secs => l)
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[])
+             AS e(w, i, b, t, l)
          ON CONFLICT DO NOTHING",
-        &[&webhooks, &ids, &bodies, &born],
+    ))
+    .await?;
+    within(client.execute(
+        &insert,
+        &[&webhooks, &ids, &bodies, &born, &leases, &cluster.node()],
     ))
     .await?;
     Ok(())
