@@ -776,3 +776,65 @@ async fn quota_usage_counts_every_nodes_changes() {
         quotas::Usage::default()
     );
 }
+
+/// `(ok, body)` of an API call to `api` with [`TOKEN`].
+async fn api_call(api: std::net::SocketAddr, method: &str, path: &str) -> (bool, String) {
+    let (ok, out, err) = common::run(
+        "curl",
+        &[
+            "-sf",
+            "-X",
+            method,
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            &format!("http://{api}/api/v1/{path}"),
+        ],
+    )
+    .await;
+    (ok, if ok { out } else { err })
+}
+
+/// An event node a gave up on (its receiver down past `retry_for`) is
+/// counted by node b's `/api/v1/webhooks`, and retried through b's API it
+/// reaches the receiver: given-up events are the fleet's.
+#[tokio::test(flavor = "multi_thread")]
+async fn given_up_events_are_retried_from_any_node() {
+    let database = common::postgres::database().await;
+    let (port, url) = later_url();
+    let hooked = |name: &str| {
+        let with_api = node_with_api(&database, name);
+        format!(
+            "{with_api}[[webhooks]]\nname = \"erp\"\nurl = \"{url}\"\nsecret = \"s\"\nevents = [\"upload\"]\ntimeout = \"1s\"\nretry_for = \"1s\"\n"
+        )
+    };
+    let a = Served::start_full("", "", &hooked("gu-a"));
+    let b = Served::start_full("", "", &hooked("gu-b"));
+    for g in [&a, &b] {
+        g.log_line("joined the cluster");
+    }
+    // Given up by whichever node tried last.
+    upload_many(&a, "lost", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, body) = api_call(b.admin(), "GET", "webhooks").await;
+        assert!(ok, "{body}");
+        let hooks: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if hooks["webhooks"][0]["given_up"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b never counted a's given-up event: {hooks}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let receiver = common::receiver::Receiver::start_on(port).await;
+    let (ok, body) = api_call(b.admin(), "POST", "webhooks/erp/retry").await;
+    assert!(ok, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({ "retried": 1 })
+    );
+    let paths = ["/lost0".to_string()].into();
+    every_path_arrives(&receiver, &paths, Duration::from_secs(30)).await;
+}
