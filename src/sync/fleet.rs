@@ -10,7 +10,8 @@ use crate::cluster::{Cluster, ClusterError, within};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-/// Takes `job`'s lease for `holder` for `ttl`, or says who holds it.
+/// Takes `job`'s lease for `holder` for `ttl` if it is free or expired,
+/// or says who holds it.
 pub async fn take(
     cluster: &Cluster,
     job: &str,
@@ -40,24 +41,26 @@ pub async fn take(
         // Released between the two: try again.
         return Box::pin(take(cluster, job, holder, Duration::from_secs_f64(ttl))).await;
     };
-    let (current, until): (String, DateTime<Utc>) = (row.get(0), row.get(1));
-    if super::lease::holder_is_dead_here(&current) {
-        let replaced = within(client.execute(
-            "UPDATE bucketgate_sync_leases SET holder = $3, expires = now() + make_interval(secs => $4)
-             WHERE job = $1 AND holder = $2",
-            &[&job, &current, &holder, &ttl],
-        ))
-        .await?;
-        if replaced == 1 {
-            tracing::warn!(
-                job,
-                holder = current,
-                "taking over a sync lease whose holder died"
-            );
-            return Ok(Ok(()));
-        }
-    }
-    Ok(Err((current, until)))
+    Ok(Err((row.get(0), row.get(1))))
+}
+
+/// Takes `job`'s lease from `current` (a holder known dead) for `holder`:
+/// false if someone else took it first.
+pub async fn take_over(
+    cluster: &Cluster,
+    job: &str,
+    current: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<bool, ClusterError> {
+    let client = cluster.client().await?;
+    let replaced = within(client.execute(
+        "UPDATE bucketgate_sync_leases SET holder = $3, expires = now() + make_interval(secs => $4)
+         WHERE job = $1 AND holder = $2",
+        &[&job, &current, &holder, &ttl.as_secs_f64()],
+    ))
+    .await?;
+    Ok(replaced == 1)
 }
 
 /// Renews `holder`'s lease of `job` for `ttl`: false if it is not theirs

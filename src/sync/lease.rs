@@ -173,7 +173,7 @@ pub fn holder_name() -> String {
 /// Whether `holder` names a process of this host that no longer runs: a
 /// `sync run` that was killed need not hold its job up until the lease
 /// expires.
-pub(super) fn holder_is_dead_here(holder: &str) -> bool {
+fn holder_is_dead_here(holder: &str) -> bool {
     let mut parts = holder.split('/');
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
@@ -255,8 +255,20 @@ impl Lease {
         job: &str,
         holder: &str,
     ) -> Result<Lease, LeaseError> {
-        if let Err((holder, until)) = super::fleet::take(cluster, job, holder, TTL).await? {
-            return Err(LeaseError::Busy { holder, until });
+        if let Err((current, until)) = super::fleet::take(cluster, job, holder, TTL).await? {
+            let dead = holder_is_dead_here(&current)
+                && super::fleet::take_over(cluster, job, &current, holder, TTL).await?;
+            if !dead {
+                return Err(LeaseError::Busy {
+                    holder: current,
+                    until,
+                });
+            }
+            tracing::warn!(
+                job,
+                holder = current,
+                "taking over a sync lease whose holder died"
+            );
         }
         let held = Held::Fleet {
             cluster: Box::new(cluster.clone()),

@@ -5,16 +5,20 @@
 //! ±25 % jitter, until `retry_for` has passed since the event happened;
 //! then it is given up (logged, counted, kept in `failed.jsonl`).
 
-use super::outbox::{Claimed, Outbox, Pending, Row, Rows};
-use super::spool::{Owner, Spool};
+mod outboxed;
+mod queue;
+
+use super::outbox::{Claimed, Outbox, Pending, Rows};
+use super::spool::Spool;
 use super::{Backlog, Event, parse_time, wanted};
 use crate::base::lock;
 use crate::config::WebhookConfig;
 use crate::metrics::{Metrics, WebhookLabel};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use hmac::{KeyInit, Mac};
-use std::collections::{BTreeSet, HashMap};
+use outboxed::LEASE_MARGIN;
+use queue::{Queue, backoff, shares};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,24 +26,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::time::Instant;
-
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-
-/// How often a node looks for due events in the fleet's outbox (retries,
-/// other nodes' events) when nothing woke it sooner.
-const OUTBOX_LOOK: Duration = Duration::from_secs(1);
-
-/// Delivered events are deleted from the outbox together, those of this
-/// long: a node killed meanwhile sends them again.
-const ACK_GATHER: Duration = Duration::from_millis(200);
-
-/// A claimed event's lease outlasts its attempt's `timeout` by this.
-const LEASE_MARGIN: Duration = Duration::from_secs(10);
-
-/// The share of `spool_limit` that events of unauthenticated sources
-/// (login_failed, ban) may hold: a flood of failed logins cannot crowd out
-/// the file events.
-const ANONYMOUS_SHARE: u64 = 16;
 
 /// How often a webhook logs that its deliveries fail, or that it drops.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -53,53 +39,6 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     format!("v1={}", crate::base::hex(&mac.finalize().into_bytes()))
-}
-
-/// An event waiting for delivery.
-struct Item {
-    body: Bytes,
-    attempts: u32,
-    /// When it happened: `retry_for` counts from here.
-    born: DateTime<Utc>,
-}
-
-#[derive(Default)]
-struct QueueState {
-    items: HashMap<String, Item>,
-    /// Items to attempt, by when: (due, order of arrival, id). An item
-    /// being attempted is in `items` but not here.
-    due: BTreeSet<(Instant, u64, String)>,
-    arrivals: u64,
-    /// Bytes of every undelivered event, those still being spooled too.
-    bytes: u64,
-    /// Of which events of unauthenticated sources, by id.
-    anonymous: std::collections::HashSet<String>,
-    anonymous_bytes: u64,
-    /// Room held for events not yet emitted (uploads in progress).
-    reserved: u64,
-}
-
-impl QueueState {
-    /// Bytes held for file events: spooled or reserved, unauthenticated
-    /// sources' events left out (they have their own share).
-    fn file_bytes(&self) -> u64 {
-        self.bytes - self.anonymous_bytes + self.reserved
-    }
-
-    /// Counts an undelivered event's body.
-    fn count(&mut self, id: &str, len: u64, anonymous: bool) {
-        self.bytes += len;
-        if anonymous {
-            self.anonymous_bytes += len;
-            self.anonymous.insert(id.to_string());
-        }
-    }
-}
-
-/// What of `spool_limit` file events may use, and what unauthenticated
-/// sources' events may.
-fn shares(limit: u64) -> (u64, u64) {
-    (limit - limit / ANONYMOUS_SHARE, limit / ANONYMOUS_SHARE)
 }
 
 /// A log line at most once per [`WARN_EVERY`], with how many times it was
@@ -120,177 +59,6 @@ impl Every {
         }
         *last = Some(Instant::now());
         Some(self.held.swap(0, Ordering::Relaxed))
-    }
-}
-
-#[derive(Default)]
-struct Queue {
-    state: Mutex<QueueState>,
-    wake: Notify,
-}
-
-impl Queue {
-    fn insert(&self, id: String, body: Bytes, born: DateTime<Utc>) {
-        let at = Instant::now();
-        let mut s = lock(&self.state);
-        s.arrivals += 1;
-        let order = s.arrivals;
-        s.due.insert((at, order, id.clone()));
-        s.items.insert(
-            id,
-            Item {
-                body,
-                attempts: 0,
-                born,
-            },
-        );
-        drop(s);
-        self.wake.notify_one();
-    }
-
-    /// Waits for the next item due, and takes it out of the schedule.
-    async fn next_due(&self) -> (String, Bytes, u32) {
-        loop {
-            let wait_until = {
-                let mut s = lock(&self.state);
-                match s.due.first().cloned() {
-                    Some((at, _, id)) if at <= Instant::now() => {
-                        s.due.pop_first();
-                        if let Some(item) = s.items.get(&id) {
-                            return (id, item.body.clone(), item.attempts);
-                        }
-                        continue;
-                    }
-                    Some((at, _, _)) => Some(at),
-                    None => None,
-                }
-            };
-            match wait_until {
-                Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {}
-                        _ = self.wake.notified() => {}
-                    }
-                }
-                None => self.wake.notified().await,
-            }
-        }
-    }
-
-    /// Takes up to `max` items due now out of the schedule, with when
-    /// each was born.
-    fn due_now(&self, max: usize) -> Vec<(String, Bytes, DateTime<Utc>)> {
-        let mut s = lock(&self.state);
-        let mut due = Vec::new();
-        while due.len() < max {
-            match s.due.first().cloned() {
-                Some((at, _, id)) if at <= Instant::now() => {
-                    s.due.pop_first();
-                    if let Some(item) = s.items.get(&id) {
-                        due.push((id, item.body.clone(), item.born));
-                    }
-                }
-                _ => break,
-            }
-        }
-        due
-    }
-
-    /// An item taken out of the schedule is due again after `delay`.
-    fn later(&self, id: String, delay: Duration) {
-        let mut s = lock(&self.state);
-        s.arrivals += 1;
-        let order = s.arrivals;
-        s.due.insert((Instant::now() + delay, order, id));
-        drop(s);
-        self.wake.notify_one();
-    }
-
-    /// An event counted by [`QueueState::count`] that went to the outbox
-    /// instead of the spool.
-    fn uncount(&self, id: &str, len: u64) {
-        let mut s = lock(&self.state);
-        s.bytes = s.bytes.saturating_sub(len);
-        if s.anonymous.remove(id) {
-            s.anonymous_bytes = s.anonymous_bytes.saturating_sub(len);
-        }
-    }
-
-    /// A delivered (or given-up) item leaves.
-    fn remove(&self, id: &str) {
-        let mut s = lock(&self.state);
-        if let Some(item) = s.items.remove(id) {
-            let len = item.body.len() as u64;
-            s.bytes = s.bytes.saturating_sub(len);
-            if s.anonymous.remove(id) {
-                s.anonymous_bytes = s.anonymous_bytes.saturating_sub(len);
-            }
-        }
-    }
-
-    /// A failed item is tried again at `at`; `Err(born)` if it is older
-    /// than `retry_for` and must be given up instead.
-    fn retry(&self, id: &str, retry_for: Duration) -> Result<u32, ()> {
-        let mut s = lock(&self.state);
-        let Some(item) = s.items.get_mut(id) else {
-            return Err(());
-        };
-        item.attempts += 1;
-        let attempts = item.attempts;
-        let age = (Utc::now() - item.born).to_std().unwrap_or_default();
-        if age > retry_for {
-            return Err(());
-        }
-        let delay = backoff(attempts);
-        s.arrivals += 1;
-        let order = s.arrivals;
-        s.due
-            .insert((Instant::now() + delay, order, id.to_string()));
-        drop(s);
-        self.wake.notify_one();
-        Ok(attempts)
-    }
-
-    fn backlog(&self) -> Backlog {
-        let s = lock(&self.state);
-        let oldest = s.items.values().map(|i| i.born).min();
-        Backlog {
-            pending: s.items.len(),
-            oldest_seconds: oldest
-                .map(|t| (Utc::now() - t).num_seconds().max(0) as u64)
-                .unwrap_or(0),
-            given_up: 0,
-        }
-    }
-}
-
-/// 1 s, 2 s, 4 s … after the first, second, third failure, at most
-/// [`MAX_BACKOFF`], each within ±25 %.
-fn backoff(attempts: u32) -> Duration {
-    let base = Duration::from_secs(1)
-        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF);
-    base.mul_f64(rand::random_range(0.75..1.25))
-}
-
-impl Owner for Arc<Queue> {
-    fn stored(&self, id: String, body: Bytes, born: DateTime<Utc>) {
-        self.insert(id, body, born);
-    }
-
-    fn retried(&self, id: String, body: Bytes) {
-        lock(&self.state).bytes += body.len() as u64;
-        self.insert(id, body, Utc::now());
-    }
-
-    fn undelivered(&self) -> Vec<(String, Bytes)> {
-        let s = lock(&self.state);
-        let mut items: Vec<_> = s.items.iter().collect();
-        items.sort_by_key(|(_, item)| item.born);
-        items
-            .into_iter()
-            .map(|(id, item)| (id.clone(), item.body.clone()))
-            .collect()
     }
 }
 
@@ -686,165 +454,6 @@ impl Webhook {
             .get_or_create(&self.label)
             .inc();
         tracing::error!(webhook = self.name(), url = config.shown_url(), id, error = why, retry_for = %humantime::format_duration(config.retry_for), "EVENT GIVEN UP after retry_for: {kept}");
-    }
-
-    /// With `[cluster]`, what the spool holds (events that could not reach
-    /// the outbox when they happened, or left from before the cluster)
-    /// moves there as soon as it can, for ever.
-    async fn move_to_outbox(self: Arc<Webhook>, outbox: Outbox) {
-        loop {
-            let (id, body, _) = self.queue.next_due().await;
-            let born = lock(&self.queue.state)
-                .items
-                .get(&id)
-                .map_or_else(Utc::now, |i| i.born);
-            let mut batch = vec![(id, body, born)];
-            batch.extend(self.queue.due_now(511));
-            let rows: Vec<_> = batch
-                .iter()
-                .map(|(id, body, born)| Row {
-                    webhook: self.name(),
-                    id,
-                    body,
-                    born: *born,
-                    lease: None,
-                })
-                .collect();
-            match outbox.insert(&rows).await {
-                Ok(()) => {
-                    for (id, _, _) in batch {
-                        self.queue.remove(&id);
-                        self.spool.ack(id);
-                    }
-                    self.committed.notify_one();
-                }
-                Err(_) => {
-                    // The outbox's writer says when the database is away.
-                    for (id, _, _) in batch {
-                        self.queue.later(id, Duration::from_secs(1));
-                    }
-                }
-            }
-        }
-    }
-
-    /// With `[cluster]`: claims this webhook's due events from the fleet's
-    /// outbox, `concurrency` at a time, and posts them, for ever. An event
-    /// is held under a lease while it is posted; one whose node died is
-    /// claimed again when its lease ends.
-    async fn deliver_outbox(self: Arc<Webhook>, outbox: Outbox) {
-        let Some(mut handed) = lock(&self.handed).take() else {
-            return;
-        };
-        let (done, acks) = mpsc::unbounded_channel();
-        tokio::spawn(self.clone().ack_outbox(outbox.clone(), acks));
-        let slots = Arc::new(Semaphore::new(self.config().concurrency));
-        let post = |event: Claimed, slot: tokio::sync::OwnedSemaphorePermit| {
-            let (hook, outbox, done) = (self.clone(), outbox.clone(), done.clone());
-            tokio::spawn(async move {
-                hook.attempt_outbox(&outbox, event, &done).await;
-                drop(slot);
-            });
-        };
-        let mut outage = crate::cluster::Outage::default();
-        let mut look = tokio::time::interval(OUTBOX_LOOK);
-        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                Some(event) = handed.recv() => {
-                    let Ok(slot) = slots.clone().acquire_owned().await else { return };
-                    post(event, slot);
-                    continue;
-                }
-                _ = look.tick() => {}
-                _ = self.committed.notified() => {}
-            }
-            // Claims as long as they come back full, a slot at least free
-            // for each.
-            loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let free = 1 + slots.available_permits();
-                let lease = self.config().timeout + LEASE_MARGIN;
-                let claimed = outbox.claim(self.name(), free, lease).await;
-                outage.note(
-                    &claimed,
-                    "cannot claim events from the cluster's outbox; trying again",
-                    "claiming events from the cluster's outbox again",
-                );
-                let claimed = claimed.unwrap_or_default();
-                let full = claimed.len() == free;
-                let mut slot = Some(slot);
-                for event in claimed {
-                    let slot = match slot.take() {
-                        Some(s) => s,
-                        None => match slots.clone().acquire_owned().await {
-                            Ok(s) => s,
-                            Err(_) => return,
-                        },
-                    };
-                    post(event, slot);
-                }
-                if !full {
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Deletes delivered events from the outbox, all those delivered
-    /// meanwhile in one statement. One not deleted (the database away)
-    /// is sent again when its lease ends: at least once.
-    async fn ack_outbox(
-        self: Arc<Webhook>,
-        outbox: Outbox,
-        mut acks: tokio::sync::mpsc::UnboundedReceiver<String>,
-    ) {
-        while let Some(first) = acks.recv().await {
-            // Those delivered within the next moment go with it: each
-            // delete is a commit, which the uploads' commits wait behind.
-            let mut ids = vec![first];
-            let gather = tokio::time::sleep(ACK_GATHER);
-            tokio::pin!(gather);
-            while ids.len() < 512 {
-                tokio::select! {
-                    id = acks.recv() => match id {
-                        Some(id) => ids.push(id),
-                        None => break,
-                    },
-                    _ = &mut gather => break,
-                }
-            }
-            let _ = outbox.delivered(self.name(), &ids).await;
-        }
-    }
-
-    async fn attempt_outbox(
-        &self,
-        outbox: &Outbox,
-        event: super::outbox::Claimed,
-        done: &tokio::sync::mpsc::UnboundedSender<String>,
-    ) {
-        let config = self.config();
-        let id = &event.id;
-        let Some(why) = self.post(&config, id, &event.body).await else {
-            self.note_delivered(id, event.attempts);
-            let _ = done.send(event.id);
-            return;
-        };
-        self.metrics
-            .event_attempts_failed
-            .get_or_create(&self.label)
-            .inc();
-        let attempt = event.attempts + 1;
-        let age = (Utc::now() - event.born).to_std().unwrap_or_default();
-        let delay = (age <= config.retry_for).then(|| backoff(attempt));
-        let _ = outbox.failed(self.name(), id, delay, &why).await;
-        match delay {
-            Some(_) => self.note_failed(&config, id, attempt, &why),
-            None => self.note_given_up(&config, id, &why, "kept in the cluster's outbox"),
-        }
     }
 
     /// Keeps the pending gauges current, once a second; with `[cluster]`
