@@ -387,18 +387,19 @@ async fn console_logins_are_banned_like_sftp_logins() {
     g.stop().await;
 }
 
-/// 300 console logins from one address, 60 at a time (the attack of
+/// 200 console logins from one address, 40 at a time (the attack of
 /// issue 30): the source's turns let at most `ban_threshold` (5) be
 /// checked, two at a time; the rest are refused unchecked (429), the right
 /// password afterwards too, and another address logs in over SFTP meanwhile.
-/// Before, all 300 were checked and a right guess among them got a session.
+/// Before, all of them were checked and a right guess among them got a session.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_console_logins_is_checked_at_most_the_threshold() {
     let g = start_with_tables(&console_tables("")).await;
     let api = Api::new(&g);
-    // 60 connections at once (the listener's cap per source is 64), each
-    // sending 5 guesses.
-    let burst = futures::future::join_all((0..60).map(|i| {
+    // 40 connections at once, each sending 5 guesses: under the listener's
+    // cap per source (64) with room for connections the server has not
+    // yet seen closed (at 60, a loaded machine once refused one).
+    let burst = futures::future::join_all((0..40).map(|i| {
         let api = &api;
         async move {
             let mut answers = Vec::new();
@@ -424,8 +425,8 @@ async fn a_burst_of_console_logins_is_checked_at_most_the_threshold() {
         .iter()
         .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
         .count();
-    assert!(checked <= 5, "{checked} passwords checked of 300");
-    assert_eq!(checked + refused, 300, "{answers:?}");
+    assert!(checked <= 5, "{checked} passwords checked of 200");
+    assert_eq!(checked + refused, 200, "{answers:?}");
     assert!(other_logged_in, "another address logs in during the burst");
     let (status, body) = api.login("ops", PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
