@@ -101,6 +101,7 @@ impl SessionContext {
         };
         Some(SessionVfs::new(
             vfs,
+            &user.filters,
             self.events.clone(),
             origin,
             live.clone(),

@@ -163,6 +163,7 @@ mod tests {
             max_sessions: 1,
             allowed_ips: Vec::new(),
             mounts: Vec::new(),
+            filters: Vec::new(),
         })
     }
 

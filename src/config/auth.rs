@@ -135,6 +135,17 @@ pub struct UserDefinition {
     pub allowed_ips: Option<Vec<String>>,
     #[serde(default)]
     pub authorized_keys: Vec<String>,
+    #[serde(default)]
+    pub filters: Vec<FilterDefinition>,
+}
+
+/// A `[[users.filters]]` table as a template or the hook gives it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterDefinition {
+    pub path: String,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

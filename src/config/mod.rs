@@ -6,6 +6,7 @@
 //! below (`validate.rs`), which the rest of the gateway uses.
 
 mod auth;
+mod filters;
 mod memory;
 mod permissions;
 mod raw;
@@ -18,6 +19,7 @@ pub use auth::{
     AuthConfig, HookConfig, LdapConfig, LdapFind, MountDefinition, SourceKind, TemplateConfig,
     UserDefinition, fill,
 };
+pub use filters::FilterConfig;
 pub use permissions::{Permission, Permissions};
 pub use webhooks::{EventKind, WebhookConfig};
 
@@ -279,6 +281,8 @@ pub struct UserConfig {
     pub max_sessions: usize,
     pub allowed_ips: Vec<IpNet>,
     pub mounts: Vec<MountConfig>,
+    /// Which names may be written where, deepest folder first.
+    pub filters: Vec<FilterConfig>,
 }
 
 #[derive(Debug, Clone)]

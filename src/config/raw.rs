@@ -144,6 +144,15 @@ pub struct RawUser {
     pub max_sessions: S<i64>,
     pub allowed_ips: S<Vec<Spanned<String>>>,
     pub mounts: Vec<Spanned<RawMount>>,
+    pub filters: Vec<Spanned<RawFilter>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawFilter {
+    pub path: S<String>,
+    pub allow: S<Vec<Spanned<String>>>,
+    pub deny: S<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -230,4 +239,5 @@ pub struct RawTemplate {
     pub max_sessions: S<i64>,
     pub allowed_ips: S<Vec<Spanned<String>>>,
     pub mounts: Vec<Spanned<RawMount>>,
+    pub filters: Vec<Spanned<RawFilter>>,
 }

@@ -528,3 +528,38 @@ fn cluster_problems_name_their_key_and_line_and_the_url_stays_secret() {
     assert!(!cluster.node.is_empty());
     assert!(!format!("{cluster:?}").contains("hunter2"));
 }
+
+#[test]
+fn filter_problems_name_their_key_and_line() {
+    let text = format!(
+        "[remotes.store]\nkind = \"memory\"\n[[users]]\nname = \"erin\"\npassword = \"{HASH}\"\nhome = \"store:/erin\"\n\
+         [[users.filters]]\nallow = [\"*.csv\"]\n\
+         [[users.filters]]\npath = \"/in\"\ndeny = [\"a/*.exe\"]\n\
+         [[users.filters]]\npath = \"/out\"\n\
+         [[users.filters]]\npath = \"/ok\"\ndeny = [\"*.js\"]\n\
+         [[users.filters]]\npath = \"/ok/\"\ndeny = [\"*.exe\"]\n"
+    );
+    let problems = parse(&text).unwrap_err();
+    assert_problems(
+        &problems,
+        &[
+            (7, "users[0].filters[0].path", "is required"),
+            (9, "users[0].filters[1].allow", "without '/'"),
+            (12, "users[0].filters[2].allow", "needs allow or deny"),
+            (17, "users[0].filters[4].path", "/ok has a filter already"),
+        ],
+    );
+    let ok = format!(
+        "[remotes.store]\nkind = \"memory\"\n[[users]]\nname = \"erin\"\npassword = \"{HASH}\"\nhome = \"store:/erin\"\n\
+         [[users.filters]]\npath = \"/\"\ndeny = [\"*.EXE\"]\n\
+         [[users.filters]]\npath = \"/in/deep/\"\nallow = [\"*.csv\"]\n\
+         [[users.filters]]\npath = \"in\"\nallow = [\"*.xml\"]\n"
+    );
+    let config = parse(&ok).unwrap();
+    let paths: Vec<&str> = config.users[0]
+        .filters
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(paths, ["/in/deep", "/in", "/"], "deepest first");
+}

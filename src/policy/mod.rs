@@ -1,6 +1,6 @@
 //! Policy around the VFS (DESIGN §1): what the gateway does beside moving
 //! a file — the audit line, the webhook events, the console's view, the
-//! byte counters. Each is a [`Layer`], written once in a file of its own
+//! byte counters, the file rules. Each is a [`Layer`], written once in a file of its own
 //! and wrapped around any [`Vfs`] by [`Layered`]; `vfs/` below knows none
 //! of them, as libunftp's storage backends know nothing of its middleware.
 //!
@@ -11,6 +11,7 @@ pub mod audit;
 pub mod counted;
 pub mod events;
 pub mod live;
+pub mod rules;
 
 use crate::base::{Algorithm, FsResult};
 use crate::vfs::transfers::{Ended, Observers, Progress};
@@ -215,11 +216,15 @@ impl<L: Layer, V: Vfs> Vfs for Layered<L, V> {
 }
 
 /// Every layer, outermost first: the console sees what the audit line
-/// says; the events layer sits nearest the files, so an operation it
-/// refuses (its event cannot be taken) is audited as refused.
+/// says; what the file rules or the events layer (its event cannot be
+/// taken) refuse is audited as refused, and a refused upload posts no
+/// event.
 pub type Stack = Layered<
     live::Watched,
-    Layered<audit::Audited, Layered<counted::Counted, Layered<events::Told, UserVfs>>>,
+    Layered<
+        audit::Audited,
+        rules::Ruled<Layered<counted::Counted, Layered<events::Told, UserVfs>>>,
+    >,
 >;
 
 /// A user's VFS as a session serves it, with every layer of policy.
@@ -230,10 +235,11 @@ pub struct SessionVfs {
 
 impl SessionVfs {
     /// Wraps `vfs` for one session of `origin`'s user: its operations
-    /// audited, told to `events`, counted into `metrics` and shown on the
-    /// console's `live` entry.
+    /// held to the user's `filters`, audited, told to `events`, counted
+    /// into `metrics` and shown on the console's `live` entry.
     pub fn new(
         vfs: UserVfs,
+        filters: &[crate::config::FilterConfig],
         events: Arc<crate::events::Events>,
         origin: crate::events::Origin,
         live: Arc<crate::live::LiveSession>,
@@ -242,7 +248,8 @@ impl SessionVfs {
         let protocol = origin.protocol;
         let told = Layered::new(events::Told::new(events, origin.clone()), vfs);
         let counted = Layered::new(counted::Counted::new(metrics, protocol), told);
-        let audited = Layered::new(audit::Audited, counted);
+        let ruled = rules::Ruled::new(filters, counted);
+        let audited = Layered::new(audit::Audited, ruled);
         SessionVfs {
             vfs: Layered::new(live::Watched::new(live, origin), audited),
         }
@@ -250,7 +257,7 @@ impl SessionVfs {
 
     /// The user whose files these are.
     pub fn user(&self) -> &str {
-        self.vfs.inner().inner().inner().inner().user()
+        self.vfs.inner().inner().inner().inner().inner().user()
     }
 }
 

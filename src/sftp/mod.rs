@@ -73,7 +73,7 @@ where
     );
     let metrics = crate::metrics::Metrics::new();
     let events = crate::events::Events::none();
-    let vfs = crate::policy::SessionVfs::new(vfs, events, origin, session.0.clone(), &metrics);
+    let vfs = crate::policy::SessionVfs::new(vfs, &[], events, origin, session.0.clone(), &metrics);
     pump::run(stream, handler::SftpHandler::new(vfs, handles, 64)).await;
 }
 

@@ -22,6 +22,7 @@ mod listings;
 mod operations;
 mod outbound;
 mod prefetch;
+mod rules;
 mod s3_objects;
 mod sftp;
 mod sftp_clients;

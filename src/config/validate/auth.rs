@@ -331,6 +331,7 @@ fn validate_template(
         max_sessions: t.max_sessions.clone(),
         allowed_ips: t.allowed_ips.clone(),
         mounts,
+        filters: t.filters.clone(),
         ..RawUser::default()
     };
     let checked = validate_user(
@@ -366,6 +367,15 @@ fn validate_template(
             max_sessions: t.max_sessions.as_ref().map(|n| *n.get_ref()),
             allowed_ips: texts(&t.allowed_ips),
             authorized_keys: Vec::new(),
+            filters: t
+                .filters
+                .iter()
+                .map(|f| FilterDefinition {
+                    path: text(&f.get_ref().path).unwrap_or_default(),
+                    allow: texts(&f.get_ref().allow),
+                    deny: texts(&f.get_ref().deny),
+                })
+                .collect(),
         },
     })
 }
@@ -394,6 +404,20 @@ impl UserDefinition {
                             path: Some(s(&m.path)),
                             target: Some(s(&m.target)),
                             read_only: Some(Spanned::new(0..0, m.read_only)),
+                        },
+                    )
+                })
+                .collect(),
+            filters: self
+                .filters
+                .iter()
+                .map(|f| {
+                    Spanned::new(
+                        0..0,
+                        RawFilter {
+                            path: Some(s(&f.path)),
+                            allow: f.allow.as_deref().map(list),
+                            deny: f.deny.as_deref().map(list),
                         },
                     )
                 })

@@ -130,6 +130,7 @@ pub(super) fn validate_user(
             mline,
         ));
     }
+    let filters = validate_filters(cx, table, &u.filters);
     Some(UserConfig {
         name,
         password_hash,
@@ -139,7 +140,55 @@ pub(super) fn validate_user(
         max_sessions: cx.count(&u.max_sessions, &key("max_sessions"), 10, 1..=100_000),
         allowed_ips,
         mounts: mounts.into_iter().map(|(m, _)| m).collect(),
+        filters,
     })
+}
+
+/// `filters`, deepest folder first: a name is judged by the first that
+/// covers its folder.
+fn validate_filters(
+    cx: &mut Ctx<'_>,
+    table: &str,
+    raw: &[Spanned<RawFilter>],
+) -> Vec<FilterConfig> {
+    let mut filters: Vec<FilterConfig> = Vec::new();
+    for (f, spanned) in raw.iter().enumerate() {
+        let fline = cx.lines.of(spanned);
+        let filter = spanned.get_ref();
+        let fkey = |k: &str| join_key(table, &format!("filters[{f}].{k}"));
+        let path = match &filter.path {
+            None => {
+                cx.problem(fline, &fkey("path"), "is required");
+                continue;
+            }
+            Some(p) => match normalise_config_path(p.get_ref()) {
+                Ok(n) => format!("/{n}"),
+                Err(e) => {
+                    cx.at(p, &fkey("path"), e);
+                    continue;
+                }
+            },
+        };
+        if filters.iter().any(|o| o.path == path) {
+            cx.problem(fline, &fkey("path"), format!("{path} has a filter already"));
+            continue;
+        }
+        let texts = |v: &S<Vec<Spanned<String>>>| -> Vec<String> {
+            v.as_ref()
+                .map(|l| l.get_ref().iter().map(|s| s.get_ref().clone()).collect())
+                .unwrap_or_default()
+        };
+        if filter.allow.is_none() && filter.deny.is_none() {
+            cx.problem(fline, &fkey("allow"), "a filter needs allow or deny globs");
+            continue;
+        }
+        match FilterConfig::new(path, texts(&filter.allow), texts(&filter.deny)) {
+            Ok(made) => filters.push(made),
+            Err(e) => cx.problem(fline, &fkey("allow"), e),
+        }
+    }
+    filters.sort_by_key(|f| std::cmp::Reverse(f.path.len()));
+    filters
 }
 
 /// Two mount paths overlap when equal or one lies inside the other.

@@ -1,0 +1,105 @@
+//! File rules (`[[users.filters]]`): an upload, a rename or a mkdir whose
+//! name a filter refuses does not happen, and the client is told which
+//! rule refused it. Listings are not filtered: what is there is shown.
+//!
+//! A VFS around the user's, rather than a [`super::Layer`]: a rename's
+//! rule depends on whether it moves a file or a folder, which takes a
+//! `stat` before it is decided.
+
+use crate::base::{Algorithm, FsError, FsResult};
+use crate::config::FilterConfig;
+use crate::vfs::{Download, FileStat, Located, Upload, UserPath, Vfs, WriteMode};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct Ruled<V> {
+    /// Deepest folder first.
+    filters: Arc<[FilterConfig]>,
+    inner: V,
+}
+
+impl<V: Vfs> Ruled<V> {
+    pub fn new(filters: &[FilterConfig], inner: V) -> Self {
+        Ruled {
+            filters: filters.into(),
+            inner,
+        }
+    }
+
+    pub fn inner(&self) -> &V {
+        &self.inner
+    }
+
+    /// Refuses writing `path` (a file, or a folder) when the filter of its
+    /// folder does.
+    fn check(&self, path: &UserPath, file: bool) -> FsResult<()> {
+        let folder = path.parent();
+        let Some(filter) = self.filters.iter().find(|f| f.covers(folder.as_str())) else {
+            return Ok(());
+        };
+        match filter.refuses(path.file_name(), file) {
+            Some(why) => Err(FsError::PermissionDenied(why)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl<V: Vfs> Vfs for Ruled<V> {
+    async fn stat(&self, path: &UserPath) -> FsResult<FileStat> {
+        self.inner.stat(path).await
+    }
+
+    async fn list(&self, path: &UserPath) -> FsResult<BoxStream<'static, FsResult<FileStat>>> {
+        self.inner.list(path).await
+    }
+
+    async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download> {
+        self.inner.open_read(path, offset).await
+    }
+
+    async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
+        self.check(path, true)?;
+        self.inner.open_write(path, mode).await
+    }
+
+    async fn mkdir(&self, path: &UserPath) -> FsResult<()> {
+        self.check(path, false)?;
+        self.inner.mkdir(path).await
+    }
+
+    async fn rmdir(&self, path: &UserPath) -> FsResult<()> {
+        self.inner.rmdir(path).await
+    }
+
+    async fn remove(&self, path: &UserPath) -> FsResult<()> {
+        self.inner.remove(path).await
+    }
+
+    async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> FsResult<()> {
+        if !self.filters.is_empty() {
+            let file = !self.inner.stat(from).await?.is_dir;
+            self.check(to, file)?;
+        }
+        self.inner.rename(from, to, overwrite).await
+    }
+
+    async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> FsResult<()> {
+        self.inner.set_times(path, mtime).await
+    }
+
+    async fn statvfs(&self, path: &UserPath) -> FsResult<crate::remote::Space> {
+        self.inner.statvfs(path).await
+    }
+
+    async fn digest(&self, path: &UserPath, algorithm: Algorithm) -> FsResult<Vec<u8>> {
+        self.inner.digest(path, algorithm).await
+    }
+
+    fn locate(&self, path: &UserPath) -> Option<Located> {
+        self.inner.locate(path)
+    }
+}

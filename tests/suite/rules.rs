@@ -1,0 +1,119 @@
+//! File rules (`[[users.filters]]`) as clients meet them: a name a rule
+//! refuses is not written, over SFTP (the russh client) and FTP
+//! (suppaftp), and the client is told which rule refused it.
+
+use crate::common;
+use common::gateway::{HASH, PASSWORD, TestGateway, put, ssh_password, start_with_tables};
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
+
+/// erin may not write `*.exe` or `*.js` anywhere; in `/in`, only `*.csv`
+/// and `*.xml` files (and no `*.tmp` either).
+fn erin() -> String {
+    format!(
+        r#"
+[[users]]
+name = "erin"
+password = "{HASH}"
+home = "store:/erin"
+
+[[users.filters]]
+path = "/"
+deny = ["*.exe", "*.js"]
+
+[[users.filters]]
+path = "/in"
+allow = ["*.csv", "*.xml"]
+deny = ["*.tmp"]
+"#
+    )
+}
+
+/// The keys under erin's home, sorted.
+fn keys(g: &TestGateway) -> Vec<String> {
+    let out = g.s3(
+        "print('\\n'.join(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket, Prefix='erin/').get('Contents', []))))",
+    );
+    out.lines().map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sftp_uploads_renames_and_folders_keep_to_the_rules() {
+    let g = start_with_tables(&erin()).await;
+    let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let h = ssh_password(stream, "erin", PASSWORD).await.unwrap();
+    let s = common::gateway::sftp(&h).await;
+    s.mkdir("/in", FileAttributes::empty()).await.unwrap();
+    let refused = async |path: &str| {
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        s.open(path, flags, FileAttributes::empty())
+            .await
+            .err()
+            .map(|e| e.to_string())
+    };
+    let why = refused("/tool.EXE")
+        .await
+        .expect("a .EXE upload is refused");
+    assert!(
+        why.contains(r#"deny \"*.exe\""#) || why.contains(r#"deny "*.exe""#),
+        "{why}"
+    );
+    let why = refused("/in/notes.txt")
+        .await
+        .expect("allow lets only csv and xml in /in");
+    assert!(why.contains("allow"), "{why}");
+    assert!(
+        refused("/in/deep/x.tmp").await.is_some(),
+        "/in's deny holds below it"
+    );
+    put(&s, "/in/data.CSV", b"a,b").await;
+    put(&s, "/readme.txt", b"hi").await;
+    // A folder is judged by deny alone; a rename by what it moves.
+    s.mkdir("/in/archive", FileAttributes::empty())
+        .await
+        .unwrap();
+    let why = s
+        .mkdir("/bin.exe", FileAttributes::empty())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("deny"), "{why}");
+    let why = s
+        .rename("/readme.txt", "/readme.js")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains(r#"*.js"#), "{why}");
+    let why = s
+        .rename("/readme.txt", "/in/readme.txt")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("allow"), "{why}");
+    s.rename("/in/archive", "/in/old").await.unwrap();
+    assert_eq!(
+        keys(&g),
+        [
+            "erin/",
+            "erin/in/",
+            "erin/in/data.CSV",
+            "erin/in/old/",
+            "erin/readme.txt"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ftp_upload_a_rule_refuses_is_not_stored() {
+    let g = start_with_tables(&erin()).await;
+    let mut ftp = common::ftp::ftp_plain(&g, "erin").await;
+    let mut body = std::io::Cursor::new(b"MZ".to_vec());
+    let why = ftp
+        .put_file("setup.exe", &mut body)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("deny") && why.contains("*.exe"), "{why}");
+    let mut body = std::io::Cursor::new(b"ok".to_vec());
+    ftp.put_file("fine.txt", &mut body).await.unwrap();
+    assert_eq!(keys(&g), ["erin/", "erin/fine.txt"]);
+}
