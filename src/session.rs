@@ -101,7 +101,7 @@ impl SessionContext {
         };
         Some(SessionVfs::new(
             vfs,
-            &user.filters,
+            (&user.filters, user.max_file_size),
             self.events.clone(),
             origin,
             live.clone(),

@@ -137,6 +137,7 @@ pub struct UserDefinition {
     pub authorized_keys: Vec<String>,
     #[serde(default)]
     pub filters: Vec<FilterDefinition>,
+    pub max_file_size: Option<String>,
 }
 
 /// A `[[users.filters]]` table as a template or the hook gives it.

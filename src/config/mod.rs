@@ -283,6 +283,8 @@ pub struct UserConfig {
     pub mounts: Vec<MountConfig>,
     /// Which names may be written where, deepest folder first.
     pub filters: Vec<FilterConfig>,
+    /// The largest file the user may write; `None`: no limit.
+    pub max_file_size: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

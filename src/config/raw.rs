@@ -145,6 +145,7 @@ pub struct RawUser {
     pub allowed_ips: S<Vec<Spanned<String>>>,
     pub mounts: Vec<Spanned<RawMount>>,
     pub filters: Vec<Spanned<RawFilter>>,
+    pub max_file_size: S<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -240,4 +241,5 @@ pub struct RawTemplate {
     pub allowed_ips: S<Vec<Spanned<String>>>,
     pub mounts: Vec<Spanned<RawMount>>,
     pub filters: Vec<Spanned<RawFilter>>,
+    pub max_file_size: S<String>,
 }

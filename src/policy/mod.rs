@@ -235,11 +235,11 @@ pub struct SessionVfs {
 
 impl SessionVfs {
     /// Wraps `vfs` for one session of `origin`'s user: its operations
-    /// held to the user's `filters`, audited, told to `events`, counted
+    /// held to the user's file `rules`, audited, told to `events`, counted
     /// into `metrics` and shown on the console's `live` entry.
     pub fn new(
         vfs: UserVfs,
-        filters: &[crate::config::FilterConfig],
+        rules: (&[crate::config::FilterConfig], Option<u64>),
         events: Arc<crate::events::Events>,
         origin: crate::events::Origin,
         live: Arc<crate::live::LiveSession>,
@@ -248,7 +248,7 @@ impl SessionVfs {
         let protocol = origin.protocol;
         let told = Layered::new(events::Told::new(events, origin.clone()), vfs);
         let counted = Layered::new(counted::Counted::new(metrics, protocol), told);
-        let ruled = rules::Ruled::new(filters, counted);
+        let ruled = rules::Ruled::new(rules.0, rules.1, counted);
         let audited = Layered::new(audit::Audited, ruled);
         SessionVfs {
             vfs: Layered::new(live::Watched::new(live, origin), audited),

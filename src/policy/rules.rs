@@ -1,6 +1,8 @@
-//! File rules (`[[users.filters]]`): an upload, a rename or a mkdir whose
-//! name a filter refuses does not happen, and the client is told which
-//! rule refused it. Listings are not filtered: what is there is shown.
+//! File rules (`[[users.filters]]`, `max_file_size`): an upload, a rename
+//! or a mkdir whose name a filter refuses does not happen, an upload that
+//! grows past `max_file_size` fails (nothing of it is stored), and the
+//! client is told which rule refused it. Listings are not filtered: what
+//! is there is shown.
 //!
 //! A VFS around the user's, rather than a [`super::Layer`]: a rename's
 //! rule depends on whether it moves a file or a folder, which takes a
@@ -18,13 +20,15 @@ use std::sync::Arc;
 pub struct Ruled<V> {
     /// Deepest folder first.
     filters: Arc<[FilterConfig]>,
+    max_file_size: Option<u64>,
     inner: V,
 }
 
 impl<V: Vfs> Ruled<V> {
-    pub fn new(filters: &[FilterConfig], inner: V) -> Self {
+    pub fn new(filters: &[FilterConfig], max_file_size: Option<u64>, inner: V) -> Self {
         Ruled {
             filters: filters.into(),
+            max_file_size,
             inner,
         }
     }
@@ -63,7 +67,15 @@ impl<V: Vfs> Vfs for Ruled<V> {
 
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
         self.check(path, true)?;
-        self.inner.open_write(path, mode).await
+        let mut upload = self.inner.open_write(path, mode).await?;
+        if let Some(most) = self.max_file_size {
+            let rule = format!(
+                "max_file_size: files of at most {}",
+                crate::config::units::format_size(most)
+            );
+            upload.observers().limit(most, rule);
+        }
+        Ok(upload)
     }
 
     async fn mkdir(&self, path: &UserPath) -> FsResult<()> {

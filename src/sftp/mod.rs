@@ -73,7 +73,14 @@ where
     );
     let metrics = crate::metrics::Metrics::new();
     let events = crate::events::Events::none();
-    let vfs = crate::policy::SessionVfs::new(vfs, &[], events, origin, session.0.clone(), &metrics);
+    let vfs = crate::policy::SessionVfs::new(
+        vfs,
+        (&[], None),
+        events,
+        origin,
+        session.0.clone(),
+        &metrics,
+    );
     pump::run(stream, handler::SftpHandler::new(vfs, handles, 64)).await;
 }
 

@@ -47,6 +47,8 @@ pub type EndHook = Box<dyn FnOnce(Ended<'_>) -> BoxFuture<'static, ()> + Send + 
 pub struct Observers {
     ends: Vec<EndHook>,
     progress: Vec<Progress>,
+    /// The most bytes an upload's file may hold, and the rule that says so.
+    most: Option<(u64, String)>,
 }
 
 impl std::fmt::Debug for Observers {
@@ -65,6 +67,22 @@ impl Observers {
 
     pub fn on_progress(&mut self, progress: Progress) {
         self.progress.push(progress);
+    }
+
+    /// An upload whose file would pass `bytes` fails, told `rule`; the
+    /// lowest of several limits holds.
+    pub fn limit(&mut self, bytes: u64, rule: String) {
+        if self.most.as_ref().is_none_or(|(most, _)| bytes < *most) {
+            self.most = Some((bytes, rule));
+        }
+    }
+
+    /// Refuses a write that would make the file `end` bytes long.
+    pub fn allows(&self, end: u64) -> Result<(), FsError> {
+        match &self.most {
+            Some((most, rule)) if end > *most => Err(FsError::PermissionDenied(rule.clone())),
+            _ => Ok(()),
+        }
     }
 
     /// `n` more bytes moved.

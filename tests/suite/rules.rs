@@ -117,3 +117,74 @@ async fn an_ftp_upload_a_rule_refuses_is_not_stored() {
     ftp.put_file("fine.txt", &mut body).await.unwrap();
     assert_eq!(keys(&g), ["erin/", "erin/fine.txt"]);
 }
+
+/// fran may write files of at most 1 MiB.
+fn fran() -> String {
+    format!(
+        "[[users]]\nname = \"fran\"\npassword = \"{HASH}\"\nhome = \"store:/fran\"\nmax_file_size = \"1MiB\"\n"
+    )
+}
+
+/// What the bucket holds under `prefix`: each key's size, and how many
+/// multipart uploads are open.
+fn stored(g: &TestGateway, prefix: &str) -> String {
+    g.s3(&format!(
+        "print(sorted((o['Key'], o['Size']) for o in s3.list_objects_v2(Bucket=bucket, Prefix='{prefix}').get('Contents', [])),
+               len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))"
+    ))
+    .trim()
+    .to_string()
+}
+
+/// An upload that grows past `max_file_size` fails with the rule named,
+/// over SFTP and FTP: the object it would have replaced stays as it was,
+/// and no multipart upload is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_past_max_file_size_fails_and_stores_nothing() {
+    let g = start_with_tables(&fran()).await;
+    let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let h = ssh_password(stream, "fran", PASSWORD).await.unwrap();
+    let s = common::gateway::sftp(&h).await;
+    put(&s, "/keep.bin", &vec![1u8; 100 << 10]).await;
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let handle = s
+        .open("/keep.bin", flags, FileAttributes::empty())
+        .await
+        .unwrap()
+        .handle;
+    let mut refused = None;
+    for i in 0..64u64 {
+        if let Err(e) = s.write(&handle, i * (32 << 10), vec![2u8; 32 << 10]).await {
+            refused = Some((i, e.to_string()));
+            break;
+        }
+    }
+    let (at, why) = refused.expect("a 2 MiB write sequence is refused");
+    assert_eq!(at, 32, "refused at the first write past 1 MiB");
+    assert!(
+        why.contains("max_file_size") && why.contains("at most 1 MiB"),
+        "{why}"
+    );
+    assert!(
+        s.close(handle).await.is_err(),
+        "the close of a failed upload fails"
+    );
+    let fran = "fran/";
+    assert_eq!(
+        stored(&g, fran),
+        "[('fran/', 0), ('fran/keep.bin', 102400)] 0"
+    );
+
+    let mut ftp = common::ftp::ftp_plain(&g, "fran").await;
+    let mut body = std::io::Cursor::new(vec![3u8; 2 << 20]);
+    let why = ftp
+        .put_file("big.bin", &mut body)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("max_file_size"), "{why}");
+    assert_eq!(
+        stored(&g, fran),
+        "[('fran/', 0), ('fran/keep.bin', 102400)] 0"
+    );
+}

@@ -332,6 +332,7 @@ fn validate_template(
         allowed_ips: t.allowed_ips.clone(),
         mounts,
         filters: t.filters.clone(),
+        max_file_size: t.max_file_size.clone(),
         ..RawUser::default()
     };
     let checked = validate_user(
@@ -376,6 +377,7 @@ fn validate_template(
                     deny: texts(&f.get_ref().deny),
                 })
                 .collect(),
+            max_file_size: text(&t.max_file_size),
         },
     })
 }
@@ -422,6 +424,7 @@ impl UserDefinition {
                     )
                 })
                 .collect(),
+            max_file_size: self.max_file_size.as_deref().map(s),
         };
         let lines = LineIndex::new("");
         let mut problems = Vec::new();

@@ -141,6 +141,10 @@ pub(super) fn validate_user(
         allowed_ips,
         mounts: mounts.into_iter().map(|(m, _)| m).collect(),
         filters,
+        max_file_size: u
+            .max_file_size
+            .is_some()
+            .then(|| cx.size(&u.max_file_size, &key("max_file_size"), u64::MAX)),
     })
 }
 

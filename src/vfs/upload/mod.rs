@@ -250,6 +250,11 @@ impl Upload {
     /// Writes `data` at `offset`. Returns at once unless memory is at its bound.
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> FsResult<()> {
         let len = data.len() as u64;
+        // Past a limit the whole upload fails: nothing of it is stored.
+        if let Err(e) = self.observers.allows(offset.saturating_add(len)) {
+            self.fail(e.clone());
+            return Err(e);
+        }
         let written = self.write(offset, data).await;
         if written.is_ok() {
             self.observers.moved(len);
