@@ -176,6 +176,23 @@ fn node_with_api(database: &str, name: &str) -> String {
     )
 }
 
+/// `(ok, body)` of an API call to `api` with [`TOKEN`].
+async fn api_call(api: std::net::SocketAddr, method: &str, path: &str) -> (bool, String) {
+    let (ok, out, err) = common::run(
+        "curl",
+        &[
+            "-sf",
+            "-X",
+            method,
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            &format!("http://{api}/api/v1/{path}"),
+        ],
+    )
+    .await;
+    (ok, if ok { out } else { err })
+}
+
 /// One failed login at each of two nodes makes the fleet's threshold (2,
 /// where neither node alone reached it): the source is refused at both,
 /// another source is not. Lifting the ban through one node's API lifts it
@@ -225,18 +242,7 @@ async fn a_ban_counted_across_nodes_holds_at_every_node() {
         ok && health.contains(r#""cluster":{"node":"ban-a","state":"up"}"#),
         "{health}"
     );
-    let (ok, _, err) = common::run(
-        "curl",
-        &[
-            "-sf",
-            "-X",
-            "DELETE",
-            "-H",
-            &format!("Authorization: Bearer {TOKEN}"),
-            &format!("http://{api}/api/v1/bans/{attacker}"),
-        ],
-    )
-    .await;
+    let (ok, err) = api_call(api, "DELETE", &format!("bans/{attacker}")).await;
     assert!(ok, "lift: {err}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -505,17 +511,8 @@ async fn transfers_go_on_while_the_database_is_stopped() {
 
 /// `GET /api/v1/sessions` of `api`, with [`TOKEN`].
 async fn sessions_at(api: std::net::SocketAddr) -> serde_json::Value {
-    let (ok, out, err) = common::run(
-        "curl",
-        &[
-            "-sf",
-            "-H",
-            &format!("Authorization: Bearer {TOKEN}"),
-            &format!("http://{api}/api/v1/sessions"),
-        ],
-    )
-    .await;
-    assert!(ok, "sessions: {err}");
+    let (ok, out) = api_call(api, "GET", "sessions").await;
+    assert!(ok, "sessions: {out}");
     serde_json::from_str(&out).unwrap()
 }
 
@@ -580,19 +577,9 @@ async fn a_session_at_another_node_is_listed_and_ended() {
     assert!(listed.get("incomplete").is_none(), "{listed}");
 
     let asked = Instant::now();
-    let (ok, out, err) = common::run(
-        "curl",
-        &[
-            "-sf",
-            "-X",
-            "DELETE",
-            "-H",
-            &format!("Authorization: Bearer {TOKEN}"),
-            &format!("http://{}/api/v1/sessions/{id}?node=live-b", a.admin()),
-        ],
-    )
-    .await;
-    assert!(ok, "end: {err} {out}");
+    let end = format!("sessions/{id}?node=live-b");
+    let (ok, out) = api_call(a.admin(), "DELETE", &end).await;
+    assert!(ok, "end: {out}");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&out).unwrap(),
         serde_json::json!({ "ended": id, "node": "live-b" })
@@ -641,18 +628,7 @@ async fn a_session_at_another_node_is_listed_and_ended() {
         assert!(Instant::now() < deadline, "still listed: {listed}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (ok, _, _) = common::run(
-        "curl",
-        &[
-            "-sf",
-            "-X",
-            "DELETE",
-            "-H",
-            &format!("Authorization: Bearer {TOKEN}"),
-            &format!("http://{}/api/v1/sessions/{id}?node=live-b", a.admin()),
-        ],
-    )
-    .await;
+    let (ok, _) = api_call(a.admin(), "DELETE", &end).await;
     assert!(!ok, "ended twice");
     drop(at_a);
 }
@@ -775,23 +751,6 @@ async fn quota_usage_counts_every_nodes_changes() {
         quotas::usage(&c, "nobody").await.unwrap(),
         quotas::Usage::default()
     );
-}
-
-/// `(ok, body)` of an API call to `api` with [`TOKEN`].
-async fn api_call(api: std::net::SocketAddr, method: &str, path: &str) -> (bool, String) {
-    let (ok, out, err) = common::run(
-        "curl",
-        &[
-            "-sf",
-            "-X",
-            method,
-            "-H",
-            &format!("Authorization: Bearer {TOKEN}"),
-            &format!("http://{api}/api/v1/{path}"),
-        ],
-    )
-    .await;
-    (ok, if ok { out } else { err })
 }
 
 /// An event node a gave up on (its receiver down past `retry_for`) is

@@ -95,22 +95,13 @@ pub(super) fn validate_user(
         let mline = cx.lines.of(spanned_mount);
         let mount = spanned_mount.get_ref();
         let mkey = |k: &str| join_key(table, &format!("mounts[{m}].{k}"));
-        let path = match &mount.path {
-            None => {
-                cx.problem(mline, &mkey("path"), "is required");
+        let path = match tree_path(cx, &mount.path, &mkey("path"), mline) {
+            Some((p, path)) if path == "/" => {
+                cx.at(p, &mkey("path"), "cannot be \"/\": that is the user's home");
                 continue;
             }
-            Some(p) => match normalise_config_path(p.get_ref()) {
-                Ok(n) if n.is_empty() => {
-                    cx.at(p, &mkey("path"), "cannot be \"/\": that is the user's home");
-                    continue;
-                }
-                Ok(n) => format!("/{n}"),
-                Err(e) => {
-                    cx.at(p, &mkey("path"), e);
-                    continue;
-                }
-            },
+            Some((_, path)) => path,
+            None => continue,
         };
         let Some(target) = cx.location(&mount.target, &mkey("target"), mline, remotes) else {
             continue;
@@ -148,6 +139,28 @@ pub(super) fn validate_user(
     })
 }
 
+/// A table's required `path` in the user's tree, absolute and normalised
+/// (`/` for the whole tree), with where it was written; `None` once the
+/// problem is reported.
+fn tree_path<'a>(
+    cx: &mut Ctx<'_>,
+    path: &'a S<String>,
+    key: &str,
+    line: usize,
+) -> Option<(&'a Spanned<String>, String)> {
+    let Some(p) = path else {
+        cx.problem(line, key, "is required");
+        return None;
+    };
+    match normalise_config_path(p.get_ref()) {
+        Ok(n) => Some((p, format!("/{n}"))),
+        Err(e) => {
+            cx.at(p, key, e);
+            None
+        }
+    }
+}
+
 /// `filters`, deepest folder first: a name is judged by the first that
 /// covers its folder.
 fn validate_filters(
@@ -160,18 +173,8 @@ fn validate_filters(
         let fline = cx.lines.of(spanned);
         let filter = spanned.get_ref();
         let fkey = |k: &str| join_key(table, &format!("filters[{f}].{k}"));
-        let path = match &filter.path {
-            None => {
-                cx.problem(fline, &fkey("path"), "is required");
-                continue;
-            }
-            Some(p) => match normalise_config_path(p.get_ref()) {
-                Ok(n) => format!("/{n}"),
-                Err(e) => {
-                    cx.at(p, &fkey("path"), e);
-                    continue;
-                }
-            },
+        let Some((_, path)) = tree_path(cx, &filter.path, &fkey("path"), fline) else {
+            continue;
         };
         if filters.iter().any(|o| o.path == path) {
             cx.problem(fline, &fkey("path"), format!("{path} has a filter already"));
