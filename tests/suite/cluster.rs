@@ -797,3 +797,61 @@ async fn given_up_events_are_retried_from_any_node() {
     let paths = ["/lost0".to_string()].into();
     every_path_arrives(&receiver, &paths, Duration::from_secs(30)).await;
 }
+
+/// With `[cluster]`, `spool_limit` bounds a webhook's rows in the outbox:
+/// with the receiver down, uploads are refused once their events would
+/// pass it, the outbox holds no more than it, and every upload that was
+/// answered has its event delivered once the receiver is up.
+#[tokio::test(flavor = "multi_thread")]
+async fn spool_limit_bounds_the_outbox() {
+    let database = common::postgres::database().await;
+    let (port, url) = later_url();
+    let g = Served::start_full(
+        "",
+        "",
+        &format!(
+            "{}[[webhooks]]\nname = \"erp\"\nurl = \"{url}\"\nsecret = \"s\"\nevents = [\"upload\"]\nspool_limit = \"4KiB\"\n",
+            node(&database, "bound")
+        ),
+    );
+    g.log_line("joined the cluster");
+    let stream = tokio::net::TcpStream::connect(g.sftp).await.unwrap();
+    let h = common::gateway::ssh_password(stream, "alice", common::gateway::PASSWORD)
+        .await
+        .unwrap();
+    let s = common::gateway::sftp(&h).await;
+    let (mut stored, mut refused) = (std::collections::BTreeSet::new(), 0);
+    for i in 0..40 {
+        let path = format!("/f{i}");
+        match s
+            .open(&path, common::gateway::write_flags(), Default::default())
+            .await
+        {
+            Ok(f) => {
+                s.write(&f.handle, 0, b"x".to_vec()).await.unwrap();
+                s.close(f.handle).await.unwrap();
+                stored.insert(path);
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("spool is full"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "{} stored, none refused", stored.len());
+    let (db, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let held: i64 = db
+        .query_one(
+            "SELECT coalesce(sum(octet_length(body)), 0)::bigint FROM bucketgate_events",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(held <= 4096, "the outbox holds {held} bytes of events");
+    let receiver = common::receiver::Receiver::start_on(port).await;
+    every_path_arrives(&receiver, &stored, Duration::from_secs(60)).await;
+}

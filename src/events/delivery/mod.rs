@@ -77,9 +77,10 @@ pub struct Webhook {
     failing: Every,
     dropping: Every,
     /// With `[cluster]`: the fleet's outbox, which this webhook's events
-    /// go to, and what it held when last counted.
+    /// go to, and what it held when last counted, with what this node
+    /// committed since (so that `spool_limit` holds between counts).
     outbox: Option<Outbox>,
-    outbox_rows: Mutex<Rows>,
+    outbox_rows: Arc<Mutex<Rows>>,
     /// Told when this node commits events to the outbox for any node to
     /// claim: its deliveries need not wait for their next look.
     committed: Arc<Notify>,
@@ -140,7 +141,7 @@ impl Webhook {
             failing: Every::default(),
             dropping: Every::default(),
             outbox,
-            outbox_rows: Mutex::default(),
+            outbox_rows: Arc::default(),
             committed: Arc::default(),
             handoff,
             handed: Mutex::new(Some(handed)),
@@ -310,10 +311,11 @@ impl Webhook {
             self.spool.append(event.id.clone(), body, born, tx);
             return rx;
         };
-        let (queue, spool, committed) = (
+        let (queue, spool, committed, rows) = (
             self.queue.clone(),
             self.spool.clone(),
             self.committed.clone(),
+            self.outbox_rows.clone(),
         );
         let (id, kept) = (event.id.clone(), body.clone());
         let handoff = self.handoff.clone().try_reserve_owned().ok();
@@ -328,6 +330,11 @@ impl Webhook {
             lease,
             then: Box::new(move |in_outbox| match in_outbox {
                 true => {
+                    {
+                        let mut rows = lock(&rows);
+                        rows.bytes += len;
+                        rows.pending += 1;
+                    }
                     queue.uncount(&id, len);
                     let _ = tx.send(());
                     match handoff {
