@@ -29,6 +29,9 @@ struct Entries {
     /// Inserts, oldest first; an entry seen again later is in it twice,
     /// and only its latest insert removes it.
     order: VecDeque<(Instant, String)>,
+    /// How many forgets there have been: an answer S3 gave to a question
+    /// asked before a forget may describe a folder that is gone now.
+    forgets: u64,
 }
 
 #[derive(Debug, Default)]
@@ -46,9 +49,29 @@ impl KnownDirs {
         (seen.elapsed() < TTL).then_some(*mtime)
     }
 
+    /// What to pass to [`Self::insert_seen`] for a question about to be asked.
+    pub fn epoch(&self) -> u64 {
+        self.entries().forgets
+    }
+
+    /// Remembers a folder S3 showed in answer to a question asked at
+    /// `epoch`, unless a folder was forgotten since: a rename or rmdir
+    /// that ran meanwhile would otherwise be undone here, and the folder
+    /// it removed would seem to exist for the TTL.
+    pub fn insert_seen(&self, key: &str, mtime: Option<DateTime<Utc>>, epoch: u64) {
+        let mut e = self.entries();
+        if e.forgets == epoch {
+            Self::remember(&mut e, key, mtime);
+        }
+    }
+
+    /// Remembers a folder this gateway just made.
     pub fn insert(&self, key: &str, mtime: Option<DateTime<Utc>>) {
+        Self::remember(&mut self.entries(), key, mtime);
+    }
+
+    fn remember(e: &mut Entries, key: &str, mtime: Option<DateTime<Utc>>) {
         let now = Instant::now();
-        let e = &mut *self.entries();
         e.map.insert(key.to_string(), (now, mtime));
         e.order.push_back((now, key.to_string()));
         while let Some((seen, _)) = e.order.front() {
@@ -67,9 +90,9 @@ impl KnownDirs {
     /// Forgets `key` and every folder under it (rmdir, rename).
     pub fn forget(&self, key: &str) {
         let below = format!("{key}/");
-        self.entries()
-            .map
-            .retain(|k, _| k != key && !k.starts_with(&below));
+        let mut e = self.entries();
+        e.forgets += 1;
+        e.map.retain(|k, _| k != key && !k.starts_with(&below));
     }
 }
 
@@ -86,6 +109,19 @@ mod tests {
         k.forget("a");
         assert!(k.get("a").is_none() && k.get("a/b/c").is_none());
         assert!(k.get("ab").is_some());
+    }
+
+    /// A stat that asked S3 before a rename forgot the folder brings an
+    /// answer that is stale by the time it lands: it is not remembered.
+    #[test]
+    fn an_answer_older_than_a_forget_is_not_remembered() {
+        let k = KnownDirs::default();
+        let asked = k.epoch();
+        k.forget("src");
+        k.insert_seen("src", None, asked);
+        assert!(k.get("src").is_none());
+        k.insert_seen("src", None, k.epoch());
+        assert!(k.get("src").is_some());
     }
 
     /// The cost of remembering the folders of one listing: N inserts

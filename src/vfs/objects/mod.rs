@@ -114,9 +114,10 @@ impl ObjectLayer {
         if let Some(t) = self.known_dirs.get(key) {
             return Ok(Some(t));
         }
+        let epoch = self.known_dirs.epoch();
         let info = self.remote.namespace().dir_info(key).await?;
         if let Some(t) = info {
-            self.known_dirs.insert(key, t);
+            self.known_dirs.insert_seen(key, t, epoch);
         }
         Ok(info)
     }
@@ -162,6 +163,7 @@ impl ObjectLayer {
             let dir = dir.clone();
             async move {
                 let Some(token) = token else { return Ok(None) };
+                let epoch = this.known_dirs.epoch();
                 let page = this.remote.namespace().list_page(&dir, token).await?;
                 let entries: Vec<FsResult<(FileStat, Option<String>)>> = page
                     .entries
@@ -174,7 +176,7 @@ impl ObjectLayer {
                             } else {
                                 format!("{dir}/{}", e.name)
                             };
-                            this.known_dirs.insert(&child, e.modified);
+                            this.known_dirs.insert_seen(&child, e.modified, epoch);
                         }
                         Ok(if e.is_dir {
                             (FileStat::dir(e.name, t), None)
@@ -257,7 +259,10 @@ impl ObjectLayer {
         match self.stat(key).await? {
             s if s.is_dir => {
                 self.known_dirs.forget(key);
-                self.remote.namespace().remove_dir(key).await
+                let removed = self.remote.namespace().remove_dir(key).await;
+                // A stat answered while it ran may have seen the folder.
+                self.known_dirs.forget(key);
+                removed
             }
             _ => Err(FsError::Unsupported(
                 "not a folder: use remove for files".into(),
@@ -312,8 +317,10 @@ impl ObjectLayer {
         } else {
             self.remote.rename_file(from, to, source.size).await
         };
-        // Failed or not, some of it may have moved.
+        // Failed or not, some of it may have moved; and a stat answered
+        // while it ran may have seen the source folder still there.
         if source.is_dir {
+            self.known_dirs.forget(from);
             self.watches.changed_under(from);
             self.watches.changed_under(to);
         } else {

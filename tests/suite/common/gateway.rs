@@ -291,6 +291,11 @@ pub async fn sftp(h: &SshHandle) -> RawSftpSession {
     let channel = h.channel_open_session().await.unwrap();
     channel.request_subsystem(true, "sftp").await.unwrap();
     let raw = RawSftpSession::new(channel.into_stream());
+    // russh-sftp gives up on a request after 10 s; a folder rename of a
+    // few hundred objects on a loaded machine (one moto for every test)
+    // takes longer, and a second rename waits for the first. A test that
+    // wants a bound sets its own.
+    raw.set_timeout(120);
     raw.init().await.unwrap();
     raw
 }
