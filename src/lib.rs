@@ -54,6 +54,7 @@ pub mod live;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod quota;
 pub mod remote;
 pub mod serve;
 pub mod session;

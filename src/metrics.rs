@@ -45,6 +45,12 @@ pub struct WebhookLabel {
     pub webhook: String,
 }
 
+/// A quota target of the config file (`remote:/prefix`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabel {
+    pub target: String,
+}
+
 type Latency = Family<OperationLabel, Histogram, fn() -> Histogram>;
 
 /// Every metric the gateway exports.
@@ -107,6 +113,10 @@ pub struct Metrics {
     pub prefetch_misses: Counter,
     /// Bytes prefetched and never served (expired, passed over, changed).
     pub prefetch_wasted_bytes: Counter,
+    /// Bytes under each quota target of the config file, as last counted.
+    pub quota_used_bytes: Family<TargetLabel, Gauge>,
+    pub quota_used_files: Family<TargetLabel, Gauge>,
+    pub quota_limit_bytes: Family<TargetLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -167,6 +177,9 @@ impl Metrics {
             prefetch_hits: Counter::default(),
             prefetch_misses: Counter::default(),
             prefetch_wasted_bytes: Counter::default(),
+            quota_used_bytes: Family::default(),
+            quota_used_files: Family::default(),
+            quota_limit_bytes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -316,6 +329,21 @@ impl Metrics {
             ),
         ];
         register_each(&mut registry, prefetch);
+        registry.register(
+            "quota_used_bytes",
+            "Bytes under each quota target of the config file",
+            m.quota_used_bytes.clone(),
+        );
+        registry.register(
+            "quota_used_files",
+            "Files under each quota target of the config file",
+            m.quota_used_files.clone(),
+        );
+        registry.register(
+            "quota_limit_bytes",
+            "Each quota target's quota, bytes",
+            m.quota_limit_bytes.clone(),
+        );
         // The series a dashboard expects exist from the start, at zero.
         for protocol in ["sftp", "ftp", "ftps-implicit"] {
             let label = ProtocolLabel { protocol };

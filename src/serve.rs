@@ -57,6 +57,8 @@ pub struct Running {
     draining: Arc<AtomicBool>,
     /// The webhooks, reloaded with the users.
     pub events: Arc<Events>,
+    /// Quota usage, whose targets are tracked again at a reload.
+    pub quotas: Arc<crate::quota::Quotas>,
     transfers: TaskTracker,
     /// The connections of the SFTP and FTP listeners.
     sessions: TaskTracker,
@@ -92,6 +94,9 @@ impl Gateway {
     /// Binds every configured listener, then serves in the background.
     pub async fn start(self) -> anyhow::Result<Running> {
         let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
         let mut tasks = JoinSet::new();
         let ending = CancellationToken::new();
         let draining = Arc::new(AtomicBool::new(false));
@@ -102,7 +107,26 @@ impl Gateway {
             self.cluster.as_ref(),
         )?;
         let sessions = TaskTracker::new();
+        let quotas = crate::quota::Quotas::new(
+            self.storage.clone(),
+            self.cluster.clone(),
+            &self.config.server.state_dir,
+            self.config.server.quota_scan,
+            self.metrics.clone(),
+        );
+        for user in &self.config.users {
+            quotas.track_user(user, true);
+        }
+        {
+            let stop = until_stopped(stopped.clone());
+            let quotas = quotas.clone();
+            tasks.spawn(async move {
+                quotas.run(stop).await;
+                Ok(())
+            });
+        }
         let shared = Arc::new(SessionContext {
+            quotas: quotas.clone(),
             users: self.users.clone(),
             storage: self.storage.clone(),
             limits: self.limits.clone(),
@@ -115,9 +139,6 @@ impl Gateway {
                 accept_errors: self.metrics.accept_errors.clone(),
             },
         });
-        let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
         let mut sftp_addr = None;
         if let Some(sftp) = &self.config.sftp {
             let listener =
@@ -192,8 +213,9 @@ impl Gateway {
             );
             let (path, users, hooks) =
                 (self.config_path.clone(), self.users.clone(), events.clone());
+            let quotas = quotas.clone();
             let reload: crate::admin::Reload = Arc::new(move || match &path {
-                Some(path) => reload(path, &users, &hooks),
+                Some(path) => reload(path, &users, &hooks, &quotas),
                 None => Err("this gateway was not started from a config file".into()),
             });
             let console = access.map(|access| crate::admin::Console {
@@ -230,6 +252,7 @@ impl Gateway {
             ending,
             draining,
             events,
+            quotas,
             tasks,
             transfers: self.transfers.clone(),
             sessions,
@@ -316,7 +339,7 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     let identity = sources_shown(&gateway.config);
     let live_users = gateway.users.clone();
     let running = gateway.start().await?;
-    let events = running.events.clone();
+    let (events, quotas) = (running.events.clone(), running.quotas.clone());
     tracing::info!(
         users,
         remotes,
@@ -328,7 +351,7 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
             _ = hangup.recv() => {
-                let _ = reload(path, &live_users, &events);
+                let _ = reload(path, &live_users, &events, &quotas);
             }
         }
     }
@@ -347,7 +370,12 @@ fn sources_shown(config: &Config) -> String {
 /// SIGHUP: the users and webhooks of the config file replace the running
 /// ones; sessions already logged in go on. A config with problems changes
 /// nothing.
-fn reload(path: &std::path::Path, users: &Users, events: &Events) -> Result<String, String> {
+fn reload(
+    path: &std::path::Path,
+    users: &Users,
+    events: &Events,
+    quotas: &Arc<crate::quota::Quotas>,
+) -> Result<String, String> {
     let refused = |e: String| {
         tracing::error!("reload refused, nothing changed: {e}");
         Err(format!("reload refused, nothing changed: {e}"))
@@ -358,6 +386,9 @@ fn reload(path: &std::path::Path, users: &Users, events: &Events) -> Result<Stri
     };
     if let Err(e) = users.replace(&config) {
         return refused(e.to_string());
+    }
+    for user in &config.users {
+        quotas.track_user(user, true);
     }
     if let Err(e) = events.reload(&config.webhooks) {
         tracing::error!("webhooks not reloaded: {e}");

@@ -40,6 +40,8 @@ pub struct SessionContext {
     /// The sessions of now and the latest file operations (the console).
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
+    /// Quota usage, shared with the sync jobs.
+    pub quotas: Arc<crate::quota::Quotas>,
     /// Where the connections run: shutdown waits for them to end.
     pub tasks: crate::listen::Tasks,
 }
@@ -86,6 +88,7 @@ impl SessionContext {
         live: &Arc<LiveSession>,
         span: &tracing::Span,
     ) -> Option<SessionVfs> {
+        self.quotas.track_user(user, false);
         let vfs = match UserVfs::for_user(user, &self.storage).await {
             Ok(vfs) => vfs,
             Err(e) => {
@@ -101,7 +104,8 @@ impl SessionContext {
         };
         Some(SessionVfs::new(
             vfs,
-            (&user.filters, user.max_file_size),
+            (&user.filters, user.limits.max_file_size),
+            self.quotas.clone(),
             self.events.clone(),
             origin,
             live.clone(),

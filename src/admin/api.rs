@@ -130,6 +130,7 @@ impl Console {
             (&Method::GET, ["bans"]) => ok(json!({ "bans": self.shared.limits.bans().list() })),
             (&Method::DELETE, ["bans", source]) => self.lift(&caller, source),
             (&Method::GET, ["remotes"]) => ok(self.remotes()),
+            (&Method::GET, ["usage"]) => ok(json!({ "usage": self.shared.quotas.shown() })),
             (&Method::GET, ["users"]) => ok(self.users()),
             (&Method::POST, ["users", "reload"]) => match (self.reload)() {
                 Ok(summary) => {

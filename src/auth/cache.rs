@@ -164,7 +164,7 @@ mod tests {
             allowed_ips: Vec::new(),
             mounts: Vec::new(),
             filters: Vec::new(),
-            max_file_size: None,
+            limits: Default::default(),
         })
     }
 

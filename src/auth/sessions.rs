@@ -434,6 +434,8 @@ mod tests {
             max_unauthenticated: unauthenticated,
             max_unauthenticated_per_source: per_source,
             memory_budget: 1 << 30,
+            bandwidth: Default::default(),
+            quota_scan: Duration::from_secs(3600),
         };
         SessionLimits::new(&server, &security, &Metrics::new())
     }

@@ -37,6 +37,9 @@ pub enum FsError {
     /// again works on the new version.
     #[error("{0}")]
     Changed(String),
+    /// A quota would be passed: "quota exceeded: 9.9 GiB of 10.0 GiB used".
+    #[error("{0}")]
+    QuotaExceeded(String),
 }
 
 /// What a client is told when the storage's own error is for the log only.

@@ -97,6 +97,9 @@ const MIGRATIONS: &[&str] = &[
         created timestamptz NOT NULL DEFAULT now(),
         seen timestamptz NOT NULL DEFAULT now()
     )",
+    // 9: when each quota target was last listed, so that one node of the
+    // fleet lists it per quota_scan, not every node.
+    "ALTER TABLE bucketgate_quota_usage ADD COLUMN scanned_at timestamptz",
 ];
 
 /// The schema version this binary brings the database to.

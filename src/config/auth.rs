@@ -138,6 +138,10 @@ pub struct UserDefinition {
     #[serde(default)]
     pub filters: Vec<FilterDefinition>,
     pub max_file_size: Option<String>,
+    pub quota: Option<String>,
+    pub quota_files: Option<i64>,
+    pub bandwidth_up: Option<String>,
+    pub bandwidth_down: Option<String>,
 }
 
 /// A `[[users.filters]]` table as a template or the hook gives it.
@@ -156,6 +160,8 @@ pub struct MountDefinition {
     pub target: String,
     #[serde(default)]
     pub read_only: bool,
+    pub quota: Option<String>,
+    pub quota_files: Option<i64>,
 }
 
 impl UserDefinition {

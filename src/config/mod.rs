@@ -97,6 +97,10 @@ pub struct ServerConfig {
     pub max_unauthenticated_per_source: usize,
     /// Bytes of read-ahead and upload buffers the whole gateway may hold.
     pub memory_budget: u64,
+    /// The whole gateway's rate each way.
+    pub bandwidth: Bandwidth,
+    /// How often each quota target's usage is listed again.
+    pub quota_scan: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -283,8 +287,41 @@ pub struct UserConfig {
     pub mounts: Vec<MountConfig>,
     /// Which names may be written where, deepest folder first.
     pub filters: Vec<FilterConfig>,
+    /// What the user may store, write and move.
+    pub limits: Limits,
+}
+
+/// A user's limits beside its permissions (README "Quotas and limits").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
     /// The largest file the user may write; `None`: no limit.
     pub max_file_size: Option<u64>,
+    /// What the home may hold.
+    pub quota: Quota,
+    pub bandwidth: Bandwidth,
+}
+
+/// What a quota target (a user's home, a mount's target) may hold; `None`:
+/// no bound on that count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub bytes: Option<u64>,
+    pub files: Option<u64>,
+}
+
+impl Quota {
+    pub fn is_set(&self) -> bool {
+        self.bytes.is_some() || self.files.is_some()
+    }
+}
+
+/// Bytes per second each way; `None`: as fast as it goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bandwidth {
+    /// From the client (uploads).
+    pub up: Option<u64>,
+    /// To the client (downloads).
+    pub down: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -293,6 +330,8 @@ pub struct MountConfig {
     pub path: String,
     pub target: Location,
     pub read_only: bool,
+    /// The target's own quota, shared by every user who mounts it.
+    pub quota: Quota,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

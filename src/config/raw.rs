@@ -36,6 +36,9 @@ pub struct RawServer {
     pub max_unauthenticated: S<i64>,
     pub max_unauthenticated_per_source: S<i64>,
     pub memory_budget: S<String>,
+    pub bandwidth_up: S<String>,
+    pub bandwidth_down: S<String>,
+    pub quota_scan: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +149,10 @@ pub struct RawUser {
     pub mounts: Vec<Spanned<RawMount>>,
     pub filters: Vec<Spanned<RawFilter>>,
     pub max_file_size: S<String>,
+    pub quota: S<String>,
+    pub quota_files: S<i64>,
+    pub bandwidth_up: S<String>,
+    pub bandwidth_down: S<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -162,6 +169,8 @@ pub struct RawMount {
     pub path: S<String>,
     pub target: S<String>,
     pub read_only: S<bool>,
+    pub quota: S<String>,
+    pub quota_files: S<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,4 +251,8 @@ pub struct RawTemplate {
     pub mounts: Vec<Spanned<RawMount>>,
     pub filters: Vec<Spanned<RawFilter>>,
     pub max_file_size: S<String>,
+    pub quota: S<String>,
+    pub quota_files: S<i64>,
+    pub bandwidth_up: S<String>,
+    pub bandwidth_down: S<String>,
 }

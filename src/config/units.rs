@@ -31,6 +31,31 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number.checked_mul(factor).ok_or_else(bad)
 }
 
+/// `"10MiB/s"`: a size per second, in bytes.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a rate like \"10MiB/s\"");
+    let size = text.trim().strip_suffix("/s").ok_or_else(bad)?;
+    match parse_size(size) {
+        Ok(0) | Err(_) => Err(bad()),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// A byte count as a person reads it: `"9.5 GiB"`, `"12 bytes"`.
+pub fn format_amount(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// Formats a byte count the way operators write it in the config.
 pub fn format_size(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
@@ -56,6 +81,16 @@ mod tests {
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("99999999999999GiB").is_err());
         assert_eq!(format_size(8 << 20), "8 MiB");
+        assert_eq!(format_amount(10 << 30), "10.0 GiB");
+        assert_eq!(format_amount(1536), "1.5 KiB");
+        assert_eq!(format_amount(12), "12 bytes");
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("2MiB/s"), Ok(2 << 20));
+        assert!(parse_rate("2MiB").is_err());
+        assert!(parse_rate("0/s").is_err());
     }
 
     #[test]

@@ -71,6 +71,7 @@ fn ftp_error(e: FsError) -> Error {
         FsError::Storage { .. } => ErrorKind::LocalError,
         FsError::Aborted(_) => ErrorKind::ConnectionClosed,
         FsError::Busy(_) | FsError::Changed(_) => ErrorKind::TransientFileNotAvailable,
+        FsError::QuotaExceeded(_) => ErrorKind::ExceededStorageAllocationError,
     };
     Error::new(kind, e.client_message())
 }

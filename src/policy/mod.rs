@@ -11,6 +11,7 @@ pub mod audit;
 pub mod counted;
 pub mod events;
 pub mod live;
+pub mod quota;
 pub mod rules;
 
 use crate::base::{Algorithm, FsResult};
@@ -79,6 +80,7 @@ fn done<T>(result: &FsResult<T>) -> Ended<'_> {
     Ended {
         bytes: None,
         digests: None,
+        size: None,
         result: result.as_ref().map(|_| ()),
     }
 }
@@ -216,14 +218,14 @@ impl<L: Layer, V: Vfs> Vfs for Layered<L, V> {
 }
 
 /// Every layer, outermost first: the console sees what the audit line
-/// says; what the file rules or the events layer (its event cannot be
+/// says; what the file rules, the quotas or the events layer (its event cannot be
 /// taken) refuse is audited as refused, and a refused upload posts no
 /// event.
 pub type Stack = Layered<
     live::Watched,
     Layered<
         audit::Audited,
-        rules::Ruled<Layered<counted::Counted, Layered<events::Told, UserVfs>>>,
+        rules::Ruled<quota::Quoted<Layered<counted::Counted, Layered<events::Told, UserVfs>>>>,
     >,
 >;
 
@@ -240,6 +242,7 @@ impl SessionVfs {
     pub fn new(
         vfs: UserVfs,
         rules: (&[crate::config::FilterConfig], Option<u64>),
+        quotas: Arc<crate::quota::Quotas>,
         events: Arc<crate::events::Events>,
         origin: crate::events::Origin,
         live: Arc<crate::live::LiveSession>,
@@ -248,7 +251,8 @@ impl SessionVfs {
         let protocol = origin.protocol;
         let told = Layered::new(events::Told::new(events, origin.clone()), vfs);
         let counted = Layered::new(counted::Counted::new(metrics, protocol), told);
-        let ruled = rules::Ruled::new(rules.0, rules.1, counted);
+        let quoted = quota::Quoted::new(quotas, counted);
+        let ruled = rules::Ruled::new(rules.0, rules.1, quoted);
         let audited = Layered::new(audit::Audited, ruled);
         SessionVfs {
             vfs: Layered::new(live::Watched::new(live, origin), audited),
@@ -257,7 +261,8 @@ impl SessionVfs {
 
     /// The user whose files these are.
     pub fn user(&self) -> &str {
-        self.vfs.inner().inner().inner().inner().inner().user()
+        let quoted = self.vfs.inner().inner().inner();
+        quoted.inner().inner().inner().user()
     }
 }
 

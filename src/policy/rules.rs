@@ -73,7 +73,12 @@ impl<V: Vfs> Vfs for Ruled<V> {
                 "max_file_size: files of at most {}",
                 crate::config::units::format_size(most)
             );
-            upload.observers().limit(most, rule);
+            upload
+                .observers()
+                .guard(Box::new(move |end| match end > most {
+                    true => Err(FsError::PermissionDenied(rule.clone())),
+                    false => Ok(()),
+                }));
         }
         Ok(upload)
     }

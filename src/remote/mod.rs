@@ -84,6 +84,12 @@ pub trait Namespace: Send + Sync + std::fmt::Debug {
     /// as the store allows (S3: one listing per 1000 keys, not one per
     /// folder). Folders implied only by a key below them may be left out.
     async fn walk(&self, dir: &str) -> FsResult<Vec<TreeEntry>>;
+    /// The bytes and files under `dir`, at any depth (a quota's usage).
+    /// S3 sums page by page, holding one page, however large the tree.
+    async fn usage(&self, dir: &str) -> FsResult<(u64, u64)> {
+        let files = self.walk(dir).await?.into_iter().filter(|e| !e.is_dir);
+        Ok(files.fold((0, 0), |(bytes, n), e| (bytes + e.size, n + 1)))
+    }
     /// `Some(mtime)` when `dir` is a folder: a marker, a prefix or a real directory.
     async fn dir_info(&self, dir: &str) -> FsResult<Option<Option<DateTime<Utc>>>>;
     async fn create_dir(&self, dir: &str) -> FsResult<()>;

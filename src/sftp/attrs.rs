@@ -45,7 +45,8 @@ pub fn error_reply(e: &FsError) -> StatusReply {
         | FsError::Storage { .. }
         | FsError::Aborted(_)
         | FsError::Busy(_)
-        | FsError::Changed(_) => StatusCode::Failure,
+        | FsError::Changed(_)
+        | FsError::QuotaExceeded(_) => StatusCode::Failure,
     };
     status(code, e.client_message())
 }

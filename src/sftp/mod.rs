@@ -76,6 +76,7 @@ where
     let vfs = crate::policy::SessionVfs::new(
         vfs,
         (&[], None),
+        crate::quota::Quotas::none(),
         events,
         origin,
         session.0.clone(),

@@ -19,6 +19,8 @@ pub struct Ended<'a> {
     pub bytes: Option<u64>,
     /// What a committed upload computed of the object's bytes.
     pub digests: Option<&'a Digests>,
+    /// A committed upload's object size (with a resumed object's earlier part).
+    pub size: Option<u64>,
     pub result: Result<(), &'a FsError>,
 }
 
@@ -27,6 +29,7 @@ impl<'a> Ended<'a> {
         Ended {
             bytes: None,
             digests: None,
+            size: None,
             result: Err(e),
         }
     }
@@ -42,13 +45,18 @@ pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 /// dropped, so the hook must have done its work before returning it.
 pub type EndHook = Box<dyn FnOnce(Ended<'_>) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// Asked before an upload's file grows to a length (`max_file_size`, a
+/// quota's reservation); an error fails the upload.
+pub type Guard = Box<dyn Fn(u64) -> Result<(), FsError> + Send + Sync>;
+
 /// The hooks the layers above set on one transfer, each layer its own.
 #[derive(Default)]
 pub struct Observers {
     ends: Vec<EndHook>,
     progress: Vec<Progress>,
-    /// The most bytes an upload's file may hold, and the rule that says so.
-    most: Option<(u64, String)>,
+    guards: Vec<Guard>,
+    /// The longest the file has been allowed to grow.
+    allowed: u64,
 }
 
 impl std::fmt::Debug for Observers {
@@ -69,20 +77,22 @@ impl Observers {
         self.progress.push(progress);
     }
 
-    /// An upload whose file would pass `bytes` fails, told `rule`; the
-    /// lowest of several limits holds.
-    pub fn limit(&mut self, bytes: u64, rule: String) {
-        if self.most.as_ref().is_none_or(|(most, _)| bytes < *most) {
-            self.most = Some((bytes, rule));
-        }
+    /// Asks `guard` each time the upload's file would grow.
+    pub fn guard(&mut self, guard: Guard) {
+        self.guards.push(guard);
     }
 
-    /// Refuses a write that would make the file `end` bytes long.
-    pub fn allows(&self, end: u64) -> Result<(), FsError> {
-        match &self.most {
-            Some((most, rule)) if end > *most => Err(FsError::PermissionDenied(rule.clone())),
-            _ => Ok(()),
+    /// Refuses a write that would make the file `end` bytes long. Only
+    /// growth is asked about: a write inside what was allowed costs nothing.
+    pub fn allows(&mut self, end: u64) -> Result<(), FsError> {
+        if end <= self.allowed || self.guards.is_empty() {
+            return Ok(());
         }
+        for guard in &self.guards {
+            guard(end)?;
+        }
+        self.allowed = end;
+        Ok(())
     }
 
     /// `n` more bytes moved.

@@ -22,6 +22,7 @@ mod listings;
 mod operations;
 mod outbound;
 mod prefetch;
+mod quota;
 mod rules;
 mod s3_objects;
 mod sftp;

@@ -333,6 +333,10 @@ fn validate_template(
         mounts,
         filters: t.filters.clone(),
         max_file_size: t.max_file_size.clone(),
+        quota: t.quota.clone(),
+        quota_files: t.quota_files.clone(),
+        bandwidth_up: t.bandwidth_up.clone(),
+        bandwidth_down: t.bandwidth_down.clone(),
         ..RawUser::default()
     };
     let checked = validate_user(
@@ -362,6 +366,8 @@ fn validate_template(
                     path: text(&m.get_ref().path).unwrap_or_default(),
                     target: text(&m.get_ref().target).unwrap_or_default(),
                     read_only: Ctx::flag(&m.get_ref().read_only, false),
+                    quota: text(&m.get_ref().quota),
+                    quota_files: m.get_ref().quota_files.as_ref().map(|n| *n.get_ref()),
                 })
                 .collect(),
             permissions: texts(&t.permissions),
@@ -378,6 +384,10 @@ fn validate_template(
                 })
                 .collect(),
             max_file_size: text(&t.max_file_size),
+            quota: text(&t.quota),
+            quota_files: t.quota_files.as_ref().map(|n| *n.get_ref()),
+            bandwidth_up: text(&t.bandwidth_up),
+            bandwidth_down: text(&t.bandwidth_down),
         },
     })
 }
@@ -406,6 +416,8 @@ impl UserDefinition {
                             path: Some(s(&m.path)),
                             target: Some(s(&m.target)),
                             read_only: Some(Spanned::new(0..0, m.read_only)),
+                            quota: m.quota.as_deref().map(s),
+                            quota_files: m.quota_files.map(|n| Spanned::new(0..0, n)),
                         },
                     )
                 })
@@ -425,6 +437,10 @@ impl UserDefinition {
                 })
                 .collect(),
             max_file_size: self.max_file_size.as_deref().map(s),
+            quota: self.quota.as_deref().map(s),
+            quota_files: self.quota_files.map(|n| Spanned::new(0..0, n)),
+            bandwidth_up: self.bandwidth_up.as_deref().map(s),
+            bandwidth_down: self.bandwidth_down.as_deref().map(s),
         };
         let lines = LineIndex::new("");
         let mut problems = Vec::new();

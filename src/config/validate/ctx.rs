@@ -68,6 +68,31 @@ impl Ctx<'_> {
         }
     }
 
+    /// An optional rate (`"10MiB/s"`); `None` when unset or wrong (reported).
+    pub(super) fn rate(&mut self, v: &S<String>, key: &str) -> Option<u64> {
+        let s = v.as_ref()?;
+        super::units::parse_rate(s.get_ref())
+            .map_err(|e| self.at(s, key, e))
+            .ok()
+    }
+
+    /// A quota's two keys: `quota` (a size) and `quota_files` (a count).
+    pub(super) fn quota(
+        &mut self,
+        bytes: &S<String>,
+        files: &S<i64>,
+        key: &dyn Fn(&str) -> String,
+    ) -> Quota {
+        Quota {
+            bytes: bytes
+                .is_some()
+                .then(|| self.size(bytes, &key("quota"), u64::MAX)),
+            files: files
+                .is_some()
+                .then(|| self.count(files, &key("quota_files"), 0, 1..=i64::MAX) as u64),
+        }
+    }
+
     /// Reports `why` for `key` when its `value` (`v`'s, or a default if
     /// `v` is unset, then at the table's `line`) is outside `range`.
     pub(super) fn within(

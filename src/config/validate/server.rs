@@ -52,5 +52,14 @@ pub(super) fn validate_server(cx: &mut Ctx<'_>, s: &RawServer) -> ServerConfig {
                 budget
             }
         },
+        bandwidth: Bandwidth {
+            up: cx.rate(&s.bandwidth_up, "server.bandwidth_up"),
+            down: cx.rate(&s.bandwidth_down, "server.bandwidth_down"),
+        },
+        quota_scan: cx.duration(
+            &s.quota_scan,
+            "server.quota_scan",
+            Duration::from_secs(3600),
+        ),
     }
 }

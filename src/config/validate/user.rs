@@ -117,6 +117,7 @@ pub(super) fn validate_user(
                 path,
                 target,
                 read_only: Ctx::flag(&mount.read_only, false),
+                quota: cx.quota(&mount.quota, &mount.quota_files, &mkey),
             },
             mline,
         ));
@@ -132,10 +133,17 @@ pub(super) fn validate_user(
         allowed_ips,
         mounts: mounts.into_iter().map(|(m, _)| m).collect(),
         filters,
-        max_file_size: u
-            .max_file_size
-            .is_some()
-            .then(|| cx.size(&u.max_file_size, &key("max_file_size"), u64::MAX)),
+        limits: Limits {
+            max_file_size: u
+                .max_file_size
+                .is_some()
+                .then(|| cx.size(&u.max_file_size, &key("max_file_size"), u64::MAX)),
+            quota: cx.quota(&u.quota, &u.quota_files, &key),
+            bandwidth: Bandwidth {
+                up: cx.rate(&u.bandwidth_up, &key("bandwidth_up")),
+                down: cx.rate(&u.bandwidth_down, &key("bandwidth_down")),
+            },
+        },
     })
 }
 

@@ -500,6 +500,25 @@ impl Namespace for S3Namespace {
             .collect())
     }
 
+    async fn usage(&self, dir: &str) -> FsResult<(u64, u64)> {
+        let prefix = dir_prefix(dir);
+        let (mut bytes, mut files, mut token) = (0, 0, None);
+        loop {
+            let page = self
+                .api
+                .list(&prefix, false, token.as_deref(), 1000)
+                .await?;
+            for o in page.objects.iter().filter(|o| !o.key.ends_with('/')) {
+                bytes += o.size;
+                files += 1;
+            }
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok((bytes, files)),
+            }
+        }
+    }
+
     async fn dir_info(&self, dir: &str) -> FsResult<Option<Option<DateTime<Utc>>>> {
         if dir.is_empty() {
             return Ok(Some(None));

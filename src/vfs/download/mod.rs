@@ -453,6 +453,7 @@ impl Drop for Download {
         drop(self.observers.end(Ended {
             bytes: Some(self.handed),
             digests: None,
+            size: None,
             result: self.failed.as_ref().map_or(Ok(()), Err),
         }));
     }

@@ -483,6 +483,11 @@ impl ObjectLayer {
 
     /// Every file and folder under folder `key`, at any depth: what a sync
     /// job compares.
+    /// The bytes and files under `key`, at any depth.
+    pub async fn usage(&self, key: &str) -> FsResult<(u64, u64)> {
+        self.remote.namespace().usage(key).await
+    }
+
     pub async fn walk(&self, key: &str) -> FsResult<Vec<TreeEntry>> {
         self.remote.namespace().walk(key).await
     }

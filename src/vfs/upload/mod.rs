@@ -432,6 +432,7 @@ impl Upload {
             Ok(stored) => Ended {
                 bytes: Some(self.next - self.continued),
                 digests: Some(&stored.digests),
+                size: Some(stored.size),
                 result: Ok(()),
             },
             Err(e) => Ended::failed(e),

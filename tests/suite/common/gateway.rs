@@ -52,6 +52,11 @@ pub async fn start_admin_tls(extra_admin: &str, tables: &str) -> TestGateway {
     start_full("", None, "", "", tables, extra_admin).await
 }
 
+/// As [`start_with_tables`], with extra `[server]` and `[admin]` keys.
+pub async fn start_full_tables(extra_server: &str, extra_admin: &str, tables: &str) -> TestGateway {
+    start_full(extra_server, None, "", "", tables, extra_admin).await
+}
+
 /// As [`start`], with extra `[ftp]` keys.
 pub async fn start_ftp(extra_ftp: &str) -> TestGateway {
     start_full("", None, "", extra_ftp, "", "").await

@@ -1,0 +1,274 @@
+//! Quotas as clients meet them: an upload that would pass the quota fails
+//! at the write that crosses it, nothing of it is stored (the object it
+//! would replace stays, no multipart upload is left), and usage follows
+//! what is committed, deleted and moved. Over moto with the russh client,
+//! OpenSSH `sftp` (its `df`) and curl (FTP, 552).
+
+use crate::common;
+use common::gateway::{HASH, PASSWORD, TestGateway, put, ssh_password, start_full_tables};
+use russh::keys::{Algorithm, PrivateKey};
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use serde_json::Value;
+use sha2::Digest;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bgt_quota-test-token";
+const KIB: usize = 1024;
+
+/// `[admin]` keys giving the API to [`TOKEN`].
+fn api_token() -> String {
+    let hash = bucketgate::base::hex(&sha2::Sha256::digest(TOKEN.as_bytes()));
+    format!("[[admin.tokens]]\nname = \"ops\"\nhash = \"sha256:{hash}\"\n")
+}
+
+/// `GET /api/v1/usage`: each target's row, by name.
+async fn usage(g: &TestGateway) -> Vec<Value> {
+    let (ok, out, err) = common::run(
+        "curl",
+        &[
+            "-sf",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            &format!("http://{}/api/v1/usage", g.admin),
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["usage"].as_array().unwrap().clone()
+}
+
+/// `target`'s (bytes, files), once it is known.
+async fn used(g: &TestGateway, target: &str) -> Option<(i64, i64)> {
+    let rows = usage(g).await;
+    let row = rows.iter().find(|r| r["target"] == target)?;
+    Some((row["used_bytes"].as_i64()?, row["used_files"].as_i64()?))
+}
+
+/// Waits, bounded, until `target`'s usage is `want`.
+async fn wait_used(g: &TestGateway, target: &str, want: (i64, i64)) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = used(g, target).await;
+        if now == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{target} never held {want:?}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the bucket holds under `prefix`, and how many multipart uploads are open.
+fn stored(g: &TestGateway, prefix: &str) -> String {
+    g.s3(&format!(
+        "print(sorted((o['Key'], o['Size']) for o in s3.list_objects_v2(Bucket=bucket, Prefix='{prefix}').get('Contents', [])),
+               len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))"
+    ))
+    .trim()
+    .to_string()
+}
+
+/// Writes `len` bytes to `path` in 32 KiB WRITEs: the index of the
+/// first refused, with its message, and whether the close went through.
+async fn write_sftp(
+    s: &russh_sftp::client::RawSftpSession,
+    path: &str,
+    len: usize,
+) -> (Option<(usize, String)>, bool) {
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let handle = s
+        .open(path, flags, FileAttributes::empty())
+        .await
+        .unwrap()
+        .handle;
+    let mut refused = None;
+    for i in 0..len / (32 * KIB) {
+        let at = (i * 32 * KIB) as u64;
+        if let Err(e) = s.write(&handle, at, vec![7u8; 32 * KIB]).await {
+            refused = Some((i, e.to_string()));
+            break;
+        }
+    }
+    (refused, s.close(handle).await.is_ok())
+}
+
+/// quinn may store 1 MiB and 3 files, and logs in with `key` too.
+fn quinn(key: &PrivateKey) -> String {
+    let public = key.public_key().to_openssh().unwrap();
+    format!(
+        "[[users]]\nname = \"quinn\"\npassword = \"{HASH}\"\nhome = \"store:/quinn\"\n\
+         authorized_keys = [\"{public}\"]\nquota = \"1MiB\"\nquota_files = 3\n"
+    )
+}
+
+/// One quota over SFTP and FTP: refusals at the crossing write, nothing
+/// stored of a refused upload, overwrite counting the difference, delete
+/// giving back, `df` in OpenSSH's `sftp` showing the quota.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+    let g = start_full_tables("", &api_token(), &quinn(&key)).await;
+    let target = "store:/quinn";
+    wait_used(&g, target, (0, 0)).await;
+    let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let h = ssh_password(stream, "quinn", PASSWORD).await.unwrap();
+    let s = common::gateway::sftp(&h).await;
+
+    put(&s, "/a.bin", &vec![1u8; 600 * KIB]).await;
+    assert_eq!(used(&g, target).await, Some((600 * KIB as i64, 1)));
+
+    // 600 KiB more cross 1 MiB at the write that ends past 424 KiB.
+    let (refused, closed) = write_sftp(&s, "/b.bin", 600 * KIB).await;
+    let (at, why) = refused.expect("the upload past the quota is refused");
+    assert_eq!(at, 13, "refused at the write crossing 1 MiB: {why}");
+    assert!(
+        why.contains("quota exceeded: 600.0 KiB of 1.0 MiB used"),
+        "{why}"
+    );
+    assert!(!closed, "the close of a refused upload fails");
+    assert_eq!(
+        stored(&g, "quinn/"),
+        "[('quinn/', 0), ('quinn/a.bin', 614400)] 0"
+    );
+    assert_eq!(used(&g, target).await, Some((600 * KIB as i64, 1)));
+
+    // Overwriting counts the difference: 896 KiB in place of 600 (which
+    // would not fit beside it).
+    let (refused, closed) = write_sftp(&s, "/a.bin", 896 * KIB).await;
+    assert!(refused.is_none() && closed, "{refused:?}");
+    assert_eq!(used(&g, target).await, Some((896 * KIB as i64, 1)));
+
+    // df shows the quota: 1024 KiB, 128 free.
+    let batch = g.dir.path().join("df.batch");
+    std::fs::write(&batch, "df\n").unwrap();
+    let key_file = g.dir.path().join("quinn_key");
+    key.write_openssh_file(&key_file, russh::keys::ssh_key::LineEnding::LF)
+        .unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let port = g.addr.port().to_string();
+    let (ok, out, err) = common::run(
+        "sftp",
+        &[
+            "-b",
+            batch.to_str().unwrap(),
+            "-P",
+            &port,
+            "-i",
+            key_file.to_str().unwrap(),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "quinn@127.0.0.1",
+        ],
+    )
+    .await;
+    assert!(ok, "{out} {err}");
+    let figures: Vec<&str> = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(figures[..3], ["1024", "896", "128"], "{out}");
+
+    // Files count too: two more files fill quota_files = 3.
+    put(&s, "/c.txt", b"c").await;
+    put(&s, "/d.txt", b"d").await;
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let why = s
+        .open("/e.txt", flags, FileAttributes::empty())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("quota exceeded: 3 of 3 files"), "{why}");
+
+    // Deleting gives back.
+    s.remove("/a.bin").await.unwrap();
+    s.remove("/d.txt").await.unwrap();
+    assert_eq!(used(&g, target).await, Some((1, 1)));
+
+    // FTP: a 2 MiB STOR is refused with 552, and nothing is stored.
+    let src = g.dir.path().join("big.bin");
+    std::fs::write(&src, vec![9u8; 2 << 20]).unwrap();
+    let (ok, out, err) = common::run(
+        "curl",
+        &[
+            "-sSv",
+            "--user",
+            &format!("quinn:{PASSWORD}"),
+            "-T",
+            src.to_str().unwrap(),
+            &format!("ftp://127.0.0.1:{}/big.bin", g.ftp.port()),
+        ],
+    )
+    .await;
+    assert!(!ok, "{out}");
+    let reply = err
+        .lines()
+        .find(|l| l.starts_with("< 552"))
+        .unwrap_or_default();
+    assert!(reply.contains("quota exceeded"), "{err}");
+    assert_eq!(
+        stored(&g, "quinn/"),
+        "[('quinn/', 0), ('quinn/c.txt', 1)] 0"
+    );
+    assert_eq!(used(&g, target).await, Some((1, 1)));
+    g.stop().await;
+}
+
+/// A mount's quota belongs to its target: two users mounting it share it;
+/// a rename between a home and the mount moves usage; an object written
+/// behind the gateway's back is counted after the next listing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_target_is_one_quota_and_renames_and_scans_move_usage() {
+    let tables = format!(
+        "[[users]]\nname = \"rita\"\npassword = \"{HASH}\"\nhome = \"store:/rita\"\nquota = \"1MiB\"\n\
+         [[users.mounts]]\npath = \"/team\"\ntarget = \"store:/team\"\nquota = \"512KiB\"\n\
+         [[users]]\nname = \"sam\"\npassword = \"{HASH}\"\nhome = \"store:/sam\"\n\
+         [[users.mounts]]\npath = \"/team\"\ntarget = \"store:/team\"\nquota = \"512KiB\"\n"
+    );
+    let g = start_full_tables("quota_scan = \"2s\"", &api_token(), &tables).await;
+    wait_used(&g, "store:/rita", (0, 0)).await;
+    wait_used(&g, "store:/team", (0, 0)).await;
+    let login = async |user: &str| {
+        let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+        let h = ssh_password(stream, user, PASSWORD).await.unwrap();
+        let s = common::gateway::sftp(&h).await;
+        (h, s)
+    };
+    let (_hr, rita) = login("rita").await;
+    let (_hs, sam) = login("sam").await;
+    put(&rita, "/team/r.bin", &vec![1u8; 300 * KIB]).await;
+    // sam's upload meets what rita stored: 300 + 300 KiB pass 512 KiB.
+    let (refused, _) = write_sftp(&sam, "/team/s.bin", 300 * KIB).await;
+    let (_, why) = refused.expect("the shared quota holds for sam");
+    assert!(why.contains("of 512.0 KiB used"), "{why}");
+    // A file moved from rita's home into the team folder moves its usage.
+    put(&rita, "/x.bin", &vec![2u8; 100 * KIB]).await;
+    assert_eq!(used(&g, "store:/rita").await, Some((100 * KIB as i64, 1)));
+    rita.rename("/x.bin", "/team/x.bin").await.unwrap();
+    assert_eq!(used(&g, "store:/rita").await, Some((0, 0)));
+    assert_eq!(used(&g, "store:/team").await, Some((400 * KIB as i64, 2)));
+    // A rename that would pass the target's quota is refused.
+    put(&rita, "/y.bin", &vec![3u8; 200 * KIB]).await;
+    let why = rita
+        .rename("/y.bin", "/team/y.bin")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("quota exceeded"), "{why}");
+    // Another S3 client writes into the team prefix: the next listing counts it.
+    g.s3("s3.put_object(Bucket=bucket, Key='team/outside.bin', Body=b'z' * 1000)");
+    wait_used(&g, "store:/team", (400 * KIB as i64 + 1000, 3)).await;
+    g.stop().await;
+}
