@@ -127,6 +127,7 @@ impl Gateway {
         }
         let shared = Arc::new(SessionContext {
             quotas: quotas.clone(),
+            bandwidth: crate::policy::bandwidth::Bandwidths::new(self.config.server.bandwidth),
             users: self.users.clone(),
             storage: self.storage.clone(),
             limits: self.limits.clone(),

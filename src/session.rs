@@ -42,6 +42,8 @@ pub struct SessionContext {
     pub metrics: Arc<Metrics>,
     /// Quota usage, shared with the sync jobs.
     pub quotas: Arc<crate::quota::Quotas>,
+    /// The gateway's rates, and each user's on this node.
+    pub bandwidth: crate::policy::bandwidth::Bandwidths,
     /// Where the connections run: shutdown waits for them to end.
     pub tasks: crate::listen::Tasks,
 }
@@ -104,8 +106,12 @@ impl SessionContext {
         };
         Some(SessionVfs::new(
             vfs,
-            (&user.filters, user.limits.max_file_size),
-            self.quotas.clone(),
+            crate::policy::Governance {
+                filters: &user.filters,
+                max_file_size: user.limits.max_file_size,
+                quotas: self.quotas.clone(),
+                rates: self.bandwidth.for_user(&user.name, user.limits.bandwidth),
+            },
             self.events.clone(),
             origin,
             live.clone(),

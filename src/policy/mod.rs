@@ -8,6 +8,7 @@
 //! serve; `session.rs` builds it.
 
 pub mod audit;
+pub mod bandwidth;
 pub mod counted;
 pub mod events;
 pub mod live;
@@ -225,9 +226,21 @@ pub type Stack = Layered<
     live::Watched,
     Layered<
         audit::Audited,
-        rules::Ruled<quota::Quoted<Layered<counted::Counted, Layered<events::Told, UserVfs>>>>,
+        rules::Ruled<
+            quota::Quoted<Throttled<Layered<counted::Counted, Layered<events::Told, UserVfs>>>>,
+        >,
     >,
 >;
+
+type Throttled<V> = bandwidth::Throttled<V>;
+
+/// What a user may do beside its permissions, as one session applies it.
+pub struct Governance<'a> {
+    pub filters: &'a [crate::config::FilterConfig],
+    pub max_file_size: Option<u64>,
+    pub quotas: Arc<crate::quota::Quotas>,
+    pub rates: bandwidth::Rates,
+}
 
 /// A user's VFS as a session serves it, with every layer of policy.
 #[derive(Debug)]
@@ -237,12 +250,11 @@ pub struct SessionVfs {
 
 impl SessionVfs {
     /// Wraps `vfs` for one session of `origin`'s user: its operations
-    /// held to the user's file `rules`, audited, told to `events`, counted
+    /// held to the user's file rules, quotas and rates (`rules`), audited, told to `events`, counted
     /// into `metrics` and shown on the console's `live` entry.
     pub fn new(
         vfs: UserVfs,
-        rules: (&[crate::config::FilterConfig], Option<u64>),
-        quotas: Arc<crate::quota::Quotas>,
+        rules: Governance<'_>,
         events: Arc<crate::events::Events>,
         origin: crate::events::Origin,
         live: Arc<crate::live::LiveSession>,
@@ -251,8 +263,9 @@ impl SessionVfs {
         let protocol = origin.protocol;
         let told = Layered::new(events::Told::new(events, origin.clone()), vfs);
         let counted = Layered::new(counted::Counted::new(metrics, protocol), told);
-        let quoted = quota::Quoted::new(quotas, counted);
-        let ruled = rules::Ruled::new(rules.0, rules.1, quoted);
+        let throttled = bandwidth::Throttled::new(rules.rates, counted);
+        let quoted = quota::Quoted::new(rules.quotas, throttled);
+        let ruled = rules::Ruled::new(rules.filters, rules.max_file_size, quoted);
         let audited = Layered::new(audit::Audited, ruled);
         SessionVfs {
             vfs: Layered::new(live::Watched::new(live, origin), audited),
@@ -262,7 +275,7 @@ impl SessionVfs {
     /// The user whose files these are.
     pub fn user(&self) -> &str {
         let quoted = self.vfs.inner().inner().inner();
-        quoted.inner().inner().inner().user()
+        quoted.inner().inner().inner().inner().user()
     }
 }
 

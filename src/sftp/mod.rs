@@ -75,8 +75,12 @@ where
     let events = crate::events::Events::none();
     let vfs = crate::policy::SessionVfs::new(
         vfs,
-        (&[], None),
-        crate::quota::Quotas::none(),
+        crate::policy::Governance {
+            filters: &[],
+            max_file_size: None,
+            quotas: crate::quota::Quotas::none(),
+            rates: Default::default(),
+        },
         events,
         origin,
         session.0.clone(),

@@ -49,12 +49,19 @@ pub type EndHook = Box<dyn FnOnce(Ended<'_>) -> BoxFuture<'static, ()> + Send + 
 /// quota's reservation); an error fails the upload.
 pub type Guard = Box<dyn Fn(u64) -> Result<(), FsError> + Send + Sync>;
 
+/// A rate a transfer keeps to (`bandwidth_up`, `bandwidth_down`): takes
+/// `n` bytes' worth and says how long to wait before they may move.
+pub trait Pace: Send + Sync {
+    fn take(&self, n: u64) -> std::time::Duration;
+}
+
 /// The hooks the layers above set on one transfer, each layer its own.
 #[derive(Default)]
 pub struct Observers {
     ends: Vec<EndHook>,
     progress: Vec<Progress>,
     guards: Vec<Guard>,
+    paces: Vec<std::sync::Arc<dyn Pace>>,
     /// The longest the file has been allowed to grow.
     allowed: u64,
 }
@@ -75,6 +82,20 @@ impl Observers {
 
     pub fn on_progress(&mut self, progress: Progress) {
         self.progress.push(progress);
+    }
+
+    /// Moves the transfer's bytes no faster than `pace` allows.
+    pub fn pace(&mut self, pace: std::sync::Arc<dyn Pace>) {
+        self.paces.push(pace);
+    }
+
+    /// Waits until `n` more bytes may move: backpressure, so a throttled
+    /// client is read from (or served) more slowly, and nothing piles up.
+    pub async fn paced(&self, n: u64) {
+        let wait = self.paces.iter().map(|p| p.take(n)).max();
+        if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// Asks `guard` each time the upload's file would grow.

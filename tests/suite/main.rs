@@ -7,6 +7,7 @@ mod common;
 mod admin;
 mod attacks;
 mod audit;
+mod bandwidth;
 mod checksums;
 mod cli;
 mod client_logs;

@@ -366,6 +366,7 @@ impl Download {
         let mut read = self.read(offset, len).await;
         if let Ok(bytes) = &read {
             self.handed += bytes.len() as u64;
+            self.observers.paced(bytes.len() as u64).await;
             self.observers.moved(bytes.len() as u64);
             if let Err(e) = self.verified(offset, bytes).await {
                 read = Err(e);

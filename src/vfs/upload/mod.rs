@@ -255,6 +255,7 @@ impl Upload {
             self.fail(e.clone());
             return Err(e);
         }
+        self.observers.paced(len).await;
         let written = self.write(offset, data).await;
         if written.is_ok() {
             self.observers.moved(len);

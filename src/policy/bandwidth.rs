@@ -1,0 +1,243 @@
+//! Bandwidth (`bandwidth_up`, `bandwidth_down`): per user, shared by all
+//! of that user's sessions on this node, and for the whole gateway
+//! (`[server]`). A token bucket with a small burst, applied as
+//! backpressure: an upload's write waits before it is taken (the client's
+//! socket is not read meanwhile), a download's read waits before it is
+//! handed over (S3 is read no faster than the client is served). Nothing
+//! is buffered for it, so throttling costs no memory.
+
+use crate::base::{Algorithm, FsResult, lock};
+use crate::config::Bandwidth;
+use crate::vfs::transfers::Pace;
+use crate::vfs::{Download, FileStat, Located, Upload, UserPath, Vfs, WriteMode};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// What a bucket may hold: this long at its rate, and at least
+/// [`MIN_BURST`] (one SFTP write or FTP chunk goes through whole).
+const BURST: Duration = Duration::from_millis(100);
+const MIN_BURST: f64 = 64.0 * 1024.0;
+
+/// One rate in bytes per second, shared by whatever takes from it.
+#[derive(Debug)]
+pub struct Bucket {
+    rate: AtomicU64,
+    /// Tokens (bytes) and when they were counted. Tokens go negative: a
+    /// take larger than what is there waits for the debt to be repaid,
+    /// which also makes takers share the rate in turn.
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    pub fn new(rate: u64) -> Arc<Bucket> {
+        Arc::new(Bucket {
+            rate: AtomicU64::new(rate),
+            state: Mutex::new((0.0, Instant::now())),
+        })
+    }
+}
+
+impl Pace for Bucket {
+    fn take(&self, n: u64) -> Duration {
+        let rate = self.rate.load(Ordering::Relaxed) as f64;
+        let burst = (rate * BURST.as_secs_f64()).max(MIN_BURST);
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        let (tokens, at) = *state;
+        let refilled = (tokens + now.duration_since(at).as_secs_f64() * rate).min(burst);
+        let left = refilled - n as f64;
+        *state = (left, now);
+        match left < 0.0 {
+            true => Duration::from_secs_f64(-left / rate),
+            false => Duration::ZERO,
+        }
+    }
+}
+
+/// A user's two buckets on this node.
+#[derive(Debug, Default)]
+struct UserRates {
+    up: Option<Arc<Bucket>>,
+    down: Option<Arc<Bucket>>,
+}
+
+/// The gateway's buckets, and each user's while one of its sessions is open.
+#[derive(Debug)]
+pub struct Bandwidths {
+    server: UserRates,
+    users: Mutex<HashMap<String, Weak<UserRates>>>,
+}
+
+/// What one session's transfers keep to.
+#[derive(Debug, Clone, Default)]
+pub struct Rates {
+    up: Vec<Arc<Bucket>>,
+    down: Vec<Arc<Bucket>>,
+    /// Holds the user's buckets for as long as the session lives.
+    _user: Option<Arc<UserRates>>,
+}
+
+fn buckets(limits: Bandwidth) -> UserRates {
+    UserRates {
+        up: limits.up.map(Bucket::new),
+        down: limits.down.map(Bucket::new),
+    }
+}
+
+impl Bandwidths {
+    /// The gateway's own rates, `[server] bandwidth_up` / `bandwidth_down`.
+    pub fn new(server: Bandwidth) -> Self {
+        Bandwidths {
+            server: buckets(server),
+            users: Mutex::default(),
+        }
+    }
+
+    /// What a session of `user` keeps to: the user's rates (shared with
+    /// its other sessions here; a reload's new rate applies at once) and
+    /// the gateway's.
+    pub fn for_user(&self, user: &str, limits: Bandwidth) -> Rates {
+        let own = (limits != Bandwidth::default()).then(|| {
+            let mut users = lock(&self.users);
+            if let Some(rates) = users.get(user).and_then(Weak::upgrade)
+                && rates.up.is_some() == limits.up.is_some()
+                && rates.down.is_some() == limits.down.is_some()
+            {
+                for (bucket, rate) in [(&rates.up, limits.up), (&rates.down, limits.down)] {
+                    if let (Some(b), Some(r)) = (bucket, rate) {
+                        b.rate.store(r, Ordering::Relaxed);
+                    }
+                }
+                return rates;
+            }
+            if users.len() >= 1024 {
+                users.retain(|_, w| w.strong_count() > 0);
+            }
+            let rates = Arc::new(buckets(limits));
+            users.insert(user.to_string(), Arc::downgrade(&rates));
+            rates
+        });
+        let pick = |side: fn(&UserRates) -> &Option<Arc<Bucket>>| -> Vec<Arc<Bucket>> {
+            let mine = own.as_deref().and_then(|o| side(o).clone());
+            mine.into_iter().chain(side(&self.server).clone()).collect()
+        };
+        Rates {
+            up: pick(|r| &r.up),
+            down: pick(|r| &r.down),
+            _user: own,
+        }
+    }
+}
+
+/// A VFS whose transfers keep to a session's [`Rates`].
+#[derive(Debug)]
+pub struct Throttled<V> {
+    rates: Rates,
+    inner: V,
+}
+
+impl<V: Vfs> Throttled<V> {
+    pub fn new(rates: Rates, inner: V) -> Self {
+        Throttled { rates, inner }
+    }
+
+    pub fn inner(&self) -> &V {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl<V: Vfs> Vfs for Throttled<V> {
+    async fn stat(&self, path: &UserPath) -> FsResult<FileStat> {
+        self.inner.stat(path).await
+    }
+
+    async fn list(&self, path: &UserPath) -> FsResult<BoxStream<'static, FsResult<FileStat>>> {
+        self.inner.list(path).await
+    }
+
+    async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download> {
+        let mut download = self.inner.open_read(path, offset).await?;
+        for b in &self.rates.down {
+            download.observers().pace(b.clone());
+        }
+        Ok(download)
+    }
+
+    async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
+        let mut upload = self.inner.open_write(path, mode).await?;
+        for b in &self.rates.up {
+            upload.observers().pace(b.clone());
+        }
+        Ok(upload)
+    }
+
+    async fn mkdir(&self, path: &UserPath) -> FsResult<()> {
+        self.inner.mkdir(path).await
+    }
+
+    async fn rmdir(&self, path: &UserPath) -> FsResult<()> {
+        self.inner.rmdir(path).await
+    }
+
+    async fn remove(&self, path: &UserPath) -> FsResult<()> {
+        self.inner.remove(path).await
+    }
+
+    async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> FsResult<()> {
+        self.inner.rename(from, to, overwrite).await
+    }
+
+    async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> FsResult<()> {
+        self.inner.set_times(path, mtime).await
+    }
+
+    async fn statvfs(&self, path: &UserPath) -> FsResult<crate::remote::Space> {
+        self.inner.statvfs(path).await
+    }
+
+    async fn digest(&self, path: &UserPath, algorithm: Algorithm) -> FsResult<Vec<u8>> {
+        self.inner.digest(path, algorithm).await
+    }
+
+    fn locate(&self, path: &UserPath) -> Option<Located> {
+        self.inner.locate(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two takers of one bucket share its rate: 20 takes of 64 KiB from a
+    /// 1 MiB/s bucket owe about 1.25 s of waiting between them.
+    #[test]
+    fn takers_share_the_rate() {
+        let b = Bucket::new(1 << 20);
+        let waited: Duration = (0..20).map(|_| b.take(64 << 10)).sum::<Duration>();
+        let last = b.take(0);
+        assert!(last >= Duration::from_millis(1100), "{last:?} {waited:?}");
+    }
+
+    #[test]
+    fn a_session_holds_its_users_buckets_and_the_servers() {
+        let all = Bandwidths::new(Bandwidth {
+            up: None,
+            down: Some(10 << 20),
+        });
+        let limits = Bandwidth {
+            up: None,
+            down: Some(2 << 20),
+        };
+        let a = all.for_user("u", limits);
+        let b = all.for_user("u", limits);
+        assert_eq!(a.down.len(), 2);
+        assert!(Arc::ptr_eq(&a.down[0], &b.down[0]), "one bucket per user");
+        assert!(all.for_user("other", Bandwidth::default()).up.is_empty());
+    }
+}
