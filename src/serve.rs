@@ -190,6 +190,7 @@ impl Gateway {
             &self.storage,
             &events,
             self.cluster.as_ref(),
+            &quotas,
             &stopped,
             &ending,
         );

@@ -27,9 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How stale a fleet's usage may be when an upload opens.
-const FLEET_FRESH: Duration = Duration::from_secs(1);
-
 /// Why a target is listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
@@ -67,8 +64,6 @@ struct State {
     used: Option<Usage>,
     scanning: bool,
     scanned: Option<SystemTime>,
-    /// When the fleet's count was last read.
-    refreshed: Option<Instant>,
     /// Shown in the metrics: a target of the config file, never one of a
     /// user a hook or the directory made up.
     exported: bool,
@@ -291,7 +286,6 @@ impl Quotas {
             match (total, state.used.as_mut()) {
                 (Some(total), _) => {
                     state.used = Some(total);
-                    state.refreshed = Some(Instant::now());
                 }
                 (None, Some(used)) => {
                     used.bytes += delta.bytes;
@@ -306,17 +300,12 @@ impl Quotas {
         self.kept.changed();
     }
 
-    /// Reads the fleet's count of `target` when the one here is older
-    /// than a second; nothing to do on one node.
+    /// Reads the fleet's count of `target` (one query, as an upload into
+    /// it opens: what other nodes committed counts); nothing on one node.
     pub async fn refresh(&self, target: &Target) {
-        let stale = target
-            .state()
-            .refreshed
-            .is_none_or(|at| at.elapsed() > FLEET_FRESH);
-        if stale && let Some(used) = self.kept.read(target).await {
+        if let Some(used) = self.kept.read(target).await {
             let mut state = target.state();
             state.used = Some(used);
-            state.refreshed = Some(Instant::now());
         }
     }
 
@@ -344,8 +333,9 @@ impl Quotas {
             // Another node, or this one before a restart, listed it.
             let mut state = target.state();
             state.used = Some(used);
-            state.refreshed = Some(Instant::now());
             state.scanning = false;
+            drop(state);
+            tracing::info!(target = %name, bytes = used.bytes, files = used.files, "quota usage read from the cluster database");
             return;
         }
         if why == Why::Due && !self.kept.take_scan(&name, self.scan_every).await {
@@ -378,7 +368,6 @@ impl Quotas {
                 let mut state = target.state();
                 state.used = Some(usage);
                 state.scanned = Some(SystemTime::now());
-                state.refreshed = Some(Instant::now());
                 state.scanning = false;
                 drop(state);
                 tracing::info!(target = %name, bytes, files, took_ms = started.elapsed().as_millis() as u64, "quota usage listed");

@@ -228,6 +228,16 @@ impl Run<'_> {
             self.progress.copied(n);
         }
         let stored = upload.close_stored().await?;
+        let replaced = self.trees[from.other()].get(path).and_then(Entry::file);
+        let freed = replaced.map_or(0, |f| f.size as i64);
+        sides
+            .counted(
+                dst,
+                &dkey,
+                stored.size as i64 - freed,
+                i64::from(replaced.is_none()),
+            )
+            .await;
         if stored.size != copied {
             return Err(ActError::Short {
                 held: stored.size,
@@ -344,7 +354,11 @@ impl Run<'_> {
             return Err(ActError::NotAsListed("changed since it was listed; kept"));
         }
         match layer.remove(key).await {
-            Ok(()) | Err(FsError::NotFound) => Ok(()),
+            Ok(()) => {
+                self.sides.counted(layer, key, -(now.size as i64), -1).await;
+                Ok(())
+            }
+            Err(FsError::NotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

@@ -67,11 +67,18 @@ impl Job {
                     remote: layer(&locations.remote)?,
                 },
                 locations,
+                quotas: None,
             },
             files: JobFiles::of(state_dir, config),
             config: config.clone(),
             fleet: None,
         })
+    }
+
+    /// The job with its writes and deletes counted in `quotas`.
+    pub fn counting(mut self, quotas: std::sync::Arc<crate::quota::Quotas>) -> Job {
+        self.sides.quotas = Some(quotas);
+        self
     }
 
     /// The job as a node of `fleet` runs it: its lease and reports in the

@@ -82,6 +82,7 @@ impl Jobs {
         storage: &Storage,
         events: &Arc<Events>,
         fleet: Option<&crate::cluster::Cluster>,
+        quotas: &Arc<crate::quota::Quotas>,
         stopped: &watch::Receiver<bool>,
         ending: &CancellationToken,
     ) -> (Jobs, Vec<tokio::task::JoinHandle<()>>) {
@@ -90,7 +91,7 @@ impl Jobs {
             match Job::new(sync, storage, &config.server.state_dir) {
                 Ok(job) => {
                     let scheduled = Scheduled {
-                        job: Arc::new(job.in_fleet(fleet.cloned())),
+                        job: Arc::new(job.in_fleet(fleet.cloned()).counting(quotas.clone())),
                         turn: tokio::sync::Mutex::new(()),
                         running: Mutex::new(None),
                     };

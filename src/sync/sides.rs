@@ -11,6 +11,8 @@ pub struct Sides {
     /// The config's two locations, by side.
     pub(super) locations: BySide<Location>,
     pub(super) layers: BySide<Arc<ObjectLayer>>,
+    /// Where what the job writes and deletes counts (inside `serve`).
+    pub(super) quotas: Option<Arc<crate::quota::Quotas>>,
 }
 
 impl Sides {
@@ -19,6 +21,15 @@ impl Sides {
         match self.locations[side].prefix.as_str() {
             "" => path.to_string(),
             prefix => format!("{prefix}/{path}"),
+        }
+    }
+
+    /// Counts a change the job made at `key` of `layer`'s remote toward
+    /// the quota targets there.
+    pub(super) async fn counted(&self, layer: &ObjectLayer, key: &str, bytes: i64, files: i64) {
+        if let Some(q) = &self.quotas {
+            let delta = crate::cluster::quotas::Usage { bytes, files };
+            q.changed(layer.remote().name(), key, delta).await;
         }
     }
 

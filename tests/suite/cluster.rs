@@ -758,6 +758,66 @@ async fn quota_usage_counts_every_nodes_changes() {
     );
 }
 
+/// Two nodes on one bucket enforce one quota: what dave stored through
+/// node a counts at node b, which refuses the upload that would pass it;
+/// a delete at b gives the room back at a.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_enforce_one_quota() {
+    use common::served::Process;
+    let database = common::postgres::database().await;
+    let dave = format!(
+        "[[users]]\nname = \"dave\"\npassword = \"{}\"\nhome = \"store:/dave\"\nquota = \"1MiB\"\n",
+        common::gateway::HASH
+    );
+    let a = Served::start_full("", "", &format!("{}{dave}", node(&database, "quo-a")));
+    let on_a = Process {
+        bucket: Some(a.bucket.clone()),
+        ..Process::default()
+    };
+    let b = Served::start_limited(
+        "",
+        "",
+        "",
+        &format!("{}{dave}", node(&database, "quo-b")),
+        on_a,
+    );
+    for g in [&a, &b] {
+        g.log_line("joined the cluster");
+        g.log_line("quota usage"); // listed, or read from the database
+    }
+    let login = async |g: &Served| {
+        let stream = tokio::net::TcpStream::connect(g.sftp).await.unwrap();
+        let h = common::gateway::ssh_password(stream, "dave", common::gateway::PASSWORD)
+            .await
+            .unwrap();
+        let s = common::gateway::sftp(&h).await;
+        (h, s)
+    };
+    let ((_ha, at_a), (_hb, at_b)) = (login(&a).await, login(&b).await);
+    common::gateway::put(&at_a, "/one.bin", &vec![1u8; 600 << 10]).await;
+    let flags = common::gateway::write_flags();
+    let attrs = russh_sftp::protocol::FileAttributes::empty();
+    let handle = at_b.open("/two.bin", flags, attrs).await.unwrap().handle;
+    let mut refused = None;
+    for i in 0..20u64 {
+        if let Err(e) = at_b
+            .write(&handle, i * (32 << 10), vec![2u8; 32 << 10])
+            .await
+        {
+            refused = Some(e.to_string());
+            break;
+        }
+    }
+    let why = refused.expect("node b refuses what node a's upload leaves no room for");
+    assert!(
+        why.contains("quota exceeded: 600.0 KiB of 1.0 MiB used"),
+        "{why}"
+    );
+    assert!(at_b.close(handle).await.is_err());
+    at_b.remove("/one.bin").await.unwrap();
+    common::gateway::put(&at_a, "/three.bin", &vec![3u8; 900 << 10]).await;
+}
+
 /// An event node a gave up on (its receiver down past `retry_for`) is
 /// counted by node b's `/api/v1/webhooks`, and retried through b's API it
 /// reaches the receiver: given-up events are the fleet's.

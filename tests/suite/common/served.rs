@@ -2,7 +2,7 @@
 //! signals, the JSON log, its own memory.
 
 /// How the process runs: its limits (soft and hard alike), its log filter.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Process {
     /// `RUST_LOG`, as an operator may set it (default: the binary's own filter).
     pub rust_log: Option<&'static str>,
@@ -10,6 +10,8 @@ pub struct Process {
     pub max_file: Option<u64>,
     /// RLIMIT_NOFILE.
     pub open_files: Option<u64>,
+    /// The bucket of another node (a fleet on one bucket); default: its own.
+    pub bucket: Option<String>,
 }
 
 /// `bucketgate serve` as a process, on a config file it can reload.
@@ -108,8 +110,11 @@ impl Served {
         limits: Process,
     ) -> Served {
         let endpoint = super::moto_endpoint();
-        let bucket = super::unique("served");
-        super::create_bucket(&endpoint, &bucket);
+        let bucket = limits.bucket.clone().unwrap_or_else(|| {
+            let bucket = super::unique("served");
+            super::create_bucket(&endpoint, &bucket);
+            bucket
+        });
         let dir = tempfile::tempdir().unwrap();
         super::host_keys_into(dir.path());
         let tls = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
