@@ -439,4 +439,18 @@ impl StorageBackend<FtpUser> for VfsBackend {
         })
         .await
     }
+
+    /// ALLO with a size: refused (552) when a quota over the working
+    /// directory has no room for it, before any byte moves.
+    async fn allocate<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        dir: P,
+        size: u64,
+    ) -> storage::Result<()> {
+        op(user, dir.as_ref(), |d| async move {
+            user.vfs.room(&d, size).await
+        })
+        .await
+    }
 }

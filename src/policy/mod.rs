@@ -272,6 +272,11 @@ impl SessionVfs {
         }
     }
 
+    /// Whether the quotas over `dir` have room for `size` more bytes.
+    pub async fn room(&self, dir: &UserPath, size: u64) -> FsResult<()> {
+        self.vfs.inner().inner().inner().room(dir, size).await
+    }
+
     /// The user whose files these are.
     pub fn user(&self) -> &str {
         let quoted = self.vfs.inner().inner().inner();

@@ -93,6 +93,16 @@ impl<V: Vfs> Quoted<V> {
         }
     }
 
+    /// Refuses `size` bytes more in the folder `dir` when a quota has no
+    /// room for them (FTP `ALLO`, a web upload that says its size).
+    pub async fn room(&self, dir: &UserPath, size: u64) -> FsResult<()> {
+        let (targets, _) = self.counting(dir);
+        for t in self.limiting(&targets).await {
+            t.admits(true, Some(size)).map_err(refused)?;
+        }
+        Ok(())
+    }
+
     /// The targets with a quota among `targets`, their fleet's usage read.
     async fn limiting(&self, targets: &[Arc<Target>]) -> Vec<Arc<Target>> {
         let mut limiting = Vec::new();

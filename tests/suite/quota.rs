@@ -223,6 +223,15 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
         "[('quinn/', 0), ('quinn/c.txt', 1)] 0"
     );
     assert_eq!(used(&g, target).await, Some((1, 1)));
+
+    // ALLO with a size is answered before any byte moves.
+    let mut raw = common::ftp::RawFtp::login(&g, "quinn").await;
+    let refused = raw.cmd("ALLO 2000000").await;
+    assert!(
+        refused.starts_with("552") && refused.contains("quota exceeded"),
+        "{refused}"
+    );
+    assert!(raw.cmd("ALLO 1000").await.starts_with("202"));
     g.stop().await;
 }
 

@@ -417,6 +417,13 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
     async fn set_modified<P: AsRef<Path> + Send + Debug>(&self, _user: &User, _path: P, _modified: SystemTime) -> Result<()> {
         Err(Error::from(ErrorKind::CommandNotImplemented))
     }
+
+    /// Whether `size` bytes may be stored in the folder `dir` (the FTP
+    /// `ALLO` command, sent before a STOR by clients that know the size):
+    /// an error refuses it before any byte moves. Accepted by default.
+    async fn allocate<P: AsRef<Path> + Send + Debug>(&self, _user: &User, _dir: P, _size: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 // Maps IO errors to FTP errors in a sensible way.

@@ -101,8 +101,9 @@ pub enum Command {
         path: PathBuf,
     },
     Allo {
-        // The `ALLO` command can actually have an optional argument, but since we regard `ALLO`
-        // as noop, we won't even parse it.
+        /// The bytes the client will store, when it says (`ALLO 5`); a
+        /// record size (`R 5`) is ignored.
+        size: Option<u64>,
     },
     Abor,
     Stou,

@@ -544,7 +544,7 @@ where
             Command::Rmd { path } => Box::new(commands::Rmd::new(path)),
             Command::Quit => Box::new(commands::Quit),
             Command::Mkd { path } => Box::new(commands::Mkd::new(path)),
-            Command::Allo { .. } => Box::new(commands::Allo),
+            Command::Allo { size } => Box::new(commands::Allo { size }),
             Command::Abor => Box::new(commands::Abor),
             Command::Stou => Box::new(commands::Stou),
             Command::Rnfr { file } => Box::new(commands::Rnfr::new(file)),

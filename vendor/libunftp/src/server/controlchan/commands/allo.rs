@@ -20,6 +20,7 @@
 
 use crate::{
     auth::UserDetail,
+    server::chancomms::ControlChanMsg,
     server::controlchan::{
         Reply, ReplyCode,
         error::ControlChanError,
@@ -28,9 +29,15 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
+use std::sync::Arc;
 
+/// With a size, the back end is asked whether it has room for it in the
+/// working directory (a quota): refused there, the client learns it
+/// before any byte moves.
 #[derive(Debug)]
-pub struct Allo;
+pub struct Allo {
+    pub size: Option<u64>,
+}
 
 #[async_trait]
 impl<Storage, User> CommandHandler<Storage, User> for Allo
@@ -40,8 +47,24 @@ where
     Storage::Metadata: Metadata,
 {
     #[tracing_attributes::instrument(skip_all)]
-    async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        // ALLO is obsolete and we'll just ignore it.
-        Ok(Reply::new(ReplyCode::CommandOkayNotImplemented, "Ignored"))
+    async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        let Some(size) = self.size else {
+            return Ok(Reply::new(ReplyCode::CommandOkayNotImplemented, "Ignored"));
+        };
+        let session = args.session.lock().await;
+        let (user, cwd) = (session.user.clone(), session.cwd.clone());
+        let storage: Arc<Storage> = Arc::clone(&session.storage);
+        drop(session);
+        let Some(user) = (*user).as_ref() else {
+            return Ok(Reply::new(ReplyCode::NotLoggedIn, "Not logged in"));
+        };
+        match storage.allocate(user, &cwd, size).await {
+            Ok(()) => Ok(Reply::new(ReplyCode::CommandOkayNotImplemented, "Room enough; no allocation needed")),
+            // Answered as any storage error: a quota's refusal is 552.
+            Err(e) => {
+                let _ = args.tx_control_chan.send(ControlChanMsg::StorageError(e)).await;
+                Ok(Reply::none())
+            }
+        }
     }
 }

@@ -256,7 +256,14 @@ where
             let path = path.into();
             Command::Mkd { path }
         }
-        "ALLO" => Command::Allo {},
+        "ALLO" => {
+            let params = parse_to_eol(cmd_params)?;
+            let size = std::str::from_utf8(&params)
+                .ok()
+                .and_then(|p| p.split_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok());
+            Command::Allo { size }
+        }
         "ABOR" => {
             let params = parse_to_eol(cmd_params)?;
             if !params.is_empty() {

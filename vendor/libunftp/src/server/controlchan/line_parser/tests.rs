@@ -495,15 +495,13 @@ fn parse_mkd_cr() {
 #[test]
 fn parse_allo() {
     let input = "ALLO\r\n";
-    assert_eq!(parse(input), Ok(Command::Allo {}));
+    assert_eq!(parse(input), Ok(Command::Allo { size: None }));
 
-    // This is actually not a valid `ALLO` command, but since we ignore it anyway there is no
-    // need to add complexity by actually parsing it.
     let input = "ALLO 5\r\n";
-    assert_eq!(parse(input), Ok(Command::Allo {}));
+    assert_eq!(parse(input), Ok(Command::Allo { size: Some(5) }));
 
     let input = "ALLO R 5\r\n";
-    assert_eq!(parse(input), Ok(Command::Allo {}));
+    assert_eq!(parse(input), Ok(Command::Allo { size: None }));
 }
 
 #[test]
