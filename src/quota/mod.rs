@@ -27,6 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+/// How often the usage file is written when something changed: what a
+/// node killed outright loses (the next listing restores it).
+const SAVE_EVERY: Duration = Duration::from_secs(2);
+
 /// Why a target is listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
@@ -385,12 +389,18 @@ impl Quotas {
     /// `stop`; and keeps the counts on disk (one node).
     pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) {
         let tick = (self.scan_every / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        let work = async {
+        let saving = async {
+            let mut every = tokio::time::interval(SAVE_EVERY);
+            loop {
+                every.tick().await;
+                self.kept.save(&self).await;
+            }
+        };
+        let scanning = async {
             let mut every = tokio::time::interval(tick);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                self.kept.save(&self).await;
                 let due: Vec<Arc<Target>> = self
                     .targets()
                     .values()
@@ -399,7 +409,9 @@ impl Quotas {
                         let old = state
                             .scanned
                             .is_none_or(|at| at.elapsed().unwrap_or_default() >= self.scan_every);
-                        let due = old && !state.scanning;
+                        // A target read back from disk that no user has
+                        // claimed since the start has nothing to enforce.
+                        let due = old && !state.scanning && state.limit.is_set();
                         state.scanning |= due;
                         due
                     })
@@ -411,7 +423,8 @@ impl Quotas {
             }
         };
         tokio::select! {
-            () = work => {}
+            () = saving => {}
+            () = scanning => {}
             () = stop => self.kept.save(&self).await,
         }
     }

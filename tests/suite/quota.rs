@@ -21,15 +21,15 @@ fn api_token() -> String {
     format!("[[admin.tokens]]\nname = \"ops\"\nhash = \"sha256:{hash}\"\n")
 }
 
-/// `GET /api/v1/usage`: each target's row, by name.
-async fn usage(g: &TestGateway) -> Vec<Value> {
+/// `GET /api/v1/usage` of the admin listener at `admin`: each target's row.
+async fn usage_at(admin: std::net::SocketAddr) -> Vec<Value> {
     let (ok, out, err) = common::run(
         "curl",
         &[
             "-sf",
             "-H",
             &format!("Authorization: Bearer {TOKEN}"),
-            &format!("http://{}/api/v1/usage", g.admin),
+            &format!("http://{admin}/api/v1/usage"),
         ],
     )
     .await;
@@ -40,7 +40,11 @@ async fn usage(g: &TestGateway) -> Vec<Value> {
 
 /// `target`'s (bytes, files), once it is known.
 async fn used(g: &TestGateway, target: &str) -> Option<(i64, i64)> {
-    let rows = usage(g).await;
+    used_at(g.admin, target).await
+}
+
+async fn used_at(admin: std::net::SocketAddr, target: &str) -> Option<(i64, i64)> {
+    let rows = usage_at(admin).await;
     let row = rows.iter().find(|r| r["target"] == target)?;
     Some((row["used_bytes"].as_i64()?, row["used_files"].as_i64()?))
 }
@@ -280,4 +284,48 @@ async fn a_shared_target_is_one_quota_and_renames_and_scans_move_usage() {
     g.s3("s3.put_object(Bucket=bucket, Key='team/outside.bin', Body=b'z' * 1000)");
     wait_used(&g, "store:/team", (400 * KIB as i64 + 1000, 3)).await;
     g.stop().await;
+}
+
+/// Usage survives a node killed outright: what was counted is written to
+/// `state_dir` within seconds and read back at the start, so the node does
+/// not wait for a listing (an object put behind its back while it was down
+/// shows it is the kept count, not a new listing).
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_is_kept_across_a_restart() {
+    use common::served::Served;
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[[users]]\nname = \"vic\"\npassword = \"{HASH}\"\n\
+         home = \"store:/vic\"\nquota = \"1MiB\"\n",
+        api_token()
+    );
+    let mut g = Served::start_full("", "", &config);
+    g.log_line("quota usage listed");
+    let stream = tokio::net::TcpStream::connect(g.sftp).await.unwrap();
+    let h = ssh_password(stream, "vic", PASSWORD).await.unwrap();
+    let s = common::gateway::sftp(&h).await;
+    put(&s, "/kept.bin", &vec![1u8; 100 * KIB]).await;
+    let file = g.dir.path().join("state/quota-usage.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("102400")) {
+        assert!(
+            Instant::now() < deadline,
+            "the usage never reached {file:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((s, h));
+    g.kill();
+    common::boto3(
+        &g.endpoint,
+        &format!(
+            "s3.put_object(Bucket='{}', Key='vic/behind.bin', Body=b'z' * 1000)",
+            g.bucket
+        ),
+    );
+    g.restart();
+    let admin = g.admin();
+    assert_eq!(
+        used_at(admin, "store:/vic").await,
+        Some((100 * KIB as i64, 1))
+    );
 }

@@ -179,8 +179,18 @@ impl Served {
     /// Kills the process (SIGKILL: nothing runs at exit) and starts it
     /// again on the same config and folder, its log started anew.
     pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// SIGKILL, and waited for.
+    pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Starts the gateway again on its config, after [`Served::kill`].
+    pub fn restart(&mut self) {
         let old = self.dir.path().join("log");
         std::fs::rename(&old, self.dir.path().join("log.before")).unwrap();
         self.child = serve_command(self.dir.path()).spawn().unwrap();
