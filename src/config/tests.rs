@@ -563,3 +563,45 @@ fn filter_problems_name_their_key_and_line() {
         .collect();
     assert_eq!(paths, ["/in/deep", "/in", "/"], "deepest first");
 }
+
+#[test]
+fn limit_problems_name_their_key_and_line() {
+    let user = |name: &str, extra: &str| {
+        format!(
+            "[[users]]\nname = \"{name}\"\npassword = \"{HASH}\"\nhome = \"store:/{name}\"\n{extra}"
+        )
+    };
+    let text = format!(
+        "[remotes.store]\nkind = \"memory\"\n[server]\nbandwidth_up = \"fast\"\n{}{}{}",
+        user("a", "quota = \"lots\"\nbandwidth_down = \"2MiB\"\n"),
+        user(
+            "b",
+            "[[users.mounts]]\npath = \"/t\"\ntarget = \"store:/team\"\nquota = \"1MiB\"\n"
+        ),
+        user(
+            "c",
+            "[[users.mounts]]\npath = \"/t\"\ntarget = \"store:/team\"\nquota = \"2MiB\"\n"
+        ),
+    );
+    let problems = parse(&text).unwrap_err();
+    assert_problems(
+        &problems,
+        &[
+            (4, "server.bandwidth_up", "not a rate like \"10MiB/s\""),
+            (9, "users[0].quota", "not a size"),
+            (10, "users[0].bandwidth_down", "not a rate"),
+            (19, "users.c", "store:/team has another quota at user b"),
+        ],
+    );
+    let ok = format!(
+        "[remotes.store]\nkind = \"memory\"\n{}",
+        user(
+            "a",
+            "quota = \"10GiB\"\nquota_files = 5\nbandwidth_up = \"1MiB/s\"\n"
+        )
+    );
+    let limits = parse(&ok).unwrap().users[0].limits;
+    assert_eq!(limits.quota.bytes, Some(10 << 30));
+    assert_eq!(limits.quota.files, Some(5));
+    assert_eq!(limits.bandwidth.up, Some(1 << 20));
+}

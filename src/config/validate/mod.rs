@@ -81,7 +81,7 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
 
     budget_fits_parts(&mut cx, &raw.server, server.memory_budget, &remotes);
     let names: RemoteNames = raw.remotes.keys().cloned().collect();
-    let users = raw
+    let users: Vec<UserConfig> = raw
         .users
         .iter()
         .enumerate()
@@ -89,6 +89,7 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         .collect();
     let user_names = raw.users.iter().map(|u| &u.get_ref().name);
     duplicates(&mut cx, user_names, "users", "user");
+    one_quota_per_target(&mut cx, &raw.users, &users);
     let syncs = raw
         .syncs
         .iter()
@@ -181,6 +182,40 @@ fn duplicates<'a>(
                 &format!("{table}[{i}].name"),
                 format!("duplicate {what} name {:?}", n.get_ref()),
             );
+        }
+    }
+}
+
+/// A quota belongs to its target (a remote and prefix), not to who
+/// reaches it: two users, or two mounts, giving one target different
+/// quotas is refused rather than one of them silently winning.
+fn one_quota_per_target(cx: &mut Ctx<'_>, raw: &[Spanned<RawUser>], users: &[UserConfig]) {
+    let mut seen: std::collections::HashMap<String, (Quota, String)> = Default::default();
+    for user in users {
+        let line = raw
+            .iter()
+            .find(|r| {
+                r.get_ref()
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| n.get_ref() == &user.name)
+            })
+            .map_or(0, |r| cx.lines.of(r));
+        let homes = std::iter::once((&user.home, user.limits.quota));
+        let mounts = user.mounts.iter().map(|m| (&m.target, m.quota));
+        for (place, quota) in homes.chain(mounts).filter(|(_, q)| q.is_set()) {
+            let name = place.to_string();
+            match seen.get(&name) {
+                Some((other, who)) if *other != quota => cx.problem(
+                    line,
+                    &format!("users.{}", user.name),
+                    format!("{name} has another quota at user {who}: one target, one quota"),
+                ),
+                Some(_) => {}
+                None => {
+                    seen.insert(name, (quota, user.name.clone()));
+                }
+            }
         }
     }
 }
