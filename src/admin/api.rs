@@ -419,7 +419,17 @@ impl Console {
                         "path": m.path,
                         "target": m.target.to_string(),
                         "read_only": m.read_only,
+                        "quota_bytes": m.quota.bytes,
+                        "quota_files": m.quota.files,
                     })).collect::<Vec<_>>(),
+                    "limits": {
+                        "quota_bytes": u.limits.quota.bytes,
+                        "quota_files": u.limits.quota.files,
+                        "max_file_size": u.limits.max_file_size,
+                        "bandwidth_up": u.limits.bandwidth.up,
+                        "bandwidth_down": u.limits.bandwidth.down,
+                        "filters": u.filters.len(),
+                    },
                 })
             })
             .collect();

@@ -86,6 +86,13 @@ with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
     expect(page.locator("tr[data-ban='127.0.0.2']")).to_have_count(0)
     page.screenshot(path=f"{SHOTS}/ban-lifted.png")
 
+    # Users: gil's limits, and his home's usage against its quota.
+    page.click("nav a[href='#users']")
+    expect(page.locator("tr[data-user='gil'] .limits")).to_contain_text("quota 1.0 GiB · down 5.0 MiB/s")
+    expect(page.locator("tr[data-target='store:/gil']")).to_contain_text("0 B")
+    expect(page.locator("tr[data-target='store:/gil']")).to_contain_text("1.0 GiB (0%)")
+    page.screenshot(path=f"{SHOTS}/users.png")
+
     # On a phone's screen.
     page.set_viewport_size({"width": 390, "height": 844})
     page.click("nav a[href='#dashboard']")

@@ -726,7 +726,11 @@ async fn the_console_over_https_sets_a_secure_cookie() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_chromium_ends_a_session_runs_a_job_and_lifts_a_ban() {
-    let g = start_with_tables(&console_tables("")).await;
+    let gil = format!(
+        "[[users]]\nname = \"gil\"\npassword = \"{HASH}\"\nhome = \"store:/gil\"\n\
+         quota = \"1GiB\"\nbandwidth_down = \"5MiB/s\"\n"
+    );
+    let g = start_with_tables(&console_tables(&gil)).await;
     let api = Api::new(&g);
     let upload = held_upload(&g).await;
     ban_127_0_0_2(&g).await;

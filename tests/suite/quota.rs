@@ -123,6 +123,14 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
 
     put(&s, "/a.bin", &vec![1u8; 600 * KIB]).await;
     assert_eq!(used(&g, target).await, Some((600 * KIB as i64, 1)));
+    let metrics = g.metrics().await;
+    for series in [
+        "bucketgate_quota_used_bytes{target=\"store:/quinn\"} 614400",
+        "bucketgate_quota_used_files{target=\"store:/quinn\"} 1",
+        "bucketgate_quota_limit_bytes{target=\"store:/quinn\"} 1048576",
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
 
     // 600 KiB more cross 1 MiB at the write that ends past 424 KiB.
     let (refused, closed) = write_sftp(&s, "/b.bin", 600 * KIB).await;

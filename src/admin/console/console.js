@@ -218,18 +218,37 @@ const views = {
   },
 
   async users() {
-    const u = await api("GET", "users");
+    const [u, usage] = await Promise.all([api("GET", "users"), api("GET", "usage")]);
     const writer = state.me.role === "admin";
     return [
       el("p", {}, "Identity sources, in order: " + u.sources.join(", ") + ". ",
         writer ? act(el("button", { class: "quiet reload", type: "button" }, "Reload from the config file"), "Reload", async () => (await api("POST", "users/reload")).reloaded) : null),
-      table(["Name", "Home", "Permissions", "Sessions", "Login", "Mounts"], u.users.map((x) => el("tr", {},
+      table(["Name", "Home", "Permissions", "Sessions", "Login", "Mounts", "Limits"], u.users.map((x) => el("tr", { "data-user": x.name },
         el("td", {}, x.name), el("td", {}, x.home), el("td", { class: "wrap" }, x.permissions.join(" ")),
         el("td", {}, "at most " + x.max_sessions), el("td", {}, [x.password ? "password" : "", x.keys ? x.keys + " key(s)" : ""].filter(Boolean).join(", ")),
-        el("td", { class: "wrap" }, x.mounts.map((m) => m.path + " → " + m.target + (m.read_only ? " (read-only)" : "")).join("; ")))), "The users file has no users."),
+        el("td", { class: "wrap" }, x.mounts.map((m) => m.path + " → " + m.target + (m.read_only ? " (read-only)" : "") + (quotaText(m) ? " (" + quotaText(m) + ")" : "")).join("; ")),
+        el("td", { class: "wrap limits" }, limitsText(x.limits)))), "The users file has no users."),
+      el("h2", {}, "Quota usage"),
+      table(["Target", "Used", "Quota", "Files", "Listed"], usage.usage.map((t) => el("tr", { "data-target": t.target },
+        el("td", {}, t.target),
+        el("td", { class: t.quota_bytes !== null && t.used_bytes >= t.quota_bytes ? "bad" : "" }, t.used_bytes === null ? "listing…" : size(t.used_bytes)),
+        el("td", {}, t.quota_bytes === null ? "—" : size(t.quota_bytes) + (t.used_bytes === null ? "" : " (" + Math.round(100 * t.used_bytes / Math.max(1, t.quota_bytes)) + "%)")),
+        el("td", {}, (t.used_files === null ? "?" : t.used_files) + (t.quota_files === null ? "" : " of " + t.quota_files)),
+        el("td", {}, t.scanned ? ago(t.scanned) : "—"))), "No user has a quota."),
     ];
   },
 };
+
+function quotaText(q) {
+  const parts = [q.quota_bytes !== null ? size(q.quota_bytes) : "", q.quota_files !== null ? q.quota_files + " files" : ""].filter(Boolean);
+  return parts.length ? "quota " + parts.join(", ") : "";
+}
+
+function limitsText(l) {
+  return [quotaText(l), l.max_file_size !== null ? "files ≤ " + size(l.max_file_size) : "",
+    l.bandwidth_up !== null ? "up " + rate(l.bandwidth_up) : "", l.bandwidth_down !== null ? "down " + rate(l.bandwidth_down) : "",
+    l.filters ? l.filters + " filter(s)" : ""].filter(Boolean).join(" · ") || "none";
+}
 
 function remotesTable(remotes) {
   return table(["Remote", "Store", "Health", "Probe"], remotes.map((x) => el("tr", { "data-remote": x.name },
