@@ -16,12 +16,12 @@ mod validate;
 mod webhooks;
 
 pub use crate::base::Checksums;
-pub use limits::{Bandwidth, Limits, Quota};
 pub use auth::{
     AuthConfig, HookConfig, LdapConfig, LdapFind, MountDefinition, SourceKind, TemplateConfig,
     UserDefinition, fill,
 };
 pub use filters::FilterConfig;
+pub use limits::{Bandwidth, Limits, Quota};
 pub use permissions::{Permission, Permissions};
 pub use webhooks::{EventKind, WebhookConfig};
 

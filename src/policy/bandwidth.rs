@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 /// [`MIN_BURST`] (one SFTP write or FTP chunk goes through whole).
 const BURST: Duration = Duration::from_millis(100);
 const MIN_BURST: f64 = 64.0 * 1024.0;
+/// Seconds: the shortest wait worth a sleep.
+const MIN_SLEEP: f64 = 0.001;
 
 /// One rate in bytes per second, shared by whatever takes from it.
 #[derive(Debug)]
@@ -34,10 +36,11 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// Full at first: a transfer starts at once.
     pub fn new(rate: u64) -> Arc<Bucket> {
         Arc::new(Bucket {
             rate: AtomicU64::new(rate),
-            state: Mutex::new((0.0, Instant::now())),
+            state: Mutex::new((burst(rate as f64), Instant::now())),
         })
     }
 }
@@ -45,18 +48,24 @@ impl Bucket {
 impl Pace for Bucket {
     fn take(&self, n: u64) -> Duration {
         let rate = self.rate.load(Ordering::Relaxed) as f64;
-        let burst = (rate * BURST.as_secs_f64()).max(MIN_BURST);
+        let burst = burst(rate);
         let mut state = lock(&self.state);
         let now = Instant::now();
         let (tokens, at) = *state;
         let refilled = (tokens + now.duration_since(at).as_secs_f64() * rate).min(burst);
         let left = refilled - n as f64;
         *state = (left, now);
-        match left < 0.0 {
-            true => Duration::from_secs_f64(-left / rate),
-            false => Duration::ZERO,
+        // A debt shorter than the timer's tick is carried, not slept: a
+        // sleep is at least a millisecond, which would cap a fast rate.
+        match -left / rate {
+            owed if owed >= MIN_SLEEP => Duration::from_secs_f64(owed),
+            _ => Duration::ZERO,
         }
     }
+}
+
+fn burst(rate: f64) -> f64 {
+    (rate * BURST.as_secs_f64()).max(MIN_BURST)
 }
 
 /// A user's two buckets on this node.
@@ -214,13 +223,13 @@ impl<V: Vfs> Vfs for Throttled<V> {
 mod tests {
     use super::*;
 
-    /// Two takers of one bucket share its rate: 20 takes of 64 KiB from a
-    /// 1 MiB/s bucket owe about 1.25 s of waiting between them.
+    /// Takers of one bucket share its rate: 21 takes of 64 KiB from a
+    /// full 1 MiB/s bucket (its burst, 100 KiB, free) owe about 1.2 s.
     #[test]
     fn takers_share_the_rate() {
         let b = Bucket::new(1 << 20);
-        let waited: Duration = (0..20).map(|_| b.take(64 << 10)).sum::<Duration>();
-        let last = b.take(0);
+        let waited: Duration = (0..21).map(|_| b.take(64 << 10)).sum::<Duration>();
+        let last = b.take(1 << 10);
         assert!(last >= Duration::from_millis(1100), "{last:?} {waited:?}");
     }
 

@@ -82,6 +82,7 @@ fn done<T>(result: &FsResult<T>) -> Ended<'_> {
         bytes: None,
         digests: None,
         size: None,
+        etag: None,
         result: result.as_ref().map(|_| ()),
     }
 }

@@ -38,6 +38,14 @@ fn refused(why: String) -> FsError {
     FsError::QuotaExceeded(why)
 }
 
+/// What the object an upload replaces held, once its HEAD has answered
+/// (`Some(None)`: there was none, or it could not be asked); what the
+/// upload's writes read without waiting.
+#[derive(Default)]
+struct Replaced {
+    seen: std::sync::OnceLock<Option<u64>>,
+}
+
 /// What an upload holds of each target's reservation.
 struct Reserved {
     targets: Vec<Arc<Target>>,
@@ -128,40 +136,96 @@ impl<V: Vfs> Vfs for Quoted<V> {
         self.inner.open_read(path, offset).await
     }
 
+    /// The object an upload replaces is asked for beside the upload, not
+    /// before it (a HEAD on the path of every upload is what makes many
+    /// small files slow): its size is known by the time it matters, and
+    /// waited for only when the target is already full.
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
         let (targets, at) = self.counting(path);
-        let Some(at) = at.filter(|_| !targets.is_empty()) else {
+        let (Some(at), Some(layer)) = (
+            at.filter(|_| !targets.is_empty()),
+            targets
+                .first()
+                .and_then(|t| self.quotas.layer(&t.place.remote)),
+        ) else {
             return self.inner.open_write(path, mode).await;
         };
-        let replaced = size_of(&self.inner, path).await?;
+        let replaced = Arc::new(Replaced::default());
+        let head = {
+            let (replaced, key) = (replaced.clone(), at.key.clone());
+            let asked = tokio::spawn(async move {
+                let found = layer.head_object(&key).await;
+                let _ = replaced.seen.set(match &found {
+                    Ok((stat, _)) => Some(stat.size),
+                    Err(_) => None,
+                });
+                found
+            });
+            asked.map(|done| done.ok()).boxed().shared()
+        };
         let limiting = self.limiting(&targets).await;
+        if limiting.iter().any(|t| t.admits(false, Some(1)).is_err()) {
+            // Full: only what it replaces may let this upload through.
+            head.clone().await;
+        }
+        let old = replaced.seen.get().copied().flatten();
         for t in &limiting {
-            t.admits(replaced.is_none(), None).map_err(refused)?;
+            t.admits(old.is_none(), None).map_err(refused)?;
         }
         let mut upload = self.inner.open_write(path, mode).await?;
-        // What the file may grow to for free: the object it replaces goes
-        // when it commits (an append keeps it, and grows from its end).
-        let free = replaced.unwrap_or(0);
         let reserved = Arc::new(Reserved {
             targets: limiting,
             bytes: AtomicU64::new(0),
         });
         if !reserved.targets.is_empty() {
-            let held = reserved.clone();
-            upload
-                .observers()
-                .guard(Box::new(move |end| held.grow(end.saturating_sub(free))));
+            // What the file may grow to for free: the object it replaces
+            // goes when it commits (an append keeps it, and grows from its end).
+            let (held, replaced, head) = (reserved.clone(), replaced.clone(), head.clone());
+            upload.observers().guard(Box::new(move |end| {
+                let free = |r: &Replaced| r.seen.get().copied().flatten().unwrap_or(0);
+                match held.grow(end.saturating_sub(free(&replaced))) {
+                    // Refused before the HEAD answered: what the file
+                    // replaces may still make room.
+                    Err(_) if replaced.seen.get().is_none() => {
+                        let (held, replaced, head) = (held.clone(), replaced.clone(), head.clone());
+                        async move {
+                            head.await;
+                            held.grow(end.saturating_sub(free(&replaced)))
+                        }
+                        .boxed()
+                    }
+                    grown => std::future::ready(grown).boxed(),
+                }
+            }));
         }
-        let quotas = self.quotas.clone();
+        let (quotas, targets) = (self.quotas.clone(), targets.clone());
         upload.observers().on_end(Box::new(move |ended| {
-            let size = ended.result.ok().and(ended.size);
+            let committed = ended.result.ok().and(ended.size);
+            let etag = ended.etag.map(str::to_string);
             async move {
-                if let Some(size) = size {
-                    let delta = Usage {
-                        bytes: size as i64 - replaced.unwrap_or(0) as i64,
-                        files: i64::from(replaced.is_none()),
-                    };
-                    quotas.changed(&at.remote, &at.key, delta).await;
+                if let Some(size) = committed {
+                    match head.await {
+                        // The HEAD saw this upload's own object: what it
+                        // replaced is not known; the targets are listed.
+                        Some(Ok((_, Some(seen)))) if Some(&seen) == etag.as_ref() => {
+                            for t in &targets {
+                                quotas.rescan(t);
+                            }
+                        }
+                        Some(found @ (Ok(_) | Err(FsError::NotFound))) => {
+                            let old = found.ok().map(|(stat, _)| stat.size);
+                            let delta = Usage {
+                                bytes: size as i64 - old.unwrap_or(0) as i64,
+                                files: i64::from(old.is_none()),
+                            };
+                            quotas.changed(&at.remote, &at.key, delta).await;
+                        }
+                        _ => {
+                            for t in &targets {
+                                quotas.rescan(t);
+                            }
+                        }
+                    }
                 }
                 // Counted (or failed): the reservation goes.
                 drop(reserved);

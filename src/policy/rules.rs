@@ -13,6 +13,7 @@ use crate::config::FilterConfig;
 use crate::vfs::{Download, FileStat, Located, Upload, UserPath, Vfs, WriteMode};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use futures::stream::BoxStream;
 use std::sync::Arc;
 
@@ -73,12 +74,10 @@ impl<V: Vfs> Vfs for Ruled<V> {
                 "max_file_size: files of at most {}",
                 crate::config::units::format_size(most)
             );
-            upload
-                .observers()
-                .guard(Box::new(move |end| match end > most {
-                    true => Err(FsError::PermissionDenied(rule.clone())),
-                    false => Ok(()),
-                }));
+            upload.observers().guard(Box::new(move |end| {
+                let refused = (end > most).then(|| FsError::PermissionDenied(rule.clone()));
+                std::future::ready(refused.map_or(Ok(()), Err)).boxed()
+            }));
         }
         Ok(upload)
     }

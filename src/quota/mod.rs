@@ -253,6 +253,11 @@ impl Quotas {
         target
     }
 
+    /// The object layer of `remote`, to ask what a key holds now.
+    pub fn layer(&self, remote: &str) -> Option<Arc<crate::vfs::objects::ObjectLayer>> {
+        self.storage.layer(remote).cloned()
+    }
+
     /// Counts `user`'s home and mounts that have a quota.
     pub fn track_user(self: &Arc<Self>, user: &crate::config::UserConfig, exported: bool) {
         if user.limits.quota.is_set() {

@@ -21,6 +21,8 @@ pub struct Ended<'a> {
     pub digests: Option<&'a Digests>,
     /// A committed upload's object size (with a resumed object's earlier part).
     pub size: Option<u64>,
+    /// A committed upload's ETag, as the store answered.
+    pub etag: Option<&'a str>,
     pub result: Result<(), &'a FsError>,
 }
 
@@ -30,6 +32,7 @@ impl<'a> Ended<'a> {
             bytes: None,
             digests: None,
             size: None,
+            etag: None,
             result: Err(e),
         }
     }
@@ -46,8 +49,9 @@ pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 pub type EndHook = Box<dyn FnOnce(Ended<'_>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Asked before an upload's file grows to a length (`max_file_size`, a
-/// quota's reservation); an error fails the upload.
-pub type Guard = Box<dyn Fn(u64) -> Result<(), FsError> + Send + Sync>;
+/// quota's reservation); an error fails the upload. Asynchronous so that
+/// a guard about to refuse may first wait for what it needs to know.
+pub type Guard = Box<dyn Fn(u64) -> BoxFuture<'static, Result<(), FsError>> + Send + Sync>;
 
 /// A rate a transfer keeps to (`bandwidth_up`, `bandwidth_down`): takes
 /// `n` bytes' worth and says how long to wait before they may move.
@@ -105,12 +109,12 @@ impl Observers {
 
     /// Refuses a write that would make the file `end` bytes long. Only
     /// growth is asked about: a write inside what was allowed costs nothing.
-    pub fn allows(&mut self, end: u64) -> Result<(), FsError> {
+    pub async fn allows(&mut self, end: u64) -> Result<(), FsError> {
         if end <= self.allowed || self.guards.is_empty() {
             return Ok(());
         }
         for guard in &self.guards {
-            guard(end)?;
+            guard(end).await?;
         }
         self.allowed = end;
         Ok(())

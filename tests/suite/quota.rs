@@ -153,9 +153,8 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
     assert!(refused.is_none() && closed, "{refused:?}");
     assert_eq!(used(&g, target).await, Some((896 * KIB as i64, 1)));
 
-    // df shows the quota: 1024 KiB, 128 free.
-    let batch = g.dir.path().join("df.batch");
-    std::fs::write(&batch, "df\n").unwrap();
+    // OpenSSH's sftp: df shows the quota (1024 KiB, 128 free), and a put
+    // of 400 KiB fails with nothing stored.
     let key_file = g.dir.path().join("quinn_key");
     key.write_openssh_file(&key_file, russh::keys::ssh_key::LineEnding::LF)
         .unwrap();
@@ -164,10 +163,12 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let port = g.addr.port().to_string();
-    let (ok, out, err) = common::run(
-        "sftp",
-        &[
+    std::fs::write(g.dir.path().join("over.bin"), vec![4u8; 400 * KIB]).unwrap();
+    let openssh = async |commands: &str| {
+        let batch = g.dir.path().join("batch");
+        std::fs::write(&batch, commands).unwrap();
+        let port = g.addr.port().to_string();
+        let args = [
             "-b",
             batch.to_str().unwrap(),
             "-P",
@@ -181,9 +182,18 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
             "-o",
             "IdentitiesOnly=yes",
             "quinn@127.0.0.1",
-        ],
-    )
-    .await;
+        ];
+        let mut cmd = tokio::process::Command::new("sftp");
+        let out = cmd
+            .current_dir(g.dir.path())
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, out, err) = openssh("df\n").await;
     assert!(ok, "{out} {err}");
     let figures: Vec<&str> = out
         .lines()
@@ -192,6 +202,13 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
         .split_whitespace()
         .collect();
     assert_eq!(figures[..3], ["1024", "896", "128"], "{out}");
+    let (ok, out, err) = openssh("put over.bin\n").await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("over.bin"), "{err}");
+    assert_eq!(
+        stored(&g, "quinn/"),
+        "[('quinn/', 0), ('quinn/a.bin', 917504)] 0"
+    );
 
     // Files count too: two more files fill quota_files = 3.
     put(&s, "/c.txt", b"c").await;
@@ -209,7 +226,7 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
     s.remove("/d.txt").await.unwrap();
     assert_eq!(used(&g, target).await, Some((1, 1)));
 
-    // FTP: a 2 MiB STOR is refused with 552, and nothing is stored.
+    // FTP: a 2 MiB STOR over c.txt is refused with 552; c.txt stays as it was.
     let src = g.dir.path().join("big.bin");
     std::fs::write(&src, vec![9u8; 2 << 20]).unwrap();
     let (ok, out, err) = common::run(
@@ -220,7 +237,7 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
             &format!("quinn:{PASSWORD}"),
             "-T",
             src.to_str().unwrap(),
-            &format!("ftp://127.0.0.1:{}/big.bin", g.ftp.port()),
+            &format!("ftp://127.0.0.1:{}/c.txt", g.ftp.port()),
         ],
     )
     .await;

@@ -455,6 +455,7 @@ impl Drop for Download {
             bytes: Some(self.handed),
             digests: None,
             size: None,
+            etag: None,
             result: self.failed.as_ref().map_or(Ok(()), Err),
         }));
     }

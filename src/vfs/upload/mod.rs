@@ -251,7 +251,7 @@ impl Upload {
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> FsResult<()> {
         let len = data.len() as u64;
         // Past a limit the whole upload fails: nothing of it is stored.
-        if let Err(e) = self.observers.allows(offset.saturating_add(len)) {
+        if let Err(e) = self.observers.allows(offset.saturating_add(len)).await {
             self.fail(e.clone());
             return Err(e);
         }
@@ -434,6 +434,7 @@ impl Upload {
                 bytes: Some(self.next - self.continued),
                 digests: Some(&stored.digests),
                 size: Some(stored.size),
+                etag: stored.etag.as_deref(),
                 result: Ok(()),
             },
             Err(e) => Ended::failed(e),
