@@ -6,13 +6,12 @@
 //! handed over (S3 is read no faster than the client is served). Nothing
 //! is buffered for it, so throttling costs no memory.
 
-use crate::base::{Algorithm, FsResult, lock};
+use super::{Layer, Op};
+use crate::base::{FsResult, lock};
 use crate::config::Bandwidth;
-use crate::vfs::transfers::Pace;
-use crate::vfs::{Download, FileStat, Located, Upload, UserPath, Vfs, WriteMode};
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use futures::stream::BoxStream;
+use crate::vfs::Vfs;
+use crate::vfs::transfers::{Ended, Observers, Pace};
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -143,79 +142,37 @@ impl Bandwidths {
     }
 }
 
-/// A VFS whose transfers keep to a session's [`Rates`].
+/// The layer that holds a session's transfers to its [`Rates`].
 #[derive(Debug)]
-pub struct Throttled<V> {
+pub struct Throttled {
     rates: Rates,
-    inner: V,
 }
 
-impl<V: Vfs> Throttled<V> {
-    pub fn new(rates: Rates, inner: V) -> Self {
-        Throttled { rates, inner }
-    }
-
-    pub fn inner(&self) -> &V {
-        &self.inner
+impl Throttled {
+    pub fn new(rates: Rates) -> Self {
+        Throttled { rates }
     }
 }
 
-#[async_trait]
-impl<V: Vfs> Vfs for Throttled<V> {
-    async fn stat(&self, path: &UserPath) -> FsResult<FileStat> {
-        self.inner.stat(path).await
+impl Layer for Throttled {
+    type Ticket = ();
+
+    fn before(&self, _below: &dyn Vfs, _op: &Op) -> FsResult<()> {
+        super::nothing_before()
     }
 
-    async fn list(&self, path: &UserPath) -> FsResult<BoxStream<'static, FsResult<FileStat>>> {
-        self.inner.list(path).await
+    fn after(&self, _op: &Op, _: Option<()>, _ended: Ended<'_>) -> BoxFuture<'static, ()> {
+        super::nothing_to_wait()
     }
 
-    async fn open_read(&self, path: &UserPath, offset: u64) -> FsResult<Download> {
-        let mut download = self.inner.open_read(path, offset).await?;
-        for b in &self.rates.down {
-            download.observers().pace(b.clone());
+    fn shape(&self, op: &Op, hooks: &mut Observers) {
+        let buckets = match op.name {
+            "upload" => &self.rates.up,
+            _ => &self.rates.down,
+        };
+        for b in buckets {
+            hooks.pace(b.clone());
         }
-        Ok(download)
-    }
-
-    async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
-        let mut upload = self.inner.open_write(path, mode).await?;
-        for b in &self.rates.up {
-            upload.observers().pace(b.clone());
-        }
-        Ok(upload)
-    }
-
-    async fn mkdir(&self, path: &UserPath) -> FsResult<()> {
-        self.inner.mkdir(path).await
-    }
-
-    async fn rmdir(&self, path: &UserPath) -> FsResult<()> {
-        self.inner.rmdir(path).await
-    }
-
-    async fn remove(&self, path: &UserPath) -> FsResult<()> {
-        self.inner.remove(path).await
-    }
-
-    async fn rename(&self, from: &UserPath, to: &UserPath, overwrite: bool) -> FsResult<()> {
-        self.inner.rename(from, to, overwrite).await
-    }
-
-    async fn set_times(&self, path: &UserPath, mtime: DateTime<Utc>) -> FsResult<()> {
-        self.inner.set_times(path, mtime).await
-    }
-
-    async fn statvfs(&self, path: &UserPath) -> FsResult<crate::remote::Space> {
-        self.inner.statvfs(path).await
-    }
-
-    async fn digest(&self, path: &UserPath, algorithm: Algorithm) -> FsResult<Vec<u8>> {
-        self.inner.digest(path, algorithm).await
-    }
-
-    fn locate(&self, path: &UserPath) -> Option<Located> {
-        self.inner.locate(path)
     }
 }
 

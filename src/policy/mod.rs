@@ -74,6 +74,9 @@ pub trait Layer: Send + Sync + 'static {
     fn progress(&self, _op: &Op, _size: Option<u64>) -> Option<Progress> {
         None
     }
+
+    /// Sets what a transfer keeps to as it moves (a rate), once opened.
+    fn shape(&self, _op: &Op, _hooks: &mut Observers) {}
 }
 
 /// What an operation that is not a transfer tells `after`.
@@ -151,6 +154,7 @@ impl<L: Layer, V: Vfs> Layered<L, V> {
         if let Some(progress) = self.layer.progress(&op, size) {
             hooks.on_progress(progress);
         }
+        self.layer.shape(&op, hooks);
         let layer = self.layer.clone();
         hooks.on_end(Box::new(move |ended| layer.after(&op, Some(ticket), ended)));
         Ok(transfer)
@@ -233,7 +237,7 @@ pub type Stack = Layered<
     >,
 >;
 
-type Throttled<V> = bandwidth::Throttled<V>;
+type Throttled<V> = Layered<bandwidth::Throttled, V>;
 
 /// What a user may do beside its permissions, as one session applies it.
 pub struct Governance<'a> {
@@ -264,7 +268,7 @@ impl SessionVfs {
         let protocol = origin.protocol;
         let told = Layered::new(events::Told::new(events, origin.clone()), vfs);
         let counted = Layered::new(counted::Counted::new(metrics, protocol), told);
-        let throttled = bandwidth::Throttled::new(rules.rates, counted);
+        let throttled = Layered::new(bandwidth::Throttled::new(rules.rates), counted);
         let quoted = quota::Quoted::new(rules.quotas, throttled);
         let ruled = rules::Ruled::new(rules.filters, rules.max_file_size, quoted);
         let audited = Layered::new(audit::Audited, ruled);
