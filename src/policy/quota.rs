@@ -142,12 +142,8 @@ impl<V: Vfs> Vfs for Quoted<V> {
     /// waited for only when the target is already full.
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
         let (targets, at) = self.counting(path);
-        let (Some(at), Some(layer)) = (
-            at.filter(|_| !targets.is_empty()),
-            targets
-                .first()
-                .and_then(|t| self.quotas.layer(&t.place.remote)),
-        ) else {
+        let layer = at.as_ref().and_then(|at| self.quotas.layer(&at.remote));
+        let (Some(at), Some(layer)) = (at.filter(|_| !targets.is_empty()), layer) else {
             return self.inner.open_write(path, mode).await;
         };
         let replaced = Arc::new(Replaced::default());
@@ -164,7 +160,7 @@ impl<V: Vfs> Vfs for Quoted<V> {
             asked.map(|done| done.ok()).boxed().shared()
         };
         let limiting = self.limiting(&targets).await;
-        if limiting.iter().any(|t| t.admits(false, Some(1)).is_err()) {
+        if limiting.iter().any(|t| t.full()) {
             // Full: only what it replaces may let this upload through.
             head.clone().await;
         }

@@ -152,6 +152,21 @@ impl Target {
         Ok(())
     }
 
+    /// Whether a new byte or a new file would pass the quota: only what
+    /// an upload replaces can let it through.
+    pub fn full(&self) -> bool {
+        let state = self.state();
+        let Some(used) = state.used else {
+            return false;
+        };
+        let held = (used.bytes.max(0) as u64).saturating_add(self.reserved.load(Ordering::SeqCst));
+        state.limit.bytes.is_some_and(|limit| held >= limit)
+            || state
+                .limit
+                .files
+                .is_some_and(|files| used.files.max(0) as u64 >= files)
+    }
+
     /// What is left to write, for `statvfs`: (quota, free).
     pub fn space(&self) -> Option<(u64, u64)> {
         let state = self.state();
