@@ -65,16 +65,6 @@ async fn wait_used(g: &TestGateway, target: &str, want: (i64, i64)) {
     }
 }
 
-/// What the bucket holds under `prefix`, and how many multipart uploads are open.
-fn stored(g: &TestGateway, prefix: &str) -> String {
-    g.s3(&format!(
-        "print(sorted((o['Key'], o['Size']) for o in s3.list_objects_v2(Bucket=bucket, Prefix='{prefix}').get('Contents', [])),
-               len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))"
-    ))
-    .trim()
-    .to_string()
-}
-
 /// Writes `len` bytes to `path` in 32 KiB WRITEs: the index of the
 /// first refused, with its message, and whether the close went through.
 async fn write_sftp(
@@ -142,7 +132,7 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
     );
     assert!(!closed, "the close of a refused upload fails");
     assert_eq!(
-        stored(&g, "quinn/"),
+        g.stored("quinn/"),
         "[('quinn/', 0), ('quinn/a.bin', 614400)] 0"
     );
     assert_eq!(used(&g, target).await, Some((600 * KIB as i64, 1)));
@@ -175,21 +165,12 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
             &port,
             "-i",
             key_file.to_str().unwrap(),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "quinn@127.0.0.1",
         ];
         let mut cmd = tokio::process::Command::new("sftp");
-        let out = cmd
-            .current_dir(g.dir.path())
-            .args(args)
-            .output()
-            .await
-            .unwrap();
+        cmd.current_dir(g.dir.path()).args(args);
+        cmd.args(common::gateway::OPENSSH_OPTIONS)
+            .arg("quinn@127.0.0.1");
+        let out = cmd.output().await.unwrap();
         let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
         (out.status.success(), text(&out.stdout), text(&out.stderr))
     };
@@ -206,7 +187,7 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
     assert!(!ok, "{out}");
     assert!(err.contains("over.bin"), "{err}");
     assert_eq!(
-        stored(&g, "quinn/"),
+        g.stored("quinn/"),
         "[('quinn/', 0), ('quinn/a.bin', 917504)] 0"
     );
 
@@ -249,10 +230,7 @@ async fn an_upload_past_the_quota_fails_and_usage_follows_what_is_stored() {
         .find(|l| l.starts_with("< 552"))
         .unwrap_or_default();
     assert!(reply.contains("quota exceeded"), "{err}");
-    assert_eq!(
-        stored(&g, "quinn/"),
-        "[('quinn/', 0), ('quinn/c.txt', 1)] 0"
-    );
+    assert_eq!(g.stored("quinn/"), "[('quinn/', 0), ('quinn/c.txt', 1)] 0");
     assert_eq!(used(&g, target).await, Some((1, 1)));
 
     // ALLO with a size is answered before any byte moves.

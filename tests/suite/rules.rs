@@ -125,17 +125,6 @@ fn fran() -> String {
     )
 }
 
-/// What the bucket holds under `prefix`: each key's size, and how many
-/// multipart uploads are open.
-fn stored(g: &TestGateway, prefix: &str) -> String {
-    g.s3(&format!(
-        "print(sorted((o['Key'], o['Size']) for o in s3.list_objects_v2(Bucket=bucket, Prefix='{prefix}').get('Contents', [])),
-               len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))"
-    ))
-    .trim()
-    .to_string()
-}
-
 /// An upload that grows past `max_file_size` fails with the rule named,
 /// over SFTP and FTP: the object it would have replaced stays as it was,
 /// and no multipart upload is left.
@@ -171,7 +160,7 @@ async fn an_upload_past_max_file_size_fails_and_stores_nothing() {
     );
     let fran = "fran/";
     assert_eq!(
-        stored(&g, fran),
+        g.stored(fran),
         "[('fran/', 0), ('fran/keep.bin', 102400)] 0"
     );
 
@@ -184,7 +173,7 @@ async fn an_upload_past_max_file_size_fails_and_stores_nothing() {
         .to_string();
     assert!(why.contains("max_file_size"), "{why}");
     assert_eq!(
-        stored(&g, fran),
+        g.stored(fran),
         "[('fran/', 0), ('fran/keep.bin', 102400)] 0"
     );
 }

@@ -10,19 +10,6 @@ use std::process::Output;
 
 const MIB: usize = 1 << 20;
 
-/// What OpenSSH's `sftp` and `scp` are given here: the key alone, no
-/// prompt, any host key.
-const OPENSSH_OPTIONS: [&str; 8] = [
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
-    "-o",
-    "IdentitiesOnly=yes",
-];
-
 /// Runs `sftp -b` with `commands` as alice, logging in with her key.
 async fn sftp_batch(g: &TestGateway, commands: &str) -> Output {
     let batch = g.dir.path().join("batch");

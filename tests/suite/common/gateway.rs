@@ -222,6 +222,17 @@ impl TestGateway {
         }
     }
 
+    /// What the bucket holds under `prefix`: each key's size, and how
+    /// many multipart uploads are open.
+    pub fn stored(&self, prefix: &str) -> String {
+        self.s3(&format!(
+            "print(sorted((o['Key'], o['Size']) for o in s3.list_objects_v2(Bucket=bucket, Prefix='{prefix}').get('Contents', [])),
+               len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))"
+        ))
+        .trim()
+        .to_string()
+    }
+
     pub async fn stop(mut self) {
         if let Some(mut r) = self.running.take() {
             r.stop().await.unwrap();
@@ -304,6 +315,19 @@ pub async fn sftp(h: &SshHandle) -> RawSftpSession {
     raw.init().await.unwrap();
     raw
 }
+
+/// What OpenSSH's `sftp` and `scp` are given here: the key alone, no
+/// prompt, any host key.
+pub const OPENSSH_OPTIONS: [&str; 8] = [
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "IdentitiesOnly=yes",
+];
 
 /// alice's SFTP session, by password.
 pub async fn alice(g: &TestGateway) -> (SshHandle, RawSftpSession) {
