@@ -12,7 +12,9 @@
 # (pip install 'moto[server]'); for the bucketgate-console column, chromium
 # and playwright (as .ci/run installs them). Variables: ROUNDS (3),
 # SIZE_MIB (256), PARALLEL (8, for the memory check), CONSOLE (1; 0 leaves
-# the console column out; poll: the page's requests without a browser).
+# the console column out; poll: the page's requests without a browser),
+# SMALL (200 files of 4 KiB for put_small/get_small), TARGETS (the
+# targets to run, space-separated; all by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +27,8 @@ need sftp rclone python3
 # --- Files ------------------------------------------------------------------
 mkdir -p "$work/in/small" "$work/local"
 head -c "$((SIZE_MIB << 20))" /dev/urandom > "$work/in/big.bin"
-for i in $(seq -w 1 200); do head -c 4096 /dev/urandom > "$work/in/small/f$i"; done
+SMALL=${SMALL:-200}
+for i in $(seq -w 1 "$SMALL"); do head -c 4096 /dev/urandom > "$work/in/small/f$i"; done
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 
 # --- Targets ----------------------------------------------------------------
@@ -97,6 +100,9 @@ if [ "$CONSOLE" = poll ] || { [ "$CONSOLE" = browser ] && command -v chromium >/
 fi
 if start_sshd "$work/id.pub"; then
     targets+=(openssh)
+fi
+if [ -n "${TARGETS:-}" ]; then
+    read -r -a targets <<< "$TARGETS"
 fi
 
 # target -> "port user remote-dir"

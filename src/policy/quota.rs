@@ -139,7 +139,8 @@ impl<V: Vfs> Vfs for Quoted<V> {
     /// The object an upload replaces is asked for beside the upload, not
     /// before it (a HEAD on the path of every upload is what makes many
     /// small files slow): its size is known by the time it matters, and
-    /// waited for only when the target is already full.
+    /// waited for only when the target is already full. A name the
+    /// target's listing and commits never held is not asked for at all.
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
         let (targets, at) = self.counting(path);
         let layer = at.as_ref().and_then(|at| self.quotas.layer(&at.remote));
@@ -147,7 +148,12 @@ impl<V: Vfs> Vfs for Quoted<V> {
             return self.inner.open_write(path, mode).await;
         };
         let replaced = Arc::new(Replaced::default());
-        let head = {
+        let head = if self.quotas.absent(&at.remote, &at.key) {
+            let _ = replaced.seen.set(None);
+            futures::future::ready(Some(Err(FsError::NotFound)))
+                .boxed()
+                .shared()
+        } else {
             let (replaced, key) = (replaced.clone(), at.key.clone());
             let asked = tokio::spawn(async move {
                 let found = layer.head_object(&key).await;
@@ -264,7 +270,9 @@ impl<V: Vfs> Vfs for Quoted<V> {
             return self.inner.rename(from, to, overwrite).await;
         };
         if same && !overwrite {
-            return self.inner.rename(from, to, overwrite).await;
+            self.inner.rename(from, to, overwrite).await?;
+            self.quotas.named(&dst.remote, &dst.key);
+            return Ok(());
         }
         let stat = self.inner.stat(from).await?;
         if stat.is_dir {

@@ -30,6 +30,11 @@ struct Row {
 }
 
 impl Kept {
+    /// One node: what this gateway commits is all the gateway commits.
+    pub(super) fn alone(&self) -> bool {
+        !matches!(self, Kept::Fleet(_))
+    }
+
     pub(super) fn new(cluster: Option<Cluster>, state_dir: &Path) -> Kept {
         match cluster {
             Some(c) => Kept::Fleet(Box::new(c)),

@@ -14,6 +14,7 @@
 //! have in flight is seen only once committed (README "Quotas and limits").
 
 mod kept;
+mod names;
 
 use crate::cluster::Cluster;
 use crate::cluster::quotas::Usage;
@@ -76,6 +77,13 @@ struct State {
     changes: u64,
     /// Listings set aside in a row for that; past a few, one is taken.
     set_aside: u8,
+    /// The names it holds, once listed here (one node only: in a fleet
+    /// the other nodes' uploads are not seen here, so every upload asks).
+    names: Option<names::Names>,
+    /// Names committed while a listing runs, for the filter it builds;
+    /// `None` past [`names::MOST_NAMES`] (the filter is not built).
+    /// A count read back from disk has no names until the next listing.
+    committed: Option<Vec<u64>>,
 }
 
 /// What `/api/v1/usage` and the console show of a target.
@@ -301,6 +309,9 @@ impl Quotas {
     /// `delta` committed at `key` of `remote`: added to every target that
     /// counts it, before the client is answered.
     pub async fn changed(&self, remote: &str, key: &str, delta: Usage) {
+        if delta.files >= 0 {
+            self.named(remote, key);
+        }
         if delta == Usage::default() {
             return;
         }
@@ -324,6 +335,35 @@ impl Quotas {
         self.kept.changed();
     }
 
+    /// Notes that `key` of `remote` now holds a file, in the names of the
+    /// targets that count it (a rename inside one target changes no
+    /// usage, yet names a file).
+    pub fn named(&self, remote: &str, key: &str) {
+        let h = names::hash(key);
+        for target in self.covering(remote, key) {
+            let mut state = target.state();
+            if let Some(names) = state.names.as_mut() {
+                names.insert(h);
+            }
+            if let Some(committed) = state.committed.as_mut() {
+                match committed.len() < names::MOST_NAMES {
+                    true => committed.push(h),
+                    false => state.committed = None,
+                }
+            }
+        }
+    }
+
+    /// Whether `key` of `remote` is certainly no file yet, as the names a
+    /// listing and this gateway's commits give: an upload there replaces
+    /// nothing, and need not ask.
+    pub fn absent(&self, remote: &str, key: &str) -> bool {
+        let h = names::hash(key);
+        self.covering(remote, key)
+            .iter()
+            .any(|t| t.state().names.as_ref().is_some_and(|n| !n.may_hold(h)))
+    }
+
     /// Reads the fleet's count of `target` (one query, as an upload into
     /// it opens: what other nodes committed counts); nothing on one node.
     pub async fn refresh(&self, target: &Target) {
@@ -337,6 +377,8 @@ impl Quotas {
     pub fn rescan(self: &Arc<Self>, target: &Arc<Target>) {
         let due = {
             let mut state = target.state();
+            // What moved in is not named: uploads ask until it is listed.
+            state.names = None;
             let due = !state.scanning;
             state.scanning = true;
             due
@@ -367,11 +409,32 @@ impl Quotas {
             return;
         }
         let started = Instant::now();
-        let seen = target.state().changes;
+        let seen = {
+            let mut state = target.state();
+            state.committed = self.kept.alone().then(Vec::new);
+            state.changes
+        };
+        let mut hashes = Some(Vec::new());
+        let mut each = |key: &str| {
+            if let Some(h) = hashes.as_mut() {
+                match h.len() < names::MOST_NAMES {
+                    true => h.push(names::hash(key)),
+                    false => hashes = None,
+                }
+            }
+        };
         let listed = match self.storage.layer(&target.place.remote) {
-            Some(layer) => layer.usage(&target.place.prefix).await,
+            Some(layer) => layer.usage(&target.place.prefix, &mut each).await,
             None => Err(crate::base::FsError::failed("the remote is not configured")),
         };
+        {
+            let mut state = target.state();
+            let committed = state.committed.take();
+            if let (Ok(_), Some(mut hashes), Some(committed)) = (&listed, hashes, committed) {
+                hashes.extend(committed);
+                state.names = Some(names::Names::new(&hashes));
+            }
+        }
         match listed {
             Ok((bytes, files)) => {
                 let usage = Usage {

@@ -84,11 +84,24 @@ pub trait Namespace: Send + Sync + std::fmt::Debug {
     /// as the store allows (S3: one listing per 1000 keys, not one per
     /// folder). Folders implied only by a key below them may be left out.
     async fn walk(&self, dir: &str) -> FsResult<Vec<TreeEntry>>;
-    /// The bytes and files under `dir`, at any depth (a quota's usage).
-    /// S3 sums page by page, holding one page, however large the tree.
-    async fn usage(&self, dir: &str) -> FsResult<(u64, u64)> {
-        let files = self.walk(dir).await?.into_iter().filter(|e| !e.is_dir);
-        Ok(files.fold((0, 0), |(bytes, n), e| (bytes + e.size, n + 1)))
+    /// The bytes and files under `dir`, at any depth (a quota's usage),
+    /// each file's key given to `each` as it is met. S3 sums page by page,
+    /// holding one page, however large the tree.
+    async fn usage(
+        &self,
+        dir: &str,
+        each: &mut (dyn for<'k> FnMut(&'k str) + Send),
+    ) -> FsResult<(u64, u64)> {
+        let (mut bytes, mut files) = (0, 0);
+        for e in self.walk(dir).await?.into_iter().filter(|e| !e.is_dir) {
+            match dir {
+                "" => each(&e.path),
+                dir => each(&format!("{dir}/{}", e.path)),
+            }
+            bytes += e.size;
+            files += 1;
+        }
+        Ok((bytes, files))
     }
     /// `Some(mtime)` when `dir` is a folder: a marker, a prefix or a real directory.
     async fn dir_info(&self, dir: &str) -> FsResult<Option<Option<DateTime<Utc>>>>;

@@ -334,3 +334,48 @@ async fn usage_is_kept_across_a_restart() {
         Some((100 * KIB as i64, 1))
     );
 }
+
+/// HEADs the gateway has sent to S3, whatever they answered.
+fn heads(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("bucketgate_s3_requests_total{operation=\"HeadObject\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Once a target is listed, an upload of a name it does not hold asks S3
+/// nothing about what it replaces (the HEAD was the whole cost of a quota
+/// on many small files); a name it holds, even one another client put
+/// before the listing, is asked for, and its overwrite counts the difference.
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_of_new_names_send_no_head() {
+    let tables = format!(
+        "[[users]]\nname = \"nina\"\npassword = \"{HASH}\"\nhome = \"store:/nina\"\nquota = \"10MiB\"\n"
+    );
+    let g = start_full_tables("quota_scan = \"1s\"", &api_token(), &tables).await;
+    g.s3("s3.put_object(Bucket=bucket, Key='nina/old.bin', Body=b'o' * 100)");
+    let target = "store:/nina";
+    wait_used(&g, target, (100, 1)).await;
+    let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let h = ssh_password(stream, "nina", PASSWORD).await.unwrap();
+    let s = common::gateway::sftp(&h).await;
+
+    let before = heads(&g.metrics().await);
+    for i in 0..5 {
+        put(&s, &format!("/n{i}.bin"), &[7u8; 1000]).await;
+    }
+    assert_eq!(
+        heads(&g.metrics().await),
+        before,
+        "new names were asked for"
+    );
+    assert_eq!(used(&g, target).await, Some((5100, 6)));
+
+    // Rewritten: the name is held, the HEAD says what it replaces.
+    put(&s, "/old.bin", &[8u8; 300]).await;
+    put(&s, "/n0.bin", &[9u8; 10]).await;
+    assert_eq!(used(&g, target).await, Some((4310, 6)));
+    assert!(heads(&g.metrics().await) >= before + 2.0);
+    g.stop().await;
+}

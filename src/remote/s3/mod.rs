@@ -500,7 +500,11 @@ impl Namespace for S3Namespace {
             .collect())
     }
 
-    async fn usage(&self, dir: &str) -> FsResult<(u64, u64)> {
+    async fn usage(
+        &self,
+        dir: &str,
+        each: &mut (dyn for<'k> FnMut(&'k str) + Send),
+    ) -> FsResult<(u64, u64)> {
         let prefix = dir_prefix(dir);
         let (mut bytes, mut files, mut token) = (0, 0, None);
         loop {
@@ -509,6 +513,7 @@ impl Namespace for S3Namespace {
                 .list(&prefix, false, token.as_deref(), 1000)
                 .await?;
             for o in page.objects.iter().filter(|o| !o.key.ends_with('/')) {
+                each(&o.key);
                 bytes += o.size;
                 files += 1;
             }

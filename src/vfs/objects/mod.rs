@@ -481,13 +481,18 @@ impl ObjectLayer {
         ))
     }
 
-    /// Every file and folder under folder `key`, at any depth: what a sync
-    /// job compares.
-    /// The bytes and files under `key`, at any depth.
-    pub async fn usage(&self, key: &str) -> FsResult<(u64, u64)> {
-        self.remote.namespace().usage(key).await
+    /// The bytes and files under `key`, at any depth, each file's key
+    /// given to `each`.
+    pub async fn usage(
+        &self,
+        key: &str,
+        each: &mut (dyn for<'k> FnMut(&'k str) + Send),
+    ) -> FsResult<(u64, u64)> {
+        self.remote.namespace().usage(key, each).await
     }
 
+    /// Every file and folder under folder `key`, at any depth: what a sync
+    /// job compares.
     pub async fn walk(&self, key: &str) -> FsResult<Vec<TreeEntry>> {
         self.remote.namespace().walk(key).await
     }
