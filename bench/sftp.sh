@@ -121,8 +121,26 @@ sftp_run() { # target, batch text
     sftp_batch "$port" "$user" "cd $dir
 $2"
 }
+# What the gateway spent so far: CPU seconds, and requests sent to S3 (its
+# /metrics). The targets take turns on one gateway, so what a workload
+# adds is its own: the cost of governance shows here without the noise
+# of wall-clock time on a machine the store and the clients share.
+gateway_spent() {
+    local ticks
+    ticks=$(awk '{print $14 + $15}' "/proc/$BG_PID/stat")
+    echo "$(python3 -c "print($ticks / $(getconf CLK_TCK))")" \
+        "$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" \
+            | awk '/^bucketgate_s3_requests_total/ {n += $2} END {print n + 0}')"
+}
 sftp_timed() { # target, workload, batch
+    local cpu0 req0 cpu1 req1
+    [[ $1 == bucketgate* ]] && read -r cpu0 req0 < <(gateway_spent)
     timed "$work/times" "$1" "$2" sftp_run "$1" "$3"
+    if [[ $1 == bucketgate* ]]; then
+        read -r cpu1 req1 < <(gateway_spent)
+        echo "$1 $2 $(elapsed "$cpu0" "$cpu1")" >> "$work/cpu"
+        echo "$1 $2 $((req1 - req0))" >> "$work/requests"
+    fi
 }
 
 # 1000 entries to list per round, written straight to each store: a fresh
@@ -185,8 +203,14 @@ done
 for u in "${uploads[@]}"; do wait "$u"; done
 peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$BG_PID/status")
 
+bg_targets=()
+for t in "${targets[@]}"; do [[ $t == bucketgate* ]] && bg_targets+=("$t"); done
 targets+=(raw-s3)
 medians "$work/times" "${targets[@]}"
+echo
+echo "The gateway's CPU seconds and S3 requests per workload:"
+UNIT="s cpu" medians "$work/cpu" "${bg_targets[@]}"
+UNIT=" req" medians "$work/requests" "${bg_targets[@]}"
 echo
 echo "peak RSS with $PARALLEL parallel $SIZE_MIB MiB uploads: $((peak_kib / 1024)) MiB" \
     "(bound $PARALLEL x (4+1) x 8 MiB + 64 MiB = $((PARALLEL * 40 + 64)) MiB)"

@@ -308,7 +308,7 @@ impl Quotas {
 
     /// `delta` committed at `key` of `remote`: added to every target that
     /// counts it, before the client is answered.
-    pub async fn changed(&self, remote: &str, key: &str, delta: Usage) {
+    pub async fn changed(self: &Arc<Self>, remote: &str, key: &str, delta: Usage) {
         if delta.files >= 0 {
             self.named(remote, key);
         }
@@ -338,18 +338,21 @@ impl Quotas {
     /// Notes that `key` of `remote` now holds a file, in the names of the
     /// targets that count it (a rename inside one target changes no
     /// usage, yet names a file).
-    pub fn named(&self, remote: &str, key: &str) {
+    pub fn named(self: &Arc<Self>, remote: &str, key: &str) {
         let h = names::hash(key);
         for target in self.covering(remote, key) {
             let mut state = target.state();
-            if let Some(names) = state.names.as_mut() {
-                names.insert(h);
-            }
+            let full = state.names.as_mut().is_some_and(|names| !names.insert(h));
             if let Some(committed) = state.committed.as_mut() {
                 match committed.len() < names::MOST_NAMES {
                     true => committed.push(h),
                     false => state.committed = None,
                 }
+            }
+            drop(state);
+            if full {
+                // Past its room: listed again, for a filter of its size.
+                self.rescan(&target);
             }
         }
     }

@@ -6,7 +6,10 @@
 //!
 //! Built from the target's listing and added to by every name the gateway
 //! commits there; never emptied of a deleted name (a name it may hold only
-//! costs a HEAD). "Not held" is exact for what the listing saw and the
+//! costs a HEAD). A filter that has taken twice the names it was sized
+//! for answers "may hold" too often: it says so, and the target is listed
+//! again (as a vector doubles: the listings of a growing target add up to
+//! about two of its final size). "Not held" is exact for what the listing saw and the
 //! gateway wrote since; an object another writer put after the listing is
 //! the one miss, corrected with the usage at the next listing.
 
@@ -16,10 +19,10 @@ use std::hash::{Hash, Hasher};
 /// the listing gathers 8 bytes per name, the filter keeps 2.
 pub const MOST_NAMES: usize = 1 << 20;
 
-/// Bits per name the filter is sized for, at twice the names listed so
-/// that names written since keep false hits rare (about 0.2 % sized,
-/// 2 % at twice as many names).
+/// Bits per name at the filter's room, which is twice the names listed
+/// (at least [`LEAST_ROOM`]): false hits about 0.2 % as listed, 2.4 % full.
 const BITS_PER_NAME: usize = 8;
+const LEAST_ROOM: usize = 256;
 const PROBES: u64 = 4;
 
 /// A name's hash, as gathered while listing.
@@ -34,14 +37,19 @@ pub fn hash(key: &str) -> u64 {
 #[derive(Debug)]
 pub struct Names {
     bits: Vec<u64>,
+    /// Names taken, and how many it is sized for.
+    held: usize,
+    room: usize,
 }
 
 impl Names {
     /// A filter holding `hashes`, with room for as many more.
     pub fn new(hashes: &[u64]) -> Names {
-        let words = (hashes.len() * 2 * BITS_PER_NAME).div_ceil(64).max(16);
+        let room = (hashes.len() * 2).max(LEAST_ROOM);
         let mut names = Names {
-            bits: vec![0; words],
+            bits: vec![0; (room * BITS_PER_NAME).div_ceil(64)],
+            held: 0,
+            room,
         };
         for &h in hashes {
             names.insert(h);
@@ -60,10 +68,13 @@ impl Names {
         })
     }
 
-    pub fn insert(&mut self, h: u64) {
+    /// Takes `h`; false once past its room (it should be built again).
+    pub fn insert(&mut self, h: u64) -> bool {
         for (word, mask) in self.probes(h) {
             self.bits[word] |= mask;
         }
+        self.held += 1;
+        self.held <= self.room
     }
 
     /// False when the name is certainly not held.
@@ -88,7 +99,7 @@ mod tests {
         let listed: Vec<u64> = (0..10_000).map(|i| hash(&format!("in/f{i}"))).collect();
         let mut names = Names::new(&listed);
         assert!(listed.iter().all(|&h| names.may_hold(h)));
-        names.insert(hash("in/new"));
+        assert!(names.insert(hash("in/new")));
         assert!(names.may_hold(hash("in/new")));
         let false_hits = (0..10_000)
             .filter(|i| names.may_hold(hash(&format!("other/f{i}"))))
@@ -99,10 +110,13 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_listing_still_answers() {
+    fn an_empty_listing_still_answers_and_says_when_it_is_full() {
         let mut names = Names::new(&[]);
         assert!(!names.may_hold(hash("a")));
-        names.insert(hash("a"));
+        assert!(names.insert(hash("a")));
         assert!(names.may_hold(hash("a")));
+        let taken = (1..LEAST_ROOM).all(|i| names.insert(hash(&format!("f{i}"))));
+        assert!(taken, "full before its room");
+        assert!(!names.insert(hash("one more")));
     }
 }

@@ -379,3 +379,27 @@ async fn uploads_of_new_names_send_no_head() {
     assert!(heads(&g.metrics().await) >= before + 2.0);
     g.stop().await;
 }
+
+/// A sync job's copies into a quota target count there as they are made
+/// (the target's next listing is an hour away).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_jobs_copies_count_toward_the_target() {
+    let tables = format!(
+        "[[users]]\nname = \"sid\"\npassword = \"{HASH}\"\nhome = \"store:/sid\"\nquota = \"1MiB\"\n\
+         [[syncs]]\nname = \"feed\"\nlocal = \"store:/outbox\"\nremote = \"store:/sid/in\"\n\
+         direction = \"push\"\ninterval = \"1s\"\n"
+    );
+    let g = start_full_tables("", &api_token(), &tables).await;
+    let target = "store:/sid";
+    wait_used(&g, target, (0, 0)).await;
+    g.s3(
+        "s3.put_object(Bucket=bucket, Key='outbox/a.csv', Body=b'a' * 1000)\n\
+         s3.put_object(Bucket=bucket, Key='outbox/b.csv', Body=b'b' * 2000)",
+    );
+    wait_used(&g, target, (3000, 2)).await;
+    assert_eq!(
+        g.stored("sid/"),
+        "[('sid/in/a.csv', 1000), ('sid/in/b.csv', 2000)] 0"
+    );
+    g.stop().await;
+}
