@@ -62,6 +62,10 @@ name = "nodigest"
 authorized_keys = ["$(cat "$work/id.pub")"]
 home = "s3nodigest:/nodigest"
 [[users]]
+name = "twin"
+authorized_keys = ["$(cat "$work/id.pub")"]
+home = "s3:/twin"
+[[users]]
 name = "governed"
 authorized_keys = ["$(cat "$work/id.pub")"]
 home = "s3:/governed"
@@ -86,6 +90,8 @@ py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"
 # bucketgate-governed: the same gateway as a user with a quota, quota_files,
 # max_file_size, both bandwidths and a filter, all too large to bind: what
 # holding a user to them costs (README "Quotas and limits").
+# bucketgate-twin: the same gateway as another user just like bench: what
+# two identical columns differ by is this machine's noise.
 # bucketgate-nodigest: the same gateway on a remote with `checksums = []`,
 # so the cost of the digests (SHA-256 by default) shows in one run.
 # bucketgate-console: the same gateway while the admin console is open in
@@ -93,7 +99,7 @@ py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"
 # page's requests without a browser (the gateway's cost alone), CONSOLE=0
 # leaves the column out.
 CONSOLE=${CONSOLE:-browser}
-targets=(bucketgate bucketgate-governed bucketgate-nodigest rclone)
+targets=(bucketgate bucketgate-twin bucketgate-governed bucketgate-nodigest rclone)
 if [ "$CONSOLE" = poll ] || { [ "$CONSOLE" = browser ] && command -v chromium >/dev/null \
     && python3 -c 'import playwright' 2>/dev/null; }; then
     targets+=(bucketgate-console)
@@ -112,6 +118,7 @@ endpoint_of() {
         bucketgate-console) echo "$BG_PORT console /" ;;
         bucketgate-nodigest) echo "$BG_PORT nodigest /" ;;
         bucketgate-governed) echo "$BG_PORT governed /" ;;
+        bucketgate-twin) echo "$BG_PORT twin /" ;;
         rclone) echo "$RC_PORT bench /" ;;
         openssh) echo "$OS_PORT $(id -un) $work/local" ;;
     esac
@@ -148,7 +155,7 @@ sftp_timed() { # target, workload, batch
 # (rclone keeps listings for 5 minutes; the gateway always asks S3).
 py "
 for r in range(1, $ROUNDS + 1):
-    for prefix in ['bucketgate', 'bgconsole', 'nodigest', 'governed', 'rclone']:
+    for prefix in ['bucketgate', 'bgconsole', 'nodigest', 'governed', 'twin', 'rclone']:
         for i in range(1000):
             s3.put_object(Bucket='$BUCKET', Key=f'{prefix}/list{r}/e{i:04d}', Body=b'x')
 "
