@@ -37,8 +37,9 @@ const SAVE_EVERY: Duration = Duration::from_secs(2);
 enum Why {
     /// Its usage is not known here yet.
     First,
-    /// A folder moved in or out of it.
-    Moved,
+    /// Now: a folder moved in or out of it, its names outgrew their room,
+    /// or an upload's replaced size could not be known.
+    Now,
     /// Its last listing is `quota_scan` old.
     Due,
 }
@@ -352,7 +353,8 @@ impl Quotas {
             drop(state);
             if full {
                 // Past its room: listed again, for a filter of its size.
-                self.rescan(&target);
+                // It still answers meanwhile, with more false hits.
+                self.relist(&target);
             }
         }
     }
@@ -378,17 +380,22 @@ impl Quotas {
 
     /// Lists `target` again soon (a folder moved in or out of it).
     pub fn rescan(self: &Arc<Self>, target: &Arc<Target>) {
+        // What moved in is not named: uploads ask until it is listed.
+        target.state().names = None;
+        self.relist(target);
+    }
+
+    /// Lists `target` again soon, unless a listing runs already.
+    fn relist(self: &Arc<Self>, target: &Arc<Target>) {
         let due = {
             let mut state = target.state();
-            // What moved in is not named: uploads ask until it is listed.
-            state.names = None;
             let due = !state.scanning;
             state.scanning = true;
             due
         };
         if due {
             let (quotas, target) = (self.clone(), target.clone());
-            tokio::spawn(async move { quotas.scan(&target, Why::Moved).await });
+            tokio::spawn(async move { quotas.scan(&target, Why::Now).await });
         }
     }
 
