@@ -270,8 +270,10 @@ impl<V: Vfs> Vfs for Quoted<V> {
             return self.inner.rename(from, to, overwrite).await;
         };
         if same && !overwrite {
+            // A file or a folder: both are noted, rather than asking which.
             self.inner.rename(from, to, overwrite).await?;
             self.quotas.named(&dst.remote, &dst.key);
+            self.quotas.moved_in(&dst.remote, &dst.key);
             return Ok(());
         }
         let stat = self.inner.stat(from).await?;
@@ -286,6 +288,9 @@ impl<V: Vfs> Vfs for Quoted<V> {
             }
             for t in target.iter().filter(|t| moved(t, &source)) {
                 self.quotas.rescan(t);
+            }
+            if renamed.is_ok() {
+                self.quotas.moved_in(&dst.remote, &dst.key);
             }
             return renamed;
         }

@@ -85,6 +85,13 @@ struct State {
     /// `None` past [`names::MOST_NAMES`] (the filter is not built).
     /// A count read back from disk has no names until the next listing.
     committed: Option<Vec<u64>>,
+    /// Folders renamed inside the target since its names were built: what
+    /// is under them is not named, so uploads there ask. At most
+    /// [`names::MOST_MOVED`]; past that the names go until the next listing.
+    moved: Vec<String>,
+    /// Folders moved in so far: names built by a listing that ran while
+    /// one moved may have missed it, and are not taken.
+    moves: u64,
 }
 
 /// What `/api/v1/usage` and the console show of a target.
@@ -336,39 +343,6 @@ impl Quotas {
         self.kept.changed();
     }
 
-    /// Notes that `key` of `remote` now holds a file, in the names of the
-    /// targets that count it (a rename inside one target changes no
-    /// usage, yet names a file).
-    pub fn named(self: &Arc<Self>, remote: &str, key: &str) {
-        let h = names::hash(key);
-        for target in self.covering(remote, key) {
-            let mut state = target.state();
-            let full = state.names.as_mut().is_some_and(|names| !names.insert(h));
-            if let Some(committed) = state.committed.as_mut() {
-                match committed.len() < names::MOST_NAMES {
-                    true => committed.push(h),
-                    false => state.committed = None,
-                }
-            }
-            drop(state);
-            if full {
-                // Past its room: listed again, for a filter of its size.
-                // It still answers meanwhile, with more false hits.
-                self.relist(&target);
-            }
-        }
-    }
-
-    /// Whether `key` of `remote` is certainly no file yet, as the names a
-    /// listing and this gateway's commits give: an upload there replaces
-    /// nothing, and need not ask.
-    pub fn absent(&self, remote: &str, key: &str) -> bool {
-        let h = names::hash(key);
-        self.covering(remote, key)
-            .iter()
-            .any(|t| t.state().names.as_ref().is_some_and(|n| !n.may_hold(h)))
-    }
-
     /// Reads the fleet's count of `target` (one query, as an upload into
     /// it opens: what other nodes committed counts); nothing on one node.
     pub async fn refresh(&self, target: &Target) {
@@ -381,7 +355,11 @@ impl Quotas {
     /// Lists `target` again soon (a folder moved in or out of it).
     pub fn rescan(self: &Arc<Self>, target: &Arc<Target>) {
         // What moved in is not named: uploads ask until it is listed.
-        target.state().names = None;
+        let mut state = target.state();
+        state.names = None;
+        state.moved.clear();
+        state.moves += 1;
+        drop(state);
         self.relist(target);
     }
 
@@ -419,10 +397,10 @@ impl Quotas {
             return;
         }
         let started = Instant::now();
-        let seen = {
+        let (seen, moves) = {
             let mut state = target.state();
             state.committed = self.kept.alone().then(Vec::new);
-            state.changes
+            (state.changes, state.moves)
         };
         let mut hashes = Some(Vec::new());
         let mut each = |key: &str| {
@@ -440,9 +418,12 @@ impl Quotas {
         {
             let mut state = target.state();
             let committed = state.committed.take();
-            if let (Ok(_), Some(mut hashes), Some(committed)) = (&listed, hashes, committed) {
+            if let (Ok(_), Some(mut hashes), Some(committed)) = (&listed, hashes, committed)
+                && state.moves == moves
+            {
                 hashes.extend(committed);
                 state.names = Some(names::Names::new(&hashes));
+                state.moved.clear();
             }
         }
         match listed {

@@ -11,9 +11,13 @@
 //! again (as a vector doubles: the listings of a growing target add up to
 //! about two of its final size). "Not held" is exact for what the listing saw and the
 //! gateway wrote since; an object another writer put after the listing is
-//! the one miss, corrected with the usage at the next listing.
+//! the one miss, corrected with the usage at the next listing. A folder
+//! renamed inside the target takes its files' names with it, unseen: the
+//! names under it are not trusted until the next listing.
 
+use super::Quotas;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// Targets with more files than this keep no filter (the HEAD is asked):
 /// the listing gathers 8 bytes per name, the filter keeps 2.
@@ -87,6 +91,64 @@ impl Names {
     #[cfg(test)]
     fn bytes(&self) -> usize {
         self.bits.len() * 8
+    }
+}
+
+/// Folders renamed inside a target that its names make room for.
+const MOST_MOVED: usize = 64;
+
+impl Quotas {
+    /// Notes that `key` of `remote` now holds a file, in the names of the
+    /// targets that count it (a rename inside one target changes no
+    /// usage, yet names a file).
+    pub fn named(self: &Arc<Self>, remote: &str, key: &str) {
+        let h = hash(key);
+        for target in self.covering(remote, key) {
+            let mut state = target.state();
+            let full = state.names.as_mut().is_some_and(|names| !names.insert(h));
+            if let Some(committed) = state.committed.as_mut() {
+                match committed.len() < MOST_NAMES {
+                    true => committed.push(h),
+                    false => state.committed = None,
+                }
+            }
+            drop(state);
+            if full {
+                // Past its room: listed again, for a filter of its size.
+                // It still answers meanwhile, with more false hits.
+                self.relist(&target);
+            }
+        }
+    }
+
+    /// Notes that `key` of `remote` may now be a folder renamed from
+    /// inside the same target: the names of what it holds are not known.
+    pub fn moved_in(self: &Arc<Self>, remote: &str, key: &str) {
+        for target in self.covering(remote, key) {
+            let mut state = target.state();
+            state.moves += 1;
+            if state.names.is_none() {
+                continue;
+            }
+            if state.moved.len() < MOST_MOVED {
+                state.moved.push(format!("{key}/"));
+            } else {
+                drop(state);
+                self.rescan(&target);
+            }
+        }
+    }
+
+    /// Whether `key` of `remote` is certainly no file yet, as the names a
+    /// listing and this gateway's commits give: an upload there replaces
+    /// nothing, and need not ask.
+    pub fn absent(&self, remote: &str, key: &str) -> bool {
+        let h = hash(key);
+        self.covering(remote, key).iter().any(|t| {
+            let state = t.state();
+            let moved = state.moved.iter().any(|m| key.starts_with(m.as_str()));
+            !moved && state.names.as_ref().is_some_and(|n| !n.may_hold(h))
+        })
     }
 }
 

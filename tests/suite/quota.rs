@@ -377,6 +377,14 @@ async fn uploads_of_new_names_send_no_head() {
     put(&s, "/n0.bin", &[9u8; 10]).await;
     assert_eq!(used(&g, target).await, Some((4310, 6)));
     assert!(heads(&g.metrics().await) >= before + 2.0);
+
+    // A folder renamed inside the target: what it holds is still asked
+    // for under its new name (rewriting it counts the difference).
+    s.mkdir("/d", FileAttributes::empty()).await.unwrap();
+    put(&s, "/d/x.bin", &[1u8; 100]).await;
+    s.rename("/d", "/e").await.unwrap();
+    put(&s, "/e/x.bin", &[2u8; 40]).await;
+    assert_eq!(used(&g, target).await, Some((4350, 7)));
     g.stop().await;
 }
 
