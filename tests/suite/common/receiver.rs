@@ -77,6 +77,29 @@ pub struct Receiver {
 /// Chooses the answer to a request from its body: an identity hook.
 pub type Answerer = Arc<dyn Fn(&serde_json::Value) -> (u16, String) + Send + Sync>;
 
+/// A listener on `addr`. A port chosen earlier and freed (a receiver that
+/// starts late, or again) may meanwhile be the local end of some other
+/// test's short connection, or wait in TIME_WAIT: the bind is tried again
+/// for a while rather than failing the test on another's socket.
+async fn listen(addr: SocketAddr) -> tokio::net::TcpListener {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        match socket.bind(addr).and_then(|()| socket.listen(1024)) {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{addr} stayed in use: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
 impl Receiver {
     pub async fn start() -> Receiver {
         Receiver::start_on("127.0.0.1:0".parse().unwrap()).await
@@ -108,7 +131,7 @@ impl Receiver {
     async fn start_full(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         use hyper::service::service_fn;
         use hyper_util::rt::TokioIo;
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let listener = listen(addr).await;
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let failing = Arc::new(AtomicUsize::new(0));
