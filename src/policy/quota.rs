@@ -143,12 +143,16 @@ impl<V: Vfs> Vfs for Quoted<V> {
     /// target's listing and commits never held is not asked for at all.
     async fn open_write(&self, path: &UserPath, mode: WriteMode) -> FsResult<Upload> {
         let (targets, at) = self.counting(path);
-        let layer = at.as_ref().and_then(|at| self.quotas.layer(&at.remote));
-        let (Some(at), Some(layer)) = (at.filter(|_| !targets.is_empty()), layer) else {
+        // The object layer is looked up only where a target counts the path.
+        let counted = at.filter(|_| !targets.is_empty());
+        let Some((at, layer)) = counted.and_then(|at| {
+            let layer = self.quotas.layer(&at.remote)?;
+            Some((at, layer))
+        }) else {
             return self.inner.open_write(path, mode).await;
         };
         let replaced = Arc::new(Replaced::default());
-        let head = if self.quotas.absent(&at.remote, &at.key) {
+        let head = if Quotas::absent(&targets, &at.key) {
             let _ = replaced.seen.set(None);
             futures::future::ready(Some(Err(FsError::NotFound)))
                 .boxed()
@@ -206,23 +210,24 @@ impl<V: Vfs> Vfs for Quoted<V> {
             let etag = ended.etag.map(str::to_string);
             async move {
                 if let Some(size) = committed {
-                    match head.await {
-                        // The HEAD saw this upload's own object: what it
-                        // replaced is not known; the targets are listed.
-                        Some(Ok((_, Some(seen)))) if Some(&seen) == etag.as_ref() => {
-                            for t in &targets {
-                                quotas.rescan(t);
-                            }
-                        }
-                        Some(found @ (Ok(_) | Err(FsError::NotFound))) => {
-                            let old = found.ok().map(|(stat, _)| stat.size);
+                    // What it replaced (`Some(None)`: nothing), when known.
+                    let replaced = match head.await {
+                        // The HEAD saw this upload's own object.
+                        Some(Ok((_, Some(seen)))) if Some(&seen) == etag.as_ref() => None,
+                        Some(Ok((stat, _))) => Some(Some(stat.size)),
+                        Some(Err(FsError::NotFound)) => Some(None),
+                        _ => None,
+                    };
+                    match replaced {
+                        Some(old) => {
                             let delta = Usage {
                                 bytes: size as i64 - old.unwrap_or(0) as i64,
                                 files: i64::from(old.is_none()),
                             };
                             quotas.changed(&at.remote, &at.key, delta).await;
                         }
-                        _ => {
+                        // Not known: the targets are listed instead.
+                        None => {
                             for t in &targets {
                                 quotas.rescan(t);
                             }

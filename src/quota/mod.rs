@@ -317,13 +317,14 @@ impl Quotas {
     /// `delta` committed at `key` of `remote`: added to every target that
     /// counts it, before the client is answered.
     pub async fn changed(self: &Arc<Self>, remote: &str, key: &str, delta: Usage) {
+        let targets = self.covering(remote, key);
         if delta.files >= 0 {
-            self.named(remote, key);
+            self.name_in(&targets, key);
         }
         if delta == Usage::default() {
             return;
         }
-        for target in self.covering(remote, key) {
+        for target in targets {
             let total = self.kept.add(&target, delta).await;
             let mut state = target.state();
             match (total, state.used.as_mut()) {
@@ -403,14 +404,7 @@ impl Quotas {
             (state.changes, state.moves)
         };
         let mut hashes = Some(Vec::new());
-        let mut each = |key: &str| {
-            if let Some(h) = hashes.as_mut() {
-                match h.len() < names::MOST_NAMES {
-                    true => h.push(names::hash(key)),
-                    false => hashes = None,
-                }
-            }
-        };
+        let mut each = |key: &str| names::gather(&mut hashes, names::hash(key));
         let listed = match self.storage.layer(&target.place.remote) {
             Some(layer) => layer.usage(&target.place.prefix, &mut each).await,
             None => Err(crate::base::FsError::failed("the remote is not configured")),

@@ -9,13 +9,14 @@
 //! costs a HEAD). A filter that has taken twice the names it was sized
 //! for answers "may hold" too often: it says so, and the target is listed
 //! again (as a vector doubles: the listings of a growing target add up to
-//! about two of its final size). "Not held" is exact for what the listing saw and the
-//! gateway wrote since; an object another writer put after the listing is
-//! the one miss, corrected with the usage at the next listing. A folder
-//! renamed inside the target takes its files' names with it, unseen: the
-//! names under it are not trusted until the next listing.
+//! about two of its final size). "Not held" is exact for what the listing
+//! saw and the gateway wrote since; an object another writer put after
+//! the listing is the one miss, corrected with the usage at the next
+//! listing. A folder renamed inside the target takes its files' names
+//! with it, unseen: the names under it are not trusted until the next
+//! listing.
 
-use super::Quotas;
+use super::{Quotas, Target};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -28,6 +29,18 @@ pub const MOST_NAMES: usize = 1 << 20;
 const BITS_PER_NAME: usize = 8;
 const LEAST_ROOM: usize = 256;
 const PROBES: u64 = 4;
+
+/// Adds `h` to hashes being gathered for a filter (a listing's, or the
+/// names committed while it runs); past [`MOST_NAMES`] none are kept, and
+/// no filter is built from them.
+pub fn gather(hashes: &mut Option<Vec<u64>>, h: u64) {
+    if let Some(all) = hashes {
+        match all.len() < MOST_NAMES {
+            true => all.push(h),
+            false => *hashes = None,
+        }
+    }
+}
 
 /// A name's hash, as gathered while listing.
 pub fn hash(key: &str) -> u64 {
@@ -102,21 +115,21 @@ impl Quotas {
     /// targets that count it (a rename inside one target changes no
     /// usage, yet names a file).
     pub fn named(self: &Arc<Self>, remote: &str, key: &str) {
+        self.name_in(&self.covering(remote, key), key);
+    }
+
+    /// [`Quotas::named`], in `targets`, the ones that count `key`.
+    pub(super) fn name_in(self: &Arc<Self>, targets: &[Arc<Target>], key: &str) {
         let h = hash(key);
-        for target in self.covering(remote, key) {
+        for target in targets {
             let mut state = target.state();
             let full = state.names.as_mut().is_some_and(|names| !names.insert(h));
-            if let Some(committed) = state.committed.as_mut() {
-                match committed.len() < MOST_NAMES {
-                    true => committed.push(h),
-                    false => state.committed = None,
-                }
-            }
+            gather(&mut state.committed, h);
             drop(state);
             if full {
                 // Past its room: listed again, for a filter of its size.
                 // It still answers meanwhile, with more false hits.
-                self.relist(&target);
+                self.relist(target);
             }
         }
     }
@@ -139,12 +152,12 @@ impl Quotas {
         }
     }
 
-    /// Whether `key` of `remote` is certainly no file yet, as the names a
-    /// listing and this gateway's commits give: an upload there replaces
-    /// nothing, and need not ask.
-    pub fn absent(&self, remote: &str, key: &str) -> bool {
+    /// Whether `key` is certainly no file yet in `targets` (the ones that
+    /// count it), as the names a listing and this gateway's commits give:
+    /// an upload there replaces nothing, and need not ask.
+    pub fn absent(targets: &[Arc<Target>], key: &str) -> bool {
         let h = hash(key);
-        self.covering(remote, key).iter().any(|t| {
+        targets.iter().any(|t| {
             let state = t.state();
             let moved = state.moved.iter().any(|m| key.starts_with(m.as_str()));
             !moved && state.names.as_ref().is_some_and(|n| !n.may_hold(h))
