@@ -236,7 +236,16 @@ impl Gateway {
                 tls,
                 metrics: self.metrics.clone(),
             };
-            let listener = crate::admin::AdminListener::bind(admin.listen, answers).await?;
+            let listener = crate::admin::AdminListener::bind(
+                admin.listen,
+                answers,
+                // Shutdown does not wait on an operator's page.
+                Tasks {
+                    tracker: TaskTracker::new(),
+                    accept_errors: self.metrics.accept_errors.clone(),
+                },
+            )
+            .await?;
             admin_addr = Some(listener.local_addr()?);
             let stop = until_stopped(stopped.clone());
             tasks.spawn(async move {

@@ -16,21 +16,18 @@ mod health;
 pub use api::{Console, Reload};
 pub use health::{Health, PROBE_EVERY};
 
-use crate::listen::ConnectionCap;
+use crate::listen::http::{HttpListener, READ_TIMEOUT, secured};
+use crate::listen::{ConnectionCap, Tasks};
+use axum::extract::ConnectInfo;
 use http::{HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Request, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 /// The largest request body read (a login, a run's options).
 const MAX_BODY: usize = 16 << 10;
-
-/// What the page may load: its own script and style, nothing inline,
-/// nothing from elsewhere, never framed.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 const INDEX: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/console.js");
@@ -48,16 +45,17 @@ pub struct Admin {
 
 /// The admin listener, bound.
 pub struct AdminListener {
-    listener: TcpListener,
+    listener: HttpListener,
     admin: Arc<Admin>,
 }
 
 impl AdminListener {
-    pub async fn bind(addr: SocketAddr, admin: Admin) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("[admin] listen = {addr}: {e}"))?;
-        let scheme = if admin.tls.is_some() { "https" } else { "http" };
+    pub async fn bind(addr: SocketAddr, admin: Admin, tasks: Tasks) -> anyhow::Result<Self> {
+        let cap = ConnectionCap::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
+        let refused = admin.metrics.admin_refused.clone();
+        let listener =
+            HttpListener::bind(addr, "admin", admin.tls.clone(), cap, refused, tasks).await?;
+        let scheme = listener.scheme();
         let local = listener.local_addr()?;
         match admin.console {
             Some(_) => {
@@ -81,45 +79,14 @@ impl AdminListener {
     /// finish the request in progress and close.
     pub async fn serve(self, stop: impl Future<Output = ()>) {
         let admin = self.admin;
-        let tls = admin.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-        let cap = ConnectionCap::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
-        let closing = tokio_util::sync::CancellationToken::new();
-        let tasks = crate::listen::Tasks {
-            tracker: Default::default(),
-            accept_errors: admin.metrics.accept_errors.clone(),
-        };
-        let serve = crate::listen::accept_until(
-            &self.listener,
-            "admin",
-            &tasks,
-            stop,
-            |socket, peer| {
-                let (admin, tls, closing) = (admin.clone(), tls.clone(), closing.clone());
-                let admitted = cap.admit(peer);
-                async move {
-                    let Some(_admitted) = admitted else {
-                        admin.metrics.admin_refused.inc();
-                        return;
-                    };
-                    let service = hyper::service::service_fn(move |req| {
-                        let admin = admin.clone();
-                        async move { Ok::<_, std::convert::Infallible>(admin.answer(peer, req).await) }
-                    });
-                    match tls {
-                        None => serve_http(socket, service, closing).await,
-                        Some(acceptor) => {
-                            let handshake =
-                                tokio::time::timeout(READ_TIMEOUT, acceptor.accept(socket));
-                            if let Ok(Ok(stream)) = handshake.await {
-                                serve_http(stream, service, closing).await;
-                            }
-                        }
-                    }
-                }
+        let tls = admin.tls.is_some();
+        let router = axum::Router::new().fallback(
+            move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: axum::extract::Request| {
+                let admin = admin.clone();
+                async move { admin.answer(peer, req).await.map(axum::body::Body::new) }
             },
         );
-        serve.await;
-        closing.cancel();
+        self.listener.serve(secured(router, tls), stop).await;
     }
 }
 
@@ -129,38 +96,11 @@ impl AdminListener {
 pub const MAX_CONNECTIONS: usize = 256;
 pub const MAX_CONNECTIONS_PER_SOURCE: usize = 64;
 
-/// How long a client has to send a request's headers (an idle keep-alive
-/// connection is waiting for them too), and its body.
-pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Serves HTTP/1 on one connection until it closes, a header or body read
-/// outlasts [`READ_TIMEOUT`], or `closing` (the listener stops).
-async fn serve_http<IO, S>(io: IO, service: S, closing: tokio_util::sync::CancellationToken)
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = Full<Bytes>>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(READ_TIMEOUT)
-        .max_buf_size(64 << 10);
-    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(io), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = closing.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(READ_TIMEOUT, conn).await;
-        }
-    }
-}
-
 impl Admin {
     async fn answer(
         &self,
         peer: SocketAddr,
-        req: Request<hyper::body::Incoming>,
+        req: Request<axum::body::Body>,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
@@ -175,16 +115,16 @@ impl Admin {
                 let body = match read.await {
                     Ok(Ok(b)) => b.to_bytes(),
                     Err(_) => {
-                        return self.secured(json(api::error(
+                        return json(api::error(
                             StatusCode::REQUEST_TIMEOUT,
                             format!("the request body did not arrive within {}s", READ_TIMEOUT.as_secs()),
-                        )));
+                        ));
                     }
                     Ok(Err(_)) => {
-                        return self.secured(json(api::error(
+                        return json(api::error(
                             StatusCode::PAYLOAD_TOO_LARGE,
                             format!("a request body is at most {MAX_BODY} bytes"),
-                        )));
+                        ));
                     }
                 };
                 match &self.console {
@@ -224,7 +164,7 @@ impl Admin {
                 .headers_mut()
                 .insert("cache-control", HeaderValue::from_static("no-store"));
         }
-        self.secured(response)
+        response
     }
 
     async fn metrics(&self, headers: &http::HeaderMap) -> Response<Full<Bytes>> {
@@ -245,25 +185,6 @@ impl Admin {
                 "protect_metrics is on: send Authorization: Bearer <token>\n".into(),
             ),
         }
-    }
-
-    /// The headers every answer carries.
-    fn secured(&self, mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-        let h = response.headers_mut();
-        h.insert("content-security-policy", HeaderValue::from_static(CSP));
-        h.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
-        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-        h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-        if self.tls.is_some() {
-            h.insert(
-                "strict-transport-security",
-                HeaderValue::from_static("max-age=31536000"),
-            );
-        }
-        response
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Config {
     pub sftp: Option<SftpConfig>,
     pub ftp: Option<FtpConfig>,
     pub admin: Option<AdminConfig>,
+    /// `[web]`: the web client, tus uploads and share links.
+    pub web: Option<WebConfig>,
     pub remotes: BTreeMap<String, RemoteConfig>,
     pub users: Vec<UserConfig>,
     pub syncs: Vec<SyncConfig>,
@@ -164,6 +166,25 @@ pub struct AdminConfig {
     pub users: Vec<AdminUser>,
     /// API tokens: `hash` is `sha256:` and the hex digest of the token.
     pub tokens: Vec<AdminUser>,
+}
+
+/// `[web]`, validated.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+    /// Certificate and key PEM files: the web client over HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The address people use (behind a proxy), for the links the gateway
+    /// hands out; without it, the listener's own.
+    pub public_url: Option<url::Url>,
+    /// The proxies whose `X-Forwarded-For` names the client.
+    pub proxy_allowed: Vec<IpNet>,
+    /// How long a login lasts.
+    pub session_time: Duration,
+    /// The longest expiry a share link may have.
+    pub share_max_time: Duration,
+    /// An unfinished resumable upload is aborted after this.
+    pub upload_expiry: Duration,
 }
 
 /// What an admin may do: read everything, or also change things (end a

@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub sftp: Option<Spanned<RawSftp>>,
     pub ftp: Option<Spanned<RawFtp>>,
     pub admin: Option<Spanned<RawAdmin>>,
+    pub web: Option<Spanned<RawWeb>>,
     pub remotes: BTreeMap<String, Spanned<RawRemote>>,
     pub users: Vec<Spanned<RawUser>>,
     pub syncs: Vec<Spanned<RawSync>>,
@@ -92,6 +93,19 @@ pub struct RawAdmin {
     pub protect_metrics: S<bool>,
     pub users: Vec<Spanned<RawAdminUser>>,
     pub tokens: Vec<Spanned<RawAdminUser>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawWeb {
+    pub listen: S<String>,
+    pub tls_cert: S<String>,
+    pub tls_key: S<String>,
+    pub public_url: S<String>,
+    pub proxy_allowed: Vec<Spanned<String>>,
+    pub session_time: S<String>,
+    pub share_max_time: S<String>,
+    pub upload_expiry: S<String>,
 }
 
 /// An `[[admin.users]]` (password) or `[[admin.tokens]]` (token hash) entry.

@@ -5,19 +5,7 @@ use super::*;
 pub(super) fn validate_admin(cx: &mut Ctx<'_>, spanned: &Spanned<RawAdmin>) -> AdminConfig {
     let t = spanned.get_ref();
     let line = cx.lines.of(spanned);
-    let tls = match (&t.tls_cert, &t.tls_key) {
-        (Some(c), Some(k)) => {
-            let cert = cx.file(&t.tls_cert, "admin.tls_cert");
-            let key = cx.file(&t.tls_key, "admin.tls_key");
-            let _ = (c, k);
-            cert.zip(key)
-        }
-        (None, None) => None,
-        _ => {
-            cx.problem(line, "admin.tls_cert", "tls_cert and tls_key go together");
-            None
-        }
-    };
+    let tls = cx.tls_pair(&t.tls_cert, &t.tls_key, "admin", line);
     let mut entries = |list: &[Spanned<RawAdminUser>], table: &str, token: bool| {
         let mut out = Vec::new();
         for (i, e) in list.iter().enumerate() {

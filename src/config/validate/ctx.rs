@@ -163,6 +163,29 @@ impl Ctx<'_> {
         })
     }
 
+    /// `tls_cert` and `tls_key` of an HTTP listener (`table`): both or none.
+    pub(super) fn tls_pair(
+        &mut self,
+        cert: &S<String>,
+        key: &S<String>,
+        table: &str,
+        line: usize,
+    ) -> Option<(PathBuf, PathBuf)> {
+        match (cert, key) {
+            (Some(_), Some(_)) => {
+                let cert = self.file(cert, &format!("{table}.tls_cert"));
+                let key = self.file(key, &format!("{table}.tls_key"));
+                cert.zip(key)
+            }
+            (None, None) => None,
+            _ => {
+                let key = format!("{table}.tls_cert");
+                self.problem(line, &key, "tls_cert and tls_key go together");
+                None
+            }
+        }
+    }
+
     /// A required secret: an `env:` variable set to nothing is refused.
     pub(super) fn secret(
         &mut self,

@@ -19,6 +19,7 @@ mod remote;
 mod server;
 mod sync;
 mod user;
+mod web;
 mod webhook;
 
 use admin::validate_admin;
@@ -73,6 +74,7 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
     });
     let ftp = raw.ftp.as_ref().map(|t| validate_ftp(&mut cx, t));
     let admin = raw.admin.as_ref().map(|t| validate_admin(&mut cx, t));
+    let web = raw.web.as_ref().map(|t| web::validate_web(&mut cx, t));
     let remotes = raw
         .remotes
         .iter()
@@ -129,6 +131,7 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         sftp,
         ftp,
         admin,
+        web,
         remotes,
         users,
         syncs,

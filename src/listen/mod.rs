@@ -1,6 +1,8 @@
-//! The accept loop every listener runs (SFTP, FTP, implicit FTPS, admin),
+//! The accept loop every listener runs (SFTP, FTP, implicit FTPS, admin, web),
 //! and the connection caps of the listeners whose connections are not
 //! sessions (the admin endpoint).
+
+pub mod http;
 
 use crate::auth::Source;
 use std::collections::HashMap;
