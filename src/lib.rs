@@ -26,6 +26,7 @@
 //!   protocol header.
 //! * [`sftp`]: the SFTP frontend (russh + russh-sftp) over the VFS.
 //! * [`ftp`]: the FTP/FTPS frontend (libunftp) over the VFS.
+//! * [`web`]: the web client for people (axum): file view, tus uploads.
 //! * [`sync`]: sync jobs — list both sides, plan (pure), act through the same object layers.
 //! * [`events`]: `[[webhooks]]`: each event spooled on disk before the
 //!   client's reply, delivered signed and retried until a 2xx.
@@ -61,3 +62,4 @@ pub mod session;
 pub mod sftp;
 pub mod sync;
 pub mod vfs;
+pub mod web;

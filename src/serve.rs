@@ -48,6 +48,8 @@ pub struct Running {
     pub ftps_implicit: Option<SocketAddr>,
     /// Where the admin endpoint listens, likewise.
     pub admin: Option<SocketAddr>,
+    /// Where the web client listens, likewise.
+    pub web: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
     /// The sync schedulers: a run in progress outlives `stop`.
@@ -194,6 +196,17 @@ impl Gateway {
             &stopped,
             &ending,
         );
+        let mut web_addr = None;
+        if let Some(web) = &self.config.web {
+            let listener =
+                crate::web::WebListener::bind(web, shared.clone(), shared.tasks.clone()).await?;
+            web_addr = Some(listener.local_addr()?);
+            let stop = until_stopped(stopped.clone());
+            tasks.spawn(async move {
+                listener.serve(stop).await;
+                Ok(())
+            });
+        }
         let mut admin_addr = None;
         if let Some(admin) = &self.config.admin {
             let health = crate::admin::Health::start(
@@ -258,6 +271,7 @@ impl Gateway {
             ftp: ftp_addr,
             ftps_implicit,
             admin: admin_addr,
+            web: web_addr,
             stop,
             jobs,
             ending,

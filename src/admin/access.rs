@@ -11,9 +11,8 @@
 //! node; while it cannot be reached, a node knows the sessions it made.
 
 use crate::auth::{Bans, NoTurn, check_password};
-use crate::base::{hex, lock};
+use crate::base::lock;
 use crate::config::{AdminConfig, AdminRole, AdminUser};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -70,14 +69,8 @@ pub enum LoginFailure {
     Busy,
 }
 
-fn digest(text: &str) -> String {
-    hex(&Sha256::digest(text.as_bytes()))
-}
-
-fn random_token() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-}
+use crate::base::{digest, random_token};
+use crate::listen::http::cookie;
 
 /// A new API token and the line that goes into `[[admin.tokens]] hash`.
 pub fn new_token() -> (String, String) {
@@ -282,17 +275,6 @@ fn role_named(name: &str) -> Option<AdminRole> {
 }
 
 /// A cookie's value from the request's `Cookie` headers.
-fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

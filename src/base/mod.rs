@@ -9,12 +9,14 @@ mod error;
 mod names;
 mod outbound;
 mod tls_server;
+mod tokens;
 
 pub use digests::{Algorithm, Checksums, Digests, Hashers, hex};
 pub use error::{FsError, FsResult};
 pub use names::{MAX_KEY_BYTES, MAX_USER_NAME, check_segment, check_user_name};
 pub use outbound::{http_client, tls_client_config};
 pub use tls_server::{TlsError, server_config};
+pub use tokens::{digest, random_token};
 
 /// Locks state that stays consistent even if a holder panicked (maps,
 /// counters): a poisoned lock is taken over, not propagated.

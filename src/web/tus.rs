@@ -1,0 +1,450 @@
+//! Resumable uploads, tus 1.0 (core, creation, termination, expiration)
+//! at `/tus/`: the page's own uploader, `tus-js-client` and `tuspy` all
+//! speak it. No maintained Rust server crate exists; the protocol is small.
+//!
+//! A tus upload is one [`Upload`] of the session's VFS, opened at
+//! creation and kept between `PATCH` requests: bytes flow to the store
+//! as they arrive, in parts, with the memory bound of any upload, through
+//! every policy layer; the object appears when its last byte is in. A
+//! `PATCH` cut short keeps what arrived, and `HEAD` tells the client where
+//! to go on.
+
+use super::{ApiError, Shared, Web};
+use crate::base::{lock, random_token};
+use crate::vfs::{Upload, UserPath, Vfs, WriteMode};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+const VERSION: &str = "1.0.0";
+const EXTENSIONS: &str = "creation,termination,expiration";
+const OFFSET_STREAM: &str = "application/offset+octet-stream";
+
+/// Unfinished uploads one user may have at once: each holds up to a part
+/// in memory between requests.
+pub const MAX_OPEN_PER_USER: usize = 64;
+
+/// How long a `PATCH` body may pause before the request is ended (what
+/// arrived is kept).
+const IDLE: Duration = Duration::from_secs(60);
+
+/// How long a `PATCH` waits for an earlier one on the same upload (a
+/// client resuming before the gateway noticed its old connection drop).
+const TAKE_OVER: Duration = Duration::from_secs(10);
+
+pub fn routes() -> Router<Arc<Web>> {
+    Router::new()
+        .route("/tus/", post(create).options(options))
+        .route(
+            "/tus/{id}",
+            put(not_allowed)
+                .head(head)
+                .patch(patch)
+                .delete(terminate)
+                .options(options),
+        )
+}
+
+/// One unfinished upload.
+struct Pending {
+    user: String,
+    length: u64,
+    offset: u64,
+    /// `None` once finished or failed.
+    upload: Option<Upload>,
+    expires: (Instant, SystemTime),
+    /// The session's end: an upload of an ended session is dropped.
+    end: CancellationToken,
+}
+
+/// The unfinished uploads of this node, by tus id.
+pub struct Uploads {
+    by_id: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Pending>>>>,
+    expiry: Duration,
+}
+
+impl Uploads {
+    pub fn new(expiry: Duration) -> Self {
+        Uploads {
+            by_id: Mutex::default(),
+            expiry,
+        }
+    }
+
+    fn expires(&self) -> (Instant, SystemTime) {
+        (
+            Instant::now() + self.expiry,
+            SystemTime::now() + self.expiry,
+        )
+    }
+
+    /// The upload `id` if it is `user`'s: another user's is not found.
+    fn get(&self, id: &str, user: &str) -> Option<Arc<tokio::sync::Mutex<Pending>>> {
+        let found = lock(&self.by_id).get(id).cloned()?;
+        let mine = found.try_lock().map(|p| p.user == user).unwrap_or(true);
+        mine.then_some(found)
+    }
+
+    fn remove(&self, id: &str) {
+        lock(&self.by_id).remove(id);
+    }
+
+    /// Aborts the uploads past their expiry or whose session ended
+    /// (dropping an [`Upload`] aborts it); one in a request is left to it.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        lock(&self.by_id).retain(|_, p| match p.try_lock() {
+            Ok(p) => p.upload.is_some() && p.expires.0 > now && !p.end.is_cancelled(),
+            Err(_) => true,
+        });
+    }
+
+    fn open_of(&self, user: &str) -> usize {
+        lock(&self.by_id)
+            .values()
+            .filter(|p| p.try_lock().map(|p| p.user == user).unwrap_or(true))
+            .count()
+    }
+}
+
+/// The headers every tus answer carries.
+fn tus(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert("tus-resumable", HeaderValue::from_static(VERSION));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    tus(ApiError(status, message.into()).into_response())
+}
+
+fn from_api(e: ApiError) -> Response {
+    tus(e.into_response())
+}
+
+/// A tus request names the version it speaks.
+fn speaks_tus(headers: &HeaderMap) -> Result<(), Response> {
+    match headers.get("tus-resumable").and_then(|v| v.to_str().ok()) {
+        Some(VERSION) => Ok(()),
+        _ => {
+            let mut r = error(StatusCode::PRECONDITION_FAILED, "send Tus-Resumable: 1.0.0");
+            r.headers_mut()
+                .insert("tus-version", HeaderValue::from_static(VERSION));
+            Err(r)
+        }
+    }
+}
+
+fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn http_date(t: SystemTime) -> HeaderValue {
+    let t: chrono::DateTime<chrono::Utc> = t.into();
+    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        .expect("a date is a valid header")
+}
+
+async fn options(State(web): Shared, method: Method, headers: HeaderMap) -> Response {
+    let mut r = tus(StatusCode::NO_CONTENT.into_response());
+    let h = r.headers_mut();
+    h.insert("tus-version", HeaderValue::from_static(VERSION));
+    h.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
+    // The largest upload, where the user has one.
+    if let Ok(session) = web.session(&method, &headers)
+        && let Some(max) = session.user.limits.max_file_size
+    {
+        h.insert("tus-max-size", HeaderValue::from(max));
+    }
+    r
+}
+
+async fn not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "tus uploads take HEAD, PATCH and DELETE",
+    )
+}
+
+/// `Upload-Metadata`: `key base64,key base64,…`.
+fn metadata(headers: &HeaderMap) -> HashMap<String, String> {
+    use base64::Engine;
+    let Some(text) = headers.get("upload-metadata").and_then(|v| v.to_str().ok()) else {
+        return HashMap::new();
+    };
+    text.split(',')
+        .filter_map(|pair| {
+            let mut it = pair.trim().splitn(2, ' ');
+            let key = it.next()?.to_string();
+            let value = base64::engine::general_purpose::STANDARD
+                .decode(it.next().unwrap_or("").trim())
+                .ok()?;
+            Some((key, String::from_utf8(value).ok()?))
+        })
+        .collect()
+}
+
+/// Where the upload goes: `folder` (default `/`) and `filename`, one name.
+fn target(meta: &HashMap<String, String>) -> Result<UserPath, ApiError> {
+    let name = meta.get("filename").map(String::as_str).unwrap_or("");
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "Upload-Metadata needs filename: one file name (and folder, where it goes)".into(),
+        ));
+    }
+    let folder = UserPath::parse(meta.get("folder").map(String::as_str).unwrap_or("/"))?;
+    Ok(UserPath::resolve(&folder, name)?)
+}
+
+/// Creation: checks the user may write this file of this size (rules,
+/// quota, largest file) before any byte moves, and opens its upload.
+async fn create(State(web): Shared, method: Method, headers: HeaderMap) -> Response {
+    if let Err(r) = speaks_tus(&headers) {
+        return r;
+    }
+    let session = match web.session(&method, &headers) {
+        Ok(s) => s,
+        Err(e) => return from_api(e),
+    };
+    let Some(length) = number(&headers, "upload-length") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "send Upload-Length (deferred lengths are not supported)",
+        );
+    };
+    if let Some(max) = session.user.limits.max_file_size
+        && length > max
+    {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a file may be at most {max} bytes"),
+        );
+    }
+    if web.uploads.open_of(&session.user.name) >= MAX_OPEN_PER_USER {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("at most {MAX_OPEN_PER_USER} unfinished uploads at once: finish or cancel one"),
+        );
+    }
+    let path = match target(&metadata(&headers)) {
+        Ok(p) => p,
+        Err(e) => return from_api(e),
+    };
+    if let Err(e) = session.vfs.room(&path.parent(), length).await {
+        return from_api(e.into());
+    }
+    let upload = match session.vfs.open_write(&path, WriteMode::Truncate).await {
+        Ok(u) => u,
+        Err(e) => return from_api(e.into()),
+    };
+    let id = random_token();
+    let expires = web.uploads.expires();
+    let mut pending = Pending {
+        user: session.user.name.clone(),
+        length,
+        offset: 0,
+        upload: Some(upload),
+        expires,
+        end: session.ended().clone(),
+    };
+    if length == 0 {
+        // Nothing will follow: the empty file is stored now.
+        if let Err(e) = finish(&mut pending).await {
+            return from_api(e);
+        }
+    } else {
+        let pending = Arc::new(tokio::sync::Mutex::new(pending));
+        lock(&web.uploads.by_id).insert(id.clone(), pending);
+    }
+    let mut r = tus(StatusCode::CREATED.into_response());
+    let location = match &web.config.public_url {
+        Some(base) => format!("{}/tus/{id}", base.as_str().trim_end_matches('/')),
+        None => format!("/tus/{id}"),
+    };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert("upload-expires", http_date(expires.1));
+    h.insert("upload-offset", HeaderValue::from(0u64));
+    r
+}
+
+/// Commits a pending upload whose last byte is in.
+async fn finish(pending: &mut Pending) -> Result<(), ApiError> {
+    match pending.upload.take() {
+        Some(upload) => upload.close().await.map(drop).map_err(ApiError::from),
+        None => Ok(()),
+    }
+}
+
+async fn head(
+    State(web): Shared,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = speaks_tus(&headers) {
+        return r;
+    }
+    let session = match web.session(&method, &headers) {
+        Ok(s) => s,
+        Err(e) => return from_api(e),
+    };
+    let Some(entry) = web.uploads.get(&id, &session.user.name) else {
+        return tus(StatusCode::NOT_FOUND.into_response());
+    };
+    let Ok(pending) = tokio::time::timeout(TAKE_OVER, entry.lock()).await else {
+        return error(StatusCode::LOCKED, "another request is writing this upload");
+    };
+    let mut r = tus(StatusCode::OK.into_response());
+    let h = r.headers_mut();
+    h.insert("upload-offset", HeaderValue::from(pending.offset));
+    h.insert("upload-length", HeaderValue::from(pending.length));
+    h.insert("upload-expires", http_date(pending.expires.1));
+    r
+}
+
+async fn terminate(
+    State(web): Shared,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = speaks_tus(&headers) {
+        return r;
+    }
+    let session = match web.session(&method, &headers) {
+        Ok(s) => s,
+        Err(e) => return from_api(e),
+    };
+    let Some(entry) = web.uploads.get(&id, &session.user.name) else {
+        return tus(StatusCode::NOT_FOUND.into_response());
+    };
+    web.uploads.remove(&id);
+    // Dropping the upload aborts it: nothing of it is stored.
+    let Ok(mut pending) = tokio::time::timeout(TAKE_OVER, entry.lock()).await else {
+        return error(StatusCode::LOCKED, "another request is writing this upload");
+    };
+    drop(pending.upload.take());
+    tus(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Appends the request's bytes at `Upload-Offset`. What arrives before the
+/// body ends or is cut is kept; the last byte commits the file.
+async fn patch(
+    State(web): Shared,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    if let Err(r) = speaks_tus(&headers) {
+        return r;
+    }
+    let session = match web.session(&method, &headers) {
+        Ok(s) => s,
+        Err(e) => return from_api(e),
+    };
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if kind != Some(OFFSET_STREAM) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send Content-Type: {OFFSET_STREAM}"),
+        );
+    }
+    let Some(offset) = number(&headers, "upload-offset") else {
+        return error(StatusCode::BAD_REQUEST, "send Upload-Offset");
+    };
+    let Some(entry) = web.uploads.get(&id, &session.user.name) else {
+        return tus(StatusCode::NOT_FOUND.into_response());
+    };
+    let Ok(mut pending) = tokio::time::timeout(TAKE_OVER, entry.lock()).await else {
+        return error(StatusCode::LOCKED, "another request is writing this upload");
+    };
+    if pending.offset != offset {
+        let mut r = error(
+            StatusCode::CONFLICT,
+            format!("the upload is at offset {}", pending.offset),
+        );
+        r.headers_mut()
+            .insert("upload-offset", HeaderValue::from(pending.offset));
+        return r;
+    }
+    let _enter = session.span.enter();
+    let written = write_body(&mut pending, body, session.ended()).await;
+    drop(_enter);
+    if let Err(e) = written {
+        // The upload failed whole (a rule, the quota, the store): it is gone.
+        pending.upload = None;
+        web.uploads.remove(&id);
+        return from_api(e);
+    }
+    if pending.offset == pending.length {
+        web.uploads.remove(&id);
+        if let Err(e) = finish(&mut pending).await {
+            return from_api(e);
+        }
+    } else {
+        pending.expires = web.uploads.expires();
+    }
+    let mut r = tus(StatusCode::NO_CONTENT.into_response());
+    let h = r.headers_mut();
+    h.insert("upload-offset", HeaderValue::from(pending.offset));
+    h.insert("upload-expires", http_date(pending.expires.1));
+    r
+}
+
+/// Writes what the body brings until it ends, is cut, pauses past
+/// [`IDLE`] or the session ends; an error is the upload's failure.
+async fn write_body(
+    pending: &mut Pending,
+    body: Body,
+    end: &CancellationToken,
+) -> Result<(), ApiError> {
+    let Pending {
+        upload,
+        offset,
+        length,
+        ..
+    } = pending;
+    let Some(upload) = upload.as_mut() else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "this upload has ended".into(),
+        ));
+    };
+    let mut body = body.into_data_stream();
+    loop {
+        let chunk = tokio::select! {
+            next = tokio::time::timeout(IDLE, body.next()) => next,
+            _ = end.cancelled() => return Ok(()),
+        };
+        let data = match chunk {
+            Ok(Some(Ok(data))) => data,
+            // Cut, ended or paused too long: what arrived is kept.
+            Ok(Some(Err(_))) | Ok(None) | Err(_) => return Ok(()),
+        };
+        if *offset + data.len() as u64 > *length {
+            return Err(ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the upload is {length} bytes; more were sent"),
+            ));
+        }
+        let len = data.len() as u64;
+        upload.write_at(*offset, data).await?;
+        *offset += len;
+    }
+}
