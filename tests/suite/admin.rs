@@ -4,6 +4,7 @@
 //! (`tests/browser/console.py`).
 
 use crate::common;
+use common::until;
 
 use common::gateway::{
     HASH, PASSWORD, TestGateway, put, sftp, ssh_password, start_with_tables, write_flags,
@@ -117,15 +118,6 @@ async fn ban_127_0_0_2(g: &TestGateway) {
     for _ in 0..5 {
         let stream = common::connect_from(from, g.addr).await.unwrap();
         assert!(ssh_password(stream, "alice", "wrong").await.is_err());
-    }
-}
-
-/// Waits (at most 30 s) until `f` holds.
-async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f().await {
-        assert!(Instant::now() < deadline, "{what} never happened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -33,3 +33,4 @@ mod sync;
 mod user_vfs;
 mod vendor_patches;
 mod vfs_conformance;
+mod web;

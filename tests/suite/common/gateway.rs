@@ -20,6 +20,8 @@ pub struct TestGateway {
     pub ftp: SocketAddr,
     /// Implicit FTPS, when the test asked for it (`implicit_listen`).
     pub ftps_implicit: Option<SocketAddr>,
+    /// The web client, when the test configured `[web]`.
+    pub web: Option<SocketAddr>,
     /// The self-signed certificate (DER) of the FTPS listener, for "localhost".
     pub cert: Vec<u8>,
     pub endpoint: String,
@@ -173,6 +175,7 @@ allowed_ips = ["192.0.2.0/24"]
         ftp: running.ftp.unwrap(),
         ftps_implicit: running.ftps_implicit,
         admin: running.admin.unwrap(),
+        web: running.web,
         cert: tls.cert.der().to_vec(),
         endpoint,
         bucket,

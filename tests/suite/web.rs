@@ -1,0 +1,551 @@
+//! The web frontend (`[web]`) over moto, driven over HTTP as a script or
+//! the page does: logins (bans, forwarded addresses), the file API as the
+//! permissions say, downloads (ranges, names, zips), and tus uploads cut
+//! and resumed. The page itself in Chromium: `tests/browser/web.py`.
+
+use crate::common;
+use common::gateway::{HASH, PASSWORD, TestGateway, start_with_tables};
+use common::until;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+
+/// alice, bob… as ever; `ro` may only list and download; `small` has a
+/// quota of 1 MiB. The web listener trusts 127.0.0.1 as its proxy, so a
+/// test can speak for another address with `X-Forwarded-For`.
+pub fn web_tables(extra: &str) -> String {
+    format!(
+        r#"
+[[users]]
+name = "ro"
+password = "{HASH}"
+home = "store:/alice"
+permissions = ["list", "download"]
+
+[[users]]
+name = "small"
+password = "{HASH}"
+home = "store:/small"
+quota = "1MiB"
+
+[security]
+ban_threshold = 3
+
+[web]
+listen = "127.0.0.1:0"
+proxy_allowed = ["127.0.0.1/32"]
+
+{extra}
+"#
+    )
+}
+
+/// A logged-in web client: its cookie and CSRF token.
+pub struct Web {
+    pub base: String,
+    http: reqwest::Client,
+    cookie: String,
+    pub csrf: String,
+}
+
+/// `POST /api/login` as `user` from `forwarded` (if any): the status, and
+/// the body.
+async fn try_login(
+    g: &TestGateway,
+    user: &str,
+    password: &str,
+    forwarded: Option<&str>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{}/api/login", g.web.unwrap()))
+        .header("content-type", "application/json")
+        .body(json!({ "user": user, "password": password }).to_string());
+    if let Some(ip) = forwarded {
+        req = req.header("x-forwarded-for", ip);
+    }
+    req.send().await.unwrap()
+}
+
+impl Web {
+    pub async fn login(g: &TestGateway, user: &str) -> Web {
+        let r = try_login(g, user, PASSWORD, None).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        let cookie = set.split(';').next().unwrap().to_string();
+        let me: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        Web {
+            base: format!("http://{}", g.web.unwrap()),
+            http: reqwest::Client::new(),
+            cookie,
+            csrf: me["csrf"].as_str().unwrap().to_string(),
+        }
+    }
+
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Vec<u8>) {
+        let r = self.req(reqwest::Method::GET, path).send().await.unwrap();
+        (r.status(), r.bytes().await.unwrap().to_vec())
+    }
+
+    async fn json(&self, path: &str) -> (StatusCode, Value) {
+        let (status, body) = self.get(path).await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .req(reqwest::Method::POST, path)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (
+            status,
+            serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn names(&self, dir: &str) -> Vec<String> {
+        let (status, list) = self.json(&format!("/api/list?path={}", enc(dir))).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let mut names: Vec<String> = list["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// `POST /tus/`: the status and the upload's path.
+    pub async fn create(&self, folder: &str, name: &str, length: u64) -> (StatusCode, String) {
+        let r = self
+            .req(reqwest::Method::POST, "/tus/")
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", length)
+            .header(
+                "upload-metadata",
+                format!("filename {},folder {}", b64(name), b64(folder)),
+            )
+            .send()
+            .await
+            .unwrap();
+        let at = r
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (r.status(), at)
+    }
+
+    pub async fn patch(&self, at: &str, offset: u64, data: Vec<u8>) -> (StatusCode, Option<u64>) {
+        let r = self
+            .req(reqwest::Method::PATCH, at)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", offset)
+            .header("content-type", "application/offset+octet-stream")
+            .body(data)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), offset_of(&r))
+    }
+
+    pub async fn head(&self, at: &str) -> (StatusCode, Option<u64>) {
+        let r = self
+            .req(reqwest::Method::HEAD, at)
+            .header("tus-resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        (r.status(), offset_of(&r))
+    }
+}
+
+fn offset_of(r: &reqwest::Response) -> Option<u64> {
+    r.headers()
+        .get("upload-offset")
+        .map(|v| v.to_str().unwrap().parse().unwrap())
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+fn enc(path: &str) -> String {
+    percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|_| rand::random::<u8>()).collect()
+}
+
+/// Keys and multipart uploads under `prefix`, as S3 has them.
+fn bucket_state(g: &TestGateway, prefix: &str) -> (Vec<String>, usize) {
+    let out = g.s3(&format!(
+        "r = s3.list_objects_v2(Bucket=bucket, Prefix='{prefix}')\n\
+         print(sorted(o['Key'] for o in r.get('Contents', [])))\n\
+         print(len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))"
+    ));
+    let mut lines = out.lines();
+    let keys: Vec<String> =
+        serde_json::from_str(&lines.next().unwrap().replace('\'', "\"")).unwrap();
+    (keys, lines.next().unwrap().trim().parse().unwrap())
+}
+
+fn object(g: &TestGateway, key: &str) -> Vec<u8> {
+    let hex = g.s3(&format!(
+        "print(s3.get_object(Bucket=bucket, Key={key:?})['Body'].read().hex())"
+    ));
+    (0..hex.trim().len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex.trim()[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn requests(metrics: &str, operation: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!(
+                "bucketgate_s3_requests_total{{operation=\"{operation}\""
+            ))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_count_toward_bans_and_the_files_answer_as_the_permissions_say() {
+    let hooks = common::receiver::Receiver::start().await;
+    let hook = format!(
+        "[[webhooks]]\nname = \"h\"\nurl = \"{}\"\nsecret = \"s\"\nevents = [\"rename\", \"login\", \"login_failed\"]\n",
+        hooks.url()
+    );
+    let g = start_with_tables(&web_tables(&hook)).await;
+
+    // Wrong passwords from one address (through the trusted proxy) ban it,
+    // and then even the right one is refused there; elsewhere it works.
+    for _ in 0..3 {
+        let r = try_login(&g, "alice", "wrong", Some("192.0.2.9")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["error"], "wrong user name or password");
+    }
+    let banned = try_login(&g, "alice", PASSWORD, Some("192.0.2.9")).await;
+    assert_eq!(banned.status(), StatusCode::TOO_MANY_REQUESTS);
+    let nobody = try_login(&g, "nobody", "x", None).await;
+    assert_eq!(nobody.status(), StatusCode::UNAUTHORIZED);
+    let web = Web::login(&g, "alice").await;
+
+    // Files put by S3 directly, with names a page must show as text.
+    let evil = "<img src=x onerror=alert(1)>.txt";
+    let odd = "emoji 😀 \"quoted\".txt";
+    g.s3(&format!(
+        "s3.put_object(Bucket=bucket, Key='alice/docs/a.txt', Body=b'0123456789')\n\
+         s3.put_object(Bucket=bucket, Key={:?}, Body=b'evil')\n\
+         s3.put_object(Bucket=bucket, Key={:?}, Body=b'odd')\n\
+         s3.put_object(Bucket=bucket, Key='alice/docs/sub/deep.txt', Body=b'deep')",
+        format!("alice/docs/{evil}"),
+        format!("alice/docs/{odd}")
+    ));
+    assert_eq!(web.names("/docs").await, [evil, "a.txt", odd, "sub"]);
+
+    // Downloads: whole, a range, a name any browser saves right.
+    let (status, body) = web.get("/api/download?path=/docs/a.txt").await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, &b"0123456789"[..])
+    );
+    let r = web
+        .req(reqwest::Method::GET, "/api/download?path=/docs/a.txt")
+        .header("range", "bytes=2-4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers()["content-range"], "bytes 2-4/10");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"234");
+    let r = web
+        .req(
+            reqwest::Method::GET,
+            &format!("/api/download?path={}", enc(&format!("/docs/{odd}"))),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"emoji _ _quoted_.txt\"; filename*=UTF-8''emoji%20%F0%9F%98%80%20%22quoted%22.txt"
+    );
+
+    // The folder as a zip: every file with its bytes, the subfolder too.
+    let (status, zip) = web.get("/api/zip?path=/docs").await;
+    assert_eq!(status, StatusCode::OK);
+    let listing = unzip(&zip);
+    assert_eq!(
+        listing,
+        format!("sub/ 0 \n{evil} 4 evil\na.txt 10 0123456789\n{odd} 3 odd\nsub/deep.txt 4 deep\n")
+    );
+
+    // A path that climbs out stays in the tree.
+    let (status, _) = web.get("/api/download?path=/../../bob/x").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Changes, each as the bucket then shows it; a forged one (no CSRF
+    // token) changes nothing.
+    let forged = reqwest::Client::new()
+        .post(format!("{}/api/delete", web.base))
+        .header("cookie", &web.cookie)
+        .header("content-type", "application/json")
+        .body(json!({"path": "/docs/a.txt"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        web.post("/api/mkdir", json!({"path": "/new"})).await.0,
+        StatusCode::OK
+    );
+    let (status, _) = web
+        .post(
+            "/api/rename",
+            json!({"from": "/docs/a.txt", "to": "/new/b.txt"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(object(&g, "alice/new/b.txt"), b"0123456789");
+    let (status, body) = web.post("/api/delete", json!({"path": "/new"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("directory not empty"))
+    );
+    assert_eq!(
+        web.post("/api/delete", json!({"path": "/new/b.txt"}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        web.post("/api/delete", json!({"path": "/new"})).await.0,
+        StatusCode::OK
+    );
+    let (keys, _) = bucket_state(&g, "alice/new");
+    assert!(keys.is_empty(), "{keys:?}");
+
+    // The read-only user: lists and downloads, and is refused the rest.
+    let ro = Web::login(&g, "ro").await;
+    let (_, me) = ro.json("/api/me").await;
+    assert_eq!(me["permissions"], json!(["list", "download"]));
+    assert_eq!(ro.names("/docs").await, [evil, odd, "sub"]);
+    assert_eq!(
+        ro.post("/api/mkdir", json!({"path": "/x"})).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(ro.create("/", "x.bin", 10).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        ro.post("/api/delete", json!({"path": format!("/docs/{evil}")}))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Events say https, as the audit does.
+    let event = hooks.event(|e| e["event"] == "rename").await.json();
+    assert_eq!(event["protocol"], "https");
+    assert_eq!(event["user"], "alice");
+    assert_eq!(event["path"], "/docs/a.txt");
+    let failed = hooks.event(|e| e["event"] == "login_failed").await.json();
+    assert_eq!(
+        (failed["protocol"].as_str(), failed["ip"].as_str()),
+        (Some("https"), Some("192.0.2.9"))
+    );
+    let login = hooks
+        .event(|e| e["event"] == "login" && e["user"] == "ro")
+        .await
+        .json();
+    assert_eq!(login["protocol"], "https");
+    g.stop().await;
+}
+
+/// `name size bytes` of each entry of a zip, read by Python's zipfile.
+fn unzip(zip: &[u8]) -> String {
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import io, sys, zipfile\n\
+             z = zipfile.ZipFile(io.BytesIO(sys.stdin.buffer.read()))\n\
+             assert z.testzip() is None\n\
+             for i in z.infolist(): print(i.filename, i.file_size, z.read(i).decode())",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(zip).unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tus_upload_cut_short_resumes_where_the_gateway_holds_it() {
+    let g = start_with_tables(&web_tables("")).await;
+    let web = Web::login(&g, "alice").await;
+    const MIB: usize = 1 << 20;
+    let data = random_bytes(12 * MIB);
+
+    // Refused before any byte: no Tus-Resumable, a name with a slash.
+    let r = web
+        .req(reqwest::Method::POST, "/tus/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(web.create("/", "a/b", 1).await.0, StatusCode::BAD_REQUEST);
+
+    assert_eq!(
+        web.post("/api/mkdir", json!({"path": "/in"})).await.0,
+        StatusCode::OK
+    );
+    let before = requests(&g.metrics().await, "UploadPart");
+    let (status, at) = web.create("/in", "big.bin", data.len() as u64).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        web.patch(&at, 0, data[..6 * MIB].to_vec()).await,
+        (StatusCode::NO_CONTENT, Some(6 * MIB as u64))
+    );
+    // Another offset than the gateway's is refused, and tells where it is.
+    assert_eq!(
+        web.patch(&at, 0, vec![0; 10]).await,
+        (StatusCode::CONFLICT, Some(6 * MIB as u64))
+    );
+
+    // A PATCH cut after 1 MiB of the 6 it announced: that MiB is kept.
+    let mut raw = std::net::TcpStream::connect(g.web.unwrap()).unwrap();
+    write!(
+        raw,
+        "PATCH {at} HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nX-CSRF-Token: {}\r\nTus-Resumable: 1.0.0\r\n\
+         Upload-Offset: {}\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+        web.cookie,
+        web.csrf,
+        6 * MIB,
+        6 * MIB
+    )
+    .unwrap();
+    raw.write_all(&data[6 * MIB..7 * MIB]).unwrap();
+    raw.flush().unwrap();
+    drop(raw);
+    until("the cut PATCH's bytes held", async || {
+        web.head(&at).await == (StatusCode::OK, Some(7 * MIB as u64))
+    })
+    .await;
+    let (status, offset) = web
+        .patch(&at, 7 * MIB as u64, data[7 * MIB..].to_vec())
+        .await;
+    assert_eq!(
+        (status, offset),
+        (StatusCode::NO_CONTENT, Some(data.len() as u64))
+    );
+    assert_eq!(object(&g, "alice/in/big.bin"), data);
+    let (keys, multipart) = bucket_state(&g, "alice/in");
+    assert_eq!(
+        (keys, multipart),
+        (
+            vec!["alice/in/".to_string(), "alice/in/big.bin".to_string()],
+            0
+        )
+    );
+    // 12 MiB in 8 MiB parts (the default): two, none sent twice.
+    assert_eq!(requests(&g.metrics().await, "UploadPart") - before, 2);
+    // Done: the upload is gone.
+    assert_eq!(web.head(&at).await.0, StatusCode::NOT_FOUND);
+
+    // Terminated: nothing stored, no multipart upload left.
+    let (_, at) = web.create("/in", "gone.bin", 8 * MIB as u64).await;
+    assert_eq!(
+        web.patch(&at, 0, data[..6 * MIB].to_vec()).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let bob = Web::login(&g, "bob").await;
+    assert_eq!(
+        bob.head(&at).await.0,
+        StatusCode::NOT_FOUND,
+        "another user's upload"
+    );
+    assert_eq!(
+        bob.patch(&at, 6 * MIB as u64, vec![1]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let r = web
+        .req(reqwest::Method::DELETE, &at)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(web.head(&at).await.0, StatusCode::NOT_FOUND);
+    until("the terminated upload aborted", async || {
+        bucket_state(&g, "alice/in")
+            == (
+                vec!["alice/in/".to_string(), "alice/in/big.bin".to_string()],
+                0,
+            )
+    })
+    .await;
+
+    // More bytes than announced fail the upload whole.
+    let (_, at) = web.create("/in", "short.bin", 10).await;
+    assert_eq!(
+        web.patch(&at, 0, vec![7; 11]).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(web.head(&at).await.0, StatusCode::NOT_FOUND);
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_upload_past_the_quota_is_refused_before_any_byte() {
+    let g = start_with_tables(&web_tables("")).await;
+    let small = Web::login(&g, "small").await;
+    let before = g.metrics().await;
+    let (status, _) = small.create("/", "big.bin", 2 << 20).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let after = g.metrics().await;
+    for op in ["PutObject", "CreateMultipartUpload", "UploadPart"] {
+        assert_eq!(requests(&after, op), requests(&before, op), "{op}");
+    }
+    // Within the quota, it goes.
+    let (status, at) = small.create("/", "ok.bin", 1000).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        small.patch(&at, 0, vec![1; 1000]).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(object(&g, "small/ok.bin"), vec![1; 1000]);
+    // An empty file needs no PATCH.
+    let (status, _) = small.create("/", "empty", 0).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(object(&g, "small/empty"), b"");
+    g.stop().await;
+}
