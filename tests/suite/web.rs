@@ -549,3 +549,126 @@ async fn a_web_upload_past_the_quota_is_refused_before_any_byte() {
     assert_eq!(object(&g, "small/empty"), b"");
     g.stop().await;
 }
+
+/// `node tests/clients/tus.mjs ARGS`, its stdout lines read as they come.
+fn tus_js(args: &[&str]) -> tokio::process::Child {
+    let clients = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    assert!(
+        std::path::Path::new(clients)
+            .join("node_modules/tus-js-client")
+            .exists(),
+        "tus-js-client is not installed: scripts/test runs npm ci in tests/clients"
+    );
+    tokio::process::Command::new("node")
+        .arg(format!("{clients}/tus.mjs"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_uploads_resumes_after_being_killed_and_terminates() {
+    use tokio::io::AsyncBufReadExt;
+    let g = start_with_tables(&web_tables("")).await;
+    let web = Web::login(&g, "alice").await;
+    const MIB: usize = 1 << 20;
+    let data = random_bytes(24 * MIB);
+    let file = g.dir.path().join("report.bin");
+    std::fs::write(&file, &data).unwrap();
+    let store = g.dir.path().join("tus-urls.json");
+    let endpoint = format!("{}/tus/", web.base);
+    let upload_args = [
+        "upload",
+        file.to_str().unwrap(),
+        &endpoint,
+        &web.cookie,
+        &web.csrf,
+        store.to_str().unwrap(),
+        "4194304",
+    ];
+    let before = requests(&g.metrics().await, "UploadPart");
+
+    // Killed once it has sent 10 MiB.
+    let mut first = tus_js(&upload_args);
+    let mut lines = tokio::io::BufReader::new(first.stdout.take().unwrap()).lines();
+    let mut url = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(u) = line.strip_prefix("url ") {
+            url = u.to_string();
+        }
+        let sent = line
+            .strip_prefix("progress ")
+            .map(|n| n.parse::<usize>().unwrap());
+        if sent.is_some_and(|n| n >= 10 * MIB) {
+            break;
+        }
+        assert_ne!(line, "done", "finished before it could be killed");
+    }
+    first.kill().await.unwrap();
+    let at = url.trim_start_matches(&web.base).to_string();
+    let (status, held) = web.head(&at).await;
+    assert_eq!(status, StatusCode::OK);
+    let held = held.unwrap();
+    assert!(held >= 8 * MIB as u64, "held {held}");
+
+    // Run again: it finds the upload it began and goes on from there.
+    let second = tus_js(&upload_args).wait_with_output().await.unwrap();
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{out}");
+    assert!(
+        out.contains("resuming") && out.trim_end().ends_with("done"),
+        "{out}"
+    );
+    let first_progress: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("progress "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        first_progress as u64 >= held,
+        "the second run started from the held bytes: {out}"
+    );
+    assert_eq!(object(&g, "alice/report.bin"), data);
+    // 24 MiB in 8 MiB parts: three, none sent twice.
+    assert_eq!(requests(&g.metrics().await, "UploadPart") - before, 3);
+
+    // Terminated by the client: nothing stored, nothing left in S3.
+    let other = g.dir.path().join("other.bin");
+    std::fs::write(&other, &data[..12 * MIB]).unwrap();
+    let store2 = g.dir.path().join("tus-urls-2.json");
+    let mut args = upload_args;
+    args[1] = other.to_str().unwrap();
+    args[5] = store2.to_str().unwrap();
+    let mut run = tus_js(&args);
+    let mut lines = tokio::io::BufReader::new(run.stdout.take().unwrap()).lines();
+    let mut url = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(u) = line.strip_prefix("url ") {
+            url = u.to_string();
+        }
+        if line.starts_with("progress ") && !url.is_empty() {
+            break;
+        }
+    }
+    run.kill().await.unwrap();
+    let out = tus_js(&["terminate", &url, &web.cookie, &web.csrf])
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let at = url.trim_start_matches(&web.base).to_string();
+    assert_eq!(web.head(&at).await.0, StatusCode::NOT_FOUND);
+    until("the terminated upload aborted", async || {
+        let home = ["alice/", "alice/report.bin"].map(String::from).to_vec();
+        bucket_state(&g, "alice/") == (home, 0)
+    })
+    .await;
+    g.stop().await;
+}
