@@ -43,6 +43,7 @@ pub fn entry(stat: &FileStat) -> serde_json::Value {
     json!({
         "name": stat.name,
         "dir": stat.is_dir,
+        "read_only": stat.read_only,
         "size": stat.size,
         "modified": stat.modified.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     })

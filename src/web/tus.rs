@@ -9,6 +9,7 @@
 //! `PATCH` cut short keeps what arrived, and `HEAD` tells the client where
 //! to go on.
 
+use super::sessions::WebSession;
 use super::{ApiError, Shared, Web};
 use crate::base::{lock, random_token};
 use crate::vfs::{Upload, UserPath, Vfs, WriteMode};
@@ -23,6 +24,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tracing::Instrument;
 
 const VERSION: &str = "1.0.0";
 const EXTENSIONS: &str = "creation,termination,expiration";
@@ -41,6 +44,12 @@ const IDLE: Duration = Duration::from_secs(60);
 const TAKE_OVER: Duration = Duration::from_secs(10);
 
 pub fn routes() -> Router<Arc<Web>> {
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::overriding(
+            http::HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
     Router::new()
         .route("/tus/", post(create).options(options))
         .route(
@@ -51,11 +60,14 @@ pub fn routes() -> Router<Arc<Web>> {
                 .delete(terminate)
                 .options(options),
         )
+        // What every tus answer carries.
+        .layer(header("tus-resumable", VERSION))
+        .layer(header("tus-version", VERSION))
+        .layer(header("cache-control", "no-store"))
 }
 
 /// One unfinished upload.
 struct Pending {
-    user: String,
     length: u64,
     offset: u64,
     /// `None` once finished or failed.
@@ -65,9 +77,15 @@ struct Pending {
     end: CancellationToken,
 }
 
+/// An unfinished upload and its user, who alone may reach it.
+struct Entry {
+    user: String,
+    pending: Arc<tokio::sync::Mutex<Pending>>,
+}
+
 /// The unfinished uploads of this node, by tus id.
 pub struct Uploads {
-    by_id: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Pending>>>>,
+    by_id: Mutex<HashMap<String, Entry>>,
     expiry: Duration,
 }
 
@@ -88,9 +106,9 @@ impl Uploads {
 
     /// The upload `id` if it is `user`'s: another user's is not found.
     fn get(&self, id: &str, user: &str) -> Option<Arc<tokio::sync::Mutex<Pending>>> {
-        let found = lock(&self.by_id).get(id).cloned()?;
-        let mine = found.try_lock().map(|p| p.user == user).unwrap_or(true);
-        mine.then_some(found)
+        let by_id = lock(&self.by_id);
+        let entry = by_id.get(id).filter(|e| e.user == user)?;
+        Some(entry.pending.clone())
     }
 
     fn remove(&self, id: &str) {
@@ -101,7 +119,7 @@ impl Uploads {
     /// (dropping an [`Upload`] aborts it); one in a request is left to it.
     pub fn sweep(&self) {
         let now = Instant::now();
-        lock(&self.by_id).retain(|_, p| match p.try_lock() {
+        lock(&self.by_id).retain(|_, e| match e.pending.try_lock() {
             Ok(p) => p.upload.is_some() && p.expires.0 > now && !p.end.is_cancelled(),
             Err(_) => true,
         });
@@ -110,38 +128,40 @@ impl Uploads {
     fn open_of(&self, user: &str) -> usize {
         lock(&self.by_id)
             .values()
-            .filter(|p| p.try_lock().map(|p| p.user == user).unwrap_or(true))
+            .filter(|e| e.user == user)
             .count()
     }
 }
 
-/// The headers every tus answer carries.
-fn tus(mut response: Response) -> Response {
-    let h = response.headers_mut();
-    h.insert("tus-resumable", HeaderValue::from_static(VERSION));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    tus(ApiError(status, message.into()).into_response())
-}
-
-fn from_api(e: ApiError) -> Response {
-    tus(e.into_response())
-}
-
 /// A tus request names the version it speaks.
-fn speaks_tus(headers: &HeaderMap) -> Result<(), Response> {
+fn speaks_tus(headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get("tus-resumable").and_then(|v| v.to_str().ok()) {
         Some(VERSION) => Ok(()),
-        _ => {
-            let mut r = error(StatusCode::PRECONDITION_FAILED, "send Tus-Resumable: 1.0.0");
-            r.headers_mut()
-                .insert("tus-version", HeaderValue::from_static(VERSION));
-            Err(r)
-        }
+        _ => Err(ApiError(
+            StatusCode::PRECONDITION_FAILED,
+            "send Tus-Resumable: 1.0.0".into(),
+        )),
     }
+}
+
+/// The session of a tus request (after its version).
+fn session(web: &Web, method: &Method, headers: &HeaderMap) -> Result<Arc<WebSession>, ApiError> {
+    speaks_tus(headers)?;
+    web.session(method, headers)
+}
+
+fn not_found() -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "no such upload: it ended, expired or was never made".into(),
+    )
+}
+
+fn busy() -> ApiError {
+    ApiError(
+        StatusCode::LOCKED,
+        "another request is writing this upload".into(),
+    )
 }
 
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
@@ -155,9 +175,8 @@ fn http_date(t: SystemTime) -> HeaderValue {
 }
 
 async fn options(State(web): Shared, method: Method, headers: HeaderMap) -> Response {
-    let mut r = tus(StatusCode::NO_CONTENT.into_response());
+    let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
-    h.insert("tus-version", HeaderValue::from_static(VERSION));
     h.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
     // The largest upload, where the user has one.
     if let Ok(session) = web.session(&method, &headers)
@@ -168,10 +187,10 @@ async fn options(State(web): Shared, method: Method, headers: HeaderMap) -> Resp
     r
 }
 
-async fn not_allowed() -> Response {
-    error(
+async fn not_allowed() -> ApiError {
+    ApiError(
         StatusCode::METHOD_NOT_ALLOWED,
-        "tus uploads take HEAD, PATCH and DELETE",
+        "tus uploads take HEAD, PATCH and DELETE".into(),
     )
 }
 
@@ -208,49 +227,38 @@ fn target(meta: &HashMap<String, String>) -> Result<UserPath, ApiError> {
 
 /// Creation: checks the user may write this file of this size (rules,
 /// quota, largest file) before any byte moves, and opens its upload.
-async fn create(State(web): Shared, method: Method, headers: HeaderMap) -> Response {
-    if let Err(r) = speaks_tus(&headers) {
-        return r;
-    }
-    let session = match web.session(&method, &headers) {
-        Ok(s) => s,
-        Err(e) => return from_api(e),
-    };
-    let Some(length) = number(&headers, "upload-length") else {
-        return error(
+async fn create(
+    State(web): Shared,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = session(&web, &method, &headers)?;
+    let length = number(&headers, "upload-length").ok_or_else(|| {
+        ApiError(
             StatusCode::BAD_REQUEST,
-            "send Upload-Length (deferred lengths are not supported)",
-        );
-    };
+            "send Upload-Length (deferred lengths are not supported)".into(),
+        )
+    })?;
     if let Some(max) = session.user.limits.max_file_size
         && length > max
     {
-        return error(
+        return Err(ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("a file may be at most {max} bytes"),
-        );
+        ));
     }
     if web.uploads.open_of(&session.user.name) >= MAX_OPEN_PER_USER {
-        return error(
+        return Err(ApiError(
             StatusCode::TOO_MANY_REQUESTS,
             format!("at most {MAX_OPEN_PER_USER} unfinished uploads at once: finish or cancel one"),
-        );
+        ));
     }
-    let path = match target(&metadata(&headers)) {
-        Ok(p) => p,
-        Err(e) => return from_api(e),
-    };
-    if let Err(e) = session.vfs.room(&path.parent(), length).await {
-        return from_api(e.into());
-    }
-    let upload = match session.vfs.open_write(&path, WriteMode::Truncate).await {
-        Ok(u) => u,
-        Err(e) => return from_api(e.into()),
-    };
+    let path = target(&metadata(&headers))?;
+    session.vfs.room(&path.parent(), length).await?;
+    let upload = session.vfs.open_write(&path, WriteMode::Truncate).await?;
     let id = random_token();
     let expires = web.uploads.expires();
     let mut pending = Pending {
-        user: session.user.name.clone(),
         length,
         offset: 0,
         upload: Some(upload),
@@ -259,14 +267,15 @@ async fn create(State(web): Shared, method: Method, headers: HeaderMap) -> Respo
     };
     if length == 0 {
         // Nothing will follow: the empty file is stored now.
-        if let Err(e) = finish(&mut pending).await {
-            return from_api(e);
-        }
+        finish(&mut pending).await?;
     } else {
-        let pending = Arc::new(tokio::sync::Mutex::new(pending));
-        lock(&web.uploads.by_id).insert(id.clone(), pending);
+        let entry = Entry {
+            user: session.user.name.clone(),
+            pending: Arc::new(tokio::sync::Mutex::new(pending)),
+        };
+        lock(&web.uploads.by_id).insert(id.clone(), entry);
     }
-    let mut r = tus(StatusCode::CREATED.into_response());
+    let mut r = StatusCode::CREATED.into_response();
     let location = match &web.config.public_url {
         Some(base) => format!("{}/tus/{id}", base.as_str().trim_end_matches('/')),
         None => format!("/tus/{id}"),
@@ -277,7 +286,7 @@ async fn create(State(web): Shared, method: Method, headers: HeaderMap) -> Respo
     }
     h.insert("upload-expires", http_date(expires.1));
     h.insert("upload-offset", HeaderValue::from(0u64));
-    r
+    Ok(r)
 }
 
 /// Commits a pending upload whose last byte is in.
@@ -288,31 +297,35 @@ async fn finish(pending: &mut Pending) -> Result<(), ApiError> {
     }
 }
 
+/// The upload `id` of the session's user, once no other request holds it.
+async fn take(
+    web: &Web,
+    session: &WebSession,
+    id: &str,
+) -> Result<tokio::sync::OwnedMutexGuard<Pending>, ApiError> {
+    let entry = web
+        .uploads
+        .get(id, &session.user.name)
+        .ok_or_else(not_found)?;
+    tokio::time::timeout(TAKE_OVER, entry.lock_owned())
+        .await
+        .map_err(|_| busy())
+}
+
 async fn head(
     State(web): Shared,
     method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = speaks_tus(&headers) {
-        return r;
-    }
-    let session = match web.session(&method, &headers) {
-        Ok(s) => s,
-        Err(e) => return from_api(e),
-    };
-    let Some(entry) = web.uploads.get(&id, &session.user.name) else {
-        return tus(StatusCode::NOT_FOUND.into_response());
-    };
-    let Ok(pending) = tokio::time::timeout(TAKE_OVER, entry.lock()).await else {
-        return error(StatusCode::LOCKED, "another request is writing this upload");
-    };
-    let mut r = tus(StatusCode::OK.into_response());
+) -> Result<Response, ApiError> {
+    let session = session(&web, &method, &headers)?;
+    let pending = take(&web, &session, &id).await?;
+    let mut r = StatusCode::OK.into_response();
     let h = r.headers_mut();
     h.insert("upload-offset", HeaderValue::from(pending.offset));
     h.insert("upload-length", HeaderValue::from(pending.length));
     h.insert("upload-expires", http_date(pending.expires.1));
-    r
+    Ok(r)
 }
 
 async fn terminate(
@@ -320,24 +333,13 @@ async fn terminate(
     method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = speaks_tus(&headers) {
-        return r;
-    }
-    let session = match web.session(&method, &headers) {
-        Ok(s) => s,
-        Err(e) => return from_api(e),
-    };
-    let Some(entry) = web.uploads.get(&id, &session.user.name) else {
-        return tus(StatusCode::NOT_FOUND.into_response());
-    };
+) -> Result<Response, ApiError> {
+    let session = session(&web, &method, &headers)?;
+    let mut pending = take(&web, &session, &id).await?;
     web.uploads.remove(&id);
     // Dropping the upload aborts it: nothing of it is stored.
-    let Ok(mut pending) = tokio::time::timeout(TAKE_OVER, entry.lock()).await else {
-        return error(StatusCode::LOCKED, "another request is writing this upload");
-    };
     drop(pending.upload.take());
-    tus(StatusCode::NO_CONTENT.into_response())
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Appends the request's bytes at `Upload-Offset`. What arrives before the
@@ -348,63 +350,47 @@ async fn patch(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
-) -> Response {
-    if let Err(r) = speaks_tus(&headers) {
-        return r;
-    }
-    let session = match web.session(&method, &headers) {
-        Ok(s) => s,
-        Err(e) => return from_api(e),
-    };
+) -> Result<Response, ApiError> {
+    let session = session(&web, &method, &headers)?;
     let kind = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     if kind != Some(OFFSET_STREAM) {
-        return error(
+        return Err(ApiError(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("send Content-Type: {OFFSET_STREAM}"),
-        );
+        ));
     }
-    let Some(offset) = number(&headers, "upload-offset") else {
-        return error(StatusCode::BAD_REQUEST, "send Upload-Offset");
-    };
-    let Some(entry) = web.uploads.get(&id, &session.user.name) else {
-        return tus(StatusCode::NOT_FOUND.into_response());
-    };
-    let Ok(mut pending) = tokio::time::timeout(TAKE_OVER, entry.lock()).await else {
-        return error(StatusCode::LOCKED, "another request is writing this upload");
-    };
+    let offset = number(&headers, "upload-offset")
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "send Upload-Offset".into()))?;
+    let mut pending = take(&web, &session, &id).await?;
     if pending.offset != offset {
-        let mut r = error(
-            StatusCode::CONFLICT,
-            format!("the upload is at offset {}", pending.offset),
-        );
+        let message = format!("the upload is at offset {}", pending.offset);
+        let mut r = ApiError(StatusCode::CONFLICT, message).into_response();
         r.headers_mut()
             .insert("upload-offset", HeaderValue::from(pending.offset));
-        return r;
+        return Ok(r);
     }
-    let _enter = session.span.enter();
-    let written = write_body(&mut pending, body, session.ended()).await;
-    drop(_enter);
+    let written = write_body(&mut pending, body, session.ended())
+        .instrument(session.span.clone())
+        .await;
     if let Err(e) = written {
         // The upload failed whole (a rule, the quota, the store): it is gone.
         pending.upload = None;
         web.uploads.remove(&id);
-        return from_api(e);
+        return Err(e);
     }
     if pending.offset == pending.length {
         web.uploads.remove(&id);
-        if let Err(e) = finish(&mut pending).await {
-            return from_api(e);
-        }
+        finish(&mut pending).await?;
     } else {
         pending.expires = web.uploads.expires();
     }
-    let mut r = tus(StatusCode::NO_CONTENT.into_response());
+    let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
     h.insert("upload-offset", HeaderValue::from(pending.offset));
     h.insert("upload-expires", http_date(pending.expires.1));
-    r
+    Ok(r)
 }
 
 /// Writes what the body brings until it ends, is cut, pauses past

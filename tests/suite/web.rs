@@ -672,3 +672,64 @@ async fn tus_js_client_uploads_resumes_after_being_killed_and_terminates() {
     .await;
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_client_in_chromium_uploads_resumes_downloads_and_shows_names_as_text() {
+    let g = start_with_tables(&web_tables("")).await;
+    let evil = "<img src=x onerror=alert(1)>.txt";
+    g.s3(&format!(
+        "s3.put_object(Bucket=bucket, Key={:?}, Body=b'<script>alert(2)</script>')",
+        format!("alice/{evil}")
+    ));
+    const MIB: usize = 1 << 20;
+    let files = g.dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let made = [
+        ("notes.txt", b"meeting notes\n".to_vec()),
+        ("table.csv", b"a,b\n1,2\n".to_vec()),
+        ("big.bin", random_bytes(50 * MIB)),
+        ("resume.bin", random_bytes(20 * MIB)),
+    ];
+    for (name, data) in &made {
+        std::fs::write(files.join(name), data).unwrap();
+    }
+    let before = requests(&g.metrics().await, "UploadPart");
+    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/web-screenshots");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/web.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("WEB_URL", format!("http://{}/", g.web.unwrap()))
+        .env("SHOTS", shots)
+        .env("FILES", &files)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed (screenshots in {shots}):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the page did, as the bucket shows it.
+    for (name, data) in &made[..] {
+        if *name != "table.csv" {
+            assert_eq!(&object(&g, &format!("alice/{name}")), data, "{name}");
+        }
+    }
+    let (keys, multipart) = bucket_state(&g, "alice/");
+    assert_eq!(multipart, 0);
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("table") || k.contains("renamed")),
+        "{keys:?}"
+    );
+    // 50 MiB and 20 MiB in 8 MiB parts: 7 and 3, none sent twice though
+    // resume.bin's connection was cut.
+    assert_eq!(requests(&g.metrics().await, "UploadPart") - before, 10);
+    for shot in ["files", "phone"] {
+        let png = std::fs::read(format!("{shots}/{shot}.png")).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{shot}");
+    }
+    g.stop().await;
+}

@@ -186,8 +186,9 @@ function row(e) {
   when.textContent = new Date(e.modified).toLocaleString();
   const actions = document.createElement("td");
   actions.className = "actions";
-  if (can("rename")) actions.append(button("Rename", () => rename(e.name)));
-  if (can(e.dir ? "rmdir" : "delete")) actions.append(button("Delete", () => remove(e.name)));
+  // A read-only mount's entries cannot change, whatever the user may do.
+  if (!e.read_only && can("rename")) actions.append(button("Rename", () => rename(e.name)));
+  if (!e.read_only && can(e.dir ? "rmdir" : "delete")) actions.append(button("Delete", () => remove(e.name)));
   tr.append(name, sz, when, actions);
   return tr;
 }
