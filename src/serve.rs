@@ -198,8 +198,14 @@ impl Gateway {
         );
         let mut web_addr = None;
         if let Some(web) = &self.config.web {
-            let listener =
-                crate::web::WebListener::bind(web, shared.clone(), shared.tasks.clone()).await?;
+            let listener = crate::web::WebListener::bind(
+                web,
+                shared.clone(),
+                shared.tasks.clone(),
+                self.config.server.state_dir.clone(),
+                self.cluster.clone(),
+            )
+            .await?;
             web_addr = Some(listener.local_addr()?);
             let stop = until_stopped(stopped.clone());
             tasks.spawn(async move {

@@ -100,6 +100,7 @@ impl SessionContext {
             }
         };
         let origin = Origin {
+            share: None,
             protocol: live.protocol,
             user: vfs.user().to_string(),
             ip: live.peer.ip(),
@@ -264,6 +265,7 @@ impl SessionContext {
         };
         // Where this login's events come from, as the name was given.
         let origin = |user: &str| Origin {
+            share: None,
             protocol,
             user: user.to_string(),
             ip: peer,

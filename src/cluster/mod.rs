@@ -16,6 +16,7 @@ mod notes;
 pub mod quotas;
 pub mod schema;
 pub mod sessions;
+pub mod shares;
 
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;

@@ -100,6 +100,18 @@ const MIGRATIONS: &[&str] = &[
     // 9: when each quota target was last listed, so that one node of the
     // fleet lists it per quota_scan, not every node.
     "ALTER TABLE bucketgate_quota_usage ADD COLUMN scanned_at timestamptz",
+    // 10: share links (`[web]`): the link as JSON, and what every node
+    // must agree on (its uses, whether it is revoked) as columns.
+    "CREATE TABLE bucketgate_shares (
+        id text PRIMARY KEY,
+        token_hash text NOT NULL UNIQUE,
+        user_name text NOT NULL,
+        body text NOT NULL,
+        uses bigint NOT NULL DEFAULT 0,
+        max_uses bigint,
+        revoked boolean NOT NULL DEFAULT false,
+        expires timestamptz NOT NULL
+    )",
 ];
 
 /// The schema version this binary brings the database to.

@@ -284,7 +284,7 @@ impl fmt::Debug for S3Config {
 }
 
 /// `remote:/path` — a folder on a named remote.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Location {
     pub remote: String,
     /// Key prefix without leading or trailing `/`; empty for the remote's root.

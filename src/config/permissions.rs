@@ -15,10 +15,14 @@ pub enum Permission {
     Mkdir = 1 << 6,
     Rmdir = 1 << 7,
     Setstat = 1 << 8,
+    /// Create share links (the web client): not in `"*"`, which grants
+    /// what SFTP and FTP can do, since a link hands files to people
+    /// without an account.
+    Share = 1 << 9,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::List,
         Permission::Download,
         Permission::Upload,
@@ -28,6 +32,7 @@ impl Permission {
         Permission::Mkdir,
         Permission::Rmdir,
         Permission::Setstat,
+        Permission::Share,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +46,7 @@ impl Permission {
             Permission::Mkdir => "mkdir",
             Permission::Rmdir => "rmdir",
             Permission::Setstat => "setstat",
+            Permission::Share => "share",
         }
     }
 
@@ -61,8 +67,12 @@ impl fmt::Display for Permission {
 pub struct Permissions(u16);
 
 impl Permissions {
+    /// What `"*"` grants: every right but [`Permission::Share`].
     pub fn all() -> Self {
-        Permission::ALL.into_iter().collect()
+        Permission::ALL
+            .into_iter()
+            .filter(|p| *p != Permission::Share)
+            .collect()
     }
 
     pub fn allows(self, p: Permission) -> bool {
@@ -80,7 +90,7 @@ impl Permissions {
             .map(|p| Permissions(p as u16))
             .ok_or_else(|| {
                 format!(
-                    "unknown permission {entry:?}; use \"*\" or any of: {}",
+                    "unknown permission {entry:?}; use \"*\" (all but share) or any of: {}",
                     Permission::ALL.map(Permission::name).join(" ")
                 )
             })

@@ -18,10 +18,14 @@ pub enum EventKind {
     LoginFailed,
     Ban,
     SyncRun,
+    /// A file taken through a share link (`[web]`).
+    ShareDownload,
+    /// A file left through an upload link.
+    ShareUpload,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Upload,
         EventKind::Download,
         EventKind::Delete,
@@ -32,6 +36,8 @@ impl EventKind {
         EventKind::LoginFailed,
         EventKind::Ban,
         EventKind::SyncRun,
+        EventKind::ShareDownload,
+        EventKind::ShareUpload,
     ];
 
     /// The name in the config and in the payload's `event`.
@@ -47,6 +53,8 @@ impl EventKind {
             EventKind::LoginFailed => "login_failed",
             EventKind::Ban => "ban",
             EventKind::SyncRun => "sync_run",
+            EventKind::ShareDownload => "share_download",
+            EventKind::ShareUpload => "share_upload",
         }
     }
 

@@ -70,6 +70,9 @@ pub struct Event {
     /// A sync run's report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<serde_json::Value>,
+    /// The share link of a `share_download` or `share_upload`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<ShareOrigin>,
 }
 
 fn kind_name<S: serde::Serializer>(kind: &EventKind, s: S) -> Result<S::Ok, S::Error> {
@@ -103,6 +106,7 @@ impl Event {
             duration_ms: None,
             job: None,
             report: None,
+            share: None,
         }
     }
 
@@ -122,6 +126,16 @@ pub struct Origin {
     pub protocol: &'static str,
     pub user: String,
     pub ip: std::net::IpAddr,
+    /// The share link a visitor came through: its uploads and downloads
+    /// are `share_upload` and `share_download`, with the link.
+    pub share: Option<ShareOrigin>,
+}
+
+/// A share link, as its events name it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShareOrigin {
+    pub id: String,
+    pub creator: String,
 }
 
 /// The most of a user name an event carries: a failed FTP login may
@@ -135,10 +149,16 @@ impl Origin {
         while !self.user.is_char_boundary(end) {
             end -= 1;
         }
+        let kind = match (&self.share, kind) {
+            (Some(_), EventKind::Download) => EventKind::ShareDownload,
+            (Some(_), EventKind::Upload) => EventKind::ShareUpload,
+            (_, kind) => kind,
+        };
         Event {
             protocol: Some(self.protocol),
             user: Some(self.user[..end].to_string()),
             ip: Some(self.ip.to_string()),
+            share: self.share.clone(),
             ..Event::new(kind)
         }
     }

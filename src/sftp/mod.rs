@@ -60,6 +60,7 @@ where
 {
     let handles = Arc::new(tokio::sync::Semaphore::new(64));
     let origin = crate::events::Origin {
+        share: None,
         protocol: "sftp",
         user: vfs.user().to_string(),
         ip: std::net::Ipv4Addr::LOCALHOST.into(),

@@ -78,6 +78,31 @@ impl UserVfs {
         })
     }
 
+    /// The tree a share link opens: one folder of `user`'s, as its root,
+    /// with only `permissions` (a download link: read-only, so nothing is
+    /// created there, even the folder).
+    pub fn for_share(
+        user: &str,
+        folder: &Location,
+        permissions: Permissions,
+        storage: &Storage,
+    ) -> FsResult<UserVfs> {
+        let layer = storage.layer(&folder.remote).cloned().ok_or_else(|| {
+            FsError::failed(format!("remote {:?} is not configured", folder.remote))
+        })?;
+        Ok(UserVfs {
+            user: user.to_string(),
+            permissions,
+            mounts: vec![Mount {
+                at: "/".into(),
+                layer,
+                prefix: folder.prefix.clone(),
+                read_only: !permissions.allows(Permission::Upload),
+            }],
+            prefetch: Arc::default(),
+        })
+    }
+
     pub fn user(&self) -> &str {
         &self.user
     }

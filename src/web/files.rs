@@ -4,6 +4,7 @@
 //! VFS, so permissions, rules, audit and events are the policy layers'.
 
 use super::{ApiError, Shared};
+use crate::policy::SessionVfs;
 use crate::vfs::{FileStat, UserPath, Vfs};
 use axum::Router;
 use axum::body::Body;
@@ -102,8 +103,6 @@ async fn list(
     Ok(response)
 }
 
-/// A file, whole or the one range asked for, streamed from the store as
-/// the client takes it.
 async fn download(
     State(web): Shared,
     method: Method,
@@ -112,11 +111,22 @@ async fn download(
 ) -> Result<Response, ApiError> {
     let session = web.session(&method, &headers)?;
     let path = UserPath::parse_file(&at.path)?;
-    let stat = session.vfs.stat(&path).await?;
+    send_file(&session.vfs, &path, &method, &headers).await
+}
+
+/// A file, whole or the one range asked for, streamed from the store as
+/// the client takes it.
+pub async fn send_file(
+    vfs: &SessionVfs,
+    path: &UserPath,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let stat = vfs.stat(path).await?;
     if stat.is_dir {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
-            "a folder: download it as a zip (/api/zip)".into(),
+            "a folder: download it as a zip".into(),
         ));
     }
     let size = stat.size;
@@ -134,10 +144,10 @@ async fn download(
         },
     };
     let (start, end) = range.unwrap_or((0, size));
-    let body = match method {
+    let body = match *method {
         Method::HEAD => Body::empty(),
         _ => {
-            let download = session.vfs.open_read(&path, start).await?;
+            let download = vfs.open_read(path, start).await?;
             Body::from_stream(limited(download.into_stream(), end - start))
         }
     };
@@ -153,12 +163,11 @@ async fn download(
     if let Ok(v) = HeaderValue::from_str(&disposition(path.file_name())) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    if let Ok(v) = HeaderValue::from_str(
-        &stat
-            .modified
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string(),
-    ) {
+    let modified = stat
+        .modified
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    if let Ok(v) = HeaderValue::from_str(&modified) {
         h.insert(header::LAST_MODIFIED, v);
     }
     if range.is_some() {

@@ -13,8 +13,9 @@
 pub mod files;
 pub mod pages;
 pub mod sessions;
+pub mod shares;
 pub mod tus;
-mod zip;
+pub mod zip;
 
 use crate::config::WebConfig;
 use crate::listen::http::{HttpListener, cookie, secured};
@@ -45,6 +46,9 @@ pub struct Web {
     pub config: WebConfig,
     pub sessions: Sessions,
     pub uploads: tus::Uploads,
+    pub shares: shares::Shares,
+    /// Where people reach the gateway: `public_url`, or the listener's.
+    pub base_url: String,
 }
 
 type Shared = State<Arc<Web>>;
@@ -90,6 +94,8 @@ impl WebListener {
         config: &WebConfig,
         shared: Arc<SessionContext>,
         tasks: Tasks,
+        shared_state_dir: std::path::PathBuf,
+        fleet: Option<crate::cluster::Cluster>,
     ) -> anyhow::Result<Self> {
         let tls = config
             .tls
@@ -101,7 +107,13 @@ impl WebListener {
         let listener = HttpListener::bind(config.listen, "web", tls, cap, refused, tasks).await?;
         let local = listener.local_addr()?;
         tracing::info!(listen = %local, "web client listening at {}://{local}/", listener.scheme());
+        let base_url = match &config.public_url {
+            Some(u) => u.as_str().trim_end_matches('/').to_string(),
+            None => format!("{}://{local}", listener.scheme()),
+        };
         let web = Arc::new(Web {
+            shares: shares::Shares::open(&shared_state_dir, fleet)?,
+            base_url,
             uploads: tus::Uploads::new(config.upload_expiry),
             sessions: Sessions::new(config.session_time),
             config: config.clone(),
@@ -140,10 +152,12 @@ fn router(web: Arc<Web>) -> Router {
         .route("/logout", post(log_out))
         .route("/me", get(me))
         .merge(files::routes())
+        .merge(shares::mine::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON));
     Router::new()
         .nest("/api", api)
         .merge(tus::routes())
+        .merge(shares::visit::routes())
         .merge(pages::routes())
         .with_state(web)
 }
@@ -152,7 +166,7 @@ impl Web {
     /// The client's address: the peer's, or with a trusted proxy in front
     /// (`proxy_allowed`), the last address of `X-Forwarded-For` that is not
     /// one of the proxies.
-    fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> SocketAddr {
+    pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> SocketAddr {
         let trusted = |ip: &IpAddr| {
             self.config
                 .proxy_allowed
@@ -198,8 +212,14 @@ impl Web {
         Ok(session)
     }
 
+    /// Whether cookies may only travel over HTTPS: with TLS here or at
+    /// the proxy.
+    pub fn secure_cookies(&self) -> bool {
+        self.config.tls.is_some() || self.behind_https()
+    }
+
     fn set_cookie(&self, value: Option<&str>) -> String {
-        let secure = if self.config.tls.is_some() || self.behind_https() {
+        let secure = if self.secure_cookies() {
             "; Secure"
         } else {
             ""

@@ -28,7 +28,7 @@ const FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// One logged-in browser (or script).
 pub struct WebSession {
     pub user: Arc<UserConfig>,
-    pub vfs: SessionVfs,
+    pub vfs: Arc<SessionVfs>,
     /// What every request that changes something must send back.
     pub csrf: String,
     /// The span its operations are logged in.
@@ -122,7 +122,7 @@ impl Sessions {
             .ok_or(Refused::Unavailable)?;
         let session = Arc::new(WebSession {
             user: logged_in.user,
-            vfs,
+            vfs: Arc::new(vfs),
             csrf: random_token(),
             span,
             expires: Instant::now() + self.lifetime,

@@ -16,6 +16,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use futures::{AsyncWriteExt, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use std::sync::Arc;
 
 /// The most entries one archive holds: its directory stays in memory
 /// until the end.
@@ -32,25 +33,38 @@ pub async fn folder(
 ) -> Result<Response, ApiError> {
     let session = web.session(&method, &headers)?;
     let root = UserPath::parse(&at.path)?;
-    if !session.vfs.stat(&root).await?.is_dir {
+    let name = match root.is_root() {
+        true => session.user.name.clone(),
+        false => root.file_name().to_string(),
+    };
+    let (vfs, span) = (session.vfs.clone(), session.span.clone());
+    send_zip(vfs, root, &name, span, session).await
+}
+
+/// `root` of `vfs` as `name.zip`, streamed; `keep` lives as long as the
+/// archive is written (what the visit holds: its console entry).
+pub async fn send_zip(
+    vfs: Arc<SessionVfs>,
+    root: UserPath,
+    name: &str,
+    span: tracing::Span,
+    keep: impl Send + 'static,
+) -> Result<Response, ApiError> {
+    if !vfs.stat(&root).await?.is_dir {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             "not a folder: download the file itself".into(),
         ));
     }
-    let name = match root.is_root() {
-        true => session.user.name.clone(),
-        false => root.file_name().to_string(),
-    };
     let (writer, reader) = tokio::io::duplex(PIPE);
-    let span = session.span.clone();
     let (done, outcome) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let written = write_zip(&session.vfs, &root, writer).await;
+        let written = write_zip(&vfs, &root, writer).await;
         if let Err(e) = &written {
             let _enter = span.enter();
             tracing::info!(folder = %root.as_str(), error = %e, "zip download ended early");
         }
+        drop(keep);
         let _ = done.send(written);
     });
     // An archive that could not be finished ends the response with an
