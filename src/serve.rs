@@ -196,7 +196,7 @@ impl Gateway {
             &stopped,
             &ending,
         );
-        let mut web_addr = None;
+        let (mut web_addr, mut web_state) = (None, None);
         if let Some(web) = &self.config.web {
             let listener = crate::web::WebListener::bind(
                 web,
@@ -207,6 +207,7 @@ impl Gateway {
             )
             .await?;
             web_addr = Some(listener.local_addr()?);
+            web_state = Some(listener.web());
             let stop = until_stopped(stopped.clone());
             tasks.spawn(async move {
                 listener.serve(stop).await;
@@ -247,6 +248,7 @@ impl Gateway {
                 health: health.clone(),
                 reload,
                 cluster: self.cluster.clone(),
+                web: web_state.clone(),
             });
             let answers = crate::admin::Admin {
                 health,

@@ -30,6 +30,8 @@ pub struct Console {
     pub reload: Reload,
     /// With `[cluster]`: the fleet, whose sessions every node shows.
     pub cluster: Option<crate::cluster::Cluster>,
+    /// With `[web]`: where share links are made and open.
+    pub web: Option<Arc<crate::web::Web>>,
 }
 
 /// An answer: status and JSON body, and a cookie to set.
@@ -67,7 +69,7 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    fn param(&self, name: &str) -> Option<&str> {
+    pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(k, _)| k == name)
@@ -139,6 +141,9 @@ impl Console {
                 }
                 Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
             },
+            (&Method::GET, ["shares"]) => self.shares(&call).await,
+            (&Method::POST, ["shares"]) => self.make_share(&caller, &call).await,
+            (&Method::DELETE, ["shares", id]) => self.revoke_share(&caller, id).await,
             (&Method::GET, ["webhooks"]) => ok(self.webhooks()),
             (&Method::POST, ["webhooks", name, "retry"]) => {
                 match self.shared.events.retry(name).await {

@@ -12,6 +12,7 @@
 pub mod access;
 pub mod api;
 mod health;
+mod shares;
 
 pub use api::{Console, Reload};
 pub use health::{Health, PROBE_EVERY};

@@ -126,6 +126,11 @@ impl WebListener {
         self.listener.local_addr()
     }
 
+    /// What the admin API's share links use.
+    pub fn web(&self) -> Arc<Web> {
+        self.web.clone()
+    }
+
     /// Answers until `stop` completes; sessions and unfinished uploads past
     /// their time are dropped once a minute meanwhile.
     pub async fn serve(self, stop: impl Future<Output = ()>) {

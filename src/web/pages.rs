@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 const SCRIPT: &str = include_str!("assets/web.js");
 const STYLE: &str = include_str!("assets/web.css");
+const SHARE_SCRIPT: &str = include_str!("assets/share.js");
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
-        .route("/", get(|| async { page(files()) }))
+        .route("/", get(|| async { page(Some("web.js"), files()) }))
         .route(
             "/static/web.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
@@ -24,6 +25,10 @@ pub fn routes() -> Router<Arc<Web>> {
         .route(
             "/static/web.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/static/share.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SHARE_SCRIPT) }),
         )
         // Browsers ask for it; there is none.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
@@ -37,8 +42,9 @@ fn asset(kind: &'static str, text: &'static str) -> Response {
     r
 }
 
-/// A page of the gateway's look around `body`.
-pub fn page(body: Markup) -> Response {
+/// A page of the gateway's look around `body`, with its script (a name
+/// under `/static/`).
+pub fn page(script: Option<&str>, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -47,7 +53,9 @@ pub fn page(body: Markup) -> Response {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "Files" }
                 link rel="stylesheet" href="/static/web.css";
-                script src="/static/web.js" defer {}
+                @if let Some(script) = script {
+                    script src=(format!("/static/{script}")) defer {}
+                }
             }
             body { (body) }
         }
@@ -64,11 +72,14 @@ pub fn page(body: Markup) -> Response {
 
 /// A page that only says something (an expired link, a missing page).
 pub fn plain(status: StatusCode, message: &str) -> Response {
-    let mut r = page(html! {
-        main.notice {
-            h1 { (message) }
-        }
-    });
+    let mut r = page(
+        None,
+        html! {
+            main.notice {
+                h1 { (message) }
+            }
+        },
+    );
     *r.status_mut() = status;
     r
 }
@@ -104,6 +115,42 @@ fn files() -> Markup {
             div #drop hidden { "Drop files here to upload them to this folder" }
             ul #progress {}
             p #status role="status" {}
+            dialog #share-dialog {
+                form #share-form method="dialog" {
+                    h2 { "Share " span #share-name {} }
+                    fieldset #share-kind {
+                        legend { "People with the link may" }
+                        label { input type="radio" name="kind" value="download" checked; " see and download" }
+                        label #share-upload-choice { input type="radio" name="kind" value="upload"; " upload only (a drop box)" }
+                    }
+                    label for="share-expires" { "Expires in" }
+                    select #share-expires {
+                        option value="1d" { "1 day" }
+                        option value="7d" selected { "7 days" }
+                        option value="30d" { "30 days" }
+                    }
+                    label for="share-password" { "Password (optional)" }
+                    input #share-password type="password" autocomplete="new-password";
+                    label for="share-uses" { "Most uses (optional)" }
+                    input #share-uses type="number" min="1";
+                    p #share-made hidden {
+                        label for="share-url" { "The link" }
+                        input #share-url readonly;
+                    }
+                    p #share-error role="alert" {}
+                    div.buttons {
+                        button #share-create type="button" { "Create link" }
+                        button #share-close type="button" { "Close" }
+                    }
+                }
+            }
+            section #links hidden {
+                h2 { "Your links" }
+                table #links-table {
+                    thead { tr { th { "Path" } th { "Kind" } th { "Expires" } th { "Uses" } th { span.hidden-label { "Actions" } } } }
+                    tbody {}
+                }
+            }
             table #listing {
                 thead {
                     tr {

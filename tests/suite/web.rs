@@ -733,3 +733,225 @@ async fn the_web_client_in_chromium_uploads_resumes_downloads_and_shows_names_as
     }
     g.stop().await;
 }
+
+/// A visitor without an account: no cookie jar but the one it is given.
+async fn visit(url: &str, cookie: Option<&str>) -> (StatusCode, String) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    (status, r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_links_open_for_their_uses_time_password_and_networks_only() {
+    let hooks = common::receiver::Receiver::start().await;
+    let hook = format!(
+        "[[webhooks]]\nname = \"h\"\nurl = \"{}\"\nsecret = \"s\"\nevents = [\"share_download\", \"share_upload\"]\n",
+        hooks.url()
+    );
+    let g = start_with_tables(&web_tables(&format!(
+        "[[users]]\nname = \"sharer\"\npassword = \"{HASH}\"\nhome = \"store:/alice\"\n\
+         permissions = [\"*\", \"share\"]\n\n{hook}"
+    )))
+    .await;
+    g.s3(
+        "s3.put_object(Bucket=bucket, Key='alice/docs/a.txt', Body=b'file a')\n\
+         s3.put_object(Bucket=bucket, Key='alice/docs/sub/b.txt', Body=b'file b')\n\
+         s3.put_object(Bucket=bucket, Key='alice/inbox/', Body=b'')\n\
+         s3.put_object(Bucket=bucket, Key='alice/secret.txt', Body=b'not shared')",
+    );
+    // "*" does not grant share.
+    let alice = Web::login(&g, "alice").await;
+    let link = json!({"path": "/docs", "kind": "download", "expires": "1d"});
+    assert_eq!(
+        alice.post("/api/shares", link.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let web = Web::login(&g, "sharer").await;
+
+    // A folder for download, used at most twice.
+    let (status, made) = web
+        .post(
+            "/api/shares",
+            json!({"path": "/docs", "kind": "download", "expires": "1d", "max_uses": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let url = made["url"].as_str().unwrap().to_string();
+    let (status, page) = visit(&url, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("a.txt") && page.contains("sub/") && !page.contains("secret"),
+        "{page}"
+    );
+    let (status, body) = visit(&format!("{url}/get?path=/a.txt"), None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "file a"));
+    // Nothing outside the folder, whatever the path says.
+    let (status, _) = visit(&format!("{url}/get?path=/../secret.txt"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // That was the second use: the link is spent.
+    let (status, page) = visit(&format!("{url}/get?path=/a.txt"), None).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(page.contains("used as many times"), "{page}");
+    assert_eq!(visit(&url, None).await.0, StatusCode::GONE);
+    let event = hooks.event(|e| e["event"] == "share_download").await.json();
+    assert_eq!(event["share"]["id"], made["id"]);
+    assert_eq!(event["share"]["creator"], "sharer");
+    assert_eq!(
+        (event["user"].as_str(), event["path"].as_str()),
+        (Some("sharer"), Some("/a.txt"))
+    );
+
+    // A file behind a password: the page asks; a wrong one is refused.
+    let (_, made) = web
+        .post("/api/shares", json!({"path": "/docs/a.txt", "kind": "download", "expires": "1h", "password": "open sesame"}))
+        .await;
+    let url = made["url"].as_str().unwrap().to_string();
+    let (status, page) = visit(&url, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("This link has a password"), "{page}");
+    assert_eq!(
+        visit(&format!("{url}/get"), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = |p: &str| {
+        no_redirect
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("password={}", enc(p)))
+            .send()
+    };
+    let wrong = form("guess").await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.text().await.unwrap().contains("Wrong password"));
+    let right = form("open sesame").await.unwrap();
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    let cookie = right.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, body) = visit(&format!("{url}/get"), Some(&cookie)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "file a"));
+
+    // Allowed networks: this one is not among them.
+    let (_, made) = web
+        .post("/api/shares", json!({"path": "/docs", "kind": "download", "expires": "1h", "allowed_ips": ["192.0.2.0/24"]}))
+        .await;
+    assert_eq!(
+        visit(made["url"].as_str().unwrap(), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Revoked: 410, and gone from nothing else.
+    let (_, made) = web
+        .post(
+            "/api/shares",
+            json!({"path": "/docs", "kind": "download", "expires": "1h"}),
+        )
+        .await;
+    let url = made["url"].as_str().unwrap().to_string();
+    assert_eq!(visit(&url, None).await.0, StatusCode::OK);
+    let id = made["id"].as_str().unwrap();
+    let r = web
+        .req(reqwest::Method::DELETE, &format!("/api/shares/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (status, page) = visit(&url, None).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(page.contains("revoked"), "{page}");
+    // Expired: 410 once its time is past.
+    let (_, made) = web
+        .post(
+            "/api/shares",
+            json!({"path": "/docs", "kind": "download", "expires": "2s"}),
+        )
+        .await;
+    let url = made["url"].as_str().unwrap().to_string();
+    assert_eq!(visit(&url, None).await.0, StatusCode::OK);
+    until("the link expired", async || {
+        visit(&url, None).await.0 == StatusCode::GONE
+    })
+    .await;
+    assert!(visit(&url, None).await.1.contains("expired"));
+    // An unknown token, and an expiry past share_max_time (30 days).
+    assert_eq!(
+        visit(&format!("{}/s/AAAAAAAAAAAAAAAAAAAAAA", web.base), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, body) = web
+        .post(
+            "/api/shares",
+            json!({"path": "/docs", "kind": "download", "expires": "31d"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("share_max_time"),
+        "{body}"
+    );
+
+    // An upload link: a file goes in, nothing is listed, no way out.
+    let (_, made) = web
+        .post(
+            "/api/shares",
+            json!({"path": "/inbox", "kind": "upload", "expires": "1h"}),
+        )
+        .await;
+    let url = made["url"].as_str().unwrap().to_string();
+    let (status, page) = visit(&url, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Upload files to inbox"), "{page}");
+    let put = |name: &str, body: &'static [u8]| {
+        reqwest::Client::new()
+            .post(format!("{url}/put?name={}", enc(name)))
+            .header("x-share-upload", "1")
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        put("report.csv", b"1,2,3").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(object(&g, "alice/inbox/report.csv"), b"1,2,3");
+    // Not twice under one name, not outside, not a listing, not a download.
+    assert_eq!(
+        put("report.csv", b"other").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(object(&g, "alice/inbox/report.csv"), b"1,2,3");
+    assert_eq!(
+        put("../secret.txt", b"x").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        visit(&format!("{url}/get?path=/report.csv"), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert!(!visit(&url, None).await.1.contains("report.csv"));
+    assert_eq!(object(&g, "alice/secret.txt"), b"not shared");
+    let event = hooks.event(|e| e["event"] == "share_upload").await.json();
+    assert_eq!(event["path"], "/report.csv");
+
+    // The user's own list shows the links with their uses.
+    let (_, mine) = web.json("/api/shares").await;
+    let first = &mine["shares"].as_array().unwrap()[0];
+    assert_eq!(
+        (first["uses"].as_u64(), first["max_uses"].as_u64()),
+        (Some(2), Some(2))
+    );
+    g.stop().await;
+}

@@ -71,6 +71,69 @@ $("logout").addEventListener("click", async () => {
   location.reload();
 });
 
+// --- share links ---
+
+let sharing = null; // the entry the dialog is for
+
+function share(e) {
+  sharing = e;
+  $("share-name").textContent = e.name;
+  $("share-upload-choice").hidden = !e.dir || e.read_only;
+  $("share-form").querySelector("input[value=download]").checked = true;
+  $("share-password").value = "";
+  $("share-uses").value = "";
+  $("share-made").hidden = true;
+  $("share-error").textContent = "";
+  $("share-create").hidden = false;
+  $("share-dialog").showModal();
+}
+
+$("share-create").addEventListener("click", async () => {
+  const kind = $("share-form").querySelector("input[name=kind]:checked").value;
+  const body = { path: join(cwd, sharing.name), kind, expires: $("share-expires").value };
+  if ($("share-password").value) body.password = $("share-password").value;
+  if ($("share-uses").value) body.max_uses = Number($("share-uses").value);
+  try {
+    const made = await api("shares", body);
+    $("share-url").value = made.url;
+    $("share-made").hidden = false;
+    $("share-create").hidden = true;
+    $("share-url").select();
+    links();
+  } catch (err) {
+    $("share-error").textContent = err.message;
+  }
+});
+
+$("share-close").addEventListener("click", () => $("share-dialog").close());
+
+async function links() {
+  const answer = await api("shares").catch(() => ({ shares: [] }));
+  const body = $("links-table").querySelector("tbody");
+  body.replaceChildren();
+  const live = answer.shares.filter((s) => !s.revoked && new Date(s.expires) > new Date());
+  $("links").hidden = live.length === 0;
+  for (const s of live) {
+    const tr = document.createElement("tr");
+    tr.dataset.link = s.id;
+    for (const text of [s.path, s.kind, new Date(s.expires).toLocaleString(),
+      s.max_uses ? s.uses + " of " + s.max_uses : String(s.uses)]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    const td = document.createElement("td");
+    td.append(button("Revoke", async () => {
+      await fetch("/api/shares/" + encodeURIComponent(s.id), {
+        method: "DELETE", headers: { "x-csrf-token": me.csrf },
+      });
+      links();
+    }));
+    tr.append(td);
+    body.append(tr);
+  }
+}
+
 function showFiles() {
   $("login").hidden = true;
   $("files").hidden = false;
@@ -79,6 +142,7 @@ function showFiles() {
   $("drop").hidden = !can("upload");
   $("new-folder").hidden = !can("mkdir");
   $("zip").hidden = !can("download");
+  if (can("share")) links();
   open(decodeURIComponent(location.hash.slice(1)) || "/");
 }
 
@@ -187,6 +251,7 @@ function row(e) {
   const actions = document.createElement("td");
   actions.className = "actions";
   // A read-only mount's entries cannot change, whatever the user may do.
+  if (can("share")) actions.append(button("Share", () => share(e)));
   if (!e.read_only && can("rename")) actions.append(button("Rename", () => rename(e.name)));
   if (!e.read_only && can(e.dir ? "rmdir" : "delete")) actions.append(button("Delete", () => remove(e.name)));
   tr.append(name, sz, when, actions);

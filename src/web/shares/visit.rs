@@ -232,17 +232,20 @@ async fn show(
     let until = share.expires.format("%Y-%m-%d %H:%M UTC").to_string();
     let base = format!("/s/{token}");
     if share.kind == Kind::Upload {
-        return Ok(page(html! {
-            main.share #dropbox data-put=(format!("{base}/put")) {
-                h1 { "Upload files to " (title) }
-                p { "Files you send here go to " (share.user) ". You will not see what others sent. This link works until " (until) "." }
-                label #share-upload-label {
-                    "Choose files"
-                    input #share-upload type="file" multiple;
+        return Ok(page(
+            Some("share.js"),
+            html! {
+                main.share #dropbox data-put=(format!("{base}/put")) {
+                    h1 { "Upload files to " (title) }
+                    p { "Files you send here go to " (share.user) ". You will not see what others sent. This link works until " (until) "." }
+                    label #share-upload-label {
+                        "Choose files"
+                        input #share-upload type="file" multiple;
+                    }
+                    ul #share-progress {}
                 }
-                ul #share-progress {}
-            }
-        }));
+            },
+        ));
     }
     if let Some(file) = &share.file {
         let visit = web.visit(share.clone(), client)?;
@@ -251,13 +254,16 @@ async fn show(
             .stat(&UserPath::parse_file(&format!("/{file}")).map_err(ApiError::from)?)
             .await
             .map_err(ApiError::from)?;
-        return Ok(page(html! {
-            main.share {
-                h1 { (file) }
-                p { (size(stat.size)) " · shared by " (share.user) " until " (until) }
-                a.button #share-download href=(format!("{base}/get")) download=(file) { "Download" }
-            }
-        }));
+        return Ok(page(
+            None,
+            html! {
+                main.share {
+                    h1 { (file) }
+                    p { (size(stat.size)) " · shared by " (share.user) " until " (until) }
+                    a.button #share-download href=(format!("{base}/get")) download=(file) { "Download" }
+                }
+            },
+        ));
     }
     let visit = web.visit(share.clone(), client)?;
     let dir = UserPath::parse(inside.path.as_deref().unwrap_or("/")).map_err(ApiError::from)?;
@@ -272,32 +278,35 @@ async fn show(
     let enc = |p: &str| {
         percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
-    Ok(page(html! {
-        main.share {
-            h1 { (title) (dir.as_str().trim_end_matches('/')) }
-            p { "Shared by " (share.user) " until " (until) ". " a #share-zip href=(format!("{base}/zip")) { "Download everything (zip)" } }
-            @if !dir.is_root() {
-                p { a href=(format!("{base}?path={}", enc(dir.parent().as_str()))) { "↑ Up" } }
-            }
-            table #share-listing {
-                thead { tr { th { "Name" } th.size { "Size" } } }
-                tbody {
-                    @for e in &entries {
-                        @let path = UserPath::resolve(&dir, &e.name).map(|p| p.as_str().to_string()).unwrap_or_default();
-                        tr data-name=(e.name) {
-                            @if e.is_dir {
-                                td { a href=(format!("{base}?path={}", enc(&path))) { (e.name) "/" } }
-                                td.size {}
-                            } @else {
-                                td { a href=(format!("{base}/get?path={}", enc(&path))) download=(e.name) { (e.name) } }
-                                td.size { (size(e.size)) }
+    Ok(page(
+        None,
+        html! {
+            main.share {
+                h1 { (title) (dir.as_str().trim_end_matches('/')) }
+                p { "Shared by " (share.user) " until " (until) ". " a #share-zip href=(format!("{base}/zip")) { "Download everything (zip)" } }
+                @if !dir.is_root() {
+                    p { a href=(format!("{base}?path={}", enc(dir.parent().as_str()))) { "↑ Up" } }
+                }
+                table #share-listing {
+                    thead { tr { th { "Name" } th.size { "Size" } } }
+                    tbody {
+                        @for e in &entries {
+                            @let path = UserPath::resolve(&dir, &e.name).map(|p| p.as_str().to_string()).unwrap_or_default();
+                            tr data-name=(e.name) {
+                                @if e.is_dir {
+                                    td { a href=(format!("{base}?path={}", enc(&path))) { (e.name) "/" } }
+                                    td.size {}
+                                } @else {
+                                    td { a href=(format!("{base}/get?path={}", enc(&path))) download=(e.name) { (e.name) } }
+                                    td.size { (size(e.size)) }
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-    }))
+        },
+    ))
 }
 
 fn size(n: u64) -> String {
@@ -314,17 +323,20 @@ fn size(n: u64) -> String {
 }
 
 fn password_page(token: &str, error: Option<&str>) -> Response {
-    let mut r = page(html! {
-        main.share {
-            h1 { "This link has a password" }
-            form #share-password method="post" action=(format!("/s/{token}")) {
-                label for="password" { "Password" }
-                input #password name="password" type="password" autocomplete="off" required autofocus;
-                button type="submit" { "Open" }
-                @if let Some(e) = error { p #share-error role="alert" { (e) } }
+    let mut r = page(
+        None,
+        html! {
+            main.share {
+                h1 { "This link has a password" }
+                form #share-password method="post" action=(format!("/s/{token}")) {
+                    label for="password" { "Password" }
+                    input #password name="password" type="password" autocomplete="off" required autofocus;
+                    button type="submit" { "Open" }
+                    @if let Some(e) = error { p #share-error role="alert" { (e) } }
+                }
             }
-        }
-    });
+        },
+    );
     if error.is_some() {
         *r.status_mut() = StatusCode::UNAUTHORIZED;
     }
