@@ -955,3 +955,76 @@ async fn share_links_open_for_their_uses_time_password_and_networks_only() {
     );
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_makes_lists_and_revokes_links_through_the_api() {
+    use sha2::Digest;
+    let token = "bgt_web-test-token";
+    let hash = bucketgate::base::hex(&sha2::Sha256::digest(token.as_bytes()));
+    let g = start_with_tables(&web_tables(&format!(
+        "[[admin.tokens]]\nname = \"bot\"\nhash = \"sha256:{hash}\"\n"
+    )))
+    .await;
+    g.s3("s3.put_object(Bucket=bucket, Key='bob/report.pdf', Body=b'%PDF')");
+    let api = |method: reqwest::Method, path: &str| {
+        reqwest::Client::new()
+            .request(method, format!("http://{}/api/v1/{path}", g.admin))
+            .header("authorization", format!("Bearer {token}"))
+    };
+    let r = api(reqwest::Method::POST, "shares")
+        .header("content-type", "application/json")
+        .body(
+            json!({"user": "bob", "path": "/report.pdf", "kind": "download", "expires": "7d"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let made: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (made["user"].as_str(), made["creator"].as_str()),
+        (Some("bob"), Some("admin:bot"))
+    );
+    let url = made["url"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with(&format!("http://{}/s/", g.web.unwrap())),
+        "{url}"
+    );
+    assert_eq!(
+        visit(&format!("{url}/get"), None).await,
+        (StatusCode::OK, "%PDF".to_string())
+    );
+    // Listed with its use; then revoked, and 410.
+    let r = api(reqwest::Method::GET, "shares?user=bob")
+        .send()
+        .await
+        .unwrap();
+    let list: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(list["shares"][0]["uses"], 1);
+    assert!(list["shares"][0].get("token_hash").is_none(), "{list}");
+    let id = made["id"].as_str().unwrap();
+    let r = api(reqwest::Method::DELETE, &format!("shares/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(visit(&url, None).await.0, StatusCode::GONE);
+    // A user the config does not have, a path that is not there.
+    for (user, path, status) in [
+        ("nobody", "/x", StatusCode::BAD_REQUEST),
+        ("bob", "/nope", StatusCode::NOT_FOUND),
+    ] {
+        let r = api(reqwest::Method::POST, "shares")
+            .header("content-type", "application/json")
+            .body(
+                json!({"user": user, "path": path, "kind": "download", "expires": "1d"})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{user} {path}");
+    }
+    g.stop().await;
+}
