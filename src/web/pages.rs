@@ -144,13 +144,6 @@ fn files() -> Markup {
                     }
                 }
             }
-            section #links hidden {
-                h2 { "Your links" }
-                table #links-table {
-                    thead { tr { th { "Path" } th { "Kind" } th { "Expires" } th { "Uses" } th { span.hidden-label { "Actions" } } } }
-                    tbody {}
-                }
-            }
             table #listing {
                 thead {
                     tr {
@@ -161,6 +154,13 @@ fn files() -> Markup {
                     }
                 }
                 tbody {}
+            }
+            section #links hidden {
+                h2 { "Your links" }
+                table #links-table {
+                    thead { tr { th { "Path" } th { "Kind" } th { "Expires" } th { "Uses" } th { span.hidden-label { "Actions" } } } }
+                    tbody {}
+                }
             }
         }
     }

@@ -1028,3 +1028,41 @@ async fn an_operator_makes_lists_and_revokes_links_through_the_api() {
     }
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_links_in_chromium_each_opened_in_a_fresh_context() {
+    let g = start_with_tables(&web_tables(&format!(
+        "[[users]]\nname = \"sharer\"\npassword = \"{HASH}\"\nhome = \"store:/alice\"\n\
+         permissions = [\"*\", \"share\"]\n"
+    )))
+    .await;
+    g.s3(
+        "s3.put_object(Bucket=bucket, Key='alice/docs/a.txt', Body=b'file a')\n\
+         s3.put_object(Bucket=bucket, Key='alice/inbox/', Body=b'')",
+    );
+    let files = g.dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("dropped.csv"), b"x,y\n").unwrap();
+    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/web-screenshots");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/share.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("WEB_URL", format!("http://{}/", g.web.unwrap()))
+        .env("SHOTS", shots)
+        .env("FILES", &files)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed (screenshots in {shots}):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(object(&g, "alice/inbox/dropped.csv"), b"x,y\n");
+    for shot in ["share", "links", "dropbox"] {
+        let png = std::fs::read(format!("{shots}/{shot}.png")).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{shot}");
+    }
+    g.stop().await;
+}
