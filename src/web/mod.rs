@@ -132,11 +132,11 @@ impl WebListener {
     }
 
     /// Answers until `stop` completes; sessions and unfinished uploads past
-    /// their time are dropped once a minute meanwhile.
+    /// their time are dropped meanwhile, and idle uploads' memory given back.
     pub async fn serve(self, stop: impl Future<Output = ()>) {
         let web = self.web.clone();
         let sweeper = tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            let mut every = tokio::time::interval(tus::HOLD_IDLE / 3);
             loop {
                 every.tick().await;
                 web.sessions.sweep();

@@ -39,6 +39,11 @@ pub const MAX_OPEN_PER_USER: usize = 64;
 /// arrived is kept).
 const IDLE: Duration = Duration::from_secs(60);
 
+/// How long an upload may keep the bytes of its unsent part between
+/// requests: then they go back to the memory budget, and the upload stands
+/// at the end of its last part sent (what `HEAD` says from then on).
+pub const HOLD_IDLE: Duration = Duration::from_secs(30);
+
 /// How long a `PATCH` waits for an earlier one on the same upload (a
 /// client resuming before the gateway noticed its old connection drop).
 const TAKE_OVER: Duration = Duration::from_secs(10);
@@ -73,6 +78,8 @@ struct Pending {
     /// `None` once finished or failed.
     upload: Option<Upload>,
     expires: (Instant, SystemTime),
+    /// When its last request ended.
+    touched: Instant,
     /// The session's end: an upload of an ended session is dropped.
     end: CancellationToken,
 }
@@ -116,11 +123,19 @@ impl Uploads {
     }
 
     /// Aborts the uploads past their expiry or whose session ended
-    /// (dropping an [`Upload`] aborts it); one in a request is left to it.
+    /// (dropping an [`Upload`] aborts it), and gives the memory of those
+    /// idle past [`HOLD_IDLE`] back; one in a request is left to it.
     pub fn sweep(&self) {
         let now = Instant::now();
         lock(&self.by_id).retain(|_, e| match e.pending.try_lock() {
-            Ok(p) => p.upload.is_some() && p.expires.0 > now && !p.end.is_cancelled(),
+            Ok(mut p) => {
+                let keep = p.upload.is_some() && p.expires.0 > now && !p.end.is_cancelled();
+                if keep && now.duration_since(p.touched) >= HOLD_IDLE {
+                    let released = p.upload.as_mut().map(Upload::release_tail);
+                    p.offset = released.unwrap_or(p.offset);
+                }
+                keep
+            }
             Err(_) => true,
         });
     }
@@ -263,6 +278,7 @@ async fn create(
         offset: 0,
         upload: Some(upload),
         expires,
+        touched: Instant::now(),
         end: session.ended().clone(),
     };
     if length == 0 {
@@ -385,6 +401,7 @@ async fn patch(
         finish(&mut pending).await?;
     } else {
         pending.expires = web.uploads.expires();
+        pending.touched = Instant::now();
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();

@@ -1066,3 +1066,49 @@ async fn share_links_in_chromium_each_opened_in_a_fresh_context() {
     }
     g.stop().await;
 }
+
+fn gauge(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tus_upload_gives_its_memory_back_and_says_where_it_stands() {
+    let g = start_with_tables(&web_tables("")).await;
+    let web = Web::login(&g, "alice").await;
+    const MIB: usize = 1 << 20;
+    let data = random_bytes(12 * MIB);
+    let (_, at) = web.create("/", "slow.bin", data.len() as u64).await;
+    // 3 MiB of an 8 MiB part: held in memory, and counted where it is.
+    assert_eq!(
+        web.patch(&at, 0, data[..3 * MIB].to_vec()).await.1,
+        Some(3 * MIB as u64)
+    );
+    assert_eq!(web.head(&at).await.1, Some(3 * MIB as u64));
+    assert!(gauge(&g.metrics().await, "bucketgate_buffered_bytes") >= 3 * MIB as u64);
+    // Left alone, it lets the part go and stands at 0, where it was sent to.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while web.head(&at).await.1 != Some(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle upload kept its part"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(gauge(&g.metrics().await, "bucketgate_buffered_bytes"), 0);
+    // A PATCH from where it said it stood still goes.
+    assert_eq!(
+        web.patch(&at, 3 * MIB as u64, vec![1]).await.0,
+        StatusCode::CONFLICT
+    );
+    let (status, offset) = web.patch(&at, 0, data.clone()).await;
+    assert_eq!(
+        (status, offset),
+        (StatusCode::NO_CONTENT, Some(data.len() as u64))
+    );
+    assert_eq!(object(&g, "alice/slow.bin"), data);
+    g.stop().await;
+}

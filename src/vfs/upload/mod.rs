@@ -223,6 +223,26 @@ impl Upload {
         self.old.unwrap_or(self.next)
     }
 
+    /// Gives back the bytes of the part not sent yet, and the memory they
+    /// hold: the upload then stands at the end of what it sent in parts,
+    /// and its writer must go on from there (the offset returned). For a
+    /// writer that may be away a long while between writes (a tus upload
+    /// between requests), so that the budget serves others meanwhile.
+    /// Writes waiting out of order go too. Not for a resume not begun.
+    pub fn release_tail(&mut self) -> u64 {
+        if self.old.is_some() {
+            return self.bytes_received();
+        }
+        self.next -= self.part_len as u64;
+        self.part.clear();
+        self.part_len = 0;
+        self.pending = Default::default();
+        let needed = self.buffered().div_ceil(self.part_size);
+        self.slots.truncate(needed);
+        self.progress.bytes.store(self.next, Ordering::Relaxed);
+        self.next
+    }
+
     /// Reports a part that already failed (SFTP fsync), without waiting on
     /// parts still in flight.
     pub async fn check(&mut self) -> FsResult<()> {
