@@ -346,45 +346,6 @@ async fn one_session_cannot_take_every_passive_port() {
     g.stop().await;
 }
 
-/// Samples a process's resident memory until dropped; the highest seen.
-struct PeakRss {
-    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl PeakRss {
-    fn watch(pid: u32) -> PeakRss {
-        use std::sync::atomic::Ordering;
-        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (p, s) = (peak.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                let kib = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                    .unwrap_or(0);
-                p.fetch_max(kib << 10, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        PeakRss { peak, stop }
-    }
-
-    fn peak(&self) -> u64 {
-        self.peak.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Drop for PeakRss {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 const MIB: u64 = 1 << 20;
 
 /// One logged-in attacker, three connections: each opens 20 SFTP channels
@@ -400,7 +361,7 @@ async fn a_hostile_connection_is_capped_and_memory_stays_in_budget() {
     let served = Served::start_full("memory_budget = \"64MiB\"", "", &user("alice"));
     served.s3("s3.put_object(Bucket=bucket, Key='alice/big.bin', Body=b'x' * (50 << 20))");
     let baseline = served.rss();
-    let watch = PeakRss::watch(served.child.id());
+    let watch = common::served::PeakRss::watch(served.child.id());
     let (mut kept, mut connections) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let stream = TcpStream::connect(served.sftp).await.unwrap();

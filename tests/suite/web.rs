@@ -56,8 +56,23 @@ async fn try_login(
     password: &str,
     forwarded: Option<&str>,
 ) -> reqwest::Response {
+    try_login_at(
+        &format!("http://{}", g.web.unwrap()),
+        user,
+        password,
+        forwarded,
+    )
+    .await
+}
+
+async fn try_login_at(
+    base: &str,
+    user: &str,
+    password: &str,
+    forwarded: Option<&str>,
+) -> reqwest::Response {
     let mut req = reqwest::Client::new()
-        .post(format!("http://{}/api/login", g.web.unwrap()))
+        .post(format!("{base}/api/login"))
         .header("content-type", "application/json")
         .body(json!({ "user": user, "password": password }).to_string());
     if let Some(ip) = forwarded {
@@ -68,7 +83,11 @@ async fn try_login(
 
 impl Web {
     pub async fn login(g: &TestGateway, user: &str) -> Web {
-        let r = try_login(g, user, PASSWORD, None).await;
+        Web::login_at(&format!("http://{}", g.web.unwrap()), user).await
+    }
+
+    pub async fn login_at(base: &str, user: &str) -> Web {
+        let r = try_login_at(base, user, PASSWORD, None).await;
         assert_eq!(r.status(), StatusCode::OK);
         let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
         assert!(
@@ -78,8 +97,12 @@ impl Web {
         let cookie = set.split(';').next().unwrap().to_string();
         let me: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
         Web {
-            base: format!("http://{}", g.web.unwrap()),
-            http: reqwest::Client::new(),
+            base: base.to_string(),
+            // A connection per request, as many separate clients make.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             cookie,
             csrf: me["csrf"].as_str().unwrap().to_string(),
         }
@@ -1111,4 +1134,88 @@ async fn an_idle_tus_upload_gives_its_memory_back_and_says_where_it_stands() {
     );
     assert_eq!(object(&g, "alice/slow.bin"), data);
     g.stop().await;
+}
+
+/// Upload `i`'s bytes, made as they are sent: 4 MiB from a seed.
+fn pattern(i: u64, len: usize) -> Vec<u8> {
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_tus_uploads_at_once_are_whole_and_memory_stays_in_budget() {
+    use common::served::{PeakRss, Served, user};
+    use md5::Digest;
+    const MIB: u64 = 1 << 20;
+    // Four users, 50 uploads each (a user has at most 64 unfinished).
+    let names = ["u0", "u1", "u2", "u3"];
+    let users: String = names.iter().map(|n| user(n)).collect();
+    let users = format!("{users}\n[web]\nlisten = \"127.0.0.1:0\"\n");
+    let served = Served::start_full("memory_budget = \"64MiB\"", "", &users);
+    let base = format!("http://{}", served.listening("web client listening"));
+    let mut webs = Vec::new();
+    for n in names {
+        webs.push(std::sync::Arc::new(Web::login_at(&base, n).await));
+    }
+    let baseline = served.rss();
+    let watch = PeakRss::watch(served.child.id());
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let web = webs[i as usize % 4].clone();
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(i, 4 << 20);
+            let (status, at) = web
+                .create("/", &format!("f{i:03}.bin"), data.len() as u64)
+                .await;
+            assert_eq!(status, StatusCode::CREATED);
+            let md5 = bucketgate::base::hex(&md5::Md5::digest(&data));
+            let (status, offset) = web.patch(&at, 0, data).await;
+            assert_eq!(
+                (status, offset),
+                (StatusCode::NO_CONTENT, Some(4 << 20)),
+                "upload {i}"
+            );
+            md5
+        }));
+    }
+    let mut sums = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(sum) => sums.push(sum),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let peak = watch.peak();
+    // Every object whole: its size, and its ETag (one PUT: the MD5).
+    let listed = served.s3("for o in s3.list_objects_v2(Bucket=bucket)['Contents']:\n\
+         \x20   print(o['Key'], o['Size'], o['ETag'].strip('\"'))");
+    let mut lines: Vec<&str> = listed.lines().filter(|l| l.contains("/f")).collect();
+    lines.sort_by_key(|l| &l[3..]);
+    assert_eq!(lines.len(), 200);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(
+            *line,
+            format!("u{}/f{i:03}.bin {} {}", i % 4, 4 << 20, sums[i])
+        );
+    }
+    let overhead = 64 * MIB;
+    println!(
+        "idle {} MiB, peak {} MiB with 200 uploads",
+        baseline / MIB,
+        peak / MIB
+    );
+    assert!(
+        peak < baseline + 64 * MIB + overhead,
+        "peak RSS {} MiB: idle {} MiB + budget 64 MiB + {} MiB allowed",
+        peak / MIB,
+        baseline / MIB,
+        overhead / MIB
+    );
 }

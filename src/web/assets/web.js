@@ -316,9 +316,15 @@ document.addEventListener("drop", (e) => {
   if (can("upload") && e.dataTransfer) uploadAll([...e.dataTransfer.files]);
 });
 
+const AT_ONCE = 4; // files uploading at once: the rest wait their turn
+
 async function uploadAll(files) {
   const dir = cwd;
-  await Promise.all(files.map((f) => upload(f, dir)));
+  const queue = [...files];
+  const worker = async () => {
+    for (let f = queue.shift(); f; f = queue.shift()) await upload(f, dir);
+  };
+  await Promise.all(Array.from({ length: Math.min(AT_ONCE, queue.length) }, worker));
   if (cwd === dir) await open(dir);
 }
 
