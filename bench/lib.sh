@@ -238,11 +238,13 @@ rclone_s3() {
 # medians TIMES_FILE TARGET...: the median per target and workload of lines
 # "target workload seconds", with each other target's time divided by
 # bucketgate's (above 1: bucketgate took less time). UNIT names what the
-# lines count when it is not seconds of wall clock.
+# lines count when it is not seconds of wall clock; BASE, the target the
+# others are divided by, when it is not `bucketgate`.
 medians() {
-    UNIT=${UNIT:-s} python3 - "$@" <<'PY'
+    UNIT=${UNIT:-s} BASE=${BASE:-bucketgate} python3 - "$@" <<'PY'
 import os, sys, statistics, collections
 unit = os.environ["UNIT"]
+base = os.environ["BASE"]
 times = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     t, w, s = line.split()
@@ -250,15 +252,16 @@ for line in open(sys.argv[1]):
 targets = sys.argv[2:]
 workloads = list(dict.fromkeys(w for _, w in times))
 med = {k: statistics.median(v) for k, v in times.items()}
-others = [t for t in targets if t != "bucketgate"]
-print(f"{'workload':<16}" + "".join(f"{t:>14}" for t in targets) + "".join(f"{t + '/bg':>16}" for t in others))
+others = [t for t in targets if t != base]
+short = "bg" if base == "bucketgate" else base
+print(f"{'workload':<16}" + "".join(f"{t:>14}" for t in targets) + "".join(f"{t + '/' + short:>16}" for t in others))
 for w in workloads:
     row = f"{w:<16}" + "".join(f"{med[(t, w)]:>{14 - len(unit)}.2f}{unit}" if (t, w) in med else f"{'':>14}" for t in targets)
-    bg = med.get(("bucketgate", w))
+    bg = med.get((base, w))
     for o in others:
         row += f"{med[(o, w)] / bg:>15.2f}x" if bg and (o, w) in med else f"{'':>16}"
     print(row)
-print("medians of", max(len(v) for v in times.values()), "rounds; ratios above 1 mean bucketgate took less",
+print("medians of", max(len(v) for v in times.values()), f"rounds; ratios above 1 mean {base} took less",
       "time" if unit == "s" else f"({unit})")
 PY
 }
