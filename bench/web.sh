@@ -56,7 +56,7 @@ tus_put() {
         -H "upload-metadata: filename $(printf '%s' "$2" | base64 -w0),folder $(printf / | base64)" \
         -D - -o /dev/null "$BASE_URL/tus/" | awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
     while [ "$offset" -lt "$size" ]; do
-        tail -c +"$((offset + 1))" "$1" | head -c "$piece" | curl -sf -b "$work/cookies" -X PATCH \
+        dd if="$1" iflag=skip_bytes,count_bytes skip="$offset" count="$piece" bs=1M status=none | curl -sf -b "$work/cookies" -X PATCH \
             -H 'tus-resumable: 1.0.0' -H "x-csrf-token: $CSRF" -H "upload-offset: $offset" \
             -H 'content-type: application/offset+octet-stream' --data-binary @- -o /dev/null "$BASE_URL$at"
         offset=$((offset + piece < size ? offset + piece : size))

@@ -12,6 +12,7 @@ import tempfile
 from playwright.sync_api import expect, sync_playwright
 
 URL = os.environ["WEB_URL"]
+CONSOLE = os.environ["CONSOLE_URL"]
 SHOTS = os.environ["SHOTS"]
 FILES = os.environ["FILES"]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -131,6 +132,30 @@ with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
     visitor.screenshot(path=f"{SHOTS}/dropbox.png")
     visitor.reload()
     assert "dropped.csv" not in visitor.content()
+    context.close()
+
+    # An operator in the console: every link listed, one made for the user.
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    ops = context.new_page()
+    ops.on("pageerror", lambda e: problems.append(str(e)))
+    ops.goto(CONSOLE)
+    ops.fill("#name", "ops")
+    ops.fill("#password", "demo")
+    ops.click("#login-button")
+    ops.click("nav a[href='#shares']")
+    expect(ops.locator("tr[data-share]")).to_have_count(6)
+    expect(ops.locator("tr[data-share]", has_text="revoked")).to_have_count(1)
+    ops.fill("#share-user", "sharer")
+    ops.fill("#share-path", "/docs/a.txt")
+    ops.click("#share-form button[type=submit]")
+    expect(ops.locator("#share-url")).not_to_have_value("")
+    made = ops.input_value("#share-url")
+    expect(ops.locator("tr[data-share]", has_text="admin:ops")).to_have_count(1)
+    ops.screenshot(path=f"{SHOTS}/console-shares.png")
+    context.close()
+    context, visitor = fresh()
+    visitor.goto(made)
+    expect(visitor.locator("#share-download")).to_be_visible()
     context.close()
 
     assert not problems, problems

@@ -1056,7 +1056,7 @@ async fn an_operator_makes_lists_and_revokes_links_through_the_api() {
 async fn share_links_in_chromium_each_opened_in_a_fresh_context() {
     let g = start_with_tables(&web_tables(&format!(
         "[[users]]\nname = \"sharer\"\npassword = \"{HASH}\"\nhome = \"store:/alice\"\n\
-         permissions = [\"*\", \"share\"]\n"
+         permissions = [\"*\", \"share\"]\n\n[[admin.users]]\nname = \"ops\"\npassword = \"{HASH}\"\n"
     )))
     .await;
     g.s3(
@@ -1071,6 +1071,7 @@ async fn share_links_in_chromium_each_opened_in_a_fresh_context() {
     let out = tokio::process::Command::new("python3")
         .arg(script)
         .env("WEB_URL", format!("http://{}/", g.web.unwrap()))
+        .env("CONSOLE_URL", format!("http://{}/", g.admin))
         .env("SHOTS", shots)
         .env("FILES", &files)
         .output()
@@ -1083,7 +1084,7 @@ async fn share_links_in_chromium_each_opened_in_a_fresh_context() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(object(&g, "alice/inbox/dropped.csv"), b"x,y\n");
-    for shot in ["share", "links", "dropbox"] {
+    for shot in ["share", "links", "dropbox", "console-shares"] {
         let png = std::fs::read(format!("{shots}/{shot}.png")).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{shot}");
     }

@@ -208,6 +208,21 @@ const views = {
       }) : null))), "No source is banned.")];
   },
 
+  async shares() {
+    let s;
+    try { s = await api("GET", "shares"); } catch (e) { return [el("p", { class: "muted" }, e.message)]; }
+    const writer = state.me.role === "admin";
+    const rows = s.shares.map((x) => el("tr", { "data-share": x.id },
+      el("td", {}, x.user), el("td", { class: "wrap" }, x.path), el("td", {}, x.kind),
+      el("td", {}, x.creator), el("td", {}, new Date(x.expires).toLocaleString()),
+      el("td", {}, x.max_uses ? x.uses + " of " + x.max_uses : String(x.uses)),
+      el("td", {}, x.revoked ? "revoked" : writer ? act(el("button", { class: "revoke", type: "button" }, "Revoke"), "Revoke", async () => {
+        await api("DELETE", "shares/" + encodeURIComponent(x.id));
+        return "Revoked the link to " + x.path + ".";
+      }) : null)));
+    return [writer ? shareForm() : "", table(["User", "Path", "Kind", "Made by", "Expires", "Uses", ""], rows, "No share links.")];
+  },
+
   async remotes() {
     const r = await api("GET", "remotes");
     return [remotesTable(r.remotes), ...r.remotes.map((x) => el("div", {},
@@ -239,6 +254,38 @@ const views = {
   },
 };
 
+// The form that makes a link: made once, so the refresh keeps what is typed.
+let madeShareForm = null;
+function shareForm() {
+  if (madeShareForm) return madeShareForm;
+  const field = (label, input) => el("label", {}, label + " ", input);
+  const user = el("input", { id: "share-user", required: true });
+  const path = el("input", { id: "share-path", required: true, value: "/" });
+  const kind = el("select", { id: "share-kind" }, el("option", { value: "download" }, "download"), el("option", { value: "upload" }, "upload (drop box)"));
+  const expires = el("input", { id: "share-expires", value: "7d" });
+  const password = el("input", { id: "share-password", type: "password", autocomplete: "new-password" });
+  const uses = el("input", { id: "share-uses", type: "number", min: 1 });
+  const made = el("input", { id: "share-url", readOnly: true, placeholder: "the link appears here" });
+  const form = el("form", { id: "share-form", class: "inline" },
+    field("User", user), field("Path", path), field("Kind", kind), field("Expires in", expires),
+    field("Password", password), field("Most uses", uses),
+    el("button", { type: "submit" }, "Make link"), made);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { user: user.value, path: path.value, kind: kind.value, expires: expires.value };
+    if (password.value) body.password = password.value;
+    if (uses.value) body.max_uses = Number(uses.value);
+    try {
+      const link = await api("POST", "shares", body);
+      made.value = link.url;
+      notice("Made a link to " + link.path + " of " + link.user + ".");
+      refresh();
+    } catch (err) { notice("Make link: " + err.message, true); }
+  });
+  madeShareForm = form;
+  return form;
+}
+
 function quotaText(q) {
   const parts = [q.quota_bytes !== null ? size(q.quota_bytes) : "", q.quota_files !== null ? q.quota_files + " files" : ""].filter(Boolean);
   return parts.length ? "quota " + parts.join(", ") : "";
@@ -257,7 +304,7 @@ function remotesTable(remotes) {
     el("td", {}, x.health && x.health.probe_ms !== undefined ? x.health.probe_ms + " ms" : "—"))), "No remotes.");
 }
 
-const titles = { dashboard: "Dashboard", sessions: "Sessions", transfers: "Transfers and file operations", syncs: "Sync jobs", bans: "Bans", remotes: "Remotes", users: "Users" };
+const titles = { dashboard: "Dashboard", sessions: "Sessions", transfers: "Transfers and file operations", syncs: "Sync jobs", bans: "Bans", shares: "Share links", remotes: "Remotes", users: "Users" };
 
 // A banner while this node of a fleet cannot reach the cluster's database.
 async function clusterHealth() {
