@@ -451,3 +451,45 @@ async fn write_body(
         *offset += len;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(metadata: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("upload-metadata", HeaderValue::from_str(metadata).unwrap());
+        h
+    }
+
+    #[test]
+    fn metadata_is_read_as_tus_writes_it() {
+        // "filename a b.txt", "folder /in", a key without a value, one not base64.
+        let m = metadata(&headers("filename YSBiLnR4dA==,folder L2lu, empty,bad %%%"));
+        assert_eq!(m.get("filename").map(String::as_str), Some("a b.txt"));
+        assert_eq!(m.get("folder").map(String::as_str), Some("/in"));
+        assert_eq!(m.get("empty").map(String::as_str), Some(""));
+        assert!(!m.contains_key("bad"));
+    }
+
+    #[test]
+    fn the_target_is_one_name_in_a_folder_of_the_tree() {
+        let meta = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let at = target(&meta(&[("filename", "r.csv"), ("folder", "/in/../out")])).unwrap();
+        assert_eq!(at.as_str(), "/out/r.csv");
+        assert_eq!(
+            target(&meta(&[("filename", "r.csv")])).unwrap().as_str(),
+            "/r.csv"
+        );
+        for name in ["", ".", "..", "a/b", "../../etc/passwd"] {
+            assert!(target(&meta(&[("filename", name)])).is_err(), "{name:?}");
+        }
+        let up = target(&meta(&[("filename", "x"), ("folder", "/../../..")])).unwrap();
+        assert_eq!(up.as_str(), "/x");
+    }
+}

@@ -111,7 +111,7 @@ pub enum Shares {
         path: PathBuf,
         links: Mutex<Vec<Share>>,
     },
-    Fleet(crate::cluster::Cluster),
+    Fleet(Box<crate::cluster::Cluster>),
 }
 
 impl Shares {
@@ -121,7 +121,7 @@ impl Shares {
         fleet: Option<crate::cluster::Cluster>,
     ) -> Result<Shares, ShareError> {
         if let Some(fleet) = fleet {
-            return Ok(Shares::Fleet(fleet));
+            return Ok(Shares::Fleet(Box::new(fleet)));
         }
         let path = state_dir.join("shares.json");
         let links = match std::fs::read(&path) {

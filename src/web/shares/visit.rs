@@ -55,18 +55,24 @@ struct Visit {
     live: SessionEntry,
 }
 
-/// Why a visit ends before it starts: a page to show.
-struct Stop(Response);
+/// Why a visit ends before it starts: the plain page to show.
+struct Stop(StatusCode, String);
+
+impl Stop {
+    fn new(status: StatusCode, message: &str) -> Stop {
+        Stop(status, message.to_string())
+    }
+}
 
 impl From<ApiError> for Stop {
     fn from(e: ApiError) -> Self {
-        Stop(plain(e.0, &e.1))
+        Stop(e.0, e.1)
     }
 }
 
 impl IntoResponse for Stop {
     fn into_response(self) -> Response {
-        self.0
+        plain(self.0, &self.1)
     }
 }
 
@@ -81,23 +87,23 @@ async fn link(
 ) -> Result<(Share, bool), Stop> {
     let found = web.shares.find(token).await.map_err(|e| {
         tracing::error!(error = %e, "share links unavailable");
-        Stop(plain(
+        Stop::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Links cannot be opened now.",
-        ))
+        )
     })?;
     let Some(share) = found else {
-        return Err(Stop(plain(StatusCode::NOT_FOUND, "No such link.")));
+        return Err(Stop::new(StatusCode::NOT_FOUND, "No such link."));
     };
     if let Some(why) = share.gone(chrono::Utc::now()) {
-        return Err(Stop(plain(StatusCode::GONE, why)));
+        return Err(Stop::new(StatusCode::GONE, why));
     }
     if !share.allowed_ips.is_empty() && !share.allowed_ips.iter().any(|n| n.contains(&client.ip()))
     {
-        return Err(Stop(plain(
+        return Err(Stop::new(
             StatusCode::FORBIDDEN,
             "This link cannot be opened from your network.",
-        )));
+        ));
     }
     let unlocked = match &share.password {
         None => true,
@@ -181,23 +187,23 @@ impl Web {
     ) -> Result<Visit, Stop> {
         let (share, unlocked) = link(self, token, client, headers).await?;
         if !unlocked {
-            return Err(Stop(plain(
+            return Err(Stop::new(
                 StatusCode::FORBIDDEN,
                 "This link asks for its password first.",
-            )));
+            ));
         }
         let taken = self.shares.take_use(&share.id).await.map_err(|e| {
             tracing::error!(error = %e, "share links unavailable");
-            Stop(plain(
+            Stop::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Links cannot be opened now.",
-            ))
+            )
         })?;
         if !taken {
-            return Err(Stop(plain(
+            return Err(Stop::new(
                 StatusCode::GONE,
                 "This link has been used as many times as it may be.",
-            )));
+            ));
         }
         self.visit(share, client)
     }
@@ -365,7 +371,7 @@ async fn unlock(
     };
     // A banned source is not checked (the slot is only the ban's test).
     if let Err(e) = web.shared.limits.connection(client.ip(), "https") {
-        return Err(Stop(plain(StatusCode::TOO_MANY_REQUESTS, &e.to_string())));
+        return Err(Stop::new(StatusCode::TOO_MANY_REQUESTS, &e.to_string()));
     }
     let password = form.password;
     let right = tokio::task::spawn_blocking(move || crate::auth::verify_password(&hash, &password))
@@ -409,10 +415,10 @@ async fn download(
     let client = web.client(peer, &headers);
     let visit = web.use_link(&token, client, &headers).await?;
     if visit.share.kind != Kind::Download {
-        return Err(Stop(plain(
+        return Err(Stop::new(
             StatusCode::FORBIDDEN,
             "This link only takes files.",
-        )));
+        ));
     }
     let path = match &visit.share.file {
         Some(file) => format!("/{file}"),
@@ -441,10 +447,10 @@ async fn zip(
     let client = web.client(peer, &headers);
     let visit = web.use_link(&token, client, &headers).await?;
     if visit.share.kind != Kind::Download || visit.share.file.is_some() {
-        return Err(Stop(plain(
+        return Err(Stop::new(
             StatusCode::BAD_REQUEST,
             "Only a shared folder downloads as a zip.",
-        )));
+        ));
     }
     let name = visit
         .share
@@ -493,12 +499,7 @@ async fn upload(
     let client = web.client(peer, &headers);
     let visit = match web.use_link(&token, client, &headers).await {
         Ok(v) => v,
-        Err(Stop(page)) => {
-            return Err(ApiError(
-                page.status(),
-                "this link cannot take files now".into(),
-            ));
-        }
+        Err(Stop(status, why)) => return Err(ApiError(status, why)),
     };
     if visit.share.kind != Kind::Upload {
         return Err(ApiError(
