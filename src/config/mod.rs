@@ -13,6 +13,7 @@ mod permissions;
 mod raw;
 pub mod units;
 mod validate;
+mod web;
 mod webhooks;
 
 pub use crate::base::Checksums;
@@ -23,6 +24,7 @@ pub use auth::{
 pub use filters::FilterConfig;
 pub use limits::{Bandwidth, Limits, Quota};
 pub use permissions::{Permission, Permissions};
+pub use web::WebConfig;
 pub use webhooks::{EventKind, WebhookConfig};
 
 use ipnet::IpNet;
@@ -166,25 +168,6 @@ pub struct AdminConfig {
     pub users: Vec<AdminUser>,
     /// API tokens: `hash` is `sha256:` and the hex digest of the token.
     pub tokens: Vec<AdminUser>,
-}
-
-/// `[web]`, validated.
-#[derive(Debug, Clone)]
-pub struct WebConfig {
-    pub listen: SocketAddr,
-    /// Certificate and key PEM files: the web client over HTTPS.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// The address people use (behind a proxy), for the links the gateway
-    /// hands out; without it, the listener's own.
-    pub public_url: Option<url::Url>,
-    /// The proxies whose `X-Forwarded-For` names the client.
-    pub proxy_allowed: Vec<IpNet>,
-    /// How long a login lasts.
-    pub session_time: Duration,
-    /// The longest expiry a share link may have.
-    pub share_max_time: Duration,
-    /// An unfinished resumable upload is aborted after this.
-    pub upload_expiry: Duration,
 }
 
 /// What an admin may do: read everything, or also change things (end a

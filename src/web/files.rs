@@ -22,7 +22,6 @@ pub fn routes() -> Router<Arc<super::Web>> {
     Router::new()
         .route("/list", get(list))
         .route("/download", get(download))
-        .route("/zip", get(super::zip::folder))
         .route("/mkdir", post(mkdir))
         .route("/rename", post(rename))
         .route("/delete", post(delete))

@@ -157,6 +157,7 @@ fn router(web: Arc<Web>) -> Router {
         .route("/logout", post(log_out))
         .route("/me", get(me))
         .merge(files::routes())
+        .merge(zip::routes())
         .merge(shares::mine::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON));
     Router::new()

@@ -25,7 +25,11 @@ pub const MAX_ENTRIES: usize = 100_000;
 /// What the pipe between the archive's writer and the response holds.
 const PIPE: usize = 256 << 10;
 
-pub async fn folder(
+pub fn routes() -> axum::Router<Arc<super::Web>> {
+    axum::Router::new().route("/zip", axum::routing::get(folder))
+}
+
+async fn folder(
     State(web): Shared,
     method: Method,
     headers: HeaderMap,
