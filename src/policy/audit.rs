@@ -48,13 +48,22 @@ impl FileOp<'_> {
 pub struct Audited;
 
 impl Layer for Audited {
-    type Ticket = ();
+    /// The span the operation began in: a transfer may end elsewhere (a
+    /// web download's body dropped by the HTTP connection, a tus upload
+    /// closed by a later request), and its line still names its session.
+    type Ticket = tracing::Span;
 
-    fn before(&self, _below: &dyn Vfs, _op: &Op) -> FsResult<()> {
-        super::nothing_before()
+    fn before(&self, _below: &dyn Vfs, _op: &Op) -> FsResult<tracing::Span> {
+        Ok(tracing::Span::current())
     }
 
-    fn after(&self, op: &Op, _: Option<()>, ended: Ended<'_>) -> BoxFuture<'static, ()> {
+    fn after(
+        &self,
+        op: &Op,
+        span: Option<tracing::Span>,
+        ended: Ended<'_>,
+    ) -> BoxFuture<'static, ()> {
+        let _entered = span.as_ref().map(tracing::Span::enter);
         FileOp {
             op: op.name,
             path: op.path.as_str(),

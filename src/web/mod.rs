@@ -151,6 +151,21 @@ impl WebListener {
     }
 }
 
+/// Runs a request of a logged-in browser inside its session's span, so
+/// that what it does is logged (and audited) as that session's.
+async fn in_session(
+    State(web): Shared,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use tracing::Instrument;
+    let found = cookie(req.headers(), sessions::COOKIE).and_then(|t| web.sessions.find(&t));
+    match found {
+        Some(session) => next.run(req).instrument(session.span.clone()).await,
+        None => next.run(req).await,
+    }
+}
+
 fn router(web: Arc<Web>) -> Router {
     let api = Router::new()
         .route("/login", post(log_in))
@@ -160,9 +175,11 @@ fn router(web: Arc<Web>) -> Router {
         .merge(zip::routes())
         .merge(shares::mine::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON));
+    let in_session = axum::middleware::from_fn_with_state(web.clone(), in_session);
     Router::new()
         .nest("/api", api)
         .merge(tus::routes())
+        .layer(in_session)
         .merge(shares::visit::routes())
         .merge(pages::routes())
         .with_state(web)

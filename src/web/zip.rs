@@ -62,15 +62,15 @@ pub async fn send_zip(
     }
     let (writer, reader) = tokio::io::duplex(PIPE);
     let (done, outcome) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
+    let writing = async move {
         let written = write_zip(&vfs, &root, writer).await;
         if let Err(e) = &written {
-            let _enter = span.enter();
             tracing::info!(folder = %root.as_str(), error = %e, "zip download ended early");
         }
         drop(keep);
         let _ = done.send(written);
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(writing, span));
     // An archive that could not be finished ends the response with an
     // error, never as a complete-looking download.
     let end = futures::stream::once(async move {

@@ -274,7 +274,12 @@ async fn show(
     let visit = web.visit(share.clone(), client)?;
     let dir = UserPath::parse(inside.path.as_deref().unwrap_or("/")).map_err(ApiError::from)?;
     let mut entries = Vec::new();
-    let mut listing = visit.vfs.list(&dir).await.map_err(ApiError::from)?;
+    let mut listing = visit
+        .vfs
+        .list(&dir)
+        .instrument(visit.span.clone())
+        .await
+        .map_err(ApiError::from)?;
     while let Some(entry) = listing.next().await {
         entries.push(entry.map_err(ApiError::from)?);
         if entries.len() >= 10_000 {
@@ -425,9 +430,9 @@ async fn download(
         None => inside.path.unwrap_or_default(),
     };
     let path = UserPath::parse_file(&path).map_err(ApiError::from)?;
-    let _enter = visit.span.enter();
-    let response = send_file(&visit.vfs, &path, &method, &headers).await?;
-    drop(_enter);
+    let response = send_file(&visit.vfs, &path, &method, &headers)
+        .instrument(visit.span.clone())
+        .await?;
     // The console shows the visit while the file streams.
     let live = visit.live;
     Ok(response.map(|body| {
