@@ -440,8 +440,9 @@ impl StorageBackend<FtpUser> for VfsBackend {
         .await
     }
 
-    /// ALLO with a size: refused (552) when a quota over the working
-    /// directory has no room for it, before any byte moves.
+    /// ALLO with a size: refused, before any byte moves, when a quota over
+    /// the working directory has no room for it (552) or the file would
+    /// pass `max_file_size`.
     async fn allocate<P: AsRef<Path> + Send + Debug>(
         &self,
         user: &FtpUser,

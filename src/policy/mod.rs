@@ -277,9 +277,13 @@ impl SessionVfs {
         }
     }
 
-    /// Whether the quotas over `dir` have room for `size` more bytes.
+    /// Whether a file of `size` bytes may be written in `dir`: within
+    /// `max_file_size`, and with room in the quotas over `dir`. What a
+    /// client that says the size first is told before any byte moves.
     pub async fn room(&self, dir: &UserPath, size: u64) -> FsResult<()> {
-        self.vfs.inner().inner().inner().room(dir, size).await
+        let ruled = self.vfs.inner().inner();
+        ruled.fits(size)?;
+        ruled.inner().room(dir, size).await
     }
 
     /// The user whose files these are.

@@ -25,7 +25,7 @@ pub struct Ruled<V> {
     inner: V,
 }
 
-impl<V: Vfs> Ruled<V> {
+impl<V> Ruled<V> {
     pub fn new(filters: &[FilterConfig], max_file_size: Option<u64>, inner: V) -> Self {
         Ruled {
             filters: filters.into(),
@@ -36,6 +36,14 @@ impl<V: Vfs> Ruled<V> {
 
     pub fn inner(&self) -> &V {
         &self.inner
+    }
+
+    /// Refuses a file of `size` bytes past `max_file_size`, naming the
+    /// rule: what an upload that grows past it is told, and what a client
+    /// that says its size first (FTP `ALLO`, a tus creation) is told before
+    /// any byte moves.
+    pub fn fits(&self, size: u64) -> FsResult<()> {
+        fits(self.max_file_size, size)
     }
 
     /// Refuses writing `path` (a file, or a folder) when the filter of its
@@ -49,6 +57,17 @@ impl<V: Vfs> Ruled<V> {
             Some(why) => Err(FsError::PermissionDenied(why)),
             None => Ok(()),
         }
+    }
+}
+
+/// A file of `size` bytes against `max_file_size`, the rule named.
+fn fits(max_file_size: Option<u64>, size: u64) -> FsResult<()> {
+    match max_file_size {
+        Some(most) if size > most => Err(FsError::PermissionDenied(format!(
+            "max_file_size: files of at most {}",
+            crate::config::units::format_size(most)
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -70,13 +89,8 @@ impl<V: Vfs> Vfs for Ruled<V> {
         self.check(path, true)?;
         let mut upload = self.inner.open_write(path, mode).await?;
         if let Some(most) = self.max_file_size {
-            let rule = format!(
-                "max_file_size: files of at most {}",
-                crate::config::units::format_size(most)
-            );
             upload.observers().guard(Box::new(move |end| {
-                let refused = (end > most).then(|| FsError::PermissionDenied(rule.clone()));
-                std::future::ready(refused.map_or(Ok(()), Err)).boxed()
+                std::future::ready(fits(Some(most), end)).boxed()
             }));
         }
         Ok(upload)

@@ -162,13 +162,7 @@ pub async fn send_file(
     if let Ok(v) = HeaderValue::from_str(&disposition(path.file_name())) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    let modified = stat
-        .modified
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
-    if let Ok(v) = HeaderValue::from_str(&modified) {
-        h.insert(header::LAST_MODIFIED, v);
-    }
+    h.insert(header::LAST_MODIFIED, super::http_date(stat.modified));
     if range.is_some() {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         let v = format!("bytes {start}-{}/{size}", end.saturating_sub(1));

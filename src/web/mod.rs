@@ -83,6 +83,12 @@ impl From<crate::base::FsError> for ApiError {
     }
 }
 
+/// A time as HTTP headers write it (`Last-Modified`, `Upload-Expires`).
+pub fn http_date(t: chrono::DateTime<chrono::Utc>) -> HeaderValue {
+    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        .expect("a date is a valid header")
+}
+
 /// The web listener, bound.
 pub struct WebListener {
     listener: HttpListener,

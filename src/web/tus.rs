@@ -184,9 +184,7 @@ fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
 }
 
 fn http_date(t: SystemTime) -> HeaderValue {
-    let t: chrono::DateTime<chrono::Utc> = t.into();
-    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
-        .expect("a date is a valid header")
+    super::http_date(t.into())
 }
 
 async fn options(State(web): Shared, method: Method, headers: HeaderMap) -> Response {
@@ -241,7 +239,8 @@ fn target(meta: &HashMap<String, String>) -> Result<UserPath, ApiError> {
 }
 
 /// Creation: checks the user may write this file of this size (rules,
-/// quota, largest file) before any byte moves, and opens its upload.
+/// largest file, quota: [`crate::policy::SessionVfs::room`]) before any byte moves, and
+/// opens its upload.
 async fn create(
     State(web): Shared,
     method: Method,
@@ -254,14 +253,6 @@ async fn create(
             "send Upload-Length (deferred lengths are not supported)".into(),
         )
     })?;
-    if let Some(max) = session.user.limits.max_file_size
-        && length > max
-    {
-        return Err(ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a file may be at most {max} bytes"),
-        ));
-    }
     if web.uploads.open_of(&session.user.name) >= MAX_OPEN_PER_USER {
         return Err(ApiError(
             StatusCode::TOO_MANY_REQUESTS,

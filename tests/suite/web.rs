@@ -27,6 +27,7 @@ name = "small"
 password = "{HASH}"
 home = "store:/small"
 quota = "1MiB"
+max_file_size = "3MiB"
 
 [security]
 ban_threshold = 3
@@ -554,6 +555,21 @@ async fn a_web_upload_past_the_quota_is_refused_before_any_byte() {
     let before = g.metrics().await;
     let (status, _) = small.create("/", "big.bin", 2 << 20).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Past max_file_size: the rule is named, as an upload growing past it is told.
+    let r = small
+        .req(reqwest::Method::POST, "/tus/")
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", 4 << 20)
+        .header("upload-metadata", format!("filename {}", b64("huge.bin")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        body["error"],
+        "permission denied: max_file_size: files of at most 3 MiB"
+    );
     let after = g.metrics().await;
     for op in ["PutObject", "CreateMultipartUpload", "UploadPart"] {
         assert_eq!(requests(&after, op), requests(&before, op), "{op}");

@@ -10,6 +10,7 @@
 
 use super::{Kind, Share};
 use crate::base::{FsError, digest};
+use crate::config::units::format_amount;
 use crate::config::{Permission, Permissions};
 use crate::events::{Origin, ShareOrigin};
 use crate::listen::http::cookie;
@@ -265,7 +266,7 @@ async fn show(
             html! {
                 main.share {
                     h1 { (file) }
-                    p { (size(stat.size)) " · shared by " (share.user) " until " (until) }
+                    p { (format_amount(stat.size)) " · shared by " (share.user) " until " (until) }
                     a.button #share-download href=(format!("{base}/get")) download=(file) { "Download" }
                 }
             },
@@ -309,7 +310,7 @@ async fn show(
                                     td.size {}
                                 } @else {
                                     td { a href=(format!("{base}/get?path={}", enc(&path))) download=(e.name) { (e.name) } }
-                                    td.size { (size(e.size)) }
+                                    td.size { (format_amount(e.size)) }
                                 }
                             }
                         }
@@ -318,19 +319,6 @@ async fn show(
             }
         },
     ))
-}
-
-fn size(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let (mut v, mut i) = (n as f64, 0);
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    match i {
-        0 => format!("{n} B"),
-        _ => format!("{v:.1} {}", units[i]),
-    }
 }
 
 fn password_page(token: &str, error: Option<&str>) -> Response {
