@@ -727,21 +727,13 @@ async fn the_console_in_chromium_ends_a_session_runs_a_job_and_lifts_a_ban() {
     let upload = held_upload(&g).await;
     ban_127_0_0_2(&g).await;
     g.s3("s3.put_object(Bucket=bucket, Key='out/from-the-console.txt', Body=b'run from the page')");
-    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/console-screenshots");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/console.py");
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .env("CONSOLE_URL", format!("http://{}/", g.admin))
-        .env("SHOTS", shots)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser run failed (screenshots in {shots}):\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let console = format!("http://{}/", g.admin);
+    let shots = common::browser(
+        "console.py",
+        "console-screenshots",
+        &[("CONSOLE_URL", &console)],
+    )
+    .await;
     // What the page did, seen from outside it.
     assert_cut_off(upload).await;
     nothing_left_under(&g, "alice/big").await;

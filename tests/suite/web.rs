@@ -733,22 +733,16 @@ async fn the_web_client_in_chromium_uploads_resumes_downloads_and_shows_names_as
         std::fs::write(files.join(name), data).unwrap();
     }
     let before = requests(&g.metrics().await, "UploadPart");
-    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/web-screenshots");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/web.py");
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .env("WEB_URL", format!("http://{}/", g.web.unwrap()))
-        .env("SHOTS", shots)
-        .env("FILES", &files)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser run failed (screenshots in {shots}):\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (url, files) = (
+        format!("http://{}/", g.web.unwrap()),
+        files.display().to_string(),
     );
+    let shots = common::browser(
+        "web.py",
+        "web-screenshots",
+        &[("WEB_URL", &url), ("FILES", &files)],
+    )
+    .await;
     // What the page did, as the bucket shows it.
     for (name, data) in &made[..] {
         if *name != "table.csv" {
@@ -1082,23 +1076,17 @@ async fn share_links_in_chromium_each_opened_in_a_fresh_context() {
     let files = g.dir.path().join("files");
     std::fs::create_dir(&files).unwrap();
     std::fs::write(files.join("dropped.csv"), b"x,y\n").unwrap();
-    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/web-screenshots");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/share.py");
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .env("WEB_URL", format!("http://{}/", g.web.unwrap()))
-        .env("CONSOLE_URL", format!("http://{}/", g.admin))
-        .env("SHOTS", shots)
-        .env("FILES", &files)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser run failed (screenshots in {shots}):\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (url, files) = (
+        format!("http://{}/", g.web.unwrap()),
+        files.display().to_string(),
     );
+    let console = format!("http://{}/", g.admin);
+    let env = [
+        ("WEB_URL", url.as_str()),
+        ("FILES", &files),
+        ("CONSOLE_URL", &console),
+    ];
+    let shots = common::browser("share.py", "web-screenshots", &env).await;
     assert_eq!(object(&g, "alice/inbox/dropped.csv"), b"x,y\n");
     for shot in ["share", "links", "dropbox", "console-shares"] {
         let png = std::fs::read(format!("{shots}/{shot}.png")).unwrap();

@@ -128,6 +128,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Runs `tests/browser/SCRIPT` (Playwright in Debian's Chromium) with
+/// `env` and `SHOTS`, where its screenshots go (under `target/`); fails
+/// with what the script printed. Returns the screenshots' folder.
+pub async fn browser(script: &str, shots: &str, env: &[(&str, &str)]) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shots = format!("{root}/target/{shots}");
+    let out = tokio::process::Command::new("python3")
+        .arg(format!("{root}/tests/browser/{script}"))
+        .envs(env.iter().copied())
+        .env("SHOTS", &shots)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed (screenshots in {shots}):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    shots
+}
+
 /// Waits (at most 30 s) until `f` holds.
 pub async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
