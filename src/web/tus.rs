@@ -253,7 +253,8 @@ async fn create(
             "send Upload-Length (deferred lengths are not supported)".into(),
         )
     })?;
-    if web.uploads.open_of(&session.user.name) >= MAX_OPEN_PER_USER {
+    // An empty file is stored at once and stays open in nothing.
+    if length > 0 && web.uploads.open_of(&session.user.name) >= MAX_OPEN_PER_USER {
         return Err(ApiError(
             StatusCode::TOO_MANY_REQUESTS,
             format!("at most {MAX_OPEN_PER_USER} unfinished uploads at once: finish or cancel one"),
