@@ -98,7 +98,14 @@ where
             break;
         }
     }
-    reader.abort();
+    // The queue ends when the reader has returned (its sender dropped as
+    // it did): its answer is to be awaited, not aborted, or a clean end
+    // aborted in the instant before the task completes reads as unclean
+    // (and OpenSSH's scp exited 1 after a whole upload). Only a reply that
+    // could not be sent leaves a reader to stop.
+    if !sent_all {
+        reader.abort();
+    }
     let _ = wr.shutdown().await;
     sent_all && matches!(reader.await, Ok(true))
 }
