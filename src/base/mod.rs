@@ -6,6 +6,7 @@
 
 mod digests;
 mod error;
+mod files;
 mod names;
 mod outbound;
 mod tls_server;
@@ -13,6 +14,7 @@ mod tokens;
 
 pub use digests::{Algorithm, Checksums, Digests, Hashers, hex};
 pub use error::{FsError, FsResult};
+pub use files::replace_file;
 pub use names::{MAX_KEY_BYTES, MAX_USER_NAME, check_segment, check_user_name};
 pub use outbound::{http_client, tls_client_config};
 pub use tls_server::{TlsError, server_config};

@@ -17,6 +17,7 @@ pub mod quotas;
 pub mod schema;
 pub mod sessions;
 pub mod shares;
+pub mod uploads;
 
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;

@@ -112,6 +112,15 @@ const MIGRATIONS: &[&str] = &[
         revoked boolean NOT NULL DEFAULT false,
         expires timestamptz NOT NULL
     )",
+    // 11: unfinished tus uploads (`[web]`), so that a client resumes at
+    // any node: the upload as JSON, the node holding it and its expiry.
+    "CREATE TABLE bucketgate_tus_uploads (
+        id text PRIMARY KEY,
+        user_name text NOT NULL,
+        node text NOT NULL,
+        body text NOT NULL,
+        expires timestamptz NOT NULL
+    )",
 ];
 
 /// The schema version this binary brings the database to.

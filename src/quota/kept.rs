@@ -152,12 +152,7 @@ impl Kept {
         let file = file.clone();
         let written = tokio::task::spawn_blocking(move || {
             let text = serde_json::to_vec(&rows).map_err(std::io::Error::other)?;
-            if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = file.with_extension("json.tmp");
-            std::fs::write(&tmp, text)?;
-            std::fs::rename(&tmp, &file)
+            crate::base::replace_file(&file, &text)
         })
         .await;
         if let Ok(Err(e)) | Err(e) = written.map_err(std::io::Error::other) {

@@ -28,6 +28,14 @@ pub use body::{Body, body};
 pub use digest_cache::DigestCache;
 pub use s3::{Continued, PartEtags};
 
+/// A multipart upload begun: what sends its parts, their ETags where they
+/// are checked, and its id where the store can take it up again (S3).
+pub struct Started {
+    pub upload: Box<dyn object_store::MultipartUpload>,
+    pub etags: Option<PartEtags>,
+    pub id: Option<String>,
+}
+
 /// A file or folder directly inside a listed folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEntry {
@@ -354,21 +362,50 @@ impl Remote {
 
     /// Starts a multipart upload of `path`. On S3 the parts' ETags come
     /// with it, to be checked against what was sent where `wire_checksums`
-    /// is on; S3 takes the metadata later (see `Upload::commit`).
+    /// is on, and its id, to take it up again after a restart; S3 takes
+    /// the metadata later (see `Upload::commit`).
     pub async fn start_upload(
         &self,
         path: &object_store::path::Path,
         opts: object_store::PutMultipartOptions,
-    ) -> object_store::Result<(Box<dyn object_store::MultipartUpload>, Option<PartEtags>)> {
+    ) -> object_store::Result<Started> {
         match &self.parts {
             Some(parts) => {
                 let (upload, etags) = parts.start(path).await?;
-                Ok((
-                    Box::new(upload),
-                    Some(etags).filter(|_| self.checks_parts()),
-                ))
+                Ok(Started {
+                    id: Some(upload.id().to_string()),
+                    upload: Box::new(upload),
+                    etags: Some(etags).filter(|_| self.checks_parts()),
+                })
             }
-            None => Ok((self.store.put_multipart_opts(path, opts).await?, None)),
+            None => Ok(Started {
+                upload: self.store.put_multipart_opts(path, opts).await?,
+                etags: None,
+                id: None,
+            }),
+        }
+    }
+
+    /// Takes up multipart upload `id` of `key` where the store holds it
+    /// (S3: its parts and their bytes); `None` where the store keeps no
+    /// unfinished upload past its process (the others).
+    pub async fn resume_upload(&self, key: &str, id: &str) -> FsResult<Option<(Continued, u64)>> {
+        match &self.parts {
+            Some(parts) => {
+                let (mut continued, bytes) = parts.resume(key, id).await?;
+                continued.etags = continued.etags.filter(|_| self.checks_parts());
+                Ok(Some((continued, bytes)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Aborts multipart upload `id` of `key`, left by a gateway that
+    /// stopped while holding it.
+    pub async fn abort_upload(&self, key: &str, id: &str) -> FsResult<()> {
+        match &self.parts {
+            Some(parts) => parts.abort(key, id).await,
+            None => Ok(()),
         }
     }
 

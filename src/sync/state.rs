@@ -234,17 +234,8 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Opt
     }
 }
 
-/// Writes beside, then renames: a crash, even of the machine, leaves the
-/// old file or the new one. The new file's bytes are on disk before the
-/// rename, and the rename is before this returns.
 fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec_pretty(value)?)?;
-    file.sync_all()?;
-    std::fs::rename(tmp, dir.join(name))?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::base::replace_file(&dir.join(name), &serde_json::to_vec_pretty(value)?)
 }
 
 #[cfg(test)]

@@ -118,9 +118,13 @@ impl WebListener {
             None => format!("{}://{local}", listener.scheme()),
         };
         let web = Arc::new(Web {
+            uploads: tus::Uploads::new(
+                config.upload_expiry,
+                tus::records::Records::open(&shared_state_dir, fleet.clone())?,
+                shared.storage.clone(),
+            ),
             shares: shares::Shares::open(&shared_state_dir, fleet)?,
             base_url,
-            uploads: tus::Uploads::new(config.upload_expiry),
             sessions: Sessions::new(config.session_time),
             config: config.clone(),
             shared,
@@ -146,7 +150,7 @@ impl WebListener {
             loop {
                 every.tick().await;
                 web.sessions.sweep();
-                web.uploads.sweep();
+                web.uploads.sweep().await;
             }
         });
         let tls = self.web.config.tls.is_some();

@@ -1,6 +1,7 @@
 """Drives the web client in headless Chromium (Debian's, through Playwright)
 as a partner would: log in, upload three files (one of 50 MiB) with the
-picker, upload one whose connection is cut and resumes, download a file
+picker, upload one whose connection is cut and resumes, pick one again
+after a reload and see it resume, download a file
 and the folder as a zip, rename and delete, and as a read-only user find
 no way to change anything. tests/suite/web.rs starts the gateway, makes the
 files in $FILES, runs this, then checks the bucket. Screenshots go to
@@ -62,6 +63,18 @@ def log_in(page, user, password="demo"):
     page.click("#login-button")
 
 
+def cutting(patches, cut):
+    """A route that notes each PATCH's offset in `patches` and cuts the
+    connection of the n-th where `cut(n)`."""
+    def handle(route):
+        if route.request.method == "PATCH":
+            patches.append(route.request.headers.get("upload-offset"))
+            if cut(len(patches)):
+                return route.abort("connectionreset")
+        return route.continue_()
+    return handle
+
+
 def row(page, name):
     return page.locator("#listing tbody tr").filter(has=page.get_by_role("link", name=name, exact=True))
 
@@ -99,20 +112,29 @@ with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
     # A connection cut in the middle: the second PATCH of resume.bin is
     # aborted, the page asks where the upload stands and goes on.
     patches = []
-
-    def cut_second_patch(route):
-        if route.request.method == "PATCH":
-            patches.append(route.request.headers.get("upload-offset"))
-            if len(patches) == 2:
-                return route.abort("connectionreset")
-        return route.continue_()
-
-    page.route("**/tus/*", cut_second_patch)
+    page.route("**/tus/*", cutting(patches, lambda n: n == 2))
     page.set_input_files("#upload", os.path.join(FILES, "resume.bin"))
     expect(page.locator("#progress li[data-file='resume.bin']")).to_have_class("done")
     page.unroute("**/tus/*")
     # The PATCH after the cut starts at the offset the first one reached.
     assert patches[1] == patches[2] == str(8 << 20), patches
+
+    # The same file picked again in a page opened anew (as after a reload,
+    # a new login or a gateway restart) goes on where the gateway's parts
+    # end: no new upload, the first PATCH from 8 MiB.
+    page.route("**/tus/*", cutting([], lambda n: n >= 2))
+    page.set_input_files("#upload", os.path.join(FILES, "again.bin"))
+    expect(page.locator("#progress li[data-file='again.bin'] .note")).to_have_text("connection lost; resuming…")
+    page.unroute("**/tus/*")
+    after = []
+    page.on("request", lambda r: after.append((r.method, r.headers.get("upload-offset")))
+            if "/tus/" in r.url else None)
+    page.reload()
+    expect(page.locator("#files")).to_be_visible()
+    page.set_input_files("#upload", os.path.join(FILES, "again.bin"))
+    expect(page.locator("#progress li[data-file='again.bin']")).to_have_class("done")
+    assert "POST" not in [m for m, _ in after], after
+    assert [o for m, o in after if m == "PATCH"][0] == str(8 << 20), after
 
     # A download by a click, and the folder as a zip: bytes as uploaded.
     with page.expect_download() as got:
@@ -125,7 +147,7 @@ with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
     with open(got.value.path(), "rb") as f:
         z = zipfile.ZipFile(io.BytesIO(f.read()))
     inside = {i.filename: hashlib.sha256(z.read(i)).hexdigest() for i in z.infolist()}
-    for n in names + ["resume.bin"]:
+    for n in names + ["resume.bin", "again.bin"]:
         assert inside[n] == hashlib.sha256(read(n)).hexdigest(), n
     assert EVIL in inside
 

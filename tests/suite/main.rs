@@ -30,6 +30,7 @@ mod sftp;
 mod sftp_clients;
 mod sftp_openssh;
 mod sync;
+mod tus_resume;
 mod user_vfs;
 mod vendor_patches;
 mod vfs_conformance;

@@ -3,10 +3,13 @@
 //! gateway; the client's new bytes follow as ordinary parts.
 
 use super::S3Api;
-use crate::base::{FsResult, lock};
+use crate::base::{FsError, FsResult, lock};
+use bytes::Bytes;
+use http::{HeaderMap, Method};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{MultipartId, MultipartUpload, PutPayload, PutResult, UploadPart};
+use serde::Deserialize;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
@@ -20,8 +23,10 @@ pub struct Continued {
     pub upload: Box<dyn MultipartUpload>,
     /// What S3 stores of each part, where they are checked (`wire_checksums`).
     pub etags: Option<PartEtags>,
-    /// How many parts the copy took: the client's bytes start after them.
+    /// How many parts are in: the client's bytes start after them.
     pub parts: usize,
+    /// The multipart upload's id: what takes it up again ([`PartCopier::resume`]).
+    pub id: String,
 }
 
 /// What continues uploads on one S3 remote.
@@ -69,10 +74,54 @@ impl PartCopier {
         }
         let parts = lock(&upload.parts).len();
         Ok(Continued {
+            id: upload.id.clone(),
             upload: Box::new(upload),
             etags: Some(etags),
             parts,
         })
+    }
+
+    /// Takes up multipart upload `id` of `key` where S3 has it: its parts
+    /// from the first on without a gap, and how many bytes they hold. A
+    /// part past a gap (still in flight when the gateway holding the
+    /// upload stopped) is sent again and replaced. `NotFound` once the
+    /// upload was completed or aborted.
+    pub async fn resume(&self, key: &str, id: &str) -> FsResult<(Continued, u64)> {
+        let path = crate::remote::object_path(key)?;
+        let mut stored = self.api.list_parts(key, id).await?;
+        stored.sort_by_key(|p| p.part_number);
+        let held: Vec<_> = stored
+            .into_iter()
+            .enumerate()
+            .take_while(|(i, p)| p.part_number == i + 1)
+            .map(|(_, p)| p)
+            .collect();
+        let bytes = held.iter().map(|p| p.size).sum();
+        let parts: Vec<_> = held
+            .into_iter()
+            .map(|p| Some(PartId { content_id: p.etag }))
+            .collect();
+        let count = parts.len();
+        let upload = PartsUpload {
+            store: self.store.clone(),
+            path,
+            id: id.to_string(),
+            parts: Arc::new(Mutex::new(parts)),
+        };
+        let etags = PartEtags(upload.parts.clone());
+        let continued = Continued {
+            id: id.to_string(),
+            upload: Box::new(upload),
+            etags: Some(etags),
+            parts: count,
+        };
+        Ok((continued, bytes))
+    }
+
+    /// Aborts multipart upload `id` of `key`: its parts are deleted.
+    pub async fn abort(&self, key: &str, id: &str) -> FsResult<()> {
+        let path = crate::remote::object_path(key)?;
+        Ok(self.store.abort_multipart(&path, &id.to_string()).await?)
     }
 }
 
@@ -123,6 +172,52 @@ impl PartCopier {
             tracing::warn!(key = %to, error = %abort, "aborting a failed copy left its upload; lifecycle rules must clean it");
         }
         result
+    }
+}
+
+/// A part of a multipart upload, as ListParts gives it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StoredPart {
+    pub part_number: usize,
+    #[serde(rename = "ETag")]
+    pub etag: String,
+    pub size: u64,
+}
+
+impl S3Api {
+    /// The parts S3 holds of multipart upload `upload_id` on `key`, in
+    /// order: each one's number, ETag and size. `NotFound` once the upload
+    /// was completed or aborted.
+    pub async fn list_parts(&self, key: &str, upload_id: &str) -> FsResult<Vec<StoredPart>> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct ListPartsResult {
+            #[serde(default)]
+            is_truncated: bool,
+            next_part_number_marker: Option<String>,
+            #[serde(default, rename = "Part")]
+            parts: Vec<StoredPart>,
+        }
+        let mut all = Vec::new();
+        let mut marker = String::from("0");
+        loop {
+            let query = [
+                ("part-number-marker", marker.as_str()),
+                ("uploadId", upload_id),
+            ];
+            let (_, body) = self
+                .send(Method::GET, key, &query, HeaderMap::new(), Bytes::new())
+                .await?;
+            let page: ListPartsResult = quick_xml::de::from_reader(body.as_ref()).map_err(|e| {
+                FsError::storage_detail(format!("unreadable S3 ListParts of {key:?}: {e}"))
+            })?;
+            all.extend(page.parts);
+            match page.next_part_number_marker {
+                Some(next) if page.is_truncated && next != marker => marker = next,
+                _ => return Ok(all),
+            }
+        }
     }
 }
 
@@ -182,6 +277,12 @@ pub struct PartsUpload {
     id: MultipartId,
     /// By part index; `None` while a part is still uploading.
     parts: Arc<Mutex<Vec<Option<PartId>>>>,
+}
+
+impl PartsUpload {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 impl std::fmt::Debug for PartsUpload {

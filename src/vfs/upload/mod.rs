@@ -10,6 +10,7 @@
 mod commit;
 mod registry;
 mod reorder;
+mod resumable;
 
 use super::budget::{Budget, Held};
 use super::hashing::Hashing;
@@ -17,7 +18,7 @@ use super::resume::{OldBytes, old_bytes};
 use super::transfers::{Ended, Observers, Transfer};
 use super::{FsError, FsResult};
 use crate::base::Digests;
-use crate::remote::{PartEtags, Remote, md5_of, object_path};
+use crate::remote::{Continued, PartEtags, Remote, Started, md5_of, object_path};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
@@ -70,6 +71,8 @@ pub struct Upload {
     /// Out-of-order writes waiting for the gap before them to fill.
     pending: Reorder,
     parts_upload: Option<Box<dyn MultipartUpload>>,
+    /// Its id, where the store can take it up again (S3).
+    multipart_id: Option<String>,
     /// What S3 stored of each part, checked against what was sent.
     part_etags: Option<PartEtags>,
     in_flight: VecDeque<(JoinHandle<object_store::Result<[u8; 16]>>, usize)>,
@@ -132,6 +135,7 @@ impl Upload {
             part_len: 0,
             pending: Reorder::default(),
             parts_upload: None,
+            multipart_id: None,
             part_etags: None,
             in_flight: VecDeque::new(),
             part_md5s: Vec::new(),
@@ -182,16 +186,7 @@ impl Upload {
     async fn continue_old(&mut self, size: u64) -> FsResult<()> {
         let result: FsResult<()> = async {
             match old_bytes(&self.remote, &self.budget, &self.key, size).await? {
-                OldBytes::InStore(c) => {
-                    // The old bytes stay in the store, unread: no digest
-                    // can cover them.
-                    self.hashing = Hashing::Off;
-                    self.parts_upload = Some(c.upload);
-                    self.part_etags = c.etags;
-                    self.part_md5s = vec![None; c.parts];
-                    self.next = size;
-                    self.progress.bytes.store(size, Ordering::Relaxed);
-                }
+                OldBytes::InStore(c) => self.continue_parts(c, size),
                 OldBytes::Streamed(mut bytes) => {
                     while let Some(chunk) = bytes.next().await {
                         self.append(chunk?).await?;
@@ -208,6 +203,19 @@ impl Upload {
         result
     }
 
+    /// Makes `continued`'s parts, `size` bytes already in the store, the
+    /// start of this upload.
+    fn continue_parts(&mut self, continued: Continued, size: u64) {
+        // Those bytes stay in the store, unread: no digest can cover them.
+        self.hashing = Hashing::Off;
+        self.parts_upload = Some(continued.upload);
+        self.multipart_id = Some(continued.id);
+        self.part_etags = continued.etags;
+        self.part_md5s = vec![None; continued.parts];
+        self.next = size;
+        self.progress.bytes.store(size, Ordering::Relaxed);
+    }
+
     /// The reorder window: how far past the contiguous end a write may land.
     pub fn window(&self) -> u64 {
         self.part_size as u64
@@ -221,26 +229,6 @@ impl Upload {
     /// The file's size so far: where a resume continues.
     pub fn bytes_received(&self) -> u64 {
         self.old.unwrap_or(self.next)
-    }
-
-    /// Gives back the bytes of the part not sent yet, and the memory they
-    /// hold: the upload then stands at the end of what it sent in parts,
-    /// and its writer must go on from there (the offset returned). For a
-    /// writer that may be away a long while between writes (a tus upload
-    /// between requests), so that the budget serves others meanwhile.
-    /// Writes waiting out of order go too. Not for a resume not begun.
-    pub fn release_tail(&mut self) -> u64 {
-        if self.old.is_some() {
-            return self.bytes_received();
-        }
-        self.next -= self.part_len as u64;
-        self.part.clear();
-        self.part_len = 0;
-        self.pending = Default::default();
-        let needed = self.buffered().div_ceil(self.part_size);
-        self.slots.truncate(needed);
-        self.progress.bytes.store(self.next, Ordering::Relaxed);
-        self.next
     }
 
     /// Reports a part that already failed (SFTP fsync), without waiting on
@@ -387,20 +375,7 @@ impl Upload {
         while self.in_flight.len() >= self.concurrency {
             self.finish_oldest().await?;
         }
-        if self.parts_upload.is_none() {
-            let opts = PutMultipartOptions {
-                attributes: self.attributes(Digests::default()),
-                ..Default::default()
-            };
-            let started = start_multipart(self.remote.clone(), self.path.clone(), opts).await;
-            let (upload, etags) = started.map_err(|e| {
-                let e = FsError::from(e);
-                self.failed = Some(e.clone());
-                e
-            })?;
-            self.parts_upload = Some(upload);
-            self.part_etags = etags;
-        }
+        self.start_parts().await?;
         let index = self.part_md5s.len() + self.in_flight.len();
         let etags = self.part_etags.clone();
         let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
@@ -432,6 +407,27 @@ impl Upload {
         };
         self.in_flight.push_back((tokio::spawn(sent), len));
         self.in_flight_len += len;
+        Ok(())
+    }
+
+    /// Starts the multipart upload unless it is.
+    async fn start_parts(&mut self) -> FsResult<()> {
+        if self.parts_upload.is_some() {
+            return Ok(());
+        }
+        let opts = PutMultipartOptions {
+            attributes: self.attributes(Digests::default()),
+            ..Default::default()
+        };
+        let started = start_multipart(self.remote.clone(), self.path.clone(), opts).await;
+        let started = started.map_err(|e| {
+            let e = FsError::from(e);
+            self.failed = Some(e.clone());
+            e
+        })?;
+        self.parts_upload = Some(started.upload);
+        self.part_etags = started.etags;
+        self.multipart_id = started.id;
         Ok(())
     }
 
@@ -484,12 +480,12 @@ async fn start_multipart(
     remote: Arc<Remote>,
     path: Path,
     opts: PutMultipartOptions,
-) -> object_store::Result<(Box<dyn MultipartUpload>, Option<PartEtags>)> {
+) -> object_store::Result<Started> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let started = remote.start_upload(&path, opts).await;
-        if let Err(Ok((mut orphan, _))) = tx.send(started)
-            && let Err(e) = orphan.abort().await
+        if let Err(Ok(mut orphan)) = tx.send(started)
+            && let Err(e) = orphan.upload.abort().await
         {
             tracing::warn!(%path, error = %e, "aborting an upload started for a client that left failed");
         }

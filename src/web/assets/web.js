@@ -348,17 +348,25 @@ async function upload(file, dir) {
   note.className = "note";
   li.append(label, bar, note);
   $("progress").append(li);
+  const key = remembered(file, dir);
   try {
-    const created = await fetch("/tus/", {
-      method: "POST",
-      headers: tusHeaders({
-        "upload-length": String(file.size),
-        "upload-metadata": "filename " + b64(file.name) + ",folder " + b64(dir),
-      }),
-    });
-    if (created.status !== 201) throw new Error((await created.json().catch(() => ({}))).error || created.statusText);
-    const url = created.headers.get("location");
-    let offset = 0;
+    // The same file picked again (after a reload, a new login, a gateway
+    // restart) goes on where the gateway holds its upload.
+    let url = localStorage.getItem(key);
+    let offset = url ? await where(url).catch(() => null) : null;
+    if (offset === null) {
+      const created = await fetch("/tus/", {
+        method: "POST",
+        headers: tusHeaders({
+          "upload-length": String(file.size),
+          "upload-metadata": "filename " + b64(file.name) + ",folder " + b64(dir),
+        }),
+      });
+      if (created.status !== 201) throw new Error((await created.json().catch(() => ({}))).error || created.statusText);
+      url = created.headers.get("location");
+      offset = 0;
+      localStorage.setItem(key, url);
+    }
     let failures = 0;
     while (offset < file.size) {
       try {
@@ -372,24 +380,42 @@ async function upload(file, dir) {
         note.textContent = "";
       }
     }
+    localStorage.removeItem(key);
     bar.value = bar.max;
     li.classList.add("done");
     note.textContent = "done";
   } catch (err) {
+    if (err.final && !err.resumable) localStorage.removeItem(key);
     li.classList.add("failed");
     note.textContent = err.message;
   }
 }
 
+// Where a file's unfinished upload is remembered: by its user, folder,
+// name, size and time, as tus clients recognise a file picked again.
+function remembered(file, dir) {
+  return "bg-tus:" + JSON.stringify([me.user, dir, file.name, file.size, file.lastModified]);
+}
+
 // Where the gateway holds the upload: the next PATCH starts there.
 async function where(url) {
   const r = await fetch(url, { method: "HEAD", headers: tusHeaders({}) });
+  if (r.status === 401) throw sessionEnded();
   if (!r.ok) {
     const err = new Error("the upload is gone (" + r.status + "); start it again");
     err.final = true;
     throw err;
   }
   return Number(r.headers.get("upload-offset"));
+}
+
+// The session ended (logged out, expired, the gateway restarted): the
+// upload stays where it is, for the same file picked after a new login.
+function sessionEnded() {
+  const err = new Error("your session ended: log in again and pick the file again to resume it");
+  err.final = true;
+  err.resumable = true;
+  return err;
 }
 
 // One PATCH of up to CHUNK bytes from `offset`, with its progress.
@@ -405,6 +431,7 @@ function patch(url, file, offset, progress) {
     xhr.upload.onprogress = (e) => progress(offset + e.loaded);
     xhr.onload = () => {
       if (xhr.status === 204) return resolve(Number(xhr.getResponseHeader("upload-offset")));
+      if (xhr.status === 401) return reject(sessionEnded());
       let message = xhr.statusText;
       try {
         message = JSON.parse(xhr.responseText).error || message;

@@ -232,14 +232,8 @@ fn from_row(row: crate::cluster::shares::Stored) -> Result<Share, ShareError> {
     Ok(share)
 }
 
-/// Writes the links whole, through a temporary file renamed over the old:
-/// a crash leaves the old file or the new, never half of one.
+/// Writes the links whole: a crash leaves the old file or the new.
 fn save(path: &std::path::Path, links: &[Share]) -> Result<(), ShareError> {
-    let fail = |e: std::io::Error| ShareError::Store(format!("{}: {e}", path.display()));
-    let tmp = path.with_extension("json.tmp");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    std::fs::write(&tmp, serde_json::to_vec_pretty(links)?).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    crate::base::replace_file(path, &serde_json::to_vec_pretty(links)?)
+        .map_err(|e| ShareError::Store(format!("{}: {e}", path.display())))
 }

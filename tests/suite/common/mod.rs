@@ -196,6 +196,36 @@ pub fn boto3(endpoint: &str, script: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The bytes of object `key`, as boto3 reads them.
+pub fn s3_object(endpoint: &str, bucket: &str, key: &str) -> Vec<u8> {
+    let hex = boto3(
+        endpoint,
+        &format!("print(s3.get_object(Bucket={bucket:?}, Key={key:?})['Body'].read().hex())"),
+    );
+    let hex = hex.trim();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The keys under `prefix`, sorted, and how many multipart uploads the
+/// bucket has open: what a user checks after an upload.
+pub fn s3_state(endpoint: &str, bucket: &str, prefix: &str) -> (Vec<String>, usize) {
+    let out = boto3(
+        endpoint,
+        &format!(
+            "r = s3.list_objects_v2(Bucket={bucket:?}, Prefix={prefix:?})\n\
+             print(sorted(o['Key'] for o in r.get('Contents', [])))\n\
+             print(len(s3.list_multipart_uploads(Bucket={bucket:?}).get('Uploads', [])))"
+        ),
+    );
+    let mut lines = out.lines();
+    let keys: Vec<String> =
+        serde_json::from_str(&lines.next().unwrap().replace('\'', "\"")).unwrap();
+    (keys, lines.next().unwrap().trim().parse().unwrap())
+}
+
 pub fn create_bucket(endpoint: &str, bucket: &str) {
     boto3(endpoint, &format!("s3.create_bucket(Bucket='{bucket}')"));
 }

@@ -7,22 +7,29 @@
 //! as they arrive, in parts, with the memory bound of any upload, through
 //! every policy layer; the object appears when its last byte is in. A
 //! `PATCH` cut short keeps what arrived, and `HEAD` tells the client where
-//! to go on.
+//! to go on: the end of the parts the store holds, so that the answer
+//! holds after a restart and at another node ([`records`], [`held`]).
+
+mod held;
+pub mod records;
 
 use super::sessions::WebSession;
-use super::{ApiError, Shared, Web};
-use crate::base::{lock, random_token};
-use crate::vfs::{Upload, UserPath, Vfs, WriteMode};
+use super::{ApiError, Shared, Web, http_date};
+use crate::base::random_token;
+use crate::vfs::{UserPath, Vfs, WriteMode};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use futures::StreamExt;
+pub use held::{HOLD_IDLE, Uploads};
+use held::{Held, Pending};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use records::{Record, RecordError};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
@@ -31,22 +38,14 @@ const VERSION: &str = "1.0.0";
 const EXTENSIONS: &str = "creation,termination,expiration";
 const OFFSET_STREAM: &str = "application/offset+octet-stream";
 
-/// Unfinished uploads one user may have at once: each holds up to a part
-/// in memory between requests.
+/// Unfinished uploads one user may have at once, on all nodes: each
+/// holds up to a part in memory between requests, and its parts in the
+/// store until it ends or expires.
 pub const MAX_OPEN_PER_USER: usize = 64;
 
 /// How long a `PATCH` body may pause before the request is ended (what
 /// arrived is kept).
 const IDLE: Duration = Duration::from_secs(60);
-
-/// How long an upload may keep the bytes of its unsent part between
-/// requests: then they go back to the memory budget, and the upload stands
-/// at the end of its last part sent (what `HEAD` says from then on).
-pub const HOLD_IDLE: Duration = Duration::from_secs(30);
-
-/// How long a `PATCH` waits for an earlier one on the same upload (a
-/// client resuming before the gateway noticed its old connection drop).
-const TAKE_OVER: Duration = Duration::from_secs(10);
 
 pub fn routes() -> Router<Arc<Web>> {
     let header = |name: &'static str, value: &'static str| {
@@ -69,83 +68,6 @@ pub fn routes() -> Router<Arc<Web>> {
         .layer(header("tus-resumable", VERSION))
         .layer(header("tus-version", VERSION))
         .layer(header("cache-control", "no-store"))
-}
-
-/// One unfinished upload.
-struct Pending {
-    length: u64,
-    offset: u64,
-    /// `None` once finished or failed.
-    upload: Option<Upload>,
-    expires: (Instant, SystemTime),
-    /// When its last request ended.
-    touched: Instant,
-    /// The session's end: an upload of an ended session is dropped.
-    end: CancellationToken,
-}
-
-/// An unfinished upload and its user, who alone may reach it.
-struct Entry {
-    user: String,
-    pending: Arc<tokio::sync::Mutex<Pending>>,
-}
-
-/// The unfinished uploads of this node, by tus id.
-pub struct Uploads {
-    by_id: Mutex<HashMap<String, Entry>>,
-    expiry: Duration,
-}
-
-impl Uploads {
-    pub fn new(expiry: Duration) -> Self {
-        Uploads {
-            by_id: Mutex::default(),
-            expiry,
-        }
-    }
-
-    fn expires(&self) -> (Instant, SystemTime) {
-        (
-            Instant::now() + self.expiry,
-            SystemTime::now() + self.expiry,
-        )
-    }
-
-    /// The upload `id` if it is `user`'s: another user's is not found.
-    fn get(&self, id: &str, user: &str) -> Option<Arc<tokio::sync::Mutex<Pending>>> {
-        let by_id = lock(&self.by_id);
-        let entry = by_id.get(id).filter(|e| e.user == user)?;
-        Some(entry.pending.clone())
-    }
-
-    fn remove(&self, id: &str) {
-        lock(&self.by_id).remove(id);
-    }
-
-    /// Aborts the uploads past their expiry or whose session ended
-    /// (dropping an [`Upload`] aborts it), and gives the memory of those
-    /// idle past [`HOLD_IDLE`] back; one in a request is left to it.
-    pub fn sweep(&self) {
-        let now = Instant::now();
-        lock(&self.by_id).retain(|_, e| match e.pending.try_lock() {
-            Ok(mut p) => {
-                let keep = p.upload.is_some() && p.expires.0 > now && !p.end.is_cancelled();
-                if keep && now.duration_since(p.touched) >= HOLD_IDLE {
-                    let released = p.upload.as_mut().map(Upload::release_tail);
-                    p.offset = released.unwrap_or(p.offset);
-                }
-                keep
-            }
-            Err(_) => true,
-        });
-    }
-
-    fn open_of(&self, user: &str) -> usize {
-        lock(&self.by_id)
-            .values()
-            .filter(|e| e.user == user)
-            .count()
-    }
 }
 
 /// A tus request names the version it speaks.
@@ -172,19 +94,18 @@ fn not_found() -> ApiError {
     )
 }
 
-fn busy() -> ApiError {
+/// The records could not be read or written (logged): the client tries
+/// again later.
+fn store_failed(e: RecordError) -> ApiError {
+    tracing::warn!(error = %e, "tus upload records unavailable");
     ApiError(
-        StatusCode::LOCKED,
-        "another request is writing this upload".into(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unfinished uploads cannot be recorded just now: try again".into(),
     )
 }
 
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
-fn http_date(t: SystemTime) -> HeaderValue {
-    super::http_date(t.into())
 }
 
 async fn options(State(web): Shared, method: Method, headers: HeaderMap) -> Response {
@@ -239,8 +160,8 @@ fn target(meta: &HashMap<String, String>) -> Result<UserPath, ApiError> {
 }
 
 /// Creation: checks the user may write this file of this size (rules,
-/// largest file, quota: [`crate::policy::SessionVfs::room`]) before any byte moves, and
-/// opens its upload.
+/// largest file, quota: [`crate::policy::SessionVfs::room`]) before any
+/// byte moves, opens its upload and records it.
 async fn create(
     State(web): Shared,
     method: Method,
@@ -254,7 +175,7 @@ async fn create(
         )
     })?;
     // An empty file is stored at once and stays open in nothing.
-    if length > 0 && web.uploads.open_of(&session.user.name) >= MAX_OPEN_PER_USER {
+    if length > 0 && web.uploads.open_of(&session.user.name).await? >= MAX_OPEN_PER_USER {
         return Err(ApiError(
             StatusCode::TOO_MANY_REQUESTS,
             format!("at most {MAX_OPEN_PER_USER} unfinished uploads at once: finish or cancel one"),
@@ -262,26 +183,35 @@ async fn create(
     }
     let path = target(&metadata(&headers))?;
     session.vfs.room(&path.parent(), length).await?;
-    let upload = session.vfs.open_write(&path, WriteMode::Truncate).await?;
+    let mut upload = session.vfs.open_write(&path, WriteMode::Truncate).await?;
     let id = random_token();
     let expires = web.uploads.expires();
-    let mut pending = Pending {
-        length,
-        offset: 0,
-        upload: Some(upload),
-        expires,
-        touched: Instant::now(),
-        end: session.ended().clone(),
-    };
     if length == 0 {
         // Nothing will follow: the empty file is stored now.
-        finish(&mut pending).await?;
+        upload.close().await?;
     } else {
-        let entry = Entry {
+        if length > upload.window() {
+            // Its parts' upload is recorded before any is sent.
+            upload.begin_parts().await?;
+        }
+        let (remote, key) = upload.target();
+        let record = Record {
+            id: id.clone(),
             user: session.user.name.clone(),
-            pending: Arc::new(tokio::sync::Mutex::new(pending)),
+            path: path.as_str().to_string(),
+            length,
+            expires,
+            remote: remote.to_string(),
+            key: key.to_string(),
+            multipart: upload.multipart_id().map(str::to_string),
         };
-        lock(&web.uploads.by_id).insert(id.clone(), entry);
+        web.uploads
+            .records
+            .create(&record)
+            .await
+            .map_err(store_failed)?;
+        let pending = Pending::new(length, upload, session.ended().clone());
+        drop(web.uploads.hold(&id, &record.user, pending).await);
     }
     let mut r = StatusCode::CREATED.into_response();
     let location = match &web.config.public_url {
@@ -292,74 +222,88 @@ async fn create(
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);
     }
-    h.insert("upload-expires", http_date(expires.1));
+    h.insert("upload-expires", http_date(expires));
     h.insert("upload-offset", HeaderValue::from(0u64));
     Ok(r)
 }
 
-/// Commits a pending upload whose last byte is in.
-async fn finish(pending: &mut Pending) -> Result<(), ApiError> {
-    match pending.upload.take() {
-        Some(upload) => upload.close().await.map(drop).map_err(ApiError::from),
-        None => Ok(()),
+/// A request on one upload (`/tus/{id}`): its session, the upload held
+/// for it alone ([`Uploads::take`]), and the upload's new expiry.
+struct OnUpload {
+    session: Arc<WebSession>,
+    id: String,
+    pending: Held,
+    expires: chrono::DateTime<chrono::Utc>,
+}
+
+impl axum::extract::FromRequestParts<Arc<Web>> for OnUpload {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        web: &Arc<Web>,
+    ) -> Result<Self, ApiError> {
+        let session = session(web, &parts.method, &parts.headers)?;
+        let Path(id) = Path::<String>::from_request_parts(parts, web)
+            .await
+            .map_err(|_| not_found())?;
+        let (pending, expires) = web.uploads.take(&session, &id).await?;
+        Ok(OnUpload {
+            session,
+            id,
+            pending,
+            expires,
+        })
     }
 }
 
-/// The upload `id` of the session's user, once no other request holds it.
-async fn take(
-    web: &Web,
-    session: &WebSession,
-    id: &str,
-) -> Result<tokio::sync::OwnedMutexGuard<Pending>, ApiError> {
-    let entry = web
-        .uploads
-        .get(id, &session.user.name)
-        .ok_or_else(not_found)?;
-    tokio::time::timeout(TAKE_OVER, entry.lock_owned())
-        .await
-        .map_err(|_| busy())
-}
-
-async fn head(
-    State(web): Shared,
-    method: Method,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let session = session(&web, &method, &headers)?;
-    let pending = take(&web, &session, &id).await?;
+/// Where the upload stands in the store: its unsent tail is given back,
+/// so that the answer holds whichever node the client reaches next.
+async fn head(State(web): Shared, on: OnUpload) -> Result<Response, ApiError> {
+    let OnUpload {
+        id,
+        mut pending,
+        expires,
+        ..
+    } = on;
+    let settled = match pending.upload.as_mut() {
+        Some(upload) => upload.settle().await,
+        None => Ok(pending.offset),
+    };
+    match settled {
+        Ok(at) => pending.offset = at,
+        Err(e) => return failed(&web, &id, pending, e.into()).await,
+    }
     let mut r = StatusCode::OK.into_response();
     let h = r.headers_mut();
     h.insert("upload-offset", HeaderValue::from(pending.offset));
     h.insert("upload-length", HeaderValue::from(pending.length));
-    h.insert("upload-expires", http_date(pending.expires.1));
+    h.insert("upload-expires", http_date(expires));
     Ok(r)
 }
 
-async fn terminate(
-    State(web): Shared,
-    method: Method,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let session = session(&web, &method, &headers)?;
-    let mut pending = take(&web, &session, &id).await?;
-    web.uploads.remove(&id);
-    // Dropping the upload aborts it: nothing of it is stored.
-    drop(pending.upload.take());
+async fn terminate(State(web): Shared, mut on: OnUpload) -> Result<Response, ApiError> {
+    web.uploads.end(&on.id).await?;
+    on.pending.abort();
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The upload failed whole (a rule, the quota, the store): it is aborted
+/// and its record goes.
+async fn failed(web: &Web, id: &str, mut pending: Held, e: ApiError) -> Result<Response, ApiError> {
+    pending.abort();
+    web.uploads.end(id).await?;
+    Err(e)
 }
 
 /// Appends the request's bytes at `Upload-Offset`. What arrives before the
 /// body ends or is cut is kept; the last byte commits the file.
 async fn patch(
     State(web): Shared,
-    method: Method,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    on: OnUpload,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let session = session(&web, &method, &headers)?;
     let kind = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -371,7 +315,12 @@ async fn patch(
     }
     let offset = number(&headers, "upload-offset")
         .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "send Upload-Offset".into()))?;
-    let mut pending = take(&web, &session, &id).await?;
+    let OnUpload {
+        session,
+        id,
+        mut pending,
+        expires,
+    } = on;
     if pending.offset != offset {
         let message = format!("the upload is at offset {}", pending.offset);
         let mut r = ApiError(StatusCode::CONFLICT, message).into_response();
@@ -383,22 +332,20 @@ async fn patch(
         .instrument(session.span.clone())
         .await;
     if let Err(e) = written {
-        // The upload failed whole (a rule, the quota, the store): it is gone.
-        pending.upload = None;
-        web.uploads.remove(&id);
-        return Err(e);
+        return failed(&web, &id, pending, e).await;
     }
     if pending.offset == pending.length {
-        web.uploads.remove(&id);
-        finish(&mut pending).await?;
+        web.uploads.end(&id).await?;
+        if let Some(upload) = pending.upload.take() {
+            upload.close().await?;
+        }
     } else {
-        pending.expires = web.uploads.expires();
         pending.touched = Instant::now();
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
     h.insert("upload-offset", HeaderValue::from(pending.offset));
-    h.insert("upload-expires", http_date(pending.expires.1));
+    h.insert("upload-expires", http_date(expires));
     Ok(r)
 }
 
