@@ -312,7 +312,18 @@ impl SessionContext {
         self.login_result("ok");
         span.record("user", user.name.as_str());
         let source = identified.source.name();
-        tracing::info!(method, source, cached = identified.cached, "logged in");
+        let (key_id, serial) = match &identified.certificate {
+            Some((id, serial)) => (Some(id.as_str()), Some(*serial)),
+            None => (None, None),
+        };
+        tracing::info!(
+            method,
+            source,
+            cached = identified.cached,
+            key_id,
+            serial,
+            "logged in"
+        );
         let _ = told.emit(origin(&user.name).event(EventKind::Login));
         let live = self.live.register(
             &user.name,

@@ -25,13 +25,15 @@ type Proof = [u8; 32];
 pub enum Credential<'a> {
     Password(&'a str),
     Key(&'a russh::keys::PublicKey),
+    /// A certificate a trusted CA signed, already checked.
+    Certificate(&'a super::Certified),
 }
 
 impl Credential<'_> {
     pub fn method(&self) -> &'static str {
         match self {
             Credential::Password(_) => "password",
-            Credential::Key(_) => "publickey",
+            Credential::Key(_) | Credential::Certificate(_) => "publickey",
         }
     }
 }
@@ -78,6 +80,12 @@ impl LoginCache {
             Credential::Key(k) => {
                 mac.update(b"publickey\0");
                 mac.update(k.to_openssh().unwrap_or_default().as_bytes());
+            }
+            Credential::Certificate(c) => {
+                mac.update(b"certificate\0");
+                mac.update(c.key.to_openssh().unwrap_or_default().as_bytes());
+                mac.update(c.key_id.as_bytes());
+                mac.update(&c.serial.to_be_bytes());
             }
         }
         mac.finalize().into_bytes().into()
@@ -155,6 +163,7 @@ mod tests {
             name: name.into(),
             password_hash: None,
             authorized_keys: Vec::new(),
+            cert_principals: Vec::new(),
             home: Location {
                 remote: "store".into(),
                 prefix: name.into(),

@@ -30,8 +30,18 @@ struct Question<'a> {
     password: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     public_key: Option<String>,
+    /// With a certificate: what it says, for the hook to decide on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate: Option<CertificateSaid<'a>>,
     protocol: &'static str,
     ip: String,
+}
+
+#[derive(serde::Serialize)]
+struct CertificateSaid<'a> {
+    key_id: &'a str,
+    serial: u64,
+    principals: &'a [String],
 }
 
 impl HookSource {
@@ -52,11 +62,20 @@ impl HookSource {
             method: credential.method(),
             password: match credential {
                 Credential::Password(p) => Some(p),
-                Credential::Key(_) => None,
+                Credential::Key(_) | Credential::Certificate(_) => None,
             },
             public_key: match credential {
                 Credential::Key(k) => Some(k.to_openssh().unwrap_or_default()),
+                Credential::Certificate(c) => Some(c.key.to_openssh().unwrap_or_default()),
                 Credential::Password(_) => None,
+            },
+            certificate: match credential {
+                Credential::Certificate(c) => Some(CertificateSaid {
+                    key_id: &c.key_id,
+                    serial: c.serial,
+                    principals: &c.principals,
+                }),
+                _ => None,
             },
             protocol: attempt.protocol,
             ip: attempt.peer.to_string(),

@@ -288,6 +288,7 @@ impl LdapSource {
                     return refused(LoginError::UnknownKey);
                 }
             }
+            Credential::Certificate(_) => {}
         }
         Ok(Answer::Decided(self.user(name, &entry, &groups)))
     }

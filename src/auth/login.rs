@@ -28,6 +28,9 @@ pub enum LoginError {
     NoPassword,
     #[error("key not in the user's authorized_keys")]
     UnknownKey,
+    /// A certificate refused: why, with its key id and serial.
+    #[error("{0}")]
+    Certificate(String),
     #[error("{0}")]
     Refused(String),
     /// The source that owns the name could not be asked: nobody else is.
@@ -76,6 +79,8 @@ pub struct Identified {
     pub source: SourceKind,
     /// Accepted from the cache of an earlier answer of the source.
     pub cached: bool,
+    /// The certificate that logged in: its key id and serial.
+    pub certificate: Option<(String, u64)>,
 }
 
 /// How a login reached the gateway, as the HTTP hook is told.
@@ -91,6 +96,8 @@ struct Sources {
     ldap: Option<LdapSource>,
     hook: Option<HookSource>,
     cache: LoginCache,
+    /// Which certificates log in, and which keys are revoked.
+    authorities: super::Authorities,
 }
 
 /// The identity sources; every clone sees a reload (SIGHUP). A session
@@ -139,6 +146,11 @@ fn sources(config: &Config) -> Result<Arc<Sources>, SourceError> {
         ldap,
         hook,
         cache: LoginCache::new(auth.cache_time),
+        authorities: config
+            .sftp
+            .as_ref()
+            .map(super::Authorities::new)
+            .unwrap_or_default(),
     }))
 }
 
@@ -189,6 +201,45 @@ impl Users {
         checked
     }
 
+    /// A certificate login (its key's signature is the frontend's to
+    /// check): whether a trusted CA signed it for this client now
+    /// ([`super::Authorities::check`]), and it names a user a source knows.
+    pub async fn certificate(
+        &self,
+        name: &str,
+        attempt: Attempt,
+        cert: &russh::keys::Certificate,
+    ) -> Result<Identified, LoginError> {
+        let sources = self.current();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let certified = sources
+            .authorities
+            .check(cert, attempt.peer, now)
+            .map_err(|why| {
+                LoginError::Certificate(format!(
+                    "certificate {:?} (serial {}) refused: {why}",
+                    cert.key_id(),
+                    cert.serial()
+                ))
+            })?;
+        sources
+            .check(name, attempt, &Credential::Certificate(&certified))
+            .await
+    }
+
+    /// Whether certificates may log in (a CA is trusted): then any key a
+    /// client offers may be a certificate's, which SSH does not tell.
+    pub fn trusts_certificates(&self) -> bool {
+        self.current().authorities.any()
+    }
+
+    /// Whether `key` is revoked (`[sftp] revoked_keys`).
+    pub fn revoked(&self, key: &russh::keys::PublicKey) -> bool {
+        self.current().authorities.revoked(key.key_data())
+    }
+
     /// A public-key login: whether `key` is one the user may log in with
     /// (its signature is the frontend's to check).
     pub async fn public_key(
@@ -197,9 +248,13 @@ impl Users {
         attempt: Attempt,
         key: &russh::keys::PublicKey,
     ) -> Result<Identified, LoginError> {
-        self.current()
-            .check(name, attempt, &Credential::Key(key))
-            .await
+        let sources = self.current();
+        if sources.authorities.revoked(key.key_data()) {
+            return Err(LoginError::Refused(
+                "the key is revoked (revoked_keys)".into(),
+            ));
+        }
+        sources.check(name, attempt, &Credential::Key(key)).await
     }
 }
 
@@ -216,7 +271,7 @@ impl Sources {
                 SourceKind::File => self.file.check(name, credential).await,
                 SourceKind::Ldap | SourceKind::Http => {
                     if let Some(user) = self.cache.get(source, name, credential) {
-                        return admit(user, source, true, attempt.peer);
+                        return admit(user, source, true, attempt.peer, credential);
                     }
                     let answer = match (source, &self.ldap, &self.hook) {
                         (SourceKind::Ldap, Some(ldap), _) => ldap.check(name, credential).await,
@@ -235,20 +290,32 @@ impl Sources {
             };
             match answer {
                 Answer::Unknown => continue,
-                Answer::Decided(checked) => return admit(checked?, source, false, attempt.peer),
+                Answer::Decided(checked) => {
+                    return admit(checked?, source, false, attempt.peer, credential);
+                }
             }
         }
         Err(LoginError::UnknownUser)
     }
 }
 
-/// An accepted user, if `peer` may log in as them at all.
+/// An accepted user, if `peer` may log in as them at all, and a
+/// certificate names them.
 fn admit(
     user: Arc<UserConfig>,
     source: SourceKind,
     cached: bool,
     peer: IpAddr,
+    credential: &Credential<'_>,
 ) -> Result<Identified, LoginError> {
+    if let Credential::Certificate(c) = credential
+        && !c.names(&user)
+    {
+        return Err(LoginError::Certificate(format!(
+            "certificate {:?} (serial {}) names {:?}, neither the user nor its cert_principals",
+            c.key_id, c.serial, c.principals
+        )));
+    }
     let peer = canonical(peer);
     if !user.allowed_ips.is_empty() && !user.allowed_ips.iter().any(|n| n.contains(&peer)) {
         return Err(LoginError::AddressNotAllowed(peer));
@@ -257,6 +324,10 @@ fn admit(
         user,
         source,
         cached,
+        certificate: match credential {
+            Credential::Certificate(c) => Some((c.key_id.clone(), c.serial)),
+            _ => None,
+        },
     })
 }
 
@@ -269,7 +340,7 @@ pub fn dummy_hash() -> &'static str {
 
 /// An IPv4 peer seen on a dual-stack socket as `::ffff:a.b.c.d` is matched
 /// as the IPv4 address the operator wrote in allowed_ips.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(super) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

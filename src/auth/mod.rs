@@ -4,6 +4,7 @@
 
 mod bans;
 mod cache;
+mod certificates;
 mod file;
 mod hook;
 mod ldap;
@@ -13,6 +14,8 @@ mod sessions;
 
 pub use bans::{BanChange, Banned, Bans, NoTurn, Source, Turn};
 pub use cache::MAX_NAMES as MAX_CACHED_LOGINS;
+pub use certificates::{Authorities, Certified};
+use login::canonical;
 pub use login::{Attempt, Identified, LoginError, SourceError, Users, dummy_hash};
 pub use password::{check_password, hash_password, verify_password};
 pub use sessions::{

@@ -135,6 +135,9 @@ pub struct UserDefinition {
     pub allowed_ips: Option<Vec<String>>,
     #[serde(default)]
     pub authorized_keys: Vec<String>,
+    /// Names a certificate may carry to log in as this user.
+    #[serde(default)]
+    pub cert_principals: Vec<String>,
     #[serde(default)]
     pub filters: Vec<FilterDefinition>,
     pub max_file_size: Option<String>,
@@ -165,13 +168,16 @@ pub struct MountDefinition {
 }
 
 impl UserDefinition {
-    /// The definition with every placeholder of its home and mount
-    /// targets replaced by `value(name)`.
+    /// The definition with every placeholder of its home, mount targets
+    /// and certificate principals replaced by `value(name)`.
     pub fn filled(&self, value: &dyn Fn(&str) -> Option<String>) -> Result<UserDefinition, String> {
         let mut filled = self.clone();
         filled.home = fill(&self.home, value)?;
         for m in &mut filled.mounts {
             m.target = fill(&m.target, value)?;
+        }
+        for p in &mut filled.cert_principals {
+            *p = fill(p, value)?;
         }
         Ok(filled)
     }

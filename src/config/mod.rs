@@ -133,6 +133,13 @@ pub struct SftpConfig {
     pub max_handles: usize,
     pub proxy_protocol: ProxyProtocol,
     pub proxy_allowed: Vec<IpNet>,
+    /// CA keys whose user certificates log users in.
+    pub trusted_user_ca_keys: Vec<russh::keys::PublicKey>,
+    /// Keys no login may use, as a key or inside a certificate, nor sign
+    /// one as a CA (`revoked_keys`, read at start and at each reload).
+    pub revoked_keys: Vec<russh::keys::PublicKey>,
+    /// A certificate of the host key, for clients that trust its CA.
+    pub host_certificate: Option<PathBuf>,
 }
 
 /// The address announced in PASV replies.
@@ -286,6 +293,9 @@ pub struct UserConfig {
     /// A PHC hash (argon2id or bcrypt); `None`: key login only.
     pub password_hash: Option<String>,
     pub authorized_keys: Vec<russh::keys::PublicKey>,
+    /// Names a certificate may carry to log in as this user, beside the
+    /// user's own name.
+    pub cert_principals: Vec<String>,
     pub home: Location,
     pub permissions: Permissions,
     pub max_sessions: usize,

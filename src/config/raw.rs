@@ -68,6 +68,9 @@ pub struct RawSftp {
     pub max_handles: S<i64>,
     pub proxy_protocol: S<String>,
     pub proxy_allowed: Vec<Spanned<String>>,
+    pub trusted_user_ca_keys: Vec<Spanned<String>>,
+    pub revoked_keys: S<String>,
+    pub host_certificate: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +159,7 @@ pub struct RawUser {
     pub name: S<String>,
     pub password: S<String>,
     pub authorized_keys: Vec<Spanned<String>>,
+    pub cert_principals: S<Vec<Spanned<String>>>,
     pub home: S<String>,
     pub permissions: S<Vec<Spanned<String>>>,
     pub max_sessions: S<i64>,
@@ -259,6 +263,7 @@ pub struct RawTemplate {
     pub name: S<String>,
     pub ldap_groups: Vec<Spanned<String>>,
     pub home: S<String>,
+    pub cert_principals: S<Vec<Spanned<String>>>,
     pub permissions: S<Vec<Spanned<String>>>,
     pub max_sessions: S<i64>,
     pub allowed_ips: S<Vec<Spanned<String>>>,

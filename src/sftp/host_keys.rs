@@ -16,6 +16,33 @@ pub struct HostKeyError {
 
 const RSA_BITS: usize = 3072;
 
+/// The host certificate at `path` (`[sftp] host_certificate`), which must
+/// certify one of the host `keys`: clients that trust its CA then connect
+/// without a first-use prompt.
+pub fn certificate_of(
+    path: &Path,
+    keys: &[PrivateKey],
+    keys_dir: &Path,
+) -> Result<russh::keys::Certificate, HostKeyError> {
+    let err = |message: String| HostKeyError {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let cert =
+        russh::keys::Certificate::from_openssh(text.trim()).map_err(|e| err(e.to_string()))?;
+    if !keys
+        .iter()
+        .any(|k| k.public_key().key_data() == cert.public_key())
+    {
+        return Err(err(format!(
+            "certifies no host key of keys_dir; sign one: ssh-keygen -s CA_KEY -h -I NAME {}",
+            keys_dir.join("ssh_host_ed25519_key.pub").display()
+        )));
+    }
+    Ok(cert)
+}
+
 /// Loads both host keys, generating whichever is missing.
 pub fn load_or_create(dir: &Path) -> Result<Vec<PrivateKey>, HostKeyError> {
     let err = |path: &Path, e: &dyn std::fmt::Display| HostKeyError {

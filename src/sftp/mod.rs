@@ -29,7 +29,11 @@ use tokio::net::TcpListener;
 /// russh tuned for bulk transfer: a 16 MiB window, 64 KiB packets, and a
 /// channel buffer deep enough that pipelined requests never stall a
 /// download (the default 100 does).
-fn ssh_config(server: &ServerConfig, keys: Vec<PrivateKey>) -> russh::server::Config {
+fn ssh_config(
+    server: &ServerConfig,
+    keys: Vec<PrivateKey>,
+    certificates: Vec<russh::keys::Certificate>,
+) -> russh::server::Config {
     russh::server::Config {
         server_id: SshId::Standard(
             format!("SSH-2.0-bucketgate_{}", env!("CARGO_PKG_VERSION")).into(),
@@ -40,6 +44,7 @@ fn ssh_config(server: &ServerConfig, keys: Vec<PrivateKey>) -> russh::server::Co
         auth_rejection_time_initial: Some(Duration::ZERO),
         max_auth_attempts: 6,
         keys,
+        certificates,
         window_size: 16 << 20,
         maximum_packet_size: 65535,
         channel_buffer_size: 32,
@@ -108,6 +113,10 @@ impl SftpListener {
     ) -> anyhow::Result<Self> {
         let addr = sftp.listen;
         let keys = host_keys::load_or_create(&server.keys_dir)?;
+        let certificates = match &sftp.host_certificate {
+            Some(path) => vec![host_keys::certificate_of(path, &keys, &server.keys_dir)?],
+            None => Vec::new(),
+        };
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("[sftp] listen = {addr}: {e}"))?;
@@ -115,7 +124,7 @@ impl SftpListener {
         Ok(SftpListener {
             listener,
             sftp: sftp.clone(),
-            config: Arc::new(ssh_config(server, keys)),
+            config: Arc::new(ssh_config(server, keys, certificates)),
             shared,
             proxy: ProxyRules {
                 mode: sftp.proxy_protocol,

@@ -52,6 +52,9 @@ pub struct SshSession {
     /// ends their input, and the task serving each closes it once it has
     /// answered everything, with an exit status (`scp` reads it).
     running: std::collections::HashSet<ChannelId>,
+    /// Keys the client was asked to sign with though no source lists them,
+    /// in case they were a certificate's (see `auth_publickey_offered`).
+    invited: Vec<russh::keys::ssh_key::public::KeyData>,
     caps: ConnectionCaps,
     span: tracing::Span,
 }
@@ -85,6 +88,7 @@ impl SshSession {
             live: None,
             channels: HashMap::new(),
             running: Default::default(),
+            invited: Vec::new(),
             caps,
             span,
         }
@@ -134,20 +138,26 @@ impl russh::server::Handler for SshSession {
         Ok(self.conclude(user, "password", checked))
     }
 
-    /// Tells the client at once which of its keys could work, so it signs only with those.
+    /// Tells the client at once which of its keys could work, so it signs
+    /// only with those. SSH does not say whether an offered key is a
+    /// certificate's: with a CA trusted, any key may be, so the client is
+    /// asked to sign with each and the signed request decides.
     async fn auth_publickey_offered(
         &mut self,
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        let users = &self.shared.users;
         Ok(
-            match self
-                .shared
-                .users
+            match users
                 .public_key(user, self.attempt(), offer.public_key)
                 .await
             {
                 Ok(_) => Auth::Accept,
+                Err(_) if users.trusts_certificates() => {
+                    self.invited.push(offer.public_key.key_data().clone());
+                    Auth::Accept
+                }
                 Err(_) => reject(),
             },
         )
@@ -163,7 +173,31 @@ impl russh::server::Handler for SshSession {
             .users
             .public_key(user, self.attempt(), key.public_key)
             .await;
+        if let Err(crate::auth::LoginError::UnknownKey) = &checked
+            && self.invited.contains(key.public_key.key_data())
+        {
+            // Signed only because it might have been a certificate's: an
+            // unlisted key is not held against the client.
+            self.span
+                .in_scope(|| tracing::debug!(user, "an offered key is not the user's"));
+            return Ok(reject());
+        }
         Ok(self.conclude(user, "publickey", checked.into()))
+    }
+
+    /// A certificate whose key the client proved it holds: a trusted CA
+    /// must have signed it for this user, now, from here.
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &russh::keys::Certificate,
+    ) -> Result<Auth, Self::Error> {
+        let checked = self
+            .shared
+            .users
+            .certificate(user, self.attempt(), certificate)
+            .await;
+        Ok(self.conclude(user, "certificate", checked.into()))
     }
 
     async fn channel_open_session(

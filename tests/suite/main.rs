@@ -8,6 +8,7 @@ mod admin;
 mod attacks;
 mod audit;
 mod bandwidth;
+mod certificates;
 mod checksums;
 mod cli;
 mod client_logs;

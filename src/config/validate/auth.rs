@@ -344,7 +344,7 @@ fn validate_template(
         &table,
         &Spanned::new(spanned.span(), as_user),
         remotes,
-        false,
+        Login::BySource,
     );
     if checked.is_none() || !home_ok {
         return None;
@@ -374,6 +374,7 @@ fn validate_template(
             max_sessions: t.max_sessions.as_ref().map(|n| *n.get_ref()),
             allowed_ips: texts(&t.allowed_ips),
             authorized_keys: Vec::new(),
+            cert_principals: texts(&t.cert_principals).unwrap_or_default(),
             filters: t
                 .filters
                 .iter()
@@ -402,6 +403,8 @@ impl UserDefinition {
             name: Some(s(name)),
             password: None,
             authorized_keys: self.authorized_keys.iter().map(|k| s(k)).collect(),
+            cert_principals: (!self.cert_principals.is_empty())
+                .then(|| list(&self.cert_principals)),
             home: Some(s(&self.home)),
             permissions: self.permissions.as_deref().map(list),
             max_sessions: self.max_sessions.map(|n| Spanned::new(0..0, n)),
@@ -448,7 +451,13 @@ impl UserDefinition {
             lines: &lines,
             problems: &mut problems,
         };
-        let user = validate_user(&mut cx, "", &Spanned::new(0..0, raw), remotes, false);
+        let user = validate_user(
+            &mut cx,
+            "",
+            &Spanned::new(0..0, raw),
+            remotes,
+            Login::BySource,
+        );
         match (user, problems.is_empty()) {
             (Some(user), true) => Ok(user),
             _ => Err(problems

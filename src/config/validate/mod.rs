@@ -17,6 +17,7 @@ mod ctx;
 mod ftp;
 mod remote;
 mod server;
+mod sftp;
 mod sync;
 mod user;
 mod web;
@@ -28,7 +29,7 @@ use ftp::validate_ftp;
 use remote::validate_remote;
 use server::validate_server;
 use sync::validate_sync;
-use user::validate_user;
+use user::{Login, validate_user};
 use webhook::validate_webhook;
 
 /// The names of the configured remotes, which a location must use.
@@ -60,18 +61,10 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
             Duration::from_secs(900),
         ),
     };
-    let sftp = raw.sftp.as_ref().map(|t| {
-        let t = t.get_ref();
-        let (proxy_protocol, proxy_allowed) =
-            cx.proxy_rules(&t.proxy_protocol, &t.proxy_allowed, "sftp");
-        SftpConfig {
-            listen: cx.listen(&t.listen, "sftp.listen", "127.0.0.1:2222"),
-            max_channels: cx.count(&t.max_channels, "sftp.max_channels", 10, 1..=1000),
-            max_handles: cx.count(&t.max_handles, "sftp.max_handles", 64, 1..=100_000),
-            proxy_protocol,
-            proxy_allowed,
-        }
-    });
+    let sftp = raw.sftp.as_ref().map(|t| sftp::validate_sftp(&mut cx, t));
+    let certificates = sftp
+        .as_ref()
+        .is_some_and(|s| !s.trusted_user_ca_keys.is_empty());
     let ftp = raw.ftp.as_ref().map(|t| validate_ftp(&mut cx, t));
     let admin = raw.admin.as_ref().map(|t| validate_admin(&mut cx, t));
     let web = raw.web.as_ref().map(|t| web::validate_web(&mut cx, t));
@@ -87,7 +80,10 @@ pub(super) fn validate(raw: RawConfig, lines: &LineIndex, problems: &mut Vec<Pro
         .users
         .iter()
         .enumerate()
-        .filter_map(|(i, u)| validate_user(&mut cx, &format!("users[{i}]"), u, &names, true))
+        .filter_map(|(i, u)| {
+            let login = Login::Own { certificates };
+            validate_user(&mut cx, &format!("users[{i}]"), u, &names, login)
+        })
         .collect();
     let user_names = raw.users.iter().map(|u| &u.get_ref().name);
     duplicates(&mut cx, user_names, "users", "user");

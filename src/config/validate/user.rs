@@ -2,15 +2,24 @@
 
 use super::*;
 
+/// How a user logs in.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Login {
+    /// With the password or keys of the table, as the users file has them;
+    /// `certificates`: a certificate of a trusted CA logs users in too.
+    Own { certificates: bool },
+    /// As an identity source (a directory, the hook) decides.
+    BySource,
+}
+
 /// A user table at `table` (`users[3]`; empty for a definition from an
-/// identity source). `own_login`: the table holds the user's password or
-/// keys, as the users file does; a directory's user logs in by the source.
+/// identity source).
 pub(super) fn validate_user(
     cx: &mut Ctx<'_>,
     table: &str,
     spanned: &Spanned<RawUser>,
     remotes: &RemoteNames,
-    own_login: bool,
+    login: Login,
 ) -> Option<UserConfig> {
     let line = cx.lines.of(spanned);
     let u = spanned.get_ref();
@@ -57,7 +66,19 @@ pub(super) fn validate_user(
             }
         })
         .collect();
-    if own_login && u.password.is_none() && u.authorized_keys.is_empty() {
+    let cert_principals: Vec<String> = u
+        .cert_principals
+        .as_ref()
+        .map(|list| list.get_ref().iter().map(|p| p.get_ref().clone()).collect())
+        .unwrap_or_default();
+    if matches!(
+        login,
+        Login::Own {
+            certificates: false
+        }
+    ) && u.password.is_none()
+        && u.authorized_keys.is_empty()
+    {
         cx.problem(
             line,
             &key("password"),
@@ -127,6 +148,7 @@ pub(super) fn validate_user(
         name,
         password_hash,
         authorized_keys,
+        cert_principals,
         home: home?,
         permissions,
         max_sessions: cx.count(&u.max_sessions, &key("max_sessions"), 10, 1..=100_000),

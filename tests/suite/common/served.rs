@@ -12,6 +12,8 @@ pub struct Process {
     pub open_files: Option<u64>,
     /// The bucket of another node (a fleet on one bucket); default: its own.
     pub bucket: Option<String>,
+    /// More `[sftp]` keys (certificates); `{dir}` is the gateway's folder.
+    pub sftp: String,
 }
 
 /// `bucketgate serve` as a process, on a config file it can reload.
@@ -34,7 +36,19 @@ pub fn served_config(
     listeners: &str,
     users: &str,
 ) -> String {
-    served_config_ftp(dir, endpoint, bucket, server, listeners, "", users)
+    let keys = Listeners {
+        both: listeners,
+        ftp: "",
+        sftp: "",
+    };
+    served_config_ftp(dir, endpoint, bucket, server, keys, users)
+}
+
+/// Keys of the listener tables: for both `[sftp]` and `[ftp]`, and for each.
+pub struct Listeners<'a> {
+    pub both: &'a str,
+    pub ftp: &'a str,
+    pub sftp: &'a str,
 }
 
 /// As [`served_config`], with `ftp` keys for `[ftp]` alone.
@@ -43,10 +57,14 @@ pub fn served_config_ftp(
     endpoint: &str,
     bucket: &str,
     server: &str,
-    listeners: &str,
-    ftp: &str,
+    keys: Listeners<'_>,
     users: &str,
 ) -> String {
+    let Listeners {
+        both: listeners,
+        ftp,
+        sftp,
+    } = keys;
     format!(
         r#"[server]
 keys_dir = "{dir}/keys"
@@ -60,6 +78,7 @@ ban_threshold = 2
 [sftp]
 listen = "127.0.0.1:0"
 {listeners}
+{sftp}
 
 [ftp]
 listen = "127.0.0.1:0"
@@ -121,6 +140,7 @@ impl Served {
         std::fs::write(dir.path().join("ftps.pem"), tls.cert.pem()).unwrap();
         std::fs::write(dir.path().join("ftps.key"), tls.signing_key.serialize_pem()).unwrap();
         let config = dir.path().join("gateway.toml");
+        let in_dir = |text: &str| text.replace("{dir}", &dir.path().display().to_string());
         std::fs::write(
             &config,
             served_config_ftp(
@@ -128,9 +148,12 @@ impl Served {
                 &endpoint,
                 &bucket,
                 server,
-                listeners,
-                &ftp.replace("{dir}", &dir.path().display().to_string()),
-                &users.replace("{dir}", &dir.path().display().to_string()),
+                Listeners {
+                    both: listeners,
+                    ftp: &in_dir(ftp),
+                    sftp: &in_dir(&limits.sftp),
+                },
+                &in_dir(users),
             ),
         )
         .unwrap();
