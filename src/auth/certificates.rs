@@ -5,7 +5,7 @@
 //! client holds the certified key, the CA's signature) is checked again
 //! here with the rest, as `sshd` does.
 
-use crate::config::{SftpConfig, UserConfig};
+use crate::config::{Revoked, SftpConfig, UserConfig};
 use russh::keys::ssh_key::HashAlg;
 use russh::keys::ssh_key::public::KeyData;
 use russh::keys::{Certificate, PublicKey};
@@ -36,7 +36,7 @@ impl Certified {
 #[derive(Debug, Clone, Default)]
 pub struct Authorities {
     trusted: Vec<PublicKey>,
-    revoked: Vec<PublicKey>,
+    revoked: Revoked,
 }
 
 impl Authorities {
@@ -54,7 +54,7 @@ impl Authorities {
 
     /// Whether `key` may not be used, as a key or a CA.
     pub fn revoked(&self, key: &KeyData) -> bool {
-        self.revoked.iter().any(|r| r.key_data() == key)
+        self.revoked.key(key)
     }
 
     /// Checks `cert`, presented from `peer` at `now` (Unix seconds), as
@@ -83,6 +83,9 @@ impl Authorities {
         }
         if self.revoked(cert.public_key()) {
             return Err("its key is revoked".into());
+        }
+        if self.revoked.certificate(cert) {
+            return Err("it is revoked (revoked_keys)".into());
         }
         if cert.validate_at(now, &fingerprints).is_err() {
             return Err(format!(

@@ -11,10 +11,13 @@ mod limits;
 mod memory;
 mod permissions;
 mod raw;
+mod revoked;
 pub mod units;
 mod validate;
 mod web;
 mod webhooks;
+
+pub use revoked::Revoked;
 
 pub use crate::base::Checksums;
 pub use auth::{
@@ -136,8 +139,9 @@ pub struct SftpConfig {
     /// CA keys whose user certificates log users in.
     pub trusted_user_ca_keys: Vec<russh::keys::PublicKey>,
     /// Keys no login may use, as a key or inside a certificate, nor sign
-    /// one as a CA (`revoked_keys`, read at start and at each reload).
-    pub revoked_keys: Vec<russh::keys::PublicKey>,
+    /// one as a CA, and certificates revoked by serial or key id
+    /// (`revoked_keys`, read at start and at each reload).
+    pub revoked_keys: Revoked,
     /// A certificate of the host key, for clients that trust its CA.
     pub host_certificate: Option<PathBuf>,
 }

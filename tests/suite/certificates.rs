@@ -318,3 +318,98 @@ fn a_host_certificate_is_trusted_through_its_ca() {
     std::fs::write(&empty, "").unwrap();
     assert!(!connect(&empty).status.success());
 }
+
+/// `revoked_keys` as a KRL made by `ssh-keygen -k`: certificates revoked
+/// by serial and by key id, and a key revoked both inside a certificate
+/// and as a plain authorized key; a certificate of the same CA not named
+/// still logs in.
+#[test]
+fn a_key_revocation_list_revokes_by_serial_key_id_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = new_key(dir, "ca");
+    let key = new_key(dir, "id");
+    let stolen = new_key(dir, "stolen");
+    std::fs::write(dir.join("spec"), "serial: 13\nid: lost-laptop\n").unwrap();
+    keygen(
+        dir,
+        &["-q", "-k", "-f", "revoked.krl", "-s", "ca.pub", "spec"],
+    );
+    keygen(dir, &["-q", "-k", "-u", "-f", "revoked.krl", "stolen.pub"]);
+    let line = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let sftp = format!(
+        "trusted_user_ca_keys = [{:?}]\nrevoked_keys = {:?}\n",
+        line("ca.pub"),
+        dir.join("revoked.krl").display().to_string()
+    );
+    let users = format!(
+        "{}\n[[users]]\nname = \"bob\"\nhome = \"store:/bob\"\nauthorized_keys = [{:?}]\n",
+        user("alice"),
+        line("stolen.pub")
+    );
+    let g = Served::start_limited(
+        "",
+        "",
+        "",
+        &users,
+        Process {
+            sftp,
+            ..Process::default()
+        },
+    );
+    let ca = ca.to_str().unwrap();
+    let fine = sign(dir, ca, &key, &["-I", "desk", "-n", "alice", "-z", "14"]);
+    assert!(put_with(
+        &g,
+        dir,
+        "127.0.2.1",
+        "alice",
+        &key,
+        &fine,
+        "fine.txt"
+    ));
+    let mut wrong = Vec::new();
+    let cases: [(&str, &Path, &[&str]); 3] = [
+        ("by-serial", &key, &["-z", "13"]),
+        ("lost-laptop", &key, &["-z", "15"]),
+        ("stolen-key", &stolen, &["-z", "16"]),
+    ];
+    for (i, (id, holder, options)) in cases.iter().enumerate() {
+        let mut args = vec!["-I", id, "-n", "alice"];
+        args.extend_from_slice(options);
+        let cert = sign(dir, ca, holder, &args);
+        let from = format!("127.0.2.{}", i + 2);
+        if put_with(&g, dir, &from, "alice", holder, &cert, &format!("{id}.txt")) {
+            wrong.push(format!("{id}: logged in"));
+        }
+        let failed = g.log_line(&format!("certificate \\\"{id}\\\""));
+        if !failed.contains("revoked") {
+            wrong.push(format!("{id}: {failed}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // The stolen key, as bob's own authorized key, is refused too.
+    let batch = dir.join("bob.batch");
+    std::fs::write(&batch, "pwd\n").unwrap();
+    let out = Command::new("sftp")
+        .args([
+            "-b",
+            batch.to_str().unwrap(),
+            "-P",
+            &g.sftp.port().to_string(),
+            "-i",
+        ])
+        .arg(&stolen)
+        .args(["-o", "BindAddress=127.0.2.9"])
+        .args(OPENSSH_OPTIONS)
+        .arg("bob@127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(stored(&g, "alice/"), ["alice/", "alice/fine.txt"]);
+}

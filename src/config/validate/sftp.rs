@@ -22,8 +22,16 @@ pub(super) fn validate_sftp(cx: &mut Ctx<'_>, t: &Spanned<RawSftp>) -> SftpConfi
         })
         .collect();
     let revoked_keys = match &t.revoked_keys {
-        Some(path) => key_file(cx, path, "sftp.revoked_keys"),
-        None => Vec::new(),
+        Some(path) => {
+            let read = std::fs::read(path.get_ref())
+                .map_err(|e| format!("cannot be read ({e})"))
+                .and_then(|bytes| Revoked::parse(&bytes));
+            read.unwrap_or_else(|e| {
+                cx.at(path, "sftp.revoked_keys", e);
+                Revoked::default()
+            })
+        }
+        None => Revoked::default(),
     };
     let host_certificate = cx.file(&t.host_certificate, "sftp.host_certificate");
     if let (Some(path), Some(at)) = (&host_certificate, &t.host_certificate) {
