@@ -1,8 +1,8 @@
 //! The few commands an SSH client may run beside the SFTP subsystem: the
 //! digest commands rclone and scripts use to verify files (`md5sum`,
 //! `sha1sum`, `sha256sum PATH`, answered as coreutils prints them, from the
-//! digest the upload kept), and the shell probe rclone sends before them.
-//! There is no shell: anything else is refused, as before.
+//! digest the upload kept), the shell probe rclone sends before them, and
+//! legacy SCP ([`super::scp`]). There is no shell: anything else is refused.
 
 use crate::base::{Checksums, Hashers};
 use crate::policy::SessionVfs;
@@ -23,6 +23,8 @@ pub enum Command {
         algorithm: Algorithm,
         path: Option<String>,
     },
+    /// `scp -t` or `scp -f`.
+    Scp(super::scp::Scp),
 }
 
 /// The command `line` asks for, if it is one the gateway answers.
@@ -32,6 +34,9 @@ pub fn parse(line: &str) -> Option<Command> {
         return Some(Command::ShellProbe);
     }
     let (program, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    if program == "scp" {
+        return super::scp::parse(&shell_words(line)?).map(Command::Scp);
+    }
     // coreutils' names: the algorithm's, then `sum`.
     let algorithm = program.strip_suffix("sum").and_then(Algorithm::parse)?;
     let mut words = shell_words(rest)?;
@@ -107,6 +112,10 @@ async fn closed(channel: &mut russh::Channel<Msg>) {
 /// Runs `command` on `channel`: its output, exit status, end.
 pub async fn run(command: Command, mut channel: russh::Channel<Msg>, vfs: SessionVfs) {
     let (out, err, status) = match command {
+        Command::Scp(scp) => {
+            let status = super::scp::run(scp, &mut channel, &vfs).await;
+            (String::new(), String::new(), status)
+        }
         Command::ShellProbe => ("%ComSpec%\n".to_string(), String::new(), 0),
         Command::Digest {
             algorithm,

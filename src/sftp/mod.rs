@@ -12,6 +12,7 @@ mod commands;
 mod handler;
 pub mod host_keys;
 mod pump;
+mod scp;
 mod ssh;
 
 use crate::config::ServerConfig;

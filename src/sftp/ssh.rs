@@ -263,7 +263,9 @@ impl russh::server::Handler for SshSession {
         let command = std::str::from_utf8(data).ok().and_then(commands::parse);
         let (Some(user), Some(command)) = (self.user.clone(), command) else {
             let _enter = self.span.enter();
-            tracing::info!("refused a command: this server answers SFTP and digest commands only");
+            tracing::info!(
+                "refused a command: this server answers SFTP, scp and digest commands only"
+            );
             return session.channel_failure(channel_id);
         };
         let Some((channel, slot)) = self.channels.remove(&channel_id) else {

@@ -27,6 +27,7 @@ mod prefetch;
 mod quota;
 mod rules;
 mod s3_objects;
+mod scp;
 mod sftp;
 mod sftp_clients;
 mod sftp_openssh;
