@@ -61,6 +61,18 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// A second factor for a user.
+    Totp {
+        #[command(subcommand)]
+        command: TotpCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TotpCommand {
+    /// A fresh TOTP secret for user NAME: the secret (for `totp`), its
+    /// otpauth:// URI and a QR code of it for an authenticator app.
+    New { name: String },
 }
 
 #[derive(Subcommand)]
@@ -135,6 +147,12 @@ fn main() -> ExitCode {
         Command::Cluster {
             command: ClusterCommand::Status { config },
         } => cluster_status(&config),
+        Command::Totp {
+            command: TotpCommand::New { name },
+        } => {
+            print!("{}", bucketgate::auth::totp_enrolment(&name));
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

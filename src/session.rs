@@ -63,6 +63,18 @@ pub struct Checked {
     _turn: Option<Turn>,
 }
 
+impl Checked {
+    /// Who the check found, if it found someone.
+    pub fn identified(&self) -> Option<&Identified> {
+        self.result.as_ref().ok()
+    }
+
+    /// Whether the password was right and the second factor wrong.
+    pub fn second_factor_failed(&self) -> bool {
+        matches!(self.result, Err(LoginError::SecondFactor(_)))
+    }
+}
+
 impl From<Result<Identified, LoginError>> for Checked {
     fn from(result: Result<Identified, LoginError>) -> Self {
         Checked {
@@ -233,6 +245,40 @@ impl SessionContext {
             result: self.users.password(name, attempt, password).await,
             _turn: Some(turn),
         }
+    }
+
+    /// A password login where the user's `auth_methods` may ask for the
+    /// TOTP code after the password (FTP appends it to the password, the
+    /// web client asks for it): `code` must be there then, and only then.
+    pub async fn password_and_code(
+        &self,
+        name: &str,
+        attempt: Attempt,
+        password: &str,
+        code: Option<&str>,
+    ) -> Checked {
+        use crate::config::{Method, Progress};
+        let mut checked = self.password(name, attempt, password).await;
+        let Some(user) = checked.identified().map(|i| i.user.clone()) else {
+            return checked;
+        };
+        let refused = match (user.auth_methods.progress(&[Method::Password]), code) {
+            (Progress::Done, None) => return checked,
+            (Progress::Next(next), Some(code)) if next.contains(&Method::KeyboardInteractive) => {
+                match self.users.second_factor(&user, code) {
+                    Ok(()) => return checked,
+                    Err(e) => e,
+                }
+            }
+            (Progress::Next(next), None) if next.contains(&Method::KeyboardInteractive) => {
+                LoginError::SecondFactor("the TOTP code is needed after the password".into())
+            }
+            // A code the user has no use for: not this password after all.
+            (Progress::Done, Some(_)) => LoginError::WrongPassword,
+            _ => LoginError::Refused("auth_methods allows no password login here".into()),
+        };
+        checked.result = Err(refused);
+        checked
     }
 
     fn login_result(&self, result: &'static str) {

@@ -164,6 +164,8 @@ mod tests {
             password_hash: None,
             authorized_keys: Vec::new(),
             cert_principals: Vec::new(),
+            totp: None,
+            auth_methods: crate::config::AuthMethods::default_for(false),
             home: Location {
                 remote: "store".into(),
                 prefix: name.into(),

@@ -31,6 +31,9 @@ pub enum LoginError {
     /// A certificate refused: why, with its key id and serial.
     #[error("{0}")]
     Certificate(String),
+    /// The second factor was missing or wrong.
+    #[error("{0}")]
+    SecondFactor(String),
     #[error("{0}")]
     Refused(String),
     /// The source that owns the name could not be asked: nobody else is.
@@ -103,7 +106,7 @@ struct Sources {
 /// The identity sources; every clone sees a reload (SIGHUP). A session
 /// keeps the user it logged in as until it ends.
 #[derive(Clone)]
-pub struct Users(Arc<RwLock<Arc<Sources>>>);
+pub struct Users(Arc<RwLock<Arc<Sources>>>, Arc<super::totp::Codes>);
 
 impl std::fmt::Debug for Users {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -158,7 +161,10 @@ impl Users {
     pub fn new(config: &Config) -> Result<Self, SourceError> {
         // Made now, not at the first failed login, which would take twice as long.
         dummy_hash();
-        Ok(Users(Arc::new(RwLock::new(sources(config)?))))
+        Ok(Users(
+            Arc::new(RwLock::new(sources(config)?)),
+            Arc::default(),
+        ))
     }
 
     /// Replaces the sources for logins from now on, and forgets what the
@@ -229,15 +235,22 @@ impl Users {
             .await
     }
 
+    /// Checks the TOTP `code` of `user`, who has a secret; a code is taken
+    /// once.
+    pub fn second_factor(&self, user: &UserConfig, code: &str) -> Result<(), LoginError> {
+        let Some(secret) = &user.totp else {
+            return Err(LoginError::SecondFactor("the user has no totp".into()));
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.1.check(&user.name, secret, code, now)
+    }
+
     /// Whether certificates may log in (a CA is trusted): then any key a
     /// client offers may be a certificate's, which SSH does not tell.
     pub fn trusts_certificates(&self) -> bool {
         self.current().authorities.any()
-    }
-
-    /// Whether `key` is revoked (`[sftp] revoked_keys`).
-    pub fn revoked(&self, key: &russh::keys::PublicKey) -> bool {
-        self.current().authorities.revoked(key.key_data())
     }
 
     /// A public-key login: whether `key` is one the user may log in with

@@ -11,6 +11,7 @@ mod ldap;
 mod login;
 mod password;
 mod sessions;
+mod totp;
 
 pub use bans::{BanChange, Banned, Bans, NoTurn, Source, Turn};
 pub use cache::MAX_NAMES as MAX_CACHED_LOGINS;
@@ -21,3 +22,4 @@ pub use password::{check_password, hash_password, verify_password};
 pub use sessions::{
     Admitted, LimitError, LoginWatch, NotLoggedIn, PreLogin, SessionLimits, SessionSlot,
 };
+pub use totp::{code_at as totp_code_at, enrolment as totp_enrolment};

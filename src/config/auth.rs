@@ -138,6 +138,9 @@ pub struct UserDefinition {
     /// Names a certificate may carry to log in as this user.
     #[serde(default)]
     pub cert_principals: Vec<String>,
+    /// The second factor's secret (base32).
+    pub totp: Option<String>,
+    pub auth_methods: Option<Vec<String>>,
     #[serde(default)]
     pub filters: Vec<FilterDefinition>,
     pub max_file_size: Option<String>,
@@ -178,6 +181,9 @@ impl UserDefinition {
         }
         for p in &mut filled.cert_principals {
             *p = fill(p, value)?;
+        }
+        if let Some(t) = &mut filled.totp {
+            *t = fill(t, value)?;
         }
         Ok(filled)
     }

@@ -12,12 +12,14 @@ mod memory;
 mod permissions;
 mod raw;
 mod revoked;
+mod second_factor;
 pub mod units;
 mod validate;
 mod web;
 mod webhooks;
 
 pub use revoked::Revoked;
+pub use second_factor::{AuthMethods, Method, Progress, TotpSecret};
 
 pub use crate::base::Checksums;
 pub use auth::{
@@ -300,6 +302,10 @@ pub struct UserConfig {
     /// Names a certificate may carry to log in as this user, beside the
     /// user's own name.
     pub cert_principals: Vec<String>,
+    /// The second factor's secret; with it, logins ask for its code.
+    pub totp: Option<TotpSecret>,
+    /// The sequences of methods that log the user in.
+    pub auth_methods: AuthMethods,
     pub home: Location,
     pub permissions: Permissions,
     pub max_sessions: usize,

@@ -93,18 +93,37 @@ impl Login {
         }
     }
 
+    /// FTP has one field: a user with a second factor sends the password
+    /// and the 6-digit TOTP code after it. A text that ends in 6 digits is
+    /// tried as both first, then as a password alone.
+    async fn password(&self, name: &str, attempt: Attempt, text: &str) -> crate::session::Checked {
+        let split = text.len().checked_sub(6).filter(|&at| {
+            at > 0 && text.is_char_boundary(at) && text[at..].bytes().all(|b| b.is_ascii_digit())
+        });
+        if let Some(at) = split {
+            let (password, code) = text.split_at(at);
+            let checked = self
+                .shared
+                .password_and_code(name, attempt, password, Some(code))
+                .await;
+            // Else tried again whole, whatever failed: an unknown name takes
+            // as long as a wrong password.
+            if checked.identified().is_some() || checked.second_factor_failed() {
+                return checked;
+            }
+        }
+        self.shared
+            .password_and_code(name, attempt, text, None)
+            .await
+    }
+
     async fn check(&self, username: &str, creds: &Credentials) -> Option<FtpUser> {
-        let checked = self
-            .shared
-            .password(
-                username,
-                Attempt {
-                    peer: self.peer.ip(),
-                    protocol: self.protocol,
-                },
-                creds.password.as_deref().unwrap_or(""),
-            )
-            .await;
+        let attempt = Attempt {
+            peer: self.peer.ip(),
+            protocol: self.protocol,
+        };
+        let text = creds.password.as_deref().unwrap_or("");
+        let checked = self.password(username, attempt, text).await;
         let logged_in = {
             let mut admitted = crate::base::lock(&self.admitted);
             self.shared.conclude_login(

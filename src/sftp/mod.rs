@@ -39,7 +39,13 @@ fn ssh_config(
         server_id: SshId::Standard(
             format!("SSH-2.0-bucketgate_{}", env!("CARGO_PKG_VERSION")).into(),
         ),
-        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        methods: MethodSet::from(
+            &[
+                MethodKind::PublicKey,
+                MethodKind::Password,
+                MethodKind::KeyboardInteractive,
+            ][..],
+        ),
         auth_rejection_time: Duration::from_secs(1),
         // OpenSSH opens with a `none` probe; answering it late slows every login.
         auth_rejection_time_initial: Some(Duration::ZERO),

@@ -5,7 +5,7 @@
 use super::commands;
 use super::handler::SftpHandler;
 use crate::auth::{Admitted, Attempt, PreLogin};
-use crate::config::{SftpConfig, UserConfig};
+use crate::config::{Method, Progress, SftpConfig, UserConfig};
 use crate::live::SessionEntry;
 use crate::policy::SessionVfs;
 use crate::session::{Checked, Connection, SessionContext};
@@ -55,8 +55,30 @@ pub struct SshSession {
     /// Keys the client was asked to sign with though no source lists them,
     /// in case they were a certificate's (see `auth_publickey_offered`).
     invited: Vec<russh::keys::ssh_key::public::KeyData>,
+    /// A login part-way through the user's `auth_methods`.
+    partway: Option<Partway>,
     caps: ConnectionCaps,
     span: tracing::Span,
+}
+
+/// Who a login found so far, and how: the methods that succeeded, in
+/// order, with the names the log gives them.
+struct Partway {
+    identified: crate::auth::Identified,
+    done: Vec<Method>,
+    labels: Vec<&'static str>,
+}
+
+fn method_set(methods: &[Method]) -> MethodSet {
+    let kinds: Vec<MethodKind> = methods
+        .iter()
+        .map(|m| match m {
+            Method::Password => MethodKind::Password,
+            Method::PublicKey => MethodKind::PublicKey,
+            Method::KeyboardInteractive => MethodKind::KeyboardInteractive,
+        })
+        .collect();
+    MethodSet::from(&kinds[..])
 }
 
 fn methods() -> MethodSet {
@@ -89,6 +111,7 @@ impl SshSession {
             channels: HashMap::new(),
             running: Default::default(),
             invited: Vec::new(),
+            partway: None,
             caps,
             span,
         }
@@ -105,6 +128,50 @@ impl SshSession {
         Attempt {
             peer: self.peer.ip(),
             protocol: "sftp",
+        }
+    }
+
+    /// Moves a login on by one method that `checked`: concluded (in, or
+    /// refused) once the user's `auth_methods` say so, else the client is
+    /// told what must follow.
+    fn step(&mut self, name: &str, method: Method, label: &'static str, checked: Checked) -> Auth {
+        let Some(identified) = checked.identified().cloned() else {
+            self.partway = None;
+            return self.conclude(name, label, checked);
+        };
+        let (mut done, mut labels) = match self.partway.take() {
+            Some(p) if p.identified.user.name == identified.user.name => (p.done, p.labels),
+            _ => (Vec::new(), Vec::new()),
+        };
+        done.push(method);
+        labels.push(label);
+        let so_far = labels.join(",");
+        match identified.user.auth_methods.progress(&done) {
+            Progress::Done => self.conclude(name, &so_far, checked),
+            Progress::Next(next) => {
+                self.span.in_scope(|| {
+                    tracing::info!(
+                        user = name,
+                        method = so_far,
+                        "login part-way: a second factor follows"
+                    )
+                });
+                self.partway = Some(Partway {
+                    identified,
+                    done,
+                    labels,
+                });
+                Auth::Reject {
+                    proceed_with_methods: Some(method_set(&next)),
+                    partial_success: true,
+                }
+            }
+            Progress::Refused => {
+                let refused = crate::auth::LoginError::Refused(format!(
+                    "auth_methods allows no login by {so_far}"
+                ));
+                self.conclude(name, &so_far, Err(refused).into())
+            }
         }
     }
 
@@ -135,7 +202,7 @@ impl russh::server::Handler for SshSession {
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let checked = self.shared.password(user, self.attempt(), password).await;
-        Ok(self.conclude(user, "password", checked))
+        Ok(self.step(user, Method::Password, "password", checked))
     }
 
     /// Tells the client at once which of its keys could work, so it signs
@@ -182,7 +249,7 @@ impl russh::server::Handler for SshSession {
                 .in_scope(|| tracing::debug!(user, "an offered key is not the user's"));
             return Ok(reject());
         }
-        Ok(self.conclude(user, "publickey", checked.into()))
+        Ok(self.step(user, Method::PublicKey, "publickey", checked.into()))
     }
 
     /// A certificate whose key the client proved it holds: a trusted CA
@@ -197,7 +264,42 @@ impl russh::server::Handler for SshSession {
             .users
             .certificate(user, self.attempt(), certificate)
             .await;
-        Ok(self.conclude(user, "certificate", checked.into()))
+        Ok(self.step(user, Method::PublicKey, "certificate", checked.into()))
+    }
+
+    /// The TOTP code, asked after a first method succeeded: the only
+    /// question keyboard-interactive asks here.
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(partway) = self
+            .partway
+            .as_ref()
+            .filter(|p| p.identified.user.name == user)
+        else {
+            return Ok(reject());
+        };
+        let Some(mut response) = response else {
+            return Ok(Auth::Partial {
+                name: "".into(),
+                instructions: "".into(),
+                prompts: vec![("Verification code: ".into(), false)].into(),
+            });
+        };
+        let code = response
+            .next()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let identified = partway.identified.clone();
+        let checked = match self.shared.users.second_factor(&identified.user, &code) {
+            Ok(()) => Ok(identified),
+            Err(e) => Err(e),
+        };
+        let label = "keyboard-interactive";
+        Ok(self.step(user, Method::KeyboardInteractive, label, checked.into()))
     }
 
     async fn channel_open_session(

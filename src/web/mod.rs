@@ -280,6 +280,9 @@ impl Web {
 struct Credentials {
     user: String,
     password: String,
+    /// The TOTP code, for a user with a second factor.
+    #[serde(default)]
+    code: Option<String>,
 }
 
 /// What the page needs to know of its user.
@@ -300,7 +303,13 @@ async fn log_in(
     let client = web.client(peer, &headers);
     match web
         .sessions
-        .log_in(&web.shared, client, &c.user, &c.password)
+        .log_in(
+            &web.shared,
+            client,
+            &c.user,
+            &c.password,
+            c.code.as_deref().filter(|c| !c.is_empty()),
+        )
         .await
     {
         Ok((token, session)) => {
@@ -313,6 +322,10 @@ async fn log_in(
         Err(Refused::Wrong) => Err(ApiError(
             StatusCode::UNAUTHORIZED,
             "wrong user name or password".into(),
+        )),
+        Err(Refused::Code) => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "enter the current code of your authenticator app".into(),
         )),
         Err(Refused::Limited(why)) => Err(ApiError(StatusCode::TOO_MANY_REQUESTS, why)),
         Err(Refused::Unavailable) => Err(ApiError(

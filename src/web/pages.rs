@@ -94,6 +94,8 @@ fn files() -> Markup {
                 input #user name="user" autocomplete="username" required;
                 label for="password" { "Password" }
                 input #password name="password" type="password" autocomplete="current-password" required;
+                label for="code" { "Verification code, if your account has one" }
+                input #code name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}";
                 button #login-button type="submit" { "Sign in" }
                 p #login-error role="alert" {}
             }

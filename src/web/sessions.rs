@@ -61,6 +61,8 @@ impl WebSession {
 pub enum Refused {
     /// Wrong name or password, or a user who may not log in from here.
     Wrong,
+    /// The password was right, the TOTP code missing or wrong.
+    Code,
     /// The source is banned, or has too many logins in progress.
     Limited(String),
     /// The user's home could not be prepared (logged).
@@ -93,6 +95,7 @@ impl Sessions {
         peer: SocketAddr,
         name: &str,
         password: &str,
+        code: Option<&str>,
     ) -> Result<(String, Arc<WebSession>), Refused> {
         let started = tokio::time::Instant::now();
         let pending = shared
@@ -109,12 +112,18 @@ impl Sessions {
             peer: peer.ip(),
             protocol: "https",
         };
-        let checked = shared.password(name, attempt, password).await;
+        let checked = shared
+            .password_and_code(name, attempt, password, code)
+            .await;
+        let code_failed = checked.second_factor_failed();
         let concluded =
             shared.conclude_login(&mut admitted, &connection, &span, name, "password", checked);
         let Some(logged_in) = concluded else {
             tokio::time::sleep_until(started + FAILURE_DELAY).await;
-            return Err(Refused::Wrong);
+            return Err(match code_failed {
+                true => Refused::Code,
+                false => Refused::Wrong,
+            });
         };
         let vfs = shared
             .user_vfs(&logged_in.user, &logged_in.live.0, &span)

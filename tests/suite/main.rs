@@ -32,6 +32,7 @@ mod sftp;
 mod sftp_clients;
 mod sftp_openssh;
 mod sync;
+mod totp;
 mod tus_resume;
 mod user_vfs;
 mod vendor_patches;

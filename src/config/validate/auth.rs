@@ -375,6 +375,8 @@ fn validate_template(
             allowed_ips: texts(&t.allowed_ips),
             authorized_keys: Vec::new(),
             cert_principals: texts(&t.cert_principals).unwrap_or_default(),
+            totp: text(&t.totp),
+            auth_methods: texts(&t.auth_methods),
             filters: t
                 .filters
                 .iter()
@@ -405,6 +407,8 @@ impl UserDefinition {
             authorized_keys: self.authorized_keys.iter().map(|k| s(k)).collect(),
             cert_principals: (!self.cert_principals.is_empty())
                 .then(|| list(&self.cert_principals)),
+            totp: self.totp.as_deref().map(s),
+            auth_methods: self.auth_methods.as_deref().map(list),
             home: Some(s(&self.home)),
             permissions: self.permissions.as_deref().map(list),
             max_sessions: self.max_sessions.map(|n| Spanned::new(0..0, n)),

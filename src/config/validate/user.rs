@@ -71,6 +71,30 @@ pub(super) fn validate_user(
         .as_ref()
         .map(|list| list.get_ref().iter().map(|p| p.get_ref().clone()).collect())
         .unwrap_or_default();
+    let totp = u
+        .totp
+        .as_ref()
+        .and_then(|t| match TotpSecret::parse(t.get_ref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                cx.at(t, &key("totp"), e);
+                None
+            }
+        });
+    let auth_methods = match &u.auth_methods {
+        None => AuthMethods::default_for(u.totp.is_some()),
+        Some(lists) => {
+            let texts: Vec<String> = lists
+                .get_ref()
+                .iter()
+                .map(|l| l.get_ref().clone())
+                .collect();
+            AuthMethods::parse(&texts, u.totp.is_some()).unwrap_or_else(|e| {
+                cx.at(lists, &key("auth_methods"), e);
+                AuthMethods::default_for(u.totp.is_some())
+            })
+        }
+    };
     if matches!(
         login,
         Login::Own {
@@ -149,6 +173,8 @@ pub(super) fn validate_user(
         password_hash,
         authorized_keys,
         cert_principals,
+        totp,
+        auth_methods,
         home: home?,
         permissions,
         max_sessions: cx.count(&u.max_sessions, &key("max_sessions"), 10, 1..=100_000),

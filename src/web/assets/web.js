@@ -54,8 +54,9 @@ $("login-form").addEventListener("submit", async (e) => {
   $("login-error").textContent = "";
   $("login-button").disabled = true;
   try {
-    me = await api("login", { user: $("user").value, password: $("password").value });
+    me = await api("login", { user: $("user").value, password: $("password").value, code: $("code").value });
     $("password").value = "";
+    $("code").value = "";
     showFiles();
   } catch (err) {
     $("login-error").textContent = err.message;
