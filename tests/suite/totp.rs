@@ -27,14 +27,14 @@ fn wrong_code() -> String {
 
 /// tina: a password and the code; kate: a key and the code, never a
 /// password; frank (FTP) and wendy (web): a password and the code.
-fn tables(kate_key: &str) -> String {
+fn tables(kate_key: &str, ban_threshold: u32) -> String {
     let user = |name: &str, more: &str| {
         format!(
             "[[users]]\nname = \"{name}\"\npassword = \"{HASH}\"\nhome = \"store:/{name}\"\ntotp = \"{SECRET}\"\n{more}\n"
         )
     };
     format!(
-        "[security]\nban_threshold = 100\n\n[web]\nlisten = \"127.0.0.1:0\"\n\n{}{}{}{}",
+        "[security]\nban_threshold = {ban_threshold}\n\n[web]\nlisten = \"127.0.0.1:0\"\n\n{}{}{}{}",
         user("tina", ""),
         user(
             "kate",
@@ -48,9 +48,13 @@ fn tables(kate_key: &str) -> String {
 }
 
 async fn gateway() -> (TestGateway, std::path::PathBuf) {
+    gateway_banning_after(100).await
+}
+
+async fn gateway_banning_after(ban_threshold: u32) -> (TestGateway, std::path::PathBuf) {
     let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
     let public = key.public_key().to_openssh().unwrap();
-    let g = start_with_tables(&tables(&public)).await;
+    let g = start_with_tables(&tables(&public, ban_threshold)).await;
     let file = g.dir.path().join("kate_key");
     key.write_openssh_file(&file, russh::keys::ssh_key::LineEnding::LF)
         .unwrap();
@@ -127,34 +131,37 @@ for line in sys.stdin:
     g.stop().await;
 }
 
+/// Logs frank in over FTP with the password and `code`: whether it worked.
+async fn ftp_login(addr: std::net::SocketAddr, code: &str) -> bool {
+    let Ok(mut ftp) = suppaftp::tokio::AsyncFtpStream::connect(addr).await else {
+        return false;
+    };
+    let done = ftp.login("frank", &format!("{PASSWORD}{code}")).await;
+    let _ = ftp.quit().await;
+    done.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_codes_count_toward_the_ban() {
+    let (g, _) = gateway_banning_after(3).await;
+    for _ in 0..3 {
+        assert!(!ftp_login(g.ftp, &wrong_code()).await);
+    }
+    assert!(
+        !ftp_login(g.ftp, &code()).await,
+        "banned after three wrong codes, even with the right one"
+    );
+    g.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ftp_takes_the_code_after_the_password_and_the_web_beside_it() {
     let (g, _) = gateway().await;
-    let ftp = |password: String| {
-        let addr = g.ftp;
-        async move {
-            let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(addr)
-                .await
-                .unwrap();
-            let done = ftp.login("frank", &password).await;
-            let _ = ftp.quit().await;
-            done.is_ok()
-        }
-    };
-    assert!(!ftp(PASSWORD.to_string()).await, "the password alone");
-    assert!(
-        !ftp(format!("{PASSWORD}{}", wrong_code())).await,
-        "a wrong code"
-    );
+    assert!(!ftp_login(g.ftp, "").await, "the password alone");
+    assert!(!ftp_login(g.ftp, &wrong_code()).await, "a wrong code");
     let right = code();
-    assert!(
-        ftp(format!("{PASSWORD}{right}")).await,
-        "the password and the code"
-    );
-    assert!(
-        !ftp(format!("{PASSWORD}{right}")).await,
-        "the same code again"
-    );
+    assert!(ftp_login(g.ftp, &right).await, "the password and the code");
+    assert!(!ftp_login(g.ftp, &right).await, "the same code again");
 
     let http = reqwest::Client::new();
     let login = |code: Option<String>| {
