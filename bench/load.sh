@@ -8,7 +8,9 @@
 #   bench/load.sh                   # moto_server on loopback as the S3 endpoint
 #
 # Needs: cargo build --release --example sftp_load (and the release
-# binary), python3 with boto3. Variables: SESSIONS (300), FILE_BYTES (4096).
+# binary), python3 with boto3, ssh-keygen. Variables: SESSIONS (300),
+# FILE_BYTES (4096), AUTH (password; key: a listed ed25519 key;
+# certificate: a key signed by a trusted CA, listed nowhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +20,19 @@ source bench/lib.sh
 LOAD=target/release/examples/sftp_load
 [ -x "$LOAD" ] || { echo "build first: cargo build --release --example sftp_load" >&2; exit 1; }
 
+AUTH=${AUTH:-password}
 PORT=$(free_port)
 HASH=$(printf 'load\n' | "$BIN" hash-password)
+ssh-keygen -q -t ed25519 -N '' -f "$work/id"
+ssh-keygen -q -t ed25519 -N '' -f "$work/ca"
+ssh-keygen -q -s "$work/ca" -I load -n load -V +1d "$work/id.pub"
+case "$AUTH" in
+# (Only what the AUTH needs is written, so that BIN may be an older build.)
+password) CREDENTIAL=load; CA=''; KEYS='' ;;
+key) CREDENTIAL="key:$work/id"; CA=''; KEYS="authorized_keys = [\"$(cat "$work/id.pub")\"]" ;;
+certificate) CREDENTIAL="cert:$work/id"; CA="trusted_user_ca_keys = [\"$work/ca.pub\"]"; KEYS='' ;;
+*) echo "AUTH is password, key or certificate" >&2; exit 2 ;;
+esac
 cat > "$work/gateway.toml" <<EOF
 [server]
 keys_dir = "$work/keys"
@@ -30,15 +43,18 @@ max_unauthenticated_per_source = 1000000
 ban_threshold = 1000000
 [sftp]
 listen = "127.0.0.1:$PORT"
+$CA
 $(s3_remote_toml)
 [[users]]
 name = "load"
 password = "$HASH"
+$KEYS
 home = "s3:/load"
 max_sessions = 1000
 EOF
 py "s3.put_object(Bucket='$BUCKET', Key='load/load/', Body=b'')"
 start_bucketgate "$PORT"
 ulimit -n 4096 2>/dev/null || true
-"$LOAD" "127.0.0.1:$PORT" load load "$SESSIONS" "$FILE_BYTES"
+echo "$SESSIONS sessions at once, logging in by $AUTH"
+"$LOAD" "127.0.0.1:$PORT" load "$CREDENTIAL" "$SESSIONS" "$FILE_BYTES"
 echo "gateway peak RSS: $(awk '/VmHWM/ {printf "%d MiB", $2/1024}' /proc/$BG_PID/status)"

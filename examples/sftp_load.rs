@@ -5,7 +5,8 @@
 //!
 //!   cargo run --release --example sftp_load -- ADDR USER AUTH SESSIONS [FILE_BYTES]
 //!
-//! AUTH is a password, or `key:PATH` for an OpenSSH private key file.
+//! AUTH is a password, `key:PATH` for an OpenSSH private key file, or
+//! `cert:PATH` for that key and its certificate at `PATH-cert.pub`.
 //! Environment: LOAD_RAMP (seconds over which the sessions start, default
 //! 0: all at once), LOAD_PREFIX (the folder the files go to, which must
 //! exist; default `load`),
@@ -45,6 +46,7 @@ enum Failure {
 enum Auth {
     Password(String),
     Key(Arc<russh::keys::PrivateKey>),
+    Certificate(Arc<russh::keys::PrivateKey>, russh::keys::Certificate),
 }
 
 /// One session's work; the time it took or what failed.
@@ -68,6 +70,7 @@ async fn session(
             let key = russh::keys::PrivateKeyWithHashAlg::new(key, hash);
             h.authenticate_publickey(user, key).await
         }
+        Auth::Certificate(key, cert) => h.authenticate_openssh_cert(user, key, cert).await,
     }
     .map_err(|e| Failure::Error(format!("auth: {e}")))?;
     if !auth.success() {
@@ -165,11 +168,17 @@ async fn main() {
         std::process::exit(2);
     }
     let addr: std::net::SocketAddr = args[1].parse().expect("ADDR is host:port");
-    let auth = match args[3].strip_prefix("key:") {
-        Some(path) => Auth::Key(Arc::new(
-            russh::keys::load_secret_key(path, None).expect("a readable OpenSSH key"),
-        )),
-        None => Auth::Password(args[3].clone()),
+    let key = |path: &str| {
+        Arc::new(russh::keys::load_secret_key(path, None).expect("a readable OpenSSH key"))
+    };
+    let auth = if let Some(path) = args[3].strip_prefix("key:") {
+        Auth::Key(key(path))
+    } else if let Some(path) = args[3].strip_prefix("cert:") {
+        let cert = russh::keys::load_openssh_certificate(format!("{path}-cert.pub"))
+            .expect("a readable certificate at PATH-cert.pub");
+        Auth::Certificate(key(path), cert)
+    } else {
+        Auth::Password(args[3].clone())
     };
     let sessions: usize = args[4].parse().expect("SESSIONS is a number");
     let size: usize = args.get(5).map_or(4096, |s| s.parse().expect("FILE_BYTES"));

@@ -413,3 +413,98 @@ fn a_key_revocation_list_revokes_by_serial_key_id_and_key() {
     assert!(!out.status.success());
     assert_eq!(stored(&g, "alice/"), ["alice/", "alice/fine.txt"]);
 }
+
+/// A user of the HTTP hook logs in by certificate with paramiko: the hook
+/// is told the certificate's key id, serial and principals, and the
+/// definition it answers maps the certificate's principal to the user.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_user_logs_in_by_certificate_with_paramiko() {
+    let hook = common::receiver::Receiver::start().await;
+    hook.answer_with(|q| match q["user"].as_str() {
+        Some("henry") => (
+            200,
+            serde_json::json!({"home": "store:/hooked/henry", "permissions": ["*"],
+                               "cert_principals": ["partner-x"]})
+            .to_string(),
+        ),
+        _ => (404, String::new()),
+    });
+    let url = hook.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let (g, script) = tokio::task::spawn_blocking(move || {
+        let ca = new_key(&dir, "ca");
+        let ca = ca.to_str().unwrap();
+        let mapped = new_key(&dir, "mapped");
+        sign(&dir, ca, &mapped, &["-I", "partner-laptop", "-n", "partner-x", "-z", "7"]);
+        let other = new_key(&dir, "other");
+        sign(&dir, ca, &other, &["-I", "elsewhere", "-n", "someone-else"]);
+        let ca_line = std::fs::read_to_string(dir.join("ca.pub")).unwrap();
+        let hooked = format!(
+            "{}\n[auth]\ncache_time = \"0\"\n\n[auth.http]\nurl = \"{url}\"\nsecret = \"hook-secret\"\n",
+            user("alice")
+        );
+        let g = Served::start_limited(
+            "",
+            "",
+            "",
+            &hooked,
+            Process {
+                sftp: format!("trusted_user_ca_keys = [{:?}]\n", ca_line.trim()),
+                ..Process::default()
+            },
+        );
+        let script = format!(
+            r#"
+import io, paramiko
+def put(name):
+    key = paramiko.Ed25519Key.from_private_key_file("{dir}/" + name)
+    key.load_certificate("{dir}/" + name + "-cert.pub")
+    t = paramiko.Transport(("127.0.0.1", {port}))
+    t.start_client()
+    try:
+        t.auth_publickey("henry", key)
+        sftp = paramiko.SFTPClient.from_transport(t)
+        sftp.putfo(io.BytesIO(name.encode()), name + ".txt")
+        return "in"
+    except paramiko.AuthenticationException:
+        return "refused"
+    finally:
+        t.close()
+print(put("mapped"), put("other"))
+"#,
+            dir = dir.display(),
+            port = g.sftp.port()
+        );
+        (g, script)
+    })
+    .await
+    .unwrap();
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "in refused",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asked = hook
+        .requests()
+        .into_iter()
+        .find(|q| q.json()["certificate"]["key_id"] == "partner-laptop")
+        .expect("the hook was asked about the certificate");
+    assert_eq!(
+        asked.json()["certificate"],
+        serde_json::json!({"key_id": "partner-laptop", "serial": 7, "principals": ["partner-x"]})
+    );
+    assert_eq!(asked.json()["method"], "publickey");
+    let line = g.log_line("\"message\":\"logged in\"");
+    assert!(line.contains("\"key_id\":\"partner-laptop\""), "{line}");
+    assert_eq!(
+        stored(&g, "hooked/"),
+        ["hooked/", "hooked/henry/", "hooked/henry/mapped.txt"]
+    );
+}
