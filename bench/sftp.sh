@@ -13,7 +13,8 @@
 # and playwright (as .ci/run installs them). Variables: ROUNDS (3),
 # SIZE_MIB (256), PARALLEL (8, for the memory check), CONSOLE (1; 0 leaves
 # the console column out; poll: the page's requests without a browser),
-# SMALL (200 files of 4 KiB for put_small/get_small), TARGETS (the
+# SMALL (200 files of 4 KiB for put_small/get_small), LOGINS (20 sessions
+# one after another for login_N, each a key login and `pwd`), TARGETS (the
 # targets to run, space-separated; all by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SIZE_MIB=${SIZE_MIB:-256}
 PARALLEL=${PARALLEL:-8}
+LOGINS=${LOGINS:-20}
 source bench/lib.sh
 need sftp rclone python3
 
@@ -139,10 +141,14 @@ gateway_spent() {
         "$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" \
             | awk '/^bucketgate_s3_requests_total/ {n += $2} END {print n + 0}')"
 }
-sftp_timed() { # target, workload, batch
+sftp_repeat() { # times, target, batch
+    local i
+    for ((i = 0; i < $1; i++)); do sftp_run "$2" "$3"; done
+}
+sftp_timed() { # target, workload, batch, [sessions one after another: 1]
     local cpu0 req0 cpu1 req1
     [[ $1 == bucketgate* ]] && read -r cpu0 req0 < <(gateway_spent)
-    timed "$work/times" "$1" "$2" sftp_run "$1" "$3"
+    timed "$work/times" "$1" "$2" sftp_repeat "${4:-1}" "$1" "$3"
     if [[ $1 == bucketgate* ]]; then
         read -r cpu1 req1 < <(gateway_spent)
         echo "$1 $2 $(elapsed "$cpu0" "$cpu1")" >> "$work/cpu"
@@ -194,6 +200,7 @@ for round in $(seq 1 "$ROUNDS"); do
 put -r in/small/* small$round/"
         sftp_timed "$t" get_small "get -r small$round out/small"
         sftp_timed "$t" list_1000 "ls -l list$round"
+        sftp_timed "$t" "login_$LOGINS" "pwd" "$LOGINS"
         sftp_run "$t" "rm big.bin"
         if [ "$t" = bucketgate-console ]; then kill "$console_pid"; wait "$console_pid" 2>/dev/null || true; fi
     done
