@@ -133,10 +133,14 @@ for line in sys.stdin:
 
 /// Logs frank in over FTP with the password and `code`: whether it worked.
 async fn ftp_login(addr: std::net::SocketAddr, code: &str) -> bool {
+    ftp_login_as(addr, "frank", code).await
+}
+
+async fn ftp_login_as(addr: std::net::SocketAddr, user: &str, code: &str) -> bool {
     let Ok(mut ftp) = suppaftp::tokio::AsyncFtpStream::connect(addr).await else {
         return false;
     };
-    let done = ftp.login("frank", &format!("{PASSWORD}{code}")).await;
+    let done = ftp.login(user, &format!("{PASSWORD}{code}")).await;
     let _ = ftp.quit().await;
     done.is_ok()
 }
@@ -184,5 +188,35 @@ async fn ftp_takes_the_code_after_the_password_and_the_web_beside_it() {
     assert!(said.contains("authenticator"), "{said}");
     assert_eq!(login(Some(wrong_code())).await.0, 401);
     assert_eq!(login(Some(code())).await.0, 200);
+    g.stop().await;
+}
+
+/// The HTTP hook's user definition may give a TOTP secret: its user then
+/// needs the code as a user of the config file does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_user_needs_the_code_its_definition_asks_for() {
+    let hook = common::receiver::Receiver::start().await;
+    hook.answer_with(|q| match q["user"] == "hank" && q["password"] == PASSWORD {
+        true => (
+            200,
+            serde_json::json!({"home": "store:/hank", "permissions": ["*"], "totp": SECRET})
+                .to_string(),
+        ),
+        false => (403, String::new()),
+    });
+    let g = start_with_tables(&format!(
+        "[security]\nban_threshold = 100\n\n[auth]\ncache_time = \"0\"\n\n[auth.http]\nurl = \"{}\"\nsecret = \"hook-secret\"\n",
+        hook.url()
+    ))
+    .await;
+    assert!(!ftp_login_as(g.ftp, "hank", "").await, "the password alone");
+    assert!(
+        !ftp_login_as(g.ftp, "hank", &wrong_code()).await,
+        "a wrong code"
+    );
+    assert!(
+        ftp_login_as(g.ftp, "hank", &code()).await,
+        "the password and the code"
+    );
     g.stop().await;
 }
