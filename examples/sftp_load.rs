@@ -46,7 +46,7 @@ enum Failure {
 enum Auth {
     Password(String),
     Key(Arc<russh::keys::PrivateKey>),
-    Certificate(Arc<russh::keys::PrivateKey>, russh::keys::Certificate),
+    Certificate(Arc<russh::keys::PrivateKey>, Box<russh::keys::Certificate>),
 }
 
 /// One session's work; the time it took or what failed.
@@ -70,7 +70,7 @@ async fn session(
             let key = russh::keys::PrivateKeyWithHashAlg::new(key, hash);
             h.authenticate_publickey(user, key).await
         }
-        Auth::Certificate(key, cert) => h.authenticate_openssh_cert(user, key, cert).await,
+        Auth::Certificate(key, cert) => h.authenticate_openssh_cert(user, key, *cert).await,
     }
     .map_err(|e| Failure::Error(format!("auth: {e}")))?;
     if !auth.success() {
@@ -176,7 +176,7 @@ async fn main() {
     } else if let Some(path) = args[3].strip_prefix("cert:") {
         let cert = russh::keys::load_openssh_certificate(format!("{path}-cert.pub"))
             .expect("a readable certificate at PATH-cert.pub");
-        Auth::Certificate(key(path), cert)
+        Auth::Certificate(key(path), Box::new(cert))
     } else {
         Auth::Password(args[3].clone())
     };
