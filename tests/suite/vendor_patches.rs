@@ -1,4 +1,5 @@
-//! The FTP library is the published libunftp 0.24.0 and unftp-core 0.1.1
+//! The FTP library is the published libunftp 0.24.0 and unftp-core 0.1.1,
+//! and the SSH library the published russh 0.65.1,
 //! plus the series in vendor/patches/: undone, the series gives the
 //! published sources exactly (their digest is recorded); redone, it gives
 //! vendor/ as Cargo builds it. A change to vendor/ outside the series, or
