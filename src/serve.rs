@@ -233,11 +233,15 @@ impl Gateway {
                 self.limits.bans().clone(),
                 self.cluster.clone(),
             );
-            let (path, users, hooks) =
-                (self.config_path.clone(), self.users.clone(), events.clone());
-            let quotas = quotas.clone();
+            let path = self.config_path.clone();
+            let live = Live {
+                users: self.users.clone(),
+                events: events.clone(),
+                quotas: quotas.clone(),
+                remotes: self.remotes.clone(),
+            };
             let reload: crate::admin::Reload = Arc::new(move || match &path {
-                Some(path) => reload(path, &users, &hooks, &quotas),
+                Some(path) => live.reload(path),
                 None => Err("this gateway was not started from a config file".into()),
             });
             let console = access.map(|access| crate::admin::Console {
@@ -370,9 +374,14 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     gateway.config_path = Some(path.to_path_buf());
     let (users, remotes) = (gateway.config.users.len(), gateway.config.remotes.len());
     let identity = sources_shown(&gateway.config);
-    let live_users = gateway.users.clone();
+    let (live_users, live_remotes) = (gateway.users.clone(), gateway.remotes.clone());
     let running = gateway.start().await?;
-    let (events, quotas) = (running.events.clone(), running.quotas.clone());
+    let live = Live {
+        users: live_users,
+        events: running.events.clone(),
+        quotas: running.quotas.clone(),
+        remotes: live_remotes,
+    };
     tracing::info!(
         users,
         remotes,
@@ -384,7 +393,7 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
             _ = hangup.recv() => {
-                let _ = reload(path, &live_users, &events, &quotas);
+                let _ = live.reload(path);
             }
         }
     }
@@ -400,38 +409,49 @@ fn sources_shown(config: &Config) -> String {
     names.join(", ")
 }
 
-/// SIGHUP: the users and webhooks of the config file replace the running
-/// ones; sessions already logged in go on. A config with problems changes
-/// nothing.
-fn reload(
-    path: &std::path::Path,
-    users: &Users,
-    events: &Events,
-    quotas: &Arc<crate::quota::Quotas>,
-) -> Result<String, String> {
-    let refused = |e: String| {
-        tracing::error!("reload refused, nothing changed: {e}");
-        Err(format!("reload refused, nothing changed: {e}"))
-    };
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(e) => return refused(e.to_string()),
-    };
-    if let Err(e) = users.replace(&config) {
-        return refused(e.to_string());
+/// What a reload replaces in a running gateway.
+struct Live {
+    users: Users,
+    events: Arc<Events>,
+    quotas: Arc<crate::quota::Quotas>,
+    remotes: Remotes,
+}
+
+impl Live {
+    /// SIGHUP: the users, webhooks and remote credentials of the config
+    /// file replace the running ones (its `env:` and `file:` values read
+    /// anew); sessions already logged in and transfers in flight go on. A
+    /// config with problems, or that needs a restart, changes nothing.
+    fn reload(&self, path: &std::path::Path) -> Result<String, String> {
+        let refused = |e: String| {
+            tracing::error!("reload refused, nothing changed: {e}");
+            Err(format!("reload refused, nothing changed: {e}"))
+        };
+        let config = match Config::load(path) {
+            Ok(config) => config,
+            Err(e) => return refused(e.to_string()),
+        };
+        if let Err(e) = self.remotes.reloadable(&config) {
+            return refused(e);
+        }
+        if let Err(e) = self.users.replace(&config) {
+            return refused(e.to_string());
+        }
+        for user in &config.users {
+            self.quotas.track_user(user, true);
+        }
+        if let Err(e) = self.events.reload(&config.webhooks) {
+            tracing::error!("webhooks not reloaded: {e}");
+        }
+        let credentials = self.remotes.take_credentials(&config);
+        tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), identity = sources_shown(&config), new_credentials = credentials.join(", "), file = %path.display(), "users reloaded (and webhooks, identity sources, remote credentials)");
+        Ok(format!(
+            "{} user(s), {} webhook(s), identity sources {}, new credentials for remotes [{}] from {}",
+            config.users.len(),
+            config.webhooks.len(),
+            sources_shown(&config),
+            credentials.join(", "),
+            path.display()
+        ))
     }
-    for user in &config.users {
-        quotas.track_user(user, true);
-    }
-    if let Err(e) = events.reload(&config.webhooks) {
-        tracing::error!("webhooks not reloaded: {e}");
-    }
-    tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), identity = sources_shown(&config), file = %path.display(), "users reloaded (and webhooks, identity sources)");
-    Ok(format!(
-        "{} user(s), {} webhook(s), identity sources {} from {}",
-        config.users.len(),
-        config.webhooks.len(),
-        sources_shown(&config),
-        path.display()
-    ))
 }

@@ -11,6 +11,7 @@ mod limits;
 mod memory;
 mod permissions;
 mod raw;
+mod references;
 mod revoked;
 mod second_factor;
 pub mod units;
@@ -381,7 +382,7 @@ impl Config {
         }
         root.get_mut().make_owned();
         let mut problems = Vec::new();
-        resolve_env(root.get_mut(), "", env, &lines, &mut problems);
+        references::resolve(root.get_mut(), "", env, &lines, &mut problems);
         let keep = root.clone();
 
         let mut unknown = Vec::new();
@@ -449,51 +450,6 @@ impl LineIndex {
 
     pub(crate) fn of<T>(&self, spanned: &Spanned<T>) -> usize {
         self.line(spanned.span().start)
-    }
-}
-
-/// Replaces every `"env:NAME"` string with the variable's value, in place.
-fn resolve_env(
-    table: &mut DeTable<'_>,
-    path: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    lines: &LineIndex,
-    problems: &mut Vec<Problem>,
-) {
-    for (key, value) in table.iter_mut() {
-        let key_path = join_key(path, key.get_ref());
-        resolve_env_value(value, &key_path, env, lines, problems);
-    }
-}
-
-fn resolve_env_value(
-    value: &mut Spanned<DeValue<'_>>,
-    key_path: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    lines: &LineIndex,
-    problems: &mut Vec<Problem>,
-) {
-    let line = lines.of(value);
-    match value.get_mut() {
-        DeValue::String(s) => {
-            if let Some(name) = s.strip_prefix("env:") {
-                match env(name) {
-                    Some(v) => *s = v.into(),
-                    None => problems.push(Problem {
-                        line,
-                        key: key_path.to_string(),
-                        message: format!("environment variable {name} is not set"),
-                    }),
-                }
-            }
-        }
-        DeValue::Table(t) => resolve_env(t, key_path, env, lines, problems),
-        DeValue::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                resolve_env_value(item, &format!("{key_path}[{i}]"), env, lines, problems);
-            }
-        }
-        _ => {}
     }
 }
 

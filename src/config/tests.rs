@@ -147,6 +147,44 @@ fn the_contract_example_parses() {
     );
 }
 
+/// A secret key's `file:PATH` is the file's text without its trailing
+/// newlines; `file:` elsewhere is a value like any other (here a remote
+/// named `file`); a file that cannot be read is a problem of its key.
+#[test]
+fn secret_keys_read_file_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "from-a-file\n\n").unwrap();
+    let text = full_example()
+        .replace(
+            "access_key_id = \"AKIA\"",
+            &format!("access_key_id = \"file:{}\"", secret.display()),
+        )
+        .replace("[remotes.local]", "[remotes.file]")
+        .replace("\"local:/", "\"file:/");
+    let c = parse(&text).unwrap_or_else(|p| panic!("{p:#?}"));
+    let RemoteKind::S3(s3) = &c.remotes["partner"].kind else {
+        panic!("s3")
+    };
+    assert_eq!(s3.access_key_id, "from-a-file");
+    assert!(c.remotes.contains_key("file"));
+
+    let missing = text.replace(&secret.display().to_string(), "/nonexistent/secret");
+    let line = missing
+        .lines()
+        .position(|l| l.contains("/nonexistent/secret"))
+        .unwrap()
+        + 1;
+    assert_problems(
+        &parse(&missing).unwrap_err(),
+        &[(
+            line,
+            "remotes.partner.access_key_id",
+            "cannot read the secret file /nonexistent/secret",
+        )],
+    );
+}
+
 /// Each case: a config, and (line, key fragment, message fragment) expected.
 #[test]
 fn every_problem_names_its_key_and_line() {

@@ -13,6 +13,7 @@ mod digest_cache;
 mod fs;
 pub mod http;
 mod memory;
+mod reload;
 mod s3;
 
 use crate::base::{Algorithm, Digests, FsResult, hex};

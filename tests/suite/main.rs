@@ -13,6 +13,7 @@ mod checksums;
 mod cli;
 mod client_logs;
 mod cluster;
+mod credentials;
 mod docs_links;
 mod events;
 mod ftp;

@@ -7,9 +7,11 @@ use super::{
     Kept, ListPage, Namespace, RawEntry, Remote, Space, TreeEntry, UNBOUNDED_SPACE, child_name,
     usable_name, usable_path,
 };
+mod credentials;
 mod parts;
 mod rename;
 
+pub use credentials::Credentials;
 pub use parts::{Continued, MIN_COPY, PartCopier, PartEtags};
 
 use super::http::GatewayConnector;
@@ -20,7 +22,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use object_store::aws::{AwsAuthorizer, AwsCredential};
+use object_store::CredentialProvider;
+use object_store::aws::AwsAuthorizer;
 use object_store::client::{HttpClient, HttpRequestBody};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -60,6 +63,10 @@ pub fn build(
             base: 2.0,
         },
     };
+    let credentials = Arc::new(Credentials::fixed(
+        &config.access_key_id,
+        &config.secret_access_key,
+    ));
     let mut builder = object_store::aws::AmazonS3Builder::new();
     if config.wire_checksums {
         // The SHA-256 object_store already computes to sign the payload,
@@ -70,15 +77,14 @@ pub fn build(
         .with_endpoint(&config.endpoint)
         .with_bucket_name(&config.bucket)
         .with_region(&config.region)
-        .with_access_key_id(&config.access_key_id)
-        .with_secret_access_key(&config.secret_access_key)
+        .with_credentials(credentials.clone())
         .with_virtual_hosted_style_request(!config.path_style)
         .with_allow_http(config.endpoint.starts_with("http://"))
         .with_retry(retry)
         .with_http_connector(connector.clone())
         .build()
         .map_err(|e| e.to_string())?;
-    let api = Arc::new(S3Api::new(config, connector.client()));
+    let api = Arc::new(S3Api::new(config, connector.client(), credentials));
     let store = Arc::new(store);
     Ok(Remote {
         config: remote.clone(),
@@ -96,7 +102,7 @@ pub fn build(
 #[derive(Debug)]
 pub struct S3Api {
     client: HttpClient,
-    credential: AwsCredential,
+    credentials: Arc<Credentials>,
     region: String,
     /// `https://host[:port]/bucket` (path style) or `https://bucket.host[:port]`.
     base: String,
@@ -153,7 +159,7 @@ struct CommonPrefix {
 }
 
 impl S3Api {
-    pub fn new(config: &S3Config, client: HttpClient) -> Self {
+    pub fn new(config: &S3Config, client: HttpClient, credentials: Arc<Credentials>) -> Self {
         let base = if config.path_style {
             format!("{}/{}", config.endpoint, config.bucket)
         } else {
@@ -164,11 +170,7 @@ impl S3Api {
         };
         S3Api {
             client,
-            credential: AwsCredential {
-                key_id: config.access_key_id.clone(),
-                secret_key: config.secret_access_key.clone(),
-                token: None,
-            },
+            credentials,
             region: config.region.clone(),
             base,
             bucket: config.bucket.clone(),
@@ -197,7 +199,8 @@ impl S3Api {
             .body(HttpRequestBody::from(body))
             .map_err(FsError::storage)?;
         *request.headers_mut() = headers;
-        AwsAuthorizer::new(&self.credential, "s3", &self.region)
+        let credential = self.credentials.get_credential().await?;
+        AwsAuthorizer::new(&credential, "s3", &self.region)
             .with_sign_payload(true)
             .try_authorize(&mut request, None)
             .map_err(FsError::from)?;

@@ -2,6 +2,7 @@
 //! new multipart upload by UploadPartCopy, never passing through the
 //! gateway; the client's new bytes follow as ordinary parts.
 
+use super::Credentials;
 use super::S3Api;
 use crate::base::{FsError, FsResult, lock};
 use bytes::Bytes;
@@ -37,6 +38,11 @@ pub struct PartCopier {
 }
 
 impl PartCopier {
+    /// The credentials the remote signs with, replaced at a reload.
+    pub fn credentials(&self) -> &Credentials {
+        &self.api.credentials
+    }
+
     /// Starts a multipart upload of `key` whose parts' ETags stay readable
     /// ([`PartEtags`]), so each part can be checked against what was sent.
     pub async fn start(&self, path: &Path) -> object_store::Result<(PartsUpload, PartEtags)> {

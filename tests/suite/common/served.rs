@@ -14,6 +14,10 @@ pub struct Process {
     pub bucket: Option<String>,
     /// More `[sftp]` keys (certificates); `{dir}` is the gateway's folder.
     pub sftp: String,
+    /// Another S3 endpoint than the shared moto (with `bucket`).
+    pub endpoint: Option<String>,
+    /// The remote's `access_key_id` and `secret_access_key` as written.
+    pub credentials: Option<(String, String)>,
 }
 
 /// `bucketgate serve` as a process, on a config file it can reload.
@@ -128,7 +132,7 @@ impl Served {
         users: &str,
         limits: Process,
     ) -> Served {
-        let endpoint = super::moto_endpoint();
+        let endpoint = limits.endpoint.clone().unwrap_or_else(super::moto_endpoint);
         let bucket = limits.bucket.clone().unwrap_or_else(|| {
             let bucket = super::unique("served");
             super::create_bucket(&endpoint, &bucket);
@@ -157,6 +161,19 @@ impl Served {
             ),
         )
         .unwrap();
+        if let Some((key_id, secret)) = &limits.credentials {
+            let text = std::fs::read_to_string(&config).unwrap();
+            let text = text
+                .replace(
+                    &format!("access_key_id = \"{}\"", super::ACCESS_KEY),
+                    &format!("access_key_id = {key_id:?}"),
+                )
+                .replace(
+                    &format!("secret_access_key = \"{}\"", super::SECRET_KEY),
+                    &format!("secret_access_key = {secret:?}"),
+                );
+            std::fs::write(&config, text).unwrap();
+        }
         let mut command = serve_command(dir.path());
         match limits.rust_log {
             Some(filter) => command.env("RUST_LOG", filter),
