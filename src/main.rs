@@ -1,7 +1,7 @@
 //! The command line only: each subcommand calls into the library.
 
 use anyhow::Context;
-use bucketgate::config::Config;
+use bucketgate::config::{Config, RemoteKind};
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -222,6 +222,15 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 c.users.len(),
                 c.syncs.len()
             );
+            for remote in c.remotes.values() {
+                if let RemoteKind::S3(s3) = &remote.kind {
+                    let source = match &s3.keys {
+                        Some(_) => "its keys in the config",
+                        None => bucketgate::remote::chain_source(&|name| std::env::var(name).ok()),
+                    };
+                    println!("remote {}: credentials from {source}", remote.name);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

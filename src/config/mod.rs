@@ -242,13 +242,30 @@ pub enum RemoteKind {
     Memory,
 }
 
+/// A remote's own key pair.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Keys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl fmt::Debug for S3Keys {
+    /// The id only: the secret never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Keys")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone)]
 pub struct S3Config {
     pub endpoint: String,
     pub bucket: String,
     pub region: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
+    /// `None`: the credential chain of the AWS SDKs (environment, web
+    /// identity, container endpoint, instance metadata).
+    pub keys: Option<S3Keys>,
     pub path_style: bool,
     pub outbound_ips: Vec<std::net::IpAddr>,
     pub use_dedicated_ips: bool,
@@ -275,7 +292,10 @@ impl fmt::Debug for S3Config {
             .field("endpoint", &self.endpoint)
             .field("bucket", &self.bucket)
             .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
+            .field(
+                "access_key_id",
+                &self.keys.as_ref().map(|k| &k.access_key_id),
+            )
             .field("path_style", &self.path_style)
             .field("outbound_ips", &self.outbound_ips)
             .finish_non_exhaustive()

@@ -123,7 +123,7 @@ fn the_contract_example_parses() {
     let RemoteKind::S3(s3) = &c.remotes["partner"].kind else {
         panic!("s3")
     };
-    assert_eq!(s3.secret_access_key, "from-env");
+    assert_eq!(s3.keys.as_ref().unwrap().secret_access_key, "from-env");
     assert_eq!(s3.region, "us-east-1");
     assert_eq!(c.remotes["partner"].part_size, 8 << 20);
     assert_eq!(
@@ -166,7 +166,7 @@ fn secret_keys_read_file_values() {
     let RemoteKind::S3(s3) = &c.remotes["partner"].kind else {
         panic!("s3")
     };
-    assert_eq!(s3.access_key_id, "from-a-file");
+    assert_eq!(s3.keys.as_ref().unwrap().access_key_id, "from-a-file");
     assert!(c.remotes.contains_key("file"));
 
     let missing = text.replace(&secret.display().to_string(), "/nonexistent/secret");

@@ -28,6 +28,14 @@ impl Remotes {
                     "remote {name}: its {what} changed, which needs a restart"
                 ));
             }
+            if let (RemoteKind::S3(s3), Some(parts)) = (&new.kind, &running.parts)
+                && s3.keys.is_none()
+                && parts.credentials().has_keys()
+            {
+                return Err(format!(
+                    "remote {name}: its keys were removed; taking the credential chain instead needs a restart"
+                ));
+            }
         }
         Ok(())
     }
@@ -51,9 +59,10 @@ impl Remotes {
 impl Remote {
     fn take_credentials(&self, new: &RemoteConfig) -> bool {
         match (&new.kind, &self.parts) {
-            (RemoteKind::S3(s3), Some(parts)) => parts
-                .credentials()
-                .replace(&s3.access_key_id, &s3.secret_access_key),
+            (RemoteKind::S3(s3), Some(parts)) => s3
+                .keys
+                .as_ref()
+                .is_some_and(|keys| parts.credentials().replace(keys)),
             _ => false,
         }
     }

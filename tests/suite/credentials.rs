@@ -73,6 +73,48 @@ t.close()
 print("ok")
 "#;
 
+/// A 16 MiB file in `dir`: its path and bytes.
+fn big_file(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
+    let path = dir.join("big.bin");
+    let bytes: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
+/// alice, whose uploads go at 3 MiB/s: 16 MiB take about 5 s.
+fn slow_alice() -> String {
+    format!("{}bandwidth_up = \"3MiB/s\"\n", user("alice"))
+}
+
+/// paramiko's upload of `path` as alice's big.bin, running.
+fn upload(
+    g: &Served,
+    path: &std::path::Path,
+) -> tokio::task::JoinHandle<std::io::Result<std::process::Output>> {
+    let run = tokio::process::Command::new("python3")
+        .args(["-c", UPLOAD, &g.sftp.port().to_string()])
+        .arg(path)
+        .arg(PASSWORD)
+        .output();
+    tokio::spawn(run)
+}
+
+fn assert_uploaded(out: std::process::Output) {
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether `request` is a part of big.bin signed by `signer`.
+fn part((request, key): &(String, String), signer: &str) -> bool {
+    request.starts_with("PUT ") && request.contains("big.bin?partNumber=") && key == signer
+}
+
 fn write_keys(dir: &std::path::Path, key_id: &str) {
     std::fs::write(dir.join("access_key_id"), format!("{key_id}\n")).unwrap();
     std::fs::write(dir.join("secret_access_key"), format!("{key_id}-secret\n")).unwrap();
@@ -86,11 +128,7 @@ async fn rotated_key_files_sign_the_next_requests_after_sighup_an_upload_in_flig
     let (relay, seen) = key_watch(moto.clone()).await;
     let secrets = tempfile::tempdir().unwrap();
     write_keys(secrets.path(), "KEYOLD");
-    let big = secrets.path().join("big.bin");
-    let bytes: Vec<u8> = (0..16u32 << 20)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(&big, &bytes).unwrap();
+    let (big, bytes) = big_file(secrets.path());
     let process = Process {
         endpoint: Some(relay),
         bucket: Some(bucket.clone()),
@@ -104,23 +142,14 @@ async fn rotated_key_files_sign_the_next_requests_after_sighup_an_upload_in_flig
         ..Process::default()
     };
     let g = tokio::task::spawn_blocking(move || {
-        let alice = format!("{}bandwidth_up = \"3MiB/s\"\n", user("alice"));
-        Served::start_limited("", "", "", &alice, process)
+        Served::start_limited("", "", "", &slow_alice(), process)
     })
     .await
     .unwrap();
 
-    let upload = tokio::process::Command::new("python3")
-        .args(["-c", UPLOAD, &g.sftp.port().to_string()])
-        .arg(&big)
-        .arg(PASSWORD)
-        .output();
-    let upload = tokio::spawn(upload);
+    let upload = upload(&g, &big);
     // Once the first part went out under the old key, the key files change
     // and the gateway is told.
-    let part = |(request, key): &(String, String), signer: &str| {
-        request.starts_with("PUT ") && request.contains("big.bin?partNumber=") && key == signer
-    };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while !seen.lock().unwrap().iter().any(|r| part(r, "KEYOLD")) {
         assert!(tokio::time::Instant::now() < deadline, "no part was sent");
@@ -136,13 +165,7 @@ async fn rotated_key_files_sign_the_next_requests_after_sighup_an_upload_in_flig
     .unwrap();
     assert!(line.contains("\"new_credentials\":\"store\""), "{line}");
 
-    let out = upload.await.unwrap().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_uploaded(upload.await.unwrap().unwrap());
     assert!(
         common::s3_object(&moto, &bucket, "alice/big.bin") == bytes,
         "the object differs from the upload"
@@ -182,4 +205,108 @@ async fn rotated_key_files_sign_the_next_requests_after_sighup_an_upload_in_flig
         line.contains("remote store: its endpoint changed, which needs a restart"),
         "{line}"
     );
+}
+
+/// Without keys, the credential chain: here the container endpoint (EKS
+/// Pod Identity's form of it), which hands out credentials that expire
+/// within seconds. The remote asks again before they expire, an upload
+/// running across an expiry finishes, and check-config names the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_keys_the_container_endpoint_s_credentials_are_renewed_before_they_expire() {
+    let moto = common::moto_endpoint();
+    let bucket = common::unique("chain");
+    common::create_bucket(&moto, &bucket);
+    let (relay, seen) = key_watch(moto.clone()).await;
+    let endpoint = common::receiver::Receiver::start().await;
+    let expiries = Arc::new(Mutex::new(Vec::<(String, std::time::Instant)>::new()));
+    let handed = expiries.clone();
+    endpoint.answer_with(move |_| {
+        let mut handed = handed.lock().unwrap();
+        let key = format!("TEMP{}", handed.len() + 1);
+        handed.push((
+            key.clone(),
+            std::time::Instant::now() + std::time::Duration::from_secs(3),
+        ));
+        let expiration = chrono::Utc::now() + chrono::Duration::seconds(3);
+        let body = serde_json::json!({"AccessKeyId": key, "SecretAccessKey": "s", "Token": "t",
+                                      "Expiration": expiration.to_rfc3339()});
+        (200, body.to_string())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "pod-token").unwrap();
+    let (big, bytes) = big_file(dir.path());
+    let env = vec![
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string(),
+            format!("http://{}/creds", endpoint.addr),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_string(),
+            token.display().to_string(),
+        ),
+    ];
+    let process = Process {
+        endpoint: Some(relay),
+        bucket: Some(bucket.clone()),
+        credentials: Some((String::new(), String::new())),
+        env: env.clone(),
+        ..Process::default()
+    };
+    let g = tokio::task::spawn_blocking(move || {
+        Served::start_limited("", "", "", &slow_alice(), process)
+    })
+    .await
+    .unwrap();
+
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"))
+        .args(["check-config", "--config"])
+        .arg(g.dir.path().join("gateway.toml"))
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&checked.stdout)
+            .contains("remote store: credentials from the container endpoint"),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    assert_uploaded(upload(&g, &big).await.unwrap().unwrap());
+    assert!(
+        common::s3_object(&moto, &bucket, "alice/big.bin") == bytes,
+        "the object differs from the upload"
+    );
+    let asked = endpoint.requests();
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.header("authorization") == "pod-token")
+    );
+    let handed = expiries.lock().unwrap().clone();
+    assert!(handed.len() >= 2, "asked once only: {handed:?}");
+    // The second credentials were fetched before the first expired.
+    assert!(
+        asked[1].at < handed[0].1,
+        "asked again only after the expiry"
+    );
+    let seen = seen.lock().unwrap().clone();
+    let parts: Vec<&str> = seen
+        .iter()
+        .filter(|(request, _)| request.contains("big.bin?partNumber="))
+        .map(|(_, key)| key.as_str())
+        .collect();
+    assert!(
+        parts.iter().all(|key| key.starts_with("TEMP")),
+        "a part not signed with the endpoint's credentials: {seen:#?}"
+    );
+    // The upload ran across an expiry: its parts were signed by more than
+    // one of the credentials handed out.
+    let first = parts.first().copied();
+    assert!(
+        parts.iter().any(|key| Some(*key) != first),
+        "every part signed with one credential: {parts:?}"
+    );
+    drop(g);
 }

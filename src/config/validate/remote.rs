@@ -68,8 +68,25 @@ pub(super) fn validate_remote(
             };
             let endpoint = required(&r.endpoint, "endpoint");
             let bucket = required(&r.bucket, "bucket");
-            let access_key_id = required(&r.access_key_id, "access_key_id");
-            let secret_access_key = required(&r.secret_access_key, "secret_access_key");
+            let keys = match (&r.access_key_id, &r.secret_access_key) {
+                (None, None) => None,
+                (Some(id), Some(secret)) => Some(crate::config::S3Keys {
+                    access_key_id: id.get_ref().clone(),
+                    secret_access_key: secret.get_ref().clone(),
+                }),
+                (one, _) => {
+                    let missing = match one {
+                        Some(_) => "secret_access_key",
+                        None => "access_key_id",
+                    };
+                    cx.problem(
+                        line,
+                        &key(missing),
+                        "is required with the other key (or leave both out for the credential chain)",
+                    );
+                    None
+                }
+            };
             if let Some(e) = &r.endpoint
                 && url::Url::parse(e.get_ref())
                     .map(|u| !matches!(u.scheme(), "http" | "https"))
@@ -125,8 +142,7 @@ pub(super) fn validate_remote(
                 } else {
                     region
                 },
-                access_key_id,
-                secret_access_key,
+                keys,
                 path_style: Ctx::flag(&r.path_style, true),
                 use_dedicated_ips: Ctx::flag(&r.use_dedicated_ips, !outbound_ips.is_empty()),
                 outbound_ips,

@@ -2,12 +2,13 @@
 //! the gateway's own signed requests both ask for them at each request, so
 //! a reload's new key signs the next request and nothing in flight is
 //! touched: a multipart upload goes on with its next part signed anew.
+//! Without keys in the config a remote takes the AWS SDKs' credential
+//! chain, as object_store builds it: those refresh themselves.
 
-use object_store::aws::AwsCredential;
+use crate::config::S3Keys;
+use object_store::aws::{AwsCredential, AwsCredentialProvider};
 use object_store::{CredentialProvider, StaticCredentialProvider};
 use std::sync::{Arc, Mutex};
-
-type Provider = Arc<dyn CredentialProvider<Credential = AwsCredential>>;
 
 /// The credentials a remote signs with now.
 #[derive(Debug)]
@@ -17,39 +18,55 @@ pub struct Credentials {
 
 #[derive(Debug)]
 struct Current {
-    /// The key pair configured, to tell whether a reload changes it.
-    configured: (String, String),
-    provider: Provider,
+    /// The key pair configured (`None`: the chain), to tell whether a
+    /// reload changes it.
+    configured: Option<S3Keys>,
+    provider: AwsCredentialProvider,
 }
 
-fn fixed(key_id: &str, secret: &str) -> Provider {
+fn fixed(keys: &S3Keys) -> AwsCredentialProvider {
     Arc::new(StaticCredentialProvider::new(AwsCredential {
-        key_id: key_id.to_string(),
-        secret_key: secret.to_string(),
+        key_id: keys.access_key_id.clone(),
+        secret_key: keys.secret_access_key.clone(),
         token: None,
     }))
 }
 
 impl Credentials {
-    pub fn fixed(key_id: &str, secret: &str) -> Credentials {
+    pub fn fixed(keys: &S3Keys) -> Credentials {
+        Credentials::with(Some(keys.clone()), fixed(keys))
+    }
+
+    /// The credential chain's provider (object_store's, from the environment).
+    pub fn chain(provider: AwsCredentialProvider) -> Credentials {
+        Credentials::with(None, provider)
+    }
+
+    fn with(configured: Option<S3Keys>, provider: AwsCredentialProvider) -> Credentials {
         Credentials {
             current: Mutex::new(Current {
-                configured: (key_id.to_string(), secret.to_string()),
-                provider: fixed(key_id, secret),
+                configured,
+                provider,
             }),
         }
     }
 
-    /// Signs the next requests with this key pair: whether it differs from
-    /// the one in use.
-    pub fn replace(&self, key_id: &str, secret: &str) -> bool {
+    /// Whether the remote signs with keys of its config (not the chain).
+    pub fn has_keys(&self) -> bool {
+        crate::base::lock(&self.current).configured.is_some()
+    }
+
+    /// Signs the next requests with `keys`: whether they differ from the
+    /// ones in use.
+    pub fn replace(&self, keys: &S3Keys) -> bool {
         let mut current = crate::base::lock(&self.current);
-        if current.configured.0 == key_id && current.configured.1 == secret {
+        if current.configured.as_ref() == Some(keys) {
             return false;
         }
+        tracing::debug!(access_key_id = %keys.access_key_id, "new keys");
         *current = Current {
-            configured: (key_id.to_string(), secret.to_string()),
-            provider: fixed(key_id, secret),
+            configured: Some(keys.clone()),
+            provider: fixed(keys),
         };
         true
     }
@@ -62,5 +79,24 @@ impl CredentialProvider for Credentials {
     async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
         let provider = crate::base::lock(&self.current).provider.clone();
         provider.get_credential().await
+    }
+}
+
+/// Where the credential chain finds credentials, in the order object_store
+/// (and the AWS SDKs) look: what `check-config` says of a remote without keys.
+pub fn chain_source(env: &dyn Fn(&str) -> Option<String>) -> &'static str {
+    let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
+    if set("AWS_ACCESS_KEY_ID") || set("AWS_SECRET_ACCESS_KEY") {
+        "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+    } else if set("AWS_WEB_IDENTITY_TOKEN_FILE") && set("AWS_ROLE_ARN") {
+        "web identity (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN)"
+    } else if set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
+        "the ECS container endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)"
+    } else if set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        && set("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+    {
+        "the container endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)"
+    } else {
+        "the instance metadata service (IMDSv2)"
     }
 }

@@ -11,7 +11,7 @@ mod credentials;
 mod parts;
 mod rename;
 
-pub use credentials::Credentials;
+pub use credentials::{Credentials, chain_source};
 pub use parts::{Continued, MIN_COPY, PartCopier, PartEtags};
 
 use super::http::GatewayConnector;
@@ -63,10 +63,10 @@ pub fn build(
             base: 2.0,
         },
     };
-    let credentials = Arc::new(Credentials::fixed(
-        &config.access_key_id,
-        &config.secret_access_key,
-    ));
+    let credentials = Arc::new(match &config.keys {
+        Some(keys) => Credentials::fixed(keys),
+        None => Credentials::chain(chain_provider(config, &connector, &retry)?),
+    });
     let mut builder = object_store::aws::AmazonS3Builder::new();
     if config.wire_checksums {
         // The SHA-256 object_store already computes to sign the payload,
@@ -96,6 +96,25 @@ pub fn build(
         metrics: metrics.clone(),
         calls,
     })
+}
+
+/// The AWS SDKs' credential chain for `config`'s bucket, as object_store
+/// builds it from the environment (keys, web identity, the container
+/// endpoint, instance metadata), through the remote's own connector.
+fn chain_provider(
+    config: &S3Config,
+    connector: &GatewayConnector,
+    retry: &object_store::RetryConfig,
+) -> Result<object_store::aws::AwsCredentialProvider, String> {
+    let probe = object_store::aws::AmazonS3Builder::from_env()
+        .with_endpoint(&config.endpoint)
+        .with_bucket_name(&config.bucket)
+        .with_region(&config.region)
+        .with_retry(retry.clone())
+        .with_http_connector(connector.clone())
+        .build()
+        .map_err(|e| format!("the credential chain: {e}"))?;
+    Ok(probe.credentials().clone())
 }
 
 /// Signed requests to one bucket.

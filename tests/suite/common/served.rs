@@ -16,8 +16,11 @@ pub struct Process {
     pub sftp: String,
     /// Another S3 endpoint than the shared moto (with `bucket`).
     pub endpoint: Option<String>,
-    /// The remote's `access_key_id` and `secret_access_key` as written.
+    /// The remote's `access_key_id` and `secret_access_key` as written;
+    /// two empty strings leave both out (the credential chain).
     pub credentials: Option<(String, String)>,
+    /// More environment variables of the process.
+    pub env: Vec<(String, String)>,
 }
 
 /// `bucketgate serve` as a process, on a config file it can reload.
@@ -162,19 +165,24 @@ impl Served {
         )
         .unwrap();
         if let Some((key_id, secret)) = &limits.credentials {
+            let line = |key: &str, value: &str| match value {
+                "" => String::new(),
+                value => format!("{key} = {value:?}"),
+            };
             let text = std::fs::read_to_string(&config).unwrap();
             let text = text
                 .replace(
                     &format!("access_key_id = \"{}\"", super::ACCESS_KEY),
-                    &format!("access_key_id = {key_id:?}"),
+                    &line("access_key_id", key_id),
                 )
                 .replace(
                     &format!("secret_access_key = \"{}\"", super::SECRET_KEY),
-                    &format!("secret_access_key = {secret:?}"),
+                    &line("secret_access_key", secret),
                 );
             std::fs::write(&config, text).unwrap();
         }
         let mut command = serve_command(dir.path());
+        command.envs(limits.env.iter().map(|(k, v)| (k, v)));
         match limits.rust_log {
             Some(filter) => command.env("RUST_LOG", filter),
             None => command.env_remove("RUST_LOG"),
