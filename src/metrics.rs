@@ -45,6 +45,11 @@ pub struct WebhookLabel {
     pub webhook: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RemoteLabel {
+    pub remote: String,
+}
+
 /// A quota target of the config file (`remote:/prefix`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabel {
@@ -117,6 +122,9 @@ pub struct Metrics {
     pub quota_used_bytes: Family<TargetLabel, Gauge>,
     pub quota_used_files: Family<TargetLabel, Gauge>,
     pub quota_limit_bytes: Family<TargetLabel, Gauge>,
+    /// 1 while a remote's store refuses its credentials (its health probe
+    /// answered InvalidAccessKeyId, SignatureDoesNotMatch and the like).
+    pub remote_credentials_refused: Family<RemoteLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -180,6 +188,7 @@ impl Metrics {
             quota_used_bytes: Family::default(),
             quota_used_files: Family::default(),
             quota_limit_bytes: Family::default(),
+            remote_credentials_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -207,6 +216,11 @@ impl Metrics {
             "cluster_degraded",
             "1 while this node cannot reach the cluster's database; it serves on its own state",
             m.cluster_degraded.clone(),
+        );
+        registry.register(
+            "remote_credentials_refused",
+            "1 while a remote's store refuses its credentials (see /healthz)",
+            m.remote_credentials_refused.clone(),
         );
         registry.register(
             "cluster_errors",

@@ -15,6 +15,24 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A remote whose last good probe is older than this is unhealthy.
 const STALE: Duration = Duration::from_secs(15);
+/// While a store refuses a remote's credentials, an ERROR line this often.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The S3 error codes of a key the store does not take: rotated away,
+/// mistyped, or a secret that does not match.
+const REFUSED_CODES: [&str; 4] = [
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+];
+
+/// The code of a probe error that is the store refusing the credentials.
+fn refused_code(error: &str) -> Option<&'static str> {
+    REFUSED_CODES
+        .into_iter()
+        .find(|code| error.contains(&format!("<Code>{code}</Code>")))
+}
 
 #[derive(Debug, Clone)]
 struct Probe {
@@ -22,6 +40,9 @@ struct Probe {
     error: Option<String>,
     /// How long the last probe took.
     took: Option<Duration>,
+    /// While the store refuses the credentials: the code, and when that
+    /// was last logged.
+    refused: Option<(&'static str, Instant)>,
 }
 
 /// What the prober has seen of each remote.
@@ -61,6 +82,7 @@ impl Health {
                     last_ok: None,
                     error: Some("not probed yet".into()),
                     took: None,
+                    refused: None,
                 },
             );
         }
@@ -82,16 +104,38 @@ impl Health {
                         Ok(Err(e)) => Some(e.to_string()),
                         Err(_) => Some(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
                     };
-                    (r.name().to_string(), error, took)
+                    let refused = error.as_deref().and_then(refused_code);
+                    r.metrics()
+                        .remote_credentials_refused
+                        .get_or_create(&crate::metrics::RemoteLabel {
+                            remote: r.name().to_string(),
+                        })
+                        .set(refused.is_some() as i64);
+                    (r.name().to_string(), error, took, refused)
                 });
-                for (name, error, took) in futures::future::join_all(probes).await {
+                for (name, error, took, refused) in futures::future::join_all(probes).await {
                     let mut seen = crate::base::lock(&state.remotes);
                     let probe = seen.entry(name.clone()).or_insert(Probe {
                         last_ok: None,
                         error: None,
                         took: None,
+                        refused: None,
                     });
                     probe.took = Some(took);
+                    probe.refused = match (refused, probe.refused) {
+                        (None, _) => None,
+                        (Some(code), Some((_, logged))) if logged.elapsed() < REFUSED_LOG_EVERY => {
+                            Some((code, logged))
+                        }
+                        (Some(code), _) => {
+                            tracing::error!(
+                                remote = name,
+                                code,
+                                "credentials refused: the store does not take this remote's key; put the right one in the config and reload (SIGHUP)"
+                            );
+                            Some((code, Instant::now()))
+                        }
+                    };
                     match error {
                         None => {
                             if probe.error.is_some() && probe.last_ok.is_some() {
@@ -101,10 +145,11 @@ impl Health {
                                 last_ok: Some(Instant::now()),
                                 error: None,
                                 took: Some(took),
+                                refused: None,
                             };
                         }
                         Some(e) => {
-                            if probe.error.is_none() {
+                            if probe.error.is_none() && probe.refused.is_none() {
                                 tracing::warn!(remote = name, error = %e, "remote does not answer its health probe");
                             }
                             probe.error = Some(e);
@@ -132,6 +177,9 @@ impl Health {
                 }
                 if let Some(e) = &p.error {
                     v["error"] = e.clone().into();
+                }
+                if let Some((code, _)) = p.refused {
+                    v["credentials"] = format!("credentials refused ({code})").into();
                 }
                 (name.clone(), v)
             })

@@ -15,8 +15,10 @@ use std::sync::{Arc, Mutex};
 /// id of its signature.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
-/// An HTTP relay to `upstream` on loopback: its URL, and what it saw.
-async fn key_watch(upstream: String) -> (String, Seen) {
+/// An HTTP relay to `upstream` on loopback: its URL, and what it saw. A
+/// request signed with the key id `refused` is answered as S3 answers a
+/// key it does not know.
+async fn key_watch(upstream: String, refused: &'static str) -> (String, Seen) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -44,12 +46,18 @@ async fn key_watch(upstream: String) -> (String, Seen) {
                     noted
                         .lock()
                         .unwrap()
-                        .push((format!("{} {target}", request.method()), key));
+                        .push((format!("{} {target}", request.method()), key.clone()));
                     let (mut parts, body) = request.into_parts();
                     parts.uri = format!("{upstream}{target}").parse().unwrap();
                     let forwarded = http::Request::from_parts(parts, body.boxed());
                     let client = client.clone();
-                    async move { client.request(forwarded).await }
+                    async move {
+                        if key == refused {
+                            return Ok(refusal());
+                        }
+                        let answer = client.request(forwarded).await?;
+                        Ok::<_, hyper_util::client::legacy::Error>(answer.map(|b| b.boxed()))
+                    }
                 });
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -59,6 +67,16 @@ async fn key_watch(upstream: String) -> (String, Seen) {
         }
     });
     (url, seen)
+}
+
+/// S3's answer to a key id it does not know.
+fn refusal() -> http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>> {
+    let text = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidAccessKeyId</Code>\
+                <Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>";
+    let body = http_body_util::Full::new(bytes::Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed();
+    http::Response::builder().status(403).body(body).unwrap()
 }
 
 /// paramiko uploads the file at argv[2] as big.bin, slowed by the user's
@@ -125,7 +143,7 @@ async fn rotated_key_files_sign_the_next_requests_after_sighup_an_upload_in_flig
     let moto = common::moto_endpoint();
     let bucket = common::unique("rotation");
     common::create_bucket(&moto, &bucket);
-    let (relay, seen) = key_watch(moto.clone()).await;
+    let (relay, seen) = key_watch(moto.clone(), "-").await;
     let secrets = tempfile::tempdir().unwrap();
     write_keys(secrets.path(), "KEYOLD");
     let (big, bytes) = big_file(secrets.path());
@@ -216,7 +234,7 @@ async fn without_keys_the_container_endpoint_s_credentials_are_renewed_before_th
     let moto = common::moto_endpoint();
     let bucket = common::unique("chain");
     common::create_bucket(&moto, &bucket);
-    let (relay, seen) = key_watch(moto.clone()).await;
+    let (relay, seen) = key_watch(moto.clone(), "-").await;
     let endpoint = common::receiver::Receiver::start().await;
     let expiries = Arc::new(Mutex::new(Vec::<(String, std::time::Instant)>::new()));
     let handed = expiries.clone();
@@ -309,4 +327,83 @@ async fn without_keys_the_container_endpoint_s_credentials_are_renewed_before_th
         "every part signed with one credential: {parts:?}"
     );
     drop(g);
+}
+
+/// A key the store does not take, after a reload: /healthz and the metrics
+/// say the remote's credentials are refused, and one ERROR line says so
+/// however many probes are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_credentials_show_in_healthz_and_metrics_with_one_error_line() {
+    let moto = common::moto_endpoint();
+    let bucket = common::unique("refused");
+    common::create_bucket(&moto, &bucket);
+    let (relay, seen) = key_watch(moto.clone(), "KEYREVOKED").await;
+    let secrets = tempfile::tempdir().unwrap();
+    write_keys(secrets.path(), "KEYGOOD");
+    let process = Process {
+        endpoint: Some(relay),
+        bucket: Some(bucket.clone()),
+        credentials: Some((
+            format!("file:{}", secrets.path().join("access_key_id").display()),
+            format!(
+                "file:{}",
+                secrets.path().join("secret_access_key").display()
+            ),
+        )),
+        ..Process::default()
+    };
+    let (g, admin) = tokio::task::spawn_blocking(move || {
+        let users = format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", user("alice"));
+        let g = Served::start_limited("", "", "", &users, process);
+        let line = g.log_line("admin endpoint listening");
+        let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let admin = line["fields"]["listen"].as_str().unwrap().to_string();
+        (g, admin)
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let (http, url) = (http.clone(), format!("http://{admin}{path}"));
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+
+    write_keys(secrets.path(), "KEYREVOKED");
+    g.signal(libc::SIGHUP);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let health = loop {
+        let body: serde_json::Value = serde_json::from_str(&get("/healthz").await).unwrap();
+        if body["remotes"]["store"]["credentials"] == "credentials refused (InvalidAccessKeyId)" {
+            break body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(health["status"], "unhealthy", "{health}");
+    let metrics = get("/metrics").await;
+    assert!(
+        metrics.contains("bucketgate_remote_credentials_refused{remote=\"store\"} 1"),
+        "{metrics}"
+    );
+    // Three more probes refused (one every 5 s), still one ERROR line.
+    let refused_probes = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(request, key)| request.contains("max-keys=1&") && key == "KEYREVOKED")
+            .count()
+    };
+    let first = refused_probes();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(40);
+    while refused_probes() < first + 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no more probes");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = std::fs::read_to_string(g.dir.path().join("log")).unwrap();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\"") && l.contains("credentials refused"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains("\"remote\":\"store\""), "{}", errors[0]);
 }

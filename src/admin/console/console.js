@@ -300,7 +300,7 @@ function limitsText(l) {
 function remotesTable(remotes) {
   return table(["Remote", "Store", "Health", "Probe"], remotes.map((x) => el("tr", { "data-remote": x.name },
     el("td", {}, x.name), el("td", { class: "wrap" }, x.store),
-    el("td", { class: x.health && x.health.ok ? "ok" : "bad" }, x.health && x.health.ok ? "healthy" : (x.health && x.health.error) || "unknown"),
+    el("td", { class: x.health && x.health.ok ? "ok" : "bad" }, x.health && x.health.ok ? "healthy" : (x.health && (x.health.credentials || x.health.error)) || "unknown"),
     el("td", {}, x.health && x.health.probe_ms !== undefined ? x.health.probe_ms + " ms" : "—"))), "No remotes.");
 }
 
