@@ -49,7 +49,26 @@ async fn key_watch(upstream: String, refused: &'static str) -> (String, Seen) {
                         .push((format!("{} {target}", request.method()), key.clone()));
                     let (mut parts, body) = request.into_parts();
                     parts.uri = format!("{upstream}{target}").parse().unwrap();
-                    let forwarded = http::Request::from_parts(parts, body.boxed());
+                    let mut body = body.boxed();
+                    // moto serves every service on one port and tells them
+                    // apart by the signature's scope or, for STS's unsigned
+                    // exchange, by the Action of a form body: the same
+                    // parameters AWS takes in the query are moved there.
+                    if let Some((_, query)) = target
+                        .split_once('?')
+                        .filter(|(_, q)| q.contains("Action=AssumeRoleWithWebIdentity"))
+                    {
+                        parts.uri = format!("{upstream}/").parse().unwrap();
+                        parts.headers.remove(http::header::CONTENT_LENGTH);
+                        parts.headers.insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+                        );
+                        body = http_body_util::Full::new(bytes::Bytes::from(query.to_string()))
+                            .map_err(|never| match never {})
+                            .boxed();
+                    }
+                    let forwarded = http::Request::from_parts(parts, body);
                     let client = client.clone();
                     async move {
                         if key == refused {
@@ -406,4 +425,97 @@ async fn refused_credentials_show_in_healthz_and_metrics_with_one_error_line() {
         .collect();
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert!(errors[0].contains("\"remote\":\"store\""), "{}", errors[0]);
+}
+
+/// paramiko puts a file and gets it back: prints "ok" when the bytes match.
+const ROUND_TRIP: &str = r#"
+import io, os, paramiko, sys
+port, password = sys.argv[1:]
+t = paramiko.Transport(("127.0.0.1", int(port)))
+t.connect(username="alice", password=password)
+s = paramiko.SFTPClient.from_transport(t)
+data = os.urandom(1 << 20)
+s.putfo(io.BytesIO(data), "web-identity.bin")
+back = io.BytesIO()
+s.getfo("web-identity.bin", back)
+t.close()
+print("ok" if back.getvalue() == data else "differ")
+"#;
+
+/// Without keys, web identity (what IRSA gives a pod on EKS): a token file
+/// and a role ARN, exchanged at STS (moto's) for the credentials that
+/// sign every request.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_keys_web_identity_is_exchanged_at_sts() {
+    let moto = common::moto_endpoint();
+    let bucket = common::unique("irsa");
+    common::create_bucket(&moto, &bucket);
+    let (relay, seen) = key_watch(moto.clone(), "-").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl").unwrap();
+    let env = vec![
+        (
+            "AWS_WEB_IDENTITY_TOKEN_FILE".to_string(),
+            token.display().to_string(),
+        ),
+        (
+            "AWS_ROLE_ARN".to_string(),
+            "arn:aws:iam::123456789012:role/gateway".to_string(),
+        ),
+        ("AWS_ENDPOINT_URL_STS".to_string(), relay.clone()),
+    ];
+    let process = Process {
+        endpoint: Some(relay),
+        bucket: Some(bucket.clone()),
+        credentials: Some((String::new(), String::new())),
+        env: env.clone(),
+        ..Process::default()
+    };
+    let g = tokio::task::spawn_blocking(move || {
+        Served::start_limited("", "", "", &user("alice"), process)
+    })
+    .await
+    .unwrap();
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"))
+        .args(["check-config", "--config"])
+        .arg(g.dir.path().join("gateway.toml"))
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&checked.stdout)
+            .contains("remote store: credentials from web identity"),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", ROUND_TRIP, &g.sftp.port().to_string(), PASSWORD])
+        .output()
+        .await
+        .unwrap();
+    if String::from_utf8_lossy(&out.stdout).trim() != "ok" {
+        panic!(
+            "{}\nthe gateway's log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(g.dir.path().join("log")).unwrap()
+        );
+    }
+    let seen = seen.lock().unwrap().clone();
+    let (exchanges, signed): (Vec<_>, Vec<_>) = seen
+        .iter()
+        .partition(|(request, _)| request.contains("Action=AssumeRoleWithWebIdentity"));
+    assert!(
+        exchanges.iter().any(|(request, _)| request
+            .contains("WebIdentityToken=eyJhbGciOiJSUzI1NiJ9")
+            && request.contains("role%2Fgateway")),
+        "{seen:#?}"
+    );
+    assert!(!signed.is_empty());
+    // moto's STS hands out temporary keys, whose ids begin with ASIA.
+    assert!(
+        signed.iter().all(|(_, key)| key.starts_with("ASIA")),
+        "a request not signed with the role's credentials: {seen:#?}"
+    );
+    drop(g);
 }
