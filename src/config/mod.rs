@@ -238,7 +238,7 @@ pub enum RemoteKind {
         /// `None`: probe the filesystem.
         case_insensitive: Option<bool>,
     },
-    S3(S3Config),
+    S3(Box<S3Config>),
     Memory,
 }
 
@@ -283,6 +283,9 @@ pub struct S3Config {
     /// A file this large or larger is renamed by a multipart copy
     /// (UploadPartCopy), not one CopyObject, which AWS caps at 5 GiB.
     pub multipart_copy_threshold: u64,
+    /// A role assumed (STS AssumeRole) with the base credentials: the
+    /// remote signs with the role's.
+    pub assume_role_arn: Option<String>,
 }
 
 impl fmt::Debug for S3Config {

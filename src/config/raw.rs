@@ -144,6 +144,7 @@ pub struct RawRemote {
     pub wire_checksums: S<bool>,
     pub keep_digests_by_copy: S<bool>,
     pub multipart_copy_threshold: S<String>,
+    pub assume_role_arn: S<String>,
     // every kind: the upload layer uses them
     pub part_size: S<String>,
     pub upload_concurrency: S<i64>,

@@ -73,7 +73,8 @@ fn moved(running: &RemoteConfig, new: &RemoteConfig) -> Option<&'static str> {
     match (&running.kind, &new.kind) {
         (RemoteKind::S3(a), RemoteKind::S3(b)) => (a.endpoint != b.endpoint)
             .then_some("endpoint")
-            .or((a.bucket != b.bucket).then_some("bucket")),
+            .or((a.bucket != b.bucket).then_some("bucket"))
+            .or((a.assume_role_arn != b.assume_role_arn).then_some("assume_role_arn")),
         (RemoteKind::Filesystem { root: a, .. }, RemoteKind::Filesystem { root: b, .. }) => {
             (a != b).then_some("root")
         }

@@ -519,3 +519,52 @@ async fn without_keys_web_identity_is_exchanged_at_sts() {
     );
     drop(g);
 }
+
+/// `assume_role_arn`: the remote's keys assume the role at STS (moto's),
+/// once, and the role's credentials sign the S3 requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn assume_role_arn_signs_with_the_role_s_credentials() {
+    let moto = common::moto_endpoint();
+    let bucket = common::unique("role");
+    common::create_bucket(&moto, &bucket);
+    let (relay, seen) = key_watch(moto.clone(), "-").await;
+    let process = Process {
+        endpoint: Some(relay.clone()),
+        bucket: Some(bucket.clone()),
+        credentials: Some(("BASEKEY".into(), "base-secret".into())),
+        env: vec![("AWS_ENDPOINT_URL_STS".to_string(), relay)],
+        ..Process::default()
+    };
+    let g = tokio::task::spawn_blocking(move || {
+        // The users follow the remote's table: a key before them is the remote's.
+        let users = user("alice").replace(
+            "[[users]]",
+            "assume_role_arn = \"arn:aws:iam::123456789012:role/partner-gateway\"\n\n[[users]]",
+        );
+        Served::start_limited("", "", "", &users, process)
+    })
+    .await
+    .unwrap();
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", ROUND_TRIP, &g.sftp.port().to_string(), PASSWORD])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(g.dir.path().join("log")).unwrap()
+    );
+    let seen = seen.lock().unwrap().clone();
+    let (assumed, signed): (Vec<_>, Vec<_>) =
+        seen.iter().partition(|(request, _)| request == "POST /");
+    assert_eq!(assumed.len(), 1, "AssumeRole once: {seen:#?}");
+    assert_eq!(assumed[0].1, "BASEKEY", "{seen:#?}");
+    assert!(
+        !signed.is_empty() && signed.iter().all(|(_, key)| key.starts_with("ASIA")),
+        "a request not signed with the role's credentials: {seen:#?}"
+    );
+    drop(g);
+}

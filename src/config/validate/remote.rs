@@ -37,7 +37,7 @@ pub(super) fn validate_remote(
     };
 
     // Keys that only mean something for S3.
-    let s3_only: [(&str, bool); 15] = [
+    let s3_only: [(&str, bool); 16] = [
         ("endpoint", r.endpoint.is_some()),
         ("bucket", r.bucket.is_some()),
         ("region", r.region.is_some()),
@@ -56,6 +56,7 @@ pub(super) fn validate_remote(
             "multipart_copy_threshold",
             r.multipart_copy_threshold.is_some(),
         ),
+        ("assume_role_arn", r.assume_role_arn.is_some()),
     ];
     let kind = match kind_text.get_ref().as_str() {
         "s3" => {
@@ -68,6 +69,15 @@ pub(super) fn validate_remote(
             };
             let endpoint = required(&r.endpoint, "endpoint");
             let bucket = required(&r.bucket, "bucket");
+            if let Some(arn) = &r.assume_role_arn
+                && !arn.get_ref().starts_with("arn:")
+            {
+                cx.at(
+                    arn,
+                    &key("assume_role_arn"),
+                    "is a role's ARN: arn:aws:iam::ACCOUNT:role/NAME",
+                );
+            }
             let keys = match (&r.access_key_id, &r.secret_access_key) {
                 (None, None) => None,
                 (Some(id), Some(secret)) => Some(crate::config::S3Keys {
@@ -134,7 +144,7 @@ pub(super) fn validate_remote(
                 S3_MIN_PART..=S3_MAX_PART,
                 "must be between 5 MiB and 5 GiB (one CopyObject copies at most 5 GiB)",
             );
-            RemoteKind::S3(S3Config {
+            RemoteKind::S3(Box::new(S3Config {
                 endpoint: endpoint.trim_end_matches('/').to_string(),
                 bucket,
                 region: if region.is_empty() {
@@ -166,7 +176,8 @@ pub(super) fn validate_remote(
                 wire_checksums: Ctx::flag(&r.wire_checksums, true),
                 keep_digests_by_copy: Ctx::flag(&r.keep_digests_by_copy, false),
                 multipart_copy_threshold,
-            })
+                assume_role_arn: r.assume_role_arn.as_ref().map(|a| a.get_ref().clone()),
+            }))
         }
         other @ ("filesystem" | "memory") => {
             for (k, set) in s3_only {

@@ -5,6 +5,7 @@
 //! Without keys in the config a remote takes the AWS SDKs' credential
 //! chain, as object_store builds it: those refresh themselves.
 
+use super::assume_role::Role;
 use crate::config::S3Keys;
 use object_store::aws::{AwsCredential, AwsCredentialProvider};
 use object_store::{CredentialProvider, StaticCredentialProvider};
@@ -14,6 +15,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub struct Credentials {
     current: Mutex<Current>,
+    /// `assume_role_arn`: the credentials above assume it, and the role's sign.
+    role: Option<Role>,
 }
 
 #[derive(Debug)]
@@ -33,22 +36,28 @@ fn fixed(keys: &S3Keys) -> AwsCredentialProvider {
 }
 
 impl Credentials {
-    pub fn fixed(keys: &S3Keys) -> Credentials {
-        Credentials::with(Some(keys.clone()), fixed(keys))
-    }
-
-    /// The credential chain's provider (object_store's, from the environment).
-    pub fn chain(provider: AwsCredentialProvider) -> Credentials {
-        Credentials::with(None, provider)
-    }
-
-    fn with(configured: Option<S3Keys>, provider: AwsCredentialProvider) -> Credentials {
-        Credentials {
+    /// The remote's keys or, without them, `chain` (object_store's, from
+    /// the environment); with `role`, the role they assume.
+    pub fn new(
+        keys: Option<&S3Keys>,
+        chain: impl FnOnce() -> Result<AwsCredentialProvider, String>,
+        role: Option<Role>,
+    ) -> Result<Credentials, String> {
+        let base = match keys {
+            Some(keys) => fixed(keys),
+            None => chain()?,
+        };
+        let provider = match &role {
+            Some(role) => role.assumed_with(base),
+            None => base,
+        };
+        Ok(Credentials {
             current: Mutex::new(Current {
-                configured,
+                configured: keys.cloned(),
                 provider,
             }),
-        }
+            role,
+        })
     }
 
     /// Whether the remote signs with keys of its config (not the chain).
@@ -64,9 +73,13 @@ impl Credentials {
             return false;
         }
         tracing::debug!(access_key_id = %keys.access_key_id, "new keys");
+        let base = fixed(keys);
         *current = Current {
             configured: Some(keys.clone()),
-            provider: fixed(keys),
+            provider: match &self.role {
+                Some(role) => role.assumed_with(base),
+                None => base,
+            },
         };
         true
     }

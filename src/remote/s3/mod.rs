@@ -7,6 +7,7 @@ use super::{
     Kept, ListPage, Namespace, RawEntry, Remote, Space, TreeEntry, UNBOUNDED_SPACE, child_name,
     usable_name, usable_path,
 };
+mod assume_role;
 mod credentials;
 mod parts;
 mod rename;
@@ -63,10 +64,15 @@ pub fn build(
             base: 2.0,
         },
     };
-    let credentials = Arc::new(match &config.keys {
-        Some(keys) => Credentials::fixed(keys),
-        None => Credentials::chain(chain_provider(config, &connector, &retry)?),
-    });
+    let role = config
+        .assume_role_arn
+        .as_ref()
+        .map(|arn| assume_role::Role::new(arn, &config.region, connector.client()));
+    let credentials = Arc::new(Credentials::new(
+        config.keys.as_ref(),
+        || chain_provider(config, &connector, &retry),
+        role,
+    )?);
     let mut builder = object_store::aws::AmazonS3Builder::new();
     if config.wire_checksums {
         // The SHA-256 object_store already computes to sign the payload,
