@@ -152,6 +152,25 @@ fn part((request, key): &(String, String), signer: &str) -> bool {
     request.starts_with("PUT ") && request.contains("big.bin?partNumber=") && key == signer
 }
 
+/// A new bucket of the shared moto, reached through a [`key_watch`] relay
+/// refusing `refused`: moto's endpoint, the bucket, the relay's URL, and
+/// what it saw.
+async fn watched_bucket(name: &str, refused: &'static str) -> (String, String, String, Seen) {
+    let moto = common::moto_endpoint();
+    let bucket = common::unique(name);
+    common::create_bucket(&moto, &bucket);
+    let (relay, seen) = key_watch(moto.clone(), refused).await;
+    (moto, bucket, relay, seen)
+}
+
+/// The remote's keys as `file:` values of the files [`write_keys`] writes.
+fn file_keys(dir: &std::path::Path) -> Option<(String, String)> {
+    Some((
+        format!("file:{}", dir.join("access_key_id").display()),
+        format!("file:{}", dir.join("secret_access_key").display()),
+    ))
+}
+
 fn write_keys(dir: &std::path::Path, key_id: &str) {
     std::fs::write(dir.join("access_key_id"), format!("{key_id}\n")).unwrap();
     std::fs::write(dir.join("secret_access_key"), format!("{key_id}-secret\n")).unwrap();
@@ -159,23 +178,14 @@ fn write_keys(dir: &std::path::Path, key_id: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rotated_key_files_sign_the_next_requests_after_sighup_an_upload_in_flight_included() {
-    let moto = common::moto_endpoint();
-    let bucket = common::unique("rotation");
-    common::create_bucket(&moto, &bucket);
-    let (relay, seen) = key_watch(moto.clone(), "-").await;
+    let (moto, bucket, relay, seen) = watched_bucket("rotation", "-").await;
     let secrets = tempfile::tempdir().unwrap();
     write_keys(secrets.path(), "KEYOLD");
     let (big, bytes) = big_file(secrets.path());
     let process = Process {
         endpoint: Some(relay),
         bucket: Some(bucket.clone()),
-        credentials: Some((
-            format!("file:{}", secrets.path().join("access_key_id").display()),
-            format!(
-                "file:{}",
-                secrets.path().join("secret_access_key").display()
-            ),
-        )),
+        credentials: file_keys(secrets.path()),
         ..Process::default()
     };
     let g = tokio::task::spawn_blocking(move || {
@@ -250,10 +260,7 @@ async fn rotated_key_files_sign_the_next_requests_after_sighup_an_upload_in_flig
 /// running across an expiry finishes, and check-config names the source.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_keys_the_container_endpoint_s_credentials_are_renewed_before_they_expire() {
-    let moto = common::moto_endpoint();
-    let bucket = common::unique("chain");
-    common::create_bucket(&moto, &bucket);
-    let (relay, seen) = key_watch(moto.clone(), "-").await;
+    let (moto, bucket, relay, seen) = watched_bucket("chain", "-").await;
     let endpoint = common::receiver::Receiver::start().await;
     let expiries = Arc::new(Mutex::new(Vec::<(String, std::time::Instant)>::new()));
     let handed = expiries.clone();
@@ -353,22 +360,13 @@ async fn without_keys_the_container_endpoint_s_credentials_are_renewed_before_th
 /// however many probes are refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_credentials_show_in_healthz_and_metrics_with_one_error_line() {
-    let moto = common::moto_endpoint();
-    let bucket = common::unique("refused");
-    common::create_bucket(&moto, &bucket);
-    let (relay, seen) = key_watch(moto.clone(), "KEYREVOKED").await;
+    let (_, bucket, relay, seen) = watched_bucket("refused", "KEYREVOKED").await;
     let secrets = tempfile::tempdir().unwrap();
     write_keys(secrets.path(), "KEYGOOD");
     let process = Process {
         endpoint: Some(relay),
         bucket: Some(bucket.clone()),
-        credentials: Some((
-            format!("file:{}", secrets.path().join("access_key_id").display()),
-            format!(
-                "file:{}",
-                secrets.path().join("secret_access_key").display()
-            ),
-        )),
+        credentials: file_keys(secrets.path()),
         ..Process::default()
     };
     let (g, admin) = tokio::task::spawn_blocking(move || {
@@ -447,10 +445,7 @@ print("ok" if back.getvalue() == data else "differ")
 /// sign every request.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_keys_web_identity_is_exchanged_at_sts() {
-    let moto = common::moto_endpoint();
-    let bucket = common::unique("irsa");
-    common::create_bucket(&moto, &bucket);
-    let (relay, seen) = key_watch(moto.clone(), "-").await;
+    let (_, bucket, relay, seen) = watched_bucket("irsa", "-").await;
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl").unwrap();
@@ -524,10 +519,7 @@ async fn without_keys_web_identity_is_exchanged_at_sts() {
 /// once, and the role's credentials sign the S3 requests.
 #[tokio::test(flavor = "multi_thread")]
 async fn assume_role_arn_signs_with_the_role_s_credentials() {
-    let moto = common::moto_endpoint();
-    let bucket = common::unique("role");
-    common::create_bucket(&moto, &bucket);
-    let (relay, seen) = key_watch(moto.clone(), "-").await;
+    let (_, bucket, relay, seen) = watched_bucket("role", "-").await;
     let process = Process {
         endpoint: Some(relay.clone()),
         bucket: Some(bucket.clone()),

@@ -113,3 +113,22 @@ pub fn chain_source(env: &dyn Fn(&str) -> Option<String>) -> &'static str {
         "the instance metadata service (IMDSv2)"
     }
 }
+
+/// The AWS SDKs' credential chain for `config`'s bucket, as object_store
+/// builds it from the environment (keys, web identity, the container
+/// endpoint, instance metadata), through the remote's own connector.
+pub(super) fn chain_provider(
+    config: &crate::config::S3Config,
+    connector: &crate::remote::http::GatewayConnector,
+    retry: &object_store::RetryConfig,
+) -> Result<object_store::aws::AwsCredentialProvider, String> {
+    let probe = object_store::aws::AmazonS3Builder::from_env()
+        .with_endpoint(&config.endpoint)
+        .with_bucket_name(&config.bucket)
+        .with_region(&config.region)
+        .with_retry(retry.clone())
+        .with_http_connector(connector.clone())
+        .build()
+        .map_err(|e| format!("the credential chain: {e}"))?;
+    Ok(probe.credentials().clone())
+}

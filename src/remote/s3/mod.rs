@@ -70,7 +70,7 @@ pub fn build(
         .map(|arn| assume_role::Role::new(arn, &config.region, connector.client()));
     let credentials = Arc::new(Credentials::new(
         config.keys.as_ref(),
-        || chain_provider(config, &connector, &retry),
+        || credentials::chain_provider(config, &connector, &retry),
         role,
     )?);
     let mut builder = object_store::aws::AmazonS3Builder::new();
@@ -102,25 +102,6 @@ pub fn build(
         metrics: metrics.clone(),
         calls,
     })
-}
-
-/// The AWS SDKs' credential chain for `config`'s bucket, as object_store
-/// builds it from the environment (keys, web identity, the container
-/// endpoint, instance metadata), through the remote's own connector.
-fn chain_provider(
-    config: &S3Config,
-    connector: &GatewayConnector,
-    retry: &object_store::RetryConfig,
-) -> Result<object_store::aws::AwsCredentialProvider, String> {
-    let probe = object_store::aws::AmazonS3Builder::from_env()
-        .with_endpoint(&config.endpoint)
-        .with_bucket_name(&config.bucket)
-        .with_region(&config.region)
-        .with_retry(retry.clone())
-        .with_http_connector(connector.clone())
-        .build()
-        .map_err(|e| format!("the credential chain: {e}"))?;
-    Ok(probe.credentials().clone())
 }
 
 /// Signed requests to one bucket.
