@@ -8,94 +8,44 @@
 use crate::common;
 use common::gateway::PASSWORD;
 use common::served::{Process, Served, user};
-use http_body_util::BodyExt;
 use std::sync::{Arc, Mutex};
 
 /// Each request the relay passed: `METHOD /path?query` and the access key
 /// id of its signature.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
-/// An HTTP relay to `upstream` on loopback: its URL, and what it saw. A
-/// request signed with the key id `refused` is answered as S3 answers a
-/// key it does not know.
-async fn key_watch(upstream: String, refused: &'static str) -> (String, Seen) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Seen::default();
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>>();
-    let noted = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (client, noted, upstream) = (client.clone(), noted.clone(), upstream.clone());
-            let service =
-                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let key = request
-                        .headers()
-                        .get(http::header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|a| a.split("Credential=").nth(1))
-                        .and_then(|c| c.split('/').next())
-                        .unwrap_or("")
-                        .to_string();
-                    let target = request
-                        .uri()
-                        .path_and_query()
-                        .map_or("/".to_string(), |p| p.to_string());
-                    noted
-                        .lock()
-                        .unwrap()
-                        .push((format!("{} {target}", request.method()), key.clone()));
-                    let (mut parts, body) = request.into_parts();
-                    parts.uri = format!("{upstream}{target}").parse().unwrap();
-                    let mut body = body.boxed();
-                    // moto serves every service on one port and tells them
-                    // apart by the signature's scope or, for STS's unsigned
-                    // exchange, by the Action of a form body: the same
-                    // parameters AWS takes in the query are moved there.
-                    if let Some((_, query)) = target
-                        .split_once('?')
-                        .filter(|(_, q)| q.contains("Action=AssumeRoleWithWebIdentity"))
-                    {
-                        parts.uri = format!("{upstream}/").parse().unwrap();
-                        parts.headers.remove(http::header::CONTENT_LENGTH);
-                        parts.headers.insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
-                        );
-                        body = http_body_util::Full::new(bytes::Bytes::from(query.to_string()))
-                            .map_err(|never| match never {})
-                            .boxed();
-                    }
-                    let forwarded = http::Request::from_parts(parts, body);
-                    let client = client.clone();
-                    async move {
-                        if key == refused {
-                            return Ok(refusal());
-                        }
-                        let answer = client.request(forwarded).await?;
-                        Ok::<_, hyper_util::client::legacy::Error>(answer.map(|b| b.boxed()))
-                    }
-                });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (url, seen)
-}
-
 /// S3's answer to a key id it does not know.
-fn refusal() -> http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>> {
-    let text = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidAccessKeyId</Code>\
-                <Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>";
-    let body = http_body_util::Full::new(bytes::Bytes::from(text))
-        .map_err(|never| match never {})
-        .boxed();
-    http::Response::builder().status(403).body(body).unwrap()
+const REFUSAL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidAccessKeyId</Code>\
+<Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>";
+
+/// A relay to `upstream` on loopback (the tests' fault proxy) noting the
+/// access key id that signed each request, and answering one signed with
+/// `refused` as S3 answers a key it does not know: its URL, and what it saw.
+async fn key_watch(upstream: String, refused: &'static str) -> (String, Seen) {
+    let seen = Seen::default();
+    let noted = seen.clone();
+    let addr = common::fault_proxy_seeing(upstream, move |request, _| {
+        let key = request
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').next())
+            .unwrap_or("")
+            .to_string();
+        let target = request.uri.path_and_query().map_or("/", |p| p.as_str());
+        let refuse = key == refused;
+        noted
+            .lock()
+            .unwrap()
+            .push((format!("{} {target}", request.method), key));
+        match refuse {
+            true => common::Fault::Fail(403, REFUSAL),
+            false => common::Fault::Pass,
+        }
+    })
+    .await;
+    (format!("http://{addr}"), seen)
 }
 
 /// paramiko uploads the file at argv[2] as big.bin, slowed by the user's

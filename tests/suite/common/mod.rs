@@ -465,7 +465,7 @@ pub async fn fault_proxy_seeing(
                                 .unwrap();
                             return Ok::<_, std::convert::Infallible>(resp);
                         }
-                        let url = format!(
+                        let mut url = format!(
                             "{upstream}{}",
                             parts
                                 .uri
@@ -474,6 +474,23 @@ pub async fn fault_proxy_seeing(
                                 .unwrap_or("/")
                         );
                         let mut headers = parts.headers.clone();
+                        // moto serves every service on one port and tells
+                        // them apart by the signature's scope or, for STS's
+                        // unsigned AssumeRoleWithWebIdentity, by the Action
+                        // of a form body only: the parameters AWS also takes
+                        // in the query are moved there.
+                        if let Some(query) = parts
+                            .uri
+                            .query()
+                            .filter(|q| q.contains("Action=AssumeRoleWithWebIdentity"))
+                        {
+                            url = format!("{upstream}/");
+                            body = bytes::Bytes::from(query.to_string());
+                            headers.insert(
+                                "content-type",
+                                http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+                            );
+                        }
                         for h in ["host", "content-length", "transfer-encoding", "connection"] {
                             headers.remove(h);
                         }
