@@ -83,6 +83,20 @@ fn put_with(
     out.status.success()
 }
 
+/// A gateway with more `[sftp]` keys, serving `users`.
+fn with_sftp(sftp: String, users: &str) -> Served {
+    Served::start_limited(
+        "",
+        "",
+        "",
+        users,
+        Process {
+            sftp,
+            ..Process::default()
+        },
+    )
+}
+
 fn stored(g: &Served, prefix: &str) -> Vec<String> {
     common::s3_state(&g.endpoint, &g.bucket, prefix).0
 }
@@ -113,16 +127,7 @@ fn user_certificates_log_in_for_their_principals_time_address_and_ca_only() {
         "{}\n[[users]]\nname = \"svc\"\nhome = \"store:/svc\"\ncert_principals = [\"partner-batch\"]\n",
         user("alice")
     );
-    let g = Served::start_limited(
-        "",
-        "",
-        "",
-        &users,
-        Process {
-            sftp,
-            ..Process::default()
-        },
-    );
+    let g = with_sftp(sftp, &users);
     let ca = ca.to_str().unwrap();
 
     // Valid for an hour, for alice: logs in, and the login line names it.
@@ -268,16 +273,7 @@ fn a_host_certificate_is_trusted_through_its_ca() {
             .unwrap()
             .trim()
     ));
-    let g = Served::start_limited(
-        "",
-        "",
-        "",
-        &alice,
-        Process {
-            sftp,
-            ..Process::default()
-        },
-    );
+    let g = with_sftp(sftp, &alice);
     let known = dir.join("known_hosts");
     let ca_line = std::fs::read_to_string(dir.join("host_ca.pub")).unwrap();
     std::fs::write(&known, format!("@cert-authority * {ca_line}")).unwrap();
@@ -352,16 +348,7 @@ fn a_key_revocation_list_revokes_by_serial_key_id_and_key() {
         user("alice"),
         line("stolen.pub")
     );
-    let g = Served::start_limited(
-        "",
-        "",
-        "",
-        &users,
-        Process {
-            sftp,
-            ..Process::default()
-        },
-    );
+    let g = with_sftp(sftp, &users);
     let ca = ca.to_str().unwrap();
     let fine = sign(dir, ca, &key, &["-I", "desk", "-n", "alice", "-z", "14"]);
     assert!(put_with(
@@ -444,15 +431,9 @@ async fn a_hook_user_logs_in_by_certificate_with_paramiko() {
             "{}\n[auth]\ncache_time = \"0\"\n\n[auth.http]\nurl = \"{url}\"\nsecret = \"hook-secret\"\n",
             user("alice")
         );
-        let g = Served::start_limited(
-            "",
-            "",
-            "",
+        let g = with_sftp(
+            format!("trusted_user_ca_keys = [{:?}]\n", ca_line.trim()),
             &hooked,
-            Process {
-                sftp: format!("trusted_user_ca_keys = [{:?}]\n", ca_line.trim()),
-                ..Process::default()
-            },
         );
         let script = format!(
             r#"

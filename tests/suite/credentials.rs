@@ -88,6 +88,39 @@ fn upload(
     tokio::spawn(run)
 }
 
+/// The gateway as a process, started off the async threads.
+async fn serve(users: String, process: Process) -> Served {
+    tokio::task::spawn_blocking(move || Served::start_limited("", "", "", &users, process))
+        .await
+        .unwrap()
+}
+
+/// The first line of the gateway's log holding `text`, waited for off the
+/// async threads.
+async fn log_line(g: Served, text: &'static str) -> (Served, String) {
+    tokio::task::spawn_blocking(move || {
+        let line = g.log_line(text);
+        (g, line)
+    })
+    .await
+    .unwrap()
+}
+
+/// What `check-config` prints of the gateway's config, with `env`.
+fn checked(g: &Served, env: &[(String, String)]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"))
+        .args(["check-config", "--config"])
+        .arg(g.dir.path().join("gateway.toml"))
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn assert_uploaded(out: std::process::Output) {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -138,11 +171,7 @@ async fn rotated_key_files_sign_the_next_requests_after_sighup_an_upload_in_flig
         credentials: file_keys(secrets.path()),
         ..Process::default()
     };
-    let g = tokio::task::spawn_blocking(move || {
-        Served::start_limited("", "", "", &slow_alice(), process)
-    })
-    .await
-    .unwrap();
+    let g = serve(slow_alice(), process).await;
 
     let upload = upload(&g, &big);
     // Once the first part went out under the old key, the key files change
@@ -154,12 +183,7 @@ async fn rotated_key_files_sign_the_next_requests_after_sighup_an_upload_in_flig
     }
     write_keys(secrets.path(), "KEYNEW");
     g.signal(libc::SIGHUP);
-    let (g, line) = tokio::task::spawn_blocking(move || {
-        let line = g.log_line("new_credentials");
-        (g, line)
-    })
-    .await
-    .unwrap();
+    let (g, line) = log_line(g, "new_credentials").await;
     assert!(line.contains("\"new_credentials\":\"store\""), "{line}");
 
     assert_uploaded(upload.await.unwrap().unwrap());
@@ -195,9 +219,7 @@ async fn rotated_key_files_sign_the_next_requests_after_sighup_an_upload_in_flig
     assert_ne!(moved, text);
     std::fs::write(&config, moved).unwrap();
     g.signal(libc::SIGHUP);
-    let line = tokio::task::spawn_blocking(move || g.log_line("reload refused"))
-        .await
-        .unwrap();
+    let (_, line) = log_line(g, "reload refused").await;
     assert!(
         line.contains("remote store: its endpoint changed, which needs a restart"),
         "{line}"
@@ -247,24 +269,12 @@ async fn without_keys_the_container_endpoint_s_credentials_are_renewed_before_th
         env: env.clone(),
         ..Process::default()
     };
-    let g = tokio::task::spawn_blocking(move || {
-        Served::start_limited("", "", "", &slow_alice(), process)
-    })
-    .await
-    .unwrap();
+    let g = serve(slow_alice(), process).await;
 
-    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"))
-        .args(["check-config", "--config"])
-        .arg(g.dir.path().join("gateway.toml"))
-        .envs(env)
-        .output()
-        .unwrap();
+    let said = checked(&g, &env);
     assert!(
-        String::from_utf8_lossy(&checked.stdout)
-            .contains("remote store: credentials from the container endpoint"),
-        "{}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
+        said.contains("remote store: credentials from the container endpoint"),
+        "{said}"
     );
 
     assert_uploaded(upload(&g, &big).await.unwrap().unwrap());
@@ -319,16 +329,11 @@ async fn refused_credentials_show_in_healthz_and_metrics_with_one_error_line() {
         credentials: file_keys(secrets.path()),
         ..Process::default()
     };
-    let (g, admin) = tokio::task::spawn_blocking(move || {
-        let users = format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", user("alice"));
-        let g = Served::start_limited("", "", "", &users, process);
-        let line = g.log_line("admin endpoint listening");
-        let line: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let admin = line["fields"]["listen"].as_str().unwrap().to_string();
-        (g, admin)
-    })
-    .await
-    .unwrap();
+    let users = format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", user("alice"));
+    let g = serve(users, process).await;
+    let (g, line) = log_line(g, "admin endpoint listening").await;
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let admin = line["fields"]["listen"].as_str().unwrap().to_string();
     let http = reqwest::Client::new();
     let get = |path: &str| {
         let (http, url) = (http.clone(), format!("http://{admin}{path}"));
@@ -417,22 +422,11 @@ async fn without_keys_web_identity_is_exchanged_at_sts() {
         env: env.clone(),
         ..Process::default()
     };
-    let g = tokio::task::spawn_blocking(move || {
-        Served::start_limited("", "", "", &user("alice"), process)
-    })
-    .await
-    .unwrap();
-    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_bucketgate"))
-        .args(["check-config", "--config"])
-        .arg(g.dir.path().join("gateway.toml"))
-        .envs(env)
-        .output()
-        .unwrap();
+    let g = serve(user("alice"), process).await;
+    let said = checked(&g, &env);
     assert!(
-        String::from_utf8_lossy(&checked.stdout)
-            .contains("remote store: credentials from web identity"),
-        "{}",
-        String::from_utf8_lossy(&checked.stdout)
+        said.contains("remote store: credentials from web identity"),
+        "{said}"
     );
     let out = tokio::process::Command::new("python3")
         .args(["-c", ROUND_TRIP, &g.sftp.port().to_string(), PASSWORD])
@@ -477,16 +471,12 @@ async fn assume_role_arn_signs_with_the_role_s_credentials() {
         env: vec![("AWS_ENDPOINT_URL_STS".to_string(), relay)],
         ..Process::default()
     };
-    let g = tokio::task::spawn_blocking(move || {
-        // The users follow the remote's table: a key before them is the remote's.
-        let users = user("alice").replace(
-            "[[users]]",
-            "assume_role_arn = \"arn:aws:iam::123456789012:role/partner-gateway\"\n\n[[users]]",
-        );
-        Served::start_limited("", "", "", &users, process)
-    })
-    .await
-    .unwrap();
+    // The users follow the remote's table: a key before them is the remote's.
+    let users = user("alice").replace(
+        "[[users]]",
+        "assume_role_arn = \"arn:aws:iam::123456789012:role/partner-gateway\"\n\n[[users]]",
+    );
+    let g = serve(users, process).await;
     let out = tokio::process::Command::new("python3")
         .args(["-c", ROUND_TRIP, &g.sftp.port().to_string(), PASSWORD])
         .output()
