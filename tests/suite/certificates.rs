@@ -56,18 +56,8 @@ fn put_with(
     name: &str,
 ) -> bool {
     std::fs::write(dir.join(name), name.as_bytes()).unwrap();
-    let batch = dir.join(format!("{name}.batch"));
-    std::fs::write(&batch, format!("put {name}\n")).unwrap();
-    let out = Command::new("sftp")
-        .current_dir(dir)
-        .args([
-            "-b",
-            batch.to_str().unwrap(),
-            "-P",
-            &g.sftp.port().to_string(),
-            "-i",
-        ])
-        .arg(key)
+    let batch = format!("{name}.batch");
+    let out = sftp_batch(g, dir, &batch, &format!("put {name}\n"), key)
         .arg("-o")
         .arg(format!("CertificateFile={}", cert.display()))
         .args([
@@ -81,6 +71,20 @@ fn put_with(
         .output()
         .expect("sftp (openssh-client)");
     out.status.success()
+}
+
+/// OpenSSH `sftp` to the gateway running `batch` (written to `name` in
+/// `dir`) with the key `key`; the caller adds options and the destination.
+fn sftp_batch(g: &Served, dir: &Path, name: &str, batch: &str, key: &Path) -> Command {
+    let file = dir.join(name);
+    std::fs::write(&file, batch).unwrap();
+    let mut sftp = Command::new("sftp");
+    sftp.current_dir(dir)
+        .arg("-b")
+        .arg(&file)
+        .args(["-P", &g.sftp.port().to_string(), "-i"])
+        .arg(key);
+    sftp
 }
 
 /// A gateway with more `[sftp]` keys, serving `users`.
@@ -278,17 +282,7 @@ fn a_host_certificate_is_trusted_through_its_ca() {
     let ca_line = std::fs::read_to_string(dir.join("host_ca.pub")).unwrap();
     std::fs::write(&known, format!("@cert-authority * {ca_line}")).unwrap();
     let connect = |known: &Path| {
-        let batch = dir.join("batch");
-        std::fs::write(&batch, "pwd\n").unwrap();
-        Command::new("sftp")
-            .args([
-                "-b",
-                batch.to_str().unwrap(),
-                "-P",
-                &g.sftp.port().to_string(),
-                "-i",
-            ])
-            .arg(&key)
+        sftp_batch(&g, dir, "batch", "pwd\n", &key)
             .args([
                 "-o",
                 "BatchMode=yes",
@@ -381,17 +375,7 @@ fn a_key_revocation_list_revokes_by_serial_key_id_and_key() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
     // The stolen key, as bob's own authorized key, is refused too.
-    let batch = dir.join("bob.batch");
-    std::fs::write(&batch, "pwd\n").unwrap();
-    let out = Command::new("sftp")
-        .args([
-            "-b",
-            batch.to_str().unwrap(),
-            "-P",
-            &g.sftp.port().to_string(),
-            "-i",
-        ])
-        .arg(&stolen)
+    let out = sftp_batch(&g, dir, "bob.batch", "pwd\n", &stolen)
         .args(["-o", "BindAddress=127.0.2.9"])
         .args(OPENSSH_OPTIONS)
         .arg("bob@127.0.0.1")
