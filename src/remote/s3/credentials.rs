@@ -35,6 +35,14 @@ fn fixed(keys: &S3Keys) -> AwsCredentialProvider {
     }))
 }
 
+/// What signs: `base`, or the role it assumes.
+fn signing(role: Option<&Role>, base: AwsCredentialProvider) -> AwsCredentialProvider {
+    match role {
+        Some(role) => role.assumed_with(base),
+        None => base,
+    }
+}
+
 impl Credentials {
     /// The remote's keys or, without them, `chain` (object_store's, from
     /// the environment); with `role`, the role they assume.
@@ -47,14 +55,10 @@ impl Credentials {
             Some(keys) => fixed(keys),
             None => chain()?,
         };
-        let provider = match &role {
-            Some(role) => role.assumed_with(base),
-            None => base,
-        };
         Ok(Credentials {
             current: Mutex::new(Current {
                 configured: keys.cloned(),
-                provider,
+                provider: signing(role.as_ref(), base),
             }),
             role,
         })
@@ -73,13 +77,9 @@ impl Credentials {
             return false;
         }
         tracing::debug!(access_key_id = %keys.access_key_id, "new keys");
-        let base = fixed(keys);
         *current = Current {
             configured: Some(keys.clone()),
-            provider: match &self.role {
-                Some(role) => role.assumed_with(base),
-                None => base,
-            },
+            provider: signing(self.role.as_ref(), fixed(keys)),
         };
         true
     }
