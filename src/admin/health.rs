@@ -2,7 +2,7 @@
 //! request per remote every [`PROBE_EVERY`] — so a health check never waits
 //! on S3 and a flood of checks never reaches it.
 
-use crate::remote::Remotes;
+use crate::remote::{Remotes, refused_code};
 use hyper::StatusCode;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,22 +17,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const STALE: Duration = Duration::from_secs(15);
 /// While a store refuses a remote's credentials, an ERROR line this often.
 const REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
-
-/// The S3 error codes of a key the store does not take: rotated away,
-/// mistyped, or a secret that does not match.
-const REFUSED_CODES: [&str; 4] = [
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidToken",
-    "ExpiredToken",
-];
-
-/// The code of a probe error that is the store refusing the credentials.
-fn refused_code(error: &str) -> Option<&'static str> {
-    REFUSED_CODES
-        .into_iter()
-        .find(|code| error.contains(&format!("<Code>{code}</Code>")))
-}
 
 #[derive(Debug, Clone)]
 struct Probe {

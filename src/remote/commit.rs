@@ -47,7 +47,15 @@ impl Remote {
             };
             opts.extensions.insert(ContentMd5::of(&md5));
         }
-        let put = self.store().put_opts(path, payload, opts).await?;
+        let put = || self.store().put_opts(path, payload.clone(), opts.clone());
+        let put = match &self.parts {
+            // A key rotated away under it: sent again with the reload's.
+            Some(parts) => {
+                let what = format!("storing {path}");
+                parts.credentials().again_if_refused(&what, put).await?
+            }
+            None => put().await?,
+        };
         Ok(put.e_tag)
     }
 

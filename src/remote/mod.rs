@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 pub use body::{Body, body};
 pub use digest_cache::DigestCache;
-pub use s3::{Continued, PartEtags, chain_source};
+pub use s3::{Continued, PartEtags, chain_source, refused_code};
 
 /// A multipart upload begun: what sends its parts, their ETags where they
 /// are checked, and its id where the store can take it up again (S3).

@@ -12,7 +12,7 @@ mod credentials;
 mod parts;
 mod rename;
 
-pub use credentials::{Credentials, chain_source};
+pub use credentials::{Credentials, chain_source, refused_code};
 pub use parts::{Continued, MIN_COPY, PartCopier, PartEtags};
 
 use super::http::GatewayConnector;

@@ -49,6 +49,7 @@ impl PartCopier {
         let id = self.store.create_multipart(path).await?;
         let upload = PartsUpload {
             store: self.store.clone(),
+            credentials: self.api.credentials.clone(),
             path: path.clone(),
             id,
             parts: Arc::new(Mutex::new(Vec::new())),
@@ -110,6 +111,7 @@ impl PartCopier {
         let count = parts.len();
         let upload = PartsUpload {
             store: self.store.clone(),
+            credentials: self.api.credentials.clone(),
             path,
             id: id.to_string(),
             parts: Arc::new(Mutex::new(parts)),
@@ -276,9 +278,11 @@ fn copy_ranges(size: u64) -> Vec<Range<u64>> {
 }
 
 /// A multipart upload driven part by part, so it can begin with copied
-/// parts and its parts' ETags can be read.
+/// parts, its parts' ETags can be read, and a part S3 refuses in a key
+/// rotation is sent again under its own number with the new key.
 pub struct PartsUpload {
     store: Arc<dyn MultipartStore>,
+    credentials: Arc<Credentials>,
     path: Path,
     id: MultipartId,
     /// By part index; `None` while a part is still uploading.
@@ -308,14 +312,18 @@ impl MultipartUpload for PartsUpload {
             parts.push(None);
             parts.len() - 1
         };
-        let (store, path, id, parts) = (
+        let (store, credentials, path, id, parts) = (
             self.store.clone(),
+            self.credentials.clone(),
             self.path.clone(),
             self.id.clone(),
             self.parts.clone(),
         );
         Box::pin(async move {
-            let part = store.put_part(&path, &id, index, data).await?;
+            let what = format!("part {} of {path}", index + 1);
+            let part = credentials
+                .again_if_refused(&what, || store.put_part(&path, &id, index, data.clone()))
+                .await?;
             lock(&parts)[index] = Some(part);
             Ok(())
         })
@@ -327,8 +335,12 @@ impl MultipartUpload for PartsUpload {
             store: "S3",
             source: "a part of the resumed upload never finished".into(),
         })?;
-        self.store
-            .complete_multipart(&self.path, &self.id, parts)
+        let what = format!("completing {}", self.path);
+        self.credentials
+            .again_if_refused(&what, || {
+                self.store
+                    .complete_multipart(&self.path, &self.id, parts.clone())
+            })
             .await
     }
 

@@ -537,6 +537,7 @@ pub async fn fault_proxy_seeing(
 
 pub mod ftp;
 pub mod gateway;
+pub mod keyed_s3;
 pub mod ldap;
 pub mod postgres;
 pub mod receiver;

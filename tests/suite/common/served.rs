@@ -266,15 +266,26 @@ impl Served {
 
     /// Waits for the log line containing `text`.
     pub fn log_line(&self, text: &str) -> String {
+        self.log_lines(text, 1).swap_remove(0)
+    }
+
+    /// Waits for `count` log lines containing `text`: the first `count`.
+    pub fn log_lines(&self, text: &str, count: usize) -> Vec<String> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap();
-            if let Some(line) = log.lines().find(|l| l.contains(text)) {
-                return line.to_string();
+            let lines: Vec<String> = log
+                .lines()
+                .filter(|l| l.contains(text))
+                .take(count)
+                .map(str::to_string)
+                .collect();
+            if lines.len() == count {
+                return lines;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no {text:?} in\n{log}"
+                "not {count} {text:?} in\n{log}"
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
