@@ -46,7 +46,11 @@ impl PartCopier {
     /// Starts a multipart upload of `key` whose parts' ETags stay readable
     /// ([`PartEtags`]), so each part can be checked against what was sent.
     pub async fn start(&self, path: &Path) -> object_store::Result<(PartsUpload, PartEtags)> {
-        let id = self.store.create_multipart(path).await?;
+        let what = format!("starting {path}");
+        let id = self
+            .credentials()
+            .again_if_refused(&what, || self.store.create_multipart(path))
+            .await?;
         let upload = PartsUpload {
             store: self.store.clone(),
             credentials: self.api.credentials.clone(),
