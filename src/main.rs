@@ -203,13 +203,9 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     match Config::load(path) {
         Ok(c) => {
             // The files the config names are read at start; read them now too.
-            let pairs = [
-                ("ftp", c.ftp.as_ref().and_then(|f| f.tls.as_ref())),
-                ("admin", c.admin.as_ref().and_then(|a| a.tls.as_ref())),
-            ];
-            for (table, pair) in pairs {
-                if let Some((cert, key)) = pair
-                    && let Err(e) = bucketgate::base::server_config(table, cert, key)
+            for table in bucketgate::serve::TLS_TABLES {
+                if let Some((cert, key)) = bucketgate::serve::tls_named(&c, table)
+                    && let Err(e) = bucketgate::base::read_pair(table, &cert, &key)
                 {
                     eprintln!("{}: {e}", path.display());
                     return Ok(ExitCode::FAILURE);

@@ -35,6 +35,8 @@ pub struct Gateway {
     pub config_path: Option<std::path::PathBuf>,
     /// The fleet's shared state, with `[cluster]`.
     pub cluster: Option<crate::cluster::Cluster>,
+    /// The listeners' TLS certificates, read again at a reload.
+    pub certificates: crate::base::Certificates,
 }
 
 /// The listeners of a started gateway, with the addresses they got.
@@ -90,6 +92,7 @@ impl Gateway {
             metrics,
             config: Arc::new(config),
             config_path: None,
+            certificates: Default::default(),
         })
     }
 
@@ -155,8 +158,13 @@ impl Gateway {
         }
         let (mut ftp_addr, mut ftps_implicit) = (None, None);
         if let Some(ftp) = &self.config.ftp {
-            let listener =
-                crate::ftp::FtpListener::bind(ftp, &self.config.server, shared.clone()).await?;
+            let listener = crate::ftp::FtpListener::bind(
+                ftp,
+                &self.config.server,
+                &self.certificates,
+                shared.clone(),
+            )
+            .await?;
             ftp_addr = Some(listener.local_addr()?);
             ftps_implicit = listener.implicit_addr()?;
             let stop = until_stopped(stopped.clone());
@@ -200,6 +208,7 @@ impl Gateway {
         if let Some(web) = &self.config.web {
             let listener = crate::web::WebListener::bind(
                 web,
+                &self.certificates,
                 shared.clone(),
                 shared.tasks.clone(),
                 self.config.server.state_dir.clone(),
@@ -226,7 +235,7 @@ impl Gateway {
             let tls = admin
                 .tls
                 .as_ref()
-                .map(|(cert, key)| crate::base::server_config("admin", cert, key))
+                .map(|(cert, key)| self.certificates.server_config("admin", cert, key))
                 .transpose()?;
             let access = crate::admin::access::Access::new(
                 admin,
@@ -239,6 +248,7 @@ impl Gateway {
                 events: events.clone(),
                 quotas: quotas.clone(),
                 remotes: self.remotes.clone(),
+                certificates: self.certificates.clone(),
             };
             let reload: crate::admin::Reload = Arc::new(move || match &path {
                 Some(path) => live.reload(path),
@@ -375,12 +385,14 @@ pub async fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     let (users, remotes) = (gateway.config.users.len(), gateway.config.remotes.len());
     let identity = sources_shown(&gateway.config);
     let (live_users, live_remotes) = (gateway.users.clone(), gateway.remotes.clone());
+    let certificates = gateway.certificates.clone();
     let running = gateway.start().await?;
     let live = Live {
         users: live_users,
         events: running.events.clone(),
         quotas: running.quotas.clone(),
         remotes: live_remotes,
+        certificates,
     };
     tracing::info!(
         users,
@@ -415,6 +427,7 @@ struct Live {
     events: Arc<Events>,
     quotas: Arc<crate::quota::Quotas>,
     remotes: Remotes,
+    certificates: crate::base::Certificates,
 }
 
 impl Live {
@@ -434,6 +447,13 @@ impl Live {
         if let Err(e) = self.remotes.reloadable(&config) {
             return refused(e);
         }
+        let renewal = match self
+            .certificates
+            .read_again(|table| tls_named(&config, table))
+        {
+            Ok(renewal) => renewal,
+            Err(e) => return refused(e),
+        };
         if let Err(e) = self.users.replace(&config) {
             return refused(e.to_string());
         }
@@ -444,14 +464,30 @@ impl Live {
             tracing::error!("webhooks not reloaded: {e}");
         }
         let credentials = self.remotes.take_credentials(&config);
-        tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), identity = sources_shown(&config), new_credentials = credentials.join(", "), file = %path.display(), "users reloaded (and webhooks, identity sources, remote credentials)");
+        let certificates = renewal.apply();
+        tracing::info!(users = config.users.len(), webhooks = config.webhooks.len(), identity = sources_shown(&config), new_credentials = credentials.join(", "), new_certificates = certificates.join(", "), file = %path.display(), "users reloaded (and webhooks, identity sources, remote credentials, TLS certificates)");
         Ok(format!(
-            "{} user(s), {} webhook(s), identity sources {}, new credentials for remotes [{}] from {}",
+            "{} user(s), {} webhook(s), identity sources {}, new credentials for remotes [{}], new certificates for [{}] from {}",
             config.users.len(),
             config.webhooks.len(),
             sources_shown(&config),
             credentials.join(", "),
+            certificates.join(", "),
             path.display()
         ))
+    }
+}
+
+/// The listeners that may serve TLS, by table.
+pub const TLS_TABLES: [&str; 3] = ["ftp", "web", "admin"];
+
+/// The certificate and key `config` names for listener `table` (one of
+/// [`TLS_TABLES`]).
+pub fn tls_named(config: &Config, table: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    match table {
+        "ftp" => config.ftp.as_ref()?.tls.clone(),
+        "web" => config.web.as_ref()?.tls.clone(),
+        "admin" => config.admin.as_ref()?.tls.clone(),
+        _ => None,
     }
 }

@@ -17,7 +17,7 @@ pub use error::{FsError, FsResult};
 pub use files::replace_file;
 pub use names::{MAX_KEY_BYTES, MAX_USER_NAME, check_segment, check_user_name};
 pub use outbound::{http_client, tls_client_config};
-pub use tls_server::{TlsError, server_config};
+pub use tls_server::{Certificates, Renewal, TlsError, read_pair};
 pub use tokens::{digest, random_token};
 
 /// Locks state that stays consistent even if a holder panicked (maps,

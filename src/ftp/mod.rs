@@ -46,10 +46,11 @@ impl FtpListener {
     pub async fn bind(
         config: &FtpConfig,
         server: &ServerConfig,
+        certificates: &crate::base::Certificates,
         shared: Arc<SessionContext>,
     ) -> anyhow::Result<Self> {
         let tls = match &config.tls {
-            Some((cert, key)) => Some(crate::base::server_config("ftp", cert, key)?),
+            Some((cert, key)) => Some(certificates.server_config("ftp", cert, key)?),
             None => None,
         };
         let bind = |addr: SocketAddr| async move {

@@ -98,6 +98,7 @@ pub struct WebListener {
 impl WebListener {
     pub async fn bind(
         config: &WebConfig,
+        certificates: &crate::base::Certificates,
         shared: Arc<SessionContext>,
         tasks: Tasks,
         shared_state_dir: std::path::PathBuf,
@@ -106,7 +107,7 @@ impl WebListener {
         let tls = config
             .tls
             .as_ref()
-            .map(|(cert, key)| crate::base::server_config("web", cert, key))
+            .map(|(cert, key)| certificates.server_config("web", cert, key))
             .transpose()?;
         let cap = ConnectionCap::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
         let refused = shared.metrics.admin_refused.clone();

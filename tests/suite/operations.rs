@@ -256,6 +256,89 @@ async fn sigterm_lets_transfers_finish_then_aborts_the_rest() {
     assert!(log.contains("shutdown grace period over"), "{log}");
 }
 
+/// SIGHUP reads the listeners' certificates again, as certbot or
+/// cert-manager renew them in place: a connection made after the reload
+/// is served the new certificate, an FTPS session opened before goes on
+/// (its data connections included), and a pair that does not match
+/// refuses the reload, the served certificate unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_serves_a_renewed_certificate_to_new_connections() {
+    use common::ftp::{Connector, ftps_at};
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = || {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        (params.signed_by(&key, &issuer).unwrap(), key)
+    };
+    let (first, first_key) = leaf();
+    let (second, second_key) = leaf();
+    let served = tokio::task::spawn_blocking(Served::start).await.unwrap();
+    let (cert_file, key_file) = (
+        served.dir.path().join("ftps.pem"),
+        served.dir.path().join("ftps.key"),
+    );
+    let renew = |cert: &rcgen::Certificate, key: &rcgen::KeyPair| {
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        served.signal(libc::SIGHUP);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let trusting_the_ca = || {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Connector::new(std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth(),
+        ))
+    };
+    let leaf_served = || async {
+        let connector = trusting_the_ca();
+        let mut ftp = ftps_at(served.ftp, "alice", connector.clone()).await;
+        ftp.quit().await.unwrap();
+        let leaves = connector.leaves.lock().unwrap().clone();
+        leaves[0].clone()
+    };
+
+    // The certificate the gateway started with gives way to the first.
+    renew(&first, &first_key);
+    let reloaded = served.log_lines("new_certificates", 1);
+    assert!(
+        reloaded[0].contains("\"new_certificates\":\"ftp\""),
+        "{reloaded:?}"
+    );
+    assert_eq!(leaf_served().await, first.der().to_vec());
+    let mut before = ftps_at(served.ftp, "alice", trusting_the_ca()).await;
+
+    renew(&second, &second_key);
+    let reloaded = served.log_lines("new_certificates", 2);
+    assert!(
+        reloaded[1].contains("\"new_certificates\":\"ftp\""),
+        "{reloaded:?}"
+    );
+    assert_eq!(leaf_served().await, second.der().to_vec());
+    // The session from before the renewal: a data connection each way.
+    before
+        .put_file("renewed.txt", &mut &b"after the renewal"[..])
+        .await
+        .unwrap();
+    let listed = before.nlst(None).await.unwrap();
+    assert!(listed.iter().any(|n| n == "renewed.txt"), "{listed:?}");
+    before.quit().await.unwrap();
+
+    // A certificate with another's key: refused, the second still served.
+    renew(&first, &second_key);
+    let refused = served.log_line("reload refused");
+    assert!(refused.contains("do not make a usable pair"), "{refused}");
+    assert_eq!(leaf_served().await, second.der().to_vec());
+}
+
 /// SIGHUP reloads the users: one added to the file can log in at once,
 /// sessions go on, and a broken file changes nothing.
 #[tokio::test(flavor = "multi_thread")]

@@ -25,11 +25,14 @@ pub fn client_config(g: &TestGateway) -> Arc<rustls::ClientConfig> {
     )
 }
 
-/// suppaftp's TLS connector, recording each handshake's kind and version.
+/// suppaftp's TLS connector, recording each handshake's kind and version,
+/// and the certificate the server presented.
 #[derive(Clone)]
 pub struct Connector {
     inner: tokio_rustls::TlsConnector,
     pub handshakes: Arc<Mutex<Vec<(rustls::HandshakeKind, rustls::ProtocolVersion)>>>,
+    /// The leaf certificate of each full handshake (DER).
+    pub leaves: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -43,6 +46,7 @@ impl Connector {
         Connector {
             inner: tokio_rustls::TlsConnector::from(config),
             handshakes: Arc::default(),
+            leaves: Arc::default(),
         }
     }
 
@@ -64,6 +68,9 @@ impl AsyncTlsConnector for Connector {
             .await
             .map_err(|e| FtpError::SecureError(e.to_string()))?;
         let conn = tls.get_ref().1;
+        if let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) {
+            self.leaves.lock().unwrap().push(leaf.to_vec());
+        }
         self.handshakes.lock().unwrap().push((
             conn.handshake_kind().expect("handshake done"),
             conn.protocol_version().expect("handshake done"),
@@ -86,7 +93,16 @@ pub async fn ftp_tls_with(
     user: &str,
     connector: Connector,
 ) -> AsyncRustlsFtpStream {
-    let ftp = AsyncRustlsFtpStream::connect(g.ftp).await.unwrap();
+    ftps_at(g.ftp, user, connector).await
+}
+
+/// An FTPS session with the gateway listening at `addr`.
+pub async fn ftps_at(
+    addr: std::net::SocketAddr,
+    user: &str,
+    connector: Connector,
+) -> AsyncRustlsFtpStream {
+    let ftp = AsyncRustlsFtpStream::connect(addr).await.unwrap();
     let mut ftp = ftp.into_secure(connector, "localhost").await.unwrap();
     ftp.login(user, PASSWORD).await.unwrap();
     ftp.transfer_type(FileType::Binary).await.unwrap();
