@@ -508,6 +508,23 @@ t.close()
 print("ok" if back.getvalue() == data else "differ")
 "#;
 
+/// Runs [`ROUND_TRIP`] as alice; fails with the gateway's log unless the
+/// bytes came back.
+async fn round_trip(g: &Served) {
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", ROUND_TRIP, &g.sftp.port().to_string(), PASSWORD])
+        .output()
+        .await
+        .unwrap();
+    if String::from_utf8_lossy(&out.stdout).trim() != "ok" {
+        panic!(
+            "{}\nthe gateway's log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(g.dir.path().join("log")).unwrap()
+        );
+    }
+}
+
 /// Without keys, web identity (what IRSA gives a pod on EKS): a token file
 /// and a role ARN, exchanged at STS (moto's) for the credentials that
 /// sign every request.
@@ -541,18 +558,7 @@ async fn without_keys_web_identity_is_exchanged_at_sts() {
         said.contains("remote store: credentials from web identity"),
         "{said}"
     );
-    let out = tokio::process::Command::new("python3")
-        .args(["-c", ROUND_TRIP, &g.sftp.port().to_string(), PASSWORD])
-        .output()
-        .await
-        .unwrap();
-    if String::from_utf8_lossy(&out.stdout).trim() != "ok" {
-        panic!(
-            "{}\nthe gateway's log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(g.dir.path().join("log")).unwrap()
-        );
-    }
+    round_trip(&g).await;
     let seen = seen.lock().unwrap().clone();
     let (exchanges, signed): (Vec<_>, Vec<_>) = seen
         .iter()
@@ -590,18 +596,7 @@ async fn assume_role_arn_signs_with_the_role_s_credentials() {
         "assume_role_arn = \"arn:aws:iam::123456789012:role/partner-gateway\"\n\n[[users]]",
     );
     let g = serve(users, process).await;
-    let out = tokio::process::Command::new("python3")
-        .args(["-c", ROUND_TRIP, &g.sftp.port().to_string(), PASSWORD])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok",
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(g.dir.path().join("log")).unwrap()
-    );
+    round_trip(&g).await;
     let seen = seen.lock().unwrap().clone();
     let (assumed, signed): (Vec<_>, Vec<_>) =
         seen.iter().partition(|(request, _)| request == "POST /");
@@ -610,6 +605,73 @@ async fn assume_role_arn_signs_with_the_role_s_credentials() {
     assert!(
         !signed.is_empty() && signed.iter().all(|(_, key)| key.starts_with("ASIA")),
         "a request not signed with the role's credentials: {seen:#?}"
+    );
+    drop(g);
+}
+
+/// Without keys and with nothing else in the environment, the instance
+/// metadata service (an EC2 instance profile) in its version 2: a session
+/// token first, then the role's name and credentials, each asked with the
+/// token. The service is a receiver on loopback (`AWS_METADATA_ENDPOINT`)
+/// that answers nothing asked without the token, as IMDSv2-only instances do.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_keys_on_ec2_the_instance_profile_signs_through_imdsv2() {
+    let (_, bucket, relay, seen) = watched_bucket("imds", "-").await;
+    let imds = common::receiver::Receiver::start().await;
+    imds.answer_requests_with(|r| {
+        let token = r.headers.get("x-aws-ec2-metadata-token");
+        match (r.method.as_str(), r.target.trim_end_matches('/')) {
+            ("PUT", "/latest/api/token")
+                if r.headers
+                    .contains_key("x-aws-ec2-metadata-token-ttl-seconds") =>
+            {
+                (200, "imds-session".into())
+            }
+            _ if token.is_none_or(|t| t != "imds-session") => (401, String::new()),
+            ("GET", "/latest/meta-data/iam/security-credentials") => {
+                (200, "gateway-profile".into())
+            }
+            ("GET", "/latest/meta-data/iam/security-credentials/gateway-profile") => {
+                let expiration = chrono::Utc::now() + chrono::Duration::hours(1);
+                let body = serde_json::json!({"Code": "Success", "AccessKeyId": "PROFILEKEY",
+                    "SecretAccessKey": "s", "Token": "t", "Expiration": expiration.to_rfc3339()});
+                (200, body.to_string())
+            }
+            _ => (404, String::new()),
+        }
+    });
+    let env = vec![(
+        "AWS_METADATA_ENDPOINT".to_string(),
+        format!("http://{}", imds.addr),
+    )];
+    let process = Process {
+        endpoint: Some(relay),
+        bucket: Some(bucket.clone()),
+        credentials: Some((String::new(), String::new())),
+        env: env.clone(),
+        ..Process::default()
+    };
+    let g = serve(user("alice"), process).await;
+    let said = checked(&g, &env);
+    assert!(
+        said.contains("remote store: credentials from the instance metadata service (IMDSv2)"),
+        "{said}"
+    );
+    round_trip(&g).await;
+
+    let asked = imds.requests();
+    assert!(
+        asked.first().is_some_and(|r| r.method == "PUT"),
+        "no session token first: {asked:#?}"
+    );
+    assert!(
+        asked.iter().all(|r| r.status == 200),
+        "a request without the token: {asked:#?}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|(_, key)| key == "PROFILEKEY"),
+        "a request not signed with the instance profile's credentials: {seen:#?}"
     );
     drop(g);
 }

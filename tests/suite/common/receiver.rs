@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct Request {
     pub at: Instant,
+    pub method: http::Method,
+    /// The path and query.
+    pub target: String,
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: bytes::Bytes,
@@ -74,8 +77,8 @@ pub struct Receiver {
     answer: Arc<Mutex<Option<Answerer>>>,
 }
 
-/// Chooses the answer to a request from its body: an identity hook.
-pub type Answerer = Arc<dyn Fn(&serde_json::Value) -> (u16, String) + Send + Sync>;
+/// Chooses the answer to a request (its `status` not set yet).
+pub type Answerer = Arc<dyn Fn(&Request) -> (u16, String) + Send + Sync>;
 
 /// A listener on `addr`. A port chosen earlier and freed (a receiver that
 /// starts late, or again) may meanwhile be the local end of some other
@@ -166,6 +169,18 @@ impl Receiver {
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.unwrap().to_bytes();
+                            let mut request = Request {
+                                at: Instant::now(),
+                                method: parts.method,
+                                target: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map_or("/", |p| p.as_str())
+                                    .to_string(),
+                                status: 0,
+                                headers: parts.headers,
+                                body,
+                            };
                             let fail = failing
                                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                                     n.checked_sub(1)
@@ -176,17 +191,11 @@ impl Receiver {
                             let (status, text) = match (&to, fail, answerer) {
                                 (Some(_), _, _) => (302, String::new()),
                                 (None, true, _) => (500, String::new()),
-                                (None, false, Some(f)) => {
-                                    f(&serde_json::from_slice(&body).unwrap_or_default())
-                                }
+                                (None, false, Some(f)) => f(&request),
                                 (None, false, None) => (200, String::new()),
                             };
-                            seen.lock().unwrap().push(Request {
-                                at: Instant::now(),
-                                status,
-                                headers: parts.headers,
-                                body,
-                            });
+                            request.status = status;
+                            seen.lock().unwrap().push(request);
                             // Recorded on arrival, answered once released.
                             let _ = hold.wait_for(|held| !held).await;
                             let mut answer = hyper::Response::builder().status(status);
@@ -226,6 +235,14 @@ impl Receiver {
     pub fn answer_with(
         &self,
         f: impl Fn(&serde_json::Value) -> (u16, String) + Send + Sync + 'static,
+    ) {
+        self.answer_requests_with(move |r| f(&serde_json::from_slice(&r.body).unwrap_or_default()));
+    }
+
+    /// From now on each request is answered what `f` says of it.
+    pub fn answer_requests_with(
+        &self,
+        f: impl Fn(&Request) -> (u16, String) + Send + Sync + 'static,
     ) {
         *self.answer.lock().unwrap() = Some(Arc::new(f));
     }
