@@ -50,6 +50,15 @@ pub struct RemoteLabel {
     pub remote: String,
 }
 
+/// A pass of the gateway's own over an upload's bytes: `digest_sha256`
+/// (and `digest_md5`, `digest_sha1`: the kept digests), `part_md5` (a part
+/// checked by its ETag, where S3 checked no checksum), `content_md5` (a
+/// single PUT's Content-MD5, unless a kept digest was it).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HashLabel {
+    pub pass: &'static str,
+}
+
 /// A quota target of the config file (`remote:/prefix`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabel {
@@ -125,6 +134,18 @@ pub struct Metrics {
     /// 1 while a remote's store refuses its credentials (its health probe
     /// answered InvalidAccessKeyId, SignatureDoesNotMatch and the like).
     pub remote_credentials_refused: Family<RemoteLabel, Gauge>,
+    /// Bytes of uploads the gateway hashed itself, by pass: what tells a
+    /// second pass over every byte from the one that must be.
+    pub hashed_bytes: Family<HashLabel, Counter>,
+}
+
+impl Metrics {
+    /// Counts `bytes` hashed in `pass` (see [`HashLabel`]).
+    pub fn hashed(&self, pass: &'static str, bytes: u64) {
+        self.hashed_bytes
+            .get_or_create(&HashLabel { pass })
+            .inc_by(bytes);
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -189,6 +210,7 @@ impl Metrics {
             quota_used_files: Family::default(),
             quota_limit_bytes: Family::default(),
             remote_credentials_refused: Family::default(),
+            hashed_bytes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -216,6 +238,11 @@ impl Metrics {
             "cluster_degraded",
             "1 while this node cannot reach the cluster's database; it serves on its own state",
             m.cluster_degraded.clone(),
+        );
+        registry.register(
+            "hashed_bytes",
+            "Bytes of uploads the gateway hashed itself, by pass (S3's SigV4 hashing not included)",
+            m.hashed_bytes.clone(),
         );
         registry.register(
             "remote_credentials_refused",

@@ -41,9 +41,13 @@ impl Remote {
             // The object is the payload: its MD5 is the file's.
             let md5 = match md5 {
                 Some(md5) => md5,
-                None => md5_of(payload.clone())
-                    .await
-                    .map_err(crate::base::FsError::storage)?,
+                None => {
+                    self.metrics()
+                        .hashed("content_md5", payload.content_length() as u64);
+                    md5_of(payload.clone())
+                }
+                .await
+                .map_err(crate::base::FsError::storage)?,
             };
             opts.extensions.insert(ContentMd5::of(&md5));
         }

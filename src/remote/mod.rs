@@ -29,8 +29,8 @@ pub use body::{Body, body};
 pub use digest_cache::DigestCache;
 pub use s3::{Continued, PartEtags, chain_source, refused_code};
 
-/// A multipart upload begun: what sends its parts, their ETags where they
-/// are checked, and its id where the store can take it up again (S3).
+/// A multipart upload begun: what sends its parts, their ETags (S3), and
+/// its id where the store can take it up again (S3).
 pub struct Started {
     pub upload: Box<dyn object_store::MultipartUpload>,
     pub etags: Option<PartEtags>,
@@ -354,7 +354,7 @@ impl Remote {
         match &self.parts {
             Some(parts) if size >= s3::MIN_COPY => {
                 let mut continued = parts.continue_object(key, size).await?;
-                continued.etags = continued.etags.filter(|_| self.checks_parts());
+                continued.etags = continued.etags.map(|e| e.checking(self.checks_parts()));
                 Ok(Some(continued))
             }
             _ => Ok(None),
@@ -362,9 +362,9 @@ impl Remote {
     }
 
     /// Starts a multipart upload of `path`. On S3 the parts' ETags come
-    /// with it, to be checked against what was sent where `wire_checksums`
-    /// is on, and its id, to take it up again after a restart; S3 takes
-    /// the metadata later (see `Upload::commit`).
+    /// with it, checked against what was sent where `wire_checksums` is
+    /// on, and its id, to take it up again after a restart; S3 takes the
+    /// metadata later (see `Upload::commit`).
     pub async fn start_upload(
         &self,
         path: &object_store::path::Path,
@@ -376,7 +376,7 @@ impl Remote {
                 Ok(Started {
                     id: Some(upload.id().to_string()),
                     upload: Box::new(upload),
-                    etags: Some(etags).filter(|_| self.checks_parts()),
+                    etags: Some(etags.checking(self.checks_parts())),
                 })
             }
             None => Ok(Started {
@@ -394,7 +394,7 @@ impl Remote {
         match &self.parts {
             Some(parts) => {
                 let (mut continued, bytes) = parts.resume(key, id).await?;
-                continued.etags = continued.etags.filter(|_| self.checks_parts());
+                continued.etags = continued.etags.map(|e| e.checking(self.checks_parts()));
                 Ok(Some((continued, bytes)))
             }
             None => Ok(None),

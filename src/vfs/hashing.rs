@@ -25,6 +25,11 @@ impl Hashing {
         }
     }
 
+    /// Whether the digests are still being computed.
+    pub(crate) fn is_on(&self) -> bool {
+        !matches!(self, Hashing::Off)
+    }
+
     /// Hashes `payload` after what came before it.
     pub(crate) fn feed(&mut self, payload: PutPayload) {
         let small = payload.content_length() <= INLINE_HASH;

@@ -581,3 +581,28 @@ async fn puts_and_parts_carry_checksums_of_their_bytes() {
         g.stop().await;
     }
 }
+
+/// The gateway's own hashing of an upload, counted: each byte once for the
+/// kept digest (SHA-256 by default), and, since moto checks no checksum a
+/// part carries, each part's bytes once more as MD5 against its ETag. A
+/// single small PUT adds its Content-MD5. A further pass over every byte
+/// shows here; so does a part check a store made needless (see
+/// garage.rs for a store that checks).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_s_bytes_are_hashed_once_plus_the_checks_the_store_does_not_make() {
+    let g = start("part_size = \"5MiB\"\n").await;
+    let (_ssh, s) = alice(&g).await;
+    put(&s, "/multi.bin", &pattern(12 * MIB, 3)).await;
+    put(&s, "/small.txt", &pattern(1000, 4)).await;
+    let metrics = g.metrics().await;
+    let hashed = common::hashed_bytes;
+    assert_eq!(
+        hashed(&metrics, "digest_sha256"),
+        (12 * MIB + 1000) as u64,
+        "{metrics}"
+    );
+    assert_eq!(hashed(&metrics, "part_md5"), (12 * MIB) as u64, "{metrics}");
+    assert_eq!(hashed(&metrics, "content_md5"), 1000, "{metrics}");
+    assert_eq!(hashed(&metrics, "digest_md5"), 0, "{metrics}");
+    g.stop().await;
+}

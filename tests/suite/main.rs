@@ -19,6 +19,7 @@ mod events;
 mod ftp;
 mod ftp_clients;
 mod fuzz_corpus;
+mod garage;
 mod hardening;
 mod identity;
 mod listings;

@@ -58,7 +58,7 @@ impl PartCopier {
             id,
             parts: Arc::new(Mutex::new(Vec::new())),
         };
-        let etags = PartEtags(upload.parts.clone());
+        let etags = PartEtags::new(upload.parts.clone());
         Ok((upload, etags))
     }
 
@@ -120,7 +120,7 @@ impl PartCopier {
             id: id.to_string(),
             parts: Arc::new(Mutex::new(parts)),
         };
-        let etags = PartEtags(upload.parts.clone());
+        let etags = PartEtags::new(upload.parts.clone());
         let continued = Continued {
             id: id.to_string(),
             upload: Box::new(upload),
@@ -233,41 +233,107 @@ impl S3Api {
     }
 }
 
-/// The ETags S3 gave the parts of one upload, by part index.
+/// The ETags S3 gave the parts of one upload, by part index, and whether
+/// each part is checked against what was sent (`wire_checksums`).
 #[derive(Clone)]
-pub struct PartEtags(Arc<Mutex<Vec<Option<PartId>>>>);
+pub struct PartEtags {
+    parts: Arc<Mutex<Vec<Option<PartId>>>>,
+    checked: bool,
+}
+
+/// What S3 answered for a stored part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartStored {
+    /// The part's ETag, where it is an MD5 (not under SSE-KMS or SSE-C):
+    /// what a multipart object's ETag is computed from.
+    pub md5: Option<[u8; 16]>,
+    /// S3 echoed the checksum the part carried: it computed the checksum
+    /// of the bytes it received and took them because it matched (a
+    /// mismatch is refused, BadDigest; a server that ignores checksums
+    /// echoes none).
+    pub verified: bool,
+}
 
 impl PartEtags {
+    fn new(parts: Arc<Mutex<Vec<Option<PartId>>>>) -> Self {
+        PartEtags {
+            parts,
+            checked: true,
+        }
+    }
+
+    /// These ETags, with each part checked or not.
+    pub fn checking(self, checked: bool) -> Self {
+        PartEtags { checked, ..self }
+    }
+
+    /// Whether each part is checked against what was sent.
+    pub fn checked(&self) -> bool {
+        self.checked
+    }
+
+    /// What S3 answered for part `index`, once it has.
+    pub fn stored(&self, index: usize) -> Option<PartStored> {
+        let part = lock(&self.parts).get(index).cloned().flatten()?;
+        let (etag, verified) = part_answer(part);
+        Some(PartStored {
+            md5: md5_of_etag(&etag),
+            verified,
+        })
+    }
+
     /// Whether part `index` is stored as the bytes whose MD5 is `md5`: S3
     /// gives a part the MD5 of the bytes it received as its ETag, so a
     /// part changed on the way shows here before anything is visible.
     /// `Ok` where the ETag is not an MD5 (a server's own form).
     pub fn check(&self, index: usize, md5: &[u8; 16]) -> Result<(), String> {
-        let Some(etag) = lock(&self.0).get(index).cloned().flatten().map(part_etag) else {
+        let Some(stored) = lock(&self.parts).get(index).cloned().flatten() else {
             return Ok(());
         };
-        let etag = etag.trim_matches('"').to_ascii_lowercase();
-        let sent = crate::base::hex(md5);
-        if etag.len() != 32 || !etag.bytes().all(|b| b.is_ascii_hexdigit()) || etag == sent {
+        let Some(etag) = md5_of_etag(&part_answer(stored).0) else {
+            return Ok(());
+        };
+        if &etag == md5 {
             return Ok(());
         }
         Err(format!(
-            "S3 stored part {} as bytes with MD5 {etag}, but the gateway sent bytes with MD5 {sent}: the part was changed on the way (or the bucket encrypts with SSE-KMS or SSE-C, whose ETags are no MD5: set wire_checksums = false)",
-            index + 1
+            "S3 stored part {} as bytes with MD5 {}, but the gateway sent bytes with MD5 {}: the part was changed on the way (or the bucket encrypts with SSE-KMS or SSE-C, whose ETags are no MD5: set wire_checksums = false)",
+            index + 1,
+            crate::base::hex(&etag),
+            crate::base::hex(md5)
         ))
     }
 }
 
-/// The ETag in object_store's part id: plain, or inside the XML it writes
-/// when the part also carries a checksum.
-fn part_etag(part: PartId) -> String {
+/// The MD5 an ETag is, if it is one (32 hex digits, quoted or not).
+fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
+    let hex = etag.trim_matches('"');
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut md5 = [0u8; 16];
+    for (i, byte) in md5.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(md5)
+}
+
+/// The ETag in object_store's part id, and whether S3 echoed a checksum:
+/// the id is the plain ETag, or the XML object_store writes when parts
+/// carry a checksum, with the checksum S3 answered, if any.
+fn part_answer(part: PartId) -> (String, bool) {
     #[derive(serde::Deserialize)]
     struct PartMetadata {
         e_tag: String,
+        checksum_sha256: Option<String>,
+        checksum_crc64nvme: Option<String>,
     }
     match quick_xml::de::from_str::<PartMetadata>(&part.content_id) {
-        Ok(meta) => meta.e_tag,
-        Err(_) => part.content_id,
+        Ok(meta) => {
+            let echoed = meta.checksum_sha256.or(meta.checksum_crc64nvme);
+            (meta.e_tag, echoed.is_some_and(|c| !c.is_empty()))
+        }
+        Err(_) => (part.content_id, false),
     }
 }
 
@@ -361,7 +427,7 @@ mod tests {
     fn a_part_is_checked_by_its_etag_in_either_form() {
         let md5 = [0xab; 16];
         let sent = crate::base::hex(&md5);
-        let etags = PartEtags(Arc::new(Mutex::new(vec![
+        let etags = PartEtags::new(Arc::new(Mutex::new(vec![
             Some(PartId {
                 content_id: format!("\"{sent}\""),
             }),
@@ -386,6 +452,29 @@ mod tests {
         assert_eq!(etags.check(2, &md5), Ok(()));
         assert_eq!(etags.check(3, &md5), Ok(()));
         assert_eq!(etags.check(9, &md5), Ok(()));
+        // What S3 answered: the ETag as an MD5, and whether a checksum came back.
+        assert_eq!(
+            etags.stored(0),
+            Some(PartStored {
+                md5: Some(md5),
+                verified: false
+            })
+        );
+        assert_eq!(
+            etags.stored(1),
+            Some(PartStored {
+                md5: Some([0; 16]),
+                verified: true
+            })
+        );
+        assert_eq!(
+            etags.stored(2),
+            Some(PartStored {
+                md5: None,
+                verified: false
+            })
+        );
+        assert_eq!(etags.stored(3), None);
     }
 
     #[test]

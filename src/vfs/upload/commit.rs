@@ -54,7 +54,7 @@ impl Upload {
         let (etag, digests) = match multipart {
             false => {
                 let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
-                self.hashing.feed(payload.clone());
+                self.digest(payload.clone());
                 let digests = self.hashing.finish().await;
                 let mode = match self.mode {
                     WriteMode::CreateNew => PutMode::Create,

@@ -75,9 +75,12 @@ pub struct Upload {
     multipart_id: Option<String>,
     /// What S3 stored of each part, checked against what was sent.
     part_etags: Option<PartEtags>,
-    in_flight: VecDeque<(JoinHandle<object_store::Result<[u8; 16]>>, usize)>,
-    /// The MD5 of each part sent and stored, in order; `None` for parts
-    /// the upload did not send itself (server-side copies of a resume).
+    /// Each part on its way, and its length.
+    in_flight: VecDeque<(PartSent, usize)>,
+    /// The MD5 of each part stored, in order, as S3's ETag or the upload's
+    /// own check gave it: what a lost Complete's object is recognised by.
+    /// `None` where neither did (copies of a resume, ETags that are no
+    /// MD5, stores other than S3).
     part_md5s: Vec<Option<[u8; 16]>>,
     in_flight_len: usize,
     peak: usize,
@@ -98,6 +101,9 @@ pub struct Upload {
     /// Ends when the upload is committed, or when its abort has finished.
     transfer: Option<Transfer>,
 }
+
+/// A part on its way: its MD5 once stored (see `Upload::part_md5s`).
+type PartSent = JoinHandle<object_store::Result<Option<[u8; 16]>>>;
 
 impl std::fmt::Debug for Upload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -358,7 +364,7 @@ impl Upload {
         self.slots.truncate(needed);
         let failure = match result {
             Ok(Ok(md5)) => {
-                self.part_md5s.push(Some(md5));
+                self.part_md5s.push(md5);
                 return Ok(());
             }
             Ok(Err(e)) => {
@@ -380,34 +386,64 @@ impl Upload {
         let etags = self.part_etags.clone();
         let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
         let len = std::mem::take(&mut self.part_len);
-        self.hashing.feed(payload.clone());
-        let hashed = payload.clone();
+        self.digest(payload.clone());
+        let sent_bytes = payload.clone();
         let part = self
             .parts_upload
             .as_mut()
             .expect("started above")
             .put_part(payload);
-        // The part's MD5, hashed off the async threads while it uploads: what
-        // S3's ETag for the part must be, and the object's if a failed
-        // CompleteMultipartUpload turns out to have stored it after all.
-        let md5 = md5_of(hashed);
+        let metrics = self.remote.metrics().clone();
         let sent = async move {
             part.await?;
-            let md5 = md5.await.map_err(|e| object_store::Error::Generic {
-                store: "multipart",
-                source: e.into(),
-            })?;
-            match etags.map_or(Ok(()), |etags| etags.check(index, &md5)) {
-                Ok(()) => Ok(md5),
-                Err(changed) => Err(object_store::Error::Generic {
-                    store: "S3",
-                    source: changed.into(),
-                }),
+            // Not S3: no ETag to check, nor to find a lost Complete's object by.
+            let Some(etags) = etags else { return Ok(None) };
+            match etags.stored(index) {
+                // S3 checked the bytes by the checksum they carried (its
+                // SHA-256 is SigV4's, hashed once): its ETag is their MD5.
+                Some(stored) if stored.verified || !etags.checked() => Ok(stored.md5),
+                // A server that checks no checksum: the part's MD5, hashed
+                // off the async threads, must be its ETag.
+                _ => {
+                    metrics.hashed("part_md5", len as u64);
+                    let md5 =
+                        md5_of(sent_bytes)
+                            .await
+                            .map_err(|e| object_store::Error::Generic {
+                                store: "multipart",
+                                source: e.into(),
+                            })?;
+                    match etags.check(index, &md5) {
+                        Ok(()) => Ok(Some(md5)),
+                        Err(changed) => Err(object_store::Error::Generic {
+                            store: "S3",
+                            source: changed.into(),
+                        }),
+                    }
+                }
             }
         };
         self.in_flight.push_back((tokio::spawn(sent), len));
         self.in_flight_len += len;
         Ok(())
+    }
+
+    /// Feeds `payload` to the kept digests, counting each pass.
+    fn digest(&mut self, payload: PutPayload) {
+        if self.hashing.is_on() {
+            let set = self.remote.checksums();
+            let passes = [
+                (set.md5, "digest_md5"),
+                (set.sha1, "digest_sha1"),
+                (set.sha256, "digest_sha256"),
+            ];
+            for (_, pass) in passes.into_iter().filter(|(on, _)| *on) {
+                self.remote
+                    .metrics()
+                    .hashed(pass, payload.content_length() as u64);
+            }
+        }
+        self.hashing.feed(payload);
     }
 
     /// Starts the multipart upload unless it is.
