@@ -217,11 +217,12 @@ EOF
 
 # sftp_batch PORT USER TEXT: OpenSSH sftp on loopback as USER with the key
 # $work/id, running the batch TEXT from $work; quiet unless it fails.
+# SFTP_CIPHER, if set, is the one cipher the client offers.
 sftp_batch() {
     local batch
     batch=$(mktemp "$work/batch.XXXXXX")
     printf '%s\n' "$3" > "$batch"
-    (cd "$work" && sftp -q -b "$batch" -P "$1" -i "$work/id" \
+    (cd "$work" && sftp -q -b "$batch" -P "$1" -i "$work/id" ${SFTP_CIPHER:+-c "$SFTP_CIPHER"} \
         -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
         -o IdentitiesOnly=yes "$2@127.0.0.1" >/dev/null)
 }
