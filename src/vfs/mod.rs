@@ -34,8 +34,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Utc};
 use futures::stream::BoxStream;
 use objects::ObjectLayer;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use prefetch::Prefetch;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
 
 /// A file or folder as a client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,10 +149,12 @@ pub struct Located {
     pub key: String,
 }
 
-/// The object layers of every remote, built once and shared by all sessions.
+/// The object layers of every remote, built once and shared by all
+/// sessions, and each user's prefetch, shared by their sessions here.
 #[derive(Debug, Clone, Default)]
 pub struct Storage {
     layers: BTreeMap<String, Arc<ObjectLayer>>,
+    prefetches: Arc<Mutex<HashMap<String, Weak<Prefetch>>>>,
 }
 
 impl Storage {
@@ -167,11 +170,28 @@ impl Storage {
                     (r.name().to_string(), Arc::new(layer))
                 })
                 .collect(),
+            prefetches: Default::default(),
         }
     }
 
     pub fn layer(&self, remote: &str) -> Option<&Arc<ObjectLayer>> {
         self.layers.get(remote)
+    }
+
+    /// `user`'s prefetch, one for all their sessions on this gateway while
+    /// any lasts: FileZilla and `lftp mirror --parallel` list on one
+    /// connection and fetch on others, so what one session lists must
+    /// feed the opens of another.
+    pub(crate) fn prefetch_of(&self, user: &str) -> Arc<Prefetch> {
+        let mut all = crate::base::lock(&self.prefetches);
+        if let Some(shared) = all.get(user).and_then(Weak::upgrade) {
+            return shared;
+        }
+        // Users whose sessions all ended go with the next one's arrival.
+        all.retain(|_, p| p.strong_count() > 0);
+        let shared = Arc::<Prefetch>::default();
+        all.insert(user.to_string(), Arc::downgrade(&shared));
+        shared
     }
 }
 

@@ -74,7 +74,7 @@ impl UserVfs {
             user: user.name.clone(),
             permissions: user.permissions,
             mounts,
-            prefetch: Arc::default(),
+            prefetch: storage.prefetch_of(&user.name),
         })
     }
 

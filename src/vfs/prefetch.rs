@@ -20,7 +20,12 @@
 //! folder at two. A client that lists a thousand files and
 //! fetches one costs two GETs more.
 //!
-//! Bounds, per session: files of at most [`MAX_FILE`], at most
+//! One prefetch serves all of a user's sessions on a gateway
+//! (`Storage::prefetch_of`): FileZilla browses on one connection and
+//! transfers on two others, `lftp mirror --parallel` likewise, so the
+//! listing one session made is what the opens of another follow.
+//!
+//! Bounds, per user on a gateway: files of at most [`MAX_FILE`], at most
 //! [`MAX_AHEAD`] fetched or in flight (16 MiB), at most [`MAX_DEBT`]
 //! fetched that its opens have not paid for (so its GETs stay within
 //! twice its opens plus that, however it browses), every byte drawn from the
@@ -28,13 +33,14 @@
 //! it is short, nothing is prefetched); names of recent listings up to
 //! [`LISTED_BYTES`]. What the client has gone past, in this listing or by
 //! opening a file of another, is dropped; everything goes when the
-//! session ends.
+//! user's last session here ends.
 //!
 //! Never stale beyond the remote's `prefetch_window`, never wrong: a body
 //! is fetched by a GET conditional on the ETag the listing showed, served
 //! only while that GET is younger than the window, and never once any
 //! session of this gateway has written, moved or deleted the file
-//! (`watches.rs`). A session's own change drops all its prefetches.
+//! (`watches.rs`). A change through any of the user's sessions drops all
+//! their prefetches.
 
 use super::download::Whole;
 use super::objects::{ObjectLayer, parent_key};
@@ -48,15 +54,16 @@ use tokio::task::JoinHandle;
 
 /// The largest file fetched ahead.
 pub const MAX_FILE: u64 = 256 << 10;
-/// Files fetched ahead or in flight at once, per session: at S3's 20–40 ms
+/// Files fetched ahead or in flight at once, per user: at S3's 20–40 ms
 /// per small GET, enough to keep up with a client on loopback.
 pub const MAX_AHEAD: usize = 64;
 /// How far ahead after an open the prefetch did not have ready.
 const FIRST_DEPTH: usize = 2;
-/// Bytes of names kept of recent listings, per session.
+/// Bytes of names kept of recent listings, per user.
 pub const LISTED_BYTES: usize = 1 << 20;
 
-/// One session's prefetch: the listings it saw and the files fetched ahead.
+/// One user's prefetch on this gateway: the listings their sessions saw
+/// and the files fetched ahead.
 #[derive(Default)]
 pub struct Prefetch(Mutex<State>);
 

@@ -148,6 +148,41 @@ async fn a_folder_fetched_file_after_file_is_served_ahead() {
     }
 }
 
+/// FileZilla's way, and `lftp mirror --parallel`'s: one connection lists,
+/// others fetch the files by name. A listing made by one of a user's
+/// sessions feeds the prefetch of the others: the files the second session
+/// opens were fetched ahead, each asked of S3 once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_in_one_session_feeds_the_opens_of_another() {
+    let (g, seen) = gateway("").await;
+    let files = small_files(&g, "together", 40);
+    let (_browsing, lister) = alice(&g).await;
+    let (_transferring, fetcher) = alice(&g).await;
+    let before = counts(&g).await;
+    let listed = list(&lister, "/together").await;
+    assert_eq!(listed, (0..40).map(name).collect::<Vec<_>>());
+    for (i, want) in files.iter().enumerate() {
+        let got = fetch(&fetcher, &format!("/together/{}", name(i)))
+            .await
+            .unwrap();
+        assert!(got == *want, "{} came back different", name(i));
+    }
+    let moved = counts(&g).await - before;
+    assert_eq!(
+        moved,
+        Counts {
+            fetched: 39,
+            hits: 39,
+            misses: 1,
+            wasted: 0
+        }
+    );
+    for i in 0..40 {
+        let key = format!("alice/together/{}", name(i));
+        assert_eq!(seen.gets_of(&g.bucket, &key), 1, "GETs of {key}");
+    }
+}
+
 /// The same walk over FTP: LIST, then RETR after RETR.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ftp_retr_after_a_listing_is_served_ahead() {
