@@ -40,12 +40,7 @@ home = "s3:/bucketgate"
 EOF
 start_bucketgate "$BG_PORT"
 
-RC_PORT=$(free_port)
-rclone_s3 serve sftp ":s3:$BUCKET/rclone" --addr "127.0.0.1:$RC_PORT" \
-    --authorized-keys "$work/id.pub" --cache-dir "$work/rclone-cache" -q &
-pids+=($!)
-wait_port "$RC_PORT"
-RC_PID=$(pgrep -x -P "$!" rclone || echo "$!")
+start_rclone_sftp
 py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"
 
 targets=(bucketgate rclone)

@@ -184,6 +184,17 @@ pg_sql() {
     "${as[@]}" "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atc "$1" postgres
 }
 
+# start_rclone_sftp: `rclone serve sftp` over the bench bucket's rclone/
+# folder, key $work/id.pub; sets RC_PORT and RC_PID (rclone's own pid).
+start_rclone_sftp() {
+    RC_PORT=$(free_port)
+    rclone_s3 serve sftp ":s3:$BUCKET/rclone" --addr "127.0.0.1:$RC_PORT" \
+        --authorized-keys "$work/id.pub" --cache-dir "$work/rclone-cache" -q &
+    pids+=($!)
+    wait_port "$RC_PORT"
+    RC_PID=$(pgrep -x -P "$!" rclone || echo "$!")
+}
+
 # start_sshd PUBKEY: OpenSSH's sshd with its sftp-server on local disk, on
 # loopback port OS_PORT, for the key PUBKEY: the local-disk peer. Fails
 # (with a note) when openssh-server is not installed.

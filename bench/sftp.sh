@@ -82,11 +82,7 @@ deny = ["*.exe", "*.js"]
 EOF
 start_bucketgate "$BG_PORT"
 
-RC_PORT=$(free_port)
-rclone_s3 serve sftp ":s3:$BUCKET/rclone" --addr "127.0.0.1:$RC_PORT" \
-    --authorized-keys "$work/id.pub" --cache-dir "$work/rclone-cache" -q &
-pids+=($!)
-wait_port "$RC_PORT"
+start_rclone_sftp
 py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"
 
 # bucketgate-governed: the same gateway as a user with a quota, quota_files,

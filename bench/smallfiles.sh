@@ -77,11 +77,7 @@ BG_PORT=$(free_port) BG_ADMIN=$(free_port)
 gateway_toml "$BG_PORT" bg 5s "$BG_ADMIN" > "$work/gateway.toml"
 start_bucketgate "$BG_PORT"
 
-RC_PORT=$(free_port)
-rclone_s3 serve sftp ":s3:$BUCKET/rclone" --addr "127.0.0.1:$RC_PORT" \
-    --authorized-keys "$work/id.pub" --cache-dir "$work/rclone-cache" -q &
-pids+=($!)
-wait_port "$RC_PORT"
+start_rclone_sftp
 
 targets=(${TARGETS:-bucketgate bg-noprefetch rclone openssh})
 if [[ " ${targets[*]} " == *" openssh "* ]] && ! start_sshd "$work/id.pub"; then

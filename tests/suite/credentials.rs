@@ -263,20 +263,7 @@ async fn without_keys_the_container_endpoint_s_credentials_are_renewed_before_th
             token.display().to_string(),
         ),
     ];
-    let process = Process {
-        endpoint: Some(relay),
-        bucket: Some(bucket.clone()),
-        credentials: Some((String::new(), String::new())),
-        env: env.clone(),
-        ..Process::default()
-    };
-    let g = serve(slow_alice(), process).await;
-
-    let said = checked(&g, &env);
-    assert!(
-        said.contains("remote store: credentials from the container endpoint"),
-        "{said}"
-    );
+    let g = keyless(slow_alice(), relay, &bucket, env, "the container endpoint").await;
 
     assert_uploaded(upload(&g, &big).await.unwrap().unwrap());
     assert!(
@@ -396,6 +383,31 @@ t.close()
 print("ok" if back.getvalue() == data else "differ")
 "#;
 
+/// The gateway serving `users` from `bucket` at `endpoint` without keys,
+/// with `env`: check-config says the credentials come from `source`.
+async fn keyless(
+    users: String,
+    endpoint: String,
+    bucket: &str,
+    env: Vec<(String, String)>,
+    source: &str,
+) -> Served {
+    let process = Process {
+        endpoint: Some(endpoint),
+        bucket: Some(bucket.to_string()),
+        credentials: Some((String::new(), String::new())),
+        env: env.clone(),
+        ..Process::default()
+    };
+    let g = serve(users, process).await;
+    let said = checked(&g, &env);
+    assert!(
+        said.contains(&format!("remote store: credentials from {source}")),
+        "{said}"
+    );
+    g
+}
+
 /// Runs [`ROUND_TRIP`] as alice; fails with the gateway's log unless the
 /// bytes came back.
 async fn round_trip(g: &Served) {
@@ -433,19 +445,7 @@ async fn without_keys_web_identity_is_exchanged_at_sts() {
         ),
         ("AWS_ENDPOINT_URL_STS".to_string(), relay.clone()),
     ];
-    let process = Process {
-        endpoint: Some(relay),
-        bucket: Some(bucket.clone()),
-        credentials: Some((String::new(), String::new())),
-        env: env.clone(),
-        ..Process::default()
-    };
-    let g = serve(user("alice"), process).await;
-    let said = checked(&g, &env);
-    assert!(
-        said.contains("remote store: credentials from web identity"),
-        "{said}"
-    );
+    let g = keyless(user("alice"), relay, &bucket, env, "web identity").await;
     round_trip(&g).await;
     let seen = seen.lock().unwrap().clone();
     let (exchanges, signed): (Vec<_>, Vec<_>) = seen
@@ -532,19 +532,8 @@ async fn without_keys_on_ec2_the_instance_profile_signs_through_imdsv2() {
         "AWS_METADATA_ENDPOINT".to_string(),
         format!("http://{}", imds.addr),
     )];
-    let process = Process {
-        endpoint: Some(relay),
-        bucket: Some(bucket.clone()),
-        credentials: Some((String::new(), String::new())),
-        env: env.clone(),
-        ..Process::default()
-    };
-    let g = serve(user("alice"), process).await;
-    let said = checked(&g, &env);
-    assert!(
-        said.contains("remote store: credentials from the instance metadata service (IMDSv2)"),
-        "{said}"
-    );
+    let source = "the instance metadata service (IMDSv2)";
+    let g = keyless(user("alice"), relay, &bucket, env, source).await;
     round_trip(&g).await;
 
     let asked = imds.requests();

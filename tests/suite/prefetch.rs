@@ -118,21 +118,27 @@ async fn until_gets(g: &TestGateway, seen: &Seen, dir: &str, n: usize) {
     }
 }
 
-/// `sftp get -r`: each file of the listing is asked of S3 once, all but
-/// the first are answered from the prefetch, and nothing is wasted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_folder_fetched_file_after_file_is_served_ahead() {
-    let (g, seen) = gateway("").await;
-    let files = small_files(&g, "docs", 40);
-    let (_h, s) = alice(&g).await;
-    let before = counts(&g).await;
-    let listed = list(&s, "/docs").await;
+/// 40 small files of `dir` listed by `lister`, then opened one after
+/// another by `fetcher`: each asked of S3 once, all but the first answered
+/// from the prefetch, nothing wasted.
+async fn walk_is_served_ahead(
+    g: &TestGateway,
+    seen: &Seen,
+    dir: &str,
+    lister: &RawSftpSession,
+    fetcher: &RawSftpSession,
+) {
+    let files = small_files(g, dir, 40);
+    let before = counts(g).await;
+    let listed = list(lister, &format!("/{dir}")).await;
     assert_eq!(listed, (0..40).map(name).collect::<Vec<_>>());
     for (i, want) in files.iter().enumerate() {
-        let got = fetch(&s, &format!("/docs/{}", name(i))).await.unwrap();
+        let got = fetch(fetcher, &format!("/{dir}/{}", name(i)))
+            .await
+            .unwrap();
         assert!(got == *want, "{} came back different", name(i));
     }
-    let moved = counts(&g).await - before;
+    let moved = counts(g).await - before;
     assert_eq!(
         moved,
         Counts {
@@ -143,44 +149,29 @@ async fn a_folder_fetched_file_after_file_is_served_ahead() {
         }
     );
     for i in 0..40 {
-        let key = format!("alice/docs/{}", name(i));
+        let key = format!("alice/{dir}/{}", name(i));
         assert_eq!(seen.gets_of(&g.bucket, &key), 1, "GETs of {key}");
     }
 }
 
+/// `sftp get -r`: one session lists a folder and fetches its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_fetched_file_after_file_is_served_ahead() {
+    let (g, seen) = gateway("").await;
+    let (_h, s) = alice(&g).await;
+    walk_is_served_ahead(&g, &seen, "docs", &s, &s).await;
+}
+
 /// FileZilla's way, and `lftp mirror --parallel`'s: one connection lists,
-/// others fetch the files by name. A listing made by one of a user's
+/// another fetches the files by name. A listing made by one of a user's
 /// sessions feeds the prefetch of the others: the files the second session
 /// opens were fetched ahead, each asked of S3 once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_in_one_session_feeds_the_opens_of_another() {
     let (g, seen) = gateway("").await;
-    let files = small_files(&g, "together", 40);
     let (_browsing, lister) = alice(&g).await;
     let (_transferring, fetcher) = alice(&g).await;
-    let before = counts(&g).await;
-    let listed = list(&lister, "/together").await;
-    assert_eq!(listed, (0..40).map(name).collect::<Vec<_>>());
-    for (i, want) in files.iter().enumerate() {
-        let got = fetch(&fetcher, &format!("/together/{}", name(i)))
-            .await
-            .unwrap();
-        assert!(got == *want, "{} came back different", name(i));
-    }
-    let moved = counts(&g).await - before;
-    assert_eq!(
-        moved,
-        Counts {
-            fetched: 39,
-            hits: 39,
-            misses: 1,
-            wasted: 0
-        }
-    );
-    for i in 0..40 {
-        let key = format!("alice/together/{}", name(i));
-        assert_eq!(seen.gets_of(&g.bucket, &key), 1, "GETs of {key}");
-    }
+    walk_is_served_ahead(&g, &seen, "together", &lister, &fetcher).await;
 }
 
 /// The same walk over FTP: LIST, then RETR after RETR.
