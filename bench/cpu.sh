@@ -72,13 +72,7 @@ print(sum(int(x) for x in f[11:15]) / $(getconf CLK_TCK))"
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
     for size in $SIZES; do
-        py "
-import time
-t = time.time(); s3.upload_file('$work/in/f$size.bin', '$BUCKET', 'raw/f.bin'); up = time.time() - t
-t = time.time(); s3.download_file('$BUCKET', 'raw/f.bin', '$work/raw.bin'); down = time.time() - t
-print(f'raw-s3 put_$size {up:.3f}\nraw-s3 get_$size {down:.3f}')
-" >> "$work/times"
-        rm -f "$work/raw.bin"
+        raw_s3 "$work/in/f$size.bin" "$size"
         for cipher in $CIPHERS; do
             c=${cipher%%-*}
             c=${c%%@*}

@@ -184,6 +184,19 @@ pg_sql() {
     "${as[@]}" "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atc "$1" postgres
 }
 
+# raw_s3 FILE NAME: the raw S3 reference, boto3's own transfer (multipart,
+# parallel) of FILE up and down; appends "raw-s3 put_NAME s" and
+# "raw-s3 get_NAME s" to $work/times.
+raw_s3() {
+    py "
+import time
+t = time.time(); s3.upload_file('$1', '$BUCKET', 'raw/$2'); up = time.time() - t
+t = time.time(); s3.download_file('$BUCKET', 'raw/$2', '$work/raw.bin'); down = time.time() - t
+print(f'raw-s3 put_$2 {up:.3f}\nraw-s3 get_$2 {down:.3f}')
+" >> "$work/times"
+    rm -f "$work/raw.bin"
+}
+
 # start_rclone_sftp: `rclone serve sftp` over the bench bucket's rclone/
 # folder, key $work/id.pub; sets RC_PORT and RC_PID (rclone's own pid).
 start_rclone_sftp() {

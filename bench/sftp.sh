@@ -166,21 +166,10 @@ for r in $(seq 1 "$ROUNDS"); do
     for i in $(seq -w 0 999); do echo x > "$work/local/list$r/e$i"; done
 done
 
-# Raw S3 reference: boto3's own transfer (multipart, parallel).
-raw_s3() {
-    py "
-import time
-t = time.time(); s3.upload_file('$work/in/big.bin', '$BUCKET', 'raw/big.bin'); up = time.time() - t
-t = time.time(); s3.download_file('$BUCKET', 'raw/big.bin', '$work/raw.bin'); down = time.time() - t
-print(f'raw-s3 put_big {up:.3f}\nraw-s3 get_big {down:.3f}')
-" >> "$work/times"
-    rm -f "$work/raw.bin"
-}
-
 : > "$work/times"
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
-    raw_s3
+    raw_s3 "$work/in/big.bin" big
     for t in "${targets[@]}"; do
         rm -rf "$work/out"; mkdir -p "$work/out"
         if [ "$t" = bucketgate-console ]; then
