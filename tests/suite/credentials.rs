@@ -303,8 +303,9 @@ async fn without_keys_the_container_endpoint_s_credentials_are_renewed_before_th
     drop(g);
 }
 
-/// A key the store does not take, after a reload: /healthz and the metrics
-/// say the remote's credentials are refused, and one ERROR line says so
+/// A key the store does not take, after a reload: /healthz, the console's
+/// Remotes view (its API) and the metrics say the remote's credentials are
+/// refused, and one ERROR line says so
 /// however many probes are refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_credentials_show_in_healthz_and_metrics_with_one_error_line() {
@@ -317,7 +318,15 @@ async fn refused_credentials_show_in_healthz_and_metrics_with_one_error_line() {
         credentials: file_keys(secrets.path()),
         ..Process::default()
     };
-    let users = format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", user("alice"));
+    // The console's API, as its Remotes view reads it, with a token.
+    let token_hash = {
+        use sha2::Digest;
+        bucketgate::base::hex(&sha2::Sha256::digest(b"console-token"))
+    };
+    let users = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n[[admin.tokens]]\nname = \"ops\"\nhash = \"sha256:{token_hash}\"\n",
+        user("alice")
+    );
     let g = serve(users, process).await;
     let (g, line) = log_line(g, "admin endpoint listening").await;
     let line: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -340,6 +349,20 @@ async fn refused_credentials_show_in_healthz_and_metrics_with_one_error_line() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert_eq!(health["status"], "unhealthy", "{health}");
+    let console = http
+        .get(format!("http://{admin}/api/v1/remotes"))
+        .bearer_auth("console-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let console: serde_json::Value = serde_json::from_str(&console).unwrap();
+    assert_eq!(
+        console["remotes"][0]["health"]["credentials"], "credentials refused (InvalidAccessKeyId)",
+        "{console}"
+    );
     let metrics = get("/metrics").await;
     assert!(
         metrics.contains("bucketgate_remote_credentials_refused{remote=\"store\"} 1"),
