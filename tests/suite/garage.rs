@@ -58,10 +58,12 @@ fn file(dir: &std::path::Path, name: &str, len: usize, seed: u32) -> (std::path:
 
 /// A Garage with bucket `files` that key `gateway` may use, and the
 /// gateway serving `users` from it (at the endpoint `via` makes of
-/// Garage's) with the admin endpoint on: Garage, the key, the gateway.
+/// Garage's, with `env`) with the admin endpoint on: Garage, the key, the
+/// gateway.
 async fn gateway_on_garage(
     via: impl FnOnce(String) -> String,
     users: &str,
+    env: Vec<(String, String)>,
 ) -> (Garage, Keys, Served) {
     let garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
     let keys = garage.key("gateway");
@@ -70,6 +72,7 @@ async fn gateway_on_garage(
         endpoint: Some(via(garage.endpoint())),
         bucket: Some("files".into()),
         credentials: Some(keys.clone()),
+        env,
         ..Process::default()
     };
     let users = format!("{users}\n[admin]\nlisten = \"127.0.0.1:0\"\n");
@@ -98,7 +101,7 @@ async fn metrics(g: &Served) -> String {
 /// checks nothing, gets that pass: see checksums.rs).
 #[tokio::test(flavor = "multi_thread")]
 async fn parts_the_store_verified_by_checksum_are_hashed_once_by_the_gateway() {
-    let (garage, keys, g) = gateway_on_garage(|e| e, &user("alice")).await;
+    let (garage, keys, g) = gateway_on_garage(|e| e, &user("alice"), vec![]).await;
     let dir = tempfile::tempdir().unwrap();
     let (path, bytes) = file(dir.path(), "multi.bin", 12 * MIB, 1);
     let out = said(put(&g, &[&path], &["multi.bin"])).await;
@@ -137,6 +140,7 @@ async fn a_part_changed_on_the_way_is_refused_by_the_store_and_nothing_is_stored
             format!("http://{proxy}")
         },
         &user("alice"),
+        vec![],
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -275,4 +279,99 @@ async fn a_key_deleted_on_the_store_before_the_reload_costs_an_upload_in_flight_
             && again.iter().any(|l| l.contains("storing alice/small.bin")),
         "{again:#?}"
     );
+}
+
+/// Each part's request as the store was sent it: whether it was signed by
+/// its SHA-256 (not `UNSIGNED-PAYLOAD`), and which checksum it carried.
+type PartsSeen = std::sync::Arc<std::sync::Mutex<Vec<(bool, Option<&'static str>)>>>;
+
+/// Garage behind a TLS front, reached through a relay noting each part and
+/// refusing a CreateMultipartUpload that announces CRC64-NVME with 400
+/// when `refuse_crc` (as servers before 2025 do): the gateway serving
+/// alice from it over `https://` (the front's certificate written in
+/// `dir`), and what the relay saw.
+async fn gateway_over_https(
+    refuse_crc: bool,
+    dir: &std::path::Path,
+) -> (Garage, Keys, Served, PartsSeen) {
+    let parts = PartsSeen::default();
+    let noted = parts.clone();
+    let cert = dir.join("s3.pem");
+    let front = {
+        let cert = cert.clone();
+        move |endpoint: String| {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async move {
+                    let relay = common::fault_proxy_seeing(endpoint, move |request, _| {
+                        let header = |name| request.headers.get(name).and_then(|v| v.to_str().ok());
+                        let query = request.uri.query().unwrap_or("");
+                        if refuse_crc
+                            && query.starts_with("uploads")
+                            && header("x-amz-checksum-algorithm") == Some("CRC64NVME")
+                        {
+                            return common::Fault::Fail(
+                                400,
+                                "<Error><Code>InvalidArgument</Code><Message>Unsupported checksum algorithm</Message></Error>",
+                            );
+                        }
+                        if query.contains("partNumber=") {
+                            let signed = header("x-amz-content-sha256") != Some("UNSIGNED-PAYLOAD");
+                            let checksum = ["x-amz-checksum-sha256", "x-amz-checksum-crc64nvme"]
+                                .into_iter()
+                                .find(|name| header(name).is_some());
+                            noted.lock().unwrap().push((signed, checksum));
+                        }
+                        common::Fault::Pass
+                    })
+                    .await;
+                    let front = common::tls_front(relay, &cert).await;
+                    format!("https://{front}")
+                })
+            })
+        }
+    };
+    let env = vec![("SSL_CERT_FILE".to_string(), cert.display().to_string())];
+    let (garage, keys, g) = gateway_on_garage(front, &user("alice"), env).await;
+    (garage, keys, g, parts)
+}
+
+/// Over HTTPS a part goes `UNSIGNED-PAYLOAD` with a CRC64-NVME checksum
+/// that Garage checks and answers: no SHA-256 of the part (TLS keeps it on
+/// the way), no MD5 either; the object is whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_https_parts_go_unsigned_with_a_crc_the_store_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (garage, keys, g, parts) = gateway_over_https(false, dir.path()).await;
+    let (path, bytes) = file(dir.path(), "multi.bin", 12 * MIB, 6);
+    let out = said(put(&g, &[&path], &["multi.bin"])).await;
+    assert_eq!(out.trim(), "ok", "{out}");
+    assert!(garage.object(&keys, "files", "alice/multi.bin") == bytes);
+    let parts = parts.lock().unwrap().clone();
+    assert_eq!(parts, vec![(false, Some("x-amz-checksum-crc64nvme")); 3]);
+    let metrics = metrics(&g).await;
+    assert_eq!(common::hashed_bytes(&metrics, "part_md5"), 0, "{metrics}");
+}
+
+/// A server that refuses CRC64-NVME (400 to the CreateMultipartUpload
+/// announcing it): the upload goes signed by SHA-256 at once, as over
+/// HTTP, one WARN line says so, and the remote's later uploads do not ask
+/// again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_refuses_crc64_gets_signed_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (garage, keys, g, parts) = gateway_over_https(true, dir.path()).await;
+    let (path, bytes) = file(dir.path(), "first.bin", 12 * MIB, 7);
+    let (again, again_bytes) = file(dir.path(), "again.bin", 6 * MIB, 8);
+    let out = said(put(&g, &[&path, &again], &["first.bin", "again.bin"])).await;
+    assert_eq!(out.trim(), "ok", "{out}");
+    assert!(garage.object(&keys, "files", "alice/first.bin") == bytes);
+    assert!(garage.object(&keys, "files", "alice/again.bin") == again_bytes);
+    let parts = parts.lock().unwrap().clone();
+    assert_eq!(parts, vec![(true, Some("x-amz-checksum-sha256")); 5]);
+    let log = std::fs::read_to_string(g.dir.path().join("log")).unwrap();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("refused a part sent unsigned"))
+        .count();
+    assert_eq!(warned, 1, "{log}");
 }

@@ -11,6 +11,7 @@ mod assume_role;
 mod credentials;
 mod parts;
 mod rename;
+mod unsigned;
 
 pub use credentials::{Credentials, chain_source, refused_code};
 pub use parts::{Continued, MIN_COPY, PartCopier, PartEtags};
@@ -79,7 +80,7 @@ pub fn build(
         // sent again where S3 checks it as the object's own checksum.
         builder = builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
     }
-    let store = builder
+    let builder = builder
         .with_endpoint(&config.endpoint)
         .with_bucket_name(&config.bucket)
         .with_region(&config.region)
@@ -87,16 +88,19 @@ pub fn build(
         .with_virtual_hosted_style_request(!config.path_style)
         .with_allow_http(config.endpoint.starts_with("http://"))
         .with_retry(retry)
-        .with_http_connector(connector.clone())
-        .build()
-        .map_err(|e| e.to_string())?;
+        .with_http_connector(connector.clone());
+    let unsigned = unsigned::UnsignedParts::for_endpoint(&builder, config)?.map(Arc::new);
+    let store = Arc::new(builder.build().map_err(|e| e.to_string())?);
     let api = Arc::new(S3Api::new(config, connector.client(), credentials));
-    let store = Arc::new(store);
     Ok(Remote {
         config: remote.clone(),
         store: store.clone(),
         namespace: Box::new(S3Namespace::new(api.clone())),
-        parts: Some(PartCopier { api, store }),
+        parts: Some(PartCopier {
+            api,
+            store,
+            unsigned,
+        }),
         case_insensitive: false,
         known_digests: Default::default(),
         metrics: metrics.clone(),

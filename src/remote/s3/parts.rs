@@ -4,6 +4,7 @@
 
 use super::Credentials;
 use super::S3Api;
+use super::unsigned::UnsignedParts;
 use crate::base::{FsError, FsResult, lock};
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -35,6 +36,8 @@ pub struct Continued {
 pub struct PartCopier {
     pub(super) api: Arc<S3Api>,
     pub(super) store: Arc<dyn MultipartStore>,
+    /// Over HTTPS, where the client's parts go unsigned (`unsigned.rs`).
+    pub(super) unsigned: Option<Arc<UnsignedParts>>,
 }
 
 impl PartCopier {
@@ -47,13 +50,28 @@ impl PartCopier {
     /// ([`PartEtags`]), so each part can be checked against what was sent.
     pub async fn start(&self, path: &Path) -> object_store::Result<(PartsUpload, PartEtags)> {
         let what = format!("starting {path}");
-        let id = self
-            .credentials()
-            .again_if_refused(&what, || self.store.create_multipart(path))
-            .await?;
+        let create = |store: &Arc<dyn MultipartStore>| {
+            let store = store.clone();
+            self.credentials().again_if_refused(&what, move || {
+                let (store, path) = (store.clone(), path.clone());
+                async move { store.create_multipart(&path).await }
+            })
+        };
+        let unsigned = self.unsigned.as_ref().and_then(|u| Some((u, u.store()?)));
+        let (store, id, unsigned) = match unsigned {
+            Some((unsigned, store)) => match create(&store).await {
+                Ok(id) => (store, id, Some(unsigned.clone())),
+                Err(e) if unsigned.refused_by(path.as_ref(), &e) => {
+                    (self.store.clone(), create(&self.store).await?, None)
+                }
+                Err(e) => return Err(e),
+            },
+            None => (self.store.clone(), create(&self.store).await?, None),
+        };
         let upload = PartsUpload {
-            store: self.store.clone(),
+            store,
             credentials: self.api.credentials.clone(),
+            unsigned,
             path: path.clone(),
             id,
             parts: Arc::new(Mutex::new(Vec::new())),
@@ -116,6 +134,7 @@ impl PartCopier {
         let upload = PartsUpload {
             store: self.store.clone(),
             credentials: self.api.credentials.clone(),
+            unsigned: None,
             path,
             id: id.to_string(),
             parts: Arc::new(Mutex::new(parts)),
@@ -353,6 +372,8 @@ fn copy_ranges(size: u64) -> Vec<Range<u64>> {
 pub struct PartsUpload {
     store: Arc<dyn MultipartStore>,
     credentials: Arc<Credentials>,
+    /// Set when the parts go unsigned: told of a part the server refuses.
+    unsigned: Option<Arc<UnsignedParts>>,
     path: Path,
     id: MultipartId,
     /// By part index; `None` while a part is still uploading.
@@ -389,11 +410,16 @@ impl MultipartUpload for PartsUpload {
             self.id.clone(),
             self.parts.clone(),
         );
+        let unsigned = self.unsigned.clone();
         Box::pin(async move {
             let what = format!("part {} of {path}", index + 1);
-            let part = credentials
+            let sent = credentials
                 .again_if_refused(&what, || store.put_part(&path, &id, index, data.clone()))
-                .await?;
+                .await;
+            if let (Err(e), Some(unsigned)) = (&sent, &unsigned) {
+                unsigned.refused_by(path.as_ref(), e);
+            }
+            let part = sent?;
             lock(&parts)[index] = Some(part);
             Ok(())
         })

@@ -567,3 +567,37 @@ pub fn hashed_bytes(metrics: &str, pass: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&line))
         .map_or(0, |n| n.trim().parse().unwrap())
 }
+
+/// A TLS front on loopback for a plain-HTTP server at `upstream`: what
+/// makes an S3 endpoint `https://` here. Its certificate (for 127.0.0.1)
+/// is written to `cert_file`, for the gateway's `SSL_CERT_FILE`.
+pub async fn tls_front(upstream: SocketAddr, cert_file: &std::path::Path) -> SocketAddr {
+    let tls = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    std::fs::write(cert_file, tls.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(tls.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![tls.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let (Ok(mut outside), Ok(mut inside)) = (
+                    acceptor.accept(stream).await,
+                    tokio::net::TcpStream::connect(upstream).await,
+                ) else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut outside, &mut inside).await;
+            });
+        }
+    });
+    addr
+}
