@@ -161,6 +161,26 @@ fn take_string(data: &mut &[u8]) -> Option<String> {
 }
 
 impl SftpHandler {
+    /// WRITE with its data as the request held it (see `pump.rs`).
+    pub async fn write_bytes(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        data: Bytes,
+    ) -> Reply<Status> {
+        let w = match self.handles.get_mut(&handle) {
+            Some(OpenHandle::Write(w)) => w,
+            other => return Err(wrong_handle(other.is_some(), "reading, not writing")),
+        };
+        let written = match w.append {
+            true => w.upload.write_at_end(data).await,
+            false => w.upload.write_at(offset, data).await,
+        };
+        written.map_err(|e| error_reply(&e))?;
+        Ok(ok(id))
+    }
+
     /// A channel's handler; `slots` are its connection's handle slots, `max` their number.
     pub fn new(vfs: SessionVfs, slots: Arc<Semaphore>, max: usize) -> Self {
         SftpHandler {
@@ -367,26 +387,6 @@ impl russh_sftp::server::Handler for SftpHandler {
             id,
             data: data.to_vec(),
         })
-    }
-
-    async fn write(
-        &mut self,
-        id: u32,
-        handle: String,
-        offset: u64,
-        data: Vec<u8>,
-    ) -> Reply<Status> {
-        let w = match self.handles.get_mut(&handle) {
-            Some(OpenHandle::Write(w)) => w,
-            other => return Err(wrong_handle(other.is_some(), "reading, not writing")),
-        };
-        let data = Bytes::from(data);
-        let written = match w.append {
-            true => w.upload.write_at_end(data).await,
-            false => w.upload.write_at(offset, data).await,
-        };
-        written.map_err(|e| error_reply(&e))?;
-        Ok(ok(id))
     }
 
     async fn lstat(&mut self, id: u32, path: String) -> Reply<Attrs> {

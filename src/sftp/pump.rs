@@ -9,8 +9,9 @@
 //! answered one at a time, in order, by the handler.
 
 use super::attrs::error_reply;
+use super::handler::SftpHandler;
 use crate::vfs::FsError;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use russh_sftp::protocol::{Packet, Status, StatusCode};
 use russh_sftp::server::{Handler, StatusReply};
 use std::sync::Arc;
@@ -29,10 +30,9 @@ type Queued = (Bytes, OwnedSemaphorePermit);
 /// Serves SFTP on `stream` until the client closes it. `true` when the
 /// client ended it between requests and every reply went out: what the
 /// session reports as exit status 0.
-pub async fn run<S, H>(stream: S, mut handler: H) -> bool
+pub async fn run<S>(stream: S, mut handler: SftpHandler) -> bool
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
-    H: Handler<Error = StatusReply> + Send,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
@@ -67,6 +67,11 @@ where
         let reply = if let Some(id) = names_not_utf8(&body) {
             let e = FsError::InvalidName("the name is not valid UTF-8; names must be UTF-8".into());
             status_of(id, error_reply(&e))
+        } else if let Some((id, handle, offset, data)) = write_request(&body) {
+            match handler.write_bytes(id, handle, offset, data).await {
+                Ok(status) => Packet::Status(status),
+                Err(e) => status_of(id, e),
+            }
         } else {
             match Packet::try_from(&mut body) {
                 Ok(request) => dispatch(&mut handler, request).await,
@@ -136,6 +141,28 @@ fn names_not_utf8(body: &[u8]) -> Option<u32> {
     None
 }
 
+/// SSH_FXP_WRITE, taken apart here: its data goes to the handler as a
+/// slice of the request as it was read, where russh-sftp's parse would
+/// copy it into a `Vec` of its own (a copy of every uploaded byte).
+/// `None` for any other request, or a WRITE that is not exactly one
+/// (left to russh-sftp's parse and its error).
+fn write_request(body: &Bytes) -> Option<(u32, String, u64, Bytes)> {
+    const SSH_FXP_WRITE: u8 = 6;
+    let mut rest = body.clone();
+    if rest.try_get_u8().ok()? != SSH_FXP_WRITE {
+        return None;
+    }
+    let id = rest.try_get_u32().ok()?;
+    let handle_len = rest.try_get_u32().ok()? as usize;
+    if rest.remaining() < handle_len {
+        return None;
+    }
+    let handle = String::from_utf8(rest.split_to(handle_len).to_vec()).ok()?;
+    let offset = rest.try_get_u64().ok()?;
+    let data_len = rest.try_get_u32().ok()? as usize;
+    (rest.remaining() == data_len).then_some((id, handle, offset, rest))
+}
+
 fn status_of(id: u32, reply: StatusReply) -> Packet {
     Packet::Status(Status {
         id,
@@ -157,17 +184,14 @@ macro_rules! call {
 }
 
 /// One request to the handler method that answers it.
-async fn dispatch<H>(h: &mut H, request: Packet) -> Packet
-where
-    H: Handler<Error = StatusReply> + Send,
-{
+async fn dispatch(h: &mut SftpHandler, request: Packet) -> Packet {
     let id = request.get_request_id();
     match request {
         Packet::Init(p) => call!(id, h.init(p.version, p.extensions)),
         Packet::Open(p) => call!(id, h.open(p.id, p.filename, p.pflags, p.attrs)),
         Packet::Close(p) => call!(id, h.close(p.id, p.handle)),
         Packet::Read(p) => call!(id, h.read(p.id, p.handle, p.offset, p.len)),
-        Packet::Write(p) => call!(id, h.write(p.id, p.handle, p.offset, p.data)),
+        Packet::Write(p) => call!(id, h.write_bytes(p.id, p.handle, p.offset, p.data.into())),
         Packet::Lstat(p) => call!(id, h.lstat(p.id, p.path)),
         Packet::Fstat(p) => call!(id, h.fstat(p.id, p.handle)),
         Packet::SetStat(p) => call!(id, h.setstat(p.id, p.path, p.attrs)),
@@ -184,5 +208,39 @@ where
         Packet::Symlink(p) => call!(id, h.symlink(p.id, p.linkpath, p.targetpath)),
         Packet::Extended(p) => call!(id, h.extended(p.id, p.request, p.data)),
         _ => Packet::error(id, StatusCode::BadMessage),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WRITE as russh-sftp's client encodes it: taken apart into the
+    /// same fields, its data a slice of the request (not a copy); the
+    /// packet without its first byte (the length is read before) or cut
+    /// short is not taken.
+    #[test]
+    fn a_write_is_taken_apart_without_copying_its_data() {
+        let write = Packet::Write(russh_sftp::protocol::Write {
+            id: 7,
+            handle: "h1".into(),
+            offset: 1 << 33,
+            data: vec![0xab; 1000],
+        });
+        let framed = Bytes::try_from(write).unwrap();
+        let body = framed.slice(4..);
+        let (id, handle, offset, data) = write_request(&body).unwrap();
+        assert_eq!((id, handle.as_str(), offset), (7, "h1", 1 << 33));
+        assert_eq!(data, vec![0xab; 1000]);
+        let inside = body.as_ptr_range();
+        assert!(inside.contains(&data.as_ptr()), "the data was copied");
+        assert!(write_request(&body.slice(..body.len() - 1)).is_none());
+        let read = Packet::Read(russh_sftp::protocol::Read {
+            id: 8,
+            handle: "h1".into(),
+            offset: 0,
+            len: 10,
+        });
+        assert!(write_request(&Bytes::try_from(read).unwrap().slice(4..)).is_none());
     }
 }
