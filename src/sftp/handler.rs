@@ -24,6 +24,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// The largest request accepted (`pump.rs` reads no more), as the limits
+/// extension tells the client: a 255 KiB WRITE and its header fit.
+pub const MAX_REQUEST: u32 = 256 * 1024 + 1024;
 /// Largest READ and WRITE advertised through `limits@openssh.com`: OpenSSH
 /// then moves 255 KiB per request instead of 32 KiB.
 pub const MAX_DATA: u32 = 255 * 1024;
@@ -583,7 +586,7 @@ impl russh_sftp::server::Handler for SftpHandler {
             extensions::LIMITS => extended_reply(
                 id,
                 &LimitsExtension {
-                    max_packet_len: u64::from(super::pump::MAX_REQUEST),
+                    max_packet_len: u64::from(MAX_REQUEST),
                     max_read_len: u64::from(MAX_DATA),
                     max_write_len: u64::from(MAX_DATA),
                     max_open_handles: self.handles.max as u64,

@@ -9,7 +9,7 @@
 //! answered one at a time, in order, by the handler.
 
 use super::attrs::error_reply;
-use super::handler::SftpHandler;
+use super::handler::{MAX_REQUEST, SftpHandler};
 use crate::vfs::FsError;
 use bytes::{Buf, Bytes, BytesMut};
 use russh_sftp::protocol::{Packet, Status, StatusCode};
@@ -18,8 +18,6 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-/// The largest request accepted: a 255 KiB WRITE and its header fit.
-pub const MAX_REQUEST: u32 = 256 * 1024 + 1024;
 /// Requests read ahead of the handler, in bytes (a READ counts 64 or more).
 const QUEUE_BYTES: usize = 1 << 20;
 /// Small replies are gathered into one channel write up to this size.
