@@ -95,20 +95,10 @@ impl Digests {
 
     /// Takes a digest given as hex (stored metadata); `false` if it is not one.
     pub fn set_hex(&mut self, algorithm: Algorithm, text: &str) -> bool {
-        fn parse<const N: usize>(text: &str) -> Option<[u8; N]> {
-            if text.len() != 2 * N {
-                return None;
-            }
-            let mut out = [0u8; N];
-            for (i, b) in out.iter_mut().enumerate() {
-                *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-            }
-            Some(out)
-        }
         match algorithm {
-            Algorithm::Md5 => self.md5 = parse(text),
-            Algorithm::Sha1 => self.sha1 = parse(text),
-            Algorithm::Sha256 => self.sha256 = parse(text),
+            Algorithm::Md5 => self.md5 = unhex(text),
+            Algorithm::Sha1 => self.sha1 = unhex(text),
+            Algorithm::Sha256 => self.sha256 = unhex(text),
         }
         self.get(algorithm).is_some()
     }
@@ -116,6 +106,18 @@ impl Digests {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `N` bytes `text` spells in hex (either case); `None` if it does not.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Running digests of a byte stream, for the algorithms asked.

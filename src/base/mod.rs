@@ -12,7 +12,7 @@ mod outbound;
 mod tls_server;
 mod tokens;
 
-pub use digests::{Algorithm, Checksums, Digests, Hashers, hex};
+pub use digests::{Algorithm, Checksums, Digests, Hashers, hex, unhex};
 pub use error::{FsError, FsResult};
 pub use files::replace_file;
 pub use names::{MAX_KEY_BYTES, MAX_USER_NAME, check_segment, check_user_name};

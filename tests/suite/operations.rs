@@ -306,22 +306,22 @@ async fn sighup_serves_a_renewed_certificate_to_new_connections() {
         leaves[0].clone()
     };
 
+    // The `n`th renewal that took: its reload line names the listener.
+    let renewed = |cert: &rcgen::Certificate, key: &rcgen::KeyPair, n: usize| {
+        renew(cert, key);
+        let reloaded = served.log_lines("new_certificates", n);
+        assert!(
+            reloaded[n - 1].contains("\"new_certificates\":\"ftp\""),
+            "{reloaded:?}"
+        );
+    };
+
     // The certificate the gateway started with gives way to the first.
-    renew(&first, &first_key);
-    let reloaded = served.log_lines("new_certificates", 1);
-    assert!(
-        reloaded[0].contains("\"new_certificates\":\"ftp\""),
-        "{reloaded:?}"
-    );
+    renewed(&first, &first_key, 1);
     assert_eq!(leaf_served().await, first.der().to_vec());
     let mut before = ftps_at(served.ftp, "alice", trusting_the_ca()).await;
 
-    renew(&second, &second_key);
-    let reloaded = served.log_lines("new_certificates", 2);
-    assert!(
-        reloaded[1].contains("\"new_certificates\":\"ftp\""),
-        "{reloaded:?}"
-    );
+    renewed(&second, &second_key, 2);
     assert_eq!(leaf_served().await, second.der().to_vec());
     // The session from before the renewal: a data connection each way.
     before

@@ -306,10 +306,10 @@ impl PartEtags {
     /// part changed on the way shows here before anything is visible.
     /// `Ok` where the ETag is not an MD5 (a server's own form).
     pub fn check(&self, index: usize, md5: &[u8; 16]) -> Result<(), String> {
-        let Some(stored) = lock(&self.parts).get(index).cloned().flatten() else {
-            return Ok(());
-        };
-        let Some(etag) = md5_of_etag(&part_answer(stored).0) else {
+        let Some(PartStored {
+            md5: Some(etag), ..
+        }) = self.stored(index)
+        else {
             return Ok(());
         };
         if &etag == md5 {
@@ -326,15 +326,7 @@ impl PartEtags {
 
 /// The MD5 an ETag is, if it is one (32 hex digits, quoted or not).
 fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
-    let hex = etag.trim_matches('"');
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut md5 = [0u8; 16];
-    for (i, byte) in md5.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(md5)
+    crate::base::unhex(etag.trim_matches('"'))
 }
 
 /// The ETag in object_store's part id, and whether S3 echoed a checksum:

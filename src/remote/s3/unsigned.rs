@@ -55,7 +55,7 @@ impl UnsignedParts {
 
     /// Notes `error` of an unsigned request: whether it is the server
     /// refusing the checksum, after which the remote's parts go signed.
-    pub fn refused_by(&self, remote_hint: &str, error: &object_store::Error) -> bool {
+    pub fn refused_by(&self, key: &str, error: &object_store::Error) -> bool {
         let text = error.to_string();
         let refused = ["400 Bad Request", "501 Not Implemented"]
             .iter()
@@ -63,7 +63,7 @@ impl UnsignedParts {
             && !text.contains("<Code>BadDigest</Code>")
             && !text.contains("<Code>InvalidDigest</Code>");
         if refused && !self.refused.swap(true, Ordering::Relaxed) {
-            tracing::warn!(key = remote_hint, %error, "the store refused a part sent unsigned with a CRC64-NVME checksum: this remote's later uploads are signed by their SHA-256, as over HTTP");
+            tracing::warn!(key, %error, "the store refused a part sent unsigned with a CRC64-NVME checksum: this remote's later uploads are signed by their SHA-256, as over HTTP");
         }
         refused
     }
