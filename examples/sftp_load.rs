@@ -13,7 +13,11 @@
 //! LOAD_TOLERATE_ENDED=1 (a logged-in session whose connection the server
 //! closes — a gateway shutting down — is counted as ended, not as an error),
 //! LOAD_ACKED=FILE (the path of every upload whose close was answered OK is
-//! written there, one a line: what the gateway promised to keep and tell).
+//! written there, one a line: what the gateway promised to keep and tell),
+//! LOAD_HOLD=1 (each session logs in, opens the SFTP channel and lists its
+//! home, then stays idle; once all are, a line `held N sessions ...` is
+//! printed and the sessions end when a line arrives on stdin: bench/idle.sh
+//! reads the gateway's memory in between).
 
 use russh::client;
 use russh_sftp::client::RawSftpSession;
@@ -57,6 +61,7 @@ async fn session(
     name: String,
     size: usize,
     acked: &std::sync::atomic::AtomicBool,
+    hold: Option<&Hold>,
 ) -> Result<Duration, Failure> {
     let started = Instant::now();
     let config = Arc::new(client::Config::default());
@@ -76,7 +81,11 @@ async fn session(
     if !auth.success() {
         return Err(Failure::Error("auth: refused".into()));
     }
-    if let Err(e) = work(&h, &name, size, acked).await {
+    let done = match hold {
+        Some(hold) => idle(&h, hold).await,
+        None => work(&h, &name, size, acked).await,
+    };
+    if let Err(e) = done {
         // Give the connection's end a moment to be seen, then tell apart
         // a session the server closed from one that failed.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -87,6 +96,51 @@ async fn session(
     }
     let _ = h.disconnect(russh::Disconnect::ByApplication, "", "").await;
     Ok(started.elapsed())
+}
+
+/// Sessions held idle: each counts itself in when its listing is done, then
+/// waits for the release.
+struct Hold {
+    ready: tokio::sync::Semaphore,
+    release: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Open the SFTP channel, list the home, then wait idle for the release.
+async fn idle(h: &client::Handle<Trusting>, hold: &Hold) -> Result<(), String> {
+    let channel = h.channel_open_session().await.map_err(|e| e.to_string())?;
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .map_err(|e| e.to_string())?;
+    let s = RawSftpSession::new(channel.into_stream());
+    s.set_timeout(600);
+    s.init().await.map_err(|e| format!("init: {e}"))?;
+    list_home(&s).await?;
+    hold.ready.add_permits(1);
+    let mut release = hold.release.clone();
+    let _ = release.wait_for(|r| *r).await;
+    Ok(())
+}
+
+async fn list_home(s: &RawSftpSession) -> Result<(), String> {
+    let dir = s
+        .opendir("/")
+        .await
+        .map_err(|e| format!("opendir: {e}"))?
+        .handle;
+    loop {
+        match s.readdir(&dir).await {
+            Ok(_) => {}
+            Err(russh_sftp::client::error::Error::Status(st))
+                if st.status_code == StatusCode::Eof =>
+            {
+                break;
+            }
+            Err(e) => return Err(format!("readdir: {e}")),
+        }
+    }
+    s.close(dir).await.map_err(|e| format!("close dir: {e}"))?;
+    Ok(())
 }
 
 /// List, put, get on a logged-in connection.
@@ -108,20 +162,7 @@ async fn work(
     s.init().await.map_err(|e| format!("init: {e}"))?;
     let err =
         |what: &'static str| move |e: russh_sftp::client::error::Error| format!("{what}: {e}");
-    // List the home.
-    let dir = s.opendir("/").await.map_err(err("opendir"))?.handle;
-    loop {
-        match s.readdir(&dir).await {
-            Ok(_) => {}
-            Err(russh_sftp::client::error::Error::Status(st))
-                if st.status_code == StatusCode::Eof =>
-            {
-                break;
-            }
-            Err(e) => return Err(format!("readdir: {e}")),
-        }
-    }
-    s.close(dir).await.map_err(err("close dir"))?;
+    list_home(&s).await?;
     // Put a small file, then get it back.
     let data = content(name, size);
     let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
@@ -150,6 +191,31 @@ async fn work(
 /// the bucket against this).
 fn content(name: &str, size: usize) -> Vec<u8> {
     name.bytes().cycle().take(size).collect()
+}
+
+/// Wait until every session is idle or has ended, say how many are held
+/// and how fast they logged in, then wait for a line on stdin.
+async fn hold_until_told<T>(
+    hold: &Hold,
+    sessions: usize,
+    started: Instant,
+    tasks: &[tokio::task::JoinHandle<T>],
+) {
+    loop {
+        let ready = hold.ready.available_permits();
+        let ended = tasks.iter().filter(|t| t.is_finished()).count();
+        if ready + ended >= sessions {
+            let took = started.elapsed().as_secs_f64();
+            println!(
+                "held {ready} sessions ({ended} ended), logged in and listed in {took:.2} s: {:.0} logins/s",
+                ready as f64 / took
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut line = String::new();
+    let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -187,20 +253,41 @@ async fn main() {
         Duration::from_secs_f64(env("LOAD_RAMP").map_or(0.0, |s| s.parse().expect("LOAD_RAMP")));
     let prefix = env("LOAD_PREFIX").unwrap_or_else(|| "load".into());
     let tolerate_ended = env("LOAD_TOLERATE_ENDED").as_deref() == Some("1");
+    let (release, released) = tokio::sync::watch::channel(false);
+    let hold = (env("LOAD_HOLD").as_deref() == Some("1")).then(|| {
+        Arc::new(Hold {
+            ready: tokio::sync::Semaphore::new(0),
+            release: released,
+        })
+    });
     let started = Instant::now();
     let tasks: Vec<_> = (0..sessions)
         .map(|n| {
             let (user, auth) = (args[2].clone(), auth.clone());
             let name = format!("/{prefix}/{n}.bin");
             let delay = ramp.mul_f64(n as f64 / sessions.max(1) as f64);
+            let hold = hold.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 let acked = std::sync::atomic::AtomicBool::new(false);
-                let result = session(addr, user, auth, name.clone(), size, &acked).await;
+                let result = session(
+                    addr,
+                    user,
+                    auth,
+                    name.clone(),
+                    size,
+                    &acked,
+                    hold.as_deref(),
+                )
+                .await;
                 (result, acked.into_inner().then_some(name))
             })
         })
         .collect();
+    if let Some(hold) = &hold {
+        hold_until_told(hold, sessions, started, &tasks).await;
+        let _ = release.send(true);
+    }
     let mut times = Vec::new();
     let mut errors = Vec::new();
     let mut ended = 0;

@@ -108,6 +108,7 @@ impl GatewayConnector {
         // own read-ahead is what runs ahead, within its budget.
         let pool = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(IDLE_CONNECTIONS)
             .http1_max_buf_size(RESPONSE_BUFFER)
             .build(connect);
         Ok(GatewayConnector(Arc::new(Outbound {
@@ -128,6 +129,12 @@ impl GatewayConnector {
 
 /// hyper's read buffer per connection to a remote.
 const RESPONSE_BUFFER: usize = 64 << 10;
+
+/// Idle connections kept per remote. A burst (ten thousand logins listing
+/// their homes at once) opens as many as it has requests in flight; past
+/// this many, a connection coming back idle is closed instead of kept for
+/// `pool_idle_timeout`, so the burst's buffers do not stay behind.
+const IDLE_CONNECTIONS: usize = 256;
 
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, OutboundError> {
     let mut config = crate::base::tls_client_config(None).map_err(OutboundError::Roots)?;

@@ -50,7 +50,9 @@ pub struct SftpHandler {
 /// connection's handle slots (`[sftp].max_handles`, shared by the
 /// connection's channels), so more channels do not mean more handles.
 struct Handles {
-    open: HashMap<String, (OpenHandle, OwnedSemaphorePermit)>,
+    /// Boxed: the table keeps its room after the handles close, and an
+    /// idle session would hold several handles' worth of it.
+    open: HashMap<String, (Box<OpenHandle>, OwnedSemaphorePermit)>,
     slots: Arc<Semaphore>,
     max: usize,
     next: u64,
@@ -70,20 +72,20 @@ impl Handles {
     fn insert(&mut self, slot: OwnedSemaphorePermit, h: OpenHandle) -> String {
         self.next += 1;
         let handle = self.next.to_string();
-        self.open.insert(handle.clone(), (h, slot));
+        self.open.insert(handle.clone(), (Box::new(h), slot));
         handle
     }
 
     fn get(&self, handle: &str) -> Option<&OpenHandle> {
-        self.open.get(handle).map(|(h, _)| h)
+        self.open.get(handle).map(|(h, _)| &**h)
     }
 
     fn get_mut(&mut self, handle: &str) -> Option<&mut OpenHandle> {
-        self.open.get_mut(handle).map(|(h, _)| h)
+        self.open.get_mut(handle).map(|(h, _)| &mut **h)
     }
 
     fn remove(&mut self, handle: &str) -> Option<OpenHandle> {
-        self.open.remove(handle).map(|(h, _)| h)
+        self.open.remove(handle).map(|(h, _)| *h)
     }
 }
 

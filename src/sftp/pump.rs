@@ -61,24 +61,10 @@ where
 
     let mut out = BytesMut::new();
     let mut sent_all = true;
-    while let Some((mut body, permit)) = rx.recv().await {
-        let reply = if let Some(id) = names_not_utf8(&body) {
-            let e = FsError::InvalidName("the name is not valid UTF-8; names must be UTF-8".into());
-            status_of(id, error_reply(&e))
-        } else if let Some((id, handle, offset, data)) = write_request(&body) {
-            match handler.write_bytes(id, handle, offset, data).await {
-                Ok(status) => Packet::Status(status),
-                Err(e) => status_of(id, e),
-            }
-        } else {
-            match Packet::try_from(&mut body) {
-                Ok(request) => dispatch(&mut handler, request).await,
-                Err(e) => {
-                    tracing::debug!(error = %e, "malformed SFTP request");
-                    Packet::error(0, StatusCode::BadMessage)
-                }
-            }
-        };
+    while let Some((body, permit)) = rx.recv().await {
+        // Boxed: an idle session would otherwise hold room for the largest
+        // request's future (an S3 call's) all the time.
+        let reply = Box::pin(answer(&mut handler, body)).await;
         drop(permit);
         let bytes = match Bytes::try_from(reply) {
             Ok(bytes) => bytes,
@@ -111,6 +97,27 @@ where
     }
     let _ = wr.shutdown().await;
     sent_all && matches!(reader.await, Ok(true))
+}
+
+/// The reply to one request.
+async fn answer(handler: &mut SftpHandler, mut body: Bytes) -> Packet {
+    if let Some(id) = names_not_utf8(&body) {
+        let e = FsError::InvalidName("the name is not valid UTF-8; names must be UTF-8".into());
+        status_of(id, error_reply(&e))
+    } else if let Some((id, handle, offset, data)) = write_request(&body) {
+        match handler.write_bytes(id, handle, offset, data).await {
+            Ok(status) => Packet::Status(status),
+            Err(e) => status_of(id, e),
+        }
+    } else {
+        match Packet::try_from(&mut body) {
+            Ok(request) => dispatch(handler, request).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed SFTP request");
+                Packet::error(0, StatusCode::BadMessage)
+            }
+        }
+    }
 }
 
 /// The request id of a request whose path names are not UTF-8.

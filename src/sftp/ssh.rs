@@ -121,7 +121,7 @@ impl SshSession {
     /// cannot be prepared.
     async fn user_vfs(&self, user: &UserConfig) -> Option<SessionVfs> {
         let live = &self.live.as_ref()?.0;
-        self.shared.user_vfs(user, live, &self.span).await
+        Box::pin(self.shared.user_vfs(user, live, &self.span)).await
     }
 
     fn attempt(&self) -> Attempt {
@@ -193,6 +193,9 @@ impl SshSession {
     }
 }
 
+/// The logins' and the home's futures (LDAP, the HTTP hook, S3) are boxed
+/// where they are awaited: russh keeps each handler future inside the
+/// connection's own, whose size every idle session then pays for.
 impl russh::server::Handler for SshSession {
     type Error = russh::Error;
 
@@ -201,7 +204,7 @@ impl russh::server::Handler for SshSession {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let checked = self.shared.password(user, self.attempt(), password).await;
+        let checked = Box::pin(self.shared.password(user, self.attempt(), password)).await;
         Ok(self.step(user, Method::Password, "password", checked))
     }
 
@@ -216,10 +219,7 @@ impl russh::server::Handler for SshSession {
     ) -> Result<Auth, Self::Error> {
         let users = &self.shared.users;
         Ok(
-            match users
-                .public_key(user, self.attempt(), offer.public_key)
-                .await
-            {
+            match Box::pin(users.public_key(user, self.attempt(), offer.public_key)).await {
                 Ok(_) => Auth::Accept,
                 Err(_) if users.trusts_certificates() => {
                     self.invited.push(offer.public_key.key_data().clone());
@@ -235,11 +235,8 @@ impl russh::server::Handler for SshSession {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let checked = self
-            .shared
-            .users
-            .public_key(user, self.attempt(), key.public_key)
-            .await;
+        let users = &self.shared.users;
+        let checked = Box::pin(users.public_key(user, self.attempt(), key.public_key)).await;
         if let Err(crate::auth::LoginError::UnknownKey) = &checked
             && self.invited.contains(key.public_key.key_data())
         {
@@ -259,11 +256,8 @@ impl russh::server::Handler for SshSession {
         user: &str,
         certificate: &russh::keys::Certificate,
     ) -> Result<Auth, Self::Error> {
-        let checked = self
-            .shared
-            .users
-            .certificate(user, self.attempt(), certificate)
-            .await;
+        let users = &self.shared.users;
+        let checked = Box::pin(users.certificate(user, self.attempt(), certificate)).await;
         Ok(self.step(user, Method::PublicKey, "certificate", checked.into()))
     }
 
