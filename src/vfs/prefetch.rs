@@ -9,9 +9,9 @@
 //! small files of that listing are fetched, several at once, and an open
 //! of one of them is answered from memory.
 //!
-//! How far ahead grows like the read-ahead of a download: two files after
-//! the session's first open, doubled at each open the prefetch had ready,
-//! back to two at an open out of the listing's order. A session walking a
+//! How far ahead grows like the read-ahead of a download, for each listing
+//! on its own: two files after the first open, doubled at each open the
+//! prefetch had ready, back to two at an open out of the listing's order. A session walking a
 //! tree keeps its pace from folder to folder: the first files of the next
 //! folder it lists are fetched as they are listed, so `get -r` does not
 //! wait for each folder's first file. The pace carries over only from a
@@ -31,9 +31,11 @@
 //! twice its opens plus that, however it browses), every byte drawn from the
 //! read-ahead pool of the gateway's memory budget, never waited for (when
 //! it is short, nothing is prefetched); names of recent listings up to
-//! [`LISTED_BYTES`]. What the client has gone past, in this listing or by
-//! opening a file of another, is dropped; everything goes when the
-//! user's last session here ends.
+//! [`LISTED_BYTES`]. What the client has gone past in a listing is
+//! dropped, and so is all that was fetched ahead in a listing none of the
+//! user's last opens were in (their last [`WALKERS`] listings keep theirs:
+//! `lftp mirror --parallel` walks several folders at once); everything
+//! goes when the user's last session here ends.
 //!
 //! Never stale beyond the remote's `prefetch_window`, never wrong: a body
 //! is fetched by a GET conditional on the ETag the listing showed, served
@@ -59,6 +61,11 @@ pub const MAX_FILE: u64 = 256 << 10;
 pub const MAX_AHEAD: usize = 64;
 /// How far ahead after an open the prefetch did not have ready.
 const FIRST_DEPTH: usize = 2;
+/// Listings walked at once by one user, each keeping its files fetched
+/// ahead: `lftp mirror --parallel=2` walks two folders at a time, one per
+/// connection, and each open in one must not drop what the other's next
+/// open will take.
+const WALKERS: usize = 4;
 /// Bytes of names kept of recent listings, per user.
 pub const LISTED_BYTES: usize = 1 << 20;
 
@@ -81,7 +88,9 @@ struct State {
     next_id: u64,
     /// By listing and place in it.
     ahead: HashMap<(u64, usize), Ahead>,
-    depth: usize,
+    /// The listings of the last opens, latest first, at most [`WALKERS`]:
+    /// only these keep files fetched ahead.
+    walked: VecDeque<u64>,
     /// Files fetched ahead that no open has paid for yet: each fetch adds
     /// one, each open of a listed file takes one away, and one more when
     /// it was fetched ahead. At [`MAX_DEBT`] nothing more is fetched.
@@ -102,6 +111,8 @@ struct Listing {
     bytes: usize,
     /// Where the last open was found: the next one is usually just after.
     cursor: usize,
+    /// How many files after an open are fetched ahead.
+    depth: usize,
     /// Whether its first files were fetched ahead as it was listed, and
     /// whether the client opened any of its files since.
     started_ahead: bool,
@@ -191,9 +202,9 @@ impl Recorder {
         };
         l.files.push(listed);
         l.bytes += cost;
-        let listed = l.files.len();
+        let (listed, depth) = (l.files.len(), l.depth);
         s.listed_bytes += cost;
-        if listed == s.depth {
+        if listed == depth {
             s.start_walk(self.id);
         }
     }
@@ -219,6 +230,7 @@ impl State {
         if let Some(l) = self.listings.remove(at) {
             self.listed_bytes -= l.bytes;
             self.ahead.retain(|(id, _), _| *id != l.id);
+            self.walked.retain(|id| *id != l.id);
         }
     }
 
@@ -226,13 +238,10 @@ impl State {
     /// ahead) will open the first files of the folder it just listed:
     /// they are fetched as they are listed, not after the first open.
     fn start_walk(&mut self, id: u64) {
-        if self.depth <= FIRST_DEPTH {
-            return;
-        }
         let Some(l) = self.listings.iter_mut().rev().find(|l| l.id == id) else {
             return;
         };
-        if l.started_ahead || l.opened || l.files.is_empty() {
+        if l.depth <= FIRST_DEPTH || l.started_ahead || l.opened || l.files.is_empty() {
             return;
         }
         l.started_ahead = true;
@@ -240,7 +249,7 @@ impl State {
     }
 
     /// Fetches the files of listing `id` from place `from` on, as far as
-    /// the session's depth and bounds allow.
+    /// its depth and the bounds allow.
     fn fetch_ahead(&mut self, id: u64, from: usize) {
         let Some(l) = self.listings.iter_mut().rev().find(|l| l.id == id) else {
             return;
@@ -251,7 +260,7 @@ impl State {
             .iter()
             .enumerate()
             .skip(from)
-            .take(self.depth)
+            .take(l.depth)
             .map(|(i, f)| (i, join(&l.dir, &f.name), f.size, f.etag.clone()))
             .collect();
         let mut started = 0;
@@ -312,12 +321,16 @@ impl Prefetch {
         // The pace carries over to a new folder only from one the client
         // walked through: it opened most of what was fetched ahead there.
         // Otherwise it browses, and opens little of what it lists.
-        if s.listings
-            .back()
-            .is_some_and(|l| l.fetched > 0 && l.hits * 2 < l.fetched)
-        {
-            s.depth = FIRST_DEPTH;
-        }
+        let browsing = |l: &Listing| l.fetched > 0 && l.hits * 2 < l.fetched;
+        let depth = match s.listings.back().is_some_and(browsing) {
+            true => FIRST_DEPTH,
+            false => s
+                .walked
+                .front()
+                .and_then(|id| s.listings.iter().rev().find(|l| l.id == *id))
+                .filter(|l| !browsing(l))
+                .map_or(FIRST_DEPTH, |l| l.depth),
+        };
         // A new listing of a folder replaces the last one.
         if let Some(at) = s
             .listings
@@ -339,6 +352,7 @@ impl Prefetch {
             files: Vec::new(),
             bytes,
             cursor: 0,
+            depth,
             started_ahead: false,
             opened: false,
             fetched: 0,
@@ -373,28 +387,34 @@ impl Prefetch {
         };
         l.cursor = at + 1;
         l.opened = true;
-        let id = l.id;
+        let (id, depth) = (l.id, l.depth);
         let window = layer.remote().prefetch_window();
         let walking = s.ahead.keys().any(|(lid, _)| *lid == id);
         let taken = s.ahead.remove(&(id, at));
         // This open pays for one fetch ahead; one it took, for another.
         let paid = 1 + usize::from(taken.is_some());
         s.debt = s.debt.saturating_sub(paid);
-        if taken.is_some()
-            && let Some(l) = s.listings.iter_mut().rev().find(|l| l.id == id)
-        {
-            l.hits += 1;
-        }
-        // The client went past these, or on to another folder.
-        s.ahead.retain(|(lid, i), _| *lid == id && *i > at);
-        s.depth = match (&taken, walking) {
-            (Some(_), _) => s.depth * 2,
+        let depth = match (&taken, walking) {
+            (Some(_), _) => depth * 2,
             // The first open in a folder keeps the pace of the last one.
-            (None, false) => s.depth,
+            (None, false) => depth,
             // Out of the listing's order: start again.
             (None, true) => FIRST_DEPTH,
         }
         .clamp(FIRST_DEPTH, MAX_AHEAD);
+        if let Some(l) = s.listings.iter_mut().rev().find(|l| l.id == id) {
+            l.hits += usize::from(taken.is_some());
+            l.depth = depth;
+        }
+        // The client went past these, or on from those folders.
+        let State { walked, ahead, .. } = &mut *s;
+        walked.retain(|w| *w != id);
+        walked.push_front(id);
+        walked.truncate(WALKERS);
+        ahead.retain(|(lid, i), _| match *lid == id {
+            true => *i > at,
+            false => walked.contains(lid),
+        });
         s.fetch_ahead(id, at + 1);
         Found::Listed(taken.map(|ahead| Pending { ahead, window }))
     }

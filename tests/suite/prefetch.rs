@@ -174,6 +174,43 @@ async fn a_listing_in_one_session_feeds_the_opens_of_another() {
     walk_is_served_ahead(&g, &seen, "together", &lister, &fetcher).await;
 }
 
+/// `lftp mirror --parallel=2`: two connections each walk a folder of their
+/// own at the same time, their opens alternating. An open in one folder
+/// does not drop what was fetched ahead in the other: every file after
+/// each folder's first is served ahead, each asked of S3 once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_folders_walked_at_once_are_each_served_ahead() {
+    let (g, seen) = gateway("").await;
+    let (_h1, one) = alice(&g).await;
+    let (_h2, two) = alice(&g).await;
+    let files = [small_files(&g, "left", 40), small_files(&g, "right", 40)];
+    let before = counts(&g).await;
+    assert_eq!(list(&one, "/left").await.len(), 40);
+    assert_eq!(list(&two, "/right").await.len(), 40);
+    for i in 0..40 {
+        for (s, dir, want) in [(&one, "left", &files[0]), (&two, "right", &files[1])] {
+            let got = fetch(s, &format!("/{dir}/{}", name(i))).await.unwrap();
+            assert!(got == want[i], "{dir}/{} came back different", name(i));
+        }
+    }
+    let moved = counts(&g).await - before;
+    assert_eq!(
+        moved,
+        Counts {
+            fetched: 78,
+            hits: 78,
+            misses: 2,
+            wasted: 0
+        }
+    );
+    for dir in ["left", "right"] {
+        for i in 0..40 {
+            let key = format!("alice/{dir}/{}", name(i));
+            assert_eq!(seen.gets_of(&g.bucket, &key), 1, "GETs of {key}");
+        }
+    }
+}
+
 /// The same walk over FTP: LIST, then RETR after RETR.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ftp_retr_after_a_listing_is_served_ahead() {

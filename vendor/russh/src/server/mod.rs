@@ -1130,7 +1130,10 @@ where
 
     session.begin_rekey()?;
 
-    let join = russh_util::runtime::spawn(session.run(stream, handler));
+    // Boxed: the session and the loop's future live on the heap once;
+    // spawn's wrapper would otherwise hold room for the loop's future
+    // twice (before and after it starts), in every connection's task.
+    let join = russh_util::runtime::spawn(Box::pin(Box::new(session).run(stream, handler)));
 
     Ok(RunningSession { handle, join })
 }

@@ -630,7 +630,7 @@ impl Session {
     }
 
     pub(crate) async fn run<H, R>(
-        mut self,
+        mut self: Box<Self>,
         mut stream: SshRead<R>,
         mut handler: H,
     ) -> Result<(), H::Error>
@@ -1825,7 +1825,7 @@ mod tests {
         peer: &mut tokio::io::DuplexStream,
         stream: tokio::io::DuplexStream,
     ) -> Option<u8> {
-        let event_loop = tokio::spawn(session.run(SshRead::new(stream), TestHandler));
+        let event_loop = tokio::spawn(Box::new(session).run(SshRead::new(stream), TestHandler));
         let mut buffer = SSHBuffer::new();
         let mut opening_key = cipher::clear::Key;
         let packet = cipher::read(peer, &mut buffer, &mut opening_key);
