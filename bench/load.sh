@@ -37,7 +37,9 @@ cat > "$work/gateway.toml" <<EOF
 [server]
 keys_dir = "$work/keys"
 state_dir = "$work/state"
+max_sessions = $((SESSIONS + 100))
 # The load comes from one address: no per-source cap, no ban.
+max_unauthenticated = $((SESSIONS + 100))
 max_unauthenticated_per_source = 1000000
 [security]
 ban_threshold = 1000000
@@ -50,11 +52,11 @@ name = "load"
 password = "$HASH"
 $KEYS
 home = "s3:/load"
-max_sessions = 1000
+max_sessions = $((SESSIONS + 100))
 EOF
 py "s3.put_object(Bucket='$BUCKET', Key='load/load/', Body=b'')"
 start_bucketgate "$PORT"
-ulimit -n 4096 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)"
 echo "$SESSIONS sessions at once, logging in by $AUTH"
 "$LOAD" "127.0.0.1:$PORT" load "$CREDENTIAL" "$SESSIONS" "$FILE_BYTES"
 echo "gateway peak RSS: $(awk '/VmHWM/ {printf "%d MiB", $2/1024}' /proc/$BG_PID/status)"

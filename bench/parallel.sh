@@ -4,7 +4,8 @@
 # MiB/s of each phase through bucketgate and `rclone serve sftp` over the
 # same S3 endpoint, against raw S3 with the same parallelism (STREAMS
 # boto3 transfers at once, each its own multipart). Rounds interleaved;
-# medians; every file read back is compared with what was put.
+# medians, and the server's CPU seconds per GiB; every file read back is
+# compared with what was put.
 #
 #   GARAGE=path/to/garage bench/parallel.sh   # what the README's figures use
 #
@@ -44,6 +45,12 @@ if [[ " ${targets[*]} " == *" rclone "* ]]; then
     py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"
 fi
 port_of() { case $1 in bucketgate) echo "$BG_PORT" ;; rclone) echo "$RC_PORT" ;; esac; }
+pid_of() { case $1 in bucketgate) echo "$BG_PID" ;; rclone) echo "$RC_PID" ;; esac; }
+cpu_of() { # CPU seconds process $1 has spent
+    python3 -c "
+f = open('/proc/$1/stat').read().rsplit(')', 1)[1].split()
+print(sum(int(x) for x in f[11:13]) / $(getconf CLK_TCK))"
+}
 
 # all_at_once TARGET OP: STREAMS sftp clients putting (or getting) at once.
 all_at_once() {
@@ -77,12 +84,17 @@ print(f'raw-s3 put {up:.3f}\nraw-s3 get {down:.3f}')
 }
 
 : > "$work/times"
+: > "$work/cpu"
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
     raw_parallel
     for t in "${targets[@]}"; do
-        timed "$work/times" "$t" put all_at_once "$t" put
-        timed "$work/times" "$t" get all_at_once "$t" get
+        for op in put get; do
+            cpu0=$(cpu_of "$(pid_of "$t")")
+            timed "$work/times" "$t" "$op" all_at_once "$t" "$op"
+            cpu1=$(cpu_of "$(pid_of "$t")")
+            echo "$t $op $(python3 -c "print(($cpu1 - $cpu0) * 1024 / ($STREAMS * $SIZE_MIB))")" >> "$work/cpu"
+        done
         for i in $(seq 1 "$STREAMS"); do
             cmp -s "$work/f.bin" "$work/out/s$i.bin" || { echo "$t: stream $i read back differs" >&2; exit 1; }
         done
@@ -91,6 +103,8 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 medians "$work/times" "${targets[@]}" raw-s3
+echo "Server CPU seconds per GiB:"
+UNIT="s cpu" medians "$work/cpu" "${targets[@]}"
 echo "Aggregate MiB/s ($STREAMS streams of $SIZE_MIB MiB at once, from the medians):"
 python3 - "$work/times" <<PY
 import sys, statistics, collections

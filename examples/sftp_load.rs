@@ -38,6 +38,9 @@ impl client::Handler for Trusting {
     }
 }
 
+/// The largest write or read request sent.
+const CHUNK: usize = 32 << 10;
+
 /// How a session failed: an error, or the server closing the connection
 /// after login (a gateway shutting down).
 enum Failure {
@@ -171,7 +174,14 @@ async fn work(
         .await
         .map_err(err("open for write"))?
         .handle;
-    s.write(&f, 0, data.clone()).await.map_err(err("write"))?;
+    // In 32 KiB requests, as OpenSSH's sftp sends them (the gateway takes
+    // at most 256 KiB in one).
+    for (i, chunk) in data.chunks(CHUNK).enumerate() {
+        let offset = (i * CHUNK) as u64;
+        s.write(&f, offset, chunk.to_vec())
+            .await
+            .map_err(err("write"))?;
+    }
     s.close(f).await.map_err(err("close after write"))?;
     acked.store(true, std::sync::atomic::Ordering::Relaxed);
     let f = s
@@ -179,7 +189,11 @@ async fn work(
         .await
         .map_err(err("open for read"))?
         .handle;
-    let got = s.read(&f, 0, size as u32).await.map_err(err("read"))?.data;
+    let mut got = Vec::with_capacity(size);
+    while got.len() < size {
+        let chunk = s.read(&f, got.len() as u64, CHUNK as u32).await;
+        got.extend(chunk.map_err(err("read"))?.data);
+    }
     s.close(f).await.map_err(err("close after read"))?;
     if got != data {
         return Err("the file read back differs".into());

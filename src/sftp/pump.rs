@@ -52,8 +52,14 @@ where
             let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
                 return false;
             };
-            let mut body = vec![0; len as usize];
-            if rd.read_exact(&mut body).await.is_err() || tx.send((body.into(), permit)).is_err() {
+            // Not `vec![0; len]`: jemalloc zeroes a large calloc by purging
+            // its pages, and each is faulted in again as the body is read
+            // (two page faults per 4 KiB uploaded). Read into spare room.
+            let mut body = Vec::with_capacity(len as usize);
+            let read = (&mut rd).take(u64::from(len)).read_to_end(&mut body).await;
+            if !matches!(read, Ok(n) if n == len as usize)
+                || tx.send((body.into(), permit)).is_err()
+            {
                 return false;
             }
         }
