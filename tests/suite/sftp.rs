@@ -100,6 +100,46 @@ async fn names(s: &RawSftpSession, dir: &str) -> Vec<(String, u64, String)> {
     out
 }
 
+/// An upload's data is copied into memory the gateway already has, not
+/// into pages the kernel must fault in and zero for each request: fewer
+/// page faults than 4 KiB pages uploaded. A calloc'd buffer per request
+/// costs at least one per page it holds, since jemalloc zeroes a recycled
+/// one by purging its pages (it was two per page: russh's channel data and
+/// the request; about one per 8 KiB is left, jemalloc's decay returning
+/// pages between parts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_does_not_fault_in_a_page_per_request() {
+    use common::served::Served;
+    let served = Served::start();
+    let stream = tokio::net::TcpStream::connect(served.sftp).await.unwrap();
+    let h = ssh_password(stream, "alice", PASSWORD).await.unwrap();
+    let s = sftp(&h).await;
+    let put = async |name: &str, size: usize| {
+        let data = pattern(size, 7);
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let f = s
+            .open(name, flags, FileAttributes::empty())
+            .await
+            .unwrap()
+            .handle;
+        for (i, chunk) in data.chunks(32 << 10).enumerate() {
+            let offset = (i * (32 << 10)) as u64;
+            s.write(&f, offset, chunk.to_vec()).await.unwrap();
+        }
+        s.close(f).await.unwrap();
+    };
+    // The first upload maps what the parts in flight need.
+    put("/warm.bin", 32 << 20).await;
+    let before = served.minor_faults();
+    let size = 64 << 20;
+    put("/big.bin", size).await;
+    let faults = served.minor_faults() - before;
+    assert!(
+        faults < (size / (4 << 10)) as u64,
+        "{faults} page faults for a {size}-byte upload"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn large_and_many_small_files_round_trip() {
     let g = start("").await;

@@ -316,6 +316,18 @@ fn serve_command(dir: &std::path::Path) -> std::process::Command {
 }
 
 impl Served {
+    /// The minor page faults the gateway process has taken so far.
+    pub fn minor_faults(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // After the command name's closing parenthesis: state is field 3,
+        // minflt field 10.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(7))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The resident memory of the gateway process now, in bytes.
     pub fn rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
