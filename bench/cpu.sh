@@ -25,20 +25,7 @@ mkdir -p "$work/in" "$work/out" "$work/local"
 for size in $SIZES; do head -c "$((size << 20))" /dev/urandom > "$work/in/f$size.bin"; done
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 
-BG_PORT=$(free_port)
-cat > "$work/gateway.toml" <<EOF
-[server]
-keys_dir = "$work/bg-keys"
-state_dir = "$work/bg-state"
-[sftp]
-listen = "127.0.0.1:$BG_PORT"
-$(s3_remote_toml)
-[[users]]
-name = "bench"
-authorized_keys = ["$(cat "$work/id.pub")"]
-home = "s3:/bucketgate"
-EOF
-start_bucketgate "$BG_PORT"
+start_sftp_gateway
 
 start_rclone_sftp
 py "s3.put_object(Bucket='$BUCKET', Key='rclone/.keep', Body=b'')"

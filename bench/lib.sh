@@ -125,6 +125,26 @@ start_bucketgate() {
     wait_port "$1"
 }
 
+# start_sftp_gateway: bucketgate with default settings serving SFTP on
+# BG_PORT to user `bench` (key $work/id.pub), home the bucket's
+# bucketgate/ folder.
+start_sftp_gateway() {
+    BG_PORT=$(free_port)
+    cat > "$work/gateway.toml" <<EOF
+[server]
+keys_dir = "$work/bg-keys"
+state_dir = "$work/bg-state"
+[sftp]
+listen = "127.0.0.1:$BG_PORT"
+$(s3_remote_toml)
+[[users]]
+name = "bench"
+authorized_keys = ["$(cat "$work/id.pub")"]
+home = "s3:/bucketgate"
+EOF
+    start_bucketgate "$BG_PORT"
+}
+
 # start_postgres: Debian's PostgreSQL (package postgresql) in $work/pg on
 # a loopback port, run as the postgres user when we are root (initdb
 # refuses root), with its durability defaults (fsync on): the fleet's

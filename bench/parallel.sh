@@ -25,20 +25,7 @@ mkdir -p "$work/out"
 head -c "$((SIZE_MIB << 20))" /dev/urandom > "$work/f.bin"
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 
-BG_PORT=$(free_port)
-cat > "$work/gateway.toml" <<EOF
-[server]
-keys_dir = "$work/bg-keys"
-state_dir = "$work/bg-state"
-[sftp]
-listen = "127.0.0.1:$BG_PORT"
-$(s3_remote_toml)
-[[users]]
-name = "bench"
-authorized_keys = ["$(cat "$work/id.pub")"]
-home = "s3:/bucketgate"
-EOF
-start_bucketgate "$BG_PORT"
+start_sftp_gateway
 targets=(${TARGETS:-bucketgate rclone})
 if [[ " ${targets[*]} " == *" rclone "* ]]; then
     start_rclone_sftp

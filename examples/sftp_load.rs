@@ -25,18 +25,8 @@ use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Trusting;
-
-impl client::Handler for Trusting {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
+mod common;
+use common::{Trusting, open_sftp};
 
 /// The largest write or read request sent.
 const CHUNK: usize = 32 << 10;
@@ -110,14 +100,7 @@ struct Hold {
 
 /// Open the SFTP channel, list the home, then wait idle for the release.
 async fn idle(h: &client::Handle<Trusting>, hold: &Hold) -> Result<(), String> {
-    let channel = h.channel_open_session().await.map_err(|e| e.to_string())?;
-    channel
-        .request_subsystem(true, "sftp")
-        .await
-        .map_err(|e| e.to_string())?;
-    let s = RawSftpSession::new(channel.into_stream());
-    s.set_timeout(600);
-    s.init().await.map_err(|e| format!("init: {e}"))?;
+    let s = open_sftp(h).await?;
     list_home(&s).await?;
     hold.ready.add_permits(1);
     let mut release = hold.release.clone();
@@ -153,16 +136,7 @@ async fn work(
     size: usize,
     acked: &std::sync::atomic::AtomicBool,
 ) -> Result<(), String> {
-    let channel = h.channel_open_session().await.map_err(|e| e.to_string())?;
-    channel
-        .request_subsystem(true, "sftp")
-        .await
-        .map_err(|e| e.to_string())?;
-    let s = RawSftpSession::new(channel.into_stream());
-    // No per-request deadline of the client's own (OpenSSH has none): under
-    // load the S3 endpoint, not the gateway, sets the pace.
-    s.set_timeout(600);
-    s.init().await.map_err(|e| format!("init: {e}"))?;
+    let s = open_sftp(h).await?;
     let err =
         |what: &'static str| move |e: russh_sftp::client::error::Error| format!("{what}: {e}");
     list_home(&s).await?;

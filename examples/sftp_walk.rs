@@ -16,18 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc};
 
-struct Trusting;
-
-impl client::Handler for Trusting {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
+mod common;
+use common::{Trusting, open_sftp};
 
 type Failed = Box<dyn std::error::Error + Send + Sync>;
 
@@ -44,11 +34,7 @@ async fn connect(
     if !h.authenticate_publickey(user, key).await?.success() {
         return Err("the key was refused".into());
     }
-    let channel = h.channel_open_session().await?;
-    channel.request_subsystem(true, "sftp").await?;
-    let s = RawSftpSession::new(channel.into_stream());
-    s.set_timeout(600);
-    s.init().await?;
+    let s = open_sftp(&h).await?;
     Ok((h, s))
 }
 
