@@ -443,7 +443,13 @@ pub async fn fault_proxy_seeing(
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let client = reqwest::Client::new();
+    // A new connection per request: a pooled one the server has closed
+    // meanwhile fails the request it is reused for, and the gateway sees a
+    // 502 no real S3 would have sent.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let rule = Arc::new(rule);
     tokio::spawn(async move {
         loop {
@@ -530,10 +536,13 @@ pub async fn fault_proxy_seeing(
                                 b.body(Full::new(r.bytes().await.unwrap_or_default()))
                                     .unwrap()
                             }
-                            Err(_) => hyper::Response::builder()
-                                .status(502)
-                                .body(Full::new(bytes::Bytes::new()))
-                                .unwrap(),
+                            Err(e) => {
+                                eprintln!("fault proxy: {e}");
+                                hyper::Response::builder()
+                                    .status(502)
+                                    .body(Full::new(bytes::Bytes::new()))
+                                    .unwrap()
+                            }
                         };
                         if let Fault::Stall(hold) = fault {
                             tokio::time::sleep(hold).await;
