@@ -11,14 +11,14 @@
 //!
 //! How far ahead grows like the read-ahead of a download, for each listing
 //! on its own: two files after the first open, doubled at each open the
-//! prefetch had ready, back to two at an open out of the listing's order. A session walking a
-//! tree keeps its pace from folder to folder: the first files of the next
-//! folder it lists are fetched as they are listed, so `get -r` does not
-//! wait for each folder's first file. The pace carries over only from a
-//! folder the client walked through (it opened at least half of what was
-//! fetched ahead there): one that lists and opens little starts each
-//! folder at two. A client that lists a thousand files and
-//! fetches one costs two GETs more.
+//! prefetch had ready, back to two at an open out of the listing's order.
+//! A session walking a tree keeps its pace from folder to folder: the
+//! first files of the next folder it lists are fetched as they are
+//! listed, so `get -r` does not wait for each folder's first file. The
+//! pace carries over only from a folder the client walked through (it
+//! opened at least half of what was fetched ahead there): one that lists
+//! and opens little starts each folder at two. A client that lists a
+//! thousand files and fetches one costs two GETs more.
 //!
 //! One prefetch serves all of a user's sessions on a gateway
 //! (`Storage::prefetch_of`): FileZilla browses on one connection and
