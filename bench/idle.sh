@@ -23,15 +23,7 @@ ulimit -n "$(ulimit -Hn)"
 PORT=$(free_port)
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 cat > "$work/gateway.toml" <<EOF
-[server]
-keys_dir = "$work/keys"
-state_dir = "$work/state"
-max_sessions = $((SESSIONS + 100))
-# The logins come from one address: no per-source cap, no ban.
-max_unauthenticated = $((SESSIONS + 100))
-max_unauthenticated_per_source = $((SESSIONS + 100))
-[security]
-ban_threshold = 1000000
+$(crowd_server_toml "$SESSIONS")
 [sftp]
 listen = "127.0.0.1:$PORT"
 $(s3_remote_toml)

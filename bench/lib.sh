@@ -125,6 +125,22 @@ start_bucketgate() {
     wait_port "$1"
 }
 
+# crowd_server_toml N: the [server] and [security] tables of a gateway
+# that N sessions from this one address log in to at once: its session and
+# login caps above N, no ban.
+crowd_server_toml() {
+    cat <<EOF
+[server]
+keys_dir = "$work/keys"
+state_dir = "$work/state"
+max_sessions = $(($1 + 100))
+max_unauthenticated = $(($1 + 100))
+max_unauthenticated_per_source = $(($1 + 100))
+[security]
+ban_threshold = 1000000
+EOF
+}
+
 # start_sftp_gateway: bucketgate with default settings serving SFTP on
 # BG_PORT to user `bench` (key $work/id.pub), home the bucket's
 # bucketgate/ folder.

@@ -34,15 +34,7 @@ certificate) CREDENTIAL="cert:$work/id"; CA="trusted_user_ca_keys = [\"$work/ca.
 *) echo "AUTH is password, key or certificate" >&2; exit 2 ;;
 esac
 cat > "$work/gateway.toml" <<EOF
-[server]
-keys_dir = "$work/keys"
-state_dir = "$work/state"
-max_sessions = $((SESSIONS + 100))
-# The load comes from one address: no per-source cap, no ban.
-max_unauthenticated = $((SESSIONS + 100))
-max_unauthenticated_per_source = 1000000
-[security]
-ban_threshold = 1000000
+$(crowd_server_toml "$SESSIONS")
 [sftp]
 listen = "127.0.0.1:$PORT"
 $CA

@@ -194,8 +194,10 @@ impl SshSession {
 }
 
 /// The logins' and the home's futures (LDAP, the HTTP hook, S3) are boxed
-/// where they are awaited: russh keeps each handler future inside the
-/// connection's own, whose size every idle session then pays for.
+/// where they are awaited: russh awaits every handler future inside its
+/// handling of one packet, which it allocates per packet (patch 0020) with
+/// room for the largest of them; each CHANNEL_DATA would otherwise
+/// allocate room for a login's.
 impl russh::server::Handler for SshSession {
     type Error = russh::Error;
 
