@@ -6,6 +6,9 @@
 # sshd with sftp-server on local disk (its children's CPU included); raw S3
 # (boto3's multipart) for wall time. Rounds are interleaved; medians.
 # rclone's SSH has no aes256-gcm: its column has chacha20 rows only.
+# Last, for bucketgate and raw S3, the CPU of every process a transfer
+# runs on (client, server, S3 store): on a machine they share, their sum
+# over the cores is the least wall time the transfer can take.
 #
 #   GARAGE=path/to/garage bench/cpu.sh    # what the README's figures use
 #   bench/cpu.sh                          # moto_server (the bottleneck)
@@ -44,22 +47,37 @@ endpoint_of() {
         openssh) echo "$OS_PORT $(id -un) $work/local $SSHD_PID" ;;
     esac
 }
-# CPU seconds process PID and its reaped children have spent. sshd forks a
-# process per connection, which forks sftp-server: once both are gone and
-# reaped, their time is in the listener's.
-cpu_of() {
+# sshd forks a process per connection, which forks sftp-server: once both
+# are gone and reaped, their time is in the listener's.
+server_cpu() {
     [ "$1" = "${SSHD_PID:-}" ] && while pgrep -P "$1" >/dev/null; do sleep 0.05; done
-    python3 -c "
-f = open('/proc/$1/stat').read().rsplit(')', 1)[1].split()
-print(sum(int(x) for x in f[11:15]) / $(getconf CLK_TCK))"
+    cpu_of "$1"
+}
+# raw_s3_cpu FILE MIB: boto3's multipart put and get (wall time to times,
+# client and store CPU to all).
+raw_s3_cpu() {
+    py "
+import time
+$(store_cpu_py)
+for op in ('put', 'get'):
+    t, c, s = time.time(), time.process_time(), store()
+    if op == 'put': s3.upload_file('$1', '$BUCKET', 'raw/$2')
+    else: s3.download_file('$BUCKET', 'raw/$2', '$work/raw.bin')
+    t, c, s = time.time() - t, time.process_time() - c, store() - s
+    print(f'raw-s3 {op}_$2 {t:.3f}', file=open('$work/times', 'a'))
+    print(f'raw-s3 {op}_$2 {t:.3f} {c:.3f} 0 {s:.3f}', file=open('$work/all', 'a'))
+"
+    cmp -s "$1" "$work/raw.bin" || { echo "raw-s3: downloaded bytes differ" >&2; exit 1; }
+    rm -f "$work/raw.bin"
 }
 
 : > "$work/times"
 : > "$work/cpu"
+: > "$work/all"
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
     for size in $SIZES; do
-        raw_s3 "$work/in/f$size.bin" "$size"
+        raw_s3_cpu "$work/in/f$size.bin" "$size"
         for cipher in $CIPHERS; do
             c=${cipher%%-*}
             c=${c%%@*}
@@ -74,11 +92,13 @@ put in/f$size.bin f.bin" ;;
                         get) batch="cd $dir
 get f.bin out/f.bin" ;;
                     esac
-                    cpu0=$(cpu_of "$pid")
-                    SFTP_CIPHER=$cipher timed "$work/times" "$t" "${op}_${size}_$c" \
-                        sftp_batch "$port" "$user" "$batch"
-                    cpu1=$(cpu_of "$pid")
+                    cpu0=$(server_cpu "$pid") s0=$(store_cpu) && client_cpu && c0=$CLIENT_CPU t0=$(seconds)
+                    SFTP_CIPHER=$cipher sftp_batch "$port" "$user" "$batch"
+                    t1=$(seconds) && client_cpu && c1=$CLIENT_CPU s1=$(store_cpu) cpu1=$(server_cpu "$pid")
+                    echo "$t ${op}_${size}_$c $(elapsed "$t0" "$t1")" >> "$work/times"
                     echo "$t ${op}_${size}_$c $(python3 -c "print(($cpu1 - $cpu0) * 1024 / $size)")" >> "$work/cpu"
+                    echo "$t ${op}_${size}_$c $(elapsed "$t0" "$t1") \
+                        $(python3 -c "print($c1 - $c0, $cpu1 - $cpu0, $s1 - $s0)")" >> "$work/all"
                 done
                 cmp -s "$work/in/f$size.bin" "$work/out/f.bin" || { echo "$t: downloaded bytes differ" >&2; exit 1; }
                 rm -f "$work/out/f.bin"
@@ -92,3 +112,5 @@ medians "$work/times" "${targets[@]}" raw-s3
 echo
 echo "Server CPU seconds per GiB:"
 UNIT="s cpu" medians "$work/cpu" "${targets[@]}"
+echo
+cpu_sums "$work/all"

@@ -40,8 +40,55 @@ timed() {
     echo "$2 $3 $(elapsed "$t0" "$t1")" >> "$1"
 }
 
+# cpu_of PID: CPU seconds process PID and its reaped children have spent.
+cpu_of() {
+    python3 -c "
+f = open('/proc/$1/stat').read().rsplit(')', 1)[1].split()
+print(sum(int(x) for x in f[11:15]) / $(getconf CLK_TCK))"
+}
+# store_cpu: the S3 store's CPU seconds (0 for an S3_ENDPOINT of your own);
+# store_cpu_py: a python function store() that reads the same.
+store_cpu() { if [ -n "${STORE_PID:-}" ]; then cpu_of "$STORE_PID"; else echo 0; fi; }
+store_cpu_py() {
+    cat <<EOF
+def store():
+    if not '${STORE_PID:-}': return 0
+    f = open('/proc/${STORE_PID:-}/stat').read().rsplit(')', 1)[1].split()
+    return sum(int(x) for x in f[11:15]) / $(getconf CLK_TCK)
+EOF
+}
+# client_cpu: CPU seconds this shell's reaped children have spent (sftp
+# clients and their ssh, once waited for) into CLIENT_CPU. `times` must
+# run in this shell: a subshell's children are not this shell's.
+client_cpu() {
+    times > "$work/times.out"
+    CLIENT_CPU=$(tail -1 "$work/times.out" | tr 'ms' '  ' | awk '{print $1 * 60 + $2 + $3 * 60 + $4}')
+}
+# cpu_sums FILE: from lines "target workload wall client server store"
+# (seconds), the medians and the least wall time their sum allows on this
+# machine's cores: where clients, server and store share the cores, a
+# transfer takes no less.
+cpu_sums() {
+    echo "CPU seconds of each process on the transfer (medians), and the least"
+    echo "wall time that CPU allows on $(nproc) cores:"
+    python3 - "$1" "$(nproc)" <<'PY'
+import sys, statistics, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    t, w, *v = line.split()
+    rows[(t, w)].append([float(x) for x in v])
+cores = int(sys.argv[2])
+print(f"{'target':<12}{'workload':<20}{'wall':>8}{'client':>8}{'server':>8}{'store':>8}{'sum':>8}{'sum/cores':>11}")
+for (t, w), v in rows.items():
+    wall, client, server, store = (statistics.median(x) for x in zip(*v))
+    total = client + server + store
+    print(f"{t:<12}{w:<20}{wall:>7.2f}s{client:>8.2f}{server:>8.2f}{store:>8.2f}{total:>8.2f}{total / cores:>10.2f}s")
+PY
+}
+
 # start_garage: a one-node Garage (GARAGE=path to its binary) on loopback,
-# with a key allowed to create buckets; sets S3_ENDPOINT, S3_KEY, S3_SECRET.
+# with a key allowed to create buckets; sets S3_ENDPOINT, S3_KEY, S3_SECRET
+# and STORE_PID (unset for an S3_ENDPOINT of your own).
 start_garage() {
     local port rpc g
     port=$(free_port) rpc=$(free_port)
@@ -60,6 +107,7 @@ EOF
     g() { "$GARAGE" -c "$work/garage.toml" "$@"; }
     RUST_LOG=warn "$GARAGE" -c "$work/garage.toml" server >"$work/garage.log" 2>&1 &
     pids+=($!)
+    STORE_PID=$!
     wait_port "$port"
     for _ in $(seq 1 50); do g status >/dev/null 2>&1 && break; sleep 0.2; done
     g layout assign -z dc1 -c 10G "$(g node id -q | cut -d@ -f1)" >/dev/null
@@ -78,6 +126,7 @@ elif [ -z "${S3_ENDPOINT:-}" ]; then
     s3_port=$(free_port)
     moto_server -H 127.0.0.1 -p "$s3_port" >/dev/null 2>&1 &
     pids+=($!)
+    STORE_PID=$!
     wait_port "$s3_port"
     S3_ENDPOINT="http://127.0.0.1:$s3_port"
     S3_KEY=testing

@@ -29,6 +29,13 @@ pub fn entry(stat: &FileStat, now: DateTime<Utc>) -> File {
     }
 }
 
+pub type Reply<T> = Result<T, StatusReply>;
+
+/// Runs a VFS call, answering as SFTP does.
+pub async fn answered<T>(call: impl Future<Output = Result<T, FsError>>) -> Reply<T> {
+    call.await.map_err(|e| error_reply(&e))
+}
+
 pub fn status(code: StatusCode, message: impl Into<String>) -> StatusReply {
     StatusReply::new(code).with_message(message)
 }

@@ -7,17 +7,20 @@
 //! the upload before it answers, so a client that renames right after
 //! (WinSCP's `.filepart`) finds the whole file.
 
-use super::attrs::{attributes, entry, error_reply, status};
+use super::attrs::{Reply, answered, attributes, entry, error_reply, status};
+use super::extended::{
+    CHECK_FILE, CHECK_FILE_HANDLE, CHECK_FILE_NAME, check_file, extended_reply, statvfs,
+    take_string, take_uint,
+};
 use crate::policy::SessionVfs;
-use crate::vfs::{Algorithm, Download, FileStat, FsError, Upload, UserPath, Vfs, WriteMode};
+use crate::vfs::{Chunks, Download, FileStat, FsError, Upload, UserPath, Vfs, WriteMode};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use russh_sftp::extensions::{self, LimitsExtension, Statvfs};
+use russh_sftp::extensions::{self, LimitsExtension};
 use russh_sftp::protocol::{
-    Attrs, Data, ExtendedReply, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
-    StatusCode, Version,
+    Attrs, Data, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
 use russh_sftp::server::StatusReply;
 use std::collections::HashMap;
@@ -34,11 +37,6 @@ pub const MAX_DATA: u32 = 255 * 1024;
 const DIR_BATCH: usize = 128;
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
-/// draft-ietf-secsh-filexfer-extensions' checksums (WinSCP), and the older
-/// `check-file` with a handle that paramiko's `SFTPFile.check` sends.
-const CHECK_FILE_HANDLE: &str = "check-file-handle";
-const CHECK_FILE_NAME: &str = "check-file-name";
-const CHECK_FILE: &str = "check-file";
 
 /// One channel's SFTP state.
 pub struct SftpHandler {
@@ -115,8 +113,6 @@ struct Listing {
     done: bool,
 }
 
-type Reply<T> = Result<T, StatusReply>;
-
 fn ok(id: u32) -> Status {
     Status {
         id,
@@ -138,31 +134,10 @@ fn wrong_handle(open: bool, how: &str) -> StatusReply {
     }
 }
 
-/// Runs a VFS call, answering as SFTP does.
-async fn answered<T>(call: impl Future<Output = Result<T, FsError>>) -> Reply<T> {
-    call.await.map_err(|e| error_reply(&e))
-}
-
 fn mtime_of(attrs: &FileAttributes) -> Option<DateTime<Utc>> {
     attrs
         .mtime
         .and_then(|t| DateTime::from_timestamp(i64::from(t), 0))
-}
-
-/// Reads one big-endian integer of `N` bytes from an extension's payload.
-fn take_uint<const N: usize>(data: &mut &[u8]) -> Option<u64> {
-    let (n, rest) = data.split_first_chunk::<N>()?;
-    *data = rest;
-    Some(n.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
-}
-
-/// Reads one SSH `string` from an extension's payload.
-fn take_string(data: &mut &[u8]) -> Option<String> {
-    let (len, rest) = data.split_first_chunk::<4>()?;
-    let len = u32::from_be_bytes(*len) as usize;
-    let (s, rest) = (rest.get(..len)?, rest.get(len..)?);
-    *data = rest;
-    String::from_utf8(s.to_vec()).ok()
 }
 
 impl SftpHandler {
@@ -184,6 +159,20 @@ impl SftpHandler {
         };
         written.map_err(|e| error_reply(&e))?;
         Ok(ok(id))
+    }
+
+    /// READ's bytes as the download's buffers hold them (see `pump.rs`).
+    pub async fn read_chunks(&mut self, handle: &str, offset: u64, len: u32) -> Reply<Chunks> {
+        let r = match self.handles.get_mut(handle) {
+            Some(OpenHandle::Read(r)) => r,
+            other => return Err(wrong_handle(other.is_some(), "writing, not reading")),
+        };
+        let len = len.min(MAX_DATA) as usize;
+        let data = answered(r.download.read_chunks(offset, len)).await?;
+        match data.is_empty() {
+            true => Err(status(StatusCode::Eof, "end of file")),
+            false => Ok(data),
+        }
     }
 
     /// A channel's handler; `slots` are its connection's handle slots, `max` their number.
@@ -239,79 +228,6 @@ async fn open_write(
         upload,
         append: flags.contains(OpenFlags::APPEND),
     })
-}
-
-/// Answers a check-file request: the first algorithm of the client's list
-/// the gateway has, over the whole file (from the digest its upload kept).
-/// Ranges and blocks would mean reading the object again: refused.
-async fn check_file(
-    vfs: &SessionVfs,
-    id: u32,
-    path: &UserPath,
-    algorithms: &str,
-    (start, length, block): (u64, u64, u64),
-) -> Reply<Packet> {
-    let Some(algorithm) = algorithms
-        .split(',')
-        .find_map(|a| Algorithm::parse(a.trim()))
-    else {
-        return Err(status(
-            StatusCode::OpUnsupported,
-            format!("none of {algorithms:?} is available: md5, sha1 and sha256 are"),
-        ));
-    };
-    if start != 0 || length != 0 || block != 0 {
-        let size = answered(vfs.stat(path)).await?.size;
-        let whole = start == 0 && (length == 0 || length >= size) && (block == 0 || block >= size);
-        if !whole {
-            return Err(status(
-                StatusCode::OpUnsupported,
-                "only a checksum of the whole file is available",
-            ));
-        }
-    }
-    let digest = answered(vfs.digest(path, algorithm)).await?;
-    // As ProFTPD's mod_sftp answers, and paramiko and WinSCP read: the
-    // extension's name, the algorithm used, then the digest.
-    let mut data = Vec::new();
-    for s in [CHECK_FILE, algorithm.name()] {
-        data.extend_from_slice(&(s.len() as u32).to_be_bytes());
-        data.extend_from_slice(s.as_bytes());
-    }
-    data.extend_from_slice(&digest);
-    Ok(Packet::ExtendedReply(ExtendedReply { id, data }))
-}
-
-async fn statvfs(vfs: &SessionVfs, id: u32, data: &[u8]) -> Reply<Packet> {
-    let mut data = data;
-    let path = take_string(&mut data)
-        .ok_or_else(|| status(StatusCode::BadMessage, "bad statvfs request"))?;
-    let path = UserPath::parse(&path).map_err(|e| error_reply(&e))?;
-    let space = vfs.statvfs(&path).await.map_err(|e| error_reply(&e))?;
-    const BLOCK: u64 = 4096;
-    let reply = Statvfs {
-        block_size: BLOCK,
-        fragment_size: BLOCK,
-        blocks: space.total_bytes / BLOCK,
-        blocks_free: space.free_bytes / BLOCK,
-        blocks_avail: space.free_bytes / BLOCK,
-        inodes: u32::MAX.into(),
-        inodes_free: u32::MAX.into(),
-        inodes_avail: u32::MAX.into(),
-        fs_id: 0,
-        flags: 0,
-        name_max: 255,
-    };
-    extended_reply(id, &reply)
-}
-
-fn extended_reply<T: serde::Serialize>(id: u32, value: &T) -> Reply<Packet> {
-    let data =
-        russh_sftp::ser::to_bytes(value).map_err(|e| status(StatusCode::Failure, e.to_string()))?;
-    Ok(Packet::ExtendedReply(ExtendedReply {
-        id,
-        data: data.to_vec(),
-    }))
 }
 
 impl russh_sftp::server::Handler for SftpHandler {
@@ -379,15 +295,7 @@ impl russh_sftp::server::Handler for SftpHandler {
     }
 
     async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Reply<Data> {
-        let r = match self.handles.get_mut(&handle) {
-            Some(OpenHandle::Read(r)) => r,
-            other => return Err(wrong_handle(other.is_some(), "writing, not reading")),
-        };
-        let len = len.min(MAX_DATA) as usize;
-        let data = answered(r.download.read_at(offset, len)).await?;
-        if data.is_empty() {
-            return Err(status(StatusCode::Eof, "end of file"));
-        }
+        let data = self.read_chunks(&handle, offset, len).await?.into_bytes();
         Ok(Data {
             id,
             data: data.to_vec(),

@@ -9,6 +9,7 @@
 
 mod attrs;
 mod commands;
+mod extended;
 mod handler;
 pub mod host_keys;
 mod pump;

@@ -10,8 +10,8 @@
 
 use super::attrs::error_reply;
 use super::handler::{MAX_REQUEST, SftpHandler};
-use crate::vfs::FsError;
-use bytes::{Buf, Bytes, BytesMut};
+use crate::vfs::{Chunks, FsError};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use russh_sftp::protocol::{Packet, Status, StatusCode};
 use russh_sftp::server::{Handler, StatusReply};
 use std::sync::Arc;
@@ -72,12 +72,8 @@ where
         // request's future (an S3 call's) all the time.
         let reply = Box::pin(answer(&mut handler, body)).await;
         drop(permit);
-        let bytes = match Bytes::try_from(reply) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not encode an SFTP reply");
-                continue;
-            }
+        let Some(bytes) = reply else {
+            continue;
         };
         // Large replies (DATA) go out as they are; small ones are gathered
         // while more requests wait, and sent when the queue runs dry.
@@ -105,14 +101,19 @@ where
     sent_all && matches!(reader.await, Ok(true))
 }
 
-/// The reply to one request.
-async fn answer(handler: &mut SftpHandler, mut body: Bytes) -> Packet {
-    if let Some(id) = names_not_utf8(&body) {
+/// The reply to one request, framed.
+async fn answer(handler: &mut SftpHandler, mut body: Bytes) -> Option<Bytes> {
+    let reply = if let Some(id) = names_not_utf8(&body) {
         let e = FsError::InvalidName("the name is not valid UTF-8; names must be UTF-8".into());
         status_of(id, error_reply(&e))
     } else if let Some((id, handle, offset, data)) = write_request(&body) {
         match handler.write_bytes(id, handle, offset, data).await {
             Ok(status) => Packet::Status(status),
+            Err(e) => status_of(id, e),
+        }
+    } else if let Some((id, handle, offset, len)) = read_request(&body) {
+        match handler.read_chunks(&handle, offset, len).await {
+            Ok(chunks) => return Some(data_reply(id, &chunks)),
             Err(e) => status_of(id, e),
         }
     } else {
@@ -123,7 +124,10 @@ async fn answer(handler: &mut SftpHandler, mut body: Bytes) -> Packet {
                 Packet::error(0, StatusCode::BadMessage)
             }
         }
-    }
+    };
+    Bytes::try_from(reply)
+        .inspect_err(|e| tracing::warn!(error = %e, "could not encode an SFTP reply"))
+        .ok()
 }
 
 /// The request id of a request whose path names are not UTF-8.
@@ -159,8 +163,26 @@ fn names_not_utf8(body: &[u8]) -> Option<u32> {
 /// (left to russh-sftp's parse and its error).
 fn write_request(body: &Bytes) -> Option<(u32, String, u64, Bytes)> {
     const SSH_FXP_WRITE: u8 = 6;
+    let (id, handle, offset, mut rest) = handle_request(body, SSH_FXP_WRITE)?;
+    let data_len = rest.try_get_u32().ok()? as usize;
+    (rest.remaining() == data_len).then_some((id, handle, offset, rest))
+}
+
+/// SSH_FXP_READ, taken apart here so that its reply is framed from the
+/// download's buffers in one copy ([`data_reply`]), where russh-sftp's
+/// `Data` would take a joined copy and its encoding another.
+fn read_request(body: &Bytes) -> Option<(u32, String, u64, u32)> {
+    const SSH_FXP_READ: u8 = 5;
+    let (id, handle, offset, mut rest) = handle_request(body, SSH_FXP_READ)?;
+    let len = rest.try_get_u32().ok()?;
+    (!rest.has_remaining()).then_some((id, handle, offset, len))
+}
+
+/// The id, handle and offset that begin a request of type `kind` (READ
+/// and WRITE), and what follows them.
+fn handle_request(body: &Bytes, kind: u8) -> Option<(u32, String, u64, Bytes)> {
     let mut rest = body.clone();
-    if rest.try_get_u8().ok()? != SSH_FXP_WRITE {
+    if rest.try_get_u8().ok()? != kind {
         return None;
     }
     let id = rest.try_get_u32().ok()?;
@@ -170,8 +192,23 @@ fn write_request(body: &Bytes) -> Option<(u32, String, u64, Bytes)> {
     }
     let handle = String::from_utf8(rest.split_to(handle_len).to_vec()).ok()?;
     let offset = rest.try_get_u64().ok()?;
-    let data_len = rest.try_get_u32().ok()? as usize;
-    (rest.remaining() == data_len).then_some((id, handle, offset, rest))
+    Some((id, handle, offset, rest))
+}
+
+/// SSH_FXP_DATA with `chunks` as its data, framed as russh-sftp frames it
+/// (length, type, id, then the data as an SSH string).
+fn data_reply(id: u32, chunks: &Chunks) -> Bytes {
+    const SSH_FXP_DATA: u8 = 103;
+    const HEAD: usize = 1 + 4 + 4;
+    let mut out = BytesMut::with_capacity(4 + HEAD + chunks.len());
+    out.put_u32((HEAD + chunks.len()) as u32);
+    out.put_u8(SSH_FXP_DATA);
+    out.put_u32(id);
+    out.put_u32(chunks.len() as u32);
+    for part in chunks.parts() {
+        out.extend_from_slice(part);
+    }
+    out.freeze()
 }
 
 fn status_of(id: u32, reply: StatusReply) -> Packet {
@@ -253,5 +290,34 @@ mod tests {
             len: 10,
         });
         assert!(write_request(&Bytes::try_from(read).unwrap().slice(4..)).is_none());
+    }
+
+    /// A READ is taken apart into its fields, and the DATA reply framed
+    /// from a read's chunks is what russh-sftp frames from the same bytes
+    /// (what every client parses).
+    #[test]
+    fn a_read_s_reply_is_framed_as_russh_sftp_frames_it() {
+        let read = Packet::Read(russh_sftp::protocol::Read {
+            id: 8,
+            handle: "h1".into(),
+            offset: 1 << 40,
+            len: 32768,
+        });
+        let body = Bytes::try_from(read).unwrap().slice(4..);
+        assert_eq!(read_request(&body), Some((8, "h1".into(), 1 << 40, 32768)));
+        assert!(read_request(&body.slice(..body.len() - 1)).is_none());
+        let mut longer = body.to_vec();
+        longer.push(0);
+        assert!(read_request(&Bytes::from(longer)).is_none());
+
+        let chunks = Chunks::from_parts(vec![
+            Bytes::from_static(b"abc"),
+            Bytes::new(),
+            Bytes::from(vec![7u8; 70000]),
+        ]);
+        let data = [b"abc".as_slice(), &[7u8; 70000]].concat();
+        let expected =
+            Bytes::try_from(Packet::Data(russh_sftp::protocol::Data { id: 9, data })).unwrap();
+        assert_eq!(data_reply(9, &chunks), expected);
     }
 }

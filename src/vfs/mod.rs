@@ -24,7 +24,7 @@ mod watches;
 pub use crate::base::{Algorithm, FsError, FsResult};
 pub use crate::config::{Permission, Permissions};
 pub use budget::Budget;
-pub use download::Download;
+pub use download::{Chunks, Download};
 pub use mount::UserVfs;
 pub use path::UserPath;
 pub use upload::{Stored, Upload, WriteMode};

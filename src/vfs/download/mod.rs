@@ -363,12 +363,19 @@ impl Download {
     /// the file is read in order to its end, the read that reaches the end
     /// fails if the bytes served do not match it.
     pub async fn read_at(&mut self, offset: u64, len: usize) -> FsResult<Bytes> {
+        Ok(self.read_chunks(offset, len).await?.into_bytes())
+    }
+
+    /// [`Download::read_at`] as the GET's buffers hold it, for a caller
+    /// that copies the bytes into a frame of its own anyway (an SFTP DATA
+    /// reply): joining them here would be one more copy of every byte.
+    pub async fn read_chunks(&mut self, offset: u64, len: usize) -> FsResult<Chunks> {
         let mut read = self.read(offset, len).await;
-        if let Ok(bytes) = &read {
-            self.handed += bytes.len() as u64;
-            self.observers.paced(bytes.len() as u64).await;
-            self.observers.moved(bytes.len() as u64);
-            if let Err(e) = self.verified(offset, bytes).await {
+        if let Ok(chunks) = &read {
+            self.handed += chunks.len() as u64;
+            self.observers.paced(chunks.len() as u64).await;
+            self.observers.moved(chunks.len() as u64);
+            if let Err(e) = self.verified(offset, chunks).await {
                 read = Err(e);
             }
         }
@@ -385,20 +392,20 @@ impl Download {
         }
     }
 
-    async fn verified(&mut self, offset: u64, bytes: &Bytes) -> FsResult<()> {
+    async fn verified(&mut self, offset: u64, chunks: &Chunks) -> FsResult<()> {
         let Some(v) = &mut self.verify else {
             return Ok(());
         };
-        let going = v.served(offset, bytes, self.size, &self.path).await;
+        let going = v.served(offset, chunks, self.size, &self.path).await;
         if !matches!(going, Ok(true)) {
             self.verify = None;
         }
         going.map(|_| ())
     }
 
-    async fn read(&mut self, offset: u64, len: usize) -> FsResult<Bytes> {
+    async fn read(&mut self, offset: u64, len: usize) -> FsResult<Chunks> {
         if offset >= self.size || len == 0 {
-            return Ok(Bytes::new());
+            return Ok(Chunks::default());
         }
         let buf_end = self.buf_start + self.buf.len() as u64;
         if offset < self.buf_start
@@ -412,7 +419,7 @@ impl Download {
             self.buf_start = offset;
         }
         let want = len.min((self.size - offset) as usize);
-        let mut parts: Vec<Bytes> = Vec::new();
+        let mut parts = Chunks::default();
         let mut got = 0;
         while got < want {
             if self.buf.is_empty() {
@@ -432,10 +439,7 @@ impl Download {
                 self.path
             )));
         }
-        Ok(match parts.len() {
-            1 => parts.pop().expect("one part"),
-            _ => parts.concat().into(),
-        })
+        Ok(parts)
     }
 
     /// The rest of the object from `offset` as a stream, for protocols that
@@ -445,6 +449,47 @@ impl Download {
             let chunk = d.read_next(256 << 10).await?;
             Ok::<_, FsError>((!chunk.is_empty()).then_some((chunk, d)))
         })
+    }
+}
+
+/// The bytes of one read, in the buffers the GET's body came in.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl Chunks {
+    #[cfg(test)]
+    pub fn from_parts(parts: Vec<Bytes>) -> Self {
+        let mut chunks = Chunks::default();
+        parts.into_iter().for_each(|part| chunks.push(part));
+        chunks
+    }
+
+    fn push(&mut self, part: Bytes) {
+        self.len += part.len();
+        self.parts.push(part);
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// One buffer: the part itself when there is one, else a copy.
+    pub fn into_bytes(mut self) -> Bytes {
+        match self.parts.len() {
+            1 => self.parts.pop().expect("one part"),
+            _ => self.parts.concat().into(),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! match. A read out of order ends the check, unchecked.
 
 use super::super::hashing::Hashing;
+use super::Chunks;
 use crate::base::{Algorithm, Checksums, FsError, FsResult, hex};
 use bytes::Bytes;
 use object_store::PutPayload;
@@ -34,23 +35,23 @@ impl Verify {
         }
     }
 
-    /// Takes `bytes`, served at `offset` of the object of `size` bytes at
+    /// Takes `chunks`, served at `offset` of the object of `size` bytes at
     /// `path`. `Ok(true)` while the check goes on; `Ok(false)` once it is
     /// over (done and matching, or ended by a read out of order); an error
     /// when the whole file's bytes do not match.
     pub async fn served(
         &mut self,
         offset: u64,
-        bytes: &Bytes,
+        chunks: &Chunks,
         size: u64,
         path: &Path,
     ) -> FsResult<bool> {
-        if offset != self.upto || bytes.is_empty() {
+        if offset != self.upto || chunks.is_empty() {
             return Ok(false);
         }
-        self.pending.push(bytes.clone());
-        self.pending_len += bytes.len();
-        self.upto += bytes.len() as u64;
+        self.pending.extend(chunks.parts().iter().cloned());
+        self.pending_len += chunks.len();
+        self.upto += chunks.len() as u64;
         let done = self.upto >= size;
         if self.pending_len >= VERIFY_BATCH || done {
             let batch: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
