@@ -27,7 +27,8 @@ type Queued = (Bytes, OwnedSemaphorePermit);
 
 /// Serves SFTP on `stream` until the client closes it. `true` when the
 /// client ended it between requests and every reply went out: what the
-/// session reports as exit status 0.
+/// session reports as exit status 0. The caller ends the channel (exit
+/// status, then EOF, then CLOSE).
 pub async fn run<S>(stream: S, mut handler: SftpHandler) -> bool
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -97,7 +98,6 @@ where
     if !sent_all {
         reader.abort();
     }
-    let _ = wr.shutdown().await;
     sent_all && matches!(reader.await, Ok(true))
 }
 

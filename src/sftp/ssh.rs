@@ -415,9 +415,12 @@ impl russh::server::Handler for SshSession {
                 tokio::select! {
                     clean = super::pump::run(channel.into_stream(), handler) => {
                         tracing::debug!(clean, "sftp channel closed");
-                        // As OpenSSH's sftp-server exiting: OpenSSH 9's
-                        // `scp` (SFTP mode) exits 1 without a status.
+                        // As sshd ends a channel whose sftp-server exited:
+                        // OpenSSH 9's `scp` (SFTP mode) exits 1 without an
+                        // exit status, and its `ssh` sends CLOSE as soon
+                        // as both sides sent EOF, so the status goes first.
                         let _ = session.exit_status_request(channel_id, u32::from(!clean)).await;
+                        let _ = session.eof(channel_id).await;
                         let _ = session.close(channel_id).await;
                     }
                     _ = ending.cancelled() => {}

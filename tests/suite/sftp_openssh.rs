@@ -162,8 +162,9 @@ async fn openssh_scp_over_sftp_exits_zero() {
     let port = g.addr.port().to_string();
     let scp = |from: String, to: String| {
         let mut cmd = tokio::process::Command::new("scp");
+        // -v: a failure shows what ssh saw (the exit status it got).
         cmd.current_dir(d)
-            .args(["-q", "-P", &port, "-i"])
+            .args(["-v", "-P", &port, "-i"])
             .arg(&g.key_file)
             .args(OPENSSH_OPTIONS)
             .args([from, to]);
@@ -198,5 +199,35 @@ async fn openssh_scp_over_sftp_exits_zero() {
         .await
         .unwrap();
     assert!(!missing.status.success());
+    g.stop().await;
+}
+
+/// The SFTP channel's exit status goes out before its EOF, as sshd sends
+/// them. OpenSSH's `ssh` closes a channel once both sides have sent EOF,
+/// and the server answers a CLOSE at once: an exit status sent after the
+/// EOF was lost whenever that CLOSE crossed it, and `scp` then exited 1
+/// after a whole upload (now and then, on a busy machine).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sftp_channel_s_exit_status_comes_before_its_eof() {
+    let g = start("").await;
+    let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let h = ssh_password(stream, "alice", PASSWORD).await.unwrap();
+    let mut channel = h.channel_open_session().await.unwrap();
+    channel.request_subsystem(true, "sftp").await.unwrap();
+    // SSH_FXP_INIT, version 3; then the client's end of a clean session.
+    channel.data(&[0, 0, 0, 5, 1, 0, 0, 0, 3][..]).await.unwrap();
+    channel.eof().await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            russh::ChannelMsg::ExitStatus { exit_status } => {
+                seen.push(format!("exit-status {exit_status}"))
+            }
+            russh::ChannelMsg::Eof => seen.push("eof".into()),
+            russh::ChannelMsg::Close => seen.push("close".into()),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["exit-status 0", "eof", "close"]);
     g.stop().await;
 }
