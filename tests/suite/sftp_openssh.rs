@@ -215,7 +215,10 @@ async fn an_sftp_channel_s_exit_status_comes_before_its_eof() {
     let mut channel = h.channel_open_session().await.unwrap();
     channel.request_subsystem(true, "sftp").await.unwrap();
     // SSH_FXP_INIT, version 3; then the client's end of a clean session.
-    channel.data(&[0, 0, 0, 5, 1, 0, 0, 0, 3][..]).await.unwrap();
+    channel
+        .data(&[0, 0, 0, 5, 1, 0, 0, 0, 3][..])
+        .await
+        .unwrap();
     channel.eof().await.unwrap();
     let mut seen = Vec::new();
     while let Some(msg) = channel.wait().await {
