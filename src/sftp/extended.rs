@@ -76,7 +76,7 @@ pub async fn statvfs(vfs: &SessionVfs, id: u32, data: &[u8]) -> Reply<Packet> {
     let path = take_string(&mut data)
         .ok_or_else(|| status(StatusCode::BadMessage, "bad statvfs request"))?;
     let path = UserPath::parse(&path).map_err(|e| error_reply(&e))?;
-    let space = vfs.statvfs(&path).await.map_err(|e| error_reply(&e))?;
+    let space = answered(vfs.statvfs(&path)).await?;
     const BLOCK: u64 = 4096;
     let reply = Statvfs {
         block_size: BLOCK,

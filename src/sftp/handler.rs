@@ -300,10 +300,10 @@ impl russh_sftp::server::Handler for SftpHandler {
     }
 
     async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Reply<Data> {
-        let data = self.read_chunks(&handle, offset, len).await?.into_bytes();
+        let chunks = self.read_chunks(&handle, offset, len).await?;
         Ok(Data {
             id,
-            data: data.to_vec(),
+            data: chunks.parts().concat(),
         })
     }
 

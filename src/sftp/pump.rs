@@ -310,7 +310,7 @@ mod tests {
         longer.push(0);
         assert!(read_request(&Bytes::from(longer)).is_none());
 
-        let chunks = Chunks::from_parts(vec![
+        let chunks = Chunks::from(vec![
             Bytes::from_static(b"abc"),
             Bytes::new(),
             Bytes::from(vec![7u8; 70000]),

@@ -419,7 +419,7 @@ impl Download {
             self.buf_start = offset;
         }
         let want = len.min((self.size - offset) as usize);
-        let mut parts = Chunks::default();
+        let mut parts = Vec::new();
         let mut got = 0;
         while got < want {
             if self.buf.is_empty() {
@@ -439,7 +439,7 @@ impl Download {
                 self.path
             )));
         }
-        Ok(parts)
+        Ok(parts.into())
     }
 
     /// The rest of the object from `offset` as a stream, for protocols that
@@ -454,41 +454,32 @@ impl Download {
 
 /// The bytes of one read, in the buffers the GET's body came in.
 #[derive(Debug, Default)]
-pub struct Chunks {
-    parts: Vec<Bytes>,
-    len: usize,
+pub struct Chunks(Vec<Bytes>);
+
+impl From<Vec<Bytes>> for Chunks {
+    fn from(parts: Vec<Bytes>) -> Self {
+        Chunks(parts)
+    }
 }
 
 impl Chunks {
-    #[cfg(test)]
-    pub fn from_parts(parts: Vec<Bytes>) -> Self {
-        let mut chunks = Chunks::default();
-        parts.into_iter().for_each(|part| chunks.push(part));
-        chunks
-    }
-
-    fn push(&mut self, part: Bytes) {
-        self.len += part.len();
-        self.parts.push(part);
-    }
-
     pub fn len(&self) -> usize {
-        self.len
+        self.0.iter().map(Bytes::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.iter().all(Bytes::is_empty)
     }
 
     pub fn parts(&self) -> &[Bytes] {
-        &self.parts
+        &self.0
     }
 
     /// One buffer: the part itself when there is one, else a copy.
     pub fn into_bytes(mut self) -> Bytes {
-        match self.parts.len() {
-            1 => self.parts.pop().expect("one part"),
-            _ => self.parts.concat().into(),
+        match self.0.len() {
+            1 => self.0.pop().expect("one part"),
+            _ => self.0.concat().into(),
         }
     }
 }
